@@ -1,0 +1,69 @@
+//! The JSON bodies of the HTTP API (`/api/v1`) that a site's backend calls
+//! with its API key. Shared so that a Rust backend can use the same types.
+
+use crate::ids::{ClientId, UserId};
+use crate::protocol::{ErrorCode, Event, Member, RoomInfo};
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/rooms`: create a group room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    pub title: String,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// `POST /api/v1/dialogs`: open (or find) the dialog between two users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenDialog {
+    pub users: Vec<Member>,
+}
+
+/// `POST /api/v1/rooms/{room}/members`: add a member to a group room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub user: Member,
+}
+
+/// `POST /api/v1/rooms/{room}/messages`: post a message as a member, or
+/// as the system when `from` is absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    #[serde(default)]
+    pub from: Option<UserId>,
+    pub body: String,
+    /// Makes the post idempotent, like a client's `send`.
+    #[serde(default)]
+    pub client_id: Option<ClientId>,
+}
+
+/// Answer of `GET /api/v1/rooms/{room}/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// More events exist beyond this page in the direction asked.
+    pub more: bool,
+}
+
+/// Answer of `GET /api/v1/users/{user}/rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomList {
+    pub rooms: Vec<RoomInfo>,
+}
+
+/// Body of every HTTP error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}

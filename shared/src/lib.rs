@@ -1,0 +1,26 @@
+//! Natter's wire protocol, shared by the server and the widget.
+//!
+//! A guided tour:
+//!
+//! - [`ids`]: the typed identifiers that cross the wire (sites, rooms, users,
+//!   client message ids, per-room sequence numbers). Each has a `parse`
+//!   constructor; past the boundary everything trusts the type.
+//! - [`limits`]: the default sizes and counts every side agrees on.
+//! - [`api`]: the JSON bodies of the HTTP API a site's backend calls.
+//! - [`protocol`]: every frame a client and a server exchange over the
+//!   WebSocket, the events a room is made of, and the error codes.
+//!
+//! Nothing here does IO: the crate builds for native targets and for
+//! `wasm32-unknown-unknown` alike, so the decisions it encodes are
+//! unit-tested without a socket or a browser.
+
+pub mod api;
+pub mod ids;
+pub mod limits;
+pub mod protocol;
+
+pub use ids::{ClientId, IdError, RoomId, Seq, SiteId, UserId};
+pub use protocol::{
+    ClientFrame, Cursor, ErrorCode, Event, EventKind, Limits, Member, PROTOCOL, RoomInfo, RoomKind,
+    ServerFrame,
+};

@@ -1,0 +1,18 @@
+//! Default limits. The server makes each configurable and tells every
+//! client the ones in force in its `hello` frame ([`crate::Limits`]).
+
+/// Largest WebSocket message the server accepts, in bytes. Larger ones
+/// close the connection with code 1009 (message too big).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Largest message body, in bytes of UTF-8.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Events per catch-up or history page.
+pub const PAGE_SIZE: u32 = 200;
+/// Most cursors one `sync` frame may carry.
+pub const MAX_CURSORS: usize = 10_000;
+/// Longest room title, in bytes.
+pub const MAX_TITLE_BYTES: usize = 200;
+/// Longest display name, in bytes.
+pub const MAX_NAME_BYTES: usize = 100;
+/// Most members one room may have.
+pub const MAX_MEMBERS: usize = 10_000;
