@@ -1,0 +1,69 @@
+//! The connection line at the top of the widget.
+
+use crate::net::LinkState;
+use leptos::prelude::*;
+
+/// The connection as the user sees it: the link's state and, once the
+/// socket is open, whether catch-up has finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    WaitingForToken,
+    Connecting,
+    Syncing,
+    Online,
+    Offline { retry_secs: u32 },
+    Refused { reason: String },
+}
+
+impl Status {
+    /// Combines the link's state with the chat's `live` flag.
+    pub fn new(link: &LinkState, live: bool) -> Self {
+        match link {
+            LinkState::WaitingForToken => Status::WaitingForToken,
+            LinkState::Connecting => Status::Connecting,
+            LinkState::Open if live => Status::Online,
+            LinkState::Open => Status::Syncing,
+            LinkState::Offline { retry_ms } => Status::Offline {
+                retry_secs: retry_ms.div_ceil(1000),
+            },
+            LinkState::Refused { reason } => Status::Refused {
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// What the status line says.
+    pub fn label(&self) -> String {
+        match self {
+            Status::WaitingForToken => "Waiting for sign-in…".into(),
+            Status::Connecting => "Connecting…".into(),
+            Status::Syncing => "Syncing…".into(),
+            Status::Online => "Online".into(),
+            Status::Offline { retry_secs } => format!("Offline, retrying in {retry_secs} s"),
+            Status::Refused { reason } => format!("Sign-in refused ({reason})"),
+        }
+    }
+
+    /// The CSS class that colours the line.
+    fn tone(&self) -> &'static str {
+        match self {
+            Status::Online => "status ok",
+            Status::Offline { .. } | Status::Refused { .. } => "status bad",
+            _ => "status wait",
+        }
+    }
+}
+
+/// The connection state, and the server's last general error if any.
+#[component]
+pub fn ConnectionStatus(
+    #[prop(into)] status: Signal<Status>,
+    #[prop(into)] notice: Signal<Option<String>>,
+) -> impl IntoView {
+    view! {
+        <div class=move || status.with(Status::tone) role="status">
+            {move || status.with(Status::label)}
+            {move || notice.get().map(|n| view! { <span class="notice">{n}</span> })}
+        </div>
+    }
+}

@@ -1,0 +1,88 @@
+//! What the widget learns from the page around it: the site from its own
+//! URL (`/widget/?site=SITE`), and the user's token from the host page,
+//! which `widget.js` posts into the iframe as
+//! `{type: "natter:token", token}`.
+//!
+//! Tokens never travel in URLs (they would end up in logs and history):
+//! only `postMessage` from the parent window is accepted.
+
+use natter_shared::SiteId;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::MessageEvent;
+
+/// The message type that carries a token.
+const TOKEN_MESSAGE: &str = "natter:token";
+/// The message the widget posts to its parent once it listens for tokens.
+const READY_MESSAGE: &str = "natter:ready";
+
+/// Where the widget runs: its site and how to reach its server.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub site: SiteId,
+    /// `host[:port]` of the server that served the widget.
+    pub host: String,
+    /// Served over https, so the socket must be wss.
+    pub secure: bool,
+}
+
+/// Reads the site from `?site=` of the page's URL; `None` when it is
+/// missing or malformed.
+pub fn location() -> Option<Location> {
+    let loc = web_sys::window()?.location();
+    let query = web_sys::UrlSearchParams::new_with_str(&loc.search().ok()?).ok()?;
+    let site = SiteId::parse(query.get("site")?).ok()?;
+    Some(Location {
+        site,
+        host: loc.host().ok()?,
+        secure: loc.protocol().ok()? == "https:",
+    })
+}
+
+/// Calls `on_token` with every token the parent window posts, then tells
+/// the parent the widget is listening (it may have posted before the
+/// widget's code ran, and posts again on `natter:ready`). The listener
+/// lives as long as the page.
+pub fn listen_for_tokens(on_token: impl Fn(String) + 'static) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Some(parent) = window.parent().ok().flatten() else {
+        return;
+    };
+    // A top-level page has itself as parent: nobody to hear from.
+    if JsValue::from(parent.clone()) == JsValue::from(window.clone()) {
+        return;
+    }
+    let expected = JsValue::from(parent.clone());
+    let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        // Only the embedding page may hand us a token, not a sibling frame
+        // or a window we opened.
+        if ev.source().map(JsValue::from) != Some(expected.clone()) {
+            return;
+        }
+        if let Some(token) = token_of(&ev.data()) {
+            on_token(token);
+        }
+    });
+    // Failing to listen leaves the widget waiting for a token, which its
+    // status line shows; there is nothing better to do.
+    let _ = window.add_event_listener_with_callback("message", listener.as_ref().unchecked_ref());
+    // The listener must outlive this call: it is never removed.
+    listener.forget();
+
+    let ready = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&ready, &"type".into(), &READY_MESSAGE.into());
+    // No secret in it, so any origin may read it; if it is lost the parent
+    // still posts the token on the iframe's load event.
+    let _ = parent.post_message(&ready, "*");
+}
+
+/// The token of a `{type: "natter:token", token: "..."}` message.
+fn token_of(data: &JsValue) -> Option<String> {
+    let field = |name: &str| js_sys::Reflect::get(data, &name.into()).ok()?.as_string();
+    if !data.is_object() || field("type")? != TOKEN_MESSAGE {
+        return None;
+    }
+    field("token").filter(|t| !t.is_empty())
+}

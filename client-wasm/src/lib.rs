@@ -1,0 +1,30 @@
+//! Natter's chat widget: a Leptos app that runs at `/widget/?site=SITE`
+//! inside an iframe that `widget.js` puts on a host page.
+//!
+//! A guided tour:
+//!
+//! - [`embed`]: what the iframe learns from its surroundings: the site from
+//!   its URL, the user's token from the parent window's `postMessage`.
+//! - [`net`]: the WebSocket link: subprotocol `natter.v1`, the auth frame,
+//!   frame decoding, reconnect with jittered backoff.
+//! - [`chat`]: the chat as plain data: rooms, lines deduplicated by seq,
+//!   our sends pending until the server confirms them. It turns each
+//!   server frame into the frames to send back, and is unit-tested
+//!   natively.
+//! - [`components`]: the views (connection line, room list, messages,
+//!   composer); network text only ever becomes DOM text.
+//! - [`app`]: the root component that wires the three together.
+//!
+//! For now the widget keeps its state in memory: a reload syncs from
+//! scratch. The offline-first store (IndexedDB) comes later.
+
+pub mod app;
+pub mod chat;
+pub mod components;
+pub mod embed;
+pub mod net;
+
+/// Mounts the widget on the page's body.
+pub fn start() {
+    leptos::mount::mount_to_body(app::App);
+}

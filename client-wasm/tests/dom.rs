@@ -1,0 +1,165 @@
+//! The widget's views in a real browser: each test mounts into a scratch
+//! element and checks the DOM. Run with
+//! `cargo test -p natter-client --target wasm32-unknown-unknown`.
+#![cfg(target_arch = "wasm32")]
+
+use leptos::mount::mount_to;
+use leptos::prelude::*;
+use natter_client::chat::{Chat, Delivery, Line};
+use natter_client::components::{MessageList, RoomList};
+use natter_shared::{ClientId, RoomId, ServerFrame};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{Element, HtmlElement};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+/// A fresh `<div>` in the test page's body.
+fn scratch() -> HtmlElement {
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let el = doc.create_element("div").unwrap();
+    doc.body().unwrap().append_child(&el).unwrap();
+    el.unchecked_into()
+}
+
+/// Lets the reactive system run its queued effects (they run as
+/// microtasks; a timer fires after all of them).
+async fn settle() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback(&resolve)
+            .unwrap();
+    });
+    JsFuture::from(promise).await.unwrap();
+}
+
+fn all(root: &Element, selector: &str) -> Vec<Element> {
+    let list = root.query_selector_all(selector).unwrap();
+    (0..list.length())
+        .filter_map(|i| list.item(i)?.dyn_into().ok())
+        .collect()
+}
+
+fn text(root: &Element, selector: &str) -> String {
+    root.query_selector(selector)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {selector} in {}", root.inner_html()))
+        .text_content()
+        .unwrap_or_default()
+}
+
+fn frame(json: &str) -> ServerFrame {
+    serde_json::from_str(json).unwrap()
+}
+
+#[wasm_bindgen_test]
+fn markup_in_names_and_bodies_is_shown_as_text() {
+    let root = scratch();
+    let lines = vec![Line {
+        key: "s1".into(),
+        author: Some("<b>Eve</b>".into()),
+        body: XSS.into(),
+        ts: 1_764_312_000_000,
+        mine: false,
+        delivery: Delivery::Stored,
+    }];
+    let _mounted = mount_to(root.clone(), move || {
+        view! { <MessageList lines=Signal::stored(lines) /> }
+    });
+
+    assert!(all(&root, "img").is_empty(), "{}", root.inner_html());
+    assert!(all(&root, "b").is_empty(), "{}", root.inner_html());
+    assert_eq!(text(&root, ".body"), XSS);
+    assert_eq!(text(&root, ".author"), "<b>Eve</b>");
+}
+
+#[wasm_bindgen_test]
+async fn own_message_shows_pending_until_the_room_confirms_it() {
+    let root = scratch();
+    let room = RoomId::parse("r_ab").unwrap();
+    let chat = RwSignal::new(Chat::default());
+    chat.update(|c| {
+        c.apply(frame(
+            r#"{"type":"hello","protocol":"natter.v1","site":"demo","user":"alice",
+                "name":"Alice","limits":{"max_frame_bytes":65536,"max_body_bytes":16384,"page_size":200}}"#,
+        ));
+        c.apply(frame(
+            r#"{"type":"rooms","rooms":[{"id":"r_ab","kind":"dialog","last_seq":1,"created_at":0,
+                "members":[{"id":"alice","name":"Alice"},{"id":"bob","name":"Bob"}]}]}"#,
+        ));
+        c.apply(frame(
+            r#"{"type":"page","room":"r_ab","more":false,"events":[
+                {"room":"r_ab","seq":1,"ts":1,"sender":"bob","kind":"message","body":"hi Alice"}]}"#,
+        ));
+        c.apply(frame(r#"{"type":"synced"}"#));
+    });
+    let lines = {
+        let room = room.clone();
+        Signal::derive(move || chat.with(|c| c.lines(&room)))
+    };
+    let _mounted = mount_to(root.clone(), move || view! { <MessageList lines /> });
+    assert_eq!(all(&root, "li.msg").len(), 1);
+    assert_eq!(text(&root, "li.msg .author"), "Bob");
+
+    let client_id = ClientId::parse("0191e6b2-7c3a-7d4e-8f00-123456789abc").unwrap();
+    chat.update(|c| {
+        c.compose(&room, client_id, XSS.into(), 2).unwrap();
+    });
+    settle().await;
+    assert_eq!(all(&root, "li.msg").len(), 2);
+    assert_eq!(text(&root, "li.msg.mine.pending .delivery"), "sending…");
+
+    chat.update(|c| {
+        c.apply(frame(&format!(
+            r#"{{"type":"event","event":{{"room":"r_ab","seq":2,"ts":3,"sender":"alice",
+                "kind":"message","body":{XSS:?},"client_id":"{client_id}"}}}}"#
+        )));
+    });
+    settle().await;
+    assert_eq!(all(&root, "li.msg").len(), 2, "{}", root.inner_html());
+    assert!(all(&root, ".pending").is_empty(), "{}", root.inner_html());
+    assert_eq!(text(&root, "li.msg.mine .body"), XSS);
+    assert!(all(&root, "img").is_empty());
+}
+
+#[wasm_bindgen_test]
+async fn room_list_names_rooms_and_selects_on_click() {
+    let root = scratch();
+    let chat = RwSignal::new(Chat::default());
+    chat.update(|c| {
+        c.apply(frame(
+            r#"{"type":"hello","protocol":"natter.v1","site":"demo","user":"alice",
+                "limits":{"max_frame_bytes":65536,"max_body_bytes":16384,"page_size":200}}"#,
+        ));
+        c.apply(frame(
+            r#"{"type":"rooms","rooms":[
+                {"id":"r_ab","kind":"dialog","last_seq":0,"created_at":0,
+                 "members":[{"id":"alice"},{"id":"bob","name":"Bob <Builder>"}]},
+                {"id":"r_lobby","kind":"group","title":"Lobby","last_seq":0,"created_at":0,
+                 "members":[{"id":"alice"}]}]}"#,
+        ));
+    });
+    let selected = RwSignal::new(None::<RoomId>);
+    let rooms = Signal::derive(move || chat.with(Chat::room_entries));
+    let _mounted = mount_to(root.clone(), move || {
+        view! { <RoomList rooms current=selected select=selected.write_only() /> }
+    });
+
+    let buttons = all(&root, "button.room");
+    let names: Vec<_> = buttons.iter().map(|b| b.text_content().unwrap()).collect();
+    assert_eq!(names, ["Bob <Builder>", "Lobby"]);
+    assert!(all(&root, ".current").is_empty());
+
+    buttons[1].unchecked_ref::<HtmlElement>().click();
+    settle().await;
+    assert_eq!(selected.get_untracked(), RoomId::parse("r_lobby").ok());
+    assert_eq!(text(&root, "button.current"), "Lobby");
+    assert_eq!(
+        buttons[1].get_attribute("aria-pressed").as_deref(),
+        Some("true")
+    );
+}
