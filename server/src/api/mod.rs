@@ -1,0 +1,296 @@
+//! The HTTP API a site's backend calls, under `/api/v1`, authenticated by
+//! the site's API key (`Authorization: Bearer …`). Every error is JSON with
+//! a stable code (see [`crate::error`]).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::Site;
+use crate::store::writer::WriteOp;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use natter_shared::api::{AddMember, CreateRoom, EventPage, OpenDialog, PostMessage, RoomList};
+use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES};
+use natter_shared::protocol::{check_body, check_text};
+use natter_shared::{ErrorCode, Event, Member, RoomId, RoomInfo, Seq, UserId};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+
+/// The most events one history request may ask for.
+pub const MAX_HISTORY_LIMIT: u32 = 1000;
+
+/// The `/api/v1` routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rooms", post(create_room))
+        .route("/dialogs", post(open_dialog))
+        .route("/rooms/{room}", get(get_room))
+        .route("/rooms/{room}/members", post(add_member))
+        .route("/rooms/{room}/members/{user}", delete(remove_member))
+        .route("/rooms/{room}/messages", post(post_message).get(history))
+        .route("/users/{user}/rooms", get(user_rooms))
+        .fallback(|| async {
+            ApiError::client(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
+        })
+}
+
+/// The site whose API key authenticated the request.
+pub struct ApiSite(pub Site);
+
+impl FromRequestParts<AppState> for ApiSite {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauthorized =
+            |msg: &str| ApiError::client(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, msg);
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| unauthorized("send the site's API key as Authorization: Bearer KEY"))?;
+        match state.store.site_by_api_key(key).await? {
+            Some(site) => Ok(ApiSite(site)),
+            None => Err(unauthorized("unknown API key")),
+        }
+    }
+}
+
+/// `Json` whose rejections are JSON errors too (413 for oversized bodies).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::client(status, ErrorCode::InvalidInput, rejection.body_text())
+}
+
+fn parse_room(room: String) -> Result<RoomId, ApiError> {
+    RoomId::parse(room).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+fn parse_user(user: String) -> Result<UserId, ApiError> {
+    UserId::parse(user).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+fn check_member(m: &Member) -> Result<(), ApiError> {
+    if let Some(name) = &m.name {
+        check_text("name", name, MAX_NAME_BYTES).map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
+async fn create_room(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    ApiJson(req): ApiJson<CreateRoom>,
+) -> Result<(StatusCode, Json<RoomInfo>), ApiError> {
+    check_text("title", &req.title, MAX_TITLE_BYTES)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    if req.members.len() > MAX_MEMBERS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_MEMBERS} members per room"
+        )));
+    }
+    let mut seen = HashSet::new();
+    for m in &req.members {
+        check_member(m)?;
+        if !seen.insert(&m.id) {
+            return Err(ApiError::invalid(format!(
+                "member {} is listed twice",
+                m.id
+            )));
+        }
+    }
+    let room = state
+        .store
+        .create_group(&site.id, &req.title, &req.members)
+        .await?;
+    let members: Vec<UserId> = room.members.iter().map(|m| m.id.clone()).collect();
+    state.hub.announce_room(&site.id, &room.id, &members);
+    tracing::info!(site = %site.id, room = %room.id, "group room created");
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+async fn open_dialog(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    ApiJson(req): ApiJson<OpenDialog>,
+) -> Result<(StatusCode, Json<RoomInfo>), ApiError> {
+    let [a, b] = req.users.as_slice() else {
+        return Err(ApiError::invalid("a dialog has exactly two users"));
+    };
+    check_member(a)?;
+    check_member(b)?;
+    if a.id == b.id {
+        return Err(ApiError::invalid("a dialog needs two different users"));
+    }
+    let (room, created) = state.store.open_dialog(&site.id, a, b).await?;
+    if created {
+        state
+            .hub
+            .announce_room(&site.id, &room.id, &[a.id.clone(), b.id.clone()]);
+        return Ok((StatusCode::CREATED, Json(room)));
+    }
+    Ok((StatusCode::OK, Json(room)))
+}
+
+async fn get_room(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(room): Path<String>,
+) -> Result<Json<RoomInfo>, ApiError> {
+    let room = parse_room(room)?;
+    let info = state.store.room(&site.id, &room).await?;
+    info.map(Json)
+        .ok_or_else(|| crate::store::StoreError::RoomNotFound.into())
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(room): Path<String>,
+    ApiJson(req): ApiJson<AddMember>,
+) -> Result<(StatusCode, Json<Event>), ApiError> {
+    let room = parse_room(room)?;
+    check_member(&req.user)?;
+    if state.store.room(&site.id, &room).await?.is_none() {
+        return Err(crate::store::StoreError::RoomNotFound.into());
+    }
+    state
+        .store
+        .upsert_user(&site.id, &req.user.id, req.user.name.as_deref())
+        .await?;
+    let op = WriteOp::Join {
+        site: site.id.clone(),
+        room,
+        user: req.user.id,
+    };
+    let written = state.writer.write(op).await?;
+    Ok((StatusCode::CREATED, Json(written.event)))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path((room, user)): Path<(String, String)>,
+) -> Result<Json<Event>, ApiError> {
+    let op = WriteOp::Leave {
+        site: site.id.clone(),
+        room: parse_room(room)?,
+        user: parse_user(user)?,
+    };
+    let written = state.writer.write(op).await?;
+    Ok(Json(written.event))
+}
+
+async fn post_message(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(room): Path<String>,
+    ApiJson(req): ApiJson<PostMessage>,
+) -> Result<(StatusCode, Json<Event>), ApiError> {
+    let room = parse_room(room)?;
+    check_body(&req.body, state.config.limits.max_body_bytes).map_err(|e| {
+        ApiError::client(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BodyInvalid,
+            e.to_string(),
+        )
+    })?;
+    let op = WriteOp::Message {
+        site: site.id.clone(),
+        room,
+        sender: req.from,
+        client_id: req.client_id,
+        body: req.body,
+    };
+    let written = state.writer.write(op).await?;
+    let status = if written.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(written.event)))
+}
+
+/// `?before=` or `?after=` (exclusive), and `?limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    before: Option<Seq>,
+    after: Option<Seq>,
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(room): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    let room = parse_room(room)?;
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = q.limit.unwrap_or(state.config.limits.page_size);
+    if limit == 0 || limit > MAX_HISTORY_LIMIT {
+        return Err(ApiError::invalid(format!(
+            "limit must be 1..={MAX_HISTORY_LIMIT}"
+        )));
+    }
+    if state.store.room(&site.id, &room).await?.is_none() {
+        return Err(crate::store::StoreError::RoomNotFound.into());
+    }
+    let page = match (q.before, q.after) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("give before or after, not both")),
+        (None, Some(after)) => {
+            let mut events = state.store.events_after(&room, after, limit + 1).await?;
+            let more = events.len() > limit as usize;
+            events.truncate(limit as usize);
+            EventPage { events, more }
+        }
+        (before, None) => {
+            let before = before.unwrap_or(Seq::MAX);
+            let mut events = state.store.events_before(&room, before, limit + 1).await?;
+            let more = events.len() > limit as usize;
+            if more {
+                events.remove(0);
+            }
+            EventPage { events, more }
+        }
+    };
+    Ok(Json(page))
+}
+
+async fn user_rooms(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(user): Path<String>,
+) -> Result<Json<RoomList>, ApiError> {
+    let user = parse_user(user)?;
+    let rooms = state.store.rooms_for_user(&site.id, &user).await?;
+    Ok(Json(RoomList { rooms }))
+}

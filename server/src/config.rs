@@ -1,0 +1,123 @@
+//! Configuration: one `clap` parser, every option also an environment
+//! variable. Secrets never print.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Natter: an offline-first chat server for embedding in any website.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "natter", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Manage the sites (tenants) this server serves.
+    #[command(subcommand)]
+    Site(SiteCommand),
+}
+
+/// `natter site …`
+#[derive(Debug, Clone, Subcommand)]
+pub enum SiteCommand {
+    /// Create a site; prints its id, token secret and API key (shown once).
+    Add {
+        /// A name for people.
+        name: String,
+        /// An origin allowed to embed the widget, e.g. https://example.com
+        /// (repeat for several).
+        #[arg(long = "origin", required = true)]
+        origins: Vec<String>,
+    },
+    /// List the sites with their origins.
+    List,
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "NATTER_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Database: `sqlite://PATH` (created if missing) or `mysql://USER:PASS@HOST/DB`.
+    #[arg(
+        long,
+        env = "NATTER_DATABASE_URL",
+        default_value = "sqlite://natter.db"
+    )]
+    pub database_url: String,
+
+    /// Directory of the built widget app (trunk's `dist/`), served under
+    /// `/widget/`; its `widget.js` is served at `/widget.js`.
+    #[arg(long, env = "NATTER_WIDGET_DIR", default_value = "dist")]
+    pub widget_dir: PathBuf,
+
+    /// Demo mode: create the demo site and users, serve `/demo`, and mint
+    /// tokens for demo users. Never use in production.
+    #[arg(long, env = "NATTER_DEMO")]
+    pub demo: bool,
+
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// Limits, all explicit and configurable.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// Largest WebSocket message accepted, in bytes; larger closes with 1009.
+    #[arg(long, env = "NATTER_MAX_FRAME_BYTES", default_value_t = natter_shared::limits::MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+
+    /// Largest message body, in bytes.
+    #[arg(long, env = "NATTER_MAX_BODY_BYTES", default_value_t = natter_shared::limits::MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Events per catch-up and history page.
+    #[arg(long, env = "NATTER_PAGE_SIZE", default_value_t = natter_shared::limits::PAGE_SIZE)]
+    pub page_size: u32,
+
+    /// Live frames queued per connection before it is told to resync.
+    #[arg(long, env = "NATTER_CONN_QUEUE", default_value_t = 256)]
+    pub conn_queue: usize,
+
+    /// Seconds between WebSocket pings; two silent intervals drop the connection.
+    #[arg(long, env = "NATTER_HEARTBEAT_SECS", default_value_t = 20)]
+    pub heartbeat_secs: u64,
+
+    /// Seconds a new connection has to send its `auth` frame.
+    #[arg(long, env = "NATTER_AUTH_TIMEOUT_SECS", default_value_t = 10)]
+    pub auth_timeout_secs: u64,
+
+    /// Sends per connection awaiting their commit; past it the server stops
+    /// reading that socket until acks go out.
+    #[arg(long, env = "NATTER_MAX_INFLIGHT_SENDS", default_value_t = 64)]
+    pub max_inflight_sends: usize,
+
+    /// Most writes committed together in one transaction (group commit).
+    #[arg(long, env = "NATTER_BATCH_MAX", default_value_t = 256)]
+    pub batch_max: usize,
+
+    /// Largest HTTP API request body, in bytes; larger gets 413.
+    #[arg(long, env = "NATTER_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "NATTER_DB_POOL", default_value_t = 8)]
+    pub db_pool: u32,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: defaults everywhere.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        let mut cli = Cli::parse_from(["natter"]);
+        cli.config.database_url = database_url.into();
+        cli.config
+    }
+}

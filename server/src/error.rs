@@ -1,0 +1,105 @@
+//! HTTP errors: one `ApiError` that maps client faults to a 4xx status
+//! with a JSON body (`{"error":{"code":…,"message":…}}`) and logs internal
+//! faults without exposing them.
+
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use natter_shared::ErrorCode;
+use natter_shared::api::{ErrorBody, ErrorDetail};
+
+/// An HTTP API error.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The caller's fault, with the status and code to answer.
+    #[error("{message}")]
+    Client {
+        status: StatusCode,
+        code: ErrorCode,
+        message: String,
+    },
+    /// From the store: domain answers map to 4xx, the rest to 500.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// A 400 `invalid_input`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::client(StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, message)
+    }
+
+    /// Any client error.
+    pub fn client(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::Client {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Maps a store error to the status, code and message a client sees.
+pub fn store_error_parts(err: &StoreError) -> (StatusCode, ErrorCode, String) {
+    match err {
+        StoreError::RoomNotFound => (
+            StatusCode::NOT_FOUND,
+            ErrorCode::RoomNotFound,
+            "no such room in this site".into(),
+        ),
+        StoreError::NotMember => (
+            StatusCode::FORBIDDEN,
+            ErrorCode::NotMember,
+            "the user is not a member of this room".into(),
+        ),
+        StoreError::Conflict => (
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "it already exists".into(),
+        ),
+        StoreError::NotFound => (
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "not found".into(),
+        ),
+        StoreError::Invalid(msg) => (
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput,
+            msg.clone(),
+        ),
+        StoreError::Closed => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ShuttingDown,
+            "the server is shutting down".into(),
+        ),
+        StoreError::Db(_)
+        | StoreError::Migrate(_)
+        | StoreError::Corrupt(_)
+        | StoreError::UnsupportedUrl(_) => {
+            tracing::error!(error = %err, "store failure");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error; it has been logged".into(),
+            )
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::Client {
+                status,
+                code,
+                message,
+            } => (status, code, message),
+            ApiError::Store(err) => store_error_parts(&err),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,341 @@
+//! Local fan-out: which connection of this node follows which room, and
+//! delivery of committed events to them.
+//!
+//! An event is serialised ONCE into a frame and the same bytes are queued
+//! for every subscribed connection. Each connection has a bounded queue;
+//! one that is full is not waited for: it is marked lagged, unsubscribed,
+//! and told (through its [`LagSignal`]) to ask the client to resync from
+//! its cursor. A slow or dead client never slows a room down.
+
+use axum::extract::ws::Utf8Bytes;
+use natter_shared::{Event, EventKind, RoomId, Seq, SiteId, UserId};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, mpsc};
+
+/// A connection's id within this node.
+pub type ConnId = u64;
+
+/// What the hub queues for a connection.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// A committed event.
+    Event(Arc<Published>),
+    /// A room the user was just made a member of at creation.
+    NewRoom(RoomId),
+    /// A ready `typing` frame (ephemeral).
+    Typing(Utf8Bytes),
+}
+
+/// A committed event and its frame, serialised once.
+#[derive(Debug)]
+pub struct Published {
+    pub room: RoomId,
+    pub seq: Seq,
+    /// The whole `{"type":"event",…}` frame.
+    pub frame: Utf8Bytes,
+    /// Set for member events: whose membership changed and how.
+    pub member: Option<(UserId, bool)>,
+}
+
+/// Raised by the hub when a connection's queue overflowed.
+#[derive(Debug, Default)]
+pub struct LagSignal {
+    lagged: AtomicBool,
+    notify: Notify,
+}
+
+impl LagSignal {
+    /// Waits until the connection is marked lagged, and clears the mark.
+    pub async fn wait(&self) {
+        loop {
+            if self.lagged.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    fn raise(&self) {
+        self.lagged.store(true, Ordering::Release);
+        // notify_one stores a permit when nobody waits, so it is never lost.
+        self.notify.notify_one();
+    }
+}
+
+struct ConnEntry {
+    site: SiteId,
+    user: UserId,
+    tx: mpsc::Sender<Delivery>,
+    signal: Arc<LagSignal>,
+    rooms: HashSet<RoomId>,
+    /// Subscribed after a sync, and not lagged since.
+    live: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: ConnId,
+    conns: HashMap<ConnId, ConnEntry>,
+    rooms: HashMap<RoomId, HashSet<ConnId>>,
+    users: HashMap<(SiteId, UserId), HashSet<ConnId>>,
+}
+
+impl Inner {
+    fn unsubscribe(&mut self, id: ConnId) {
+        let Some(entry) = self.conns.get_mut(&id) else {
+            return;
+        };
+        entry.live = false;
+        for room in entry.rooms.drain() {
+            if let Some(subs) = self.rooms.get_mut(&room) {
+                subs.remove(&id);
+                if subs.is_empty() {
+                    self.rooms.remove(&room);
+                }
+            }
+        }
+    }
+
+    fn subscribe_one(&mut self, id: ConnId, room: &RoomId) {
+        if let Some(entry) = self.conns.get_mut(&id) {
+            entry.rooms.insert(room.clone());
+            self.rooms.entry(room.clone()).or_default().insert(id);
+        }
+    }
+
+    /// Queues without waiting; a full queue marks the connection lagged.
+    fn offer(&mut self, id: ConnId, delivery: Delivery) {
+        let Some(entry) = self.conns.get(&id) else {
+            return;
+        };
+        match entry.tx.try_send(delivery) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!(conn = id, "connection fell behind; asking it to resync");
+                entry.signal.raise();
+                self.unsubscribe(id);
+            }
+            // The connection is ending; its registration removes it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn live_conns_of(&self, site: &SiteId, user: &UserId) -> Vec<ConnId> {
+        self.users
+            .get(&(site.clone(), user.clone()))
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| self.conns.get(id).is_some_and(|c| c.live))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The hub; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Hub {
+    // A std Mutex: every critical section is a few map operations and
+    // non-blocking `try_send`s, and it is never held across an `.await`.
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A connection's place in the hub; unregisters itself when dropped.
+pub struct Registration {
+    pub id: ConnId,
+    pub rx: mpsc::Receiver<Delivery>,
+    pub signal: Arc<LagSignal>,
+    hub: Hub,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "event")]
+struct EventFrame<'a> {
+    event: &'a Event,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "typing")]
+struct TypingFrame<'a> {
+    room: &'a RoomId,
+    user: &'a UserId,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated
+        // in a way that matters more than losing the hub; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a connection with a queue of `capacity` deliveries.
+    pub fn register(&self, site: SiteId, user: UserId, capacity: usize) -> Registration {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let signal = Arc::new(LagSignal::default());
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner
+            .users
+            .entry((site.clone(), user.clone()))
+            .or_default()
+            .insert(id);
+        inner.conns.insert(
+            id,
+            ConnEntry {
+                site,
+                user,
+                tx,
+                signal: signal.clone(),
+                rooms: HashSet::new(),
+                live: false,
+            },
+        );
+        Registration {
+            id,
+            rx,
+            signal,
+            hub: self.clone(),
+        }
+    }
+
+    fn unregister(&self, id: ConnId) {
+        let mut inner = self.lock();
+        inner.unsubscribe(id);
+        if let Some(entry) = inner.conns.remove(&id) {
+            let key = (entry.site, entry.user);
+            if let Some(ids) = inner.users.get_mut(&key) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    inner.users.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Makes a connection follow exactly these rooms (after a sync).
+    pub fn subscribe(&self, id: ConnId, rooms: impl IntoIterator<Item = RoomId>) {
+        let mut inner = self.lock();
+        inner.unsubscribe(id);
+        for room in rooms {
+            inner.subscribe_one(id, &room);
+        }
+        if let Some(entry) = inner.conns.get_mut(&id) {
+            entry.live = true;
+        }
+    }
+
+    /// Stops a connection following anything (until its next sync).
+    pub fn unsubscribe_all(&self, id: ConnId) {
+        self.lock().unsubscribe(id);
+    }
+
+    /// Delivers a committed event to every connection following its room.
+    /// A member who joins starts following the room with this event; one
+    /// who leaves receives it, then stops.
+    pub fn publish_event(&self, site: &SiteId, event: &Event) {
+        let frame = match serde_json::to_string(&EventFrame { event }) {
+            Ok(json) => Utf8Bytes::from(json),
+            Err(err) => {
+                tracing::error!(error = %err, "could not serialise an event");
+                return;
+            }
+        };
+        let member = match &event.kind {
+            EventKind::MemberJoined { user } => Some((user.clone(), true)),
+            EventKind::MemberLeft { user } => Some((user.clone(), false)),
+            EventKind::Message { .. } => None,
+        };
+        let published = Arc::new(Published {
+            room: event.room.clone(),
+            seq: event.seq,
+            frame,
+            member: member.clone(),
+        });
+        let mut inner = self.lock();
+        if let Some((user, true)) = &member {
+            for id in inner.live_conns_of(site, user) {
+                inner.subscribe_one(id, &event.room);
+            }
+        }
+        let targets: Vec<ConnId> = inner
+            .rooms
+            .get(&event.room)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default();
+        for id in targets {
+            inner.offer(id, Delivery::Event(published.clone()));
+        }
+        if let Some((user, false)) = &member {
+            let leaving: Vec<ConnId> = inner
+                .rooms
+                .get(&event.room)
+                .map(|ids| {
+                    ids.iter()
+                        .copied()
+                        .filter(|id| inner.conns.get(id).is_some_and(|c| &c.user == user))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in leaving {
+                if let Some(subs) = inner.rooms.get_mut(&event.room) {
+                    subs.remove(&id);
+                }
+                if let Some(entry) = inner.conns.get_mut(&id) {
+                    entry.rooms.remove(&event.room);
+                }
+            }
+        }
+    }
+
+    /// Tells the live connections of these members about a new room.
+    pub fn announce_room(&self, site: &SiteId, room: &RoomId, members: &[UserId]) {
+        let mut inner = self.lock();
+        for user in members {
+            for id in inner.live_conns_of(site, user) {
+                inner.subscribe_one(id, room);
+                inner.offer(id, Delivery::NewRoom(room.clone()));
+            }
+        }
+    }
+
+    /// Sends a `typing` frame to everyone following the room but the typist.
+    pub fn typing(&self, room: &RoomId, user: &UserId) {
+        let frame = match serde_json::to_string(&TypingFrame { room, user }) {
+            Ok(json) => Utf8Bytes::from(json),
+            Err(_) => return,
+        };
+        let inner = self.lock();
+        let targets: Vec<ConnId> = inner
+            .rooms
+            .get(room)
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| inner.conns.get(id).is_some_and(|c| &c.user != user))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in targets {
+            // Typing is best effort: never mark a connection lagged for it.
+            if let Some(entry) = inner.conns.get(&id) {
+                let _ = entry.tx.try_send(Delivery::Typing(frame.clone()));
+            }
+        }
+    }
+
+    /// Connections registered on this node.
+    pub fn connection_count(&self) -> usize {
+        self.lock().conns.len()
+    }
+}

@@ -1,0 +1,181 @@
+//! Natter's chat server.
+//!
+//! A guided tour, in the order a message travels:
+//!
+//! - [`config`]: every option, as flags and environment variables.
+//! - [`ws`]: the WebSocket endpoint — origin check, token auth, then one
+//!   task per connection running catch-up, sends and live delivery.
+//! - [`auth`]: the JWTs a site's backend signs, and API keys.
+//! - [`store`]: persistence over SQLite or MySQL/MariaDB; its
+//!   [`store::writer`] assigns each room's seqs and commits many writes per
+//!   transaction (group commit), then publishes them.
+//! - [`hub`]: local fan-out; each event is serialised once, queued for
+//!   every connection following the room, and a connection that falls
+//!   behind is told to resync instead of slowing the room.
+//! - [`api`]: the HTTP API for the site's backend; [`error`] maps failures
+//!   to JSON errors.
+//! - [`demo`]: the demo site and page of `natter --demo`.
+//!
+//! [`App::build`] connects everything; [`App::run`] serves on a listener
+//! until a shutdown future resolves, so tests run it on port 0.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod hub;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod ws;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::state::AppState;
+use crate::store::writer::Writer;
+use crate::store::{Store, StoreError};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json};
+use axum::routing::get;
+use natter_shared::ErrorCode;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not open the database {url}: {source}")]
+    Store { url: String, source: StoreError },
+    #[error("could not set up demo mode: {0}")]
+    Demo(StoreError),
+}
+
+/// A built server: state plus the writer task.
+pub struct App {
+    state: AppState,
+    writer: JoinHandle<()>,
+    writer_stop: CancellationToken,
+}
+
+impl App {
+    /// Opens the store (running migrations), starts the writer, and sets
+    /// up demo mode when asked.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let store = Store::connect(&config.database_url, config.limits.db_pool)
+            .await
+            .map_err(|source| StartError::Store {
+                url: store::redact_url(&config.database_url),
+                source,
+            })?;
+        if config.demo {
+            demo::setup(&store, config.bind)
+                .await
+                .map_err(StartError::Demo)?;
+        }
+        let hub = Hub::default();
+        let writer_stop = CancellationToken::new();
+        let (writer, writer_task) = Writer::spawn(
+            store.clone(),
+            hub.clone(),
+            config.limits.batch_max,
+            writer_stop.clone(),
+        );
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            hub,
+            writer,
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+        };
+        Ok(App {
+            state,
+            writer: writer_task,
+            writer_stop,
+        })
+    }
+
+    /// The shared state (for tests and tools).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// All routes.
+    pub fn router(&self) -> Router {
+        let config = &self.state.config;
+        let widget_dir = &config.widget_dir;
+        let mut router = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/ws", get(ws::handler))
+            .nest(
+                "/api/v1",
+                api::router().layer(DefaultBodyLimit::max(config.limits.max_request_bytes)),
+            )
+            .route_service("/widget.js", ServeFile::new(widget_dir.join("widget.js")))
+            .nest_service(
+                "/widget",
+                ServeDir::new(widget_dir).append_index_html_on_directories(true),
+            );
+        if config.demo {
+            router = router
+                .route("/demo", get(demo::page))
+                .route("/demo/token", get(demo::token));
+        }
+        router
+            .fallback(|| async {
+                ApiError::client(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found")
+            })
+            .layer(TraceLayer::new_for_http())
+            .with_state(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves; then closes every WebSocket with
+    /// 1001, lets the writes in flight commit, and closes the store.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let stop = self.state.shutdown.clone();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stop.cancel();
+            })
+            .await;
+        // No new connections now; wait for the WebSocket tasks to close.
+        self.state.shutdown.cancel();
+        self.state.connections.close();
+        self.state.connections.wait().await;
+        // Then commit whatever writes are still queued, and stop.
+        self.writer_stop.cancel();
+        if let Err(err) = self.writer.await {
+            tracing::error!(error = %err, "writer task failed");
+        }
+        self.state.store.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.store.ping().await {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ok"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable"})),
+        )
+    }
+}

@@ -1,0 +1,107 @@
+//! The `natter` binary: parse the configuration, set up logging, then
+//! either manage sites or serve.
+
+use anyhow::Context;
+use clap::Parser;
+use natter_server::config::{Cli, Command, SiteCommand};
+use natter_server::store::Store;
+use natter_server::{App, telemetry};
+use std::io::Write;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init("info,sqlx=warn,tower_http=info");
+    match cli.command {
+        Some(Command::Site(cmd)) => site_command(&cli.config.database_url, cmd).await,
+        None => serve(cli.config).await,
+    }
+}
+
+async fn serve(config: natter_server::config::Config) -> anyhow::Result<()> {
+    let bind = config.bind;
+    let demo = config.demo;
+    let app = App::build(config).await.context("starting natter")?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, "natter listening");
+    if demo {
+        tracing::info!("demo page: http://{addr}/demo");
+    }
+    app.run(listener, shutdown_signal())
+        .await
+        .context("serving")?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: closing connections, committing writes");
+}
+
+async fn site_command(database_url: &str, cmd: SiteCommand) -> anyhow::Result<()> {
+    let store = Store::connect(database_url, 2)
+        .await
+        .with_context(|| format!("opening {}", natter_server::store::redact_url(database_url)))?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        SiteCommand::Add { name, origins } => {
+            for origin in &origins {
+                if !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                    anyhow::bail!("origin {origin:?} must start with https:// or http://");
+                }
+            }
+            let new = store
+                .create_site(None, &name, &origins)
+                .await
+                .context("creating the site")?;
+            writeln!(out, "site id:      {}", new.site.id)?;
+            writeln!(out, "token secret: {}", new.site.token_secret.expose())?;
+            writeln!(out, "api key:      {}", new.api_key.expose())?;
+            writeln!(out, "origins:      {}", origins.join(" "))?;
+            writeln!(
+                out,
+                "Keep the secret and the key: the key is stored hashed and shown only now."
+            )?;
+        }
+        SiteCommand::List => {
+            for site in store.sites().await.context("listing sites")? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    site.id,
+                    site.name,
+                    site.origins.join(" ")
+                )?;
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}

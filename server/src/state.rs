@@ -1,0 +1,22 @@
+//! The state every handler and connection shares; cheap to clone.
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::store::Store;
+use crate::store::writer::Writer;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shared state, passed to the router with `with_state`.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hub: Hub,
+    pub writer: Writer,
+    /// Fires when the server shuts down; connections close on it.
+    pub shutdown: CancellationToken,
+    /// Tracks WebSocket connection tasks so shutdown can wait for them.
+    pub connections: TaskTracker,
+}

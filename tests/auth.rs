@@ -1,0 +1,168 @@
+//! Who may connect: origins, tokens, timeouts.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use natter_server::auth::{Claims, Secret, sign};
+use natter_shared::{ClientFrame, ErrorCode, ServerFrame};
+use natter_tests::*;
+
+async fn refused_with(app: &TestApp, token: String, code: ErrorCode) {
+    let mut client = Client::connect(app, &app.site.id, Some(ORIGIN)).await;
+    client.send(&ClientFrame::Auth { token }).await;
+    match client.recv().await {
+        ServerFrame::Error { code: got, .. } => assert_eq!(got, code),
+        other => panic!("expected an error frame with {code:?}, got {other:?}"),
+    }
+    let close = client.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4001);
+    assert_eq!(close.reason.as_str(), code.as_str());
+}
+
+fn claims(site: &str, user: &str, exp: i64) -> Claims {
+    Claims {
+        sub: user.into(),
+        site: site.into(),
+        exp,
+        nbf: None,
+        iat: None,
+        name: None,
+    }
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_a_clear_close_reason() {
+    let app = spawn_app(Db::Sqlite).await;
+    let site = app.site.id.to_string();
+    let now = now_secs();
+
+    refused_with(
+        &app,
+        token_for(&app.site, "alice", -3600),
+        ErrorCode::TokenExpired,
+    )
+    .await;
+
+    let mut early = claims(&site, "alice", now + 7200);
+    early.nbf = Some(now + 3600);
+    refused_with(
+        &app,
+        sign(&early, &app.site.secret),
+        ErrorCode::TokenNotYetValid,
+    )
+    .await;
+
+    let forged = sign(
+        &claims(&site, "alice", now + 600),
+        &Secret::new("not-the-secret"),
+    );
+    refused_with(&app, forged, ErrorCode::TokenInvalid).await;
+
+    let other_site = token_for(&app.other, "alice", 600);
+    refused_with(&app, other_site, ErrorCode::TokenWrongSite).await;
+
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload =
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(&site, "alice", now + 600)).unwrap());
+    refused_with(
+        &app,
+        format!("{header}.{payload}."),
+        ErrorCode::TokenAlgorithm,
+    )
+    .await;
+
+    refused_with(&app, "not.a.jwt".into(), ErrorCode::TokenInvalid).await;
+
+    // A frame other than auth first is refused too.
+    let mut client = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    client.send(&ClientFrame::Ping { nonce: None }).await;
+    assert!(matches!(
+        client.recv().await,
+        ServerFrame::Error {
+            code: ErrorCode::Unauthenticated,
+            ..
+        }
+    ));
+    assert_eq!(u16::from(client.closed().await.expect("close").code), 4001);
+
+    // And the good token still works.
+    let (_alice, _) = app.login("alice").await;
+    crate::assert_no_panics();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_auth_timeout() {
+    let app = spawn_app_with(Db::Sqlite, |c| c.limits.auth_timeout_secs = 1).await;
+    let mut client = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    let close = client.closed().await.expect("close frame");
+    assert_eq!(u16::from(close.code), 4002);
+    app.stop().await;
+}
+
+async fn upgrade_status(
+    app: &TestApp,
+    site: &str,
+    origin: Option<&str>,
+    protocol: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut req = app
+        .http
+        .get(app.url(&format!("/ws?site={site}")))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    if let Some(origin) = origin {
+        req = req.header("origin", origin);
+    }
+    if let Some(protocol) = protocol {
+        req = req.header("sec-websocket-protocol", protocol);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status().as_u16();
+    let body = if status == 101 {
+        serde_json::Value::Null
+    } else {
+        res.json().await.expect("a JSON error body")
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_before_the_upgrade() {
+    let app = spawn_app(Db::Sqlite).await;
+    let site = app.site.id.to_string();
+    let (status, body) =
+        upgrade_status(&app, &site, Some("https://evil.example"), Some("natter.v1")).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    // The other site's origin is foreign to this site.
+    let (status, _) = upgrade_status(
+        &app,
+        &site,
+        Some("https://other.example"),
+        Some("natter.v1"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Registered origin and the server's own origin are allowed.
+    let (status, _) = upgrade_status(&app, &site, Some(ORIGIN), Some("natter.v1")).await;
+    assert_eq!(status, 101);
+    let own = format!("http://{}", app.addr);
+    let (status, _) = upgrade_status(&app, &site, Some(&own), Some("natter.v1")).await;
+    assert_eq!(status, 101);
+    // Unknown site, missing site, missing subprotocol.
+    let (status, body) = upgrade_status(&app, "nope", Some(ORIGIN), Some("natter.v1")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_site"))
+    );
+    let (status, _) = upgrade_status(&app, "", Some(ORIGIN), Some("natter.v1")).await;
+    assert_eq!(status, 400);
+    let (status, body) = upgrade_status(&app, &site, Some(ORIGIN), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    app.stop().await;
+}

@@ -1,0 +1,553 @@
+//! Test helpers: start the real server on a free port with a fresh SQLite
+//! file or a fresh MariaDB database, sign tokens, and speak the protocol
+//! over a real WebSocket.
+
+use futures_util::{SinkExt, StreamExt};
+use natter_server::App;
+use natter_server::auth::{self, Claims, Secret};
+use natter_server::config::Config;
+use natter_shared::{ClientFrame, ClientId, Cursor, RoomId, RoomInfo, ServerFrame, SiteId};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected frame may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Which database a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    MariaDb,
+}
+
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts panics anywhere in the process (server tasks included), so a test
+/// can assert that nothing panicked.
+fn install_panic_counter() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            default(info);
+        }));
+        if std::env::var_os("TEST_LOG").is_some() {
+            natter_server::telemetry::init("debug,sqlx=warn");
+        }
+    });
+}
+
+/// Panics seen so far in this test binary.
+pub fn panics() -> usize {
+    PANICS.load(Ordering::SeqCst)
+}
+
+/// The MariaDB server tests use; a fresh database is made per test.
+pub fn mysql_admin_url() -> String {
+    std::env::var("NATTER_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_string())
+}
+
+/// A unique name for a scratch database or file.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Creates a fresh database for one test; returns its URL and name.
+pub async fn fresh_database(db: Db) -> (String, Scratch) {
+    match db {
+        Db::Sqlite => {
+            let dir = std::env::temp_dir().join(unique("natter"));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let url = format!("sqlite://{}", dir.join("natter.db").display());
+            (url, Scratch::Dir(dir))
+        }
+        Db::MariaDb => {
+            use sqlx::Connection;
+            let admin = mysql_admin_url();
+            let name = unique("natter_t");
+            let mut conn = sqlx::MySqlConnection::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("MariaDB must be running at {admin}: {e}"));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            (format!("{base}/{name}"), Scratch::Database(name))
+        }
+    }
+}
+
+/// What a test leaves behind, removed at [`TestApp::stop`].
+#[derive(Debug)]
+pub enum Scratch {
+    Dir(PathBuf),
+    Database(String),
+}
+
+impl Scratch {
+    /// Removes the scratch directory or database.
+    pub async fn remove(&self) {
+        match self {
+            Scratch::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir); // best effort in temp
+            }
+            Scratch::Database(name) => {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&mysql_admin_url()).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+                        .execute(&mut conn)
+                        .await; // best effort
+                }
+            }
+        }
+    }
+}
+
+/// A site registered on a test server.
+#[derive(Debug, Clone)]
+pub struct TestSite {
+    pub id: SiteId,
+    pub secret: Secret,
+    pub api_key: String,
+}
+
+/// The origin registered for the first test site.
+pub const ORIGIN: &str = "https://site.example";
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub site: TestSite,
+    /// A second site, to prove isolation.
+    pub other: TestSite,
+    pub http: reqwest::Client,
+    pub db: Db,
+    pub database_url: String,
+    scratch: Scratch,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts the server on 127.0.0.1:0 with defaults.
+pub async fn spawn_app(db: Db) -> TestApp {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// Starts the server with adjusted configuration.
+pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    install_panic_counter();
+    let (url, scratch) = fresh_database(db).await;
+    start(db, url, scratch, tweak).await
+}
+
+async fn start(db: Db, url: String, scratch: Scratch, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_database(url.clone());
+    config.widget_dir = std::env::temp_dir().join("natter-no-widget");
+    tweak(&mut config);
+    let app = App::build(config).await.expect("server starts");
+    let store = app.state().store.clone();
+    let site = register(&store, "test", &[ORIGIN.to_string()]).await;
+    let other = register(&store, "other", &["https://other.example".to_string()]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        site,
+        other,
+        http: reqwest::Client::new(),
+        db,
+        database_url: url,
+        scratch,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+async fn register(store: &natter_server::store::Store, name: &str, origins: &[String]) -> TestSite {
+    let new = store.create_site(None, name, origins).await.expect("site");
+    TestSite {
+        id: new.site.id,
+        secret: new.site.token_secret,
+        api_key: new.api_key.expose().to_string(),
+    }
+}
+
+impl TestApp {
+    /// `http://127.0.0.1:PORT` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A valid token for a user of the first site.
+    pub fn token(&self, user: &str) -> String {
+        token_for(&self.site, user, 3600)
+    }
+
+    /// Connects and authenticates a user of the first site, then syncs
+    /// with no cursors; returns the client and the rooms it was told of.
+    pub async fn login(&self, user: &str) -> (Client, Vec<RoomInfo>) {
+        let mut client = Client::connect(self, &self.site.id, Some(ORIGIN)).await;
+        client.auth(&self.token(user)).await;
+        let rooms = client.sync(vec![]).await;
+        (client, rooms)
+    }
+
+    /// An API request with the first site's key.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.api_as(&self.site, method, path)
+    }
+
+    /// An API request with a given site's key.
+    pub fn api_as(
+        &self,
+        site: &TestSite,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(&format!("/api/v1{path}")))
+            .bearer_auth(&site.api_key)
+    }
+
+    /// Creates a group room in the first site through the API.
+    pub async fn group(&self, title: &str, members: &[&str]) -> RoomInfo {
+        let members: Vec<_> = members
+            .iter()
+            .map(|m| serde_json::json!({"id": m}))
+            .collect();
+        let res = self
+            .api(reqwest::Method::POST, "/rooms")
+            .json(&serde_json::json!({"title": title, "members": members}))
+            .send()
+            .await
+            .expect("create room");
+        assert_eq!(res.status(), 201, "creating a room");
+        res.json().await.expect("room json")
+    }
+
+    /// Opens a dialog in the first site through the API.
+    pub async fn dialog(&self, a: &str, b: &str) -> RoomInfo {
+        let res = self
+            .api(reqwest::Method::POST, "/dialogs")
+            .json(&serde_json::json!({"users": [{"id": a}, {"id": b}]}))
+            .send()
+            .await
+            .expect("open dialog");
+        assert!(
+            res.status().is_success(),
+            "opening a dialog: {}",
+            res.status()
+        );
+        res.json().await.expect("room json")
+    }
+
+    /// Stops the server gracefully and removes its database.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+        self.scratch.remove().await;
+    }
+
+    /// Stops the server gracefully, keeping the database.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server ran");
+        }
+    }
+
+    /// Starts a new server on the same database (after `shutdown`).
+    pub async fn restart(self) -> TestApp {
+        let TestApp {
+            db,
+            database_url,
+            scratch,
+            site,
+            other,
+            ..
+        } = self;
+        let mut config = Config::for_database(database_url.clone());
+        config.widget_dir = std::env::temp_dir().join("natter-no-widget");
+        let app = App::build(config).await.expect("server restarts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            addr,
+            site,
+            other,
+            http: reqwest::Client::new(),
+            db,
+            database_url,
+            scratch,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+/// Signs a token for a user of a site, valid for `ttl` seconds from now
+/// (negative: already expired).
+pub fn token_for(site: &TestSite, user: &str, ttl: i64) -> String {
+    let now = now_secs();
+    auth::sign(
+        &Claims {
+            sub: user.to_string(),
+            site: site.id.to_string(),
+            exp: now + ttl,
+            nbf: None,
+            iat: Some(now),
+            name: Some(format!("User {user}")),
+        },
+        &site.secret,
+    )
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh UUIDv7 client id.
+pub fn cid() -> ClientId {
+    ClientId::from_uuid(uuid::Uuid::now_v7())
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The upgrade request for `/ws?site=…`, with the subprotocol and an origin.
+pub fn ws_request(
+    app: &TestApp,
+    site: &SiteId,
+    origin: Option<&str>,
+) -> tungstenite::handshake::client::Request {
+    let mut req = format!("ws://{}/ws?site={}", app.addr, site)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "natter.v1".parse().expect("header"),
+    );
+    if let Some(origin) = origin {
+        req.headers_mut()
+            .insert("origin", origin.parse().expect("origin header"));
+    }
+    req
+}
+
+/// A protocol client over a real WebSocket.
+pub struct Client {
+    pub ws: Ws,
+}
+
+/// What the socket did instead of sending a frame.
+#[derive(Debug)]
+pub enum Ended {
+    Closed(Option<CloseFrame>),
+    Error(String),
+}
+
+impl Client {
+    /// Opens a WebSocket; panics if the upgrade is refused.
+    pub async fn connect(app: &TestApp, site: &SiteId, origin: Option<&str>) -> Client {
+        Self::connect_with(app, site, origin, None).await
+    }
+
+    /// Opens a WebSocket with a client-side message size limit.
+    pub async fn connect_with(
+        app: &TestApp,
+        site: &SiteId,
+        origin: Option<&str>,
+        max_message: Option<usize>,
+    ) -> Client {
+        let config = max_message.map(|m| {
+            tungstenite::protocol::WebSocketConfig::default()
+                .max_message_size(Some(m))
+                .max_frame_size(Some(m))
+        });
+        let (ws, response) = tokio_tungstenite::connect_async_with_config(
+            ws_request(app, site, origin),
+            config,
+            false,
+        )
+        .await
+        .expect("websocket upgrade");
+        assert_eq!(
+            response
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.as_bytes()),
+            Some(&b"natter.v1"[..]),
+            "the server speaks natter.v1"
+        );
+        Client { ws }
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let json = serde_json::to_string(frame).expect("encode");
+        self.ws
+            .send(Message::Text(json.into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next frame, or how the socket ended.
+    pub async fn next(&mut self) -> Result<ServerFrame, Ended> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the wait");
+            match msg {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
+                        panic!("server sent an undecodable frame {text}: {e}")
+                    }));
+                }
+                Some(Ok(Message::Close(frame))) => return Err(Ended::Closed(frame)),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(Ended::Error(e.to_string())),
+                None => return Err(Ended::Closed(None)),
+            }
+        }
+    }
+
+    /// The next frame; panics if the socket ended.
+    pub async fn recv(&mut self) -> ServerFrame {
+        match self.next().await {
+            Ok(frame) => frame,
+            Err(ended) => panic!("expected a frame, the connection ended: {ended:?}"),
+        }
+    }
+
+    /// Skips frames until one matches.
+    pub async fn recv_until(&mut self, mut pred: impl FnMut(&ServerFrame) -> bool) -> ServerFrame {
+        loop {
+            let frame = self.recv().await;
+            if pred(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    /// Expects the connection to close; returns its close frame.
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.next().await {
+                Ok(_) => continue,
+                Err(Ended::Closed(frame)) => return frame,
+                Err(Ended::Error(e)) => panic!("expected a close frame, got an error: {e}"),
+            }
+        }
+    }
+
+    /// Authenticates and expects `hello`.
+    pub async fn auth(&mut self, token: &str) {
+        self.send(&ClientFrame::Auth {
+            token: token.to_string(),
+        })
+        .await;
+        match self.recv().await {
+            ServerFrame::Hello { .. } => {}
+            other => panic!("expected hello, got {other:?}"),
+        }
+    }
+
+    /// Syncs and collects everything up to `synced`: the rooms announced,
+    /// and the events paged (in arrival order).
+    pub async fn sync_collect(
+        &mut self,
+        cursors: Vec<Cursor>,
+    ) -> (Vec<RoomInfo>, Vec<natter_shared::Event>) {
+        self.send(&ClientFrame::Sync { cursors }).await;
+        let mut rooms = Vec::new();
+        let mut events = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerFrame::Rooms { rooms: r } => rooms.extend(r),
+                ServerFrame::Page { events: e, .. } => events.extend(e),
+                ServerFrame::Synced {} => return (rooms, events),
+                ServerFrame::Event { event } => events.push(event),
+                other => panic!("unexpected frame during sync: {other:?}"),
+            }
+        }
+    }
+
+    /// Syncs and returns the rooms announced.
+    pub async fn sync(&mut self, cursors: Vec<Cursor>) -> Vec<RoomInfo> {
+        self.sync_collect(cursors).await.0
+    }
+
+    /// Sends a message and waits for its ack; returns the seq. Live events
+    /// seen meanwhile are skipped.
+    pub async fn say(&mut self, room: &RoomId, body: &str) -> u64 {
+        let client_id = cid();
+        self.send_with(room, body, client_id).await
+    }
+
+    /// Sends with a given client id and waits for the ack.
+    pub async fn send_with(&mut self, room: &RoomId, body: &str, client_id: ClientId) -> u64 {
+        self.send(&ClientFrame::Send {
+            client_id,
+            room: room.clone(),
+            body: body.to_string(),
+        })
+        .await;
+        loop {
+            match self.recv().await {
+                ServerFrame::Ack {
+                    client_id: c, seq, ..
+                } if c == client_id => return seq,
+                ServerFrame::Error {
+                    client_id: Some(c),
+                    code,
+                    message,
+                    ..
+                } if c == client_id => {
+                    panic!("send refused: {code:?} {message}")
+                }
+                _ => continue,
+            }
+        }
+    }
+}

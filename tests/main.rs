@@ -1,0 +1,19 @@
+//! End-to-end tests: the real `natter` server on a free port, with a
+//! fresh SQLite file or a fresh MariaDB database, spoken to over real
+//! WebSockets and HTTP. One binary; a file per area.
+
+mod api;
+mod auth;
+mod chat;
+mod isolation;
+mod robustness;
+mod store;
+
+/// Fails the test if anything in the process panicked.
+pub fn assert_no_panics() {
+    assert_eq!(
+        natter_tests::panics(),
+        0,
+        "a panic happened somewhere in the server"
+    );
+}

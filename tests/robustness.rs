@@ -1,0 +1,170 @@
+//! Bad input gets a clear answer and the connection survives; limits hold.
+
+use natter_shared::{ClientFrame, ErrorCode, ServerFrame};
+use natter_tests::*;
+
+#[tokio::test]
+async fn malformed_and_unknown_frames_get_an_error_and_the_connection_survives() {
+    let app = spawn_app(Db::Sqlite).await;
+    let room = app.dialog("alice", "bob").await;
+    let (mut alice, _) = app.login("alice").await;
+    let cases = [
+        ("{not json", ErrorCode::BadFrame),
+        (
+            r#"{"type":"teleport","to":"mars"}"#,
+            ErrorCode::UnknownFrame,
+        ),
+        (r#"{"type":"send","room":"x"}"#, ErrorCode::BadFrame),
+        (
+            r#"{"type":"send","client_id":"not-a-uuid","room":"x","body":"b"}"#,
+            ErrorCode::BadFrame,
+        ),
+        (
+            r#"{"type":"send","client_id":"0191e6b2-7c3a-7d4e-8f00-123456789abc","room":"<script>","body":"b"}"#,
+            ErrorCode::BadFrame,
+        ),
+        (r#"[1,2,3]"#, ErrorCode::BadFrame),
+        (r#""#, ErrorCode::BadFrame),
+    ];
+    for (text, code) in cases {
+        alice.send_text(text).await;
+        match alice.recv().await {
+            ServerFrame::Error { code: got, .. } => assert_eq!(got, code, "for {text:?}"),
+            other => panic!("expected an error for {text:?}, got {other:?}"),
+        }
+    }
+    // Bodies: empty and oversized are refused with the send's client id.
+    for body in [String::from("   "), "x".repeat(16 * 1024 + 1)] {
+        let id = cid();
+        alice
+            .send(&ClientFrame::Send {
+                client_id: id,
+                room: room.id.clone(),
+                body,
+            })
+            .await;
+        match alice.recv().await {
+            ServerFrame::Error {
+                code, client_id, ..
+            } => {
+                assert_eq!(code, ErrorCode::BodyInvalid);
+                assert_eq!(client_id, Some(id));
+            }
+            other => panic!("expected body_invalid, got {other:?}"),
+        }
+    }
+    // A binary frame too.
+    use futures_util::SinkExt;
+    alice
+        .ws
+        .send(tokio_tungstenite::tungstenite::Message::Binary(
+            vec![1, 2, 3].into(),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        alice.recv().await,
+        ServerFrame::Error {
+            code: ErrorCode::BadFrame,
+            ..
+        }
+    ));
+    // Still alive and well.
+    assert_eq!(alice.say(&room.id, "still here").await, 1);
+    crate::assert_no_panics();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let app = spawn_app_with(Db::Sqlite, |c| c.limits.max_frame_bytes = 4096).await;
+    let room = app.dialog("alice", "bob").await;
+    let (mut alice, _) = app.login("alice").await;
+    alice
+        .send(&ClientFrame::Send {
+            client_id: cid(),
+            room: room.id.clone(),
+            body: "y".repeat(5000),
+        })
+        .await;
+    let close = alice.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1009);
+    // The server is fine: others still chat.
+    let (mut bob, _) = app.login("bob").await;
+    assert_eq!(bob.say(&room.id, "ok").await, 1);
+    crate::assert_no_panics();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_is_dropped_by_the_heartbeat() {
+    let app = spawn_app_with(Db::Sqlite, |c| c.limits.heartbeat_secs = 1).await;
+    let (alice, _) = app.login("alice").await;
+    // Not reading means not answering pings either.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let mut alice = alice;
+    let close = alice.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 4000);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_falls_behind_is_told_to_resync_and_catches_up() {
+    let app = spawn_app_with(Db::Sqlite, |c| c.limits.conn_queue = 4).await;
+    let room = app.group("Firehose", &["alice", "bob"]).await;
+    let (mut bob, _) = app.login("bob").await;
+    // Bob stops reading while big messages pour in, until the socket
+    // buffers and then his queue overflow.
+    let body = "z".repeat(15 * 1024);
+    let mut posts = Vec::new();
+    for _ in 0..8 {
+        let app_url = app.url(&format!("/api/v1/rooms/{}/messages", room.id));
+        let key = app.site.api_key.clone();
+        let http = app.http.clone();
+        let body = body.clone();
+        posts.push(tokio::spawn(async move {
+            for _ in 0..60 {
+                let res = http
+                    .post(&app_url)
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({"from": "alice", "body": body}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+            }
+        }));
+    }
+    for p in posts {
+        p.await.unwrap();
+    }
+    let mut last = 0;
+    loop {
+        match bob.recv().await {
+            ServerFrame::Event { event } => {
+                assert_eq!(
+                    event.seq,
+                    last + 1,
+                    "live events stay gap-free until the resync"
+                );
+                last = event.seq;
+            }
+            ServerFrame::Resync { .. } => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(last < 480, "bob fell behind and was told so");
+    let (_, events) = bob
+        .sync_collect(vec![natter_shared::Cursor {
+            room: room.id.clone(),
+            seq: last,
+        }])
+        .await;
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (last + 1..=480).collect::<Vec<_>>(),
+        "the resync fills the gap exactly"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,360 @@
+//! The store suite, run against SQLite and against MariaDB alike.
+
+use natter_server::hub::Hub;
+use natter_server::store::writer::{WriteOp, Writer};
+use natter_server::store::{Store, StoreError};
+use natter_shared::{ClientId, EventKind, Member, RoomId, SiteId, UserId};
+use natter_tests::*;
+use tokio_util::sync::CancellationToken;
+
+struct Fixture {
+    store: Store,
+    writer: Writer,
+    site: SiteId,
+    other: SiteId,
+    scratch: Scratch,
+}
+
+async fn fixture(db: Db) -> Fixture {
+    let (url, scratch) = fresh_database(db).await;
+    let store = Store::connect(&url, 4)
+        .await
+        .expect("store opens and migrates");
+    let (writer, _task) =
+        Writer::spawn(store.clone(), Hub::default(), 64, CancellationToken::new());
+    let site = store.create_site(None, "a", &[]).await.unwrap().site.id;
+    let other = store.create_site(None, "b", &[]).await.unwrap().site.id;
+    Fixture {
+        store,
+        writer,
+        site,
+        other,
+        scratch,
+    }
+}
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+fn member(id: &str) -> Member {
+    Member {
+        id: user(id),
+        name: Some(id.to_uppercase()),
+    }
+}
+
+fn msg(
+    site: &SiteId,
+    room: &RoomId,
+    from: &str,
+    body: &str,
+    client_id: Option<ClientId>,
+) -> WriteOp {
+    WriteOp::Message {
+        site: site.clone(),
+        room: room.clone(),
+        sender: Some(user(from)),
+        client_id,
+        body: body.into(),
+    }
+}
+
+async fn seqs_are_gap_free_per_room_and_retries_are_stored_once(db: Db) {
+    let f = fixture(db).await;
+    let a = f
+        .store
+        .create_group(&f.site, "A", &[member("alice"), member("bob")])
+        .await
+        .unwrap();
+    let b = f
+        .store
+        .create_group(&f.site, "B", &[member("alice")])
+        .await
+        .unwrap();
+    assert_eq!(a.last_seq, 0);
+    // Many concurrent writes to two rooms: group commit takes them together.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let writer = f.writer.clone();
+        let op = msg(
+            &f.site,
+            if i % 2 == 0 { &a.id } else { &b.id },
+            "alice",
+            &format!("m{i}"),
+            Some(cid()),
+        );
+        tasks.push(tokio::spawn(async move { writer.write(op).await }));
+    }
+    let mut a_seqs = Vec::new();
+    for t in tasks {
+        let w = t.await.unwrap().unwrap();
+        if w.event.room == a.id {
+            a_seqs.push(w.event.seq);
+        }
+    }
+    a_seqs.sort_unstable();
+    assert_eq!(a_seqs, (1..=100).collect::<Vec<_>>());
+    let info = f.store.room(&f.site, &b.id).await.unwrap().unwrap();
+    assert_eq!(info.last_seq, 100);
+
+    let id = cid();
+    let first = f
+        .writer
+        .write(msg(&f.site, &a.id, "bob", "once", Some(id)))
+        .await
+        .unwrap();
+    let again = f
+        .writer
+        .write(msg(&f.site, &a.id, "bob", "once", Some(id)))
+        .await
+        .unwrap();
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(first.event, again.event);
+    // The same client id from another sender is another message.
+    let alices = f
+        .writer
+        .write(msg(&f.site, &a.id, "alice", "mine", Some(id)))
+        .await
+        .unwrap();
+    assert_eq!(alices.event.seq, first.event.seq + 1);
+    f.scratch.remove().await;
+}
+
+async fn membership_and_sites_are_enforced(db: Db) {
+    let f = fixture(db).await;
+    let room = f
+        .store
+        .create_group(&f.site, "A", &[member("alice")])
+        .await
+        .unwrap();
+    let err = f
+        .writer
+        .write(msg(&f.site, &room.id, "mallory", "hi", None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotMember), "{err:?}");
+    let err = f
+        .writer
+        .write(msg(&f.other, &room.id, "alice", "hi", None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::RoomNotFound),
+        "another site's room does not exist: {err:?}"
+    );
+    assert!(f.store.room(&f.other, &room.id).await.unwrap().is_none());
+    assert!(
+        f.store
+            .rooms_for_user(&f.other, &user("alice"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let joined = f
+        .writer
+        .write(WriteOp::Join {
+            site: f.site.clone(),
+            room: room.id.clone(),
+            user: user("bob"),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(joined.event.kind, EventKind::MemberJoined { .. }));
+    let err = f
+        .writer
+        .write(WriteOp::Join {
+            site: f.site.clone(),
+            room: room.id.clone(),
+            user: user("bob"),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict));
+    assert!(
+        f.store
+            .is_member(&f.site, &room.id, &user("bob"))
+            .await
+            .unwrap()
+    );
+    f.writer
+        .write(WriteOp::Leave {
+            site: f.site.clone(),
+            room: room.id.clone(),
+            user: user("bob"),
+        })
+        .await
+        .unwrap();
+    assert!(
+        !f.store
+            .is_member(&f.site, &room.id, &user("bob"))
+            .await
+            .unwrap()
+    );
+    let err = f
+        .writer
+        .write(WriteOp::Leave {
+            site: f.site.clone(),
+            room: room.id.clone(),
+            user: user("bob"),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound));
+    let info = f.store.room(&f.site, &room.id).await.unwrap().unwrap();
+    assert_eq!(info.last_seq, 2);
+    f.scratch.remove().await;
+}
+
+async fn dialogs_are_unique_per_pair_and_rooms_list_members(db: Db) {
+    let f = fixture(db).await;
+    let (d1, created) = f
+        .store
+        .open_dialog(&f.site, &member("bob"), &member("alice"))
+        .await
+        .unwrap();
+    assert!(created);
+    let (d2, created) = f
+        .store
+        .open_dialog(&f.site, &member("alice"), &member("bob"))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(d1.id, d2.id);
+    let (d3, created) = f
+        .store
+        .open_dialog(&f.other, &member("alice"), &member("bob"))
+        .await
+        .unwrap();
+    assert!(created, "each site has its own alice and bob");
+    assert_ne!(d1.id, d3.id);
+    // Ids are case-sensitive: Alice is not alice.
+    let (d4, created) = f
+        .store
+        .open_dialog(&f.site, &member("Alice"), &member("bob"))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_ne!(d4.id, d1.id);
+    let g = f
+        .store
+        .create_group(&f.site, "G", &[member("alice"), member("carol")])
+        .await
+        .unwrap();
+    let rooms = f
+        .store
+        .rooms_for_user(&f.site, &user("alice"))
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = rooms.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    let mut want = vec![d1.id.clone(), g.id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    for r in &rooms {
+        let names: Vec<_> = r
+            .members
+            .iter()
+            .map(|m| m.id.as_str().to_string())
+            .collect();
+        if r.id == g.id {
+            assert_eq!(names, ["alice", "carol"]);
+            assert_eq!(r.members[0].name.as_deref(), Some("ALICE"));
+        } else {
+            assert_eq!(names, ["alice", "bob"]);
+        }
+    }
+    f.scratch.remove().await;
+}
+
+async fn history_pages_both_ways(db: Db) {
+    let f = fixture(db).await;
+    let room = f
+        .store
+        .create_group(&f.site, "H", &[member("alice")])
+        .await
+        .unwrap();
+    for i in 1..=30 {
+        f.writer
+            .write(msg(&f.site, &room.id, "alice", &format!("m{i}"), None))
+            .await
+            .unwrap();
+    }
+    let seqs = |evs: Vec<natter_shared::Event>| evs.into_iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(f.store.events_after(&room.id, 0, 5).await.unwrap()),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        seqs(f.store.events_after(&room.id, 28, 5).await.unwrap()),
+        [29, 30]
+    );
+    assert_eq!(
+        seqs(f.store.events_before(&room.id, u64::MAX, 3).await.unwrap()),
+        [28, 29, 30]
+    );
+    assert_eq!(
+        seqs(f.store.events_before(&room.id, 3, 10).await.unwrap()),
+        [1, 2]
+    );
+    let e = &f.store.events_after(&room.id, 9, 1).await.unwrap()[0];
+    assert!(matches!(&e.kind, EventKind::Message { body, .. } if body == "m10"));
+    assert_eq!(e.sender.as_ref().map(|s| s.as_str()), Some("alice"));
+    f.scratch.remove().await;
+}
+
+async fn sites_are_found_by_hashed_api_key(db: Db) {
+    let f = fixture(db).await;
+    let new = f
+        .store
+        .create_site(None, "c", &["https://c.example".into()])
+        .await
+        .unwrap();
+    let found = f
+        .store
+        .site_by_api_key(new.api_key.expose())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, new.site.id);
+    assert_eq!(found.origins, ["https://c.example"]);
+    assert!(f.store.site_by_api_key("nk_wrong").await.unwrap().is_none());
+    let rotated = f.store.rotate_api_key(&new.site.id).await.unwrap();
+    assert!(
+        f.store
+            .site_by_api_key(new.api_key.expose())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.store
+            .site_by_api_key(rotated.expose())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    f.scratch.remove().await;
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(Db::Sqlite).await } )*
+        }
+        mod mariadb {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(Db::MariaDb).await } )*
+        }
+    };
+}
+
+on_both!(
+    seqs_are_gap_free_per_room_and_retries_are_stored_once,
+    membership_and_sites_are_enforced,
+    dialogs_are_unique_per_pair_and_rooms_list_members,
+    history_pages_both_ways,
+    sites_are_found_by_hashed_api_key,
+);
