@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod chat;
+mod demo;
 mod isolation;
 mod robustness;
 mod store;

@@ -1,0 +1,49 @@
+//! Demo mode mints tokens for demo users only, and only in demo mode.
+
+use natter_tests::*;
+
+#[tokio::test]
+async fn demo_mode_serves_the_page_and_tokens_that_work() {
+    let app = spawn_app_with(Db::Sqlite, |c| c.demo = true).await;
+    let page = app.http.get(app.url("/demo")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("widget.js"));
+    let res = app
+        .http
+        .get(app.url("/demo/token?user=mallory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res: serde_json::Value = app
+        .http
+        .get(app.url("/demo/token?user=alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = res["token"].as_str().unwrap();
+    let site = natter_shared::SiteId::parse("demo").unwrap();
+    let own = format!("http://{}", app.addr);
+    let mut alice = Client::connect(&app, &site, Some(&own)).await;
+    alice.auth(token).await;
+    let rooms = alice.sync(vec![]).await;
+    assert_eq!(
+        rooms.len(),
+        2,
+        "alice is in the Lobby and her dialog with Bob"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_demo_mode_there_is_no_demo_page_nor_token() {
+    let app = spawn_app(Db::Sqlite).await;
+    for path in ["/demo", "/demo/token?user=alice"] {
+        let res = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    app.stop().await;
+}
