@@ -10,6 +10,11 @@
 //! - [`protocol`]: every frame a client and a server exchange over the
 //!   WebSocket, the events a room is made of, and the error codes.
 //!
+//! - [`sync`]: the sans-IO state machines of the widget's sync engine —
+//!   the outbox (what to send, what an ack settles, what a reconnect
+//!   resends) and the per-room cursors (what to ask for, what a page or an
+//!   event advances).
+//!
 //! Nothing here does IO: the crate builds for native targets and for
 //! `wasm32-unknown-unknown` alike, so the decisions it encodes are
 //! unit-tested without a socket or a browser.
@@ -18,6 +23,7 @@ pub mod api;
 pub mod ids;
 pub mod limits;
 pub mod protocol;
+pub mod sync;
 
 pub use ids::{ClientId, IdError, RoomId, Seq, SiteId, UserId};
 pub use protocol::{

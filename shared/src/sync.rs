@@ -1,0 +1,343 @@
+//! Sans-IO synchronisation logic: the decisions of the widget's sync
+//! engine, as plain state machines that a test drives without a socket or
+//! a browser. The browser side only feeds them what happened (a message
+//! written, a connection up or down, an ack, a page, an event) and does
+//! what they answer.
+//!
+//! - [`Outbox`]: messages written but not yet acknowledged. It decides
+//!   what to send next (in order, a bounded window in flight), what an
+//!   ack settles, and what a reconnect resends. Retries are safe because
+//!   the server stores one message per client id.
+//! - [`Cursors`]: per room, the highest seq held without a gap. It decides
+//!   what to ask for on (re)connect, and whether a page or a live event
+//!   extends the room, repeats what is held, or reveals a gap.
+
+use crate::ids::{ClientId, RoomId, Seq};
+use crate::protocol::{ClientFrame, Cursor, ErrorCode, Event};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A message waiting to be delivered, as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub client_id: ClientId,
+    pub room: RoomId,
+    pub body: String,
+    /// When the person wrote it, milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+impl OutboxEntry {
+    /// The `send` frame for this entry.
+    pub fn frame(&self) -> ClientFrame {
+        ClientFrame::Send {
+            client_id: self.client_id,
+            room: self.room.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// Where an outbox entry stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EntryState {
+    /// Waiting for a connection or for room in the window.
+    Queued,
+    /// Sent on the current connection; its ack has not come yet.
+    InFlight,
+    /// Refused for good (e.g. not a member any more); kept until the
+    /// person retries or discards it.
+    Failed { code: ErrorCode, message: String },
+}
+
+/// What an error frame for a send means for that send.
+pub fn is_permanent(code: ErrorCode) -> bool {
+    !matches!(
+        code,
+        ErrorCode::Internal | ErrorCode::ShuttingDown | ErrorCode::TooManyRequests
+    )
+}
+
+/// The outbox state machine.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    entries: VecDeque<(OutboxEntry, EntryState)>,
+    window: usize,
+}
+
+/// What an answer from the server did to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Delivered with this seq: remove it from storage, mark the message sent.
+    Acked {
+        entry: OutboxEntry,
+        seq: Seq,
+        ts: i64,
+    },
+    /// Refused for good: mark the message failed.
+    Failed {
+        client_id: ClientId,
+        code: ErrorCode,
+        message: String,
+    },
+    /// A transient refusal: it will be sent again.
+    Requeued { client_id: ClientId },
+    /// The answer named no entry of this outbox (already settled).
+    Unknown,
+}
+
+impl Outbox {
+    /// An empty outbox sending at most `window` messages ahead of acks.
+    pub fn new(window: usize) -> Self {
+        Outbox {
+            entries: VecDeque::new(),
+            window: window.max(1),
+        }
+    }
+
+    /// Rebuilds the outbox from storage (oldest first); nothing is in
+    /// flight after a restart.
+    pub fn restore(
+        window: usize,
+        stored: impl IntoIterator<Item = (OutboxEntry, EntryState)>,
+    ) -> Self {
+        let mut outbox = Outbox::new(window);
+        for (entry, state) in stored {
+            let state = match state {
+                EntryState::InFlight => EntryState::Queued,
+                other => other,
+            };
+            outbox.entries.push_back((entry, state));
+        }
+        outbox
+    }
+
+    /// A message the person just wrote.
+    pub fn push(&mut self, entry: OutboxEntry) {
+        if self.position(&entry.client_id).is_none() {
+            self.entries.push_back((entry, EntryState::Queued));
+        }
+    }
+
+    /// What to send now, in order, keeping at most `window` in flight.
+    /// The returned entries are marked in flight.
+    pub fn next_batch(&mut self) -> Vec<OutboxEntry> {
+        let mut in_flight = self
+            .entries
+            .iter()
+            .filter(|(_, s)| *s == EntryState::InFlight)
+            .count();
+        let mut batch = Vec::new();
+        for (entry, state) in self.entries.iter_mut() {
+            if in_flight >= self.window {
+                break;
+            }
+            if *state == EntryState::Queued {
+                *state = EntryState::InFlight;
+                in_flight += 1;
+                batch.push(entry.clone());
+            }
+        }
+        batch
+    }
+
+    /// An `ack` arrived.
+    pub fn ack(&mut self, client_id: &ClientId, seq: Seq, ts: i64) -> Settled {
+        match self.position(client_id) {
+            Some(i) => match self.entries.remove(i) {
+                Some((entry, _)) => Settled::Acked { entry, seq, ts },
+                None => Settled::Unknown,
+            },
+            None => Settled::Unknown,
+        }
+    }
+
+    /// An `error` frame naming one of our sends arrived.
+    pub fn reject(&mut self, client_id: &ClientId, code: ErrorCode, message: &str) -> Settled {
+        let Some(i) = self.position(client_id) else {
+            return Settled::Unknown;
+        };
+        let state = &mut self.entries[i].1;
+        if is_permanent(code) {
+            *state = EntryState::Failed {
+                code,
+                message: message.to_string(),
+            };
+            Settled::Failed {
+                client_id: *client_id,
+                code,
+                message: message.to_string(),
+            }
+        } else {
+            *state = EntryState::Queued;
+            Settled::Requeued {
+                client_id: *client_id,
+            }
+        }
+    }
+
+    /// The connection dropped: whatever was in flight will be sent again
+    /// (the server answers a repeat with the stored message).
+    pub fn on_disconnect(&mut self) {
+        for (_, state) in self.entries.iter_mut() {
+            if *state == EntryState::InFlight {
+                *state = EntryState::Queued;
+            }
+        }
+    }
+
+    /// The person asked to retry a failed message.
+    pub fn retry(&mut self, client_id: &ClientId) -> bool {
+        match self.position(client_id) {
+            Some(i) if matches!(self.entries[i].1, EntryState::Failed { .. }) => {
+                self.entries[i].1 = EntryState::Queued;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The person gave up on a message.
+    pub fn discard(&mut self, client_id: &ClientId) -> Option<OutboxEntry> {
+        let i = self.position(client_id)?;
+        self.entries.remove(i).map(|(e, _)| e)
+    }
+
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &(OutboxEntry, EntryState)> {
+        self.entries.iter()
+    }
+
+    /// Entries not yet acknowledged.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn position(&self, client_id: &ClientId) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|(e, _)| &e.client_id == client_id)
+    }
+}
+
+/// What a live event means for a room's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incoming {
+    /// The next one: store it; the cursor advanced.
+    Next,
+    /// Already held: ignore it.
+    Duplicate,
+    /// Events are missing before it: store it if you like, but ask the
+    /// server to `sync` from the cursor, which stays where it is.
+    Gap { cursor: Seq },
+}
+
+/// Per-room cursors: the highest seq held with nothing missing below it
+/// (down to where the cache starts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursors {
+    rooms: BTreeMap<RoomId, Seq>,
+}
+
+impl Cursors {
+    /// Cursors restored from storage.
+    pub fn from_stored(stored: impl IntoIterator<Item = (RoomId, Seq)>) -> Self {
+        Cursors {
+            rooms: stored.into_iter().collect(),
+        }
+    }
+
+    /// The `sync` frame to send on (re)connect.
+    pub fn sync_frame(&self) -> ClientFrame {
+        ClientFrame::Sync {
+            cursors: self
+                .rooms
+                .iter()
+                .map(|(room, &seq)| Cursor {
+                    room: room.clone(),
+                    seq,
+                })
+                .collect(),
+        }
+    }
+
+    /// The cursor of a room, if the room is known.
+    pub fn get(&self, room: &RoomId) -> Option<Seq> {
+        self.rooms.get(room).copied()
+    }
+
+    /// Applies a catch-up page. For a room the client listed, the page
+    /// continues from the cursor; for a new room it is the latest page and
+    /// starts the cursor. Returns the events to store (those not held yet)
+    /// and whether a gap was found (then: sync again).
+    pub fn apply_page(&mut self, room: &RoomId, events: &[Event]) -> (Vec<Event>, bool) {
+        let Some(&cursor) = self.rooms.get(room) else {
+            let last = events.last().map_or(0, |e| e.seq);
+            self.rooms.insert(room.clone(), last);
+            return (events.to_vec(), false);
+        };
+        let mut cursor = cursor;
+        let mut fresh = Vec::new();
+        for e in events {
+            if e.seq <= cursor {
+                continue;
+            }
+            if e.seq != cursor + 1 {
+                self.rooms.insert(room.clone(), cursor);
+                return (fresh, true);
+            }
+            cursor = e.seq;
+            fresh.push(e.clone());
+        }
+        self.rooms.insert(room.clone(), cursor);
+        (fresh, false)
+    }
+
+    /// Applies a live event.
+    pub fn apply_event(&mut self, event: &Event) -> Incoming {
+        match self.rooms.get(&event.room).copied() {
+            None => {
+                // A room we just joined: its history starts here for us.
+                self.rooms.insert(event.room.clone(), event.seq);
+                Incoming::Next
+            }
+            Some(cursor) if event.seq <= cursor => Incoming::Duplicate,
+            Some(cursor) if event.seq == cursor + 1 => {
+                self.rooms.insert(event.room.clone(), event.seq);
+                Incoming::Next
+            }
+            Some(cursor) => Incoming::Gap { cursor },
+        }
+    }
+
+    /// Records our own message's ack: if it is the next seq, the cursor
+    /// advances (the event may arrive later and is then a duplicate).
+    pub fn apply_ack(&mut self, room: &RoomId, seq: Seq) -> bool {
+        match self.rooms.get(room).copied() {
+            Some(cursor) if seq == cursor + 1 => {
+                self.rooms.insert(room.clone(), seq);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets a room (the user left it).
+    pub fn forget(&mut self, room: &RoomId) {
+        self.rooms.remove(room);
+    }
+
+    /// Every (room, cursor).
+    pub fn iter(&self) -> impl Iterator<Item = (&RoomId, Seq)> {
+        self.rooms.iter().map(|(r, &s)| (r, s))
+    }
+}
+
+#[cfg(test)]
+mod tests;
