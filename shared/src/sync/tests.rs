@@ -82,7 +82,7 @@ fn run(steps: Vec<Step>, window: usize) -> (Server, Vec<OutboxEntry>, bool) {
     let mut failures = false;
     let mut n = 0;
 
-    let mut pump = |outbox: &mut Outbox, up: &mut VecDeque<OutboxEntry>, connected: bool| {
+    let pump = |outbox: &mut Outbox, up: &mut VecDeque<OutboxEntry>, connected: bool| {
         if connected {
             up.extend(outbox.next_batch());
         }
@@ -209,7 +209,7 @@ proptest! {
         };
         let mut cursors = Cursors::from_stored([(r.clone(), 0)]);
         let mut stored: Vec<Seq> = Vec::new();
-        let mut resync = |cursors: &mut Cursors, stored: &mut Vec<Seq>| {
+        let resync = |cursors: &mut Cursors, stored: &mut Vec<Seq>| {
             let from = cursors.get(&r).unwrap_or(0);
             let page: Vec<Event> = (from + 1..=total).map(event).collect();
             let (fresh, gap) = cursors.apply_page(&r, &page);
