@@ -111,7 +111,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 <ConnectionStatus status notice />
             </header>
             <RoomList rooms current select=selected.write_only() />
-            <section class="room" aria-label=move || title.get()>
+            <section class="pane" aria-label=move || title.get()>
                 <h2>{move || title.get()}</h2>
                 <MessageList lines />
                 <Composer enabled=Signal::derive(move || current.with(Option::is_some)) on_send=send />
