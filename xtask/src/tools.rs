@@ -1,0 +1,243 @@
+//! Making sure the tools are there, at the pinned versions, and running
+//! them.
+//!
+//! Each tool is checked first and installed only when missing or at
+//! another version: the wasm32 target, trunk, wasm-bindgen-cli (with its
+//! test runner), Chromium with chromedriver for the browser tests, and
+//! npm's binaryen for wasm-opt. The npm binaries go first on PATH so that
+//! trunk picks wasm-opt 132, not a system binaryen (Debian's 108 produces a
+//! wasm that crashes Chromium).
+
+use anyhow::{Context, Result, bail};
+use std::ffi::{OsStr, OsString};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const TRUNK_VERSION: &str = "0.21.14";
+/// Must equal the `wasm-bindgen` crate's pinned version in Cargo.toml.
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+const MARIADB: &str = "/usr/sbin/mariadbd";
+/// How long a MariaDB we started may take to answer.
+const MARIADB_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The repository and the environment child processes run in.
+pub struct Env {
+    pub root: PathBuf,
+    /// PATH with `node_modules/.bin` and cargo's bin directory first.
+    path: OsString,
+    /// The cargo that runs us, so nested builds use the same toolchain.
+    cargo: OsString,
+}
+
+impl Env {
+    pub fn new() -> Result<Self> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask has no parent directory")?
+            .to_path_buf();
+        let mut dirs = vec![root.join("node_modules").join(".bin")];
+        if let Some(bin) = cargo_bin_dir() {
+            dirs.push(bin);
+        }
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        let path = std::env::join_paths(dirs).context("joining PATH")?;
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        Ok(Env { root, path, cargo })
+    }
+
+    /// `program args` in the repository root, with our PATH.
+    pub fn command<I, S>(&self, program: impl AsRef<OsStr>, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let program = self
+            .which(program.as_ref())
+            .map_or_else(|| program.as_ref().to_os_string(), PathBuf::into_os_string);
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.root)
+            .env("PATH", &self.path);
+        cmd
+    }
+
+    /// `cargo args` with the cargo that runs xtask.
+    pub fn cargo<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command(&self.cargo, args)
+    }
+
+    /// Runs one named step; an error names the step and how it ended.
+    pub fn step(&self, name: &str, mut cmd: Command) -> Result<()> {
+        eprintln!("xtask: ▶ {name}");
+        let started = Instant::now();
+        let status = cmd
+            .status()
+            .with_context(|| format!("step `{name}` could not start"))?;
+        if !status.success() {
+            bail!("step `{name}` failed ({status})");
+        }
+        eprintln!("xtask: ✔ {name} ({:.0?})", started.elapsed());
+        Ok(())
+    }
+
+    /// The first `name` on our PATH (or `name` itself if it has a slash).
+    pub fn which(&self, name: &OsStr) -> Option<PathBuf> {
+        if Path::new(name).components().count() > 1 {
+            return Some(PathBuf::from(name));
+        }
+        std::env::split_paths(&self.path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }
+
+    /// The trimmed stdout of `program args`, or `None` if it cannot run.
+    fn output<const N: usize>(&self, program: &str, args: [&str; N]) -> Option<String> {
+        let out = self.command(program, args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+/// Everything a release build of the widget needs.
+pub fn ensure_build_tools(env: &Env) -> Result<()> {
+    let targets = env
+        .output("rustup", ["target", "list", "--installed"])
+        .context("rustup is needed to add the wasm32 target")?;
+    if !targets.lines().any(|t| t == WASM_TARGET) {
+        env.step(
+            "rustup target add wasm32-unknown-unknown",
+            env.command("rustup", ["target", "add", WASM_TARGET]),
+        )?;
+    }
+
+    if env.output("trunk", ["--version"]).as_deref() != Some(&format!("trunk {TRUNK_VERSION}")) {
+        // Trunk's own LTO profile doubles the build time for no use here.
+        let mut install = env.cargo(["install", "--locked", &format!("trunk@{TRUNK_VERSION}")]);
+        install
+            .env("CARGO_PROFILE_RELEASE_LTO", "false")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+        env.step(&format!("cargo install trunk@{TRUNK_VERSION}"), install)?;
+    }
+
+    let bindgen = format!("wasm-bindgen {WASM_BINDGEN_VERSION}");
+    if env.output("wasm-bindgen", ["--version"]).as_deref() != Some(&bindgen) {
+        // Without --locked: its lock file names a crate version the
+        // registry here lacks.
+        env.step(
+            &format!("cargo install wasm-bindgen-cli --version {WASM_BINDGEN_VERSION}"),
+            env.cargo([
+                "install",
+                "wasm-bindgen-cli",
+                "--version",
+                WASM_BINDGEN_VERSION,
+            ]),
+        )?;
+    }
+
+    if !env.root.join("node_modules/binaryen").is_dir() {
+        if env.which("npm".as_ref()).is_none() {
+            bail!("npm is missing: install Node.js (20 or later) with npm, then retry");
+        }
+        env.step(
+            "npm ci",
+            env.command("npm", ["ci", "--no-audit", "--no-fund"]),
+        )?;
+    }
+    Ok(())
+}
+
+/// Chromium and chromedriver for the browser tests; returns chromedriver.
+pub fn ensure_browser(env: &Env) -> Result<PathBuf> {
+    let found = || {
+        let driver = env.which("chromedriver".as_ref())?;
+        // webdriver.json points the driver at this binary.
+        Path::new("/usr/bin/chromium").is_file().then_some(driver)
+    };
+    if let Some(driver) = found() {
+        return Ok(driver);
+    }
+    if !is_root() {
+        bail!(
+            "the browser tests need Chromium and chromedriver at /usr/bin: \
+             install them (Debian: `sudo apt-get install chromium chromium-driver`)"
+        );
+    }
+    env.step("apt-get update", env.command("apt-get", ["update", "-qq"]))?;
+    env.step(
+        "apt-get install chromium chromium-driver",
+        env.command(
+            "apt-get",
+            ["install", "-y", "-qq", "chromium", "chromium-driver"],
+        ),
+    )?;
+    found().context("chromium-driver installed but chromedriver is still not found")
+}
+
+/// Makes sure MariaDB answers on 127.0.0.1:3306, starting it when we are
+/// root and it is installed. Returns whether it answers; under CI a
+/// database that does not answer is an error.
+pub fn ensure_mariadb(ci: bool) -> Result<bool> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], 3306));
+    let answers = || TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok();
+    if answers() {
+        return Ok(true);
+    }
+    if is_root() && Path::new(MARIADB).is_file() {
+        eprintln!("xtask: starting MariaDB");
+        // mariadbd refuses to start without its socket directory.
+        std::fs::create_dir_all("/run/mysqld").context("creating /run/mysqld")?;
+        let chown = Command::new("chown")
+            .args(["mysql:mysql", "/run/mysqld"])
+            .status();
+        if !chown.is_ok_and(|s| s.success()) {
+            eprintln!("xtask: warning: could not chown /run/mysqld to mysql");
+        }
+        let status = Command::new("start-stop-daemon")
+            .args(["--start", "--oknodo", "--background", "--exec", MARIADB])
+            .args(["--", "--user=mysql"])
+            .status()
+            .context("running start-stop-daemon")?;
+        if !status.success() {
+            bail!("start-stop-daemon could not start {MARIADB} ({status})");
+        }
+        let deadline = Instant::now() + MARIADB_START_TIMEOUT;
+        while Instant::now() < deadline {
+            if answers() {
+                return Ok(true);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    if ci {
+        bail!(
+            "MariaDB does not answer on {addr}: CI needs it for the MySQL store tests \
+             (install mariadb-server, or set NATTER_TEST_MYSQL_URL)"
+        );
+    }
+    Ok(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// `$CARGO_HOME/bin`, where `cargo install` puts trunk and wasm-bindgen.
+fn cargo_bin_dir() -> Option<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
+    Some(home.join("bin"))
+}
