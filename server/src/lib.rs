@@ -14,6 +14,7 @@
 //!   behind is told to resync instead of slowing the room.
 //! - [`api`]: the HTTP API for the site's backend; [`error`] maps failures
 //!   to JSON errors.
+//! - [`widget`]: serving the widget app, framed only by the site's origins.
 //! - [`demo`]: the demo site and page of `natter --demo`.
 //!
 //! [`App::build`] connects everything; [`App::run`] serves on a listener
@@ -28,6 +29,7 @@ pub mod hub;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod widget;
 pub mod ws;
 
 use crate::config::Config;
@@ -124,7 +126,13 @@ impl App {
             .route_service("/widget.js", ServeFile::new(widget_dir.join("widget.js")))
             .nest_service(
                 "/widget",
-                ServeDir::new(widget_dir).append_index_html_on_directories(true),
+                tower::Layer::layer(
+                    &axum::middleware::from_fn_with_state(
+                        self.state.clone(),
+                        widget::frame_ancestors,
+                    ),
+                    ServeDir::new(widget_dir).append_index_html_on_directories(true),
+                ),
             );
         if config.demo {
             router = router
