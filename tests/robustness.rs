@@ -89,6 +89,11 @@ async fn an_oversized_frame_closes_with_1009() {
         .await;
     let close = alice.closed().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 1009);
+    // Before authentication too.
+    let mut early = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    early.send_text(&"q".repeat(5000)).await;
+    let close = early.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1009);
     // The server is fine: others still chat.
     let (mut bob, _) = app.login("bob").await;
     assert_eq!(bob.say(&room.id, "ok").await, 1);

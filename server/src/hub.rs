@@ -223,15 +223,37 @@ impl Hub {
         }
     }
 
-    /// Makes a connection follow exactly these rooms (after a sync).
-    pub fn subscribe(&self, id: ConnId, rooms: impl IntoIterator<Item = RoomId>) {
+    /// A sync starts: the connection follows nothing yet, but is live, so
+    /// rooms it joins (or that are created for it) from now on reach it.
+    pub fn begin_sync(&self, id: ConnId) {
         let mut inner = self.lock();
         inner.unsubscribe(id);
-        for room in rooms {
-            inner.subscribe_one(id, &room);
-        }
         if let Some(entry) = inner.conns.get_mut(&id) {
             entry.live = true;
+        }
+    }
+
+    /// Makes a live connection follow these rooms too.
+    pub fn follow(&self, id: ConnId, rooms: impl IntoIterator<Item = RoomId>) {
+        let mut inner = self.lock();
+        if inner.conns.get(&id).is_some_and(|c| c.live) {
+            for room in rooms {
+                inner.subscribe_one(id, &room);
+            }
+        }
+    }
+
+    /// Stops a connection following one room.
+    pub fn unfollow(&self, id: ConnId, room: &RoomId) {
+        let mut inner = self.lock();
+        if let Some(subs) = inner.rooms.get_mut(room) {
+            subs.remove(&id);
+            if subs.is_empty() {
+                inner.rooms.remove(room);
+            }
+        }
+        if let Some(entry) = inner.conns.get_mut(&id) {
+            entry.rooms.remove(room);
         }
     }
 

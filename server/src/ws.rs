@@ -31,6 +31,7 @@ use natter_shared::{
 };
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
+
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -186,7 +187,13 @@ async fn authenticate(
                 close_with(sink, close::AUTH_TIMEOUT, "auth_timeout").await;
                 return None;
             }
-            Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Err(err))) => {
+                if is_too_big(&err) {
+                    close_with(sink, close::TOO_BIG, "message too big").await;
+                }
+                return None;
+            }
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(Message::Binary(_)))) => Utf8Bytes::from_static(""),
@@ -442,19 +449,29 @@ impl Conn {
                 )
                 .await;
         }
-        let rooms = match self
-            .state
-            .store
-            .rooms_for_user(&self.identity.site, &self.identity.user)
-            .await
-        {
+        // Go live first (so a join or a new room during the sync reaches
+        // this connection), then read the rooms and follow them, then read
+        // the memberships again: a room left in between is dropped.
+        self.sent.clear();
+        self.state.hub.begin_sync(self.reg.id);
+        let store = &self.state.store;
+        let (site, user) = (&self.identity.site, &self.identity.user);
+        let rooms = match store.rooms_for_user(site, user).await {
             Ok(rooms) => rooms,
             Err(err) => return self.store_failed(err).await,
         };
         self.state
             .hub
-            .subscribe(self.reg.id, rooms.iter().map(|r| r.id.clone()));
-        self.sent.clear();
+            .follow(self.reg.id, rooms.iter().map(|r| r.id.clone()));
+        let still = match store.room_ids_for_user(site, user).await {
+            Ok(ids) => ids,
+            Err(err) => return self.store_failed(err).await,
+        };
+        let (rooms, gone): (Vec<_>, Vec<_>) =
+            rooms.into_iter().partition(|r| still.contains(&r.id));
+        for room in gone {
+            self.state.hub.unfollow(self.reg.id, &room.id);
+        }
         let member_of: HashSet<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
         let room_ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
         self.send(&ServerFrame::Rooms { rooms }).await?;

@@ -255,7 +255,9 @@ async fn history(
 ) -> Result<Json<EventPage>, ApiError> {
     let room = parse_room(room)?;
     let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = q.limit.unwrap_or(state.config.limits.page_size);
+    let limit = q
+        .limit
+        .unwrap_or_else(|| state.config.limits.page_size.clamp(1, MAX_HISTORY_LIMIT));
     if limit == 0 || limit > MAX_HISTORY_LIMIT {
         return Err(ApiError::invalid(format!(
             "limit must be 1..={MAX_HISTORY_LIMIT}"

@@ -540,6 +540,22 @@ impl Store {
         Ok(rooms)
     }
 
+    /// The ids of the rooms the user is a member of.
+    pub async fn room_ids_for_user(
+        &self,
+        site: &SiteId,
+        user: &UserId,
+    ) -> Result<std::collections::HashSet<RoomId>, StoreError> {
+        let rows = sqlx::query("SELECT room_id FROM members WHERE site_id = ? AND user_id = ?")
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| parse_id(RoomId::parse, r.try_get::<String, _>("room_id")?))
+            .collect()
+    }
+
     /// True when the user is a member of the room (in that site).
     pub async fn is_member(
         &self,

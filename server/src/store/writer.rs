@@ -14,6 +14,7 @@
 
 use super::{Backend, Store, StoreError, event_from_row, now_ms};
 use crate::hub::Hub;
+use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::{ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -229,6 +230,16 @@ async fn apply(
             }
             if is_member(tx, room, user).await? {
                 return Err(StoreError::Conflict);
+            }
+            let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM members WHERE room_id = ?")
+                .bind(room.as_str())
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("n")?;
+            if count >= MAX_MEMBERS as i64 {
+                return Err(StoreError::Invalid(format!(
+                    "the room is full: at most {MAX_MEMBERS} members"
+                )));
             }
             sqlx::query(
                 "INSERT INTO members (room_id, site_id, user_id, joined_at) VALUES (?, ?, ?, ?)",
