@@ -93,13 +93,14 @@ fn ChatWidget(location: Location) -> impl IntoView {
             .ok_or("Pick a conversation first.")?;
         let client_id = ClientId::from_uuid(uuid::Uuid::now_v7());
         let now = js_sys::Date::now() as i64;
-        let frame = chat
+        let frames = chat
             .try_update(|c| c.compose(&room, client_id, body, now))
             .ok_or("The chat has closed.")?
             .map_err(|e| e.to_string())?;
-        // Offline, the message waits in the outbox for the next `synced`.
-        if chat.with_untracked(Chat::is_live) {
-            link.send(&frame);
+        // Offline there are none: the outbox goes out after the next
+        // `synced`. A frame the socket drops is resent the same way.
+        for frame in &frames {
+            link.send(frame);
         }
         Ok(())
     };

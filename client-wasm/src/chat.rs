@@ -1,20 +1,29 @@
-//! The chat as plain data: who we are, the rooms we are in, each room's
-//! lines in seq order and our own sends that still wait for the server.
+//! The chat as plain data: who we are, the rooms we are in and each
+//! room's lines, with our own messages shown pending until the room has
+//! them.
 //!
-//! [`Chat::apply`] takes every server frame and returns the frames to send
-//! in answer (the `sync` after `hello`, the resends after `synced`), so the
-//! protocol decisions live here, away from the socket and the DOM, and are
-//! unit-tested natively. The app keeps one `Chat` in a signal; the views
-//! read [`Line`]s and [`RoomEntry`]s out of it.
+//! The protocol decisions are the shared sans-IO state machines':
+//! [`Cursors`] says whether an event is new, repeated or reveals a gap, and
+//! [`Outbox`] what to send, what an ack settles and what a reconnect
+//! resends. `Chat` drives them with the server's frames and keeps what the
+//! views need. [`Chat::apply`] returns the frames to send in answer (the
+//! `sync` after `hello`, the outbox after `synced`), so the socket code
+//! only carries frames; everything here is unit-tested natively.
 
 use natter_shared::protocol::{TextError, check_body};
+use natter_shared::sync::{Cursors, EntryState, Incoming, Outbox, OutboxEntry, Settled};
 use natter_shared::{
-    ClientFrame, ClientId, Cursor, Event, EventKind, Limits, Member, RoomId, RoomInfo, RoomKind,
-    Seq, ServerFrame, UserId,
+    ClientFrame, ClientId, Event, EventKind, Limits, Member, RoomId, RoomInfo, RoomKind, Seq,
+    ServerFrame, UserId,
 };
+use std::collections::BTreeMap;
+
+/// Most of our messages in flight at once; the server refuses more than
+/// its `--max-inflight-sends` (64 by default) with `too_many_requests`.
+const OUTBOX_WINDOW: usize = 16;
 
 /// Everything the widget knows about the user's chats.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Chat {
     /// The authenticated user, from `hello`.
     me: Option<Member>,
@@ -22,42 +31,30 @@ pub struct Chat {
     limits: Limits,
     /// Rooms in the order the server listed them.
     rooms: Vec<Room>,
-    /// True between `synced` and the next disconnect or `resync`: live
+    cursors: Cursors,
+    outbox: Outbox,
+    /// True between `synced` and the next disconnect or `sync`: live
     /// events flow and sends go out at once.
     live: bool,
     /// The last error the server reported that is not about one send.
     notice: Option<String>,
 }
 
-/// One room and what we hold of it.
+/// One room and the lines we hold of it.
 #[derive(Debug, Clone)]
 struct Room {
     info: RoomInfo,
-    /// Confirmed events, ascending seq, as display lines.
-    lines: Vec<Line>,
-    /// Our sends the room has not confirmed with an event yet.
-    outbox: Vec<Outgoing>,
-    /// Highest seq applied: events at or below it are duplicates.
-    cursor: Seq,
-}
-
-/// A send waiting for its event.
-#[derive(Debug, Clone)]
-struct Outgoing {
-    client_id: ClientId,
-    body: String,
-    ts: i64,
-    state: Delivery,
+    /// Lines by seq. Keyed so that an ack and the event of the same
+    /// message, or a page repeating a gap's event, land on one line.
+    lines: BTreeMap<Seq, Line>,
 }
 
 /// Where one of our messages is on its way to the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    /// Not acknowledged yet; resent after every reconnect.
+    /// In the outbox: sent or about to be, not acknowledged yet.
     Pending,
-    /// Committed by the server; its event has not arrived yet.
-    Acked,
-    /// Refused by the server; not resent.
+    /// Refused for good; not resent.
     Failed(String),
     /// In the room's history.
     Stored,
@@ -105,6 +102,20 @@ impl std::fmt::Display for ComposeError {
     }
 }
 
+impl Default for Chat {
+    fn default() -> Self {
+        Chat {
+            me: None,
+            limits: Limits::default(),
+            rooms: Vec::new(),
+            cursors: Cursors::default(),
+            outbox: Outbox::new(OUTBOX_WINDOW),
+            live: false,
+            notice: None,
+        }
+    }
+}
+
 impl Chat {
     /// The signed-in user, once `hello` arrived.
     pub fn me(&self) -> Option<&Member> {
@@ -134,65 +145,64 @@ impl Chat {
             .collect()
     }
 
-    /// The room's lines: its history, then our sends still on their way.
+    /// The room's lines: its history, then our messages still on their way.
     pub fn lines(&self, room: &RoomId) -> Vec<Line> {
         let Some(r) = self.room(room) else {
             return Vec::new();
         };
-        let me = self.me.as_ref();
-        let outgoing = r.outbox.iter().map(|o| Line {
-            // The state is part of the key so the view redraws on change.
-            key: format!("o{}{:?}", o.client_id, o.state),
-            author: me.map(display),
-            body: o.body.clone(),
-            ts: o.ts,
-            mine: true,
-            delivery: o.state.clone(),
-        });
-        r.lines.iter().cloned().chain(outgoing).collect()
+        let author = self.me.as_ref().map(|m| member_name(&r.info, &m.id));
+        let outgoing = self
+            .outbox
+            .entries()
+            .filter(|(e, _)| e.room == *room)
+            .map(|(e, state)| {
+                let delivery = match state {
+                    EntryState::Queued | EntryState::InFlight => Delivery::Pending,
+                    EntryState::Failed { code, message } => {
+                        Delivery::Failed(format!("{}: {message}", code.as_str()))
+                    }
+                };
+                Line {
+                    // The state is part of the key so the view redraws on change.
+                    key: format!("o{}{:?}", e.client_id, delivery),
+                    author: author.clone(),
+                    body: e.body.clone(),
+                    ts: e.created_at,
+                    mine: true,
+                    delivery,
+                }
+            });
+        r.lines.values().cloned().chain(outgoing).collect()
     }
 
-    /// The frame that catches up every known room from its cursor.
-    pub fn sync_frame(&self) -> ClientFrame {
-        let cursors = self
-            .rooms
-            .iter()
-            .map(|r| Cursor {
-                room: r.info.id.clone(),
-                seq: r.cursor,
-            })
-            .collect();
-        ClientFrame::Sync { cursors }
-    }
-
-    /// The connection dropped: live events stop until the next `synced`.
+    /// The connection dropped: live events stop until the next `synced`,
+    /// and whatever was in flight will be sent again.
     pub fn on_disconnect(&mut self) {
         self.live = false;
+        self.outbox.on_disconnect();
     }
 
-    /// Queues a message of ours and returns its `send` frame. The line
-    /// shows as pending at once; the caller sends the frame if the chat is
-    /// live, otherwise it goes out after the next `synced`.
+    /// Queues a message of ours; it shows as pending at once. Returns the
+    /// frames to send now: none while offline, the outbox goes out after
+    /// the next `synced`.
     pub fn compose(
         &mut self,
         room: &RoomId,
         client_id: ClientId,
         body: String,
         now: i64,
-    ) -> Result<ClientFrame, ComposeError> {
+    ) -> Result<Vec<ClientFrame>, ComposeError> {
         check_body(&body, self.limits.max_body_bytes).map_err(ComposeError::Body)?;
-        let r = self.room_mut(room).ok_or(ComposeError::UnknownRoom)?;
-        r.outbox.push(Outgoing {
-            client_id,
-            body: body.clone(),
-            ts: now,
-            state: Delivery::Pending,
-        });
-        Ok(ClientFrame::Send {
+        if self.room(room).is_none() {
+            return Err(ComposeError::UnknownRoom);
+        }
+        self.outbox.push(OutboxEntry {
             client_id,
             room: room.clone(),
             body,
-        })
+            created_at: now,
+        });
+        Ok(self.sends())
     }
 
     /// Applies one server frame; returns the frames to send in answer.
@@ -203,50 +213,65 @@ impl Chat {
             } => {
                 self.me = Some(Member { id: user, name });
                 self.limits = limits;
-                self.live = false;
                 self.notice = None;
-                return vec![self.sync_frame()];
+                return vec![self.sync()];
             }
             ServerFrame::Rooms { rooms } => {
-                // While syncing the list is complete: rooms missing from it
-                // are rooms we were removed from. Later it announces one
-                // room we joined.
+                // In answer to `sync` the list is complete: rooms missing
+                // from it are rooms we were removed from. Later it
+                // announces one room we joined.
                 if !self.live {
-                    self.rooms
-                        .retain(|r| rooms.iter().any(|info| info.id == r.info.id));
+                    let gone: Vec<RoomId> = (self.rooms.iter())
+                        .map(|r| r.info.id.clone())
+                        .filter(|id| rooms.iter().all(|info| info.id != *id))
+                        .collect();
+                    gone.iter().for_each(|id| self.forget(id));
                 }
                 for info in rooms {
                     self.upsert_room(info);
                 }
             }
-            ServerFrame::Page { events, .. } => {
-                for event in events {
-                    self.apply_event(event);
+            ServerFrame::Page { room, events, .. } => {
+                if self.room(&room).is_none() {
+                    return Vec::new();
+                }
+                let (fresh, gap) = self.cursors.apply_page(&room, &events);
+                fresh.into_iter().for_each(|e| self.add_event(e));
+                if gap {
+                    return vec![self.sync()];
                 }
             }
             ServerFrame::Synced {} => {
                 self.live = true;
-                return self.resends();
+                return self.sends();
             }
-            ServerFrame::Event { event } => self.apply_event(event),
+            ServerFrame::Event { event } => {
+                // Not a room of ours (yet): nothing to show it in.
+                if self.room(&event.room).is_none() {
+                    return Vec::new();
+                }
+                match self.cursors.apply_event(&event) {
+                    Incoming::Next => self.add_event(event),
+                    Incoming::Duplicate => {}
+                    Incoming::Gap { .. } => {
+                        self.add_event(event);
+                        return vec![self.sync()];
+                    }
+                }
+            }
             ServerFrame::Ack {
                 client_id,
                 room,
                 seq,
-                ..
+                ts,
             } => {
-                if let Some(r) = self.room_mut(&room) {
-                    if seq <= r.cursor {
-                        // Its event is already in the history.
-                        r.outbox.retain(|o| o.client_id != client_id);
-                    } else if let Some(o) = r.outbox.iter_mut().find(|o| o.client_id == client_id) {
-                        o.state = Delivery::Acked;
-                    }
+                if let Settled::Acked { entry, .. } = self.outbox.ack(&client_id, seq, ts) {
+                    self.cursors.apply_ack(&room, seq);
+                    let author = self.me.clone().map(|m| m.id);
+                    self.add_line(&room, seq, ts, author, entry.body);
                 }
-            }
-            ServerFrame::Resync { .. } => {
-                self.live = false;
-                return vec![self.sync_frame()];
+                // The window has room again.
+                return self.sends();
             }
             ServerFrame::Error {
                 code,
@@ -254,18 +279,23 @@ impl Chat {
                 client_id: Some(client_id),
                 ..
             } => {
-                let failed = self
-                    .rooms
-                    .iter_mut()
-                    .flat_map(|r| r.outbox.iter_mut())
-                    .find(|o| o.client_id == client_id);
-                if let Some(o) = failed {
-                    o.state = Delivery::Failed(format!("{}: {message}", code.as_str()));
-                }
+                // Failed entries show as such; a transient refusal is
+                // queued again and goes out with the next batch (the next
+                // ack, message or reconnect), not in a tight loop.
+                self.outbox.reject(&client_id, code, &message);
             }
-            ServerFrame::Error { code, message, .. } => {
+            ServerFrame::Error {
+                code,
+                message,
+                room,
+                ..
+            } => {
+                if let (natter_shared::ErrorCode::NotMember, Some(room)) = (code, &room) {
+                    self.forget(room);
+                }
                 self.notice = Some(format!("{}: {message}", code.as_str()));
             }
+            ServerFrame::Resync { .. } => return vec![self.sync()],
             // Older history is not requested yet; typing is not shown yet.
             ServerFrame::History { .. } | ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {
             }
@@ -273,20 +303,21 @@ impl Chat {
         Vec::new()
     }
 
-    /// The `send` frames of every message not yet acknowledged.
-    fn resends(&self) -> Vec<ClientFrame> {
-        self.rooms
+    /// The `sync` frame from our cursors; live events stop until `synced`.
+    fn sync(&mut self) -> ClientFrame {
+        self.live = false;
+        self.cursors.sync_frame()
+    }
+
+    /// The next batch of the outbox, while live.
+    fn sends(&mut self) -> Vec<ClientFrame> {
+        if !self.live {
+            return Vec::new();
+        }
+        self.outbox
+            .next_batch()
             .iter()
-            .flat_map(|r| {
-                r.outbox
-                    .iter()
-                    .filter(|o| o.state == Delivery::Pending)
-                    .map(|o| ClientFrame::Send {
-                        client_id: o.client_id,
-                        room: r.info.id.clone(),
-                        body: o.body.clone(),
-                    })
-            })
+            .map(OutboxEntry::frame)
             .collect()
     }
 
@@ -295,66 +326,85 @@ impl Chat {
             Some(r) => r.info = info,
             None => self.rooms.push(Room {
                 info,
-                lines: Vec::new(),
-                outbox: Vec::new(),
-                cursor: 0,
+                lines: BTreeMap::new(),
             }),
         }
     }
 
-    /// Adds one event to its room, once: events at or below the room's
-    /// cursor were applied already (a page and a live event may overlap).
-    fn apply_event(&mut self, event: Event) {
-        let me = self.me.clone();
-        let Some(r) = self.room_mut(&event.room) else {
-            // Not a room of ours (any more): nothing to show it in.
+    fn forget(&mut self, room: &RoomId) {
+        self.rooms.retain(|r| r.info.id != *room);
+        self.cursors.forget(room);
+    }
+
+    /// Shows an event the cursors accepted.
+    fn add_event(&mut self, event: Event) {
+        let Event {
+            room,
+            seq,
+            ts,
+            sender,
+            kind,
+        } = event;
+        let me = self.me.as_ref().map(|m| m.id.clone());
+        let Some(r) = self.room_mut(&room) else {
             return;
         };
-        if event.seq <= r.cursor {
-            return;
-        }
-        r.cursor = event.seq;
-        let mine = me
-            .as_ref()
-            .is_some_and(|m| event.sender.as_ref() == Some(&m.id));
-        let author = event.sender.as_ref().map(|id| member_name(&r.info, id));
-        let body = match &event.kind {
+        let body = match kind {
             EventKind::Message { body, client_id } => {
-                if let (true, Some(cid)) = (mine, client_id) {
-                    r.outbox.retain(|o| o.client_id != *cid);
+                // Our own message, seen before its ack (or after a
+                // reconnect lost the ack): the room has it, so it is settled.
+                if let (Some(cid), true) = (client_id, sender.is_some() && sender == me) {
+                    self.outbox.ack(&cid, seq, ts);
                 }
-                body.clone()
+                return self.add_line(&room, seq, ts, sender, body);
             }
             EventKind::MemberJoined { user } => {
-                if !r.info.members.iter().any(|m| m.id == *user) {
+                if r.info.members.iter().all(|m| m.id != user) {
                     r.info.members.push(Member {
                         id: user.clone(),
                         name: None,
                     });
                 }
-                format!("{} joined", member_name(&r.info, user))
+                format!("{} joined", member_name(&r.info, &user))
             }
             EventKind::MemberLeft { user } => {
-                let line = format!("{} left", member_name(&r.info, user));
-                r.info.members.retain(|m| m.id != *user);
-                line
+                let text = format!("{} left", member_name(&r.info, &user));
+                r.info.members.retain(|m| m.id != user);
+                if me.as_ref() == Some(&user) {
+                    // We were removed: the room leaves the list.
+                    self.forget(&room);
+                    return;
+                }
+                text
             }
         };
-        let system = !matches!(event.kind, EventKind::Message { .. });
-        r.lines.push(Line {
-            key: format!("s{}", event.seq),
-            author: if system { None } else { author },
+        let line = Line {
+            key: format!("s{seq}"),
+            author: None,
             body,
-            ts: event.ts,
+            ts,
+            mine: false,
+            delivery: Delivery::Stored,
+        };
+        r.lines.insert(seq, line);
+    }
+
+    /// Shows a message at its seq.
+    fn add_line(&mut self, room: &RoomId, seq: Seq, ts: i64, sender: Option<UserId>, body: String) {
+        let mine = sender.is_some() && sender == self.me.as_ref().map(|m| m.id.clone());
+        let Some(r) = self.room_mut(room) else {
+            return;
+        };
+        let line = Line {
+            key: format!("s{seq}"),
+            // A message without sender is the site's: shown as a system line.
+            author: sender.map(|id| member_name(&r.info, &id)),
+            body,
+            ts,
             mine,
             delivery: Delivery::Stored,
-        });
-        // We were removed: the room leaves the list.
-        if let (EventKind::MemberLeft { user }, Some(me)) = (&event.kind, &me)
-            && *user == me.id
-        {
-            self.rooms.retain(|r| r.info.id != event.room);
-        }
+        };
+        r.lines.insert(seq, line);
     }
 
     fn room(&self, id: &RoomId) -> Option<&Room> {
@@ -396,13 +446,14 @@ fn display(m: &Member) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use natter_shared::{Cursor, ErrorCode, SiteId};
 
     fn user(id: &str) -> UserId {
         UserId::parse(id).unwrap()
     }
 
-    fn room_id(id: &str) -> RoomId {
-        RoomId::parse(id).unwrap()
+    fn r_ab() -> RoomId {
+        RoomId::parse("r_ab").unwrap()
     }
 
     fn cid(n: u8) -> ClientId {
@@ -412,7 +463,7 @@ mod tests {
     fn hello(me: &str) -> ServerFrame {
         ServerFrame::Hello {
             protocol: "natter.v1".into(),
-            site: natter_shared::SiteId::parse("demo").unwrap(),
+            site: SiteId::parse("demo").unwrap(),
             user: user(me),
             name: None,
             limits: Limits::default(),
@@ -420,20 +471,15 @@ mod tests {
     }
 
     fn dialog() -> RoomInfo {
+        let member = |id: &str, name: &str| Member {
+            id: user(id),
+            name: Some(name.into()),
+        };
         RoomInfo {
-            id: room_id("r_ab"),
+            id: r_ab(),
             kind: RoomKind::Dialog,
             title: None,
-            members: vec![
-                Member {
-                    id: user("alice"),
-                    name: Some("Alice".into()),
-                },
-                Member {
-                    id: user("bob"),
-                    name: Some("Bob".into()),
-                },
-            ],
+            members: vec![member("alice", "Alice"), member("bob", "Bob")],
             last_seq: 0,
             created_at: 0,
         }
@@ -441,7 +487,7 @@ mod tests {
 
     fn message(seq: Seq, from: &str, body: &str, client_id: Option<ClientId>) -> Event {
         Event {
-            room: room_id("r_ab"),
+            room: r_ab(),
             seq,
             ts: 1_000 * seq as i64,
             sender: Some(user(from)),
@@ -450,6 +496,30 @@ mod tests {
                 client_id,
             },
         }
+    }
+
+    fn live(event: Event) -> ServerFrame {
+        ServerFrame::Event { event }
+    }
+
+    fn page(events: Vec<Event>) -> ServerFrame {
+        ServerFrame::Page {
+            room: r_ab(),
+            events,
+            more: false,
+        }
+    }
+
+    fn send(n: u8, body: &str) -> ClientFrame {
+        ClientFrame::Send {
+            client_id: cid(n),
+            room: r_ab(),
+            body: body.into(),
+        }
+    }
+
+    fn bodies(chat: &Chat) -> Vec<String> {
+        chat.lines(&r_ab()).into_iter().map(|l| l.body).collect()
     }
 
     /// A chat signed in as alice, synced, with the alice–bob dialog.
@@ -464,26 +534,22 @@ mod tests {
     }
 
     #[test]
-    fn hello_asks_for_sync_with_known_cursors() {
+    fn hello_asks_for_sync_from_the_known_cursors() {
         let mut chat = Chat::default();
-        let out = chat.apply(hello("alice"));
-        assert_eq!(out, vec![ClientFrame::Sync { cursors: vec![] }]);
+        assert_eq!(
+            chat.apply(hello("alice")),
+            [ClientFrame::Sync { cursors: vec![] }]
+        );
 
         let mut chat = synced_alice();
-        chat.apply(ServerFrame::Event {
-            event: message(7, "bob", "hi", None),
-        });
+        chat.apply(page(vec![message(6, "bob", "hi", None)]));
+        chat.apply(live(message(7, "bob", "there", None)));
         chat.on_disconnect();
-        let out = chat.apply(hello("alice"));
-        assert_eq!(
-            out,
-            vec![ClientFrame::Sync {
-                cursors: vec![Cursor {
-                    room: room_id("r_ab"),
-                    seq: 7
-                }]
-            }]
-        );
+        let cursors = vec![Cursor {
+            room: r_ab(),
+            seq: 7,
+        }];
+        assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
     }
 
     #[test]
@@ -493,95 +559,110 @@ mod tests {
     }
 
     #[test]
-    fn events_are_applied_once_by_seq() {
+    fn events_are_shown_once_and_a_gap_asks_for_sync() {
         let mut chat = synced_alice();
-        let page = ServerFrame::Page {
-            room: room_id("r_ab"),
-            events: vec![
-                message(1, "bob", "one", None),
-                message(2, "bob", "two", None),
-            ],
-            more: false,
-        };
-        chat.apply(page);
-        chat.apply(ServerFrame::Event {
-            event: message(2, "bob", "two", None),
-        });
-        chat.apply(ServerFrame::Event {
-            event: message(3, "bob", "three", None),
-        });
-        let bodies: Vec<_> = chat
-            .lines(&room_id("r_ab"))
-            .into_iter()
-            .map(|l| l.body)
-            .collect();
-        assert_eq!(bodies, ["one", "two", "three"]);
+        chat.apply(page(vec![
+            message(1, "bob", "one", None),
+            message(2, "bob", "two", None),
+        ]));
+        assert!(chat.apply(live(message(2, "bob", "two", None))).is_empty());
+        assert!(
+            chat.apply(live(message(3, "bob", "three", None)))
+                .is_empty()
+        );
+        assert_eq!(bodies(&chat), ["one", "two", "three"]);
+
+        let out = chat.apply(live(message(5, "bob", "five", None)));
+        assert!(matches!(out.as_slice(), [ClientFrame::Sync { cursors }] if cursors[0].seq == 3));
+        assert!(!chat.is_live());
+        chat.apply(page(vec![
+            message(4, "bob", "four", None),
+            message(5, "bob", "five", None),
+        ]));
+        assert_eq!(bodies(&chat), ["one", "two", "three", "four", "five"]);
     }
 
     #[test]
-    fn own_message_is_pending_until_its_event_arrives() {
+    fn own_message_is_pending_until_acked() {
         let mut chat = synced_alice();
-        let room = room_id("r_ab");
-        chat.compose(&room, cid(1), "hello".into(), 5).unwrap();
-        assert_eq!(chat.lines(&room)[0].delivery, Delivery::Pending);
-        assert_eq!(chat.lines(&room)[0].author.as_deref(), Some("alice"));
+        let out = chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+        assert_eq!(out, [send(1, "hello")]);
+        let line = &chat.lines(&r_ab())[0];
+        assert_eq!(line.delivery, Delivery::Pending);
+        assert_eq!(line.author.as_deref(), Some("Alice"));
 
         chat.apply(ServerFrame::Ack {
             client_id: cid(1),
-            room: room.clone(),
+            room: r_ab(),
             seq: 1,
             ts: 9,
         });
-        assert_eq!(chat.lines(&room)[0].delivery, Delivery::Acked);
-
-        chat.apply(ServerFrame::Event {
-            event: message(1, "alice", "hello", Some(cid(1))),
-        });
-        let lines = chat.lines(&room);
-        assert_eq!(lines.len(), 1, "the pending line is replaced, not doubled");
-        assert_eq!(lines[0].delivery, Delivery::Stored);
-        assert!(lines[0].mine);
-        assert_eq!(lines[0].author.as_deref(), Some("Alice"));
+        chat.apply(live(message(1, "alice", "hello", Some(cid(1)))));
+        let lines = chat.lines(&r_ab());
+        assert_eq!(lines.len(), 1, "the ack and the event are one line");
+        assert_eq!(
+            (lines[0].delivery.clone(), lines[0].mine),
+            (Delivery::Stored, true)
+        );
     }
 
     #[test]
-    fn unacked_sends_are_resent_after_reconnect_and_refusals_are_not() {
+    fn own_event_before_its_ack_settles_the_message() {
         let mut chat = synced_alice();
-        let room = room_id("r_ab");
-        chat.compose(&room, cid(1), "kept".into(), 5).unwrap();
-        chat.compose(&room, cid(2), "refused".into(), 6).unwrap();
+        chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+        chat.apply(live(message(1, "alice", "hello", Some(cid(1)))));
+        assert_eq!(bodies(&chat), ["hello"]);
+        chat.apply(ServerFrame::Ack {
+            client_id: cid(1),
+            room: r_ab(),
+            seq: 1,
+            ts: 9,
+        });
+        assert_eq!(bodies(&chat), ["hello"]);
+    }
+
+    #[test]
+    fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
+        let mut chat = synced_alice();
+        chat.compose(&r_ab(), cid(1), "refused".into(), 5).unwrap();
         chat.apply(ServerFrame::Error {
-            code: natter_shared::ErrorCode::TooManyRequests,
-            message: "slow down".into(),
-            client_id: Some(cid(2)),
-            room: Some(room.clone()),
+            code: ErrorCode::NotMember,
+            message: "no".into(),
+            client_id: Some(cid(1)),
+            room: Some(r_ab()),
         });
         chat.on_disconnect();
+        let out = chat.compose(&r_ab(), cid(2), "later".into(), 6).unwrap();
+        assert!(out.is_empty(), "nothing is sent while offline");
+
         chat.apply(hello("alice"));
-        let out = chat.apply(ServerFrame::Synced {});
-        assert_eq!(
-            out,
-            vec![ClientFrame::Send {
-                client_id: cid(1),
-                room: room.clone(),
-                body: "kept".into()
-            }]
-        );
-        assert!(matches!(chat.lines(&room)[1].delivery, Delivery::Failed(_)));
+        assert_eq!(chat.apply(ServerFrame::Synced {}), [send(2, "later")]);
+        let lines = chat.lines(&r_ab());
+        assert!(matches!(lines[0].delivery, Delivery::Failed(_)));
+        assert_eq!(lines[1].delivery, Delivery::Pending);
+    }
+
+    #[test]
+    fn messages_in_flight_are_resent_after_a_reconnect() {
+        let mut chat = synced_alice();
+        chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+        chat.on_disconnect();
+        chat.apply(hello("alice"));
+        assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "hello")]);
     }
 
     #[test]
     fn blank_and_overlong_bodies_are_refused() {
         let mut chat = synced_alice();
-        let room = room_id("r_ab");
         assert!(matches!(
-            chat.compose(&room, cid(1), "  ".into(), 0),
+            chat.compose(&r_ab(), cid(1), "  ".into(), 0),
             Err(ComposeError::Body(_))
         ));
         let long = "x".repeat(Limits::default().max_body_bytes + 1);
-        assert!(chat.compose(&room, cid(1), long, 0).is_err());
+        assert!(chat.compose(&r_ab(), cid(1), long, 0).is_err());
+        let elsewhere = RoomId::parse("r_zz").unwrap();
         assert_eq!(
-            chat.compose(&room_id("r_zz"), cid(1), "hi".into(), 0),
+            chat.compose(&elsewhere, cid(1), "hi".into(), 0),
             Err(ComposeError::UnknownRoom)
         );
     }
@@ -589,15 +670,14 @@ mod tests {
     #[test]
     fn membership_events_update_members_and_removal_drops_the_room() {
         let mut chat = synced_alice();
-        let room = room_id("r_ab");
-        let membership = |seq, kind| ServerFrame::Event {
-            event: Event {
-                room: room_id("r_ab"),
+        let membership = |seq, kind| {
+            live(Event {
+                room: r_ab(),
                 seq,
                 ts: 1,
                 sender: None,
                 kind,
-            },
+            })
         };
         chat.apply(membership(
             1,
@@ -605,7 +685,7 @@ mod tests {
                 user: user("carol"),
             },
         ));
-        let line = chat.lines(&room).pop().unwrap();
+        let line = chat.lines(&r_ab()).pop().unwrap();
         assert_eq!((line.author, line.body.as_str()), (None, "carol joined"));
 
         chat.apply(membership(
@@ -615,5 +695,9 @@ mod tests {
             },
         ));
         assert!(chat.room_entries().is_empty());
+        assert_eq!(
+            chat.apply(hello("alice")),
+            [ClientFrame::Sync { cursors: vec![] }]
+        );
     }
 }

@@ -7,10 +7,11 @@
 //!   its URL, the user's token from the parent window's `postMessage`.
 //! - [`net`]: the WebSocket link: subprotocol `natter.v1`, the auth frame,
 //!   frame decoding, reconnect with jittered backoff.
-//! - [`chat`]: the chat as plain data: rooms, lines deduplicated by seq,
-//!   our sends pending until the server confirms them. It turns each
-//!   server frame into the frames to send back, and is unit-tested
-//!   natively.
+//! - [`chat`]: the chat as plain data: rooms and their lines, our own
+//!   messages pending until the room has them. It drives the shared
+//!   sans-IO state machines (`natter_shared::sync`: cursors and outbox)
+//!   with each server frame and returns the frames to send back; it is
+//!   unit-tested natively.
 //! - [`components`]: the views (connection line, room list, messages,
 //!   composer); network text only ever becomes DOM text.
 //! - [`app`]: the root component that wires the three together.

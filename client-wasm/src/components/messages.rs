@@ -41,7 +41,6 @@ fn MessageItem(line: Line) -> impl IntoView {
     let system = author.is_none();
     let note = match &delivery {
         Delivery::Pending => Some("sending…".to_string()),
-        Delivery::Acked => Some("sent".to_string()),
         Delivery::Failed(why) => Some(format!("not sent: {why}")),
         Delivery::Stored => None,
     };
