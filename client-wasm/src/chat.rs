@@ -211,6 +211,11 @@ impl Chat {
             ServerFrame::Hello {
                 user, name, limits, ..
             } => {
+                if self.me.as_ref().is_some_and(|me| me.id != user) {
+                    // Another user (the host page switched tokens): nothing
+                    // of the previous one may show, or be sent as the new one.
+                    *self = Chat::default();
+                }
                 self.me = Some(Member { id: user, name });
                 self.limits = limits;
                 self.notice = None;
@@ -550,6 +555,28 @@ mod tests {
             seq: 7,
         }];
         assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
+    }
+
+    #[test]
+    fn another_user_starts_from_scratch() {
+        let mut chat = synced_alice();
+        chat.apply(page(vec![message(1, "bob", "for alice", None)]));
+        chat.compose(&r_ab(), cid(1), "from alice".into(), 5)
+            .unwrap();
+        chat.on_disconnect();
+        assert_eq!(
+            chat.apply(hello("bob")),
+            [ClientFrame::Sync { cursors: vec![] }]
+        );
+        assert!(chat.room_entries().is_empty());
+        chat.apply(ServerFrame::Rooms {
+            rooms: vec![dialog()],
+        });
+        assert!(
+            chat.apply(ServerFrame::Synced {}).is_empty(),
+            "alice's outbox is gone"
+        );
+        assert!(bodies(&chat).is_empty());
     }
 
     #[test]

@@ -98,14 +98,17 @@ impl Link {
         }))
     }
 
-    /// Uses `token` from now on. Connects at once unless a socket is open:
-    /// an authenticated session stays valid, the token is for the next one.
+    /// Uses `token` from now on, connecting again unless it is the token
+    /// of the socket already open: a new token may name another user, and
+    /// the host page posts the same one more than once.
     pub fn set_token(&self, token: String) {
         let connect = {
             let mut st = self.0.state.borrow_mut();
+            let same = st.token.as_deref() == Some(token.as_str());
             st.token = Some(token);
             st.attempt = 0;
-            !st.closed && !st.socket.as_ref().is_some_and(|s| is_live(&s.ws))
+            let reuse = same && st.socket.as_ref().is_some_and(|s| is_live(&s.ws));
+            !st.closed && !reuse
         };
         if connect {
             self.connect();
