@@ -55,17 +55,7 @@ async fn retried_send_after_reconnect_is_stored_once_with_the_same_seq() {
     let next = alice.say(&room.id, "next").await;
     assert_eq!(next, first + 1, "the retry did not take a seq");
 
-    let page: serde_json::Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/rooms/{}/messages", room.id),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.messages(&room.id, "").await;
     let bodies: Vec<&str> = page["events"]
         .as_array()
         .unwrap()
@@ -433,17 +423,7 @@ async fn shutdown_closes_connections_with_1001_and_keeps_every_acked_message() {
     }
     assert_eq!(close_code, Some(1001));
     let app = app.restart().await;
-    let page: serde_json::Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/rooms/{}/messages?limit=100", room.id),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.messages(&room.id, "?limit=100").await;
     let stored: Vec<u64> = page["events"]
         .as_array()
         .unwrap()

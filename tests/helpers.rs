@@ -160,14 +160,32 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
 }
 
 async fn start(db: Db, url: String, scratch: Scratch, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = Config::for_database(url.clone());
-    config.widget_dir = std::env::temp_dir().join("natter-no-widget");
-    config.bind = "127.0.0.1:0".parse().expect("address");
-    tweak(&mut config);
-    let app = App::build(config).await.expect("server starts");
+    let app = App::build(test_config(&url, tweak))
+        .await
+        .expect("server starts");
     let store = app.state().store.clone();
     let site = register(&store, "test", &[ORIGIN.to_string()]).await;
     let other = register(&store, "other", &["https://other.example".to_string()]).await;
+    launch(app, db, url, scratch, site, other).await
+}
+
+fn test_config(url: &str, tweak: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::for_database(url);
+    config.widget_dir = std::env::temp_dir().join("natter-no-widget");
+    config.bind = "127.0.0.1:0".parse().expect("address");
+    tweak(&mut config);
+    config
+}
+
+/// Serves a built app on a free port.
+async fn launch(
+    app: App,
+    db: Db,
+    database_url: String,
+    scratch: Scratch,
+    site: TestSite,
+    other: TestSite,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -182,7 +200,7 @@ async fn start(db: Db, url: String, scratch: Scratch, tweak: impl FnOnce(&mut Co
         other,
         http: reqwest::Client::new(),
         db,
-        database_url: url,
+        database_url,
         scratch,
         stop: Some(stop),
         task: Some(task),
@@ -233,6 +251,20 @@ impl TestApp {
         self.http
             .request(method, self.url(&format!("/api/v1{path}")))
             .bearer_auth(&site.api_key)
+    }
+
+    /// `GET /rooms/{room}/messages?QUERY` through the API, as JSON.
+    pub async fn messages(&self, room: &RoomId, query: &str) -> serde_json::Value {
+        let res = self
+            .api(
+                reqwest::Method::GET,
+                &format!("/rooms/{room}/messages{query}"),
+            )
+            .send()
+            .await
+            .expect("history request");
+        assert_eq!(res.status(), 200, "reading history");
+        res.json().await.expect("history json")
     }
 
     /// Creates a group room in the first site through the API.
@@ -297,28 +329,10 @@ impl TestApp {
             other,
             ..
         } = self;
-        let mut config = Config::for_database(database_url.clone());
-        config.widget_dir = std::env::temp_dir().join("natter-no-widget");
-        let app = App::build(config).await.expect("server restarts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let app = App::build(test_config(&database_url, |_| {}))
             .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run(listener, async move {
-            let _ = stopped.await;
-        }));
-        TestApp {
-            addr,
-            site,
-            other,
-            http: reqwest::Client::new(),
-            db,
-            database_url,
-            scratch,
-            stop: Some(stop),
-            task: Some(task),
-        }
+            .expect("server restarts");
+        launch(app, db, database_url, scratch, site, other).await
     }
 }
 

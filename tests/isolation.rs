@@ -70,17 +70,7 @@ async fn a_user_cannot_read_or_post_to_a_room_they_are_not_in() {
     assert!(saw_error);
     // Nothing mallory did reached the room.
     alice.say(&private.id, "still private").await;
-    let page: serde_json::Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/rooms/{}/messages", private.id),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.messages(&private.id, "").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     crate::assert_no_panics();
     app.stop().await;
