@@ -173,3 +173,35 @@ async fn a_client_that_falls_behind_is_told_to_resync_and_catches_up() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_connection_limit_refuses_with_503_and_metrics_count() {
+    let app = spawn_app_with(Db::Sqlite, |c| c.limits.max_connections = 2).await;
+    let room = app.dialog("alice", "bob").await;
+    let (mut alice, _) = app.login("alice").await;
+    let (_bob, _) = app.login("bob").await;
+    let refused =
+        tokio_tungstenite::connect_async(ws_request(&app, &app.site.id, Some(ORIGIN))).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 503),
+        other => panic!("a third connection must be refused, got {other:?}"),
+    }
+    alice.say(&room.id, "counted").await;
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "natter_connections_open 2",
+        "natter_connections_refused_total 1",
+        "natter_events_committed_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    app.stop().await;
+}

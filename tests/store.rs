@@ -20,8 +20,13 @@ async fn fixture(db: Db) -> Fixture {
     let store = Store::connect(&url, 4)
         .await
         .expect("store opens and migrates");
-    let (writer, _task) =
-        Writer::spawn(store.clone(), Hub::default(), 64, CancellationToken::new());
+    let (writer, _task) = Writer::spawn(
+        store.clone(),
+        Hub::default(),
+        Default::default(),
+        64,
+        CancellationToken::new(),
+    );
     let site = store.create_site(None, "a", &[]).await.unwrap().site.id;
     let other = store.create_site(None, "b", &[]).await.unwrap().site.id;
     Fixture {

@@ -108,6 +108,11 @@ pub struct LimitsConfig {
     #[arg(long, env = "NATTER_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
     pub max_request_bytes: usize,
 
+    /// Most WebSocket connections at once; more get 503. Keep it below the
+    /// process's file descriptor limit.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 15_000)]
+    pub max_connections: usize,
+
     /// Database connections in the pool.
     #[arg(long, env = "NATTER_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,

@@ -26,6 +26,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -85,10 +86,12 @@ impl App {
                 .map_err(StartError::Demo)?;
         }
         let hub = Hub::default();
+        let metrics = Arc::new(metrics::Metrics::default());
         let writer_stop = CancellationToken::new();
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
             hub.clone(),
+            metrics.clone(),
             config.limits.batch_max,
             writer_stop.clone(),
         );
@@ -99,6 +102,7 @@ impl App {
             writer,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
+            metrics,
         };
         Ok(App {
             state,
@@ -118,6 +122,7 @@ impl App {
         let widget_dir = &config.widget_dir;
         let mut router = Router::new()
             .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics_text))
             .route("/ws", get(ws::handler))
             .nest(
                 "/api/v1",
@@ -175,6 +180,16 @@ impl App {
         tracing::info!("stopped");
         served
     }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

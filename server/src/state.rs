@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use std::sync::Arc;
@@ -19,4 +20,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks WebSocket connection tasks so shutdown can wait for them.
     pub connections: TaskTracker,
+    /// Operational counters (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }

@@ -15,6 +15,7 @@
 use crate::auth::{self, Identity};
 use crate::error::{ApiError, store_error_parts};
 use crate::hub::{Delivery, Published, Registration};
+use crate::metrics::{self, Metrics};
 use crate::state::AppState;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{Site, StoreError};
@@ -33,6 +34,8 @@ use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -65,6 +68,16 @@ pub async fn handler(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let open = state.metrics.connections_open.load(Ordering::Relaxed);
+    if open >= state.config.limits.max_connections as u64 {
+        metrics::inc(&state.metrics.connections_refused);
+        return ApiError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TooManyRequests,
+            "the server is at its connection limit; retry later",
+        )
+        .into_response();
+    }
     match accept(&state, query, &headers).await {
         Ok(site) => {
             let upgrade = match upgrade {
@@ -152,11 +165,32 @@ type Commit = Pin<Box<dyn Future<Output = (ClientId, RoomId, Result<Written, Sto
 #[derive(Debug)]
 struct Gone;
 
+/// Counts a connection open for as long as it lives.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics::inc(&metrics.connections_open);
+        metrics::inc(&metrics.connections_total);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::dec(&self.0.connections_open);
+    }
+}
+
 async fn run(socket: WebSocket, state: AppState, site: Site) {
+    let _open = OpenConnection::new(state.metrics.clone());
     let (mut sink, mut stream) = socket.split();
     let identity = match authenticate(&state, &site, &mut sink, &mut stream).await {
         Some(identity) => identity,
-        None => return,
+        None => {
+            metrics::inc(&state.metrics.auth_failures);
+            return;
+        }
     };
     let conn = Conn::new(state, identity, sink);
     let span = tracing::info_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
@@ -739,6 +773,7 @@ impl Conn {
     /// The queue overflowed: drop what is queued, stop following rooms,
     /// and ask the client to sync again from its cursors.
     async fn resync(&mut self) -> Result<(), Gone> {
+        metrics::inc(&self.state.metrics.resyncs);
         while self.reg.rx.try_recv().is_ok() {}
         self.state.hub.unsubscribe_all(self.reg.id);
         self.sent.clear();

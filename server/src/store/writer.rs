@@ -14,9 +14,11 @@
 
 use super::{Backend, Store, StoreError, event_from_row, now_ms};
 use crate::hub::Hub;
+use crate::metrics::{self, Metrics};
 use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::{ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
 use sqlx::{Any, Row, Transaction};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -83,11 +85,12 @@ impl Writer {
     pub fn spawn(
         store: Store,
         hub: Hub,
+        metrics: Arc<Metrics>,
         batch_max: usize,
         stop: CancellationToken,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, hub, rx, batch_max.max(1), stop));
+        let task = tokio::spawn(run(store, hub, metrics, rx, batch_max.max(1), stop));
         (Writer { tx }, task)
     }
 
@@ -116,6 +119,7 @@ impl Writer {
 async fn run(
     store: Store,
     hub: Hub,
+    metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<(WriteOp, Reply)>,
     batch_max: usize,
     stop: CancellationToken,
@@ -135,11 +139,15 @@ async fn run(
         }
         let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
         let results = commit(&store, &ops).await;
+        metrics::inc(&metrics.commits);
         for ((op, reply), result) in batch.drain(..).zip(results) {
-            if let Ok(written) = &result
-                && !written.duplicate
-            {
-                hub.publish_event(op.site(), &written.event);
+            match &result {
+                Ok(written) if written.duplicate => metrics::inc(&metrics.duplicates),
+                Ok(written) => {
+                    metrics::inc(&metrics.events_committed);
+                    hub.publish_event(op.site(), &written.event);
+                }
+                Err(_) => {}
             }
             // The caller may have gone (connection closed); the write stands.
             let _ = reply.send(result);

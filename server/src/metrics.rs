@@ -1,0 +1,102 @@
+//! Operational counters, served at `GET /metrics` in the Prometheus text
+//! format. Only aggregates: no site, room or user appears here.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters and gauges; shared through `Arc` in the state.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections (upgraded, authenticated or not).
+    pub connections_open: AtomicU64,
+    /// WebSocket upgrades accepted since start.
+    pub connections_total: AtomicU64,
+    /// Upgrades refused because `--max-connections` was reached.
+    pub connections_refused: AtomicU64,
+    /// Authentications refused (bad token, timeout, wrong first frame).
+    pub auth_failures: AtomicU64,
+    /// Events committed (messages, joins, leaves).
+    pub events_committed: AtomicU64,
+    /// Retried sends answered with the stored message.
+    pub duplicates: AtomicU64,
+    /// Group-commit transactions.
+    pub commits: AtomicU64,
+    /// Connections told to resync after falling behind.
+    pub resyncs: AtomicU64,
+}
+
+/// Bumps a counter by one.
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Lowers a gauge by one.
+pub fn dec(gauge: &AtomicU64) {
+    gauge.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
+            (
+                "natter_connections_open",
+                "gauge",
+                "Open WebSocket connections.",
+                &self.connections_open,
+            ),
+            (
+                "natter_connections_total",
+                "counter",
+                "WebSocket upgrades accepted.",
+                &self.connections_total,
+            ),
+            (
+                "natter_connections_refused_total",
+                "counter",
+                "Upgrades refused at the connection limit.",
+                &self.connections_refused,
+            ),
+            (
+                "natter_auth_failures_total",
+                "counter",
+                "Refused authentications.",
+                &self.auth_failures,
+            ),
+            (
+                "natter_events_committed_total",
+                "counter",
+                "Events committed.",
+                &self.events_committed,
+            ),
+            (
+                "natter_duplicate_sends_total",
+                "counter",
+                "Retried sends answered with the stored message.",
+                &self.duplicates,
+            ),
+            (
+                "natter_commits_total",
+                "counter",
+                "Group-commit transactions.",
+                &self.commits,
+            ),
+            (
+                "natter_resyncs_total",
+                "counter",
+                "Connections told to resync.",
+                &self.resyncs,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
