@@ -69,6 +69,26 @@ async fn malformed_and_unknown_frames_get_an_error_and_the_connection_survives()
             ..
         }
     ));
+    // Absurd cursors and history bounds are answered, not a crash.
+    alice
+        .send(&ClientFrame::Sync {
+            cursors: vec![natter_shared::Cursor {
+                room: room.id.clone(),
+                seq: u64::MAX,
+            }],
+        })
+        .await;
+    alice
+        .recv_until(|f| matches!(f, ServerFrame::Synced {}))
+        .await;
+    alice
+        .send(&ClientFrame::History {
+            room: room.id.clone(),
+            before: u64::MAX,
+            limit: Some(u32::MAX),
+        })
+        .await;
+    assert!(matches!(alice.recv().await, ServerFrame::History { .. }));
     // Still alive and well.
     assert_eq!(alice.say(&room.id, "still here").await, 1);
     crate::assert_no_panics();

@@ -506,13 +506,17 @@ impl Conn {
         for room in gone {
             self.state.hub.unfollow(self.reg.id, &room.id);
         }
-        let member_of: HashSet<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
+        // Room -> its last seq when read: a cursor beyond it (a client that
+        // kept a cache the server no longer has) is taken back to it, so
+        // live events are not mistaken for ones already held.
+        let member_of: HashMap<RoomId, Seq> =
+            rooms.iter().map(|r| (r.id.clone(), r.last_seq)).collect();
         let room_ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
         self.send(&ServerFrame::Rooms { rooms }).await?;
 
         let mut known = HashSet::new();
         for cursor in cursors {
-            if !member_of.contains(&cursor.room) {
+            let Some(&last_seq) = member_of.get(&cursor.room) else {
                 self.room_error(
                     ErrorCode::NotMember,
                     "you are not a member of this room (or it does not exist)",
@@ -520,9 +524,10 @@ impl Conn {
                 )
                 .await?;
                 continue;
-            }
+            };
             if known.insert(cursor.room.clone()) {
-                self.page_after(cursor.room, cursor.seq).await?;
+                self.page_after(cursor.room, cursor.seq.min(last_seq))
+                    .await?;
             }
         }
         let page = self.state.config.limits.page_size.max(1);
@@ -552,7 +557,12 @@ impl Conn {
         let mut last = cursor;
         loop {
             // One extra row tells whether another page follows.
-            let mut events = match self.state.store.events_after(&room, last, page + 1).await {
+            let mut events = match self
+                .state
+                .store
+                .events_after(&room, last, page.saturating_add(1))
+                .await
+            {
                 Ok(events) => events,
                 Err(err) => return self.store_failed(err).await,
             };
@@ -682,7 +692,7 @@ impl Conn {
         let mut events = match self
             .state
             .store
-            .events_before(&room, before, limit + 1)
+            .events_before(&room, before, limit.saturating_add(1))
             .await
         {
             Ok(events) => events,
@@ -725,7 +735,7 @@ impl Conn {
         if p.seq <= last {
             return Ok(());
         }
-        if p.seq > last + 1 {
+        if p.seq > last.saturating_add(1) {
             self.fill_gap(&p.room, p.seq).await?;
         }
         self.send_raw(p.frame.clone()).await?;
@@ -753,7 +763,7 @@ impl Conn {
         let page = self.state.config.limits.page_size.max(1);
         loop {
             let last = self.sent.get(room).copied().unwrap_or(0);
-            if last + 1 >= until {
+            if last.saturating_add(1) >= until {
                 return Ok(());
             }
             let events: Vec<Event> = match self.state.store.events_after(room, last, page).await {

@@ -288,7 +288,7 @@ impl Cursors {
             if e.seq <= cursor {
                 continue;
             }
-            if e.seq != cursor + 1 {
+            if e.seq != cursor.saturating_add(1) {
                 self.rooms.insert(room.clone(), cursor);
                 return (fresh, true);
             }
@@ -308,7 +308,7 @@ impl Cursors {
                 Incoming::Next
             }
             Some(cursor) if event.seq <= cursor => Incoming::Duplicate,
-            Some(cursor) if event.seq == cursor + 1 => {
+            Some(cursor) if event.seq == cursor.saturating_add(1) => {
                 self.rooms.insert(event.room.clone(), event.seq);
                 Incoming::Next
             }
@@ -320,7 +320,7 @@ impl Cursors {
     /// advances (the event may arrive later and is then a duplicate).
     pub fn apply_ack(&mut self, room: &RoomId, seq: Seq) -> bool {
         match self.rooms.get(room).copied() {
-            Some(cursor) if seq == cursor + 1 => {
+            Some(cursor) if seq == cursor.saturating_add(1) => {
                 self.rooms.insert(room.clone(), seq);
                 true
             }
