@@ -3,9 +3,10 @@
 //! commits whatever has queued up — up to `batch_max` writes — in ONE
 //! transaction. Throughput is then not one fsync per message.
 //!
-//! Inside the transaction each write locks its room's row, reads the
-//! counter, checks membership and idempotency, inserts the event and bumps
-//! the counter: seqs commit in order, gap-free, never from AUTO_INCREMENT.
+//! Inside the transaction each room's row is locked and its counter read
+//! once; each write checks membership and idempotency and inserts its
+//! event with the next seq; each counter is written once before commit:
+//! seqs commit in order, gap-free, never from AUTO_INCREMENT.
 //! Only after commit are callers answered and events published, in seq
 //! order.
 //!
@@ -18,6 +19,7 @@ use crate::metrics::{self, Metrics};
 use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::{ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
 use sqlx::{Any, Row, Transaction};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -181,26 +183,158 @@ async fn try_commit(
 ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
     // SQLite: take the write lock up front. A deferred transaction that
     // reads first could not upgrade once another connection has written.
-    let mut tx = match store.backend() {
+    let tx = match store.backend() {
         Backend::Sqlite => store.pool().begin_with("BEGIN IMMEDIATE").await?,
         Backend::MySql => store.pool().begin().await?,
     };
+    let mut batch = Batch {
+        tx,
+        backend: store.backend(),
+        rooms: HashMap::new(),
+        members: HashMap::new(),
+    };
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        match apply(&mut tx, store.backend(), op).await {
+        match apply(&mut batch, op).await {
             Err(err @ (StoreError::Db(_) | StoreError::Corrupt(_))) => return Err(err),
             other => results.push(other),
         }
     }
-    tx.commit().await?;
+    batch.commit().await?;
     Ok(results)
 }
 
-async fn apply(
-    tx: &mut Transaction<'_, Any>,
+/// A room as the batch holds it: locked, with its counter.
+struct LockedRoom {
+    site: SiteId,
+    kind: RoomKind,
+    /// The counter when locked, and after this batch's events.
+    stored: i64,
+    last: i64,
+}
+
+/// One group-commit transaction and what it learnt so far: each room is
+/// locked and read once, each membership checked once, and each room's
+/// counter written once, at the end.
+struct Batch<'t> {
+    tx: Transaction<'t, Any>,
     backend: Backend,
-    op: &WriteOp,
-) -> Result<Written, StoreError> {
+    rooms: HashMap<RoomId, LockedRoom>,
+    members: HashMap<(RoomId, UserId), bool>,
+}
+
+impl Batch<'_> {
+    /// Locks the room's row (MySQL; SQLite's writer holds the database
+    /// lock) and returns its kind. A room of another site is not found.
+    async fn lock_room(&mut self, site: &SiteId, room: &RoomId) -> Result<RoomKind, StoreError> {
+        if let Some(locked) = self.rooms.get(room) {
+            return if &locked.site == site {
+                Ok(locked.kind)
+            } else {
+                Err(StoreError::RoomNotFound)
+            };
+        }
+        let row = sqlx::query(self.backend.lock_room_sql())
+            .bind(room.as_str())
+            .bind(site.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or(StoreError::RoomNotFound)?;
+        let kind: String = row.try_get("kind")?;
+        let kind = RoomKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))?;
+        let last: i64 = row.try_get("last_seq")?;
+        self.rooms.insert(
+            room.clone(),
+            LockedRoom {
+                site: site.clone(),
+                kind,
+                stored: last,
+                last,
+            },
+        );
+        Ok(kind)
+    }
+
+    async fn is_member(&mut self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        let key = (room.clone(), user.clone());
+        if let Some(&member) = self.members.get(&key) {
+            return Ok(member);
+        }
+        let row = sqlx::query("SELECT 1 FROM members WHERE room_id = ? AND user_id = ?")
+            .bind(room.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        self.members.insert(key, row.is_some());
+        Ok(row.is_some())
+    }
+
+    /// Inserts the room's next event (the room must be locked).
+    async fn append(
+        &mut self,
+        room: &RoomId,
+        sender: Option<UserId>,
+        kind: EventKind,
+    ) -> Result<Written, StoreError> {
+        let locked = self
+            .rooms
+            .get_mut(room)
+            .ok_or_else(|| StoreError::Corrupt("append to a room not locked".into()))?;
+        let seq = locked.last + 1;
+        let ts = now_ms();
+        let (body, client_id, subject) = match &kind {
+            EventKind::Message { body, client_id } => {
+                (Some(body.as_str()), client_id.map(|c| c.to_string()), None)
+            }
+            EventKind::MemberJoined { user } | EventKind::MemberLeft { user } => {
+                (None, None, Some(user.as_str()))
+            }
+        };
+        sqlx::query(
+            "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body, subject) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(room.as_str())
+        .bind(seq)
+        .bind(ts)
+        .bind(kind.name())
+        .bind(sender.as_ref().map(|s| s.as_str()))
+        .bind(client_id)
+        .bind(body)
+        .bind(subject)
+        .execute(&mut *self.tx)
+        .await?;
+        locked.last = seq;
+        Ok(Written {
+            event: Event {
+                room: room.clone(),
+                seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?,
+                ts,
+                sender,
+                kind,
+            },
+            duplicate: false,
+        })
+    }
+
+    /// Writes each room's counter once, then commits.
+    async fn commit(mut self) -> Result<(), StoreError> {
+        for (room, locked) in &self.rooms {
+            if locked.last != locked.stored {
+                sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
+                    .bind(locked.last)
+                    .bind(room.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn apply(batch: &mut Batch<'_>, op: &WriteOp) -> Result<Written, StoreError> {
     match op {
         WriteOp::Message {
             site,
@@ -209,14 +343,15 @@ async fn apply(
             client_id,
             body,
         } => {
-            let (last, _) = lock_room(tx, backend, site, room).await?;
+            batch.lock_room(site, room).await?;
             if let Some(sender) = sender
-                && !is_member(tx, room, sender).await?
+                && !batch.is_member(room, sender).await?
             {
                 return Err(StoreError::NotMember);
             }
             if let Some(client_id) = client_id
-                && let Some(event) = stored_message(tx, room, sender.as_ref(), client_id).await?
+                && let Some(event) =
+                    stored_message(&mut batch.tx, room, sender.as_ref(), client_id).await?
             {
                 return Ok(Written {
                     event,
@@ -227,21 +362,20 @@ async fn apply(
                 body: body.clone(),
                 client_id: *client_id,
             };
-            append(tx, room, last, sender.clone(), kind).await
+            batch.append(room, sender.clone(), kind).await
         }
         WriteOp::Join { site, room, user } => {
-            let (last, kind) = lock_room(tx, backend, site, room).await?;
-            if kind == RoomKind::Dialog {
+            if batch.lock_room(site, room).await? == RoomKind::Dialog {
                 return Err(StoreError::Invalid(
                     "a dialog keeps its two members; create a group room instead".into(),
                 ));
             }
-            if is_member(tx, room, user).await? {
+            if batch.is_member(room, user).await? {
                 return Err(StoreError::Conflict);
             }
             let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM members WHERE room_id = ?")
                 .bind(room.as_str())
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *batch.tx)
                 .await?
                 .try_get("n")?;
             if count >= MAX_MEMBERS as i64 {
@@ -256,60 +390,29 @@ async fn apply(
             .bind(site.as_str())
             .bind(user.as_str())
             .bind(now_ms())
-            .execute(&mut **tx)
+            .execute(&mut *batch.tx)
             .await?;
+            batch.members.insert((room.clone(), user.clone()), true);
             let kind = EventKind::MemberJoined { user: user.clone() };
-            append(tx, room, last, None, kind).await
+            batch.append(room, None, kind).await
         }
         WriteOp::Leave { site, room, user } => {
-            let (last, kind) = lock_room(tx, backend, site, room).await?;
-            if kind == RoomKind::Dialog {
+            if batch.lock_room(site, room).await? == RoomKind::Dialog {
                 return Err(StoreError::Invalid("a dialog keeps its two members".into()));
             }
             let gone = sqlx::query("DELETE FROM members WHERE room_id = ? AND user_id = ?")
                 .bind(room.as_str())
                 .bind(user.as_str())
-                .execute(&mut **tx)
+                .execute(&mut *batch.tx)
                 .await?;
             if gone.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
+            batch.members.insert((room.clone(), user.clone()), false);
             let kind = EventKind::MemberLeft { user: user.clone() };
-            append(tx, room, last, None, kind).await
+            batch.append(room, None, kind).await
         }
     }
-}
-
-/// Locks the room's row (MySQL) and returns its counter and kind.
-async fn lock_room(
-    tx: &mut Transaction<'_, Any>,
-    backend: Backend,
-    site: &SiteId,
-    room: &RoomId,
-) -> Result<(i64, RoomKind), StoreError> {
-    let row = sqlx::query(backend.lock_room_sql())
-        .bind(room.as_str())
-        .bind(site.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or(StoreError::RoomNotFound)?;
-    let kind: String = row.try_get("kind")?;
-    let kind =
-        RoomKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))?;
-    Ok((row.try_get("last_seq")?, kind))
-}
-
-async fn is_member(
-    tx: &mut Transaction<'_, Any>,
-    room: &RoomId,
-    user: &UserId,
-) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT 1 FROM members WHERE room_id = ? AND user_id = ?")
-        .bind(room.as_str())
-        .bind(user.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.is_some())
 }
 
 /// The message already stored under this client id, if any.
@@ -344,53 +447,4 @@ async fn stored_message(
         }
     };
     row.as_ref().map(event_from_row).transpose()
-}
-
-/// Inserts the room's next event and bumps its counter.
-async fn append(
-    tx: &mut Transaction<'_, Any>,
-    room: &RoomId,
-    last: i64,
-    sender: Option<UserId>,
-    kind: EventKind,
-) -> Result<Written, StoreError> {
-    let seq = last + 1;
-    let ts = now_ms();
-    let (body, client_id, subject) = match &kind {
-        EventKind::Message { body, client_id } => {
-            (Some(body.as_str()), client_id.map(|c| c.to_string()), None)
-        }
-        EventKind::MemberJoined { user } | EventKind::MemberLeft { user } => {
-            (None, None, Some(user.as_str()))
-        }
-    };
-    sqlx::query(
-        "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body, subject) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(room.as_str())
-    .bind(seq)
-    .bind(ts)
-    .bind(kind.name())
-    .bind(sender.as_ref().map(|s| s.as_str()))
-    .bind(client_id)
-    .bind(body)
-    .bind(subject)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
-        .bind(seq)
-        .bind(room.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(Written {
-        event: Event {
-            room: room.clone(),
-            seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("seq {seq}")))?,
-            ts,
-            sender,
-            kind,
-        },
-        duplicate: false,
-    })
 }
