@@ -5,6 +5,8 @@
 //! - `demo`: `dist`, then the server in demo mode on 127.0.0.1:8080.
 //! - `test [--ci]`: everything CI checks, in order, stopping at the first
 //!   failure. `.ci/run` calls it.
+//! - `bench [--quick]`: natter beside its peers (`bench/`), figures into
+//!   BENCHMARKS.md.
 //!
 //! Each command first makes sure the tools it needs are installed at the
 //! pinned versions (see [`tools`]). Progress goes to stderr.
@@ -24,7 +26,10 @@ commands:
   demo         build dist/, then run the demo server on 127.0.0.1:8080
   test [--ci]  fmt, clippy (native and wasm), tests (native and browser);
                --ci (or CI set in the environment) makes a missing MariaDB
-               an error instead of a skipped suite";
+               an error instead of a skipped suite
+  bench [--quick]
+               load benchmarks beside peer servers into BENCHMARKS.md
+               (--quick: smaller counts, under 2 minutes)";
 
 /// Where the demo listens; `/demo` is its page.
 const DEMO_BIND: &str = "127.0.0.1:8080";
@@ -50,6 +55,11 @@ fn run() -> Result<()> {
         ["demo"] => demo(&env),
         ["test"] => test(&env, in_ci()),
         ["test", "--ci"] => test(&env, true),
+        ["bench", rest @ ..] if rest.iter().all(|a| *a == "--quick") => {
+            let mut args = vec!["run", "--release", "-p", "natter-bench", "--"];
+            args.extend_from_slice(rest);
+            env.step("cargo run --release -p natter-bench", env.cargo(args))
+        }
         ["help" | "--help" | "-h"] => {
             eprintln!("{USAGE}");
             Ok(())

@@ -1,0 +1,875 @@
+//! `natter-bench [--quick] [--out FILE]`: natter beside its peers (a Node.js
+//! `ws` server, nginx + nchan, the kernel's write floor and the storage
+//! floor), each figure the median of 3 runs, written into BENCHMARKS.md.
+//!
+//! The servers run pinned to core 0 (`taskset -c 0`), this load generator
+//! re-executes itself pinned to core 1 and runs on one thread. Server CPU
+//! time comes from /proc/PID/stat, memory from /proc/PID/status.
+
+mod benches;
+mod client;
+mod sys;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use sys::{Db, Kind, Paths, Server};
+
+const RUNS: usize = 3;
+
+/// Counts and durations of one variant.
+struct Plan {
+    name: &'static str,
+    write_floor_n: usize,
+    idle_n: usize,
+    idle_growth: &'static [usize],
+    relay_pairs: usize,
+    relay_rate: f64,
+    relay_secs: f64,
+    durable_conns: usize,
+    durable_window: usize,
+    durable_secs: f64,
+    fan_members: usize,
+    fan_msgs: usize,
+    fan_rate: f64,
+    fan_growth: &'static [usize],
+    fan_growth_deliveries: usize,
+    chat_conns: usize,
+    chat_secs: u64,
+    storm_clients: usize,
+    storm_parallel: usize,
+    history_msgs: usize,
+    history_msgs_mariadb: usize,
+}
+
+const QUICK: Plan = Plan {
+    name: "quick",
+    write_floor_n: 200_000,
+    idle_n: 500,
+    idle_growth: &[2000],
+    relay_pairs: 50,
+    relay_rate: 2000.0,
+    relay_secs: 0.7,
+    durable_conns: 32,
+    durable_window: 16,
+    durable_secs: 0.7,
+    fan_members: 500,
+    fan_msgs: 40,
+    fan_rate: 40.0,
+    fan_growth: &[10, 100],
+    fan_growth_deliveries: 5_000,
+    chat_conns: 1000,
+    chat_secs: 1,
+    storm_clients: 500,
+    storm_parallel: 1000,
+    history_msgs: 10_000,
+    history_msgs_mariadb: 2000,
+};
+
+const FULL: Plan = Plan {
+    name: "full",
+    write_floor_n: 500_000,
+    idle_n: 5000,
+    idle_growth: &[1000, 10_000],
+    relay_pairs: 200,
+    relay_rate: 5000.0,
+    relay_secs: 5.0,
+    durable_conns: 64,
+    durable_window: 16,
+    durable_secs: 5.0,
+    fan_members: 1000,
+    fan_msgs: 300,
+    fan_rate: 50.0,
+    fan_growth: &[10, 100],
+    fan_growth_deliveries: 150_000,
+    chat_conns: 5000,
+    chat_secs: 10,
+    storm_clients: 10_000,
+    storm_parallel: 1000,
+    history_msgs: 100_000,
+    history_msgs_mariadb: 20_000,
+};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("floor-writer") {
+        let addr = args.get(1).context("floor-writer ADDR N")?;
+        let n = args.get(2).context("floor-writer ADDR N")?.parse()?;
+        return benches::floor_writer(addr, n);
+    }
+    pin_to_load_core()?;
+    let mut quick = false;
+    let mut out = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--out" => out = Some(PathBuf::from(it.next().context("--out FILE")?)),
+            other => {
+                bail!("unknown argument {other:?}; usage: natter-bench [--quick] [--out FILE]")
+            }
+        }
+    }
+    let plan = if quick { &QUICK } else { &FULL };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let out = out.unwrap_or_else(|| root.join("BENCHMARKS.md"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(plan, root, out))
+}
+
+/// Re-executes this program under `taskset -c 1` unless already pinned.
+fn pin_to_load_core() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("NATTER_BENCH_PINNED").is_some() {
+        return Ok(());
+    }
+    let err = std::process::Command::new("taskset")
+        .args(["-c", sys::LOAD_CORE])
+        .arg(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env("NATTER_BENCH_PINNED", "1")
+        .exec();
+    Err(err).context("re-executing under taskset")
+}
+
+fn log(msg: impl AsRef<str>) {
+    let t = client::epoch().elapsed().as_secs_f64();
+    eprintln!("bench: [{t:6.1} s] {}", msg.as_ref());
+}
+
+/// The median of the runs of one field.
+fn med<T>(runs: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(f).filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// One line of the table: natter's figure and each peer's.
+struct Row {
+    id: &'static str,
+    metric: String,
+    target: &'static str,
+    natter: f64,
+    node: f64,
+    nchan: f64,
+    floor: f64,
+}
+
+impl Row {
+    fn new(id: &'static str, metric: impl Into<String>, target: &'static str) -> Row {
+        Row {
+            id,
+            metric: metric.into(),
+            target,
+            natter: f64::NAN,
+            node: f64::NAN,
+            nchan: f64::NAN,
+            floor: f64::NAN,
+        }
+    }
+}
+
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "—".into();
+    }
+    let a = v.abs();
+    if a >= 10_000.0 {
+        let s = format!("{:.0}", v);
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 && c.is_ascii_digit() {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if a >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a.is_finite() && b.is_finite() && b != 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "—".into()
+    }
+}
+
+struct Report {
+    rows: Vec<Row>,
+    growth: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn fail(&mut self, what: &str, err: anyhow::Error) {
+        log(format!("{what} failed: {err:#}"));
+        self.notes.push(format!("{what}: not measured ({err:#})"));
+    }
+}
+
+async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
+    let scratch = std::env::temp_dir().join(format!("natter-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let paths = Paths {
+        natter: root.join("target/release/natter"),
+        root: root.clone(),
+        scratch: scratch.clone(),
+    };
+    build_natter(&root)?;
+    let started = Instant::now();
+    sys::ensure_node_peer(&paths)?;
+    let nchan = sys::ensure_nchan();
+    let machine = sys::machine_line();
+    let load_before = loadavg();
+    log(format!("{} variant on {machine}", plan.name));
+    let mut report = Report {
+        rows: Vec::new(),
+        growth: Vec::new(),
+        notes: Vec::new(),
+    };
+
+    // The kernel floor first, while nothing else runs.
+    let mut floor_runs = Vec::new();
+    for _ in 0..RUNS {
+        floor_runs.push(benches::write_floor(plan.write_floor_n).await?);
+    }
+    let write_us = med(&floor_runs, |v| *v);
+    log(format!("kernel floor: {write_us:.2} µs per small write"));
+
+    b1(plan, &paths, nchan, &mut report).await;
+
+    let natter = sys::start_natter(&paths, Db::Sqlite).await?;
+    let node = sys::start_node(&paths)?;
+    let nchan_server = if nchan {
+        sys::start_nchan(&paths).ok()
+    } else {
+        None
+    };
+    let mut peers: Vec<&Server> = vec![&natter, &node];
+    if let Some(n) = &nchan_server {
+        peers.push(n);
+    }
+
+    // B2
+    let mut row = Row::new(
+        "B2",
+        format!(
+            "1:1 relay, server CPU µs/msg at {} msg/s offered",
+            plan.relay_rate
+        ),
+        "≤10",
+    );
+    let mut lat = Row::new(
+        "B2",
+        format!("1:1 relay, p99 ms at {} msg/s offered", plan.relay_rate),
+        "—",
+    );
+    for server in &peers {
+        match b2(plan, server).await {
+            Ok((cpu, p99, lost)) => {
+                set(&mut row, server.ep.kind, cpu);
+                set(&mut lat, server.ep.kind, p99);
+                if lost > 0 {
+                    report.notes.push(format!(
+                        "B2 {}: {lost} messages not delivered",
+                        server.ep.kind.label()
+                    ));
+                }
+            }
+            Err(e) => report.fail(&format!("B2 {}", server.ep.kind.label()), e),
+        }
+    }
+    // Floor: the ack to the sender and the event to the receiver.
+    row.floor = 2.0 * write_us;
+    report.rows.push(row);
+    report.rows.push(lat);
+
+    // B3
+    b3(plan, &paths, &natter, &node, &mut report).await;
+
+    // B4
+    let mut row = Row::new(
+        "B4",
+        format!(
+            "fan-out, {}-member room: deliveries per server CPU-s",
+            plan.fan_members
+        ),
+        "≥250,000",
+    );
+    let mut lat = Row::new(
+        "B4",
+        format!(
+            "fan-out, {}-member room: p99 delivery ms at {}/s",
+            plan.fan_members, plan.fan_rate
+        ),
+        "—",
+    );
+    for server in &peers {
+        match b4(server, plan.fan_members, plan.fan_msgs, plan.fan_rate, RUNS).await {
+            Ok((dps, p99, lost)) => {
+                set(&mut row, server.ep.kind, dps);
+                set(&mut lat, server.ep.kind, p99);
+                if lost > 0 {
+                    report.notes.push(format!(
+                        "B4 {}: {lost} deliveries missing",
+                        server.ep.kind.label()
+                    ));
+                }
+            }
+            Err(e) => report.fail(&format!("B4 {}", server.ep.kind.label()), e),
+        }
+    }
+    row.floor = 1e6 / write_us;
+    report.rows.push(row);
+    report.rows.push(lat);
+    drop(nchan_server);
+
+    // B5
+    let mut p50 = Row::new(
+        "B5",
+        format!("{} conns × 1 msg/s: p50 ms end to end", plan.chat_conns),
+        "—",
+    );
+    let mut p99 = Row::new(
+        "B5",
+        format!("{} conns × 1 msg/s: p99 ms end to end", plan.chat_conns),
+        "≤10",
+    );
+    for server in [&natter, &node] {
+        match b5(plan, server).await {
+            Ok((a, b)) => {
+                set(&mut p50, server.ep.kind, a);
+                set(&mut p99, server.ep.kind, b);
+            }
+            Err(e) => report.fail(&format!("B5 {}", server.ep.kind.label()), e),
+        }
+    }
+    report.rows.push(p50);
+    report.rows.push(p99);
+
+    // B6
+    let mut secs = Row::new(
+        "B6",
+        format!(
+            "reconnect storm, {} clients × {} msgs: s to all caught up",
+            plan.storm_clients,
+            benches::CATCH_UP
+        ),
+        "≤10 (10k)",
+    );
+    let mut gaps = Row::new(
+        "B6",
+        "reconnect storm: gaps + failed clients (worst run)",
+        "0",
+    );
+    let mut storm_cpu = Row::new("B6", "reconnect storm: server CPU s", "—");
+    for server in [&natter, &node] {
+        match b6(plan, server).await {
+            Ok((s, g, c)) => {
+                set(&mut secs, server.ep.kind, s);
+                set(&mut gaps, server.ep.kind, g);
+                set(&mut storm_cpu, server.ep.kind, c);
+            }
+            Err(e) => report.fail(&format!("B6 {}", server.ep.kind.label()), e),
+        }
+    }
+    report.rows.extend([secs, gaps, storm_cpu]);
+
+    // B7
+    b7(plan, &paths, &natter, &node, &mut report).await;
+    drop(natter);
+    drop(node);
+
+    growth(plan, &paths, &mut report).await;
+    b8(&root, &mut report);
+
+    sys::drop_mysql_databases().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    report.rows.sort_by_key(|r| r.id);
+    let took = started.elapsed().as_secs_f64();
+    log(format!("done in {took:.0} s"));
+    report.notes.insert(
+        0,
+        format!(
+            "load average (1 min) before the run {load_before}, after it {}: other work on this 2-core machine shares both cores, so figures move between runs",
+            loadavg()
+        ),
+    );
+    let section = render(plan, &machine, write_us, took, &report);
+    println!("{section}");
+    write_section(&out, plan.name, &section)?;
+    log(format!(
+        "wrote the {} section of {}",
+        plan.name,
+        out.display()
+    ));
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn set(row: &mut Row, kind: Kind, v: f64) {
+    match kind {
+        Kind::Natter => row.natter = v,
+        Kind::Node => row.node = v,
+        Kind::Nchan => row.nchan = v,
+    }
+}
+
+fn build_natter(root: &Path) -> Result<()> {
+    log("cargo build --release -p natter-server --bin natter");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "natter-server",
+            "--bin",
+            "natter",
+        ])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building natter failed: {status}");
+    }
+    Ok(())
+}
+
+async fn b1(plan: &Plan, paths: &Paths, nchan: bool, report: &mut Report) {
+    let mut rss = Row::new(
+        "B1",
+        format!("{} idle authenticated conns: RSS KiB/conn", plan.idle_n),
+        "≤2",
+    );
+    let mut cpu = Row::new("B1", "handshake + auth: server CPU µs/conn", "—");
+    let mut kinds = vec![Kind::Natter, Kind::Node];
+    if nchan {
+        kinds.push(Kind::Nchan);
+    }
+    for kind in kinds {
+        let mut runs = Vec::new();
+        for _ in 0..RUNS {
+            match idle_once(paths, kind, plan.idle_n).await {
+                Ok(r) => runs.push(r),
+                Err(e) => {
+                    report.fail(&format!("B1 {}", kind.label()), e);
+                    break;
+                }
+            }
+        }
+        if runs.len() == RUNS {
+            set(&mut rss, kind, med(&runs, |r| r.rss_kib_per_conn));
+            set(&mut cpu, kind, med(&runs, |r| r.cpu_us_per_conn));
+        }
+    }
+    report.rows.push(rss);
+    report.rows.push(cpu);
+}
+
+async fn start(paths: &Paths, kind: Kind) -> Result<Server> {
+    match kind {
+        Kind::Natter => sys::start_natter(paths, Db::Sqlite).await,
+        Kind::Node => sys::start_node(paths),
+        Kind::Nchan => sys::start_nchan(paths),
+    }
+}
+
+async fn idle_once(paths: &Paths, kind: Kind, n: usize) -> Result<benches::Idle> {
+    let server = start(paths, kind).await?;
+    benches::idle(&server, n).await
+}
+
+async fn b2(plan: &Plan, server: &Server) -> Result<(f64, f64, u64)> {
+    log(format!("B2 {}", server.ep.kind.label()));
+    let mut fleet = benches::pairs(&server.ep, plan.relay_pairs).await?;
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        runs.push(benches::relay(server, &mut fleet, plan.relay_rate, plan.relay_secs).await?);
+    }
+    let lost = runs.iter().map(|r| r.lost).sum();
+    Ok((
+        med(&runs, |r| r.cpu_us_per_msg),
+        med(&runs, |r| r.p99_ms),
+        lost,
+    ))
+}
+
+async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: &mut Report) {
+    let title = |what: &str| {
+        format!(
+            "durable 1:1, {} conns × {} in flight: {what}",
+            plan.durable_conns, plan.durable_window
+        )
+    };
+    let mut sq = Row::new("B3", title("SQLite msg/s"), "≥50,000");
+    let mut sq99 = Row::new("B3", title("SQLite p99 ack ms"), "≤10");
+    let mut my = Row::new("B3", title("MariaDB msg/s"), "≥30,000");
+    let mut my99 = Row::new("B3", title("MariaDB p99 ack ms"), "—");
+    let mut sqcpu = Row::new("B3", title("SQLite server CPU µs/msg"), "—");
+    let mut mycpu = Row::new("B3", title("MariaDB server CPU µs/msg"), "—");
+    let mariadb = sys::start_natter(paths, Db::MariaDb).await;
+    let mut servers: Vec<(&Server, bool)> = vec![(natter, false), (node, false)];
+    match &mariadb {
+        Ok(m) => servers.push((m, true)),
+        Err(e) => report
+            .notes
+            .push(format!("B3 MariaDB: not measured ({e:#})")),
+    }
+    for (server, is_mariadb) in servers {
+        log(format!(
+            "B3 {}{}",
+            server.ep.kind.label(),
+            if is_mariadb { " MariaDB" } else { "" }
+        ));
+        let result = async {
+            let mut fleet = benches::writers(&server.ep, plan.durable_conns).await?;
+            let mut runs = Vec::new();
+            for _ in 0..RUNS {
+                runs.push(
+                    benches::durable(server, &mut fleet, plan.durable_window, plan.durable_secs)
+                        .await?,
+                );
+            }
+            Ok::<_, anyhow::Error>((
+                med(&runs, |r| r.msgs_per_s),
+                med(&runs, |r| r.p99_ms),
+                med(&runs, |r| r.cpu_us_per_msg),
+            ))
+        }
+        .await;
+        match (result, server.ep.kind, is_mariadb) {
+            (Ok((rate, p99, cpu)), Kind::Node, _) => {
+                // Not durable: the same figure beside both databases.
+                for row in [&mut sq, &mut my] {
+                    row.node = rate;
+                }
+                for row in [&mut sq99, &mut my99] {
+                    row.node = p99;
+                }
+                for row in [&mut sqcpu, &mut mycpu] {
+                    row.node = cpu;
+                }
+            }
+            (Ok((rate, p99, cpu)), _, false) => {
+                (sq.natter, sq99.natter, sqcpu.natter) = (rate, p99, cpu)
+            }
+            (Ok((rate, p99, cpu)), _, true) => {
+                (my.natter, my99.natter, mycpu.natter) = (rate, p99, cpu)
+            }
+            (Err(e), kind, m) => report.fail(
+                &format!("B3 {}{}", kind.label(), if m { " MariaDB" } else { "" }),
+                e,
+            ),
+        }
+    }
+    for (db, row) in [(Db::Sqlite, &mut sq), (Db::MariaDb, &mut my)] {
+        let mut runs = Vec::new();
+        for _ in 0..RUNS {
+            match benches::storage_floor(paths, db, 256, plan.durable_secs).await {
+                Ok(v) => runs.push(v),
+                Err(e) => {
+                    report.fail(&format!("B3 storage floor {}", db.label()), e);
+                    break;
+                }
+            }
+        }
+        row.floor = med(&runs, |v| *v);
+    }
+    report.rows.extend([sq, sq99, sqcpu, my, my99, mycpu]);
+    if let Ok(m) = mariadb {
+        b7_mariadb(plan, &m, report).await;
+    }
+}
+
+async fn b4(
+    server: &Server,
+    members: usize,
+    msgs: usize,
+    rate: f64,
+    runs_n: usize,
+) -> Result<(f64, f64, u64)> {
+    log(format!("B4 {} {members} members", server.ep.kind.label()));
+    let mut fleet = benches::room(&server.ep, members).await?;
+    let mut runs = Vec::new();
+    for _ in 0..runs_n {
+        runs.push(benches::fanout(server, &mut fleet, msgs, rate).await?);
+    }
+    let lost = runs.iter().map(|r| r.lost).sum();
+    Ok((
+        med(&runs, |r| r.deliveries_per_cpu_s),
+        med(&runs, |r| r.p99_ms),
+        lost,
+    ))
+}
+
+async fn b5(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
+    log(format!("B5 {}", server.ep.kind.label()));
+    let mut fleet = benches::chatters(&server.ep, plan.chat_conns).await?;
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        runs.push(benches::chat(server, &mut fleet, plan.chat_secs).await?);
+    }
+    Ok((med(&runs, |r| r.p50_ms), med(&runs, |r| r.p99_ms)))
+}
+
+async fn b6(plan: &Plan, server: &Server) -> Result<(f64, f64, f64)> {
+    log(format!("B6 {}", server.ep.kind.label()));
+    let setup = benches::storm_setup(&server.ep, plan.storm_clients).await?;
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        runs.push(benches::storm(server, &setup, plan.storm_parallel).await?);
+    }
+    let worst = runs.iter().map(|r| r.gaps + r.failed).max().unwrap_or(0);
+    Ok((
+        med(&runs, |r| r.secs),
+        worst as f64,
+        med(&runs, |r| r.cpu_s),
+    ))
+}
+
+async fn b7(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: &mut Report) {
+    let _ = paths;
+    let mut row = Row::new(
+        "B7",
+        format!(
+            "history catch-up of {} msgs, SQLite: msgs/s",
+            plan.history_msgs
+        ),
+        "≥100,000",
+    );
+    for server in [natter, node] {
+        log(format!("B7 {}", server.ep.kind.label()));
+        let result = async {
+            let setup = benches::history_setup(&server.ep, plan.history_msgs).await?;
+            let mut runs = Vec::new();
+            for _ in 0..RUNS {
+                runs.push(benches::catch_up(server, &setup).await?.0);
+            }
+            let mut floor = Vec::new();
+            if let Some(url) = &server.database_url {
+                for _ in 0..RUNS {
+                    floor.push(benches::read_floor(url, &setup).await?);
+                }
+            }
+            Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
+        }
+        .await;
+        match result {
+            Ok((rate, floor)) => {
+                set(&mut row, server.ep.kind, rate);
+                if server.ep.kind == Kind::Natter {
+                    row.floor = floor;
+                }
+            }
+            Err(e) => report.fail(&format!("B7 {}", server.ep.kind.label()), e),
+        }
+    }
+    report.rows.push(row);
+}
+
+async fn b7_mariadb(plan: &Plan, natter: &Server, report: &mut Report) {
+    log("B7 natter MariaDB");
+    let mut row = Row::new(
+        "B7",
+        format!(
+            "history catch-up of {} msgs, MariaDB: msgs/s",
+            plan.history_msgs_mariadb
+        ),
+        "—",
+    );
+    let result = async {
+        let setup = benches::history_setup(&natter.ep, plan.history_msgs_mariadb).await?;
+        let (mut runs, mut floor) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            runs.push(benches::catch_up(natter, &setup).await?.0);
+            floor.push(
+                benches::read_floor(natter.database_url.as_deref().unwrap_or_default(), &setup)
+                    .await?,
+            );
+        }
+        Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
+    }
+    .await;
+    match result {
+        Ok((rate, floor)) => (row.natter, row.floor) = (rate, floor),
+        Err(e) => report.fail("B7 MariaDB", e),
+    }
+    report.rows.push(row);
+}
+
+/// How cost grows: memory and handshake CPU at more connections, CPU per
+/// delivery in bigger rooms (natter and node, one run each).
+async fn growth(plan: &Plan, paths: &Paths, report: &mut Report) {
+    log("growth");
+    let mut lines = vec![
+        "| what | size | natter | node ws | natter ÷ node |".to_string(),
+        "|---|---:|---:|---:|---:|".to_string(),
+    ];
+    for &n in plan.idle_growth {
+        let a = idle_once(paths, Kind::Natter, n).await;
+        let b = idle_once(paths, Kind::Node, n).await;
+        let (a, b) = (a.ok(), b.ok());
+        let f = |r: &Option<benches::Idle>, g: fn(&benches::Idle) -> f64| {
+            r.as_ref().map_or(f64::NAN, g)
+        };
+        lines.push(format!(
+            "| idle conns: RSS KiB/conn | {n} | {} | {} | {} |",
+            num(f(&a, |r| r.rss_kib_per_conn)),
+            num(f(&b, |r| r.rss_kib_per_conn)),
+            ratio(f(&a, |r| r.rss_kib_per_conn), f(&b, |r| r.rss_kib_per_conn))
+        ));
+        lines.push(format!(
+            "| handshake + auth: CPU µs/conn | {n} | {} | {} | {} |",
+            num(f(&a, |r| r.cpu_us_per_conn)),
+            num(f(&b, |r| r.cpu_us_per_conn)),
+            ratio(f(&a, |r| r.cpu_us_per_conn), f(&b, |r| r.cpu_us_per_conn))
+        ));
+    }
+    for &size in plan.fan_growth {
+        let msgs = (plan.fan_growth_deliveries / size).max(1);
+        let rate = (msgs as f64 / 1.5).max(1.0);
+        let mut cells = Vec::new();
+        for kind in [Kind::Natter, Kind::Node] {
+            let r = async {
+                let server = start(paths, kind).await?;
+                b4(&server, size, msgs, rate, 1).await
+            }
+            .await;
+            cells.push(r.map_or(f64::NAN, |(dps, _, _)| 1e6 / dps));
+        }
+        lines.push(format!(
+            "| fan-out: server CPU µs/delivery | room of {size} | {} | {} | {} |",
+            num(cells[0]),
+            num(cells[1]),
+            ratio(cells[0], cells[1])
+        ));
+    }
+    if let Some(row) = report
+        .rows
+        .iter()
+        .find(|r| r.id == "B4" && r.metric.contains("deliveries"))
+    {
+        lines.push(format!(
+            "| fan-out: server CPU µs/delivery (B4, median of 3) | room of {} | {} | {} | {} |",
+            plan.fan_members,
+            num(1e6 / row.natter),
+            num(1e6 / row.node),
+            ratio(row.node, row.natter)
+        ));
+    }
+    report.growth = lines;
+}
+
+/// B8: gzipped sizes of what the widget ships.
+fn b8(root: &Path, report: &mut Report) {
+    let dist = root.join("dist");
+    let Ok(entries) = std::fs::read_dir(&dist) else {
+        report
+            .notes
+            .push("B8: no dist/ — run `cargo xtask dist`".into());
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "wasm" || e == "js" || e == "css")
+        })
+        .collect();
+    files.sort();
+    let mut total = 0usize;
+    for path in files {
+        let raw = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let gz = std::process::Command::new("gzip")
+            .args(["-9", "-c"])
+            .arg(&path)
+            .output()
+            .map_or(0, |o| o.stdout.len());
+        total += gz;
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let mut row = Row::new("B8", format!("{name} ({raw} B raw): KiB gzip -9"), "—");
+        row.natter = gz as f64 / 1024.0;
+        report.rows.push(row);
+    }
+    let mut row = Row::new("B8", "widget total: KiB gzip -9", "—");
+    row.natter = total as f64 / 1024.0;
+    report.rows.push(row);
+}
+
+fn render(plan: &Plan, machine: &str, write_us: f64, took: f64, report: &Report) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("### `{}` variant\n\n", plan.name));
+    s.push_str(&format!(
+        "Machine: {machine}. Took {took:.0} s (building natter not counted). Median of {RUNS} runs unless said otherwise.\n"
+    ));
+    s.push_str(&format!("Kernel floor measured in this run: {write_us:.2} µs CPU per 64-byte `write()` to loopback.\n\n"));
+    s.push_str("| # | metric | target | natter | node ws | nchan | floor | natter ÷ node | natter ÷ nchan | natter ÷ floor |\n");
+    s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in &report.rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.id,
+            r.metric,
+            r.target,
+            num(r.natter),
+            num(r.node),
+            num(r.nchan),
+            num(r.floor),
+            ratio(r.natter, r.node),
+            ratio(r.natter, r.nchan),
+            ratio(r.natter, r.floor)
+        ));
+    }
+    s.push_str("\nHow cost grows (one run each, fresh servers):\n\n");
+    for l in &report.growth {
+        s.push_str(l);
+        s.push('\n');
+    }
+    if !report.notes.is_empty() {
+        s.push_str("\nNotes from this run:\n\n");
+        for n in &report.notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    s
+}
+
+/// Replaces this variant's section of the report (between its markers),
+/// keeping the rest of the file.
+fn write_section(path: &Path, name: &str, section: &str) -> Result<()> {
+    let begin = format!("<!-- bench:{name}:begin -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let block = format!("{begin}\n{section}{end}");
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &old[..a], block, &old[b + end.len()..]),
+        _ => format!("{}\n{block}\n", old.trim_end()),
+    };
+    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
+}
