@@ -119,7 +119,10 @@ fn test(env: &Env, ci: bool) -> Result<()> {
         eprintln!("xtask: warning: no MariaDB: the MySQL store tests will not run");
         None
     };
-    build_dist(env)?;
+    // A debug build proves the trunk setup and shares its compiled wasm
+    // dependencies with the browser tests below; the size-optimised release
+    // build is `cargo xtask dist`'s job.
+    env.step("trunk build", env.command("trunk", ["build"]))?;
 
     env.step(
         "cargo fmt --all -- --check",
