@@ -22,7 +22,9 @@
 pub mod app;
 pub mod chat;
 pub mod components;
+pub mod db;
 pub mod embed;
+pub mod error;
 pub mod net;
 
 /// Mounts the widget on the page's body.

@@ -1,0 +1,649 @@
+//! The local store: everything the widget knows, in IndexedDB, so that the
+//! chat opens with its rooms and messages before any network, and a
+//! message accepted offline survives a closed tab.
+//!
+//! One database per site and user ([`db_name`]), so a user switch never
+//! shows (or sends) another user's data. Object stores:
+//!
+//! - `rooms` (key `id`): a [`RoomRecord`]: the room, its cursor, unread
+//!   count, last message preview and how far back history is cached.
+//! - `messages` (out-of-line keys): stored events under `[room, seq]`, and
+//!   our own messages not yet acknowledged under
+//!   `[room, "pending", client_id]`. Numbers sort before strings in
+//!   IndexedDB, so one range over a room yields its events in seq order,
+//!   then its pending messages.
+//! - `outbox` (key `client_id`): an [`OutboxRecord`] per message to send;
+//!   index `room` (schema v2).
+//! - `meta`: the schema version and the user the database belongs to.
+//!
+//! Writes that touch the outbox (a new message together with its outbox
+//! entry, an ack, a refusal, a retry) are one transaction each, opened
+//! with durability `"strict"`: rexie 0.6 cannot pass transaction options,
+//! so those go through web-sys on a second connection to the same
+//! database. Everything else uses rexie.
+
+use crate::error::ClientError;
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use natter_shared::sync::{EntryState, OutboxEntry};
+use natter_shared::{ClientId, Event, RoomId, RoomInfo, Seq, UserId};
+use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, RexieBuilder, TransactionMode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::rc::Rc;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransaction};
+
+/// The schema this code writes. History:
+/// 1. `rooms`, `messages`, `outbox`, `meta`;
+/// 2. index `room` on `outbox` (a room's unsent messages).
+///
+/// An upgrade only adds: every version keeps the stores of the one before,
+/// with their records, so the outbox survives it.
+pub const SCHEMA_VERSION: u32 = 2;
+
+const ROOMS: &str = "rooms";
+const MESSAGES: &str = "messages";
+const OUTBOX: &str = "outbox";
+const META: &str = "meta";
+/// The `meta` key of the user the database belongs to.
+const META_USER: &str = "user";
+/// The `meta` key of the schema version last written.
+const META_SCHEMA: &str = "schema";
+/// The middle part of a pending message's key.
+const PENDING: &str = "pending";
+
+/// The database of one user of one site.
+pub fn db_name(site: &str, user: &str) -> String {
+    format!("natter:{site}:{user}")
+}
+
+/// What the room list and the sync engine keep per room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// The key; equal to `info.id`.
+    pub id: RoomId,
+    pub info: RoomInfo,
+    /// The highest seq held with nothing missing below it.
+    pub cursor: Seq,
+    /// Messages from others not seen yet.
+    pub unread: u32,
+    /// The latest message, for the room list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Preview>,
+    /// The lowest seq cached; older history is fetched on scroll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<Seq>,
+    /// True once the server said nothing older exists.
+    #[serde(default)]
+    pub complete: bool,
+}
+
+impl RoomRecord {
+    /// A room seen for the first time.
+    pub fn new(info: RoomInfo) -> Self {
+        RoomRecord {
+            id: info.id.clone(),
+            info,
+            cursor: 0,
+            unread: 0,
+            last: None,
+            oldest: None,
+            complete: false,
+        }
+    }
+}
+
+/// The latest message of a room, as the room list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<UserId>,
+    pub body: String,
+    pub ts: i64,
+}
+
+/// An outbox record: the message to send and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The key; equal to `entry.client_id`.
+    pub client_id: ClientId,
+    pub entry: OutboxEntry,
+    pub state: EntryState,
+}
+
+/// A record of the `messages` store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rec", rename_all = "snake_case")]
+enum MessageRecord {
+    /// An event of the room, under `[room, seq]`.
+    Stored { event: Event },
+    /// Our message on its way, under `[room, "pending", client_id]`.
+    Pending {
+        entry: OutboxEntry,
+        state: EntryState,
+    },
+}
+
+/// What a room shows: its latest cached events and our messages on their
+/// way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomMessages {
+    /// Ascending seq.
+    pub stored: Vec<Event>,
+    /// Oldest first.
+    pub pending: Vec<(OutboxEntry, EntryState)>,
+}
+
+/// An open database; clones share the connections.
+#[derive(Clone)]
+pub struct Db(Rc<Inner>);
+
+struct Inner {
+    name: String,
+    /// Always `Some` until dropped (closing takes it by value).
+    rexie: Option<Rexie>,
+    /// A second connection, for the strict-durability transactions rexie
+    /// cannot open.
+    raw: IdbDatabase,
+}
+
+impl Drop for Inner {
+    /// Closes both connections: an open one would block deleting or
+    /// upgrading the database.
+    fn drop(&mut self) {
+        self.raw.close();
+        if let Some(rexie) = self.rexie.take() {
+            rexie.close();
+        }
+    }
+}
+
+impl Db {
+    /// Opens (creating or upgrading) the database `name`.
+    pub async fn open(name: &str) -> Result<Db, ClientError> {
+        Db::open_at(name, SCHEMA_VERSION).await
+    }
+
+    /// Opens `name` with the layout of schema `version`; an older layout
+    /// is only useful to test upgrades.
+    pub async fn open_at(name: &str, version: u32) -> Result<Db, ClientError> {
+        let rexie = schema(name, version).build().await?;
+        let raw = open_raw(name).await?;
+        let db = Db(Rc::new(Inner {
+            name: name.to_string(),
+            rexie: Some(rexie),
+            raw,
+        }));
+        db.put_meta(META_SCHEMA, &JsValue::from(version)).await?;
+        Ok(db)
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The schema version the database is at.
+    pub fn version(&self) -> Result<u32, ClientError> {
+        Ok(self.rexie()?.version()?)
+    }
+
+    /// Deletes a database; it must be closed in every tab first.
+    pub async fn delete(name: &str) -> Result<(), ClientError> {
+        Ok(Rexie::delete(name).await?)
+    }
+
+    /// The user this database belongs to, once known.
+    pub async fn user(&self) -> Result<Option<UserId>, ClientError> {
+        let tx = self.tx(&[META], TransactionMode::ReadOnly)?;
+        let value = tx.store(META)?.get(META_USER.into()).await?;
+        value
+            .and_then(|v| v.as_string())
+            .map(|s| UserId::parse(s).map_err(|e| ClientError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Records the user this database belongs to.
+    pub async fn set_user(&self, user: &UserId) -> Result<(), ClientError> {
+        self.put_meta(META_USER, &JsValue::from(user.as_str()))
+            .await
+    }
+
+    async fn put_meta(&self, key: &str, value: &JsValue) -> Result<(), ClientError> {
+        let tx = self.tx(&[META], TransactionMode::ReadWrite)?;
+        tx.store(META)?.put(value, Some(&key.into())).await?;
+        done(tx).await
+    }
+
+    /// Every room, in key order.
+    pub async fn rooms(&self) -> Result<Vec<RoomRecord>, ClientError> {
+        let tx = self.tx(&[ROOMS], TransactionMode::ReadOnly)?;
+        let all = tx.store(ROOMS)?.get_all(None, None).await?;
+        all.into_iter().map(decode).collect()
+    }
+
+    /// One room.
+    pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, ClientError> {
+        let tx = self.tx(&[ROOMS], TransactionMode::ReadOnly)?;
+        let value = tx.store(ROOMS)?.get(id.as_str().into()).await?;
+        value.map(decode).transpose()
+    }
+
+    /// Writes rooms (the list from `sync`, a new room, an unread count).
+    pub async fn put_rooms(&self, rooms: &[RoomRecord]) -> Result<(), ClientError> {
+        let tx = self.tx(&[ROOMS], TransactionMode::ReadWrite)?;
+        let store = tx.store(ROOMS)?;
+        for room in rooms {
+            store.put(&encode(room)?, None).await?;
+        }
+        done(tx).await
+    }
+
+    /// Forgets a room we are no longer in, with its cached events. Our
+    /// unsent messages to it stay in the outbox: the server refuses them
+    /// and they show as failed, never dropped in silence.
+    pub async fn forget_room(&self, id: &RoomId) -> Result<(), ClientError> {
+        let tx = self.tx(&[ROOMS, MESSAGES], TransactionMode::ReadWrite)?;
+        tx.store(ROOMS)?.delete(id.as_str().into()).await?;
+        let range = bound(
+            key(&[id.as_str().into(), 0.into()]),
+            key(&[id.as_str().into(), f64::INFINITY.into()]),
+            false,
+        )?;
+        let store = tx.store(MESSAGES)?;
+        for k in store.get_all_keys(Some(range), None).await? {
+            store.delete(k).await?;
+        }
+        done(tx).await
+    }
+
+    /// Stores events of one room together with the room's new record, in
+    /// one transaction: a catch-up page, a live event, a history page.
+    pub async fn store_events(
+        &self,
+        room: &RoomRecord,
+        events: &[Event],
+    ) -> Result<(), ClientError> {
+        let tx = self.tx(&[ROOMS, MESSAGES], TransactionMode::ReadWrite)?;
+        let messages = tx.store(MESSAGES)?;
+        for event in events {
+            let record = MessageRecord::Stored {
+                event: event.clone(),
+            };
+            messages
+                .put(&encode(&record)?, Some(&stored_key(&event.room, event.seq)))
+                .await?;
+        }
+        tx.store(ROOMS)?.put(&encode(room)?, None).await?;
+        done(tx).await
+    }
+
+    /// The room's latest `limit` cached events and all of its pending
+    /// messages.
+    pub async fn messages(&self, room: &RoomId, limit: u32) -> Result<RoomMessages, ClientError> {
+        self.messages_before(room, Seq::MAX, limit).await
+    }
+
+    /// Up to `limit` cached events with seq below `before` (ascending), and
+    /// the room's pending messages.
+    pub async fn messages_before(
+        &self,
+        room: &RoomId,
+        before: Seq,
+        limit: u32,
+    ) -> Result<RoomMessages, ClientError> {
+        let tx = self.tx(&[MESSAGES], TransactionMode::ReadOnly)?;
+        let store = tx.store(MESSAGES)?;
+        let upper = if before == Seq::MAX {
+            f64::INFINITY
+        } else {
+            before as f64
+        };
+        let stored_range = bound(
+            key(&[room.as_str().into(), 0.into()]),
+            key(&[room.as_str().into(), upper.into()]),
+            true,
+        )?;
+        let newest_first = store
+            .scan(Some(stored_range), Some(limit), None, Some(Direction::Prev))
+            .await?;
+        let mut stored = Vec::with_capacity(newest_first.len());
+        for (_, value) in newest_first.into_iter().rev() {
+            if let MessageRecord::Stored { event } = decode(value)? {
+                stored.push(event);
+            }
+        }
+        let pending_range = bound(
+            key(&[room.as_str().into(), PENDING.into()]),
+            key(&[room.as_str().into(), PENDING.into(), Array::new().into()]),
+            false,
+        )?;
+        let mut pending = Vec::new();
+        for value in store.get_all(Some(pending_range), None).await? {
+            if let MessageRecord::Pending { entry, state } = decode(value)? {
+                pending.push((entry, state));
+            }
+        }
+        pending.sort_by(|a, b| order(&a.0, &b.0));
+        Ok(RoomMessages { stored, pending })
+    }
+
+    /// The whole outbox, oldest first, as [`natter_shared::sync::Outbox::restore`]
+    /// takes it.
+    pub async fn outbox(&self) -> Result<Vec<(OutboxEntry, EntryState)>, ClientError> {
+        let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly)?;
+        let all = tx.store(OUTBOX)?.get_all(None, None).await?;
+        let mut entries = all
+            .into_iter()
+            .map(|v| decode::<OutboxRecord>(v).map(|r| (r.entry, r.state)))
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by(|a, b| order(&a.0, &b.0));
+        Ok(entries)
+    }
+
+    /// The outbox entries of one room (through the `room` index).
+    pub async fn room_outbox(&self, room: &RoomId) -> Result<Vec<OutboxRecord>, ClientError> {
+        let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly)?;
+        let index = tx.store(OUTBOX)?.index("room")?;
+        let range = KeyRange::only(&room.as_str().into()).map_err(rexie::Error::from)?;
+        let all = index.get_all(Some(range), None).await?;
+        let mut records = all
+            .into_iter()
+            .map(decode::<OutboxRecord>)
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(|a, b| order(&a.entry, &b.entry));
+        Ok(records)
+    }
+
+    /// A message the person just wrote: its pending message and its
+    /// outbox entry, both or neither.
+    pub async fn compose(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
+        self.write_outbox(entry, &EntryState::Queued).await
+    }
+
+    /// Records a new state of an outbox entry (refused for good, or queued
+    /// again by a retry), on the entry and on its pending message.
+    pub async fn set_state(
+        &self,
+        entry: &OutboxEntry,
+        state: &EntryState,
+    ) -> Result<(), ClientError> {
+        self.write_outbox(entry, state).await
+    }
+
+    async fn write_outbox(
+        &self,
+        entry: &OutboxEntry,
+        state: &EntryState,
+    ) -> Result<(), ClientError> {
+        let write = outbox_write(entry, state)?;
+        self.strict(&[OUTBOX, MESSAGES], write).await
+    }
+
+    /// Issues the writes of [`Db::compose`], then fails before the
+    /// transaction ends, as a crash or a full disk would: for tests of
+    /// atomicity.
+    #[doc(hidden)]
+    pub async fn compose_then_fail(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
+        let write = outbox_write(entry, &EntryState::Queued)?;
+        self.strict(&[OUTBOX, MESSAGES], |tx| {
+            write(tx)?;
+            Err(JsValue::from("failed after both writes"))
+        })
+        .await
+    }
+
+    /// Our message was stored by the server as `event`: the outbox entry
+    /// and the pending message go, the event stays, and the room's record
+    /// (cursor, preview) is updated, in one transaction.
+    pub async fn ack(
+        &self,
+        entry: &OutboxEntry,
+        event: &Event,
+        room: Option<&RoomRecord>,
+    ) -> Result<(), ClientError> {
+        let stored = encode(&MessageRecord::Stored {
+            event: event.clone(),
+        })?;
+        let room = room.map(encode).transpose()?;
+        let outbox_key = JsValue::from(entry.client_id.to_string());
+        let pending_key = pending_key(&entry.room, &entry.client_id);
+        let stored_key = stored_key(&event.room, event.seq);
+        let stores: &[&str] = if room.is_some() {
+            &[OUTBOX, MESSAGES, ROOMS]
+        } else {
+            &[OUTBOX, MESSAGES]
+        };
+        self.strict(stores, |tx| {
+            tx.object_store(OUTBOX)?.delete(&outbox_key)?;
+            let messages = tx.object_store(MESSAGES)?;
+            messages.delete(&pending_key)?;
+            messages.put_with_key(&stored, &stored_key)?;
+            if let Some(room) = &room {
+                tx.object_store(ROOMS)?.put(room)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The person gave up on a message: it leaves the outbox and the room.
+    pub async fn discard(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
+        let outbox_key = JsValue::from(entry.client_id.to_string());
+        let pending_key = pending_key(&entry.room, &entry.client_id);
+        self.strict(&[OUTBOX, MESSAGES], |tx| {
+            tx.object_store(OUTBOX)?.delete(&outbox_key)?;
+            tx.object_store(MESSAGES)?.delete(&pending_key)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn tx(
+        &self,
+        stores: &[&str],
+        mode: TransactionMode,
+    ) -> Result<rexie::Transaction, ClientError> {
+        Ok(self.rexie()?.transaction(stores, mode)?)
+    }
+
+    fn rexie(&self) -> Result<&Rexie, ClientError> {
+        (self.0.rexie.as_ref()).ok_or_else(|| ClientError::Storage("the database is closed".into()))
+    }
+
+    /// Runs `write` in a read-write transaction with durability `"strict"`
+    /// (the data is on disk when it completes) and waits for it to commit.
+    /// rexie 0.6 has no way to pass transaction options and web-sys marks
+    /// `IDBTransactionOptions` unstable, hence the binding below.
+    async fn strict(
+        &self,
+        stores: &[&str],
+        write: impl FnOnce(&IdbTransaction) -> Result<(), JsValue>,
+    ) -> Result<(), ClientError> {
+        let names: Array = stores.iter().map(|s| JsValue::from(*s)).collect();
+        let options = Object::new();
+        Reflect::set(&options, &"durability".into(), &"strict".into())
+            .map_err(|e| ClientError::from_js(&e))?;
+        let raw: &StrictDb = self.0.raw.unchecked_ref();
+        let tx = raw
+            .transaction_with_options(&names, "readwrite", &options)
+            .map_err(|e| ClientError::from_js(&e))?;
+        if let Err(err) = write(&tx) {
+            // Nothing of it may land; abort fails only if it already ended.
+            let _ = tx.abort();
+            return Err(ClientError::from_js(&err));
+        }
+        let outcome = wait(|resolve, reject| {
+            tx.set_oncomplete(Some(resolve));
+            tx.set_onabort(Some(reject));
+        })
+        .await;
+        tx.set_oncomplete(None);
+        tx.set_onabort(None);
+        outcome.map_err(|_| match tx.error() {
+            Some(ex) => ClientError::from_js(&ex.into()),
+            None => ClientError::Storage("the transaction was aborted".into()),
+        })
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// An `IDBDatabase`, seen through the binding web-sys keeps unstable.
+    #[wasm_bindgen(extends = IdbDatabase, js_name = IDBDatabase)]
+    type StrictDb;
+
+    /// `IDBDatabase.transaction(stores, mode, options)`.
+    #[wasm_bindgen(method, catch, js_name = transaction)]
+    fn transaction_with_options(
+        this: &StrictDb,
+        stores: &Array,
+        mode: &str,
+        options: &Object,
+    ) -> Result<IdbTransaction, JsValue>;
+}
+
+/// The writes of a new outbox state: the entry and its pending message.
+fn outbox_write(
+    entry: &OutboxEntry,
+    state: &EntryState,
+) -> Result<impl FnOnce(&IdbTransaction) -> Result<(), JsValue>, ClientError> {
+    let outbox = encode(&OutboxRecord {
+        client_id: entry.client_id,
+        entry: entry.clone(),
+        state: state.clone(),
+    })?;
+    let message = encode(&MessageRecord::Pending {
+        entry: entry.clone(),
+        state: state.clone(),
+    })?;
+    let pending_key = pending_key(&entry.room, &entry.client_id);
+    Ok(move |tx: &IdbTransaction| {
+        tx.object_store(OUTBOX)?.put(&outbox)?;
+        tx.object_store(MESSAGES)?
+            .put_with_key(&message, &pending_key)?;
+        Ok(())
+    })
+}
+
+/// The stores of schema `version`.
+fn schema(name: &str, version: u32) -> RexieBuilder {
+    let mut outbox = ObjectStore::new(OUTBOX).key_path("client_id");
+    if version >= 2 {
+        outbox = outbox.add_index(Index::new("room", "entry.room"));
+    }
+    Rexie::builder(name)
+        .version(version)
+        .add_object_store(ObjectStore::new(ROOMS).key_path("id"))
+        .add_object_store(ObjectStore::new(MESSAGES))
+        .add_object_store(outbox)
+        .add_object_store(ObjectStore::new(META))
+}
+
+/// Opens a second connection to `name` at whatever version it has; it
+/// closes itself when another tab upgrades the database.
+async fn open_raw(name: &str) -> Result<IdbDatabase, ClientError> {
+    let factory = web_sys::window()
+        .and_then(|w| w.indexed_db().ok().flatten())
+        .ok_or(ClientError::NoStorage)?;
+    let request: IdbOpenDbRequest = factory.open(name).map_err(|e| ClientError::from_js(&e))?;
+    let outcome = wait(|resolve, reject| {
+        request.set_onsuccess(Some(resolve));
+        request.set_onerror(Some(reject));
+    })
+    .await;
+    request.set_onsuccess(None);
+    request.set_onerror(None);
+    let req: &IdbRequest = request.as_ref();
+    if outcome.is_err() {
+        return Err(match req.error() {
+            Ok(Some(ex)) => ClientError::from_js(&ex.into()),
+            _ => ClientError::Storage("could not open the database".into()),
+        });
+    }
+    let db: IdbDatabase = req
+        .result()
+        .map_err(|e| ClientError::from_js(&e))?
+        .dyn_into()
+        .map_err(|_| ClientError::Storage("open gave no database".into()))?;
+    // Leaked on purpose: it lives as long as the connection.
+    let on_version_change = Closure::<dyn FnMut(web_sys::Event)>::new({
+        let db = db.clone();
+        move |_| db.close()
+    });
+    db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+    on_version_change.forget();
+    Ok(db)
+}
+
+/// Waits until `arm` has wired one of the two callbacks it gets and that
+/// callback fired: `Ok` for the first, `Err` for the second.
+async fn wait(arm: impl FnOnce(&Function, &Function)) -> Result<(), ()> {
+    let mut held: Vec<Closure<dyn FnMut()>> = Vec::new();
+    let mut arm = Some(arm);
+    let promise = Promise::new(&mut |resolve: Function, reject: Function| {
+        // Calling resolve or reject cannot fail in a way that matters.
+        let ok = Closure::<dyn FnMut()>::new(move || {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        });
+        let err = Closure::<dyn FnMut()>::new(move || {
+            let _ = reject.call0(&JsValue::UNDEFINED);
+        });
+        if let Some(arm) = arm.take() {
+            arm(ok.as_ref().unchecked_ref(), err.as_ref().unchecked_ref());
+        }
+        held = vec![ok, err];
+    });
+    let outcome = JsFuture::from(promise).await.map(|_| ()).map_err(|_| ());
+    // The callbacks are unhooked by the caller; now they may go.
+    drop(held);
+    outcome
+}
+
+/// Waits for a rexie transaction to commit.
+async fn done(tx: rexie::Transaction) -> Result<(), ClientError> {
+    if tx.done().await?.is_committed() {
+        Ok(())
+    } else {
+        Err(ClientError::Storage("the transaction was aborted".into()))
+    }
+}
+
+/// Oldest first: by creation time, then by (time-ordered) client id.
+fn order(a: &OutboxEntry, b: &OutboxEntry) -> std::cmp::Ordering {
+    (a.created_at, a.client_id).cmp(&(b.created_at, b.client_id))
+}
+
+/// The keys from `lower` to `upper` (inclusive unless `upper_open`).
+fn bound(lower: JsValue, upper: JsValue, upper_open: bool) -> Result<KeyRange, ClientError> {
+    Ok(KeyRange::bound(&lower, &upper, None, Some(upper_open)).map_err(rexie::Error::from)?)
+}
+
+fn key(parts: &[JsValue]) -> JsValue {
+    parts.iter().collect::<Array>().into()
+}
+
+fn stored_key(room: &RoomId, seq: Seq) -> JsValue {
+    key(&[room.as_str().into(), (seq as f64).into()])
+}
+
+fn pending_key(room: &RoomId, client_id: &ClientId) -> JsValue {
+    key(&[
+        room.as_str().into(),
+        PENDING.into(),
+        client_id.to_string().into(),
+    ])
+}
+
+/// Records are plain objects (not `Map`s), so key paths reach into them.
+fn encode<T: Serialize>(value: &T) -> Result<JsValue, ClientError> {
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    Ok(value.serialize(&serializer)?)
+}
+
+fn decode<T: DeserializeOwned>(value: JsValue) -> Result<T, ClientError> {
+    Ok(serde_wasm_bindgen::from_value(value)?)
+}

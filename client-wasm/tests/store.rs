@@ -1,0 +1,211 @@
+//! The IndexedDB store in a real browser. Each test opens its own database
+//! (a unique name) and deletes it at the end. Run with
+//! `cargo test -p natter-client --target wasm32-unknown-unknown`.
+#![cfg(target_arch = "wasm32")]
+
+use natter_client::db::{Db, RoomRecord, SCHEMA_VERSION};
+use natter_client::error::ClientError;
+use natter_shared::sync::{EntryState, OutboxEntry};
+use natter_shared::{ClientId, Event, EventKind, RoomId, RoomInfo, RoomKind, Seq, UserId};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn unique_name(test: &str) -> String {
+    format!("natter-test:{test}:{}", uuid::Uuid::now_v7())
+}
+
+fn room() -> RoomId {
+    RoomId::parse("r_ab").unwrap()
+}
+
+fn entry(n: u8, body: &str) -> OutboxEntry {
+    OutboxEntry {
+        client_id: ClientId::parse(&format!("0191e6b2-7c3a-7d4e-8f00-1234567890{n:02x}")).unwrap(),
+        room: room(),
+        body: body.into(),
+        created_at: 1_000 + i64::from(n),
+    }
+}
+
+fn event(seq: Seq, body: &str) -> Event {
+    Event {
+        room: room(),
+        seq,
+        ts: 10 * seq as i64,
+        sender: Some(UserId::parse("bob").unwrap()),
+        kind: EventKind::Message {
+            body: body.into(),
+            client_id: None,
+        },
+    }
+}
+
+fn record() -> RoomRecord {
+    RoomRecord::new(RoomInfo {
+        id: room(),
+        kind: RoomKind::Dialog,
+        title: None,
+        members: vec![],
+        last_seq: 0,
+        created_at: 0,
+    })
+}
+
+fn bodies(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Message { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn cleanup(db: Db) {
+    let name = db.name().to_string();
+    drop(db);
+    Db::delete(&name).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_v1_database_upgrades_and_keeps_its_outbox() {
+    let name = unique_name("upgrade");
+    let v1 = Db::open_at(&name, 1).await.unwrap();
+    assert_eq!(v1.version().unwrap(), 1);
+    v1.compose(&entry(1, "written by v1")).await.unwrap();
+    drop(v1);
+
+    let db = Db::open(&name).await.unwrap();
+    assert_eq!(db.version().unwrap(), SCHEMA_VERSION);
+    let outbox = db.outbox().await.unwrap();
+    assert_eq!(outbox, [(entry(1, "written by v1"), EntryState::Queued)]);
+    // The index v2 added covers the entry written before it existed.
+    let in_room = db.room_outbox(&room()).await.unwrap();
+    assert_eq!(in_room.len(), 1);
+    let shown = db.messages(&room(), 50).await.unwrap();
+    assert_eq!(shown.pending.len(), 1);
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_message_and_its_outbox_entry_are_written_together_or_not_at_all() {
+    let db = Db::open(&unique_name("atomic")).await.unwrap();
+    db.compose(&entry(1, "both")).await.unwrap();
+    let shown = db.messages(&room(), 50).await.unwrap();
+    assert_eq!(shown.pending, [(entry(1, "both"), EntryState::Queued)]);
+    assert_eq!(db.outbox().await.unwrap().len(), 1);
+
+    // A write that fails after issuing both puts leaves neither.
+    let err = db
+        .compose_then_fail(&entry(2, "neither"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Storage(_)), "{err:?}");
+    let shown = db.messages(&room(), 50).await.unwrap();
+    assert_eq!(shown.pending.len(), 1);
+    assert_eq!(db.outbox().await.unwrap().len(), 1);
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn the_outbox_survives_closing_and_reopening() {
+    let name = unique_name("reopen");
+    let db = Db::open(&name).await.unwrap();
+    db.compose(&entry(2, "second")).await.unwrap();
+    db.compose(&entry(1, "first")).await.unwrap();
+    db.set_state(
+        &entry(2, "second"),
+        &EntryState::Failed {
+            code: natter_shared::ErrorCode::NotMember,
+            message: "no".into(),
+        },
+    )
+    .await
+    .unwrap();
+    drop(db);
+
+    let db = Db::open(&name).await.unwrap();
+    let outbox = db.outbox().await.unwrap();
+    let bodies: Vec<_> = outbox.iter().map(|(e, _)| e.body.as_str()).collect();
+    assert_eq!(bodies, ["first", "second"], "oldest first");
+    assert!(matches!(outbox[1].1, EntryState::Failed { .. }));
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn catch_up_pages_advance_the_cursor() {
+    let db = Db::open(&unique_name("pages")).await.unwrap();
+    let mut room_record = record();
+    room_record.cursor = 2;
+    room_record.oldest = Some(1);
+    db.store_events(&room_record, &[event(1, "one"), event(2, "two")])
+        .await
+        .unwrap();
+    room_record.cursor = 3;
+    db.store_events(&room_record, &[event(3, "three")])
+        .await
+        .unwrap();
+
+    let stored = db.room(&room()).await.unwrap().unwrap();
+    assert_eq!(stored.cursor, 3);
+    assert_eq!(db.rooms().await.unwrap().len(), 1);
+    let shown = db.messages(&room(), 50).await.unwrap();
+    assert_eq!(bodies(&shown.stored), ["one", "two", "three"]);
+    let latest = db.messages(&room(), 2).await.unwrap();
+    assert_eq!(bodies(&latest.stored), ["two", "three"]);
+    let older = db.messages_before(&room(), 3, 50).await.unwrap();
+    assert_eq!(bodies(&older.stored), ["one", "two"]);
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn an_ack_turns_the_pending_message_into_a_sent_one() {
+    let db = Db::open(&unique_name("ack")).await.unwrap();
+    let mine = entry(1, "hello");
+    db.compose(&mine).await.unwrap();
+    let sent = Event {
+        room: room(),
+        seq: 1,
+        ts: 99,
+        sender: Some(UserId::parse("alice").unwrap()),
+        kind: EventKind::Message {
+            body: mine.body.clone(),
+            client_id: Some(mine.client_id),
+        },
+    };
+    let mut room_record = record();
+    room_record.cursor = 1;
+    db.ack(&mine, &sent, Some(&room_record)).await.unwrap();
+
+    let shown = db.messages(&room(), 50).await.unwrap();
+    assert!(shown.pending.is_empty());
+    assert_eq!(shown.stored, [sent]);
+    assert!(db.outbox().await.unwrap().is_empty());
+    assert_eq!(db.room(&room()).await.unwrap().unwrap().cursor, 1);
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn each_user_has_a_database_of_their_own() {
+    let site = unique_name("site");
+    let alice = Db::open(&natter_client::db::db_name(&site, "alice"))
+        .await
+        .unwrap();
+    alice
+        .set_user(&UserId::parse("alice").unwrap())
+        .await
+        .unwrap();
+    alice.compose(&entry(1, "alice's")).await.unwrap();
+    let bob = Db::open(&natter_client::db::db_name(&site, "bob"))
+        .await
+        .unwrap();
+    assert_eq!(bob.user().await.unwrap(), None);
+    assert!(bob.outbox().await.unwrap().is_empty());
+    assert_eq!(
+        alice.user().await.unwrap(),
+        Some(UserId::parse("alice").unwrap())
+    );
+    cleanup(alice).await;
+    cleanup(bob).await;
+}
