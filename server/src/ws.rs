@@ -55,6 +55,9 @@ pub mod close {
     pub const PROTOCOL: u16 = 1002;
 }
 
+/// Bytes a connection reads at a time.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// `?site=` of `/ws`.
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -97,6 +100,11 @@ pub async fn handler(
                 .protocols([PROTOCOL])
                 .max_message_size(limit)
                 .max_frame_size(limit)
+                // A small read buffer keeps an idle connection cheap
+                // (tungstenite reserves 128 KiB by default); larger frames
+                // still arrive, in more reads. The write buffer grows only
+                // while frames are fed between flushes.
+                .read_buffer_size(READ_BUFFER)
                 .on_upgrade(move |socket| tracker.track_future(run(socket, state, site)))
         }
         Err(err) => err.into_response(),
@@ -354,7 +362,7 @@ impl Conn {
                 Some((client_id, room, result)) = self.commits.next(), if !self.commits.is_empty() => {
                     self.answer_commit(client_id, room, result).await
                 }
-                Some(delivery) = self.reg.rx.recv() => self.deliver(delivery).await,
+                Some(delivery) = self.reg.rx.recv() => self.deliver_queued(delivery).await,
                 msg = stream.next(), if self.commits.len() < max_inflight => {
                     last_heard = Instant::now();
                     match msg {
@@ -395,8 +403,24 @@ impl Conn {
         send(&mut self.sink, frame).await
     }
 
-    async fn send_raw(&mut self, frame: Utf8Bytes) -> Result<(), Gone> {
-        self.sink.send(Message::Text(frame)).await.map_err(|_| Gone)
+    /// Queues a ready frame without flushing: see [`Conn::deliver_queued`].
+    async fn feed_raw(&mut self, frame: Utf8Bytes) -> Result<(), Gone> {
+        self.sink.feed(Message::Text(frame)).await.map_err(|_| Gone)
+    }
+
+    /// Delivers what the hub queued: this delivery and whatever else is
+    /// already waiting (up to a bound), written together and flushed once,
+    /// so a busy room costs one `write()` for several frames.
+    async fn deliver_queued(&mut self, first: Delivery) -> Result<(), Gone> {
+        const BURST: usize = 64;
+        self.deliver(first).await?;
+        for _ in 1..BURST {
+            match self.reg.rx.try_recv() {
+                Ok(next) => self.deliver(next).await?,
+                Err(_) => break,
+            }
+        }
+        self.sink.flush().await.map_err(|_| Gone)
     }
 
     async fn send_error(
@@ -708,7 +732,7 @@ impl Conn {
 
     async fn deliver(&mut self, delivery: Delivery) -> Result<(), Gone> {
         match delivery {
-            Delivery::Typing(frame) => self.send_raw(frame).await,
+            Delivery::Typing(frame) => self.feed_raw(frame).await,
             Delivery::NewRoom(room) => {
                 if self.sent.contains_key(&room) {
                     return Ok(());
@@ -738,7 +762,7 @@ impl Conn {
         if p.seq > last.saturating_add(1) {
             self.fill_gap(&p.room, p.seq).await?;
         }
-        self.send_raw(p.frame.clone()).await?;
+        self.feed_raw(p.frame.clone()).await?;
         self.sent.insert(p.room.clone(), p.seq);
         if let Some((user, false)) = &p.member
             && user == &self.identity.user

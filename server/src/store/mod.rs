@@ -648,7 +648,7 @@ where
     T::try_from(s).map_err(|e| StoreError::Corrupt(format!("generated id refused: {e:?}")))
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 

@@ -13,7 +13,7 @@
 //! If a batch hits a database error, it is rolled back and each write is
 //! retried alone, so one bad write never fails its neighbours.
 
-use super::{Backend, Store, StoreError, event_from_row, now_ms};
+use super::{Backend, Store, StoreError, event_from_row, is_unique_violation, now_ms};
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use natter_shared::limits::MAX_MEMBERS;
@@ -349,20 +349,42 @@ async fn apply(batch: &mut Batch<'_>, op: &WriteOp) -> Result<Written, StoreErro
             {
                 return Err(StoreError::NotMember);
             }
-            if let Some(client_id) = client_id
-                && let Some(event) =
-                    stored_message(&mut batch.tx, room, sender.as_ref(), client_id).await?
-            {
-                return Ok(Written {
-                    event,
-                    duplicate: true,
-                });
-            }
             let kind = EventKind::Message {
                 body: body.clone(),
                 client_id: *client_id,
             };
-            batch.append(room, sender.clone(), kind).await
+            let Some(client_id) = client_id else {
+                return batch.append(room, sender.clone(), kind).await;
+            };
+            if sender.is_some() {
+                // The unique key (room, sender, client id) answers a retry
+                // in the same round trip as a first send: insert, and only
+                // on a conflict look the stored message up. A refused
+                // insert takes no seq (the counter is only advanced on
+                // success) and leaves the transaction usable.
+                match batch.append(room, sender.clone(), kind).await {
+                    Err(StoreError::Db(e)) if is_unique_violation(&e) => {}
+                    other => return other,
+                }
+            }
+            match stored_message(&mut batch.tx, room, sender.as_ref(), client_id).await? {
+                Some(event) => Ok(Written {
+                    event,
+                    duplicate: true,
+                }),
+                // A system message (no sender): the key cannot catch the
+                // repeat, so it was looked up first; it is new.
+                None if sender.is_none() => {
+                    let kind = EventKind::Message {
+                        body: body.clone(),
+                        client_id: Some(*client_id),
+                    };
+                    batch.append(room, None, kind).await
+                }
+                None => Err(StoreError::Corrupt(
+                    "a unique conflict without a stored message".into(),
+                )),
+            }
         }
         WriteOp::Join { site, room, user } => {
             if batch.lock_room(site, room).await? == RoomKind::Dialog {
