@@ -364,6 +364,29 @@ impl Store {
         Ok(())
     }
 
+    /// Records a user unless already recorded as given: a read in the
+    /// common case, a write only for a new user or a changed name (every
+    /// connection's `auth` calls this).
+    pub async fn ensure_user(
+        &self,
+        site: &SiteId,
+        user: &UserId,
+        name: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let row = sqlx::query("SELECT name FROM users WHERE site_id = ? AND id = ?")
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = row {
+            let stored: Option<String> = row.try_get("name")?;
+            if name.is_none() || name == stored.as_deref() {
+                return Ok(());
+            }
+        }
+        self.upsert_user(site, user, name).await
+    }
+
     // ---- rooms ----
 
     /// Creates a group room with its first members (no events: seq starts at 0).
