@@ -248,7 +248,7 @@ async fn authenticate(
                         let name = identity.name.as_deref();
                         if let Err(err) = state
                             .store
-                            .upsert_user(&site.id, &identity.user, name)
+                            .ensure_user(&site.id, &identity.user, name)
                             .await
                         {
                             tracing::error!(error = %err, "could not record the user");
