@@ -1,15 +1,16 @@
-//! The root component: wires the link to the chat state and the state to
-//! the views.
+//! The root component: wires the sync engine to the views.
 //!
-//! Data flows one way: the [`Link`] hands server frames to
-//! [`Chat::apply`] inside a signal update, the views read memos derived
-//! from that signal, and the composer's sends go through
-//! [`Chat::compose`] before they reach the socket.
+//! Data flows one way: the [`Engine`] writes what happens to IndexedDB and
+//! then updates the [`View`] signals; the views read memos derived from
+//! them; the person's actions (send, retry, open a room, scroll up) go to
+//! the engine. A token from the host page picks the user and so the
+//! database; a token for another user starts another engine.
 
 use crate::chat::Chat;
 use crate::components::{Composer, ConnectionStatus, MessageList, RoomList, Status};
 use crate::embed::{self, Location};
-use crate::net::{self, Incoming, Link, LinkState};
+use crate::net::{self, LinkState};
+use crate::sync::{Engine, View};
 use leptos::prelude::*;
 use natter_shared::{ClientId, RoomId};
 
@@ -28,45 +29,79 @@ pub fn App() -> impl IntoView {
 /// The chat for one site: connection line, room list, current room.
 #[component]
 fn ChatWidget(location: Location) -> impl IntoView {
-    let chat = RwSignal::new(Chat::default());
-    let link_state = RwSignal::new(LinkState::WaitingForToken);
-    let selected = RwSignal::new(None::<RoomId>);
+    let view = View {
+        chat: RwSignal::new(Chat::default()),
+        link: RwSignal::new(None),
+        error: RwSignal::new(None),
+        open: RwSignal::new(None),
+    };
+    let chat = view.chat;
+    let browser_online = RwSignal::new(web_sys::window().is_none_or(|w| w.navigator().on_line()));
+    let has_token = RwSignal::new(false);
+    // The engine is not Send; a local stored value lets callbacks reach it.
+    let engine = StoredValue::new_local(None::<Engine>);
 
     let url = net::ws_url(location.secure, &location.host, location.site.as_str());
-    let link = Link::new(url, move |link, incoming| match incoming {
-        Incoming::State(state) => {
-            if state != LinkState::Open {
-                chat.update(Chat::on_disconnect);
-            }
-            link_state.set(state);
+    let site = location.site.to_string();
+    embed::listen_for_tokens(move |token| {
+        has_token.set(true);
+        let Some(user) = embed::user_of(&token) else {
+            view.error
+                .set(Some("The sign-in token is not readable.".into()));
+            return;
+        };
+        let same = engine.with_value(|e| e.as_ref().is_some_and(|e| *e.user() == user));
+        if same {
+            engine.with_value(|e| e.as_ref().map(|e| e.set_token(token)));
+            return;
         }
-        Incoming::Frame(frame) => {
-            for reply in chat.try_update(|c| c.apply(frame)).unwrap_or_default() {
-                // A reply that cannot go out now is not lost: the next
-                // connection syncs from the cursors and resends the outbox.
-                link.send(&reply);
+        // Another user: nothing of the previous one may show or be sent.
+        if let Some(old) = engine.try_update_value(Option::take).flatten() {
+            old.close();
+        }
+        chat.set(Chat::default());
+        view.link.set(None);
+        view.open.set(None);
+        let (site, url) = (site.clone(), url.clone());
+        leptos::task::spawn_local(async move {
+            match Engine::start(&site, user, url, token, view).await {
+                Ok(started) => engine.set_value(Some(started)),
+                Err(err) => view.error.set(Some(err.to_string())),
             }
+        });
+    });
+    on_network_change(move |online| {
+        browser_online.set(online);
+        if online {
+            engine.with_value(|e| e.as_ref().map(Engine::online));
         }
     });
-    embed::listen_for_tokens({
-        let link = link.clone();
-        move |token| link.set_token(token)
-    });
-    // The link is not Send; a local stored value lets the cleanup reach it.
-    let stored = StoredValue::new_local(link.clone());
     on_cleanup(move || {
-        stored.try_with_value(Link::close);
+        if let Some(e) = engine.try_update_value(Option::take).flatten() {
+            e.close();
+        }
     });
 
     let rooms = Memo::new(move |_| chat.with(Chat::room_entries));
     // The chosen room, or the first while none is chosen (or it went away).
     let current = Memo::new(move |_| {
         rooms.with(|rooms| {
-            selected
+            view.open
                 .get()
                 .filter(|id| rooms.iter().any(|r| r.id == *id))
                 .or_else(|| rooms.first().map(|r| r.id.clone()))
         })
+    });
+    // Opening a room (also the first one shown) loads it from the store.
+    Effect::new(move |prev: Option<Option<RoomId>>| {
+        let now = current.get();
+        if let Some(room) = now
+            .clone()
+            .filter(|room| prev.flatten().as_ref() != Some(room))
+        {
+            engine.with_value(|e| e.as_ref().map(|e| e.open(room)));
+        }
+        now
     });
     let title = Memo::new(move |_| {
         let id = current.get()?;
@@ -78,8 +113,23 @@ fn ChatWidget(location: Location) -> impl IntoView {
             .map(|id| chat.with(|c| c.lines(&id)))
             .unwrap_or_default()
     });
-    let status = Memo::new(move |_| Status::new(&link_state.get(), chat.with(Chat::is_live)));
-    let notice = Memo::new(move |_| chat.with(|c| c.notice().map(str::to_owned)));
+    let status = Memo::new(move |_| {
+        let link = view.link.get();
+        let live = chat.with(Chat::is_live);
+        if !browser_online.get() {
+            return Status::Offline { retry_secs: 0 };
+        }
+        match link {
+            Some(link) => Status::new(&link, live),
+            None if has_token.get() => Status::Follower,
+            None => Status::new(&LinkState::WaitingForToken, false),
+        }
+    });
+    let notice = Memo::new(move |_| {
+        view.error
+            .get()
+            .or_else(|| chat.with(|c| c.notice().map(str::to_owned)))
+    });
     let me = Memo::new(move |_| {
         chat.with(|c| {
             c.me()
@@ -91,18 +141,19 @@ fn ChatWidget(location: Location) -> impl IntoView {
         let room = current
             .get_untracked()
             .ok_or("Pick a conversation first.")?;
-        let client_id = ClientId::from_uuid(uuid::Uuid::now_v7());
-        let now = js_sys::Date::now() as i64;
-        let frames = chat
-            .try_update(|c| c.compose(&room, client_id, body, now))
-            .ok_or("The chat has closed.")?
-            .map_err(|e| e.to_string())?;
-        // Offline there are none: the outbox goes out after the next
-        // `synced`. A frame the socket drops is resent the same way.
-        for frame in &frames {
-            link.send(frame);
+        let body_ok = chat.with_untracked(|c| c.check(&room, &body));
+        body_ok.map_err(|e| e.to_string())?;
+        engine
+            .with_value(|e| e.as_ref().map(|e| e.compose(room, body)))
+            .ok_or_else(|| "Not signed in yet.".to_string())
+    };
+    let retry = move |client_id: ClientId| {
+        engine.with_value(|e| e.as_ref().map(|e| e.retry(client_id)));
+    };
+    let older = move || {
+        if let Some(room) = current.get_untracked() {
+            engine.with_value(|e| e.as_ref().map(|e| e.older(room)));
         }
-        Ok(())
     };
 
     view! {
@@ -111,12 +162,30 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 <span class="me">{move || me.get()}</span>
                 <ConnectionStatus status notice />
             </header>
-            <RoomList rooms current select=selected.write_only() />
+            <RoomList rooms current select=view.open.write_only() />
             <section class="pane" aria-label=move || title.get()>
                 <h2>{move || title.get()}</h2>
-                <MessageList lines />
+                <MessageList lines on_retry=Callback::new(retry) on_top=Callback::new(move |()| older()) />
                 <Composer enabled=Signal::derive(move || current.with(Option::is_some)) on_send=send />
             </section>
         </div>
+    }
+}
+
+/// Calls `on_change(true)` on the window's `online` event and
+/// `on_change(false)` on `offline`, for the page's lifetime.
+fn on_network_change(on_change: impl Fn(bool) + Clone + 'static) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    for (name, online) in [("online", true), ("offline", false)] {
+        let on_change = on_change.clone();
+        let listener =
+            wasm_bindgen::closure::Closure::<dyn FnMut()>::new(move || on_change(online));
+        use wasm_bindgen::JsCast;
+        // Without the event the status only learns from the socket.
+        let _ = window.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
+        // Lives as long as the page.
+        listener.forget();
     }
 }

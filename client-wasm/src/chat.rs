@@ -9,7 +9,13 @@
 //! views need. [`Chat::apply`] returns the frames to send in answer (the
 //! `sync` after `hello`, the outbox after `synced`), so the socket code
 //! only carries frames; everything here is unit-tested natively.
+//!
+//! Every change that must outlive the page is also recorded as a
+//! [`Change`]; the sync engine takes them ([`Chat::take_changes`]) and
+//! writes them to IndexedDB before the view shows them. [`Chat::hydrate`]
+//! rebuilds a chat from what the store holds.
 
+use crate::db::{Preview, RoomMessages, RoomRecord};
 use natter_shared::protocol::{TextError, check_body};
 use natter_shared::sync::{Cursors, EntryState, Incoming, Outbox, OutboxEntry, Settled};
 use natter_shared::{
@@ -38,12 +44,40 @@ pub struct Chat {
     live: bool,
     /// The last error the server reported that is not about one send.
     notice: Option<String>,
+    /// The room the person is looking at: its messages are not unread.
+    open: Option<RoomId>,
+    /// What must be stored, oldest first.
+    changes: Vec<Change>,
+}
+
+/// A change to store, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The user signed in (from `hello`).
+    User(UserId),
+    /// Rooms to write as they are now.
+    Rooms(Vec<RoomRecord>),
+    /// A room we are no longer in.
+    Forget(RoomId),
+    /// Events of one room, with the room as it is after them: one
+    /// transaction (a catch-up page, a live event, a history page).
+    Events(RoomRecord, Vec<Event>),
+    /// A message the person wrote.
+    Composed(OutboxEntry),
+    /// Our message was stored as this event.
+    Acked(OutboxEntry, Event, Option<RoomRecord>),
+    /// An outbox entry changed state (refused for good, or retried).
+    State(OutboxEntry, EntryState),
 }
 
 /// One room and the lines we hold of it.
 #[derive(Debug, Clone)]
 struct Room {
     info: RoomInfo,
+    unread: u32,
+    last: Option<Preview>,
+    oldest: Option<Seq>,
+    complete: bool,
     /// Lines by seq. Keyed so that an ack and the event of the same
     /// message, or a page repeating a gap's event, land on one line.
     lines: BTreeMap<Seq, Line>,
@@ -74,6 +108,8 @@ pub struct Line {
     /// Written by the signed-in user.
     pub mine: bool,
     pub delivery: Delivery,
+    /// Our message not yet in the room: what a retry names.
+    pub client_id: Option<ClientId>,
 }
 
 /// What the room list shows for one room.
@@ -82,6 +118,10 @@ pub struct RoomEntry {
     pub id: RoomId,
     pub name: String,
     pub kind: RoomKind,
+    /// Messages from others not seen yet.
+    pub unread: u32,
+    /// `Author: body` of the latest message, if any.
+    pub preview: Option<String>,
 }
 
 /// Why [`Chat::compose`] refused a message.
@@ -112,11 +152,145 @@ impl Default for Chat {
             outbox: Outbox::new(OUTBOX_WINDOW),
             live: false,
             notice: None,
+            open: None,
+            changes: Vec::new(),
         }
     }
 }
 
 impl Chat {
+    /// A chat rebuilt from the store: the user, the rooms with their
+    /// cursors, the outbox. Nothing is in flight.
+    pub fn hydrate(
+        me: Option<UserId>,
+        rooms: Vec<RoomRecord>,
+        outbox: Vec<(OutboxEntry, EntryState)>,
+    ) -> Chat {
+        let mut chat = Chat {
+            me: me.map(|id| Member { id, name: None }),
+            outbox: Outbox::restore(OUTBOX_WINDOW, outbox),
+            cursors: Cursors::from_stored(rooms.iter().map(|r| (r.id.clone(), r.cursor))),
+            ..Chat::default()
+        };
+        chat.rooms = rooms
+            .into_iter()
+            .map(|r| Room {
+                info: r.info,
+                unread: r.unread,
+                last: r.last,
+                oldest: r.oldest,
+                complete: r.complete,
+                lines: BTreeMap::new(),
+            })
+            .collect();
+        chat
+    }
+
+    /// Shows cached events of a room (from the store).
+    pub fn load(&mut self, room: &RoomId, cached: RoomMessages) {
+        for event in cached.stored {
+            if self
+                .room(room)
+                .is_some_and(|r| r.lines.contains_key(&event.seq))
+            {
+                continue;
+            }
+            self.show_event(event);
+        }
+    }
+
+    /// Takes the changes to store, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The room the person looks at; its unread count drops to zero.
+    pub fn set_open(&mut self, room: Option<RoomId>) {
+        self.open = room.clone();
+        let Some(room) = room else { return };
+        if let Some(r) = self.room_mut(&room).filter(|r| r.unread > 0) {
+            r.unread = 0;
+            if let Some(record) = self.record(&room) {
+                self.changes.push(Change::Rooms(vec![record]));
+            }
+        }
+    }
+
+    /// Unread messages in all rooms.
+    pub fn unread_total(&self) -> u32 {
+        self.rooms.iter().map(|r| r.unread).sum()
+    }
+
+    /// The `history` request for the room's next older page, unless all
+    /// of it is held.
+    pub fn older(&self, room: &RoomId) -> Option<ClientFrame> {
+        let r = self.room(room)?;
+        if r.complete {
+            return None;
+        }
+        let before = r
+            .lines
+            .keys()
+            .next()
+            .copied()
+            .or(r.oldest)
+            .unwrap_or_else(|| self.cursors.get(room).unwrap_or(0) + 1);
+        (before > 1).then(|| ClientFrame::History {
+            room: room.clone(),
+            before,
+            limit: Some(50),
+        })
+    }
+
+    /// The lowest seq shown in a room.
+    pub fn first_shown(&self, room: &RoomId) -> Option<Seq> {
+        self.room(room)?.lines.keys().next().copied()
+    }
+
+    /// Entries written elsewhere (another tab) that this outbox lacks;
+    /// returns the frames to send now.
+    pub fn adopt(&mut self, stored: Vec<(OutboxEntry, EntryState)>) -> Vec<ClientFrame> {
+        for (entry, state) in stored {
+            if state == EntryState::Queued {
+                self.outbox.push(entry);
+            }
+        }
+        self.sends()
+    }
+
+    /// The person asks to send a failed message again.
+    pub fn retry(&mut self, client_id: &ClientId) -> Vec<ClientFrame> {
+        if self.outbox.retry(client_id) {
+            let entry = self
+                .outbox
+                .entries()
+                .find(|(e, _)| e.client_id == *client_id);
+            if let Some((entry, state)) = entry.cloned() {
+                self.changes.push(Change::State(entry, state));
+            }
+        }
+        self.sends()
+    }
+
+    /// Drops a message the store could not take (e.g. a full disk).
+    pub fn unsend(&mut self, client_id: &ClientId) {
+        self.outbox.discard(client_id);
+    }
+
+    /// The room as the store keeps it.
+    fn record(&self, id: &RoomId) -> Option<RoomRecord> {
+        let r = self.room(id)?;
+        Some(RoomRecord {
+            id: id.clone(),
+            info: r.info.clone(),
+            cursor: self.cursors.get(id).unwrap_or(0),
+            unread: r.unread,
+            last: r.last.clone(),
+            oldest: r.oldest,
+            complete: r.complete,
+        })
+    }
+
     /// The signed-in user, once `hello` arrived.
     pub fn me(&self) -> Option<&Member> {
         self.me.as_ref()
@@ -141,6 +315,11 @@ impl Chat {
                 id: r.info.id.clone(),
                 name: room_name(&r.info, me),
                 kind: r.info.kind,
+                unread: r.unread,
+                preview: r.last.as_ref().map(|p| match &p.sender {
+                    Some(id) => format!("{}: {}", member_name(&r.info, id), p.body),
+                    None => p.body.clone(),
+                }),
             })
             .collect()
     }
@@ -170,6 +349,7 @@ impl Chat {
                     ts: e.created_at,
                     mine: true,
                     delivery,
+                    client_id: Some(e.client_id),
                 }
             });
         r.lines.values().cloned().chain(outgoing).collect()
@@ -180,6 +360,15 @@ impl Chat {
     pub fn on_disconnect(&mut self) {
         self.live = false;
         self.outbox.on_disconnect();
+    }
+
+    /// Whether a message could be written to `room` now.
+    pub fn check(&self, room: &RoomId, body: &str) -> Result<(), ComposeError> {
+        check_body(body, self.limits.max_body_bytes).map_err(ComposeError::Body)?;
+        match self.room(room) {
+            Some(_) => Ok(()),
+            None => Err(ComposeError::UnknownRoom),
+        }
     }
 
     /// Queues a message of ours; it shows as pending at once. Returns the
@@ -196,12 +385,14 @@ impl Chat {
         if self.room(room).is_none() {
             return Err(ComposeError::UnknownRoom);
         }
-        self.outbox.push(OutboxEntry {
+        let entry = OutboxEntry {
             client_id,
             room: room.clone(),
             body,
             created_at: now,
-        });
+        };
+        self.changes.push(Change::Composed(entry.clone()));
+        self.outbox.push(entry);
         Ok(self.sends())
     }
 
@@ -216,6 +407,7 @@ impl Chat {
                     // of the previous one may show, or be sent as the new one.
                     *self = Chat::default();
                 }
+                self.changes.push(Change::User(user.clone()));
                 self.me = Some(Member { id: user, name });
                 self.limits = limits;
                 self.notice = None;
@@ -232,16 +424,19 @@ impl Chat {
                         .collect();
                     gone.iter().for_each(|id| self.forget(id));
                 }
+                let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
                 for info in rooms {
                     self.upsert_room(info);
                 }
+                let records = ids.iter().filter_map(|id| self.record(id)).collect();
+                self.changes.push(Change::Rooms(records));
             }
             ServerFrame::Page { room, events, .. } => {
                 if self.room(&room).is_none() {
                     return Vec::new();
                 }
                 let (fresh, gap) = self.cursors.apply_page(&room, &events);
-                fresh.into_iter().for_each(|e| self.add_event(e));
+                self.store_events(&room, fresh);
                 if gap {
                     return vec![self.sync()];
                 }
@@ -256,12 +451,11 @@ impl Chat {
                     return Vec::new();
                 }
                 match self.cursors.apply_event(&event) {
-                    Incoming::Next => self.add_event(event),
+                    Incoming::Next => self.store_events(&event.room.clone(), vec![event]),
                     Incoming::Duplicate => {}
-                    Incoming::Gap { .. } => {
-                        self.add_event(event);
-                        return vec![self.sync()];
-                    }
+                    // Kept out of the store: the cursor did not reach it,
+                    // and the catch-up that follows brings it again.
+                    Incoming::Gap { .. } => return vec![self.sync()],
                 }
             }
             ServerFrame::Ack {
@@ -272,8 +466,19 @@ impl Chat {
             } => {
                 if let Settled::Acked { entry, .. } = self.outbox.ack(&client_id, seq, ts) {
                     self.cursors.apply_ack(&room, seq);
-                    let author = self.me.clone().map(|m| m.id);
-                    self.add_line(&room, seq, ts, author, entry.body);
+                    let event = Event {
+                        room: room.clone(),
+                        seq,
+                        ts,
+                        sender: self.me.clone().map(|m| m.id),
+                        kind: EventKind::Message {
+                            body: entry.body.clone(),
+                            client_id: Some(client_id),
+                        },
+                    };
+                    self.show_event(event.clone());
+                    let record = self.record(&room);
+                    self.changes.push(Change::Acked(entry, event, record));
                 }
                 // The window has room again.
                 return self.sends();
@@ -287,7 +492,15 @@ impl Chat {
                 // Failed entries show as such; a transient refusal is
                 // queued again and goes out with the next batch (the next
                 // ack, message or reconnect), not in a tight loop.
-                self.outbox.reject(&client_id, code, &message);
+                if let Settled::Failed { .. } = self.outbox.reject(&client_id, code, &message) {
+                    let entry = self
+                        .outbox
+                        .entries()
+                        .find(|(e, _)| e.client_id == client_id);
+                    if let Some((entry, state)) = entry.cloned() {
+                        self.changes.push(Change::State(entry, state));
+                    }
+                }
             }
             ServerFrame::Error {
                 code,
@@ -301,9 +514,28 @@ impl Chat {
                 self.notice = Some(format!("{}: {message}", code.as_str()));
             }
             ServerFrame::Resync { .. } => return vec![self.sync()],
-            // Older history is not requested yet; typing is not shown yet.
-            ServerFrame::History { .. } | ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {
+            ServerFrame::History { room, events, more } => {
+                if self.room(&room).is_none() {
+                    return Vec::new();
+                }
+                let cursor = self.cursors.get(&room).unwrap_or(0);
+                // Older than the cursor only: newer ones come by catch-up.
+                let older: Vec<Event> = events.into_iter().filter(|e| e.seq <= cursor).collect();
+                if let Some(r) = self.room_mut(&room) {
+                    r.complete = !more;
+                    if let Some(first) = older.first() {
+                        r.oldest = Some(r.oldest.map_or(first.seq, |o| o.min(first.seq)));
+                    }
+                }
+                for event in older.iter().cloned() {
+                    self.show_event(event);
+                }
+                if let Some(record) = self.record(&room) {
+                    self.changes.push(Change::Events(record, older));
+                }
             }
+            // Typing is not shown yet.
+            ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {}
         }
         Vec::new()
     }
@@ -331,18 +563,61 @@ impl Chat {
             Some(r) => r.info = info,
             None => self.rooms.push(Room {
                 info,
+                unread: 0,
+                last: None,
+                oldest: None,
+                complete: false,
                 lines: BTreeMap::new(),
             }),
         }
     }
 
     fn forget(&mut self, room: &RoomId) {
+        if self.room(room).is_some() {
+            self.changes.push(Change::Forget(room.clone()));
+        }
         self.rooms.retain(|r| r.info.id != *room);
         self.cursors.forget(room);
     }
 
+    /// New events of a room the cursors accepted: counted as unread
+    /// unless the room is open or they are ours, shown, and recorded for
+    /// the store with the room as it is after them.
+    fn store_events(&mut self, room: &RoomId, events: Vec<Event>) {
+        let me = self.me.as_ref().map(|m| m.id.clone());
+        let open = self.open.as_ref() == Some(room);
+        if let Some(r) = self.room_mut(room) {
+            for e in &events {
+                if let EventKind::Message { body, .. } = &e.kind {
+                    if !open && e.sender.is_some() && e.sender != me {
+                        r.unread += 1;
+                    }
+                    r.last = Some(Preview {
+                        sender: e.sender.clone(),
+                        body: body.clone(),
+                        ts: e.ts,
+                    });
+                }
+                if r.oldest.is_none_or(|o| e.seq < o) {
+                    r.oldest = Some(e.seq);
+                }
+            }
+        }
+        for e in events.iter().cloned() {
+            self.show_event(e);
+        }
+        let left = events.iter().any(
+            |e| matches!(&e.kind, EventKind::MemberLeft { user } if Some(user) == me.as_ref()),
+        );
+        if left {
+            self.forget(room);
+        } else if let Some(record) = self.record(room) {
+            self.changes.push(Change::Events(record, events));
+        }
+    }
+
     /// Shows an event the cursors accepted.
-    fn add_event(&mut self, event: Event) {
+    fn show_event(&mut self, event: Event) {
         let Event {
             room,
             seq,
@@ -375,11 +650,6 @@ impl Chat {
             EventKind::MemberLeft { user } => {
                 let text = format!("{} left", member_name(&r.info, &user));
                 r.info.members.retain(|m| m.id != user);
-                if me.as_ref() == Some(&user) {
-                    // We were removed: the room leaves the list.
-                    self.forget(&room);
-                    return;
-                }
                 text
             }
         };
@@ -390,6 +660,7 @@ impl Chat {
             ts,
             mine: false,
             delivery: Delivery::Stored,
+            client_id: None,
         };
         r.lines.insert(seq, line);
     }
@@ -408,6 +679,7 @@ impl Chat {
             ts,
             mine,
             delivery: Delivery::Stored,
+            client_id: None,
         };
         r.lines.insert(seq, line);
     }

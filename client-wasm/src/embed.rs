@@ -15,6 +15,8 @@ use web_sys::MessageEvent;
 const TOKEN_MESSAGE: &str = "natter:token";
 /// The message the widget posts to its parent once it listens for tokens.
 const READY_MESSAGE: &str = "natter:ready";
+/// The message that carries the total unread count to the parent.
+const UNREAD_MESSAGE: &str = "natter:unread";
 
 /// Where the widget runs: its site and how to reach its server.
 #[derive(Debug, Clone)]
@@ -62,6 +64,9 @@ pub fn listen_for_tokens(on_token: impl Fn(String) + 'static) {
             return;
         }
         if let Some(token) = token_of(&ev.data()) {
+            // The page that hands us tokens is the one to tell of unread
+            // messages, at its own origin only.
+            PARENT_ORIGIN.with(|o| *o.borrow_mut() = Some(ev.origin()));
             on_token(token);
         }
     });
@@ -85,4 +90,58 @@ fn token_of(data: &JsValue) -> Option<String> {
         return None;
     }
     field("token").filter(|t| !t.is_empty())
+}
+
+/// The user a token names (its `sub` claim), read without checking the
+/// signature: it only picks which local database to open before the
+/// server has confirmed the token (it answers with the same user, or
+/// refuses the token).
+pub fn user_of(token: &str) -> Option<natter_shared::UserId> {
+    let claims = token.split('.').nth(1)?;
+    let mut b64: String = claims
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while !b64.len().is_multiple_of(4) {
+        b64.push('=');
+    }
+    let json = web_sys::window()?.atob(&b64).ok()?;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        sub: String,
+    }
+    let claims: Claims = serde_json::from_str(&json).ok()?;
+    natter_shared::UserId::parse(claims.sub).ok()
+}
+
+thread_local! {
+    /// The origin of the page that posted the token.
+    static PARENT_ORIGIN: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tells the embedding page the total unread count (`widget.js` hands it
+/// to `Natter.on('unread', fn)` listeners), addressed to the origin that
+/// gave us the token; nothing before that.
+pub fn post_unread(total: u32) {
+    let Some(origin) = PARENT_ORIGIN.with(|o| o.borrow().clone()) else {
+        return;
+    };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Some(parent) = window.parent().ok().flatten() else {
+        return;
+    };
+    if JsValue::from(parent.clone()) == JsValue::from(window) {
+        return;
+    }
+    let message = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&message, &"type".into(), &UNREAD_MESSAGE.into());
+    let _ = js_sys::Reflect::set(&message, &"count".into(), &total.into());
+    // Lost only if the parent navigated away; nothing to do then.
+    let _ = parent.post_message(&message, &origin);
 }

@@ -14,10 +14,13 @@
 //!   unit-tested natively.
 //! - [`components`]: the views (connection line, room list, messages,
 //!   composer); network text only ever becomes DOM text.
-//! - [`app`]: the root component that wires the three together.
-//!
-//! For now the widget keeps its state in memory: a reload syncs from
-//! scratch. The offline-first store (IndexedDB) comes later.
+//! - [`db`]: the IndexedDB store (rooms, messages, outbox, meta), one
+//!   database per site and user; the source of truth the views show.
+//! - [`sync`]: the engine: store first, then network; one tab per user
+//!   owns the connection (Web Locks), the others follow through a
+//!   BroadcastChannel and the store.
+//! - [`error`]: what the browser or its storage can refuse.
+//! - [`app`]: the root component that wires them together.
 
 pub mod app;
 pub mod chat;
@@ -26,6 +29,7 @@ pub mod db;
 pub mod embed;
 pub mod error;
 pub mod net;
+pub mod sync;
 
 /// Mounts the widget on the page's body.
 pub fn start() {

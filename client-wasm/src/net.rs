@@ -131,6 +131,19 @@ impl Link {
         }
     }
 
+    /// Reconnects at once unless a socket is open or opening (the
+    /// browser says the network is back: no need to wait for the backoff).
+    pub fn retry_now(&self) {
+        let connect = {
+            let mut st = self.0.state.borrow_mut();
+            st.attempt = 0;
+            !st.closed && !st.socket.as_ref().is_some_and(|s| is_live(&s.ws))
+        };
+        if connect {
+            self.connect();
+        }
+    }
+
     /// Closes the socket for good and cancels any pending reconnect.
     pub fn close(&self) {
         let mut st = self.0.state.borrow_mut();

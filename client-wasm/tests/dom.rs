@@ -66,6 +66,7 @@ fn markup_in_names_and_bodies_is_shown_as_text() {
         ts: 1_764_312_000_000,
         mine: false,
         delivery: Delivery::Stored,
+        client_id: None,
     }];
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }

@@ -3,25 +3,41 @@
 
 use crate::chat::{Delivery, Line};
 use leptos::prelude::*;
+use natter_shared::ClientId;
 use wasm_bindgen::JsValue;
 
 /// The lines of the current room, oldest first, scrolled to the newest.
+/// Scrolling to the top calls `on_top` (to load older messages); a failed
+/// message of ours has a retry button that calls `on_retry`.
 #[component]
-pub fn MessageList(#[prop(into)] lines: Signal<Vec<Line>>) -> impl IntoView {
+pub fn MessageList(
+    #[prop(into)] lines: Signal<Vec<Line>>,
+    #[prop(optional)] on_retry: Option<Callback<ClientId>>,
+    #[prop(optional)] on_top: Option<Callback<()>>,
+) -> impl IntoView {
     let list = NodeRef::<leptos::html::Ol>::new();
-    // Pushes the view outward only: keep the newest line in sight.
+    // Pushes the view outward only: keep the newest line in sight, unless
+    // older lines were added on top (the person is reading back).
+    let newest = StoredValue::new(None::<String>);
     Effect::new(move |_| {
-        lines.track();
-        if let Some(el) = list.get() {
+        let last = lines.with(|l| l.last().map(|l| l.key.clone()));
+        if let Some(el) = list.get().filter(|_| newest.get_value() != last) {
             el.set_scroll_top(el.scroll_height());
         }
+        newest.set_value(last);
     });
+    let on_scroll = move |_| {
+        let at_top = list.get_untracked().is_some_and(|el| el.scroll_top() <= 0);
+        if let Some(on_top) = on_top.filter(|_| at_top) {
+            on_top.run(());
+        }
+    };
     view! {
-        <ol class="messages" node_ref=list aria-live="polite">
+        <ol class="messages" node_ref=list aria-live="polite" aria-label="Messages" tabindex="0" on:scroll=on_scroll>
             <For
                 each=move || lines.get()
                 key=|line| line.key.clone()
-                children=|line| view! { <MessageItem line /> }
+                children=move |line| view! { <MessageItem line on_retry /> }
             />
         </ol>
     }
@@ -29,15 +45,22 @@ pub fn MessageList(#[prop(into)] lines: Signal<Vec<Line>>) -> impl IntoView {
 
 /// One line. The body is a text node: markup in it is shown, not run.
 #[component]
-fn MessageItem(line: Line) -> impl IntoView {
+fn MessageItem(line: Line, on_retry: Option<Callback<ClientId>>) -> impl IntoView {
     let Line {
         author,
         body,
         ts,
         mine,
         delivery,
+        client_id,
         ..
     } = line;
+    let retry = match (&delivery, client_id, on_retry) {
+        (Delivery::Failed(_), Some(id), Some(on_retry)) => Some(view! {
+            <button type="button" class="retry" on:click=move |_| on_retry.run(id)>"Retry"</button>
+        }),
+        _ => None,
+    };
     let system = author.is_none();
     let note = match &delivery {
         Delivery::Pending => Some("sending…".to_string()),
@@ -58,14 +81,29 @@ fn MessageItem(line: Line) -> impl IntoView {
             </div>
             <p class="body">{body}</p>
             {note.map(|n| view! { <small class="delivery">{n}</small> })}
+            {retry}
         </li>
     }
 }
 
-/// Local `HH:MM` of a timestamp in milliseconds.
+/// Local `HH:MM` of a timestamp in milliseconds, with the date when it
+/// is not today.
 fn clock(ts: i64) -> String {
     let date = js_sys::Date::new(&JsValue::from_f64(ts as f64));
-    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+    let time = format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
+    let today = js_sys::Date::new_0();
+    let same_day = (date.get_full_year(), date.get_month(), date.get_date())
+        == (today.get_full_year(), today.get_month(), today.get_date());
+    if same_day {
+        time
+    } else {
+        format!(
+            "{}-{:02}-{:02} {time}",
+            date.get_full_year(),
+            date.get_month() + 1,
+            date.get_date()
+        )
+    }
 }
 
 /// The timestamp in ISO 8601, for the `datetime` attribute.

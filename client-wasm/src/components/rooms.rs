@@ -20,7 +20,7 @@ pub fn RoomList(
                 <ul>
                     <For
                         each=move || rooms.get()
-                        key=|room| (room.id.clone(), room.name.clone())
+                        key=|room| (room.id.clone(), room.name.clone(), room.unread, room.preview.clone())
                         children=move |room| {
                             let id = room.id.clone();
                             let is_current = {
@@ -36,7 +36,13 @@ pub fn RoomList(
                                         aria-pressed=move || is_current().to_string()
                                         on:click=move |_| select.set(Some(id.clone()))
                                     >
-                                        {room.name}
+                                        <span class="name">{room.name}</span>
+                                        {(room.unread > 0).then(|| view! {
+                                            <span class="badge" aria-label=format!("{} unread", room.unread)>
+                                                {room.unread}
+                                            </span>
+                                        })}
+                                        {room.preview.map(|p| view! { <span class="preview">{p}</span> })}
                                     </button>
                                 </li>
                             }

@@ -11,8 +11,15 @@ pub enum Status {
     Connecting,
     Syncing,
     Online,
-    Offline { retry_secs: u32 },
-    Refused { reason: String },
+    Offline {
+        retry_secs: u32,
+    },
+    Refused {
+        reason: String,
+    },
+    /// Another tab of this browser holds the connection; this one shows
+    /// what it stores.
+    Follower,
 }
 
 impl Status {
@@ -39,7 +46,9 @@ impl Status {
             Status::Connecting => "Connecting…".into(),
             Status::Syncing => "Syncing…".into(),
             Status::Online => "Online".into(),
+            Status::Offline { retry_secs: 0 } => "Offline".into(),
             Status::Offline { retry_secs } => format!("Offline, retrying in {retry_secs} s"),
+            Status::Follower => "Online (through another tab)".into(),
             Status::Refused { reason } => format!("Sign-in refused ({reason})"),
         }
     }
@@ -47,7 +56,7 @@ impl Status {
     /// The CSS class that colours the line.
     fn tone(&self) -> &'static str {
         match self {
-            Status::Online => "status ok",
+            Status::Online | Status::Follower => "status ok",
             Status::Offline { .. } | Status::Refused { .. } => "status bad",
             _ => "status wait",
         }
@@ -63,7 +72,7 @@ pub fn ConnectionStatus(
     view! {
         <div class=move || status.with(Status::tone) role="status">
             {move || status.with(Status::label)}
-            {move || notice.get().map(|n| view! { <span class="notice">{n}</span> })}
         </div>
+        {move || notice.get().map(|n| view! { <p class="notice" role="alert">{n}</p> })}
     }
 }

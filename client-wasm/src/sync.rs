@@ -1,0 +1,445 @@
+//! The sync engine: drives the [`Chat`] state machine with the socket's
+//! frames and the person's actions, writes what changed to the [`Db`]
+//! before the view shows it, and shares the work between tabs.
+//!
+//! One tab per site and user owns the connection and the outbox drain: the
+//! one holding the Web Lock named after the database. The others follow:
+//! they write their new messages to the outbox store and say "outbox" on a
+//! BroadcastChannel (the owner adopts and sends them), and re-read the
+//! store when the owner says "room" after storing events. When the owner
+//! tab closes its lock is released and a follower takes over.
+//!
+//! Work is handled one item at a time, in arrival order (frames, sends,
+//! room switches), so each item's writes finish before the next starts.
+
+use crate::chat::{Change, Chat};
+use crate::db::{self, Db};
+use crate::error::ClientError;
+use crate::net::{Incoming, Link, LinkState};
+use js_sys::{Function, Promise, Reflect};
+use leptos::prelude::*;
+use natter_shared::{ClientFrame, ClientId, RoomId, ServerFrame, UserId};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{BroadcastChannel, MessageEvent};
+
+/// Cached messages loaded per step when a room opens or scrolls up.
+const PAGE: u32 = 50;
+/// Said on the channel after new events were stored.
+const ROOM_CHANGED: &str = "room";
+/// Said on the channel after a follower wrote to the outbox.
+const OUTBOX_CHANGED: &str = "outbox";
+
+/// The signals the engine keeps up to date for the views.
+#[derive(Clone, Copy)]
+pub struct View {
+    /// The chat as the store holds it.
+    pub chat: RwSignal<Chat>,
+    /// The socket's state (the owner's), or `None` in a follower tab.
+    pub link: RwSignal<Option<LinkState>>,
+    /// The last storage failure, shown to the person.
+    pub error: RwSignal<Option<String>>,
+    /// The room the person looks at.
+    pub open: RwSignal<Option<RoomId>>,
+}
+
+/// One thing to do, in order.
+enum Work {
+    Frame(ServerFrame),
+    Disconnected,
+    Compose(RoomId, String),
+    Retry(ClientId),
+    Open(RoomId),
+    Older(RoomId),
+    Reload,
+    OutboxChanged,
+}
+
+/// A browser callback the engine keeps alive.
+type Callback = Closure<dyn FnMut(MessageEvent)>;
+
+/// A running engine for one user; clones share it.
+#[derive(Clone)]
+pub struct Engine(Rc<Inner>);
+
+struct Inner {
+    user: UserId,
+    url: String,
+    token: RefCell<String>,
+    db: Db,
+    view: View,
+    link: RefCell<Option<Link>>,
+    channel: Option<BroadcastChannel>,
+    queue: RefCell<VecDeque<Work>>,
+    running: Cell<bool>,
+    closed: Cell<bool>,
+    /// Resolving it releases the lock (held until then).
+    release: Rc<RefCell<Option<Function>>>,
+    /// Callbacks registered with the browser; dropped with the engine.
+    _callbacks: RefCell<Vec<Callback>>,
+}
+
+impl Engine {
+    /// Opens the user's database, shows what it holds, then competes for
+    /// the connection: the owner connects, a follower listens.
+    pub async fn start(
+        site: &str,
+        user: UserId,
+        url: String,
+        token: String,
+        view: View,
+    ) -> Result<Engine, ClientError> {
+        let name = db::db_name(site, user.as_str());
+        let db = Db::open(&name).await?;
+        db.set_user(&user).await?;
+        let channel = BroadcastChannel::new(&name).ok();
+        let engine = Engine(Rc::new(Inner {
+            user,
+            url,
+            token: RefCell::new(token),
+            db,
+            view,
+            link: RefCell::new(None),
+            channel,
+            queue: RefCell::new(VecDeque::new()),
+            running: Cell::new(false),
+            closed: Cell::new(false),
+            release: Rc::new(RefCell::new(None)),
+            _callbacks: RefCell::new(Vec::new()),
+        }));
+        // The store first, before any network.
+        engine.reload().await?;
+        engine.listen();
+        engine.request_lock(&name);
+        Ok(engine)
+    }
+
+    /// The user this engine serves.
+    pub fn user(&self) -> &UserId {
+        &self.0.user
+    }
+
+    /// A fresh token for the same user.
+    pub fn set_token(&self, token: String) {
+        *self.0.token.borrow_mut() = token.clone();
+        if let Some(link) = self.0.link.borrow().clone() {
+            link.set_token(token);
+        }
+    }
+
+    /// Writes a new message; it shows as pending at once.
+    pub fn compose(&self, room: RoomId, body: String) {
+        self.push(Work::Compose(room, body));
+    }
+
+    /// Sends a failed message again.
+    pub fn retry(&self, client_id: ClientId) {
+        self.push(Work::Retry(client_id));
+    }
+
+    /// The person opened a room.
+    pub fn open(&self, room: RoomId) {
+        self.push(Work::Open(room));
+    }
+
+    /// The person scrolled to the top of a room: older messages, from the
+    /// store if it has them, else from the server.
+    pub fn older(&self, room: RoomId) {
+        self.push(Work::Older(room));
+    }
+
+    /// The browser says the network is back: reconnect now.
+    pub fn online(&self) {
+        if let Some(link) = self.0.link.borrow().clone() {
+            link.retry_now();
+        }
+    }
+
+    /// Stops: closes the socket, releases the lock and the store.
+    pub fn close(&self) {
+        self.0.closed.set(true);
+        if let Some(link) = self.0.link.borrow_mut().take() {
+            link.close();
+        }
+        if let Some(channel) = &self.0.channel {
+            channel.close();
+        }
+        if let Some(release) = self.0.release.borrow_mut().take() {
+            // Resolving a promise does not fail.
+            let _ = release.call0(&JsValue::UNDEFINED);
+        }
+    }
+
+    fn push(&self, work: Work) {
+        if self.0.closed.get() {
+            return;
+        }
+        self.0.queue.borrow_mut().push_back(work);
+        if !self.0.running.replace(true) {
+            let engine = self.clone();
+            wasm_bindgen_futures::spawn_local(async move { engine.run().await });
+        }
+    }
+
+    async fn run(self) {
+        loop {
+            let next = self.0.queue.borrow_mut().pop_front();
+            let Some(work) = next else { break };
+            if let Err(err) = self.handle(work).await {
+                self.0.view.error.set(Some(err.to_string()));
+            }
+        }
+        self.0.running.set(false);
+    }
+
+    async fn handle(&self, work: Work) -> Result<(), ClientError> {
+        let chat = self.0.view.chat;
+        match work {
+            Work::Frame(frame) => {
+                let out = chat
+                    .try_update_untracked(|c| c.apply(frame))
+                    .unwrap_or_default();
+                self.persist().await?;
+                self.send(&out);
+            }
+            Work::Disconnected => {
+                chat.update(Chat::on_disconnect);
+            }
+            Work::Compose(room, body) => {
+                let client_id = ClientId::from_uuid(uuid::Uuid::now_v7());
+                let now = js_sys::Date::now() as i64;
+                let composed =
+                    chat.try_update_untracked(|c| c.compose(&room, client_id, body, now));
+                let out = match composed {
+                    Some(Ok(out)) => out,
+                    Some(Err(err)) => {
+                        self.0.view.error.set(Some(err.to_string()));
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                };
+                if let Err(err) = self.persist().await {
+                    // Not saved, so not accepted: it must not look sent.
+                    chat.update(|c| c.unsend(&client_id));
+                    return Err(err);
+                }
+                self.0.view.error.set(None);
+                self.send(&out);
+                self.say(OUTBOX_CHANGED);
+            }
+            Work::Retry(client_id) => {
+                let out = chat
+                    .try_update_untracked(|c| c.retry(&client_id))
+                    .unwrap_or_default();
+                self.persist().await?;
+                self.send(&out);
+                self.say(OUTBOX_CHANGED);
+            }
+            Work::Open(room) => {
+                self.0.view.open.set(Some(room.clone()));
+                let cached = self.0.db.messages(&room, PAGE).await?;
+                chat.update_untracked(|c| {
+                    c.set_open(Some(room.clone()));
+                    c.load(&room, cached);
+                });
+                self.persist().await?;
+            }
+            Work::Older(room) => {
+                let first = chat.with_untracked(|c| c.first_shown(&room));
+                let cached = match first {
+                    Some(before) => self.0.db.messages_before(&room, before, PAGE).await?,
+                    None => Default::default(),
+                };
+                if cached.stored.is_empty() {
+                    let request = chat.with_untracked(|c| c.older(&room));
+                    self.send(&request.into_iter().collect::<Vec<_>>());
+                } else {
+                    chat.update(|c| c.load(&room, cached));
+                }
+            }
+            Work::Reload => self.reload().await?,
+            Work::OutboxChanged => {
+                if self.0.link.borrow().is_some() {
+                    let stored = self.0.db.outbox().await?;
+                    let out = chat.try_update(|c| c.adopt(stored)).unwrap_or_default();
+                    self.send(&out);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what the chat recorded, then lets the views show it.
+    async fn persist(&self) -> Result<(), ClientError> {
+        let chat = self.0.view.chat;
+        let changes = chat
+            .try_update_untracked(Chat::take_changes)
+            .unwrap_or_default();
+        let mut stored_events = false;
+        let mut result = Ok(());
+        for change in changes {
+            let db = &self.0.db;
+            let step = match change {
+                Change::User(user) => db.set_user(&user).await,
+                Change::Rooms(rooms) => db.put_rooms(&rooms).await,
+                Change::Forget(room) => db.forget_room(&room).await,
+                Change::Events(room, events) => {
+                    stored_events = true;
+                    db.store_events(&room, &events).await
+                }
+                Change::Composed(entry) => db.compose(&entry).await,
+                Change::Acked(entry, event, room) => {
+                    stored_events = true;
+                    db.ack(&entry, &event, room.as_ref()).await
+                }
+                Change::State(entry, state) => db.set_state(&entry, &state).await,
+            };
+            if let Err(err) = step {
+                result = Err(err);
+                break;
+            }
+        }
+        chat.notify();
+        if stored_events {
+            self.say(ROOM_CHANGED);
+        }
+        self.post_unread();
+        result
+    }
+
+    /// Rebuilds the chat from the store (at start, and in a follower when
+    /// the owner stored something).
+    async fn reload(&self) -> Result<(), ClientError> {
+        let rooms = self.0.db.rooms().await?;
+        let outbox = self.0.db.outbox().await?;
+        let open = self.0.view.open.get_untracked();
+        let cached = match &open {
+            Some(room) => Some(self.0.db.messages(room, PAGE).await?),
+            None => None,
+        };
+        let chat = self.0.view.chat;
+        let live = chat.with_untracked(Chat::is_live);
+        // The owner's chat already holds what it stored; a follower's (or
+        // the owner's before it connects) is rebuilt.
+        if !live {
+            let mut next = Chat::hydrate(Some(self.0.user.clone()), rooms, outbox);
+            if let (Some(room), Some(cached)) = (open.clone(), cached) {
+                next.set_open(Some(room.clone()));
+                next.take_changes();
+                next.load(&room, cached);
+            }
+            chat.set(next);
+        }
+        self.post_unread();
+        Ok(())
+    }
+
+    fn send(&self, frames: &[ClientFrame]) {
+        let link = self.0.link.borrow().clone();
+        if let Some(link) = link {
+            for frame in frames {
+                // A frame that cannot go out now is not lost: the next
+                // connection syncs from the cursors and resends the outbox.
+                link.send(frame);
+            }
+        }
+    }
+
+    /// Tells the other tabs something changed in the store.
+    fn say(&self, what: &str) {
+        if let Some(channel) = &self.0.channel {
+            // A tab that misses it re-reads on its next change.
+            let _ = channel.post_message(&what.into());
+        }
+    }
+
+    /// Posts the total unread count to the embedding page, whose origin
+    /// the widget does not know: the count is all it says.
+    fn post_unread(&self) {
+        let total = self.0.view.chat.with_untracked(Chat::unread_total);
+        crate::embed::post_unread(total);
+    }
+
+    fn listen(&self) {
+        let Some(channel) = &self.0.channel else {
+            return;
+        };
+        let weak = Rc::downgrade(&self.0);
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            let Some(inner) = weak.upgrade() else { return };
+            let engine = Engine(inner);
+            match ev.data().as_string().as_deref() {
+                Some(ROOM_CHANGED) => engine.push(Work::Reload),
+                Some(OUTBOX_CHANGED) => engine.push(Work::OutboxChanged),
+                _ => {}
+            }
+        });
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        self.0._callbacks.borrow_mut().push(on_message);
+    }
+
+    /// Asks for the lock named `name`; once held, this tab connects. Where
+    /// the browser has no Web Locks, every tab connects on its own (the
+    /// server's idempotent sends keep that safe).
+    fn request_lock(&self, name: &str) {
+        let weak = Rc::downgrade(&self.0);
+        let release = self.0.release.clone();
+        let acquired = move |_lock: JsValue| -> JsValue {
+            if let Some(inner) = weak.upgrade() {
+                Engine(inner).lead();
+            }
+            // Held until this promise resolves: on close, or with the tab.
+            Promise::new(&mut |resolve, _| {
+                *release.borrow_mut() = Some(resolve);
+            })
+            .into()
+        };
+        let locks = web_sys::window()
+            .map(|w| JsValue::from(w.navigator()))
+            .and_then(|n| Reflect::get(&n, &"locks".into()).ok())
+            .filter(|l| l.is_object());
+        let request = locks.as_ref().and_then(|l| {
+            Reflect::get(l, &"request".into())
+                .ok()?
+                .dyn_into::<Function>()
+                .ok()
+        });
+        match (locks, request) {
+            (Some(locks), Some(request)) => {
+                let callback = Closure::once_into_js(acquired);
+                if request.call2(&locks, &name.into(), &callback).is_err() {
+                    self.lead();
+                }
+            }
+            _ => self.lead(),
+        }
+    }
+
+    /// This tab owns the connection now.
+    fn lead(&self) {
+        if self.0.closed.get() || self.0.link.borrow().is_some() {
+            return;
+        }
+        let weak = Rc::downgrade(&self.0);
+        let link = Link::new(self.0.url.clone(), move |_link, incoming| {
+            let Some(inner) = weak.upgrade() else { return };
+            let engine = Engine(inner);
+            match incoming {
+                Incoming::State(state) => {
+                    if state != LinkState::Open {
+                        engine.push(Work::Disconnected);
+                    }
+                    engine.0.view.link.set(Some(state));
+                }
+                Incoming::Frame(frame) => engine.push(Work::Frame(frame)),
+            }
+        });
+        *self.0.link.borrow_mut() = Some(link.clone());
+        // The outbox may hold what a previous owner left.
+        self.push(Work::Reload);
+        link.set_token(self.0.token.borrow().clone());
+    }
+}
