@@ -1,60 +1,50 @@
-/*! Natter widget loader.
- *
- *   <script src="https://CHAT/widget.js" data-site="SITE" defer></script>
- *   then, once it has run (e.g. on DOMContentLoaded): Natter.init({token: "..."})
- *   or give the token as data-token="..." on the script tag.
- *
- * Draws a launcher button in a closed shadow root (its styles never touch
- * the page's, and the page's never reach it). The first click opens an
- * iframe on CHAT/widget/?site=SITE; the token goes to it by postMessage,
- * addressed to the chat origin only, never in a URL. Natter.setToken(t)
- * hands over a fresh token. Nothing here throws into the host page.
+/*! Natter widget loader. <script src="https://CHAT/widget.js" data-site="SITE"
+ * data-token="..." defer></script>, or Natter.init({token}) later.
+ * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)).
+ * Calls made before it loads are queued:
+ *   window.Natter = window.Natter || {q: []}; Natter.q.push(["open", "r_1"]);
+ * Launcher in a closed shadow root; on first open, an iframe on the chat
+ * origin, which gets the token by postMessage to that origin only (never
+ * in a URL). Nothing here throws into the page.
  */
 (function () {
   "use strict";
-  var w = window;
-  var d = document;
-  if (w.Natter && w.Natter.version) return; // loaded twice
-
-  var origin = "";
-  var site = "";
-  var token = null;
-  var host = null;
-  var root = null;
-  var button = null;
-  var frame = null;
-  var open = false;
+  var w = window, d = document;
+  if (w.Natter && w.Natter.version) return;
+  var queued = (w.Natter && w.Natter.q) || [];
+  var origin = "", site = "", token = null, room = null, open = false;
+  var host = null, root = null, button = null, frame = null;
+  var listeners = { unread: [] };
 
   // Runs fn, logging instead of throwing: the host page must never break.
   function safe(fn) {
     return function () {
-      try {
-        return fn.apply(this, arguments);
-      } catch (e) {
-        try {
-          console.warn("natter:", e);
-        } catch (_) {}
+      try { return fn.apply(this, arguments); } catch (e) {
+        try { console.warn("natter:", e); } catch (_) {}
       }
     };
   }
 
   var CSS =
     ":host{all:initial}" +
-    ".natter-launcher{position:fixed;right:20px;bottom:20px;z-index:2147483647;" +
-    "width:56px;height:56px;margin:0;padding:0;border:0;border-radius:50%;" +
+    ".natter-launcher,.natter-frame{position:fixed;right:20px;z-index:2147483647;margin:0;border:0}" +
+    ".natter-launcher{bottom:20px;" +
+    "width:56px;height:56px;padding:0;border-radius:50%;" +
     "background:#2563eb;color:#fff;font:600 24px/1 system-ui,sans-serif;" +
     "cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.3)}" +
     ".natter-launcher:focus-visible{outline:3px solid #93c5fd;outline-offset:2px}" +
-    ".natter-frame{position:fixed;right:20px;bottom:88px;z-index:2147483647;" +
+    ".natter-frame{bottom:88px;" +
     "width:370px;height:560px;max-width:calc(100vw - 40px);" +
-    "max-height:calc(100vh - 108px);margin:0;border:0;border-radius:12px;" +
+    "max-height:calc(100vh - 108px);border-radius:12px;" +
     "background:#fff;box-shadow:0 8px 30px rgba(0,0,0,.3)}" +
     ".natter-frame[hidden]{display:none}";
 
-  // Posts the token to the chat iframe, addressed to the chat origin only.
+  // Token (and room) to the chat iframe, at the chat origin only.
   function post() {
-    if (frame && token && frame.contentWindow) {
-      frame.contentWindow.postMessage({ type: "natter:token", token: token }, origin);
+    var cw = frame && frame.contentWindow;
+    if (cw && token) {
+      cw.postMessage({ type: "natter:token", token: token }, origin);
+      if (room) cw.postMessage({ type: "natter:open", room: room }, origin);
     }
   }
 
@@ -68,17 +58,16 @@
     button = d.createElement("button");
     button.type = "button";
     button.className = "natter-launcher";
-    button.textContent = "\uD83D\uDCAC"; // speech balloon
+    button.textContent = "\uD83D\uDCAC";
     button.addEventListener("click", safe(toggle));
-    root.appendChild(style);
-    root.appendChild(button);
+    root.append(style, button);
     label();
     d.body.appendChild(host);
   }
 
   function label() {
-    button.setAttribute("aria-expanded", String(open));
-    button.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    button.setAttribute("aria-expanded", "" + open);
+    button.setAttribute("aria-label", (open ? "Close" : "Open") + " chat");
   }
 
   function toggle() {
@@ -87,8 +76,7 @@
       frame = d.createElement("iframe");
       frame.className = "natter-frame";
       frame.title = "Chat";
-      // Same-origin is the chat's own origin (for its socket and storage),
-      // not the host page's.
+      // Same-origin: the chat's own origin (socket, storage), not the page's.
       frame.setAttribute("sandbox", "allow-scripts allow-same-origin allow-forms allow-popups");
       frame.addEventListener("load", safe(post));
       frame.src = origin + "/widget/?site=" + encodeURIComponent(site);
@@ -99,20 +87,19 @@
   }
 
   function whenReady(fn) {
-    if (d.body) fn();
-    else d.addEventListener("DOMContentLoaded", safe(fn));
+    d.body ? fn() : d.addEventListener("DOMContentLoaded", safe(fn));
   }
 
-  // The widget asks again once it listens: the load event may come first.
-  w.addEventListener(
-    "message",
-    safe(function (e) {
-      if (frame && e.source === frame.contentWindow && e.origin === origin &&
-          e.data && e.data.type === "natter:ready") {
-        post();
-      }
-    })
-  );
+  // The chat asks again once it listens (load may come first); it also
+  // reports the unread count.
+  w.addEventListener("message", safe(function (e) {
+    var m = e.data;
+    if (!frame || e.source !== frame.contentWindow || e.origin !== origin || !m) return;
+    if (m.type === "natter:ready") post();
+    if (m.type === "natter:unread" && typeof m.count === "number") {
+      listeners.unread.forEach(function (fn) { safe(fn)(m.count); });
+    }
+  }));
 
   safe(function () {
     var me = d.currentScript;
@@ -125,7 +112,6 @@
 
   w.Natter = {
     version: 1,
-    /** opts.token: the user's token; opts.site overrides data-site. */
     init: safe(function (opts) {
       opts = opts || {};
       if (opts.site) site = String(opts.site);
@@ -133,10 +119,25 @@
       whenReady(draw);
       post();
     }),
-    /** Hands a fresh token to the open chat (and to the next one). */
     setToken: safe(function (t) {
       token = t ? String(t) : null;
       post();
+    }),
+    open: safe(function (id) {
+      room = id ? String(id) : null;
+      whenReady(function () {
+        draw();
+        if (!open && host) toggle();
+        post();
+      });
+    }),
+    on: safe(function (name, fn) {
+      if (listeners[name] && typeof fn == "function") listeners[name].push(fn);
     })
   };
+
+  queued.forEach(safe(function (call) {
+    var f = w.Natter[call[0]];
+    if (typeof f == "function") f.apply(null, [].slice.call(call, 1));
+  }));
 })();

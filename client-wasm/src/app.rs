@@ -43,33 +43,37 @@ fn ChatWidget(location: Location) -> impl IntoView {
 
     let url = net::ws_url(location.secure, &location.host, location.site.as_str());
     let site = location.site.to_string();
-    embed::listen_for_tokens(move |token| {
-        has_token.set(true);
-        let Some(user) = embed::user_of(&token) else {
-            view.error
-                .set(Some("The sign-in token is not readable.".into()));
-            return;
-        };
-        let same = engine.with_value(|e| e.as_ref().is_some_and(|e| *e.user() == user));
-        if same {
-            engine.with_value(|e| e.as_ref().map(|e| e.set_token(token)));
-            return;
-        }
-        // Another user: nothing of the previous one may show or be sent.
-        if let Some(old) = engine.try_update_value(Option::take).flatten() {
-            old.close();
-        }
-        chat.set(Chat::default());
-        view.link.set(None);
-        view.open.set(None);
-        let (site, url) = (site.clone(), url.clone());
-        leptos::task::spawn_local(async move {
-            match Engine::start(&site, user, url, token, view).await {
-                Ok(started) => engine.set_value(Some(started)),
-                Err(err) => view.error.set(Some(err.to_string())),
+    let on_open = move |room: RoomId| view.open.set(Some(room));
+    embed::listen_for_tokens(
+        move |token| {
+            has_token.set(true);
+            let Some(user) = embed::user_of(&token) else {
+                view.error
+                    .set(Some("The sign-in token is not readable.".into()));
+                return;
+            };
+            let same = engine.with_value(|e| e.as_ref().is_some_and(|e| *e.user() == user));
+            if same {
+                engine.with_value(|e| e.as_ref().map(|e| e.set_token(token)));
+                return;
             }
-        });
-    });
+            // Another user: nothing of the previous one may show or be sent.
+            if let Some(old) = engine.try_update_value(Option::take).flatten() {
+                old.close();
+            }
+            chat.set(Chat::default());
+            view.link.set(None);
+            view.open.set(None);
+            let (site, url) = (site.clone(), url.clone());
+            leptos::task::spawn_local(async move {
+                match Engine::start(&site, user, url, token, view).await {
+                    Ok(started) => engine.set_value(Some(started)),
+                    Err(err) => view.error.set(Some(err.to_string())),
+                }
+            });
+        },
+        on_open,
+    );
     on_network_change(move |online| {
         browser_online.set(online);
         if online {

@@ -6,13 +6,15 @@
 //! Tokens never travel in URLs (they would end up in logs and history):
 //! only `postMessage` from the parent window is accepted.
 
-use natter_shared::SiteId;
+use natter_shared::{RoomId, SiteId};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::MessageEvent;
 
 /// The message type that carries a token.
 const TOKEN_MESSAGE: &str = "natter:token";
+/// The message that asks the widget to show a room.
+const OPEN_MESSAGE: &str = "natter:open";
 /// The message the widget posts to its parent once it listens for tokens.
 const READY_MESSAGE: &str = "natter:ready";
 /// The message that carries the total unread count to the parent.
@@ -45,7 +47,8 @@ pub fn location() -> Option<Location> {
 /// the parent the widget is listening (it may have posted before the
 /// widget's code ran, and posts again on `natter:ready`). The listener
 /// lives as long as the page.
-pub fn listen_for_tokens(on_token: impl Fn(String) + 'static) {
+/// `on_open` gets the room of every `{type: "natter:open", room}`.
+pub fn listen_for_tokens(on_token: impl Fn(String) + 'static, on_open: impl Fn(RoomId) + 'static) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -62,6 +65,9 @@ pub fn listen_for_tokens(on_token: impl Fn(String) + 'static) {
         // or a window we opened.
         if ev.source().map(JsValue::from) != Some(expected.clone()) {
             return;
+        }
+        if let Some(room) = room_of(&ev.data()) {
+            on_open(room);
         }
         if let Some(token) = token_of(&ev.data()) {
             // The page that hands us tokens is the one to tell of unread
@@ -81,6 +87,15 @@ pub fn listen_for_tokens(on_token: impl Fn(String) + 'static) {
     // No secret in it, so any origin may read it; if it is lost the parent
     // still posts the token on the iframe's load event.
     let _ = parent.post_message(&ready, "*");
+}
+
+/// The room of a `{type: "natter:open", room: "..."}` message.
+fn room_of(data: &JsValue) -> Option<RoomId> {
+    let field = |name: &str| js_sys::Reflect::get(data, &name.into()).ok()?.as_string();
+    if !data.is_object() || field("type")? != OPEN_MESSAGE {
+        return None;
+    }
+    RoomId::parse(field("room")?).ok()
 }
 
 /// The token of a `{type: "natter:token", token: "..."}` message.
