@@ -44,6 +44,9 @@ fn ChatWidget(location: Location) -> impl IntoView {
     let url = net::ws_url(location.secure, &location.host, location.site.as_str());
     let site = location.site.to_string();
     let on_open = move |room: RoomId| view.open.set(Some(room));
+    // The user of the latest token and that token, set at once: an engine
+    // takes a moment to start and tokens come in twice (load and ready).
+    let wanted = StoredValue::new(None::<(natter_shared::UserId, String)>);
     embed::listen_for_tokens(
         move |token| {
             has_token.set(true);
@@ -52,8 +55,10 @@ fn ChatWidget(location: Location) -> impl IntoView {
                     .set(Some("The sign-in token is not readable.".into()));
                 return;
             };
-            let same = engine.with_value(|e| e.as_ref().is_some_and(|e| *e.user() == user));
+            let same = wanted.with_value(|w| w.as_ref().is_some_and(|(u, _)| *u == user));
+            wanted.set_value(Some((user.clone(), token.clone())));
             if same {
+                // Still starting: it picks the latest token up when it is up.
                 engine.with_value(|e| e.as_ref().map(|e| e.set_token(token)));
                 return;
             }
@@ -66,8 +71,15 @@ fn ChatWidget(location: Location) -> impl IntoView {
             view.open.set(None);
             let (site, url) = (site.clone(), url.clone());
             leptos::task::spawn_local(async move {
-                match Engine::start(&site, user, url, token, view).await {
-                    Ok(started) => engine.set_value(Some(started)),
+                match Engine::start(&site, user.clone(), url, token, view).await {
+                    Ok(started) => match wanted.get_value() {
+                        Some((u, latest)) if u == user => {
+                            started.set_token(latest);
+                            engine.set_value(Some(started));
+                        }
+                        // Another user signed in meanwhile.
+                        _ => started.close(),
+                    },
                     Err(err) => view.error.set(Some(err.to_string())),
                 }
             });
