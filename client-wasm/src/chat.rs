@@ -654,7 +654,8 @@ impl Chat {
             }
         };
         let line = Line {
-            key: format!("s{seq}"),
+            // Seqs repeat across rooms: the room is part of the key.
+            key: format!("s{room}/{seq}"),
             author: None,
             body,
             ts,
@@ -672,7 +673,8 @@ impl Chat {
             return;
         };
         let line = Line {
-            key: format!("s{seq}"),
+            // Seqs repeat across rooms: the room is part of the key.
+            key: format!("s{room}/{seq}"),
             // A message without sender is the site's: shown as a system line.
             author: sender.map(|id| member_name(&r.info, &id)),
             body,

@@ -136,6 +136,8 @@ pub fn user_of(token: &str) -> Option<natter_shared::UserId> {
 thread_local! {
     /// The origin of the page that posted the token.
     static PARENT_ORIGIN: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The count last posted.
+    static LAST_UNREAD: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
 }
 
 /// Tells the embedding page the total unread count (`widget.js` hands it
@@ -145,6 +147,10 @@ pub fn post_unread(total: u32) {
     let Some(origin) = PARENT_ORIGIN.with(|o| o.borrow().clone()) else {
         return;
     };
+    // Only changes are news to the page.
+    if LAST_UNREAD.with(|last| last.replace(Some(total))) == Some(total) {
+        return;
+    }
     let Some(window) = web_sys::window() else {
         return;
     };
