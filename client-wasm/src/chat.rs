@@ -1001,4 +1001,88 @@ mod tests {
             [ClientFrame::Sync { cursors: vec![] }]
         );
     }
+
+    #[test]
+    fn unread_counts_others_messages_outside_the_open_room_and_is_stored() {
+        let mut chat = synced_alice();
+        chat.take_changes();
+        chat.apply(live(message(1, "bob", "one", None)));
+        chat.apply(live(message(2, "alice", "mine", None)));
+        assert_eq!(chat.unread_total(), 1);
+        let entry = &chat.room_entries()[0];
+        assert_eq!(entry.preview.as_deref(), Some("Alice: mine"));
+        let stored = chat.take_changes();
+        assert!(
+            matches!(stored.last(), Some(Change::Events(room, events)) if room.unread == 1 && room.cursor == 2 && events.len() == 1)
+        );
+
+        chat.set_open(Some(r_ab()));
+        assert_eq!(chat.unread_total(), 0);
+        assert!(matches!(chat.take_changes().as_slice(), [Change::Rooms(r)] if r[0].unread == 0));
+        chat.apply(live(message(3, "bob", "seen", None)));
+        assert_eq!(chat.unread_total(), 0);
+    }
+
+    #[test]
+    fn the_same_seq_in_two_rooms_makes_two_lines() {
+        let mut chat = synced_alice();
+        let mut lobby = dialog();
+        lobby.id = RoomId::parse("r_lobby").unwrap();
+        lobby.kind = RoomKind::Group;
+        chat.apply(ServerFrame::Rooms {
+            rooms: vec![lobby.clone()],
+        });
+        chat.apply(live(message(1, "bob", "dialog", None)));
+        let mut other = message(1, "bob", "lobby", None);
+        other.room = lobby.id.clone();
+        chat.apply(live(other));
+        assert_ne!(chat.lines(&r_ab())[0].key, chat.lines(&lobby.id)[0].key);
+    }
+
+    #[test]
+    fn history_adds_older_lines_and_says_when_all_is_held() {
+        let mut chat = synced_alice();
+        chat.apply(page(vec![message(5, "bob", "five", None)]));
+        assert!(matches!(
+            chat.older(&r_ab()),
+            Some(ClientFrame::History { before: 5, .. })
+        ));
+        chat.take_changes();
+        chat.apply(ServerFrame::History {
+            room: r_ab(),
+            events: vec![
+                message(3, "bob", "three", None),
+                message(4, "bob", "four", None),
+            ],
+            more: false,
+        });
+        assert_eq!(bodies(&chat), ["three", "four", "five"]);
+        assert!(chat.older(&r_ab()).is_none(), "nothing older exists");
+        assert!(
+            matches!(chat.take_changes().as_slice(), [Change::Events(r, e)] if r.complete && r.oldest == Some(3) && e.len() == 2)
+        );
+    }
+
+    #[test]
+    fn a_chat_rebuilt_from_the_store_syncs_from_its_cursors_and_resends_its_outbox() {
+        let mut record = RoomRecord::new(dialog());
+        record.cursor = 7;
+        let entry = OutboxEntry {
+            client_id: cid(1),
+            room: r_ab(),
+            body: "offline".into(),
+            created_at: 1,
+        };
+        let mut chat = Chat::hydrate(
+            Some(user("alice")),
+            vec![record],
+            vec![(entry, EntryState::InFlight)],
+        );
+        let cursors = vec![Cursor {
+            room: r_ab(),
+            seq: 7,
+        }];
+        assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
+        assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "offline")]);
+    }
 }
