@@ -65,6 +65,7 @@ pub fn db_name(site: &str, user: &str) -> String {
 pub struct RoomRecord {
     /// The key; equal to `info.id`.
     pub id: RoomId,
+    /// The room as the server last described it.
     pub info: RoomInfo,
     /// The highest seq held with nothing missing below it.
     pub cursor: Seq,
@@ -99,9 +100,12 @@ impl RoomRecord {
 /// The latest message of a room, as the room list shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preview {
+    /// Who wrote it; `None` for the site's own messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<UserId>,
+    /// The message as written (shown as text).
     pub body: String,
+    /// Milliseconds since the Unix epoch.
     pub ts: i64,
 }
 
@@ -110,7 +114,10 @@ pub struct Preview {
 pub struct OutboxRecord {
     /// The key; equal to `entry.client_id`.
     pub client_id: ClientId,
+    /// The message.
     pub entry: OutboxEntry,
+    /// Queued, or refused for good (in flight is not stored: after a
+    /// restart everything not acknowledged goes out again).
     pub state: EntryState,
 }
 
