@@ -158,19 +158,22 @@ fn test(env: &Env, ci: bool) -> Result<()> {
         native.env("NATTER_TEST_MYSQL_URL", url);
     }
     env.step("cargo test --workspace", native)?;
+    // `--tests`: no doc-tests in the browser run (there are none, and the
+    // suite should close on its real results).
     let mut browser = env.cargo([
         "test",
         "-p",
         "natter-client",
         "--target",
         "wasm32-unknown-unknown",
+        "--tests",
     ]);
     // Pins the runner to Chromium whatever other drivers are installed.
     if std::env::var_os("CHROMEDRIVER").is_none() {
         browser.env("CHROMEDRIVER", &chromedriver);
     }
     env.step(
-        "cargo test -p natter-client --target wasm32-unknown-unknown",
+        "cargo test -p natter-client --target wasm32-unknown-unknown --tests",
         browser,
     )?;
     eprintln!("xtask: all checks passed");
