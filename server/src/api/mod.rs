@@ -97,6 +97,15 @@ fn parse_user(user: String) -> Result<UserId, ApiError> {
     UserId::parse(user).map_err(|e| ApiError::invalid(e.to_string()))
 }
 
+/// 404 `room_not_found` unless the room exists in the caller's site.
+async fn ensure_room(state: &AppState, site: &Site, room: &RoomId) -> Result<(), ApiError> {
+    if state.store.room_exists(&site.id, room).await? {
+        Ok(())
+    } else {
+        Err(crate::store::StoreError::RoomNotFound.into())
+    }
+}
+
 fn check_member(m: &Member) -> Result<(), ApiError> {
     if let Some(name) = &m.name {
         check_text("name", name, MAX_NAME_BYTES).map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -178,9 +187,7 @@ async fn add_member(
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let room = parse_room(room)?;
     check_member(&req.user)?;
-    if state.store.room(&site.id, &room).await?.is_none() {
-        return Err(crate::store::StoreError::RoomNotFound.into());
-    }
+    ensure_room(&state, &site, &room).await?;
     state
         .store
         .upsert_user(&site.id, &req.user.id, req.user.name.as_deref())
@@ -263,9 +270,7 @@ async fn history(
             "limit must be 1..={MAX_HISTORY_LIMIT}"
         )));
     }
-    if state.store.room(&site.id, &room).await?.is_none() {
-        return Err(crate::store::StoreError::RoomNotFound.into());
-    }
+    ensure_room(&state, &site, &room).await?;
     let page = match (q.before, q.after) {
         (Some(_), Some(_)) => return Err(ApiError::invalid("give before or after, not both")),
         (None, Some(after)) => {

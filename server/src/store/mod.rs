@@ -518,6 +518,17 @@ impl Store {
         Ok(Some(info))
     }
 
+    /// True when the room exists in that site (one indexed lookup, no
+    /// member list).
+    pub async fn room_exists(&self, site: &SiteId, room: &RoomId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM rooms WHERE id = ? AND site_id = ?")
+            .bind(room.as_str())
+            .bind(site.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Every room the user is a member of, with members, by id.
     pub async fn rooms_for_user(
         &self,
