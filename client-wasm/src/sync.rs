@@ -48,7 +48,8 @@ pub struct View {
 
 /// One thing to do, in order.
 enum Work {
-    Frame(ServerFrame),
+    /// A frame and the socket it came on (see [`Inner::socket`]).
+    Frame(ServerFrame, u64),
     Disconnected,
     Compose(RoomId, String),
     Retry(ClientId),
@@ -76,6 +77,14 @@ struct Inner {
     queue: RefCell<VecDeque<Work>>,
     running: Cell<bool>,
     closed: Cell<bool>,
+    /// Counts the sockets opened. The chat's state learns of a closed
+    /// socket only when the queue reaches it, so until then it may still
+    /// think itself live while a new socket is already open.
+    socket: Cell<u64>,
+    /// The socket the chat last synced on: messages go out on that socket
+    /// only. On a newer one they would overtake the ones still in flight on
+    /// the old one, which the next sync sends again first.
+    synced_on: Cell<u64>,
     /// Resolving it releases the lock (held until then).
     release: Rc<RefCell<Option<Function>>>,
     /// Callbacks registered with the browser; dropped with the engine.
@@ -107,6 +116,8 @@ impl Engine {
             queue: RefCell::new(VecDeque::new()),
             running: Cell::new(false),
             closed: Cell::new(false),
+            socket: Cell::new(0),
+            synced_on: Cell::new(0),
             release: Rc::new(RefCell::new(None)),
             _callbacks: RefCell::new(Vec::new()),
         }));
@@ -198,7 +209,10 @@ impl Engine {
     async fn handle(&self, work: Work) -> Result<(), ClientError> {
         let chat = self.0.view.chat;
         match work {
-            Work::Frame(frame) => {
+            Work::Frame(frame, socket) => {
+                if matches!(frame, ServerFrame::Synced {}) {
+                    self.0.synced_on.set(socket);
+                }
                 let out = chat
                     .try_update_untracked(|c| c.apply(frame))
                     .unwrap_or_default();
@@ -339,11 +353,15 @@ impl Engine {
 
     fn send(&self, frames: &[ClientFrame]) {
         let link = self.0.link.borrow().clone();
+        let synced = self.0.synced_on.get() == self.0.socket.get();
         if let Some(link) = link {
             for frame in frames {
                 // A frame that cannot go out now is not lost: the next
-                // connection syncs from the cursors and resends the outbox.
-                link.send(frame);
+                // connection syncs from the cursors and resends the outbox,
+                // oldest first.
+                if synced || !matches!(frame, ClientFrame::Send { .. }) {
+                    link.send(frame);
+                }
             }
         }
     }
@@ -429,12 +447,17 @@ impl Engine {
             let engine = Engine(inner);
             match incoming {
                 Incoming::State(state) => {
-                    if state != LinkState::Open {
+                    if state == LinkState::Open {
+                        engine.0.socket.set(engine.0.socket.get() + 1);
+                    } else {
                         engine.push(Work::Disconnected);
                     }
                     engine.0.view.link.set(Some(state));
                 }
-                Incoming::Frame(frame) => engine.push(Work::Frame(frame)),
+                Incoming::Frame(frame) => {
+                    let socket = engine.0.socket.get();
+                    engine.push(Work::Frame(frame, socket));
+                }
             }
         });
         *self.0.link.borrow_mut() = Some(link.clone());
