@@ -21,6 +21,9 @@ pub fn MessageList(
     let newest = StoredValue::new(None::<String>);
     Effect::new(move |_| {
         let last = lines.with(|l| l.last().map(|l| l.key.clone()));
+        if newest.get_value().is_none() && last.is_some() {
+            mark_first_paint();
+        }
         if let Some(el) = list.get().filter(|_| newest.get_value() != last) {
             el.set_scroll_top(el.scroll_height());
         }
@@ -85,6 +88,25 @@ fn MessageItem(line: Line, on_retry: Option<Callback<ClientId>>) -> impl IntoVie
         </li>
     }
 }
+
+/// The User Timing mark [`FIRST_PAINT_MARK`]: when the list first showed
+/// messages after the page loaded, for the site's own performance
+/// monitoring (and the end-to-end tests).
+fn mark_first_paint() {
+    thread_local! {
+        static MARKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if MARKED.with(|m| m.replace(true)) {
+        return;
+    }
+    if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+        // Only a measurement is lost if the browser refuses it.
+        let _ = performance.mark(FIRST_PAINT_MARK);
+    }
+}
+
+/// The name of the mark set when messages first appear.
+pub const FIRST_PAINT_MARK: &str = "natter:first-messages";
 
 /// Local `HH:MM` of a timestamp in milliseconds, with the date when it
 /// is not today.
