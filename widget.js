@@ -3,9 +3,12 @@
  * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)).
  * Calls made before it loads are queued:
  *   window.Natter = window.Natter || {q: []}; Natter.q.push(["open", "r_1"]);
- * Launcher in a closed shadow root; on first open, an iframe on the chat
- * origin, which gets the token by postMessage to that origin only (never
- * in a URL). Nothing here throws into the page.
+ * Launcher in a shadow root (the page's CSS cannot reach it, nor its CSS
+ * the page); once the page has loaded and a token is known, a hidden
+ * iframe on the chat origin, which gets the token by postMessage to that
+ * origin only (never in a URL): it keeps the unread count current and
+ * sends what was written offline even before the chat is opened.
+ * Nothing here throws into the page.
  */
 (function () {
   "use strict";
@@ -13,7 +16,7 @@
   if (w.Natter && w.Natter.version) return;
   var queued = (w.Natter && w.Natter.q) || [];
   var origin = "", site = "", token = null, room = null, open = false;
-  var host = null, root = null, button = null, frame = null;
+  var host = null, root = null, button = null, frame = null, booting = false;
   var listeners = { unread: [] };
 
   // Runs fn, logging instead of throwing: the host page must never break.
@@ -26,11 +29,13 @@
   }
 
   var CSS =
-    ":host{all:initial}" +
+    // Important inside the shadow root wins over the page's important.
+    ":host{all:initial!important;display:block!important}" +
     ".natter-launcher,.natter-frame{position:fixed;right:20px;z-index:2147483647;margin:0;border:0}" +
     ".natter-launcher{bottom:20px;" +
     "width:56px;height:56px;padding:0;border-radius:50%;" +
     "background:#2563eb;color:#fff;font:600 24px/1 system-ui,sans-serif;" +
+    "display:flex;align-items:center;justify-content:center;" +
     "cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.3)}" +
     ".natter-launcher:focus-visible{outline:3px solid #93c5fd;outline-offset:2px}" +
     ".natter-frame{bottom:88px;" +
@@ -52,17 +57,59 @@
     if (host || !site || !origin) return;
     host = d.createElement("div");
     host.setAttribute("data-natter", "");
-    root = host.attachShadow ? host.attachShadow({ mode: "closed" }) : host;
+    // Open, so that the site's own accessibility and browser tests can see
+    // in; isolation comes from the shadow boundary and the iframe.
+    root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
     var style = d.createElement("style");
     style.textContent = CSS;
     button = d.createElement("button");
     button.type = "button";
     button.className = "natter-launcher";
-    button.textContent = "\uD83D\uDCAC";
+    button.appendChild(icon());
     button.addEventListener("click", safe(toggle));
     root.append(style, button);
     label();
     d.body.appendChild(host);
+    boot();
+  }
+
+  // Starts the chat hidden once the page has loaded and is idle, so the
+  // page never waits for it.
+  function boot() {
+    if (booting || frame || !token || !host) return;
+    booting = true;
+    var later = safe(function () { if (!frame) makeFrame(); });
+    var start = safe(function () {
+      w.requestIdleCallback ? w.requestIdleCallback(later, { timeout: 1000 }) : setTimeout(later, 200);
+    });
+    d.readyState === "complete" ? start() : w.addEventListener("load", start);
+  }
+
+  function makeFrame() {
+    frame = d.createElement("iframe");
+    frame.className = "natter-frame";
+    frame.title = "Chat";
+    frame.hidden = !open;
+    // Same-origin: the chat's own origin (socket, storage), not the page's.
+    frame.setAttribute("sandbox", "allow-scripts allow-same-origin allow-forms allow-popups");
+    frame.addEventListener("load", safe(post));
+    frame.src = origin + "/widget/?site=" + encodeURIComponent(site);
+    root.appendChild(frame);
+  }
+
+  // A speech bubble, drawn (an emoji would need a font the page may lack).
+  function icon() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = d.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "28");
+    svg.setAttribute("height", "28");
+    svg.setAttribute("aria-hidden", "true");
+    var path = d.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z");
+    svg.appendChild(path);
+    return svg;
   }
 
   function label() {
@@ -72,16 +119,7 @@
 
   function toggle() {
     open = !open;
-    if (open && !frame) {
-      frame = d.createElement("iframe");
-      frame.className = "natter-frame";
-      frame.title = "Chat";
-      // Same-origin: the chat's own origin (socket, storage), not the page's.
-      frame.setAttribute("sandbox", "allow-scripts allow-same-origin allow-forms allow-popups");
-      frame.addEventListener("load", safe(post));
-      frame.src = origin + "/widget/?site=" + encodeURIComponent(site);
-      root.appendChild(frame);
-    }
+    if (open && !frame) makeFrame();
     if (frame) frame.hidden = !open;
     label();
   }
@@ -116,11 +154,12 @@
       opts = opts || {};
       if (opts.site) site = String(opts.site);
       if (opts.token) token = String(opts.token);
-      whenReady(draw);
+      whenReady(function () { draw(); boot(); });
       post();
     }),
     setToken: safe(function (t) {
       token = t ? String(t) : null;
+      boot();
       post();
     }),
     open: safe(function (id) {
