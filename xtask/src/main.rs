@@ -129,11 +129,13 @@ fn test(env: &Env, ci: bool) -> Result<()> {
         env.cargo(["fmt", "--all", "--", "--check"]),
     )?;
     env.step(
-        "cargo clippy --workspace --all-targets -- -D warnings",
+        "cargo clippy --workspace --all-targets --features natter-tests/browser -- -D warnings",
         env.cargo([
             "clippy",
             "--workspace",
             "--all-targets",
+            "--features",
+            "natter-tests/browser",
             "--",
             "-D",
             "warnings",
@@ -175,6 +177,32 @@ fn test(env: &Env, ci: bool) -> Result<()> {
     env.step(
         "cargo test -p natter-client --target wasm32-unknown-unknown --tests",
         browser,
+    )?;
+    // End to end: the widget in Chromium, embedded by a host page, against
+    // the real binary, on SQLite and MariaDB; one scenario at a time (each
+    // runs several browsers).
+    env.step(
+        "cargo build -p natter-server --bin natter",
+        env.cargo(["build", "-p", "natter-server", "--bin", "natter"]),
+    )?;
+    let mut e2e = env.cargo([
+        "test",
+        "-p",
+        "natter-tests",
+        "--features",
+        "browser",
+        "--test",
+        "browser",
+        "--",
+        "--test-threads=1",
+    ]);
+    e2e.env("CHROMEDRIVER", &chromedriver);
+    if let Some(url) = mysql {
+        e2e.env("NATTER_TEST_MYSQL_URL", url);
+    }
+    env.step(
+        "cargo test -p natter-tests --features browser --test browser",
+        e2e,
     )?;
     eprintln!("xtask: all checks passed");
     Ok(())

@@ -1,0 +1,59 @@
+//! Scenario 1: two people chat in a dialog on a host page.
+
+use crate::harness::World;
+use natter_tests::Db;
+use std::time::Duration;
+
+/// How soon the other person must see a message.
+const LIVE: Duration = Duration::from_secs(1);
+
+pub async fn two_people_chat_in_a_dialog(db: Db) {
+    let world = World::new(db).await;
+    let room = world.dialog("alice", "bob").await;
+    let alice = world.person("alice").await;
+    let bob = world.person("bob").await;
+    tokio::join!(alice.visit(), bob.visit());
+    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+
+    let turns = [
+        (&alice, &bob, "Hi Bob! Did the parcel arrive?"),
+        (&bob, &alice, "Hi Alice, yes, this morning."),
+        (&alice, &bob, "Great: is everything in it?"),
+        (&bob, &alice, "All three books <and> the \"mug\" 🎉"),
+    ];
+    for (from, to, body) in turns {
+        from.type_and_send(body).await;
+        let took = to.wait_message(body, LIVE).await;
+        tracing_note(&to.user, body, took);
+        from.wait_message(body, LIVE).await;
+    }
+
+    let expected: Vec<String> = turns.iter().map(|(_, _, b)| b.to_string()).collect();
+    assert_eq!(
+        alice.bodies().await,
+        expected,
+        "Alice's screen should show the conversation in the order it was written"
+    );
+    assert_eq!(
+        bob.bodies().await,
+        expected,
+        "Bob's screen should show the same conversation in the same order as Alice's"
+    );
+    let authors: Vec<Option<String>> = bob.lines().await.into_iter().map(|l| l.author).collect();
+    assert_eq!(
+        authors,
+        ["Alice", "Bob", "Alice", "Bob"].map(|a| Some(a.to_string())),
+        "Bob should see who wrote each message"
+    );
+    let rows = world.rows(&room).await;
+    let stored: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(
+        stored, expected,
+        "the database should hold the four messages in order"
+    );
+    world.finish(vec![alice, bob]).await;
+}
+
+fn tracing_note(who: &str, body: &str, took: Duration) {
+    eprintln!("{who} saw {body:?} after {took:?}");
+}

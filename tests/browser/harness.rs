@@ -1,0 +1,1145 @@
+//! What the browser tests stand on: the real `natter` binary as a child
+//! process, a host site that embeds the widget with its script tag, a TCP
+//! proxy per person between browser and chat server (it cuts open
+//! WebSockets, which Chromium's offline emulation leaves open), and a
+//! headless Chromium per person driven through chromedriver.
+
+use fantoccini::elements::Element;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use natter_server::auth::{self, Claims};
+use natter_server::store::Store;
+use natter_tests::{Db, Scratch, TestSite, fresh_database, now_secs, unique};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// How long anything a person waits for may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One browser test at a time: each runs several Chromiums, and the
+/// machine's cores are better spent on one scenario than shared by many.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The workspace root (this crate lives in `tests/`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The built `natter` binary: `NATTER_BIN`, or the one beside this test's
+/// target directory (`cargo build -p natter-server` makes it).
+fn natter_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("NATTER_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/browser-HASH -> target/debug/natter
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("natter"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "no server binary at {}: run `cargo xtask test`, or `cargo build -p natter-server` first",
+        bin.display()
+    );
+    bin
+}
+
+/// The built widget: `NATTER_WIDGET_DIR`, or `dist/` (trunk build).
+fn widget_dir() -> PathBuf {
+    let dir = std::env::var_os("NATTER_WIDGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("dist"));
+    assert!(
+        dir.join("index.html").exists(),
+        "no widget build in {}: run `cargo xtask test`, or `trunk build` first",
+        dir.display()
+    );
+    dir
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+// ---------------------------------------------------------------------------
+// The server
+// ---------------------------------------------------------------------------
+
+/// The `natter` binary, serving one database on a free port.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts the server on `database_url` and waits until it answers.
+    pub async fn start(database_url: &str, log: &Path) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("address");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("server log file");
+        let err = out.try_clone().expect("server log file");
+        let child = Command::new(natter_bin())
+            .args(["--bind", &addr.to_string(), "--database-url", database_url])
+            .arg("--widget-dir")
+            .arg(widget_dir())
+            .env("RUST_LOG", "info,sqlx=warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("the natter binary starts");
+        let mut server = Server {
+            addr,
+            database_url: database_url.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&mut self) {
+        let url = format!("http://{}/healthz", self.addr);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("the server exited ({status}):\n{}", self.log_tail());
+            }
+            if let Ok(res) = http.get(&url).send().await
+                && res.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not come up:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9`: no shutdown, no flush; whatever was not committed is lost
+    /// to the server (never to the clients, which still hold it).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL; it may already be gone
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same database, on a new port.
+    pub async fn restart(&mut self) {
+        self.kill();
+        *self = Server::start(&self.database_url, &self.log).await;
+    }
+
+    /// The end of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Fails the test if the server ever panicked.
+    pub fn assert_no_panic(&self) {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(
+            !text.contains("panicked"),
+            "the server panicked:\n{}",
+            self.log_tail()
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The proxy
+// ---------------------------------------------------------------------------
+
+/// What the proxy lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Everything.
+    Up,
+    /// Page loads, but no WebSocket: open ones are cut, new ones refused.
+    NoSocket,
+    /// Nothing: every connection is cut or refused.
+    Down,
+}
+
+impl Link {
+    fn allows(self, websocket: bool) -> bool {
+        match self {
+            Link::Up => true,
+            Link::NoSocket => !websocket,
+            Link::Down => false,
+        }
+    }
+}
+
+/// A TCP proxy in front of the chat server, one per person: the person's
+/// browser reaches the chat (pages, widget, socket) only through it.
+#[derive(Clone)]
+pub struct Proxy(Arc<ProxyInner>);
+
+struct ProxyInner {
+    addr: SocketAddr,
+    upstream: Mutex<SocketAddr>,
+    link: watch::Sender<Link>,
+    sockets: AtomicUsize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProxyInner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    /// Listens on a free port, forwarding to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let (link, _) = watch::channel(Link::Up);
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<ProxyInner>| {
+            let weak = weak.clone();
+            let task = tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    tokio::spawn(async move { inner.carry(conn).await });
+                }
+            });
+            ProxyInner {
+                addr,
+                upstream: Mutex::new(upstream),
+                link,
+                sockets: AtomicUsize::new(0),
+                task,
+            }
+        });
+        Proxy(inner)
+    }
+
+    /// `http://127.0.0.1:PORT`: the chat's origin as this person sees it.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.0.addr)
+    }
+
+    /// Sets what gets through; connections it no longer allows are cut.
+    pub fn set(&self, link: Link) {
+        self.0.link.send_replace(link);
+    }
+
+    /// Points the proxy at a (restarted) server.
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *lock(&self.0.upstream) = upstream;
+    }
+
+    /// WebSockets open through the proxy right now.
+    pub fn sockets(&self) -> usize {
+        self.0.sockets.load(Ordering::SeqCst)
+    }
+}
+
+impl ProxyInner {
+    async fn carry(self: Arc<Self>, mut client: TcpStream) {
+        // The request head says whether this is a WebSocket upgrade.
+        let mut head = Vec::with_capacity(2048);
+        let mut buf = [0u8; 2048];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let websocket = String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("upgrade: websocket");
+        let mut link = self.link.subscribe();
+        if !link.borrow_and_update().allows(websocket) {
+            return; // dropped: the browser sees the connection fail
+        }
+        let upstream = *lock(&self.upstream);
+        let Ok(mut server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        if server.write_all(&head).await.is_err() {
+            return;
+        }
+        let _count = websocket.then(|| SocketCount::new(&self.sockets));
+        let cut = async {
+            loop {
+                if link.changed().await.is_err() {
+                    return;
+                }
+                if !link.borrow_and_update().allows(websocket) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            () = cut => {}
+        }
+    }
+}
+
+/// Counts an open WebSocket while it lives.
+struct SocketCount<'a>(&'a AtomicUsize);
+
+impl<'a> SocketCount<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        SocketCount(count)
+    }
+}
+
+impl Drop for SocketCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------
+// The host site
+// ---------------------------------------------------------------------------
+
+/// The embedding site: its pages carry the widget's script tag with a token
+/// signed for the visitor, as a site's backend would.
+pub struct HostSite {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HostSite {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a host page contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// A plain page with the widget.
+    Plain,
+    /// A page whose CSS restyles everything it can reach, with the widget.
+    Hostile,
+    /// The hostile page without the widget, to compare against.
+    HostileBare,
+}
+
+impl HostSite {
+    async fn start(listener: TcpListener, site: TestSite) -> HostSite {
+        use axum::extract::{Query, State};
+        use axum::response::Html;
+        #[derive(serde::Deserialize)]
+        struct Visit {
+            user: String,
+            chat: String,
+            #[serde(default)]
+            page: Option<String>,
+        }
+        let addr = listener.local_addr().expect("host address");
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(
+                    |State(site): State<Arc<TestSite>>, Query(v): Query<Visit>| async move {
+                        let page = match v.page.as_deref() {
+                            Some("hostile") => Page::Hostile,
+                            Some("bare") => Page::HostileBare,
+                            _ => Page::Plain,
+                        };
+                        Html(host_page(&site, &v.user, &v.chat, page))
+                    },
+                ),
+            )
+            .with_state(Arc::new(site));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        HostSite { addr, task }
+    }
+
+    /// The site's origin, registered for it on the chat server.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A display name for a test user: "alice" is "Alice".
+pub fn name_of(user: &str) -> String {
+    let mut chars = user.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+const HOSTILE_CSS: &str = "
+*, *::before, *::after { font-family: 'Comic Sans MS', cursive !important;
+  color: #f0f !important; letter-spacing: 3px !important; box-sizing: content-box !important; }
+div, iframe, button { display: inline !important; position: static !important;
+  width: 10px !important; height: 10px !important; background: lime !important;
+  border: 9px dotted red !important; opacity: .5 !important; transform: rotate(10deg) !important; }
+[data-natter] { visibility: hidden !important; }
+body { font-size: 40px !important; }
+";
+
+fn host_page(site: &TestSite, user: &str, chat: &str, page: Page) -> String {
+    let now = now_secs();
+    let token = auth::sign(
+        &Claims {
+            sub: user.to_string(),
+            site: site.id.to_string(),
+            exp: now + 3600,
+            nbf: None,
+            iat: Some(now),
+            name: Some(name_of(user)),
+        },
+        &site.secret,
+    );
+    let css = if page == Page::Plain { "" } else { HOSTILE_CSS };
+    let widget = if page == Page::HostileBare {
+        String::new()
+    } else {
+        format!(
+            r#"<script src="{chat}/widget.js" data-site="{}" data-token="{token}" async></script>"#,
+            site.id
+        )
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>A shop</title>
+<style>{css}</style></head>
+<body>
+<h1 id="title">A shop that embeds Natter</h1>
+<p id="text">The host page's own content.</p>
+<button id="counter" type="button">Clicked 0</button>
+<script>
+  var clicks = 0;
+  document.getElementById("counter").addEventListener("click", function () {{
+    clicks += 1; this.textContent = "Clicked " + clicks;
+  }});
+  window.unread = null;
+  window.Natter = window.Natter || {{ q: [] }};
+  Natter.q.push(["on", "unread", function (n) {{ window.unread = n; }}]);
+</script>
+{widget}
+</body></html>"#
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The world of one test
+// ---------------------------------------------------------------------------
+
+/// chromedriver, started for one test and stopped (with every browser it
+/// started) at its end.
+struct Driver {
+    url: String,
+    child: Child,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = free_port();
+        let bin =
+            std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| "/usr/bin/chromedriver".into());
+        let mut cmd = Command::new(&bin);
+        cmd.arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "chromedriver ({}) must be installed (cargo xtask test installs it): {e}",
+                PathBuf::from(&bin).display()
+            )
+        });
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Driver { url, child }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // The whole process group: chromedriver and its browsers. Its id
+        // is chromedriver's pid (it leads the group it was started in).
+        if let Ok(group) = libc::pid_t::try_from(self.child.id())
+            && group > 1
+        {
+            // SAFETY: kill(2) with a negative pid signals exactly that
+            // process group; no memory is involved.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh server with a fresh database, a site, its host pages and a
+/// chromedriver: everything one scenario needs.
+pub struct World {
+    pub server: Server,
+    pub site: TestSite,
+    pub host: HostSite,
+    pub http: reqwest::Client,
+    driver: Driver,
+    scratch: Scratch,
+    dir: PathBuf,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// A message as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub seq: i64,
+    pub sender: Option<String>,
+    pub body: String,
+    pub client_id: Option<String>,
+}
+
+impl World {
+    pub async fn new(db: Db) -> World {
+        let serial = SERIAL.lock().await;
+        let (database_url, scratch) = fresh_database(db).await;
+        let dir = std::env::temp_dir().join(unique("natter-browser"));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        // The site's origin must be known to register the site.
+        let host_listener = TcpListener::bind("127.0.0.1:0").await.expect("host binds");
+        let host_origin = format!("http://{}", host_listener.local_addr().expect("address"));
+        let store = Store::connect(&database_url, 2).await.expect("database");
+        let new = store
+            .create_site(None, "A shop", &[host_origin])
+            .await
+            .expect("site");
+        store.close().await;
+        let site = TestSite {
+            id: new.site.id,
+            secret: new.site.token_secret,
+            api_key: new.api_key.expose().to_string(),
+        };
+        let host = HostSite::start(host_listener, site.clone()).await;
+        let server = Server::start(&database_url, &dir.join("natter.log")).await;
+        World {
+            server,
+            site,
+            host,
+            http: reqwest::Client::new(),
+            driver: Driver::start().await,
+            scratch,
+            dir,
+            _serial: serial,
+        }
+    }
+
+    /// A person with their own browser and their own link to the chat.
+    pub async fn person(&self, user: &str) -> Person {
+        let proxy = Proxy::start(self.server.addr).await;
+        let profile = self.dir.join(unique(user));
+        std::fs::create_dir_all(&profile).expect("browser profile");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1200,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!("a JSON object")
+        };
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.driver.url)
+            .await
+            .unwrap_or_else(|e| panic!("Chromium starts for {user}: {e}"));
+        Person {
+            user: user.to_string(),
+            browser,
+            proxy,
+            host: self.host.origin(),
+        }
+    }
+
+    /// An HTTP API call with the site's key.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("http://{}/api/v1{path}", self.server.addr))
+            .bearer_auth(&self.site.api_key)
+    }
+
+    /// Creates a group room of the given members; returns its id.
+    pub async fn group(&self, title: &str, members: &[(&str, &str)]) -> String {
+        let members: Vec<_> = members
+            .iter()
+            .map(|(id, name)| json!({"id": id, "name": name}))
+            .collect();
+        let res = self
+            .api(reqwest::Method::POST, "/rooms")
+            .json(&json!({"title": title, "members": members}))
+            .send()
+            .await
+            .expect("create room");
+        assert_eq!(res.status(), 201, "creating a room");
+        let room: Value = res.json().await.expect("room json");
+        room["id"].as_str().expect("room id").to_string()
+    }
+
+    /// Opens the dialog of two users; returns its id.
+    pub async fn dialog(&self, a: &str, b: &str) -> String {
+        let res = self
+            .api(reqwest::Method::POST, "/dialogs")
+            .json(&json!({"users": [{"id": a, "name": name_of(a)}, {"id": b, "name": name_of(b)}]}))
+            .send()
+            .await
+            .expect("open dialog");
+        assert!(
+            res.status().is_success(),
+            "opening a dialog: {}",
+            res.status()
+        );
+        let room: Value = res.json().await.expect("room json");
+        room["id"].as_str().expect("room id").to_string()
+    }
+
+    /// Posts a message through the HTTP API, as `from`.
+    pub async fn post(&self, room: &str, from: &str, body: &str) {
+        let res = self
+            .api(reqwest::Method::POST, &format!("/rooms/{room}/messages"))
+            .json(&json!({"from": from, "body": body}))
+            .send()
+            .await
+            .expect("post message");
+        assert!(
+            res.status().is_success(),
+            "posting a message: {}",
+            res.status()
+        );
+    }
+
+    /// Posts many messages through the HTTP API, several at a time (their
+    /// order is the server's to choose; [`World::rows`] tells it).
+    pub async fn post_many(&self, room: &str, from: &str, bodies: &[String]) {
+        for chunk in bodies.chunks(32) {
+            futures_util::future::join_all(chunk.iter().map(|b| self.post(room, from, b))).await;
+        }
+    }
+
+    /// The messages of a room in the database, by seq.
+    pub async fn rows(&self, room: &str) -> Vec<Row> {
+        use sqlx::Row as _;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.server.database_url)
+            .await
+            .expect("database");
+        let rows = sqlx::query(
+            "SELECT seq, sender, body, client_id FROM events \
+             WHERE room_id = ? AND kind = 'message' ORDER BY seq",
+        )
+        .bind(room)
+        .fetch_all(&pool)
+        .await
+        .expect("reading messages");
+        pool.close().await;
+        rows.iter()
+            .map(|r| Row {
+                seq: r.get(0),
+                sender: r.get(1),
+                body: r.get(2),
+                client_id: r.get(3),
+            })
+            .collect()
+    }
+
+    /// Kills the server and starts it again on the same database; every
+    /// person's proxy is pointed at it.
+    pub async fn crash_and_restart(&mut self, people: &[&Person]) {
+        self.server.kill();
+        self.server.restart().await;
+        for p in people {
+            p.proxy.retarget(self.server.addr);
+        }
+    }
+
+    /// Closes the browsers, checks the server never panicked and removes
+    /// the database.
+    pub async fn finish(self, people: Vec<Person>) {
+        for p in people {
+            let _ = p.browser.close().await; // the driver's kill ends the rest
+        }
+        self.server.assert_no_panic();
+        self.scratch.remove().await;
+        let _ = std::fs::remove_dir_all(&self.dir); // best effort in temp
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A person in front of a browser
+// ---------------------------------------------------------------------------
+
+/// One line of the conversation as the person sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Seen {
+    pub author: Option<String>,
+    pub body: String,
+    pub pending: bool,
+    pub failed: bool,
+    pub mine: bool,
+}
+
+/// A person: a browser (its own Chromium profile), their link to the chat.
+pub struct Person {
+    pub user: String,
+    pub browser: Client,
+    pub proxy: Proxy,
+    host: String,
+}
+
+/// chromedriver's network emulation (offline or back to normal).
+#[derive(Debug)]
+struct NetworkConditions(bool);
+
+impl WebDriverCompatibleCommand for NetworkConditions {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/chromium/network_conditions",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        if self.0 {
+            let body = json!({"network_conditions": {
+                "offline": true, "latency": 0,
+                "download_throughput": 1_000_000_000, "upload_throughput": 1_000_000_000,
+            }});
+            (http::Method::POST, Some(body.to_string()))
+        } else {
+            (http::Method::DELETE, None)
+        }
+    }
+}
+
+/// Reads the visible lines of the open conversation.
+const LINES_JS: &str =
+    "return Array.from(document.querySelectorAll('.messages li.msg')).map(li => ({
+  author: li.querySelector('.author') ? li.querySelector('.author').textContent : null,
+  body: li.querySelector('.body') ? li.querySelector('.body').textContent : '',
+  pending: li.classList.contains('pending'),
+  failed: li.classList.contains('failed'),
+  mine: li.classList.contains('mine'),
+}));";
+
+impl Person {
+    /// The host page's address for this person.
+    pub fn page_url(&self, page: Page) -> String {
+        let page = match page {
+            Page::Plain => "plain",
+            Page::Hostile => "hostile",
+            Page::HostileBare => "bare",
+        };
+        format!(
+            "{}/?user={}&chat={}&page={page}",
+            self.host,
+            self.user,
+            self.proxy.origin()
+        )
+    }
+
+    /// Opens the host page, clicks the launcher and waits until the chat
+    /// is online.
+    pub async fn visit(&self) {
+        self.visit_page(Page::Plain).await;
+        self.wait_status("Online").await;
+    }
+
+    /// Opens a host page and the chat on it, without waiting for the link.
+    pub async fn visit_page(&self, page: Page) {
+        self.browser
+            .goto(&self.page_url(page))
+            .await
+            .expect("the host page loads");
+        self.open_chat().await;
+    }
+
+    /// Clicks the launcher (in the widget's shadow root) and enters the
+    /// chat's frame.
+    pub async fn open_chat(&self) {
+        self.browser.enter_parent_frame().await.ok();
+        let launcher = self.in_shadow(".natter-launcher").await;
+        let expanded = launcher.attr("aria-expanded").await.ok().flatten();
+        if expanded.as_deref() != Some("true") {
+            launcher.click().await.expect("the launcher can be clicked");
+        }
+        let frame = self.in_shadow("iframe.natter-frame").await;
+        frame.enter_frame().await.expect("enter the chat frame");
+        self.wait(
+            "the chat to appear",
+            "return !!document.querySelector('.natter')",
+        )
+        .await;
+    }
+
+    /// An element in the widget's shadow root on the host page.
+    pub async fn in_shadow(&self, css: &str) -> Element {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(host) = self.browser.find(Locator::Css("[data-natter]")).await
+                && let Ok(root) = host.shadow_root().await
+                && let Ok(el) = root.find(Locator::Css(css)).await
+            {
+                return el;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never saw the chat's {css} on the page",
+                self.user
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs a script in the current frame (the chat, once opened).
+    pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.browser
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script in {}'s browser failed: {e}\n{script}", self.user))
+    }
+
+    /// Runs an async script (its last argument is the callback).
+    pub async fn js_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.browser
+            .execute_async(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script in {}'s browser failed: {e}\n{script}", self.user))
+    }
+
+    /// Waits until `predicate` (a script returning a boolean) holds; on
+    /// timeout fails with what the person was waiting for and what their
+    /// screen showed.
+    pub async fn wait(&self, what: &str, predicate: &str) {
+        self.wait_for(what, predicate, PATIENCE).await;
+    }
+
+    /// [`Person::wait`] with a deadline; returns how long it took.
+    pub async fn wait_for(&self, what: &str, predicate: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.browser.execute(predicate, vec![]).await.ok() == Some(Value::Bool(true)) {
+                return start.elapsed();
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "{} waited {:?} for {what}, but saw: {}",
+                    self.user,
+                    limit,
+                    self.screen().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A description of the chat as the person sees it.
+    pub async fn screen(&self) -> String {
+        let status = self.status().await;
+        let lines = self.lines_raw().await.unwrap_or_default();
+        let tail: Vec<String> = lines
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .map(|l| {
+                let state = if l.pending {
+                    " (sending…)"
+                } else if l.failed {
+                    " (not sent)"
+                } else {
+                    ""
+                };
+                format!(
+                    "{}: {:?}{state}",
+                    l.author.as_deref().unwrap_or("—"),
+                    l.body
+                )
+            })
+            .collect();
+        format!(
+            "status {status:?}, {} lines, the last: [{}]",
+            lines.len(),
+            tail.join("; ")
+        )
+    }
+
+    /// The connection line.
+    pub async fn status(&self) -> String {
+        self.browser
+            .execute(
+                "var s = document.querySelector('.status'); return s ? s.textContent : null;",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "(no chat on screen)".into())
+    }
+
+    /// Waits for the connection line to read `label`.
+    pub async fn wait_status(&self, label: &str) {
+        self.wait(
+            &format!("the chat to say {label:?}"),
+            &format!(
+                "var s = document.querySelector('.status'); return !!s && s.textContent === {};",
+                json!(label)
+            ),
+        )
+        .await;
+    }
+
+    /// Waits for the connection line to say the chat is offline.
+    pub async fn wait_offline(&self) {
+        self.wait(
+            "the chat to say it is offline",
+            "var s = document.querySelector('.status'); return !!s && s.textContent.startsWith('Offline');",
+        )
+        .await;
+    }
+
+    async fn lines_raw(&self) -> Option<Vec<Seen>> {
+        let v = self.browser.execute(LINES_JS, vec![]).await.ok()?;
+        serde_json::from_value(v).ok()
+    }
+
+    /// The lines of the open conversation, oldest first.
+    pub async fn lines(&self) -> Vec<Seen> {
+        serde_json::from_value(self.js(LINES_JS, vec![]).await).expect("lines")
+    }
+
+    /// The bodies of the open conversation's messages (not system lines).
+    pub async fn bodies(&self) -> Vec<String> {
+        self.lines()
+            .await
+            .into_iter()
+            .filter(|l| l.author.is_some())
+            .map(|l| l.body)
+            .collect()
+    }
+
+    /// Waits until a message with this body is on screen and delivered.
+    pub async fn wait_message(&self, body: &str, limit: Duration) -> Duration {
+        self.wait_for(
+            &format!("the message {body:?}"),
+            &format!(
+                "return Array.from(document.querySelectorAll('.messages li.msg:not(.pending):not(.failed) .body'))
+                   .some(b => b.textContent === {});",
+                json!(body)
+            ),
+            limit,
+        )
+        .await
+    }
+
+    /// Scrolls the conversation back until its first message, `first`, is
+    /// on screen (older pages load as the top is reached).
+    pub async fn scroll_to_start(&self, first: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let top = self
+                .js(
+                    "var l = document.querySelector('.messages');
+                     l.scrollTop = 0; l.dispatchEvent(new Event('scroll'));
+                     var b = l.querySelector('li.msg .body');
+                     return b ? b.textContent : null;",
+                    vec![],
+                )
+                .await;
+            if top.as_str() == Some(first) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} scrolled back for {PATIENCE:?} but never reached the first message {first:?}; \
+                     the oldest shown is {top}; {}",
+                    self.user,
+                    self.screen().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Clicks the conversation named `name` in the room list.
+    pub async fn choose(&self, name: &str) {
+        self.wait(
+            &format!("the conversation {name:?} in the list"),
+            &format!(
+                "return Array.from(document.querySelectorAll('.rooms .room .name')).some(n => n.textContent === {});",
+                json!(name)
+            ),
+        )
+        .await;
+        let rooms = self
+            .browser
+            .find_all(Locator::Css(".rooms .room"))
+            .await
+            .expect("room list");
+        for room in rooms {
+            let label = room
+                .find(Locator::Css(".name"))
+                .await
+                .expect("room name")
+                .text()
+                .await
+                .unwrap_or_default();
+            if label == name {
+                room.click().await.expect("click the conversation");
+                return;
+            }
+        }
+        panic!("{} could not click the conversation {name:?}", self.user);
+    }
+
+    /// Types a message and presses Send, as a person does.
+    pub async fn type_and_send(&self, body: &str) {
+        let input = self
+            .browser
+            .find(Locator::Css("form.composer input[name=body]"))
+            .await
+            .expect("the message input");
+        input.send_keys(body).await.expect("typing");
+        self.browser
+            .find(Locator::Css("form.composer button[type=submit]"))
+            .await
+            .expect("the Send button")
+            .click()
+            .await
+            .expect("pressing Send");
+    }
+
+    /// Sends many messages quickly through the composer (input and submit
+    /// events, as typing and pressing Enter make).
+    pub async fn send_all(&self, bodies: &[String]) {
+        let refused = self
+            .js(
+                "var f = document.querySelector('form.composer'), i = f.querySelector('input');
+                 var refused = [];
+                 for (var b of arguments[0]) {
+                   i.value = b; i.dispatchEvent(new Event('input', {bubbles: true}));
+                   f.requestSubmit();
+                   var e = f.querySelector('.error');
+                   if (e) refused.push(b + ': ' + e.textContent);
+                 }
+                 return refused;",
+                vec![json!(bodies)],
+            )
+            .await;
+        assert_eq!(refused, json!([]), "{}'s chat refused messages", self.user);
+    }
+
+    /// The network goes away: the browser is offline and the open socket
+    /// is cut.
+    pub async fn go_offline(&self) {
+        self.emulate_offline(true).await;
+        self.proxy.set(Link::Down);
+    }
+
+    /// The network comes back.
+    pub async fn go_online(&self) {
+        self.proxy.set(Link::Up);
+        self.emulate_offline(false).await;
+    }
+
+    async fn emulate_offline(&self, offline: bool) {
+        self.browser
+            .issue_cmd(NetworkConditions(offline))
+            .await
+            .expect("network emulation");
+    }
+
+    /// The messages of a room in this browser's IndexedDB, by seq, read
+    /// straight from the database the widget keeps.
+    pub async fn cached(&self, site: &str, room: &str) -> Vec<(i64, String)> {
+        let v = self
+            .js_async(
+                "var done = arguments[arguments.length - 1];
+                 var req = indexedDB.open(arguments[0]);
+                 req.onerror = () => done({error: String(req.error)});
+                 req.onsuccess = () => {
+                   var db = req.result;
+                   var range = IDBKeyRange.bound([arguments[1], 0], [arguments[1], Infinity]);
+                   var get = db.transaction('messages').objectStore('messages').getAll(range);
+                   get.onerror = () => done({error: String(get.error)});
+                   get.onsuccess = () => {
+                     db.close();
+                     done(get.result.filter(r => r.rec === 'stored' && r.event.kind === 'message')
+                       .map(r => [r.event.seq, r.event.body]));
+                   };
+                 };",
+                vec![json!(format!("natter:{site}:{}", self.user)), json!(room)],
+            )
+            .await;
+        serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("reading IndexedDB: {v}"))
+    }
+}

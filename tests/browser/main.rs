@@ -1,0 +1,52 @@
+//! The promises of the design, in real headless Chromium: a host site
+//! embeds the widget with its script tag, people chat through the real
+//! `natter` binary, and a TCP proxy per person cuts and restores their
+//! link. Every scenario runs on SQLite and on MariaDB, and asserts both on
+//! what the people see and on what the database holds.
+//!
+//! Run by `cargo xtask test` (it builds the widget and the server first);
+//! by hand: `cargo test -p natter-tests --features browser --test browser`.
+
+mod harness;
+
+mod absence;
+mod chat;
+mod crash;
+mod history;
+mod offline;
+mod safety;
+mod screenshots;
+mod tabs;
+
+/// Runs each scenario once per database.
+macro_rules! on_both_databases {
+    ($($module:ident :: $scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use natter_tests::Db;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    crate::$module::$scenario(Db::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mariadb() {
+                    crate::$module::$scenario(Db::MariaDb).await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_databases!(
+    chat::two_people_chat_in_a_dialog,
+    offline::messages_written_offline_arrive_once_in_order,
+    offline::a_reload_or_a_new_tab_keeps_the_offline_messages,
+    history::cached_history_shows_before_any_server_reply,
+    absence::a_long_absence_ends_complete_and_in_order,
+    tabs::two_tabs_share_one_connection_and_hand_it_over,
+    crash::a_server_killed_mid_burst_loses_and_doubles_nothing,
+    safety::the_host_page_is_safe_from_the_chat,
+    screenshots::the_readme_screenshots,
+);

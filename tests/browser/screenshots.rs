@@ -1,0 +1,100 @@
+//! Scenario 9: the README's screenshots, taken from a real run: the room
+//! list, a conversation, and the offline state.
+
+use crate::harness::{PATIENCE, World};
+use natter_tests::Db;
+use std::path::PathBuf;
+
+pub async fn the_readme_screenshots(db: Db) {
+    let world = World::new(db).await;
+    let dialog = world.dialog("alice", "bob").await;
+    let team = world
+        .group(
+            "Support team",
+            &[("alice", "Alice"), ("bob", "Bob"), ("carol", "Carol")],
+        )
+        .await;
+    world
+        .post(&team, "carol", "Release notes are up: please have a look.")
+        .await;
+    let alice = world.person("alice").await;
+    let bob = world.person("bob").await;
+    tokio::join!(alice.visit(), bob.visit());
+    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("docs")
+        .join("screenshots");
+
+    let talk = [
+        (&bob, "Hi Alice! Is the order #1042 on its way?"),
+        (&alice, "Hi Bob, it left the warehouse this morning."),
+        (&bob, "Perfect, thank you!"),
+    ];
+    for (who, body) in talk {
+        who.type_and_send(body).await;
+        alice.wait_message(body, PATIENCE).await;
+    }
+    bob.wait_message("Perfect, thank you!", PATIENCE).await;
+    world
+        .post(&dialog, "bob", "One more thing: can I change the address?")
+        .await;
+    alice
+        .wait_message("One more thing: can I change the address?", PATIENCE)
+        .await;
+    alice.choose("Support team").await;
+    alice
+        .wait_message("Release notes are up: please have a look.", PATIENCE)
+        .await;
+    widget_shot(&alice, &dir.join("rooms.png")).await;
+
+    alice.choose("Bob").await;
+    alice
+        .wait_message("One more thing: can I change the address?", PATIENCE)
+        .await;
+    widget_shot(&alice, &dir.join("conversation.png")).await;
+    alice.browser.enter_parent_frame().await.expect("host page");
+    let page = alice
+        .browser
+        .screenshot()
+        .await
+        .expect("screenshot of the page");
+    std::fs::write(dir.join("page.png"), page).expect("writing the screenshot");
+    alice.open_chat().await;
+
+    alice.go_offline().await;
+    alice.wait_offline().await;
+    alice
+        .type_and_send("Yes: I will update it as soon as I am back online.")
+        .await;
+    alice
+        .wait(
+            "the message shown as sending",
+            "return document.querySelectorAll('.messages li.msg.pending').length === 1",
+        )
+        .await;
+    widget_shot(&alice, &dir.join("offline.png")).await;
+    alice.go_online().await;
+    bob.wait_message(
+        "Yes: I will update it as soon as I am back online.",
+        PATIENCE,
+    )
+    .await;
+    world.finish(vec![alice, bob]).await;
+}
+
+/// A PNG of the chat window as the person sees it on the host page.
+async fn widget_shot(person: &crate::harness::Person, path: &std::path::Path) {
+    person
+        .browser
+        .enter_parent_frame()
+        .await
+        .expect("host page");
+    let frame = person.in_shadow("iframe.natter-frame").await;
+    let png = frame.screenshot().await.expect("screenshot of the chat");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("screenshot directory");
+    }
+    std::fs::write(path, png).expect("writing the screenshot");
+    frame.enter_frame().await.expect("back into the chat");
+}

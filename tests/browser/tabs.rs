@@ -1,0 +1,107 @@
+//! Scenario 6: two tabs of one person share one connection; closing the
+//! tab that holds it hands it over.
+
+use crate::harness::{PATIENCE, Page, Person, World};
+use natter_tests::Db;
+use std::time::{Duration, Instant};
+
+pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
+    let world = World::new(db).await;
+    let room = world.dialog("alice", "bob").await;
+    let alice = world.person("alice").await;
+    let bob = world.person("bob").await;
+    tokio::join!(alice.visit(), bob.visit());
+    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+    let first = alice.browser.window().await.expect("first tab");
+
+    let second = alice
+        .browser
+        .new_window(true)
+        .await
+        .expect("second tab")
+        .handle;
+    alice
+        .browser
+        .switch_to_window(second.clone())
+        .await
+        .expect("second tab");
+    alice
+        .browser
+        .goto(&alice.page_url(Page::Plain))
+        .await
+        .expect("host page");
+    alice.open_chat().await;
+    alice.choose("Bob").await;
+    alice.wait_status("Online (through another tab)").await;
+    settle_sockets(&alice, 1, "with two tabs open").await;
+
+    alice.type_and_send("from the second tab").await;
+    bob.wait_message("from the second tab", PATIENCE).await;
+    alice.wait_message("from the second tab", PATIENCE).await;
+
+    alice
+        .browser
+        .switch_to_window(first.clone())
+        .await
+        .expect("first tab");
+    alice.open_chat().await;
+    alice.wait_message("from the second tab", PATIENCE).await;
+    alice.type_and_send("from the first tab").await;
+    bob.wait_message("from the first tab", PATIENCE).await;
+
+    // The first tab holds the connection; closing it hands it over.
+    alice
+        .browser
+        .close_window()
+        .await
+        .expect("close the first tab");
+    alice
+        .browser
+        .switch_to_window(second)
+        .await
+        .expect("second tab");
+    alice.open_chat().await;
+    alice.wait_status("Online").await;
+    settle_sockets(&alice, 1, "after closing the tab that held it").await;
+    alice.wait_message("from the first tab", PATIENCE).await;
+    alice.type_and_send("after the handover").await;
+    bob.wait_message("after the handover", PATIENCE).await;
+    alice.wait_message("after the handover", PATIENCE).await;
+
+    let bodies: Vec<String> = [
+        "from the second tab",
+        "from the first tab",
+        "after the handover",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        bob.bodies().await,
+        bodies,
+        "Bob should get each of Alice's messages once, from whichever tab"
+    );
+    assert_eq!(alice.bodies().await, bodies, "Alice's remaining tab");
+    crate::offline::assert_delivered_once(&world, &room, &bodies).await;
+    world.finish(vec![alice, bob]).await;
+}
+
+/// Waits for the person's WebSockets to number `n`, then checks they stay so.
+async fn settle_sockets(person: &Person, n: usize, when: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while person.proxy.sockets() != n {
+        assert!(
+            Instant::now() < deadline,
+            "{} should hold {n} connection(s) {when}, but holds {}",
+            person.user,
+            person.proxy.sockets()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        person.proxy.sockets(),
+        n,
+        "{} should hold {n} connection(s) {when}",
+        person.user
+    );
+}
