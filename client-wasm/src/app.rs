@@ -10,7 +10,7 @@ use crate::chat::Chat;
 use crate::components::{Composer, ConnectionStatus, MessageList, RoomList, Status};
 use crate::embed::{self, Location};
 use crate::net::{self, LinkState};
-use crate::sync::{Engine, View};
+use crate::sync::{Engine, TYPING_SHOWN_MS, View};
 use leptos::prelude::*;
 use natter_shared::{ClientId, RoomId};
 
@@ -34,6 +34,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
         link: RwSignal::new(None),
         error: RwSignal::new(None),
         open: RwSignal::new(None),
+        typing: RwSignal::new(Vec::new()),
     };
     let chat = view.chat;
     let browser_online = RwSignal::new(web_sys::window().is_none_or(|w| w.navigator().on_line()));
@@ -166,6 +167,36 @@ fn ChatWidget(location: Location) -> impl IntoView {
     let retry = move |client_id: ClientId| {
         engine.with_value(|e| e.as_ref().map(|e| e.retry(client_id)));
     };
+    // "Bob is typing…" in the open room.
+    let typing = Memo::new(move |_| {
+        let room = current.get()?;
+        let now = js_sys::Date::now() as i64;
+        let me = chat.with(|c| c.me().map(|m| m.id.clone()));
+        let names: Vec<String> = view.typing.with(|t| {
+            t.iter()
+                .filter(|x| x.room == room && Some(&x.user) != me.as_ref())
+                .filter(|x| now - x.since < TYPING_SHOWN_MS)
+                .map(|x| chat.with(|c| c.name_in(&room, &x.user)))
+                .collect()
+        });
+        match names.as_slice() {
+            [] => None,
+            [one] => Some(format!("{one} is typing…")),
+            [first, second] => Some(format!("{first} and {second} are typing…")),
+            [first, ..] => Some(format!(
+                "{first} and {} others are typing…",
+                names.len() - 1
+            )),
+        }
+    });
+    let on_typing = move || {
+        if let Some(room) = current.get_untracked() {
+            engine.with_value(|e| e.as_ref().map(|e| e.typing(room)));
+        }
+    };
+    let discard = move |client_id: ClientId| {
+        engine.with_value(|e| e.as_ref().map(|e| e.discard(client_id)));
+    };
     let older = move || {
         if let Some(room) = current.get_untracked() {
             engine.with_value(|e| e.as_ref().map(|e| e.older(room)));
@@ -181,8 +212,18 @@ fn ChatWidget(location: Location) -> impl IntoView {
             <RoomList rooms current select=view.open.write_only() />
             <section class="pane" aria-label=move || title.get()>
                 <h2>{move || title.get()}</h2>
-                <MessageList lines on_retry=Callback::new(retry) on_top=Callback::new(move |()| older()) />
-                <Composer enabled=Signal::derive(move || current.with(Option::is_some)) on_send=send />
+                <MessageList
+                    lines
+                    on_retry=Callback::new(retry)
+                    on_discard=Callback::new(discard)
+                    on_top=Callback::new(move |()| older())
+                />
+                <p class="typing" aria-live="polite">{move || typing.get()}</p>
+                <Composer
+                    enabled=Signal::derive(move || current.with(Option::is_some))
+                    on_send=send
+                    on_typing=Callback::new(move |()| on_typing())
+                />
             </section>
         </div>
     }

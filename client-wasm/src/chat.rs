@@ -68,6 +68,8 @@ pub enum Change {
     Acked(OutboxEntry, Event, Option<RoomRecord>),
     /// An outbox entry changed state (refused for good, or retried).
     State(OutboxEntry, EntryState),
+    /// The person gave up on a message refused for good.
+    Discarded(OutboxEntry),
 }
 
 /// One room and the lines we hold of it.
@@ -272,6 +274,19 @@ impl Chat {
         self.sends()
     }
 
+    /// The person gives up on a message the server refused for good: it
+    /// leaves the outbox and the room. Only failed messages can go: one
+    /// on its way may already be stored.
+    pub fn discard(&mut self, client_id: &ClientId) {
+        let failed = self
+            .outbox
+            .entries()
+            .any(|(e, s)| e.client_id == *client_id && matches!(s, EntryState::Failed { .. }));
+        if let Some(entry) = failed.then(|| self.outbox.discard(client_id)).flatten() {
+            self.changes.push(Change::Discarded(entry));
+        }
+    }
+
     /// Drops a message the store could not take (e.g. a full disk).
     pub fn unsend(&mut self, client_id: &ClientId) {
         self.outbox.discard(client_id);
@@ -289,6 +304,14 @@ impl Chat {
             oldest: r.oldest,
             complete: r.complete,
         })
+    }
+
+    /// A member's display name in a room (their id if the room does not
+    /// know them).
+    pub fn name_in(&self, room: &RoomId, user: &UserId) -> String {
+        self.room(room)
+            .map(|r| member_name(&r.info, user))
+            .unwrap_or_else(|| user.to_string())
     }
 
     /// The signed-in user, once `hello` arrived.
@@ -534,7 +557,7 @@ impl Chat {
                     self.changes.push(Change::Events(record, older));
                 }
             }
-            // Typing is not shown yet.
+            // Typing is the engine's (it never touches the store).
             ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {}
         }
         Vec::new()
@@ -941,6 +964,32 @@ mod tests {
         let lines = chat.lines(&r_ab());
         assert!(matches!(lines[0].delivery, Delivery::Failed(_)));
         assert_eq!(lines[1].delivery, Delivery::Pending);
+    }
+
+    #[test]
+    fn only_a_failed_message_can_be_discarded() {
+        let mut chat = synced_alice();
+        chat.compose(&r_ab(), cid(1), "refused".into(), 5).unwrap();
+        chat.compose(&r_ab(), cid(2), "on its way".into(), 6)
+            .unwrap();
+        chat.apply(ServerFrame::Error {
+            code: ErrorCode::NotMember,
+            message: "no".into(),
+            client_id: Some(cid(1)),
+            room: Some(r_ab()),
+        });
+        chat.take_changes();
+        chat.discard(&cid(2));
+        assert!(chat.take_changes().is_empty(), "a pending message stays");
+        chat.discard(&cid(1));
+        let changes = chat.take_changes();
+        assert!(
+            matches!(&changes[..], [Change::Discarded(e)] if e.client_id == cid(1)),
+            "{changes:?}"
+        );
+        let lines = chat.lines(&r_ab());
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].body, "on its way");
     }
 
     #[test]

@@ -44,7 +44,22 @@ pub struct View {
     pub error: RwSignal<Option<String>>,
     /// The room the person looks at.
     pub open: RwSignal<Option<RoomId>>,
+    /// Who is typing where, and since when (ms since the epoch).
+    pub typing: RwSignal<Vec<Typing>>,
 }
+
+/// Someone typing in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typing {
+    pub room: RoomId,
+    pub user: UserId,
+    pub since: i64,
+}
+
+/// How long a `typing` frame shows; clients repeat it while typing.
+pub const TYPING_SHOWN_MS: i64 = 5_000;
+/// How often this client says it is typing, at most.
+const TYPING_EVERY_MS: f64 = 3_000.0;
 
 /// One thing to do, in order.
 enum Work {
@@ -53,6 +68,7 @@ enum Work {
     Disconnected,
     Compose(RoomId, String),
     Retry(ClientId),
+    Discard(ClientId),
     Open(RoomId),
     Older(RoomId),
     Reload,
@@ -85,6 +101,8 @@ struct Inner {
     /// only. On a newer one they would overtake the ones still in flight on
     /// the old one, which the next sync sends again first.
     synced_on: Cell<u64>,
+    /// Where and when this tab last said the person is typing.
+    typed: Cell<Option<(RoomId, f64)>>,
     /// Resolving it releases the lock (held until then).
     release: Rc<RefCell<Option<Function>>>,
     /// Callbacks registered with the browser; dropped with the engine.
@@ -118,6 +136,7 @@ impl Engine {
             closed: Cell::new(false),
             socket: Cell::new(0),
             synced_on: Cell::new(0),
+            typed: Cell::new(None),
             release: Rc::new(RefCell::new(None)),
             _callbacks: RefCell::new(Vec::new()),
         }));
@@ -149,6 +168,67 @@ impl Engine {
     /// Sends a failed message again.
     pub fn retry(&self, client_id: ClientId) {
         self.push(Work::Retry(client_id));
+    }
+
+    /// The person is typing in `room`: the others are told, at most every
+    /// few seconds, by the tab that holds the connection.
+    pub fn typing(&self, room: RoomId) {
+        let now = js_sys::Date::now();
+        let last = self.0.typed.replace(Some((room.clone(), now)));
+        if last
+            .as_ref()
+            .is_some_and(|(r, at)| *r == room && now - at < TYPING_EVERY_MS)
+        {
+            self.0.typed.set(last);
+            return;
+        }
+        if self.0.synced_on.get() == self.0.socket.get()
+            && let Some(link) = self.0.link.borrow().as_ref()
+        {
+            link.send(&ClientFrame::Typing { room });
+        }
+    }
+
+    /// Someone else typed (`typing` frame) or wrote (a message, which ends
+    /// their typing).
+    fn heard(&self, frame: &ServerFrame) {
+        let typing = self.0.view.typing;
+        match frame {
+            ServerFrame::Typing { room, user } => {
+                let since = js_sys::Date::now() as i64;
+                typing.update(|t| {
+                    t.retain(|x| !(x.room == *room && x.user == *user));
+                    t.push(Typing {
+                        room: room.clone(),
+                        user: user.clone(),
+                        since,
+                    });
+                });
+                // Forget it once it is stale.
+                set_timeout(
+                    move || {
+                        let now = js_sys::Date::now() as i64;
+                        typing.update(|t| t.retain(|x| now - x.since < TYPING_SHOWN_MS));
+                    },
+                    std::time::Duration::from_millis(TYPING_SHOWN_MS as u64 + 50),
+                );
+            }
+            ServerFrame::Event { event } => {
+                if let Some(sender) = &event.sender
+                    && typing.with_untracked(|t| {
+                        t.iter().any(|x| x.room == event.room && x.user == *sender)
+                    })
+                {
+                    typing.update(|t| t.retain(|x| !(x.room == event.room && x.user == *sender)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Gives up on a failed message.
+    pub fn discard(&self, client_id: ClientId) {
+        self.push(Work::Discard(client_id));
     }
 
     /// The person opened a room.
@@ -244,6 +324,11 @@ impl Engine {
                 self.send(&out);
                 self.say(OUTBOX_CHANGED);
             }
+            Work::Discard(client_id) => {
+                chat.try_update_untracked(|c| c.discard(&client_id));
+                self.persist().await?;
+                self.say(OUTBOX_CHANGED);
+            }
             Work::Retry(client_id) => {
                 let out = chat
                     .try_update_untracked(|c| c.retry(&client_id))
@@ -310,6 +395,7 @@ impl Engine {
                     db.ack(&entry, &event, room.as_ref()).await
                 }
                 Change::State(entry, state) => db.set_state(&entry, &state).await,
+                Change::Discarded(entry) => db.discard(&entry).await,
             };
             if let Err(err) = step {
                 result = Err(err);
@@ -455,6 +541,7 @@ impl Engine {
                     engine.0.view.link.set(Some(state));
                 }
                 Incoming::Frame(frame) => {
+                    engine.heard(&frame);
                     let socket = engine.0.socket.get();
                     engine.push(Work::Frame(frame, socket));
                 }

@@ -21,8 +21,34 @@ pub async fn two_people_chat_in_a_dialog(db: Db) {
         (&alice, &bob, "Great: is everything in it?"),
         (&bob, &alice, "All three books <and> the \"mug\" 🎉"),
     ];
-    for (from, to, body) in turns {
-        from.type_and_send(body).await;
+    // Bob sees Alice typing, until her message arrives.
+    let typing_is = |text: &str| {
+        format!(
+            "var t = document.querySelector('.typing'); return !!t && t.textContent === {};",
+            serde_json::json!(text)
+        )
+    };
+    alice.type_text("Hi Bob!").await;
+    bob.wait_for(
+        "Alice's typing to show",
+        &typing_is("Alice is typing…"),
+        LIVE,
+    )
+    .await;
+    alice.type_text(" Did the parcel arrive?").await;
+    alice.press_send().await;
+    bob.wait_message(turns[0].2, LIVE).await;
+    bob.wait_for(
+        "Alice's typing to end with her message",
+        &typing_is(""),
+        LIVE,
+    )
+    .await;
+
+    for (i, (from, to, body)) in turns.into_iter().enumerate() {
+        if i > 0 {
+            from.type_and_send(body).await;
+        }
         let took = to.wait_message(body, LIVE).await;
         tracing_note(&to.user, body, took);
         from.wait_message(body, LIVE).await;

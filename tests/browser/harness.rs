@@ -1063,12 +1063,23 @@ impl Person {
 
     /// Types a message and presses Send, as a person does.
     pub async fn type_and_send(&self, body: &str) {
-        let input = self
-            .browser
+        self.type_text(body).await;
+        self.press_send().await;
+    }
+
+    /// Types into the message input.
+    pub async fn type_text(&self, text: &str) {
+        self.browser
             .find(Locator::Css("form.composer input[name=body]"))
             .await
-            .expect("the message input");
-        input.send_keys(body).await.expect("typing");
+            .expect("the message input")
+            .send_keys(text)
+            .await
+            .expect("typing");
+    }
+
+    /// Presses the Send button.
+    pub async fn press_send(&self) {
         self.browser
             .find(Locator::Css("form.composer button[type=submit]"))
             .await

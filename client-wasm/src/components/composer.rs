@@ -5,10 +5,12 @@ use leptos::prelude::*;
 
 /// A one-line input and a send button. `on_send` gets the draft and says
 /// why it was refused, if it was; the draft is cleared once accepted.
+/// `on_typing` runs on every edit of a non-empty draft.
 #[component]
 pub fn Composer(
     #[prop(into)] enabled: Signal<bool>,
     on_send: impl Fn(String) -> Result<(), String> + 'static,
+    #[prop(optional)] on_typing: Option<Callback<()>>,
 ) -> impl IntoView {
     let draft = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
@@ -31,7 +33,13 @@ pub fn Composer(
                 placeholder="Write a message…"
                 autocomplete="off"
                 prop:value=move || draft.get()
-                on:input=move |ev| draft.set(event_target_value(&ev))
+                on:input=move |ev| {
+                    let value = event_target_value(&ev);
+                    if let Some(on_typing) = on_typing.filter(|_| !value.is_empty()) {
+                        on_typing.run(());
+                    }
+                    draft.set(value);
+                }
                 disabled=move || !enabled.get()
             />
             <button type="submit" disabled=move || !enabled.get()>

@@ -8,11 +8,13 @@ use wasm_bindgen::JsValue;
 
 /// The lines of the current room, oldest first, scrolled to the newest.
 /// Scrolling to the top calls `on_top` (to load older messages); a failed
-/// message of ours has a retry button that calls `on_retry`.
+/// message of ours has a retry button that calls `on_retry` and a discard
+/// button that calls `on_discard`.
 #[component]
 pub fn MessageList(
     #[prop(into)] lines: Signal<Vec<Line>>,
     #[prop(optional)] on_retry: Option<Callback<ClientId>>,
+    #[prop(optional)] on_discard: Option<Callback<ClientId>>,
     #[prop(optional)] on_top: Option<Callback<()>>,
 ) -> impl IntoView {
     let list = NodeRef::<leptos::html::Ol>::new();
@@ -40,7 +42,7 @@ pub fn MessageList(
             <For
                 each=move || lines.get()
                 key=|line| line.key.clone()
-                children=move |line| view! { <MessageItem line on_retry /> }
+                children=move |line| view! { <MessageItem line on_retry on_discard /> }
             />
         </ol>
     }
@@ -48,7 +50,11 @@ pub fn MessageList(
 
 /// One line. The body is a text node: markup in it is shown, not run.
 #[component]
-fn MessageItem(line: Line, on_retry: Option<Callback<ClientId>>) -> impl IntoView {
+fn MessageItem(
+    line: Line,
+    on_retry: Option<Callback<ClientId>>,
+    on_discard: Option<Callback<ClientId>>,
+) -> impl IntoView {
     let Line {
         author,
         body,
@@ -61,6 +67,12 @@ fn MessageItem(line: Line, on_retry: Option<Callback<ClientId>>) -> impl IntoVie
     let retry = match (&delivery, client_id, on_retry) {
         (Delivery::Failed(_), Some(id), Some(on_retry)) => Some(view! {
             <button type="button" class="retry" on:click=move |_| on_retry.run(id)>"Retry"</button>
+        }),
+        _ => None,
+    };
+    let discard = match (&delivery, client_id, on_discard) {
+        (Delivery::Failed(_), Some(id), Some(on_discard)) => Some(view! {
+            <button type="button" class="discard" on:click=move |_| on_discard.run(id)>"Discard"</button>
         }),
         _ => None,
     };
@@ -85,6 +97,7 @@ fn MessageItem(line: Line, on_retry: Option<Callback<ClientId>>) -> impl IntoVie
             <p class="body">{body}</p>
             {note.map(|n| view! { <small class="delivery">{n}</small> })}
             {retry}
+            {discard}
         </li>
     }
 }
