@@ -2,14 +2,13 @@
 //! measures a run: server CPU from /proc/PID/stat across the run, latencies
 //! from send times carried in the message bodies.
 
-use crate::client::{self, Ws, frame_type, now_ns, stamp};
+use crate::client::{self, Delivered, Follower, Next, Ws, frame_type, now_ns};
 use crate::sys::{Db, Endpoint, Kind, Paths, Server};
 use anyhow::{Context, Result, bail};
 use futures_util::{StreamExt, stream};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
-use tokio_tungstenite::tungstenite::Message;
 
 /// How many connection set-ups run at once.
 const SETUP_PARALLEL: usize = 64;
@@ -106,13 +105,26 @@ async fn group(ep: &Endpoint, name: &str, members: &[String]) -> Result<(String,
 
 /// A receiving connection: natter/node log in and sync from `seq`; nchan
 /// subscribes to the channel.
-async fn receiver(ep: &Endpoint, user: &str, room: &str, seq: u64) -> Result<Ws> {
+async fn receiver(ep: &Endpoint, user: &str, room: &str, seq: u64) -> Result<Follower> {
     if ep.kind == Kind::Nchan {
-        return client::subscribe_nchan(ep, room).await;
+        let ws = client::subscribe_nchan(ep, room).await?;
+        return Ok(Follower::new(ws, ep.kind, room, 0));
     }
     let mut ws = client::login(ep, user).await?;
-    client::sync(&mut ws, &[(room, seq)]).await?;
-    Ok(ws)
+    let seqs = client::sync(&mut ws, &[(room, seq)]).await?;
+    let cursor = seqs.into_iter().max().unwrap_or(seq).max(seq);
+    Ok(Follower::new(ws, ep.kind, room, cursor))
+}
+
+/// How long receivers wait for the last deliveries after the last send
+/// was due, before counting the rest as lost.
+pub const GRACE_B2: f64 = 10.0;
+pub const GRACE_B4: f64 = 15.0;
+
+/// Latencies of stamped deliveries, now.
+fn latencies(stamps: &[(u64, u64)]) -> impl Iterator<Item = u64> + '_ {
+    let now = now_ns();
+    stamps.iter().map(move |(ts, _)| now.saturating_sub(*ts))
 }
 
 /// Sends `per_room` messages to each room over `conns` connections of
@@ -140,7 +152,7 @@ async fn post_bulk(
                     inflight += 1;
                 }
                 futures_util::SinkExt::flush(&mut ws).await?;
-                let text = client::recv(&mut ws).await?;
+                let text = client::recv(&mut ws, "ack").await?;
                 match frame_type(&text) {
                     "ack" => inflight -= 1,
                     "error" => bail!("a bulk send was refused: {text}"),
@@ -203,7 +215,7 @@ enum Sender {
 /// B2's connections: pairs of an unsynced sender and a synced receiver.
 pub struct Pairs {
     ep: Endpoint,
-    pairs: Vec<(String, Sender, Ws)>,
+    pairs: Vec<(String, Sender, Follower)>,
 }
 
 pub async fn pairs(ep: &Endpoint, n: usize) -> Result<Pairs> {
@@ -231,6 +243,7 @@ pub struct Relay {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub lost: u64,
+    pub sent: u64,
 }
 
 /// B2: `rate` messages per second in all, spread over the pairs, for
@@ -239,7 +252,7 @@ pub async fn relay(server: &Server, fleet: &mut Pairs, rate: f64, secs: f64) -> 
     let n = fleet.pairs.len();
     let per_pair = ((rate * secs) / n as f64).round().max(1.0) as usize;
     let period = Duration::from_secs_f64(n as f64 / rate);
-    let deadline = Instant::now() + Duration::from_secs_f64(secs + 20.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(secs + GRACE_B2);
     let cpu0 = server.cpu();
     let start = tokio::time::Instant::now() + Duration::from_millis(20);
     let mut tasks = Vec::new();
@@ -249,12 +262,14 @@ pub async fn relay(server: &Server, fleet: &mut Pairs, rate: f64, secs: f64) -> 
         tasks.push(tokio::spawn(async move {
             let receive = async {
                 let mut lat = Vec::with_capacity(per_pair);
-                while lat.len() < per_pair && Instant::now() < deadline {
-                    let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout_at(deadline.into(), rx.next()).await else {
-                        break;
-                    };
-                    if let Some((ts, _)) = stamp(&t) {
-                        lat.push(now_ns().saturating_sub(ts));
+                while lat.len() < per_pair {
+                    match rx.next(deadline).await {
+                        Delivered::Stamps(s) => lat.extend(latencies(&s)),
+                        Delivered::Ended => break,
+                        Delivered::TimedOut => {
+                            client::timed_out("deliveries");
+                            break;
+                        }
                     }
                 }
                 lat
@@ -265,17 +280,22 @@ pub async fn relay(server: &Server, fleet: &mut Pairs, rate: f64, secs: f64) -> 
                 let tx = tx;
                 match tx {
                     Sender::Ws(mut ws) => {
-                        let (mut sent, mut acked) = (0, 0);
-                        while acked < per_pair && Instant::now() < deadline {
+                        // An `error` answers a send too (counted, with its code).
+                        let (mut sent, mut answered) = (0, 0);
+                        while answered < per_pair {
                             tokio::select! {
                                 _ = tick.tick(), if sent < per_pair => {
                                     client::send_text(&mut ws, client::send_frame(&room, i as u64)).await?;
                                     sent += 1;
                                 }
-                                msg = ws.next() => match msg {
-                                    Some(Ok(Message::Text(t))) if frame_type(&t) == "ack" => acked += 1,
-                                    Some(Ok(_)) => {}
-                                    _ => bail!("sender connection ended"),
+                                got = client::next_text(&mut ws, deadline) => match got {
+                                    Next::Text(t) if matches!(frame_type(&t), "ack" | "error") => answered += 1,
+                                    Next::Text(_) => {}
+                                    Next::Ended(how) => bail!("sender connection ended: {how}"),
+                                    Next::TimedOut => {
+                                        client::timed_out("acks");
+                                        break;
+                                    }
                                 }
                             }
                         }
@@ -306,7 +326,8 @@ pub async fn relay(server: &Server, fleet: &mut Pairs, rate: f64, secs: f64) -> 
     let sent = (per_pair * n) as u64;
     Ok(Relay {
         cpu_us_per_msg: cpu / sent as f64,
-        lost: sent - lat.len() as u64,
+        lost: sent.saturating_sub(lat.len() as u64),
+        sent,
         p50_ms: ms(percentile(&mut lat, 0.50)),
         p99_ms: ms(percentile(&mut lat, 0.99)),
     })
@@ -314,7 +335,7 @@ pub async fn relay(server: &Server, fleet: &mut Pairs, rate: f64, secs: f64) -> 
 
 /// B5's connections: both sides of each dialog synced.
 pub struct Chatters {
-    conns: Vec<(String, Ws)>,
+    conns: Vec<Follower>,
 }
 
 pub async fn chatters(ep: &Endpoint, n: usize) -> Result<Chatters> {
@@ -323,8 +344,7 @@ pub async fn chatters(ep: &Endpoint, n: usize) -> Result<Chatters> {
         let (ep, (room, seq)) = (ep.clone(), rooms[i / 2].clone());
         async move {
             let side = if i % 2 == 0 { "a" } else { "b" };
-            let ws = receiver(&ep, &format!("c{}{side}", i / 2), &room, seq).await?;
-            Ok((room, ws))
+            receiver(&ep, &format!("c{}{side}", i / 2), &room, seq).await
         }
     })
     .await?;
@@ -339,7 +359,7 @@ pub async fn chat(server: &Server, fleet: &mut Chatters, secs: u64) -> Result<Re
     let deadline = Instant::now() + Duration::from_secs(secs + 15);
     let cpu0 = server.cpu();
     let mut tasks = Vec::new();
-    for (i, (room, mut ws)) in fleet.conns.drain(..).enumerate() {
+    for (i, mut f) in fleet.conns.drain(..).enumerate() {
         let offset = Duration::from_secs_f64(i as f64 / n as f64);
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(start + offset, Duration::from_secs(1));
@@ -348,37 +368,45 @@ pub async fn chat(server: &Server, fleet: &mut Chatters, secs: u64) -> Result<Re
             while (sent < secs || (lat.len() as u64) < secs) && Instant::now() < deadline {
                 tokio::select! {
                     _ = tick.tick(), if sent < secs => {
-                        client::send_text(&mut ws, client::send_frame(&room, i as u64)).await?;
+                        let frame = client::send_frame(f.room(), i as u64);
+                        if !f.send(frame).await {
+                            break;
+                        }
                         sent += 1;
                     }
-                    msg = tokio::time::timeout_at(deadline.into(), ws.next()) => match msg {
-                        Ok(Some(Ok(Message::Text(t)))) => {
-                            if let Some((ts, tag)) = stamp(&t)
-                                && tag != i as u64
-                            {
-                                lat.push(now_ns().saturating_sub(ts));
-                            }
+                    got = f.next(deadline) => match got {
+                        // Its own messages come back too; the partner's count.
+                        Delivered::Stamps(s) => {
+                            let now = now_ns();
+                            lat.extend(
+                                s.iter()
+                                    .filter(|(_, tag)| *tag != i as u64)
+                                    .map(|(ts, _)| now.saturating_sub(*ts)),
+                            );
                         }
-                        Ok(Some(Ok(_))) => {}
-                        Ok(_) => bail!("connection ended"),
-                        Err(_) => break,
+                        Delivered::Ended => break,
+                        Delivered::TimedOut => {
+                            client::timed_out("deliveries");
+                            break;
+                        }
                     }
                 }
             }
-            Ok::<_, anyhow::Error>((room, ws, lat))
+            Ok::<_, anyhow::Error>((f, lat))
         }));
     }
     let mut lat = Vec::new();
     for t in tasks {
-        let (room, ws, l) = t.await??;
+        let (f, l) = t.await??;
         lat.extend(l);
-        fleet.conns.push((room, ws));
+        fleet.conns.push(f);
     }
     let cpu = cpu_us(server, cpu0);
     let sent = n as u64 * secs;
     Ok(Relay {
         cpu_us_per_msg: cpu / sent as f64,
-        lost: sent - lat.len() as u64,
+        lost: sent.saturating_sub(lat.len() as u64),
+        sent,
         p50_ms: ms(percentile(&mut lat, 0.50)),
         p99_ms: ms(percentile(&mut lat, 0.99)),
     })
@@ -424,7 +452,7 @@ pub async fn durable(
             }
             futures_util::SinkExt::flush(&mut ws).await?;
             while !pending.is_empty() {
-                let text = client::recv(&mut ws).await?;
+                let text = client::recv(&mut ws, "ack").await?;
                 let ty = frame_type(&text);
                 if ty != "ack" && ty != "error" {
                     continue;
@@ -527,7 +555,7 @@ pub async fn storage_floor(paths: &Paths, db: Db, batch: usize, secs: f64) -> Re
 pub struct Room {
     ep: Endpoint,
     room: String,
-    subs: Vec<Ws>,
+    subs: Vec<Follower>,
     publisher: Option<Sender>,
 }
 
@@ -561,23 +589,23 @@ pub struct Fanout {
 /// B4: the publisher sends `msgs` at `rate` per second; every subscriber
 /// must receive each.
 pub async fn fanout(server: &Server, fleet: &mut Room, msgs: usize, rate: f64) -> Result<Fanout> {
-    let deadline = Instant::now() + Duration::from_secs_f64(msgs as f64 / rate + 30.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(msgs as f64 / rate + GRACE_B4);
     let cpu0 = server.cpu();
     let mut tasks = Vec::new();
-    for mut ws in fleet.subs.drain(..) {
+    for mut f in fleet.subs.drain(..) {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(msgs);
-            while lat.len() < msgs && Instant::now() < deadline {
-                let Ok(Some(Ok(Message::Text(t)))) =
-                    tokio::time::timeout_at(deadline.into(), ws.next()).await
-                else {
-                    break;
-                };
-                if let Some((ts, _)) = stamp(&t) {
-                    lat.push(now_ns().saturating_sub(ts));
+            while lat.len() < msgs {
+                match f.next(deadline).await {
+                    Delivered::Stamps(s) => lat.extend(latencies(&s)),
+                    Delivered::Ended => break,
+                    Delivered::TimedOut => {
+                        client::timed_out("deliveries");
+                        break;
+                    }
                 }
             }
-            (ws, lat)
+            (f, lat)
         }));
     }
     let period = Duration::from_secs_f64(1.0 / rate);
@@ -585,17 +613,21 @@ pub async fn fanout(server: &Server, fleet: &mut Room, msgs: usize, rate: f64) -
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     match fleet.publisher.take().context("publisher")? {
         Sender::Ws(mut ws) => {
-            let (mut sent, mut acked) = (0, 0);
-            while acked < msgs && Instant::now() < deadline {
+            let (mut sent, mut answered) = (0, 0);
+            while answered < msgs {
                 tokio::select! {
                     _ = tick.tick(), if sent < msgs => {
                         client::send_text(&mut ws, client::send_frame(&fleet.room, 0)).await?;
                         sent += 1;
                     }
-                    msg = ws.next() => match msg {
-                        Some(Ok(Message::Text(t))) if frame_type(&t) == "ack" => acked += 1,
-                        Some(Ok(_)) => {}
-                        _ => bail!("publisher connection ended"),
+                    got = client::next_text(&mut ws, deadline) => match got {
+                        Next::Text(t) if matches!(frame_type(&t), "ack" | "error") => answered += 1,
+                        Next::Text(_) => {}
+                        Next::Ended(how) => bail!("publisher connection ended: {how}"),
+                        Next::TimedOut => {
+                            client::timed_out("acks");
+                            break;
+                        }
                     }
                 }
             }
@@ -617,15 +649,15 @@ pub async fn fanout(server: &Server, fleet: &mut Room, msgs: usize, rate: f64) -
     }
     let mut lat = Vec::new();
     for t in tasks {
-        let (ws, l) = t.await?;
+        let (f, l) = t.await?;
         lat.extend(l);
-        fleet.subs.push(ws);
+        fleet.subs.push(f);
     }
     let cpu = cpu_us(server, cpu0);
     let delivered = lat.len() as f64;
     Ok(Fanout {
         deliveries_per_cpu_s: delivered / (cpu / 1e6),
-        lost: (fleet.subs.len() * msgs) as u64 - lat.len() as u64,
+        lost: ((fleet.subs.len() * msgs) as u64).saturating_sub(lat.len() as u64),
         p99_ms: ms(percentile(&mut lat, 0.99)),
     })
 }

@@ -1,18 +1,25 @@
 //! The load's side of the wire: WebSocket clients that speak natter's
 //! frames (the node peer speaks the same ones) or subscribe to nchan, each
 //! connection from one of 127.0.0.2..=127.0.0.201 so ports never run out.
+//!
+//! The clients also count why messages or clients go missing ([`Why`]):
+//! `resync` and `error` frames, refused handshakes, connections the server
+//! ended and waits that timed out. `main` takes the count per benchmark and
+//! server.
 
 use crate::sys::{Endpoint, Kind};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, bail};
 use futures_util::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -32,6 +39,140 @@ pub fn now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
 }
 
+// ---------------------------------------------------------------- why
+
+/// Why messages or clients went missing, counted by the clients as it
+/// happens.
+#[derive(Debug, Default)]
+pub struct Why {
+    /// `resync` frames received.
+    pub resyncs: u64,
+    /// `sync` frames a follower sent again (after `resync` or a skipped seq).
+    pub resynced: u64,
+    /// Live events that skipped a seq.
+    pub gaps: u64,
+    /// `error` frames, by code.
+    pub errors: BTreeMap<String, u64>,
+    /// Handshakes refused: HTTP status (and error code), or the connect or
+    /// upgrade error.
+    pub refused: BTreeMap<String, u64>,
+    /// Connections the server ended: close code and reason, or how the
+    /// socket ended without one.
+    pub closes: BTreeMap<String, u64>,
+    /// Clients that gave up waiting, by what they waited for.
+    pub timeouts: BTreeMap<&'static str, u64>,
+}
+
+static WHY: Mutex<Why> = Mutex::new(Why {
+    resyncs: 0,
+    resynced: 0,
+    gaps: 0,
+    errors: BTreeMap::new(),
+    refused: BTreeMap::new(),
+    closes: BTreeMap::new(),
+    timeouts: BTreeMap::new(),
+});
+
+fn why(f: impl FnOnce(&mut Why)) {
+    f(&mut WHY.lock().unwrap_or_else(|e| e.into_inner()));
+}
+
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
+    *map.entry(key).or_default() += 1;
+}
+
+/// What was counted since the last call; starts a new count.
+pub fn take_why() -> Why {
+    std::mem::take(&mut *WHY.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// A client gave up waiting for `what`.
+pub fn timed_out(what: &'static str) {
+    why(|w| bump(&mut w.timeouts, what));
+}
+
+impl Why {
+    pub fn is_empty(&self) -> bool {
+        self.resyncs == 0
+            && self.resynced == 0
+            && self.gaps == 0
+            && self.errors.is_empty()
+            && self.refused.is_empty()
+            && self.closes.is_empty()
+            && self.timeouts.is_empty()
+    }
+
+    /// `"2 resync (2 re-synced), 0 errors, 0 refused, 1 closes (4000
+    /// heartbeat timeout ×1), 0 timeouts"`.
+    pub fn line(&self) -> String {
+        fn count<K: std::fmt::Display>(name: &str, map: &BTreeMap<K, u64>) -> String {
+            let total: u64 = map.values().sum();
+            if map.is_empty() {
+                return format!("0 {name}");
+            }
+            let parts: Vec<String> = map.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+            format!("{total} {name} ({})", parts.join(", "))
+        }
+        let mut s = format!("{} resync", self.resyncs);
+        if self.resynced > 0 {
+            s.push_str(&format!(" ({} re-synced)", self.resynced));
+        }
+        if self.gaps > 0 {
+            s.push_str(&format!(", {} live gaps", self.gaps));
+        }
+        for part in [
+            count("errors", &self.errors),
+            count("refused", &self.refused),
+            count("closes", &self.closes),
+            count("timeouts", &self.timeouts),
+        ] {
+            s.push_str(", ");
+            s.push_str(&part);
+        }
+        s
+    }
+}
+
+/// Counts a frame the server sent: `resync`, or `error` by its code.
+fn note_frame(text: &str) {
+    match frame_type(text) {
+        "resync" => why(|w| w.resyncs += 1),
+        "error" => {
+            let code = text
+                .split(r#""code":""#)
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?")
+                .to_string();
+            why(|w| bump(&mut w.errors, code));
+        }
+        _ => {}
+    }
+}
+
+fn close_label(frame: Option<&CloseFrame>) -> String {
+    match frame {
+        Some(f) => format!("{} {}", u16::from(f.code), f.reason)
+            .trim_end()
+            .to_string(),
+        None => "close without a code".into(),
+    }
+}
+
+fn socket_label(err: &WsError) -> String {
+    match err {
+        WsError::Io(e) => format!("socket {:?}", e.kind()),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => "closed".into(),
+        e => e.to_string(),
+    }
+}
+
+fn note_ended(how: &str) {
+    why(|w| bump(&mut w.closes, how.to_string()));
+}
+
+// ---------------------------------------------------------------- connecting
+
 /// A TCP connection from the next loopback source address.
 pub async fn tcp(addr: SocketAddr) -> Result<TcpStream> {
     let n = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
@@ -50,11 +191,44 @@ pub async fn open(ep: &Endpoint, path: &str) -> Result<Ws> {
         req.headers_mut()
             .insert("sec-websocket-protocol", "natter.v1".parse()?);
     }
-    let stream = tcp(ep.addr).await?;
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream))
-        .await
-        .context("upgrade timed out")??;
-    Ok(ws)
+    let stream = match tcp(ep.addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            let label = match e.downcast_ref::<std::io::Error>() {
+                Some(io) => format!("connect {:?}", io.kind()),
+                None => "connect".into(),
+            };
+            why(|w| bump(&mut w.refused, label));
+            return Err(e);
+        }
+    };
+    match tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, stream)).await {
+        Err(_) => {
+            timed_out("upgrade");
+            bail!("upgrade timed out")
+        }
+        Ok(Err(WsError::Http(res))) => {
+            let status = res.status().as_u16();
+            let code = res
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .and_then(|b| {
+                    b.split(r#""code":""#)
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .map(|c| format!(" {c}"))
+                })
+                .unwrap_or_default();
+            why(|w| bump(&mut w.refused, format!("HTTP {status}{code}")));
+            bail!("upgrade refused: HTTP {status}{code}")
+        }
+        Ok(Err(e)) => {
+            why(|w| bump(&mut w.refused, format!("upgrade: {}", socket_label(&e))));
+            Err(e.into())
+        }
+        Ok(Ok((ws, _))) => Ok(ws),
+    }
 }
 
 /// Connects and authenticates `user`; returns after `hello`.
@@ -62,7 +236,7 @@ pub async fn login(ep: &Endpoint, user: &str) -> Result<Ws> {
     let mut ws = open(ep, &format!("/ws?site={}", ep.site)).await?;
     let token = ep.token(user);
     send_text(&mut ws, format!(r#"{{"type":"auth","token":"{token}"}}"#)).await?;
-    let hello = recv(&mut ws).await?;
+    let hello = recv(&mut ws, "hello").await?;
     if frame_type(&hello) != "hello" {
         bail!("expected hello, got {hello}");
     }
@@ -74,21 +248,21 @@ pub async fn subscribe_nchan(ep: &Endpoint, channel: &str) -> Result<Ws> {
     open(ep, &format!("/sub/{channel}")).await
 }
 
-/// Sends `sync` with cursors and reads up to `synced`; returns the seqs of
-/// the events paged (in arrival order).
-pub async fn sync(ws: &mut Ws, cursors: &[(&str, u64)]) -> Result<Vec<u64>> {
+fn sync_frame(cursors: &[(&str, u64)]) -> String {
     let list: Vec<String> = cursors
         .iter()
         .map(|(room, seq)| format!(r#"{{"room":"{room}","seq":{seq}}}"#))
         .collect();
-    send_text(
-        ws,
-        format!(r#"{{"type":"sync","cursors":[{}]}}"#, list.join(",")),
-    )
-    .await?;
+    format!(r#"{{"type":"sync","cursors":[{}]}}"#, list.join(","))
+}
+
+/// Sends `sync` with cursors and reads up to `synced`; returns the seqs of
+/// the events paged (in arrival order).
+pub async fn sync(ws: &mut Ws, cursors: &[(&str, u64)]) -> Result<Vec<u64>> {
+    send_text(ws, sync_frame(cursors)).await?;
     let mut seqs = Vec::new();
     loop {
-        let text = recv(ws).await?;
+        let text = recv(ws, "synced").await?;
         match frame_type(&text) {
             "synced" => return Ok(seqs),
             "page" | "event" => {
@@ -104,8 +278,12 @@ pub async fn sync(ws: &mut Ws, cursors: &[(&str, u64)]) -> Result<Vec<u64>> {
     }
 }
 
+/// Sends a frame; a failure (the connection ended) is counted.
 pub async fn send_text(ws: &mut Ws, text: String) -> Result<()> {
-    ws.send(Message::text(text)).await?;
+    if let Err(e) = ws.send(Message::text(text)).await {
+        note_ended(&format!("send failed: {}", socket_label(&e)));
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -115,21 +293,215 @@ pub async fn feed_text(ws: &mut Ws, text: String) -> Result<()> {
     Ok(())
 }
 
-/// The next text frame.
-pub async fn recv(ws: &mut Ws) -> Result<String> {
+// ---------------------------------------------------------------- reading
+
+/// What reading a connection gave.
+pub enum Next {
+    Text(Utf8Bytes),
+    /// The server closed it, or the socket ended (how, also counted).
+    Ended(String),
+    /// Nothing before the deadline (the caller counts it, saying for what).
+    TimedOut,
+}
+
+/// The next text frame before `deadline`, skipping pings and pongs;
+/// counts `resync`, `error` and how a connection ended.
+pub async fn next_text(ws: &mut Ws, deadline: Instant) -> Next {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .map_err(|_| anyhow!("no frame within {WAIT:?}"))?;
-        match msg {
-            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_string()),
-            Some(Ok(Message::Close(c))) => bail!("closed: {c:?}"),
+        let Ok(msg) = tokio::time::timeout_at(deadline.into(), ws.next()).await else {
+            return Next::TimedOut;
+        };
+        let how = match msg {
+            Some(Ok(Message::Text(t))) => {
+                note_frame(&t);
+                return Next::Text(t);
+            }
+            Some(Ok(Message::Close(c))) => close_label(c.as_ref()),
             Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("connection ended"),
+            Some(Err(e)) => socket_label(&e),
+            None => "ended without a close".into(),
+        };
+        note_ended(&how);
+        return Next::Ended(how);
+    }
+}
+
+/// The next text frame, within [`WAIT`]; `waiting_for` names it in the
+/// count of timeouts.
+pub async fn recv(ws: &mut Ws, waiting_for: &'static str) -> Result<String> {
+    match next_text(ws, Instant::now() + WAIT).await {
+        Next::Text(t) => Ok(t.as_str().to_string()),
+        Next::Ended(how) => bail!("connection ended waiting for {waiting_for}: {how}"),
+        Next::TimedOut => {
+            timed_out(waiting_for);
+            bail!("no {waiting_for} within {WAIT:?}")
         }
     }
 }
+
+/// What a [`Follower`] read.
+pub enum Delivered {
+    /// Send time and tag of each message the frame delivered.
+    Stamps(Vec<(u64, u64)>),
+    Ended,
+    TimedOut,
+}
+
+/// A receiving connection kept as a client keeps it. On natter and node:
+/// synced on one room, holding the highest seq it has of it; told to
+/// `resync`, or seeing a live event skip a seq, it sends `sync` again from
+/// there and counts the catch-up's messages as delivered. On nchan: a
+/// subscriber.
+pub struct Follower {
+    ws: Ws,
+    track: Track,
+    ended: bool,
+}
+
+impl Follower {
+    pub fn new(ws: Ws, kind: Kind, room: &str, cursor: u64) -> Follower {
+        Follower {
+            ws,
+            track: Track::new(kind == Kind::Nchan, room, cursor),
+            ended: false,
+        }
+    }
+
+    pub fn room(&self) -> &str {
+        &self.track.room
+    }
+
+    /// Sends a frame; false (and ended from now on) when the connection
+    /// has ended (counted).
+    pub async fn send(&mut self, text: String) -> bool {
+        if !self.ended && send_text(&mut self.ws, text).await.is_err() {
+            self.ended = true;
+        }
+        !self.ended
+    }
+
+    /// Reads until a frame delivers messages, the connection ends or the
+    /// deadline passes. Cancel-safe: a frame read is handled before the
+    /// next await.
+    pub async fn next(&mut self, deadline: Instant) -> Delivered {
+        loop {
+            if self.ended {
+                return Delivered::Ended;
+            }
+            if self.track.must_sync {
+                let frame = sync_frame(&[(&self.track.room, self.track.cursor)]);
+                if !self.send(frame).await {
+                    return Delivered::Ended;
+                }
+                self.track.sync_sent();
+            }
+            let text = match next_text(&mut self.ws, deadline).await {
+                Next::Text(t) => t,
+                Next::Ended(_) => {
+                    self.ended = true;
+                    return Delivered::Ended;
+                }
+                Next::TimedOut => return Delivered::TimedOut,
+            };
+            let stamps = self.track.on_frame(&text);
+            if !stamps.is_empty() {
+                return Delivered::Stamps(stamps);
+            }
+        }
+    }
+}
+
+/// A follower's state: its room, its cursor, and whether it must or did
+/// just sync again.
+struct Track {
+    nchan: bool,
+    room: String,
+    room_field: String,
+    cursor: u64,
+    must_sync: bool,
+    syncing: bool,
+}
+
+impl Track {
+    fn new(nchan: bool, room: &str, cursor: u64) -> Track {
+        Track {
+            nchan,
+            room: room.to_string(),
+            room_field: format!(r#""room":"{room}""#),
+            cursor,
+            must_sync: false,
+            syncing: false,
+        }
+    }
+
+    fn sync_sent(&mut self) {
+        self.must_sync = false;
+        self.syncing = true;
+        why(|w| w.resynced += 1);
+    }
+
+    /// The messages a frame delivers (send time, tag), each once.
+    fn on_frame(&mut self, text: &str) -> Vec<(u64, u64)> {
+        if self.nchan {
+            return stamp(text).into_iter().collect();
+        }
+        match frame_type(text) {
+            // Live events queued before a new sync are in its catch-up.
+            "event" if !self.syncing && text.contains(&self.room_field) => {
+                let Some(seq) = text
+                    .split_once(r#""seq":"#)
+                    .and_then(|(_, r)| r.split([',', '}']).next())
+                    .and_then(|s| s.parse::<u64>().ok())
+                else {
+                    return Vec::new();
+                };
+                if seq <= self.cursor {
+                    return Vec::new();
+                }
+                if seq > self.cursor + 1 {
+                    // Something was skipped: sync again, as a client
+                    // would; the catch-up brings this event too.
+                    why(|w| w.gaps += 1);
+                    self.must_sync = true;
+                    return Vec::new();
+                }
+                self.cursor = seq;
+                stamp(text).into_iter().collect()
+            }
+            "page" => {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                    return Vec::new();
+                };
+                if v["room"].as_str() != Some(&self.room) {
+                    return Vec::new();
+                }
+                let mut out = Vec::new();
+                for e in v["events"].as_array().into_iter().flatten() {
+                    let Some(seq) = e["seq"].as_u64() else {
+                        continue;
+                    };
+                    if seq <= self.cursor {
+                        continue;
+                    }
+                    self.cursor = seq;
+                    out.extend(e["body"].as_str().and_then(stamp));
+                }
+                out
+            }
+            "synced" => {
+                self.syncing = false;
+                Vec::new()
+            }
+            "resync" => {
+                self.must_sync = true;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- frames
 
 /// The `type` of a frame; natter and the node peer both write it first.
 pub fn frame_type(text: &str) -> &str {
@@ -137,7 +509,6 @@ pub fn frame_type(text: &str) -> &str {
         .and_then(|r| r.split('"').next())
         .unwrap_or("")
 }
-
 /// A fresh client id (a UUID with a per-process random part).
 pub fn client_id() -> String {
     static BASE: OnceLock<u64> = OnceLock::new();
@@ -188,4 +559,61 @@ pub fn stamp(text: &str) -> Option<(u64, u64)> {
     let ts = parts.next()?.parse().ok()?;
     let tag = parts.next()?.parse().ok()?;
     Some((ts, tag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(room: &str, seq: u64, ts: u64) -> String {
+        format!(
+            r#"{{"type":"event","event":{{"room":"{room}","seq":{seq},"ts":1,"sender":"a","kind":"message","body":"t{ts} 7 xx","client_id":"c"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_follower_counts_each_message_once_and_syncs_again_after_resync_or_a_gap() {
+        let mut t = Track::new(false, "r1", 0);
+        assert_eq!(t.on_frame(&event("r1", 1, 100)), vec![(100, 7)]);
+        assert!(t.on_frame(&event("r1", 1, 100)).is_empty(), "duplicate");
+        assert!(t.on_frame(&event("r10", 2, 100)).is_empty(), "other room");
+        // Told to resync: it syncs from seq 1; live events until `synced`
+        // are left to the catch-up, which delivers 2 and 3 once.
+        assert!(t.on_frame(r#"{"type":"resync","reason":"x"}"#).is_empty());
+        assert!(t.must_sync);
+        t.sync_sent();
+        assert!(t.on_frame(&event("r1", 2, 200)).is_empty());
+        let page = r#"{"type":"page","room":"r1","events":[{"room":"r1","seq":1,"body":"t100 7 x"},{"room":"r1","seq":2,"body":"t200 7 x"},{"room":"r1","seq":3,"body":"t300 8 x"}],"more":false}"#;
+        assert_eq!(t.on_frame(page), vec![(200, 7), (300, 8)]);
+        assert!(t.on_frame(r#"{"type":"synced"}"#).is_empty());
+        assert_eq!(t.on_frame(&event("r1", 4, 400)), vec![(400, 7)]);
+        // A skipped seq: nothing counted, a sync is due.
+        assert!(t.on_frame(&event("r1", 6, 600)).is_empty());
+        assert!(t.must_sync);
+        assert_eq!(t.cursor, 4);
+        let why = take_why();
+        assert_eq!((why.resynced, why.gaps), (1, 1));
+    }
+
+    #[test]
+    fn an_nchan_subscriber_reads_the_body_itself() {
+        let mut t = Track::new(true, "fan", 0);
+        assert_eq!(t.on_frame("t55 3 xxxx"), vec![(55, 3)]);
+    }
+
+    #[test]
+    fn the_why_line_is_compact() {
+        let mut w = Why {
+            resyncs: 2,
+            resynced: 2,
+            ..Why::default()
+        };
+        bump(&mut w.closes, "4000 heartbeat timeout".to_string());
+        bump(&mut w.timeouts, "deliveries");
+        bump(&mut w.timeouts, "deliveries");
+        assert_eq!(
+            w.line(),
+            "2 resync (2 re-synced), 0 errors, 0 refused, 1 closes (4000 heartbeat timeout ×1), 2 timeouts (deliveries ×2)"
+        );
+    }
 }

@@ -66,28 +66,35 @@ const QUICK: Plan = Plan {
     history_msgs_mariadb: 2000,
 };
 
+/// About 10–11 minutes of measuring on the 2-core machine of BENCHMARKS.md
+/// (the run of 2026-11-28, with longer windows, took 894 s). Estimated per
+/// step from that run and the quick run's per-step times: floor 3 s, B1
+/// 70 s, B2 35 s, B3 + B7 MariaDB 45 s, B4 60 s, B5 75 s, B6 300 s (of
+/// which natter's set-up, 5,000 rooms and 250,000 posts, ~90 s), B7 10 s,
+/// growth 55 s: ~650 s. The stderr log and the section's "Took" line give
+/// the measured time of each step.
 const FULL: Plan = Plan {
     name: "full",
-    write_floor_n: 500_000,
+    write_floor_n: 300_000,
     idle_n: 5000,
     idle_growth: &[1000, 10_000],
     relay_pairs: 200,
     relay_rate: 5000.0,
-    relay_secs: 5.0,
+    relay_secs: 2.0,
     durable_conns: 64,
     durable_window: 16,
-    durable_secs: 5.0,
+    durable_secs: 2.0,
     fan_members: 1000,
-    fan_msgs: 300,
+    fan_msgs: 150,
     fan_rate: 50.0,
     fan_growth: &[10, 100],
-    fan_growth_deliveries: 150_000,
+    fan_growth_deliveries: 50_000,
     chat_conns: 5000,
-    chat_secs: 10,
+    chat_secs: 4,
     storm_clients: 10_000,
     storm_parallel: 1000,
-    history_msgs: 100_000,
-    history_msgs_mariadb: 20_000,
+    history_msgs: 50_000,
+    history_msgs_mariadb: 10_000,
 };
 
 fn main() -> Result<()> {
@@ -213,13 +220,47 @@ struct Report {
     rows: Vec<Row>,
     growth: Vec<String>,
     notes: Vec<String>,
+    /// Seconds each step took, in order.
+    laps: Vec<(&'static str, f64)>,
 }
 
 impl Report {
+    /// A figure could not be measured; says why, with what the clients
+    /// counted since [`why_start`].
     fn fail(&mut self, what: &str, err: anyhow::Error) {
         log(format!("{what} failed: {err:#}"));
-        self.notes.push(format!("{what}: not measured ({err:#})"));
+        let why = client::take_why();
+        let mut note = format!("{what}: not measured ({err:#})");
+        if !why.is_empty() {
+            note.push_str(&format!("; why: {}", why.line()));
+        }
+        self.notes.push(note);
     }
+
+    /// Ends the count of one benchmark on one server: a note when
+    /// something went missing (`lost`) or the clients counted a reason.
+    fn why(&mut self, what: &str, lost: Option<String>) {
+        let why = client::take_why();
+        let note = match lost {
+            Some(lost) => format!("{what}: {lost}; why: {}", why.line()),
+            None if !why.is_empty() => format!("{what}: nothing lost; counted {}", why.line()),
+            None => return,
+        };
+        log(&note);
+        self.notes.push(note);
+    }
+
+    /// Records how long a step took since `t0`.
+    fn lap(&mut self, name: &'static str, t0: Instant) {
+        let secs = t0.elapsed().as_secs_f64();
+        log(format!("{name} done in {secs:.0} s"));
+        self.laps.push((name, secs));
+    }
+}
+
+/// Starts counting why things go missing for one benchmark on one server.
+fn why_start() {
+    drop(client::take_why());
 }
 
 async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
@@ -231,9 +272,9 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
         scratch: scratch.clone(),
     };
     build_natter(&root)?;
-    let started = Instant::now();
     sys::ensure_node_peer(&paths)?;
     let nchan = sys::ensure_nchan();
+    let started = Instant::now();
     let machine = sys::machine_line();
     let load_before = loadavg();
     log(format!("{} variant on {machine}", plan.name));
@@ -241,17 +282,22 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
         rows: Vec::new(),
         growth: Vec::new(),
         notes: Vec::new(),
+        laps: Vec::new(),
     };
 
     // The kernel floor first, while nothing else runs.
+    let t0 = Instant::now();
     let mut floor_runs = Vec::new();
     for _ in 0..RUNS {
         floor_runs.push(benches::write_floor(plan.write_floor_n).await?);
     }
     let write_us = med(&floor_runs, |v| *v);
     log(format!("kernel floor: {write_us:.2} µs per small write"));
+    report.lap("floor", t0);
 
+    let t0 = Instant::now();
     b1(plan, &paths, nchan, &mut report).await;
+    report.lap("B1", t0);
 
     let natter = sys::start_natter(&paths, Db::Sqlite).await?;
     let node = sys::start_node(&paths)?;
@@ -266,6 +312,7 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
     }
 
     // B2
+    let t0 = Instant::now();
     let mut row = Row::new(
         "B2",
         format!(
@@ -280,29 +327,33 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
         "—",
     );
     for server in &peers {
+        why_start();
+        let what = format!("B2 {}", server.ep.kind.label());
         match b2(plan, server).await {
-            Ok((cpu, p99, lost)) => {
+            Ok((cpu, p99, lost, sent)) => {
                 set(&mut row, server.ep.kind, cpu);
                 set(&mut lat, server.ep.kind, p99);
-                if lost > 0 {
-                    report.notes.push(format!(
-                        "B2 {}: {lost} messages not delivered",
-                        server.ep.kind.label()
-                    ));
-                }
+                let lost = (lost > 0).then(|| {
+                    format!("{lost} of {sent} messages never reached the receiver (3 runs)")
+                });
+                report.why(&what, lost);
             }
-            Err(e) => report.fail(&format!("B2 {}", server.ep.kind.label()), e),
+            Err(e) => report.fail(&what, e),
         }
     }
     // Floor: the ack to the sender and the event to the receiver.
     row.floor = 2.0 * write_us;
     report.rows.push(row);
     report.rows.push(lat);
+    report.lap("B2", t0);
 
     // B3
+    let t0 = Instant::now();
     b3(plan, &paths, &natter, &node, &mut report).await;
+    report.lap("B3 + B7 MariaDB", t0);
 
     // B4
+    let t0 = Instant::now();
     let mut row = Row::new(
         "B4",
         format!(
@@ -320,26 +371,27 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
         "—",
     );
     for server in &peers {
+        why_start();
+        let what = format!("B4 {}", server.ep.kind.label());
         match b4(server, plan.fan_members, plan.fan_msgs, plan.fan_rate, RUNS).await {
-            Ok((dps, p99, lost)) => {
+            Ok((dps, p99, lost, due)) => {
                 set(&mut row, server.ep.kind, dps);
                 set(&mut lat, server.ep.kind, p99);
-                if lost > 0 {
-                    report.notes.push(format!(
-                        "B4 {}: {lost} deliveries missing",
-                        server.ep.kind.label()
-                    ));
-                }
+                let lost =
+                    (lost > 0).then(|| format!("{lost} of {due} deliveries missing (3 runs)"));
+                report.why(&what, lost);
             }
-            Err(e) => report.fail(&format!("B4 {}", server.ep.kind.label()), e),
+            Err(e) => report.fail(&what, e),
         }
     }
     row.floor = 1e6 / write_us;
     report.rows.push(row);
     report.rows.push(lat);
     drop(nchan_server);
+    report.lap("B4", t0);
 
     // B5
+    let t0 = Instant::now();
     let mut p50 = Row::new(
         "B5",
         format!("{} conns × 1 msg/s: p50 ms end to end", plan.chat_conns),
@@ -351,18 +403,26 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
         "≤10",
     );
     for server in [&natter, &node] {
+        why_start();
+        let what = format!("B5 {}", server.ep.kind.label());
         match b5(plan, server).await {
-            Ok((a, b)) => {
+            Ok((a, b, lost, sent)) => {
                 set(&mut p50, server.ep.kind, a);
                 set(&mut p99, server.ep.kind, b);
+                let lost = (lost > 0).then(|| {
+                    format!("{lost} of {sent} messages never reached the partner (3 runs)")
+                });
+                report.why(&what, lost);
             }
-            Err(e) => report.fail(&format!("B5 {}", server.ep.kind.label()), e),
+            Err(e) => report.fail(&what, e),
         }
     }
     report.rows.push(p50);
     report.rows.push(p99);
+    report.lap("B5", t0);
 
     // B6
+    let t0 = Instant::now();
     let mut secs = Row::new(
         "B6",
         format!(
@@ -379,23 +439,42 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
     );
     let mut storm_cpu = Row::new("B6", "reconnect storm: server CPU s", "—");
     for server in [&natter, &node] {
+        why_start();
+        let what = format!("B6 {}", server.ep.kind.label());
         match b6(plan, server).await {
-            Ok((s, g, c)) => {
+            Ok((s, c, worst)) => {
                 set(&mut secs, server.ep.kind, s);
-                set(&mut gaps, server.ep.kind, g);
+                set(
+                    &mut gaps,
+                    server.ep.kind,
+                    (worst.gaps + worst.failed) as f64,
+                );
                 set(&mut storm_cpu, server.ep.kind, c);
+                let lost = (worst.gaps + worst.failed > 0).then(|| {
+                    format!(
+                        "worst run {} failed clients, {} events missing or out of order (why: all 3 runs)",
+                        worst.failed,
+                        worst.gaps.saturating_sub(worst.failed * benches::CATCH_UP as u64)
+                    )
+                });
+                report.why(&what, lost);
             }
-            Err(e) => report.fail(&format!("B6 {}", server.ep.kind.label()), e),
+            Err(e) => report.fail(&what, e),
         }
     }
     report.rows.extend([secs, gaps, storm_cpu]);
+    report.lap("B6", t0);
 
     // B7
+    let t0 = Instant::now();
     b7(plan, &paths, &natter, &node, &mut report).await;
     drop(natter);
     drop(node);
+    report.lap("B7", t0);
 
+    let t0 = Instant::now();
     growth(plan, &paths, &mut report).await;
+    report.lap("growth", t0);
     b8(&root, &mut report);
 
     sys::drop_mysql_databases().await;
@@ -468,6 +547,8 @@ async fn b1(plan: &Plan, paths: &Paths, nchan: bool, report: &mut Report) {
         kinds.push(Kind::Nchan);
     }
     for kind in kinds {
+        why_start();
+        let t0 = Instant::now();
         let mut runs = Vec::new();
         for _ in 0..RUNS {
             match idle_once(paths, kind, plan.idle_n).await {
@@ -481,7 +562,13 @@ async fn b1(plan: &Plan, paths: &Paths, nchan: bool, report: &mut Report) {
         if runs.len() == RUNS {
             set(&mut rss, kind, med(&runs, |r| r.rss_kib_per_conn));
             set(&mut cpu, kind, med(&runs, |r| r.cpu_us_per_conn));
+            report.why(&format!("B1 {}", kind.label()), None);
         }
+        log(format!(
+            "B1 {}: {RUNS} runs in {:.1} s",
+            kind.label(),
+            t0.elapsed().as_secs_f64()
+        ));
     }
     report.rows.push(rss);
     report.rows.push(cpu);
@@ -500,18 +587,34 @@ async fn idle_once(paths: &Paths, kind: Kind, n: usize) -> Result<benches::Idle>
     benches::idle(&server, n).await
 }
 
-async fn b2(plan: &Plan, server: &Server) -> Result<(f64, f64, u64)> {
-    log(format!("B2 {}", server.ep.kind.label()));
+/// Logs how long a benchmark's set-up and runs took on one server.
+fn log_phases(what: &str, t0: Instant, t1: Instant) {
+    log(format!(
+        "{what}: set-up {:.1} s, {RUNS} runs {:.1} s",
+        (t1 - t0).as_secs_f64(),
+        t1.elapsed().as_secs_f64()
+    ));
+}
+
+/// B2 on one server: CPU µs/msg, p99 ms, messages lost and sent (all runs).
+async fn b2(plan: &Plan, server: &Server) -> Result<(f64, f64, u64, u64)> {
+    let what = format!("B2 {}", server.ep.kind.label());
+    log(&what);
+    let t0 = Instant::now();
     let mut fleet = benches::pairs(&server.ep, plan.relay_pairs).await?;
+    let t1 = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..RUNS {
         runs.push(benches::relay(server, &mut fleet, plan.relay_rate, plan.relay_secs).await?);
     }
+    log_phases(&what, t0, t1);
     let lost = runs.iter().map(|r| r.lost).sum();
+    let sent = runs.iter().map(|r| r.sent).sum();
     Ok((
         med(&runs, |r| r.cpu_us_per_msg),
         med(&runs, |r| r.p99_ms),
         lost,
+        sent,
     ))
 }
 
@@ -537,13 +640,17 @@ async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
             .push(format!("B3 MariaDB: not measured ({e:#})")),
     }
     for (server, is_mariadb) in servers {
-        log(format!(
+        let what = format!(
             "B3 {}{}",
             server.ep.kind.label(),
             if is_mariadb { " MariaDB" } else { "" }
-        ));
+        );
+        log(&what);
+        why_start();
         let result = async {
+            let t0 = Instant::now();
             let mut fleet = benches::writers(&server.ep, plan.durable_conns).await?;
+            let t1 = Instant::now();
             let mut runs = Vec::new();
             for _ in 0..RUNS {
                 runs.push(
@@ -551,6 +658,7 @@ async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
                         .await?,
                 );
             }
+            log_phases(&what, t0, t1);
             Ok::<_, anyhow::Error>((
                 med(&runs, |r| r.msgs_per_s),
                 med(&runs, |r| r.p99_ms),
@@ -558,6 +666,9 @@ async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
             ))
         }
         .await;
+        if result.is_ok() {
+            report.why(&what, None);
+        }
         match (result, server.ep.kind, is_mariadb) {
             (Ok((rate, p99, cpu)), Kind::Node, _) => {
                 // Not durable: the same figure beside both databases.
@@ -584,6 +695,7 @@ async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
         }
     }
     for (db, row) in [(Db::Sqlite, &mut sq), (Db::MariaDb, &mut my)] {
+        let t0 = Instant::now();
         let mut runs = Vec::new();
         for _ in 0..RUNS {
             match benches::storage_floor(paths, db, 256, plan.durable_secs).await {
@@ -595,6 +707,11 @@ async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
             }
         }
         row.floor = med(&runs, |v| *v);
+        log(format!(
+            "B3 storage floor {}: {RUNS} runs in {:.1} s",
+            db.label(),
+            t0.elapsed().as_secs_f64()
+        ));
     }
     report.rows.extend([sq, sq99, sqcpu, my, my99, mycpu]);
     if let Ok(m) = mariadb {
@@ -602,50 +719,79 @@ async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
     }
 }
 
+/// B4 on one server: deliveries per CPU-s, p99 ms, deliveries missing and
+/// due (all runs).
 async fn b4(
     server: &Server,
     members: usize,
     msgs: usize,
     rate: f64,
     runs_n: usize,
-) -> Result<(f64, f64, u64)> {
-    log(format!("B4 {} {members} members", server.ep.kind.label()));
+) -> Result<(f64, f64, u64, u64)> {
+    let what = format!("B4 {} {members} members", server.ep.kind.label());
+    log(&what);
+    let t0 = Instant::now();
     let mut fleet = benches::room(&server.ep, members).await?;
+    let t1 = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..runs_n {
         runs.push(benches::fanout(server, &mut fleet, msgs, rate).await?);
     }
+    log(format!(
+        "{what}: set-up {:.1} s, {runs_n} runs {:.1} s",
+        (t1 - t0).as_secs_f64(),
+        t1.elapsed().as_secs_f64()
+    ));
     let lost = runs.iter().map(|r| r.lost).sum();
+    let due = (members * msgs * runs_n) as u64;
     Ok((
         med(&runs, |r| r.deliveries_per_cpu_s),
         med(&runs, |r| r.p99_ms),
         lost,
+        due,
     ))
 }
 
-async fn b5(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
-    log(format!("B5 {}", server.ep.kind.label()));
+/// B5 on one server: p50 and p99 ms, messages lost and sent (all runs).
+async fn b5(plan: &Plan, server: &Server) -> Result<(f64, f64, u64, u64)> {
+    let what = format!("B5 {}", server.ep.kind.label());
+    log(&what);
+    let t0 = Instant::now();
     let mut fleet = benches::chatters(&server.ep, plan.chat_conns).await?;
+    let t1 = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..RUNS {
         runs.push(benches::chat(server, &mut fleet, plan.chat_secs).await?);
     }
-    Ok((med(&runs, |r| r.p50_ms), med(&runs, |r| r.p99_ms)))
+    log_phases(&what, t0, t1);
+    let lost = runs.iter().map(|r| r.lost).sum();
+    let sent = runs.iter().map(|r| r.sent).sum();
+    Ok((
+        med(&runs, |r| r.p50_ms),
+        med(&runs, |r| r.p99_ms),
+        lost,
+        sent,
+    ))
 }
 
-async fn b6(plan: &Plan, server: &Server) -> Result<(f64, f64, f64)> {
-    log(format!("B6 {}", server.ep.kind.label()));
+/// B6 on one server: seconds, server CPU s, and the worst run.
+async fn b6(plan: &Plan, server: &Server) -> Result<(f64, f64, benches::StormResult)> {
+    let what = format!("B6 {}", server.ep.kind.label());
+    log(&what);
+    let t0 = Instant::now();
     let setup = benches::storm_setup(&server.ep, plan.storm_clients).await?;
+    let t1 = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..RUNS {
         runs.push(benches::storm(server, &setup, plan.storm_parallel).await?);
     }
-    let worst = runs.iter().map(|r| r.gaps + r.failed).max().unwrap_or(0);
-    Ok((
-        med(&runs, |r| r.secs),
-        worst as f64,
-        med(&runs, |r| r.cpu_s),
-    ))
+    log_phases(&what, t0, t1);
+    let (secs, cpu) = (med(&runs, |r| r.secs), med(&runs, |r| r.cpu_s));
+    let worst = runs
+        .into_iter()
+        .max_by_key(|r| r.gaps + r.failed)
+        .context("no storm run")?;
+    Ok((secs, cpu, worst))
 }
 
 async fn b7(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: &mut Report) {
@@ -659,9 +805,13 @@ async fn b7(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
         "≥100,000",
     );
     for server in [natter, node] {
-        log(format!("B7 {}", server.ep.kind.label()));
+        let what = format!("B7 {}", server.ep.kind.label());
+        log(&what);
+        why_start();
         let result = async {
+            let t0 = Instant::now();
             let setup = benches::history_setup(&server.ep, plan.history_msgs).await?;
+            let t1 = Instant::now();
             let mut runs = Vec::new();
             for _ in 0..RUNS {
                 runs.push(benches::catch_up(server, &setup).await?.0);
@@ -672,11 +822,13 @@ async fn b7(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
                     floor.push(benches::read_floor(url, &setup).await?);
                 }
             }
+            log_phases(&what, t0, t1);
             Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
         }
         .await;
         match result {
             Ok((rate, floor)) => {
+                report.why(&what, None);
                 set(&mut row, server.ep.kind, rate);
                 if server.ep.kind == Kind::Natter {
                     row.floor = floor;
@@ -690,6 +842,8 @@ async fn b7(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: 
 
 async fn b7_mariadb(plan: &Plan, natter: &Server, report: &mut Report) {
     log("B7 natter MariaDB");
+    why_start();
+    let t0 = Instant::now();
     let mut row = Row::new(
         "B7",
         format!(
@@ -711,9 +865,16 @@ async fn b7_mariadb(plan: &Plan, natter: &Server, report: &mut Report) {
         Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
     }
     .await;
+    log(format!(
+        "B7 natter MariaDB: set-up and {RUNS} runs {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
     match result {
-        Ok((rate, floor)) => (row.natter, row.floor) = (rate, floor),
-        Err(e) => report.fail("B7 MariaDB", e),
+        Ok((rate, floor)) => {
+            report.why("B7 natter MariaDB", None);
+            (row.natter, row.floor) = (rate, floor)
+        }
+        Err(e) => report.fail("B7 natter MariaDB", e),
     }
     report.rows.push(row);
 }
@@ -727,9 +888,22 @@ async fn growth(plan: &Plan, paths: &Paths, report: &mut Report) {
         "|---|---:|---:|---:|---:|".to_string(),
     ];
     for &n in plan.idle_growth {
-        let a = idle_once(paths, Kind::Natter, n).await;
-        let b = idle_once(paths, Kind::Node, n).await;
-        let (a, b) = (a.ok(), b.ok());
+        let mut cells = Vec::new();
+        for kind in [Kind::Natter, Kind::Node] {
+            why_start();
+            let what = format!("growth: {n} idle conns, {}", kind.label());
+            match idle_once(paths, kind, n).await {
+                Ok(r) => {
+                    report.why(&what, None);
+                    cells.push(Some(r));
+                }
+                Err(e) => {
+                    report.fail(&what, e);
+                    cells.push(None);
+                }
+            }
+        }
+        let (b, a) = (cells.pop().flatten(), cells.pop().flatten());
         let f = |r: &Option<benches::Idle>, g: fn(&benches::Idle) -> f64| {
             r.as_ref().map_or(f64::NAN, g)
         };
@@ -751,12 +925,24 @@ async fn growth(plan: &Plan, paths: &Paths, report: &mut Report) {
         let rate = (msgs as f64 / 1.5).max(1.0);
         let mut cells = Vec::new();
         for kind in [Kind::Natter, Kind::Node] {
+            why_start();
+            let what = format!("growth: room of {size}, {}", kind.label());
             let r = async {
                 let server = start(paths, kind).await?;
                 b4(&server, size, msgs, rate, 1).await
             }
             .await;
-            cells.push(r.map_or(f64::NAN, |(dps, _, _)| 1e6 / dps));
+            match r {
+                Ok((dps, _, lost, due)) => {
+                    let lost = (lost > 0).then(|| format!("{lost} of {due} deliveries missing"));
+                    report.why(&what, lost);
+                    cells.push(1e6 / dps);
+                }
+                Err(e) => {
+                    report.fail(&what, e);
+                    cells.push(f64::NAN);
+                }
+            }
         }
         lines.push(format!(
             "| fan-out: server CPU µs/delivery | room of {size} | {} | {} | {} |",
@@ -799,6 +985,23 @@ fn b8(root: &Path, report: &mut Report) {
         })
         .collect();
     files.sort();
+    // A debug build (`trunk build`, as the tests make) keeps DWARF sections
+    // and is several times the size of what ships.
+    let debug = files.iter().any(|p| {
+        p.extension().is_some_and(|e| e == "wasm")
+            && std::fs::read(p).is_ok_and(|bytes| {
+                bytes
+                    .windows(b".debug_info".len())
+                    .any(|w| w == b".debug_info")
+            })
+    });
+    if debug {
+        report.notes.push(
+            "B8: dist/ holds a debug build (`trunk build`); run `cargo xtask dist` for the sizes that ship"
+                .into(),
+        );
+        return;
+    }
     let mut total = 0usize;
     for path in files {
         let raw = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -825,10 +1028,21 @@ fn b8(root: &Path, report: &mut Report) {
 fn render(plan: &Plan, machine: &str, write_us: f64, took: f64, report: &Report) -> String {
     let mut s = String::new();
     s.push_str(&format!("### `{}` variant\n\n", plan.name));
+    let laps: Vec<String> = report
+        .laps
+        .iter()
+        .map(|(name, secs)| format!("{name} {secs:.0} s"))
+        .collect();
     s.push_str(&format!(
-        "Machine: {machine}. Took {took:.0} s (building natter not counted). Median of {RUNS} runs unless said otherwise.\n"
+        "Machine: {machine}. Took {took:.0} s (building natter and installing peers not counted; {}). Median of {RUNS} runs unless said otherwise.\n",
+        laps.join(", ")
     ));
-    s.push_str(&format!("Kernel floor measured in this run: {write_us:.2} µs CPU per 64-byte `write()` to loopback.\n\n"));
+    s.push_str(&format!("Kernel floor measured in this run: {write_us:.2} µs CPU per 64-byte `write()` to loopback.\n"));
+    s.push_str(&format!(
+        "Receivers on natter and node ws (B2, B4, B5) act as a client would: told to `resync` (or seeing a live event skip a seq) they `sync` again from the last seq they hold; the catch-up's messages count as delivered, with their latency. What has not arrived {:.0} s (B2) or {:.0} s (B4) after the last send was due is lost. Notes say why anything went missing, as the clients counted it per benchmark and server: `resync` frames, `error` frames by code, refused handshakes, closes by the server (code), clients that timed out waiting (for what).\n\n",
+        benches::GRACE_B2,
+        benches::GRACE_B4
+    ));
     s.push_str("| # | metric | target | natter | node ws | nchan | floor | natter ÷ node | natter ÷ nchan | natter ÷ floor |\n");
     s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &report.rows {
