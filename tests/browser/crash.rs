@@ -84,11 +84,7 @@ pub async fn a_server_killed_mid_burst_loses_and_doubles_nothing(db: Db) {
     let last = stored.last().cloned().unwrap_or_default();
     for p in people {
         p.wait_message(&last, PATIENCE).await;
-        p.wait(
-            "every message to be sent",
-            "return document.querySelectorAll('.messages li.msg.pending').length === 0",
-        )
-        .await;
+        p.wait_pending(0, "every message to be sent").await;
         let cached: Vec<String> = p
             .cached(world.site.id.as_str(), &room)
             .await

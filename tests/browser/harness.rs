@@ -958,6 +958,16 @@ impl Person {
         .await;
     }
 
+    /// Waits until exactly `n` of the person's messages show as sending;
+    /// `what` says what that means to them.
+    pub async fn wait_pending(&self, n: usize, what: &str) {
+        self.wait(
+            what,
+            &format!("return document.querySelectorAll('.messages li.msg.pending').length === {n}"),
+        )
+        .await;
+    }
+
     /// Waits for the connection line to say the chat is offline.
     pub async fn wait_offline(&self) {
         self.wait(

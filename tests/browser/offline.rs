@@ -18,10 +18,7 @@ pub async fn messages_written_offline_arrive_once_in_order(db: Db) {
     let bodies: Vec<String> = (1..=20).map(|i| format!("written offline #{i}")).collect();
     alice.send_all(&bodies).await;
     alice
-        .wait(
-            "her 20 messages shown as sending",
-            "return document.querySelectorAll('.messages li.msg.pending').length === 20",
-        )
+        .wait_pending(20, "her 20 messages shown as sending")
         .await;
     assert_eq!(
         alice.bodies().await,
@@ -35,12 +32,7 @@ pub async fn messages_written_offline_arrive_once_in_order(db: Db) {
 
     alice.go_online().await;
     bob.wait_message("written offline #20", PATIENCE).await;
-    alice
-        .wait(
-            "her messages to be sent",
-            "return document.querySelectorAll('.messages li.msg.pending').length === 0",
-        )
-        .await;
+    alice.wait_pending(0, "her messages to be sent").await;
     assert_eq!(
         bob.bodies().await,
         bodies,
@@ -101,12 +93,7 @@ pub async fn a_reload_or_a_new_tab_keeps_the_offline_messages(db: Db) {
 
     alice.proxy.set(Link::Up);
     bob.wait_message("before the reload #5", PATIENCE).await;
-    alice
-        .wait(
-            "her messages to be sent",
-            "return document.querySelectorAll('.messages li.msg.pending').length === 0",
-        )
-        .await;
+    alice.wait_pending(0, "her messages to be sent").await;
     assert_eq!(
         bob.bodies().await,
         bodies,
@@ -119,12 +106,9 @@ pub async fn a_reload_or_a_new_tab_keeps_the_offline_messages(db: Db) {
 /// The person sees exactly these messages, all still sending.
 async fn expect_pending(person: &Person, bodies: &[String], when: &str) {
     person
-        .wait(
+        .wait_pending(
+            bodies.len(),
             &format!("{} messages shown as sending {when}", bodies.len()),
-            &format!(
-                "return document.querySelectorAll('.messages li.msg.pending').length === {}",
-                bodies.len()
-            ),
         )
         .await;
     let lines = person.lines().await;

@@ -67,12 +67,7 @@ pub async fn the_readme_screenshots(db: Db) {
     alice
         .type_and_send("Yes: I will update it as soon as I am back online.")
         .await;
-    alice
-        .wait(
-            "the message shown as sending",
-            "return document.querySelectorAll('.messages li.msg.pending').length === 1",
-        )
-        .await;
+    alice.wait_pending(1, "the message shown as sending").await;
     widget_shot(&alice, &dir.join("offline.png")).await;
     alice.go_online().await;
     bob.wait_message(
