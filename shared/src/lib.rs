@@ -5,6 +5,7 @@
 //! - [`ids`]: the typed identifiers that cross the wire (sites, rooms, users,
 //!   client message ids, per-room sequence numbers). Each has a `parse`
 //!   constructor; past the boundary everything trusts the type.
+//! - [`close`]: the WebSocket close codes and what each means.
 //! - [`limits`]: the default sizes and counts every side agrees on.
 //! - [`api`]: the JSON bodies of the HTTP API a site's backend calls.
 //! - [`protocol`]: every frame a client and a server exchange over the
@@ -20,6 +21,7 @@
 //! unit-tested without a socket or a browser.
 
 pub mod api;
+pub mod close;
 pub mod ids;
 pub mod limits;
 pub mod protocol;

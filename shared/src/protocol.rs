@@ -244,76 +244,71 @@ impl EventKind {
     }
 }
 
-/// Stable error codes, in error frames and in HTTP error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The frame is not valid JSON or does not match any frame's shape.
-    BadFrame,
-    /// The frame's `type` is not one this protocol knows.
-    UnknownFrame,
-    /// A frame other than `auth` arrived before authentication.
-    Unauthenticated,
-    /// The token is malformed or its signature is wrong.
-    TokenInvalid,
-    /// The token's `alg` is not HS256 (`none` included).
-    TokenAlgorithm,
-    /// The token's `exp` has passed.
-    TokenExpired,
-    /// The token's `nbf` is still in the future.
-    TokenNotYetValid,
-    /// The token was signed for another site.
-    TokenWrongSite,
-    /// The request names a site that does not exist.
-    UnknownSite,
-    /// The caller is not a member of the room (or it does not exist, or it
-    /// belongs to another site: the answer is the same on purpose).
-    NotMember,
-    /// The room does not exist in this site.
-    RoomNotFound,
-    /// A field is missing, malformed or out of its limits.
-    InvalidInput,
-    /// The message body is empty or longer than the limit.
-    BodyInvalid,
-    /// Too many requests in flight on this connection.
-    TooManyRequests,
-    /// The API key is missing or wrong.
-    Unauthorized,
-    /// Already exists (e.g. a member who is already in the room).
-    Conflict,
-    /// Not found (HTTP API).
-    NotFound,
-    /// Something failed on the server; it is logged there.
-    Internal,
-    /// The server is shutting down.
-    ShuttingDown,
+/// Declares [`ErrorCode`] from one list of variants and wire names, so the
+/// serde names, [`ErrorCode::as_str`] and [`ErrorCode::ALL`] cannot drift
+/// apart.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Stable error codes, in error frames and in HTTP error bodies.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The code as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadFrame => "bad_frame",
-            ErrorCode::UnknownFrame => "unknown_frame",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::TokenInvalid => "token_invalid",
-            ErrorCode::TokenAlgorithm => "token_algorithm",
-            ErrorCode::TokenExpired => "token_expired",
-            ErrorCode::TokenNotYetValid => "token_not_yet_valid",
-            ErrorCode::TokenWrongSite => "token_wrong_site",
-            ErrorCode::UnknownSite => "unknown_site",
-            ErrorCode::NotMember => "not_member",
-            ErrorCode::RoomNotFound => "room_not_found",
-            ErrorCode::InvalidInput => "invalid_input",
-            ErrorCode::BodyInvalid => "body_invalid",
-            ErrorCode::TooManyRequests => "too_many_requests",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Internal => "internal",
-            ErrorCode::ShuttingDown => "shutting_down",
-        }
-    }
+error_codes! {
+    /// The frame is not valid JSON or does not match any frame's shape.
+    BadFrame => "bad_frame",
+    /// The frame's `type` is not one this protocol knows.
+    UnknownFrame => "unknown_frame",
+    /// A frame other than `auth` arrived before authentication.
+    Unauthenticated => "unauthenticated",
+    /// The token is malformed or its signature is wrong.
+    TokenInvalid => "token_invalid",
+    /// The token's `alg` is not HS256 (`none` included).
+    TokenAlgorithm => "token_algorithm",
+    /// The token's `exp` has passed.
+    TokenExpired => "token_expired",
+    /// The token's `nbf` is still in the future.
+    TokenNotYetValid => "token_not_yet_valid",
+    /// The token was signed for another site.
+    TokenWrongSite => "token_wrong_site",
+    /// The request names a site that does not exist.
+    UnknownSite => "unknown_site",
+    /// The caller is not a member of the room (or it does not exist, or it
+    /// belongs to another site: the answer is the same on purpose).
+    NotMember => "not_member",
+    /// The room does not exist in this site.
+    RoomNotFound => "room_not_found",
+    /// A field is missing, malformed or out of its limits.
+    InvalidInput => "invalid_input",
+    /// The message body is empty or longer than the limit.
+    BodyInvalid => "body_invalid",
+    /// Too many requests in flight on this connection.
+    TooManyRequests => "too_many_requests",
+    /// The API key is missing or wrong.
+    Unauthorized => "unauthorized",
+    /// Already exists (e.g. a member who is already in the room).
+    Conflict => "conflict",
+    /// Not found (HTTP API).
+    NotFound => "not_found",
+    /// Something failed on the server; it is logged there.
+    Internal => "internal",
+    /// The server is shutting down.
+    ShuttingDown => "shutting_down",
 }
 
 /// Why a client frame could not be decoded.
@@ -375,7 +370,44 @@ pub enum TextError {
     Nul(&'static str),
 }
 
-/// Checks a message body: not blank, at most `max` bytes, no NUL.
+/// A message body that passed its checks: not blank, at most the limit
+/// it was parsed against, no NUL. Past the boundary that parsed it,
+/// nothing checks a body again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Body(String);
+
+impl Body {
+    /// Parses a body of at most `max` bytes.
+    pub fn parse(text: String, max: usize) -> Result<Body, TextError> {
+        check_body(&text, max)?;
+        Ok(Body(text))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl AsRef<str> for Body {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a message body without keeping it: see [`Body::parse`].
 pub fn check_body(body: &str, max: usize) -> Result<(), TextError> {
     check_text("message body", body, max)
 }
@@ -432,16 +464,13 @@ mod tests {
     }
 
     #[test]
-    fn error_codes_serialise_as_their_names() {
-        for code in [
-            ErrorCode::BadFrame,
-            ErrorCode::TokenWrongSite,
-            ErrorCode::NotMember,
-        ] {
-            assert_eq!(
-                serde_json::to_value(code).unwrap(),
-                serde_json::Value::String(code.as_str().into())
-            );
+    fn every_error_code_serialises_as_its_name_and_back() {
+        let mut seen = std::collections::HashSet::new();
+        for &code in ErrorCode::ALL {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, serde_json::Value::String(code.as_str().into()));
+            assert_eq!(serde_json::from_value::<ErrorCode>(json).unwrap(), code);
+            assert!(seen.insert(code.as_str()), "{} named twice", code.as_str());
         }
     }
 
@@ -454,5 +483,11 @@ mod tests {
             Err(TextError::TooLong { .. })
         ));
         assert!(check_body("a\0b", 10).is_err());
+        assert_eq!(
+            Body::parse("hi".into(), 10).map(Body::into_string),
+            Ok("hi".into())
+        );
+        assert!(Body::parse(" \n".into(), 10).is_err());
+        assert!(Body::parse("x".repeat(11), 10).is_err());
     }
 }
