@@ -1,9 +1,9 @@
 //! The store suite, run against SQLite and against MariaDB alike.
 
-use natter_server::hub::Hub;
 use natter_server::store::writer::{WriteOp, Writer};
 use natter_server::store::{Store, StoreError};
-use natter_shared::{ClientId, EventKind, Member, RoomId, SiteId, UserId};
+use natter_shared::protocol::Body;
+use natter_shared::{ClientId, Event, EventKind, Member, RoomId, SiteId, UserId};
 use natter_tests::*;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +22,7 @@ async fn fixture(db: Db) -> Fixture {
         .expect("store opens and migrates");
     let (writer, _task) = Writer::spawn(
         store.clone(),
-        Hub::default(),
+        |_: &SiteId, _: &Event| {},
         Default::default(),
         64,
         CancellationToken::new(),
@@ -61,7 +61,7 @@ fn msg(
         room: room.clone(),
         sender: Some(user(from)),
         client_id,
-        body: body.into(),
+        body: Body::parse(body.into(), usize::MAX).expect("a valid body"),
     }
 }
 

@@ -44,7 +44,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
-use natter_shared::ErrorCode;
+use natter_shared::{ErrorCode, Event, SiteId};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -88,9 +88,13 @@ impl App {
         let hub = Hub::default();
         let metrics = Arc::new(metrics::Metrics::default());
         let writer_stop = CancellationToken::new();
+        let publish = {
+            let hub = hub.clone();
+            move |site: &SiteId, event: &Event| hub.publish_event(site, event)
+        };
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
-            hub.clone(),
+            publish,
             metrics.clone(),
             config.limits.batch_max,
             writer_stop.clone(),

@@ -4,8 +4,8 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::Site;
 use crate::store::writer::WriteOp;
+use crate::store::{PageFrom, Site};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use natter_shared::api::{AddMember, CreateRoom, EventPage, OpenDialog, PostMessage, RoomList};
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES};
-use natter_shared::protocol::{check_body, check_text};
+use natter_shared::protocol::{Body, check_text};
 use natter_shared::{ErrorCode, Event, Member, RoomId, RoomInfo, Seq, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -222,7 +222,7 @@ async fn post_message(
     ApiJson(req): ApiJson<PostMessage>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let room = parse_room(room)?;
-    check_body(&req.body, state.config.limits.max_body_bytes).map_err(|e| {
+    let body = Body::parse(req.body, state.config.limits.max_body_bytes).map_err(|e| {
         ApiError::client(
             StatusCode::BAD_REQUEST,
             ErrorCode::BodyInvalid,
@@ -234,7 +234,7 @@ async fn post_message(
         room,
         sender: req.from,
         client_id: req.client_id,
-        body: req.body,
+        body,
     };
     let written = state.writer.write(op).await?;
     let status = if written.duplicate {
@@ -271,24 +271,12 @@ async fn history(
         )));
     }
     ensure_room(&state, &site, &room).await?;
-    let page = match (q.before, q.after) {
+    let from = match (q.before, q.after) {
         (Some(_), Some(_)) => return Err(ApiError::invalid("give before or after, not both")),
-        (None, Some(after)) => {
-            let mut events = state.store.events_after(&room, after, limit + 1).await?;
-            let more = events.len() > limit as usize;
-            events.truncate(limit as usize);
-            EventPage { events, more }
-        }
-        (before, None) => {
-            let before = before.unwrap_or(Seq::MAX);
-            let mut events = state.store.events_before(&room, before, limit + 1).await?;
-            let more = events.len() > limit as usize;
-            if more {
-                events.remove(0);
-            }
-            EventPage { events, more }
-        }
+        (None, Some(after)) => PageFrom::After(after),
+        (before, None) => PageFrom::Before(before.unwrap_or(Seq::MAX)),
     };
+    let page = state.store.events_page(&room, from, limit).await?;
     Ok(Json(page))
 }
 

@@ -8,15 +8,17 @@
 //! event with the next seq; each counter is written once before commit:
 //! seqs commit in order, gap-free, never from AUTO_INCREMENT.
 //! Only after commit are callers answered and events published, in seq
-//! order.
+//! order. Publishing is a callback the writer is handed (`lib.rs` wires
+//! it to the hub), so storage knows nothing of fan-out.
 //!
 //! If a batch hits a database error, it is rolled back and each write is
 //! retried alone, so one bad write never fails its neighbours.
 
-use super::{Backend, Store, StoreError, event_from_row, is_unique_violation, now_ms};
-use crate::hub::Hub;
+use super::rows::{event_columns, event_from_row};
+use super::{Backend, Store, StoreError, is_unique_violation, now_ms};
 use crate::metrics::{self, Metrics};
 use natter_shared::limits::MAX_MEMBERS;
+use natter_shared::protocol::Body;
 use natter_shared::{ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
 use sqlx::{Any, Row, Transaction};
 use std::collections::HashMap;
@@ -33,7 +35,7 @@ pub enum WriteOp {
         room: RoomId,
         sender: Option<UserId>,
         client_id: Option<ClientId>,
-        body: String,
+        body: Body,
     },
     /// `user` joins a group room.
     Join {
@@ -82,17 +84,19 @@ pub struct Writer {
 const QUEUE: usize = 8192;
 
 impl Writer {
-    /// Starts the writer task. It stops taking writes when `stop` fires,
-    /// commits what is queued, then ends.
+    /// Starts the writer task. Each new event is handed to `publish` after
+    /// its commit, in seq order (a repeated send is not published again).
+    /// The task stops taking writes when `stop` fires, commits what is
+    /// queued, then ends.
     pub fn spawn(
         store: Store,
-        hub: Hub,
+        publish: impl Fn(&SiteId, &Event) + Send + 'static,
         metrics: Arc<Metrics>,
         batch_max: usize,
         stop: CancellationToken,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, hub, metrics, rx, batch_max.max(1), stop));
+        let task = tokio::spawn(run(store, publish, metrics, rx, batch_max.max(1), stop));
         (Writer { tx }, task)
     }
 
@@ -120,7 +124,7 @@ impl Writer {
 
 async fn run(
     store: Store,
-    hub: Hub,
+    publish: impl Fn(&SiteId, &Event),
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<(WriteOp, Reply)>,
     batch_max: usize,
@@ -147,7 +151,7 @@ async fn run(
                 Ok(written) if written.duplicate => metrics::inc(&metrics.duplicates),
                 Ok(written) => {
                     metrics::inc(&metrics.events_committed);
-                    hub.publish_event(op.site(), &written.event);
+                    publish(op.site(), &written.event);
                 }
                 Err(_) => {}
             }
@@ -291,10 +295,11 @@ impl Batch<'_> {
                 (None, None, Some(user.as_str()))
             }
         };
-        sqlx::query(
-            "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body, subject) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO events (",
+            event_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(room.as_str())
         .bind(seq)
         .bind(ts)
@@ -350,7 +355,7 @@ async fn apply(batch: &mut Batch<'_>, op: &WriteOp) -> Result<Written, StoreErro
                 return Err(StoreError::NotMember);
             }
             let kind = EventKind::Message {
-                body: body.clone(),
+                body: body.as_str().to_owned(),
                 client_id: *client_id,
             };
             let Some(client_id) = client_id else {
@@ -376,7 +381,7 @@ async fn apply(batch: &mut Batch<'_>, op: &WriteOp) -> Result<Written, StoreErro
                 // repeat, so it was looked up first; it is new.
                 None if sender.is_none() => {
                     let kind = EventKind::Message {
-                        body: body.clone(),
+                        body: body.as_str().to_owned(),
                         client_id: Some(*client_id),
                     };
                     batch.append(room, None, kind).await
@@ -447,10 +452,11 @@ async fn stored_message(
     let client_id = client_id.to_string();
     let row = match sender {
         Some(sender) => {
-            sqlx::query(
-                "SELECT room_id, seq, ts, kind, sender, client_id, body, subject FROM events \
-                 WHERE room_id = ? AND sender = ? AND client_id = ?",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE room_id = ? AND sender = ? AND client_id = ?"
+            ))
             .bind(room.as_str())
             .bind(sender.as_str())
             .bind(client_id)
@@ -458,10 +464,11 @@ async fn stored_message(
             .await?
         }
         None => {
-            sqlx::query(
-                "SELECT room_id, seq, ts, kind, sender, client_id, body, subject FROM events \
-                 WHERE room_id = ? AND sender IS NULL AND client_id = ?",
-            )
+            sqlx::query(concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE room_id = ? AND sender IS NULL AND client_id = ?"
+            ))
             .bind(room.as_str())
             .bind(client_id)
             .fetch_optional(&mut **tx)

@@ -1,0 +1,245 @@
+//! Rooms and their members: group rooms, the one dialog between two users,
+//! and who is a member of what.
+
+use super::rows::{member_from_row, parse_id, room_from_row};
+use super::{Store, StoreError, conflict_on_unique, is_unique_violation, new_id, now_ms};
+use natter_shared::{Member, RoomId, RoomInfo, SiteId, UserId};
+use sqlx::Row;
+
+impl Store {
+    /// Creates a group room with its first members (no events: seq starts at 0).
+    pub async fn create_group(
+        &self,
+        site: &SiteId,
+        title: &str,
+        members: &[Member],
+    ) -> Result<RoomInfo, StoreError> {
+        let id: RoomId = new_id("r")?;
+        let now = now_ms();
+        for m in members {
+            self.upsert_user(site, &m.id, m.name.as_deref()).await?;
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO rooms (id, site_id, kind, title, dialog_key, last_seq, created_at) VALUES (?, ?, 'group', ?, NULL, 0, ?)",
+        )
+        .bind(id.as_str())
+        .bind(site.as_str())
+        .bind(title)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for m in members {
+            insert_member(&mut tx, &id, site, &m.id, now).await?;
+        }
+        tx.commit().await?;
+        self.room(site, &id).await?.ok_or(StoreError::RoomNotFound)
+    }
+
+    /// Finds or creates the dialog between two users. The bool is true when
+    /// it was created.
+    pub async fn open_dialog(
+        &self,
+        site: &SiteId,
+        a: &Member,
+        b: &Member,
+    ) -> Result<(RoomInfo, bool), StoreError> {
+        if a.id == b.id {
+            return Err(StoreError::Invalid(
+                "a dialog needs two different users".into(),
+            ));
+        }
+        let (x, y) = if a.id < b.id { (a, b) } else { (b, a) };
+        let key = format!("{}\n{}", x.id, y.id);
+        self.upsert_user(site, &x.id, x.name.as_deref()).await?;
+        self.upsert_user(site, &y.id, y.name.as_deref()).await?;
+        if let Some(room) = self.dialog_by_key(site, &key).await? {
+            return Ok((room, false));
+        }
+        let id: RoomId = new_id("r")?;
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO rooms (id, site_id, kind, title, dialog_key, last_seq, created_at) VALUES (?, ?, 'dialog', NULL, ?, 0, ?)",
+        )
+        .bind(id.as_str())
+        .bind(site.as_str())
+        .bind(key.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            // Someone opened the same dialog concurrently: theirs wins.
+            Err(e) if is_unique_violation(&e) => {
+                tx.rollback().await?;
+                let room = self
+                    .dialog_by_key(site, &key)
+                    .await?
+                    .ok_or(StoreError::RoomNotFound)?;
+                return Ok((room, false));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        insert_member(&mut tx, &id, site, &x.id, now).await?;
+        insert_member(&mut tx, &id, site, &y.id, now).await?;
+        tx.commit().await?;
+        let room = self
+            .room(site, &id)
+            .await?
+            .ok_or(StoreError::RoomNotFound)?;
+        Ok((room, true))
+    }
+
+    async fn dialog_by_key(
+        &self,
+        site: &SiteId,
+        key: &str,
+    ) -> Result<Option<RoomInfo>, StoreError> {
+        let row = sqlx::query("SELECT id FROM rooms WHERE site_id = ? AND dialog_key = ?")
+            .bind(site.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let id = parse_id(RoomId::parse, row.try_get::<String, _>("id")?)?;
+                self.room(site, &id).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A room of a site, with its members; `None` if it does not exist in
+    /// that site.
+    pub async fn room(&self, site: &SiteId, room: &RoomId) -> Result<Option<RoomInfo>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, kind, title, last_seq, created_at FROM rooms WHERE id = ? AND site_id = ?",
+        )
+        .bind(room.as_str())
+        .bind(site.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut info = room_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT m.user_id, u.name FROM members m \
+             LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
+             WHERE m.room_id = ? ORDER BY m.user_id",
+        )
+        .bind(room.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            info.members.push(member_from_row(&row)?);
+        }
+        Ok(Some(info))
+    }
+
+    /// True when the room exists in that site (one indexed lookup, no
+    /// member list).
+    pub async fn room_exists(&self, site: &SiteId, room: &RoomId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM rooms WHERE id = ? AND site_id = ?")
+            .bind(room.as_str())
+            .bind(site.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Every room the user is a member of, with members, by id.
+    pub async fn rooms_for_user(
+        &self,
+        site: &SiteId,
+        user: &UserId,
+    ) -> Result<Vec<RoomInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.kind, r.title, r.last_seq, r.created_at FROM rooms r \
+             JOIN members me ON me.room_id = r.id \
+             WHERE me.site_id = ? AND me.user_id = ? ORDER BY r.id",
+        )
+        .bind(site.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rooms = rows
+            .iter()
+            .map(room_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(
+            "SELECT m.room_id, m.user_id, u.name FROM members me \
+             JOIN members m ON m.room_id = me.room_id \
+             LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
+             WHERE me.site_id = ? AND me.user_id = ? ORDER BY m.room_id, m.user_id",
+        )
+        .bind(site.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        // Both queries are ordered by room id, so members are merged in one pass.
+        let mut idx = 0;
+        for row in rows {
+            let room_id: String = row.try_get("room_id")?;
+            while idx < rooms.len() && rooms[idx].id.as_str() < room_id.as_str() {
+                idx += 1;
+            }
+            if let Some(room) = rooms.get_mut(idx)
+                && room.id.as_str() == room_id
+            {
+                room.members.push(member_from_row(&row)?);
+            }
+        }
+        Ok(rooms)
+    }
+
+    /// The ids of the rooms the user is a member of.
+    pub async fn room_ids_for_user(
+        &self,
+        site: &SiteId,
+        user: &UserId,
+    ) -> Result<std::collections::HashSet<RoomId>, StoreError> {
+        let rows = sqlx::query("SELECT room_id FROM members WHERE site_id = ? AND user_id = ?")
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| parse_id(RoomId::parse, r.try_get::<String, _>("room_id")?))
+            .collect()
+    }
+
+    /// True when the user is a member of the room (in that site).
+    pub async fn is_member(
+        &self,
+        site: &SiteId,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT 1 FROM members WHERE room_id = ? AND site_id = ? AND user_id = ?")
+                .bind(room.as_str())
+                .bind(site.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some())
+    }
+}
+
+async fn insert_member(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    room: &RoomId,
+    site: &SiteId,
+    user: &UserId,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO members (room_id, site_id, user_id, joined_at) VALUES (?, ?, ?, ?)")
+        .bind(room.as_str())
+        .bind(site.as_str())
+        .bind(user.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_unique)?;
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! Sites: the tenants of a server, each with its token secret, its API key
+//! (stored hashed) and the origins allowed to embed its widget.
+
+use super::rows::parse_id;
+use super::{Store, StoreError, conflict_on_unique, new_id, now_ms};
+use crate::auth::{self, Secret};
+use natter_shared::SiteId;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A site as the server needs it.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub id: SiteId,
+    pub name: String,
+    pub token_secret: Secret,
+    pub origins: Vec<String>,
+}
+
+/// A site just created, with its API key (shown once, stored hashed).
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub site: Site,
+    pub api_key: Secret,
+}
+
+impl Store {
+    /// Creates a site with a fresh token secret and API key.
+    pub async fn create_site(
+        &self,
+        id: Option<SiteId>,
+        name: &str,
+        origins: &[String],
+    ) -> Result<NewSite, StoreError> {
+        let id = match id {
+            Some(id) => id,
+            None => new_id("s")?,
+        };
+        let secret = Secret::new(auth::random_secret());
+        let api_key = auth::new_api_key();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sites (id, name, token_secret, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(secret.expose())
+        .bind(auth::hash_api_key(api_key.expose()))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_on_unique)?;
+        for origin in origins {
+            sqlx::query("INSERT INTO site_origins (site_id, origin) VALUES (?, ?)")
+                .bind(id.as_str())
+                .bind(origin.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_on_unique)?;
+        }
+        tx.commit().await?;
+        Ok(NewSite {
+            site: Site {
+                id,
+                name: name.to_string(),
+                token_secret: secret,
+                origins: origins.to_vec(),
+            },
+            api_key,
+        })
+    }
+
+    /// Adds an allowed origin to a site (no-op if present).
+    pub async fn add_origin(&self, site: &SiteId, origin: &str) -> Result<(), StoreError> {
+        let exists = sqlx::query("SELECT 1 FROM site_origins WHERE site_id = ? AND origin = ?")
+            .bind(site.as_str())
+            .bind(origin)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
+            sqlx::query("INSERT INTO site_origins (site_id, origin) VALUES (?, ?)")
+                .bind(site.as_str())
+                .bind(origin)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a site's API key; returns the new one.
+    pub async fn rotate_api_key(&self, site: &SiteId) -> Result<Secret, StoreError> {
+        let key = auth::new_api_key();
+        let done = sqlx::query("UPDATE sites SET api_key_hash = ? WHERE id = ?")
+            .bind(auth::hash_api_key(key.expose()))
+            .bind(site.as_str())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(key)
+    }
+
+    /// A site by id.
+    pub async fn site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+        let row = sqlx::query("SELECT id, name, token_secret FROM sites WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.site_from_row(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The site an API key belongs to.
+    pub async fn site_by_api_key(&self, key: &str) -> Result<Option<Site>, StoreError> {
+        let row = sqlx::query("SELECT id, name, token_secret FROM sites WHERE api_key_hash = ?")
+            .bind(auth::hash_api_key(key))
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.site_from_row(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every site, by id.
+    pub async fn sites(&self) -> Result<Vec<Site>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, token_secret FROM sites ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut sites = Vec::with_capacity(rows.len());
+        for row in rows {
+            sites.push(self.site_from_row(row).await?);
+        }
+        Ok(sites)
+    }
+
+    async fn site_from_row(&self, row: AnyRow) -> Result<Site, StoreError> {
+        let id = parse_id(SiteId::parse, row.try_get::<String, _>("id")?)?;
+        let origins =
+            sqlx::query("SELECT origin FROM site_origins WHERE site_id = ? ORDER BY origin")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| r.try_get::<String, _>("origin"))
+                .collect::<Result<Vec<_>, _>>()?;
+        Ok(Site {
+            id,
+            name: row.try_get("name")?,
+            token_secret: Secret::new(row.try_get::<String, _>("token_secret")?),
+            origins,
+        })
+    }
+}

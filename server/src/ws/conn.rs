@@ -1,0 +1,190 @@
+//! One authenticated connection: its state, and the loop that serves it.
+//!
+//! The loop selects over shutdown, the hub's lag signal, the commits of
+//! the client's sends (answered in order), the hub's queue, the socket
+//! (read only while fewer than `max_inflight_sends` sends are waiting for
+//! their commit) and a heartbeat. Either side ending ends both.
+
+use super::{FrameSink, FrameStream, Gone, close_with, is_too_big, send_frame};
+use crate::auth::Identity;
+use crate::error::store_error_parts;
+use crate::hub::Registration;
+use crate::metrics::{self, Metrics};
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::store::writer::Written;
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use natter_shared::{ClientId, ErrorCode, RoomId, Seq, ServerFrame, close};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// A send waiting for its commit: who asked, where, and the outcome.
+pub(super) type Commit =
+    Pin<Box<dyn Future<Output = (ClientId, RoomId, Result<Written, StoreError>)> + Send>>;
+
+/// Counts a connection open for as long as it lives.
+pub(super) struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    pub(super) fn new(metrics: Arc<Metrics>) -> Self {
+        metrics::inc(&metrics.connections_open);
+        metrics::inc(&metrics.connections_total);
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::dec(&self.0.connections_open);
+    }
+}
+
+/// One authenticated connection.
+pub(super) struct Conn<S> {
+    pub(super) state: AppState,
+    pub(super) identity: Identity,
+    pub(super) reg: Registration,
+    pub(super) sink: S,
+    /// Last seq delivered per room the connection follows.
+    pub(super) sent: HashMap<RoomId, Seq>,
+    /// Sends awaiting their commit, answered in order.
+    pub(super) commits: FuturesOrdered<Commit>,
+}
+
+impl<S: FrameSink> Conn<S> {
+    pub(super) fn new(state: AppState, identity: Identity, sink: S) -> Self {
+        let reg = state.hub.register(
+            identity.site.clone(),
+            identity.user.clone(),
+            state.config.limits.conn_queue,
+        );
+        Conn {
+            state,
+            identity,
+            reg,
+            sink,
+            sent: HashMap::new(),
+            commits: FuturesOrdered::new(),
+        }
+    }
+
+    /// Serves the connection until the client leaves, the socket fails,
+    /// the heartbeat times out or the server shuts down.
+    pub(super) async fn serve<R: FrameStream>(mut self, mut stream: R) {
+        let heartbeat = Duration::from_secs(self.state.config.limits.heartbeat_secs.max(1));
+        let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        let max_inflight = self.state.config.limits.max_inflight_sends.max(1);
+        let signal = self.reg.signal.clone();
+        let shutdown = self.state.shutdown.clone();
+        let result: Result<(), Gone> = loop {
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.finish_commits().await;
+                    close_with(&mut self.sink, close::GOING_AWAY, "server shutting down").await;
+                    break Ok(());
+                }
+                _ = signal.wait() => self.resync().await,
+                Some((client_id, room, result)) = self.commits.next(), if !self.commits.is_empty() => {
+                    self.answer_commit(client_id, room, result).await
+                }
+                Some(delivery) = self.reg.rx.recv() => self.deliver_queued(delivery).await,
+                msg = stream.next(), if self.commits.len() < max_inflight => {
+                    last_heard = Instant::now();
+                    match msg {
+                        None | Some(Ok(Message::Close(_))) => break Ok(()),
+                        Some(Err(err)) => {
+                            if is_too_big(&err) {
+                                tracing::info!("frame over the size limit; closing with 1009");
+                                close_with(&mut self.sink, close::TOO_BIG, "message too big").await;
+                            } else {
+                                tracing::debug!(error = %err, "socket error");
+                            }
+                            break Ok(());
+                        }
+                        Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.send_error(ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text").await
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                    }
+                }
+                _ = tick.tick() => {
+                    if last_heard.elapsed() > heartbeat * 2 {
+                        tracing::info!("no traffic for two heartbeats; dropping the connection");
+                        close_with(&mut self.sink, close::HEARTBEAT, "heartbeat timeout").await;
+                        break Ok(());
+                    }
+                    self.sink.send(Message::Ping(Default::default())).await.map_err(|_| Gone)
+                }
+            };
+            if let Err(gone) = step {
+                break Err(gone);
+            }
+        };
+        tracing::debug!(ended_by_peer = result.is_err(), "connection closed");
+    }
+
+    /// Sends one frame now.
+    pub(super) async fn send(&mut self, frame: &ServerFrame) -> Result<(), Gone> {
+        send_frame(&mut self.sink, frame).await
+    }
+
+    /// Queues a ready frame without flushing: see [`Conn::deliver_queued`].
+    pub(super) async fn feed_raw(&mut self, frame: Utf8Bytes) -> Result<(), Gone> {
+        self.sink.feed(Message::Text(frame)).await.map_err(|_| Gone)
+    }
+
+    pub(super) async fn send_error(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Result<(), Gone> {
+        self.send(&ServerFrame::error(code, message)).await
+    }
+
+    /// An error about one room.
+    pub(super) async fn room_error(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        room: RoomId,
+    ) -> Result<(), Gone> {
+        self.send(&ServerFrame::Error {
+            code,
+            message: message.to_string(),
+            client_id: None,
+            room: Some(room),
+        })
+        .await
+    }
+
+    /// A store failure on a request: tell the client, without details.
+    pub(super) async fn store_failed(&mut self, err: StoreError) -> Result<(), Gone> {
+        let (_, code, message) = store_error_parts(&err);
+        self.send_error(code, message).await
+    }
+
+    /// The queue overflowed: drop what is queued, stop following rooms,
+    /// and ask the client to sync again from its cursors.
+    async fn resync(&mut self) -> Result<(), Gone> {
+        metrics::inc(&self.state.metrics.resyncs);
+        while self.reg.rx.try_recv().is_ok() {}
+        self.state.hub.unsubscribe_all(self.reg.id);
+        self.sent.clear();
+        tracing::info!("connection fell behind; told to resync");
+        self.send(&ServerFrame::Resync {
+            reason: format!(
+                "more than {} live frames were waiting for this connection",
+                self.state.config.limits.conn_queue
+            ),
+        })
+        .await
+    }
+}

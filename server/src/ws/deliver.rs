@@ -1,0 +1,102 @@
+//! Live delivery: what the hub queued for this connection, written
+//! gap-free and in order. Each connection remembers the last seq it
+//! delivered per room: an event already delivered is skipped, and one
+//! that arrives past a gap is preceded by the missing events read from the
+//! store.
+
+use super::conn::Conn;
+use super::{FrameSink, Gone};
+use crate::hub::{Delivery, Published};
+use futures_util::SinkExt;
+use natter_shared::{Event, RoomId, Seq, ServerFrame};
+
+impl<S: FrameSink> Conn<S> {
+    /// Delivers what the hub queued: this delivery and whatever else is
+    /// already waiting (up to a bound), written together and flushed once,
+    /// so a busy room costs one `write()` for several frames.
+    pub(super) async fn deliver_queued(&mut self, first: Delivery) -> Result<(), Gone> {
+        const BURST: usize = 64;
+        self.deliver(first).await?;
+        for _ in 1..BURST {
+            match self.reg.rx.try_recv() {
+                Ok(next) => self.deliver(next).await?,
+                Err(_) => break,
+            }
+        }
+        self.sink.flush().await.map_err(|_| Gone)
+    }
+
+    async fn deliver(&mut self, delivery: Delivery) -> Result<(), Gone> {
+        match delivery {
+            Delivery::Typing(frame) => self.feed_raw(frame).await,
+            Delivery::NewRoom(room) => {
+                if self.sent.contains_key(&room) {
+                    return Ok(());
+                }
+                self.announce(&room).await?;
+                self.sent.insert(room.clone(), 0);
+                self.fill_gap(&room, Seq::MAX).await
+            }
+            Delivery::Event(published) => self.deliver_event(&published).await,
+        }
+    }
+
+    async fn deliver_event(&mut self, p: &Published) -> Result<(), Gone> {
+        let last = match self.sent.get(&p.room) {
+            Some(&last) => last,
+            None => {
+                // A room this connection has not seen: it was just joined.
+                self.announce(&p.room).await?;
+                let last = p.seq.saturating_sub(1);
+                self.sent.insert(p.room.clone(), last);
+                last
+            }
+        };
+        if p.seq <= last {
+            return Ok(());
+        }
+        if p.seq > last.saturating_add(1) {
+            self.fill_gap(&p.room, p.seq).await?;
+        }
+        self.feed_raw(p.frame.clone()).await?;
+        self.sent.insert(p.room.clone(), p.seq);
+        if let Some((user, false)) = &p.member
+            && user == &self.identity.user
+        {
+            self.sent.remove(&p.room);
+        }
+        Ok(())
+    }
+
+    /// Sends a `rooms` frame for one room.
+    async fn announce(&mut self, room: &RoomId) -> Result<(), Gone> {
+        match self.state.store.room(&self.identity.site, room).await {
+            Ok(Some(info)) => self.send(&ServerFrame::Rooms { rooms: vec![info] }).await,
+            Ok(None) => Ok(()),
+            Err(err) => self.store_failed(err).await,
+        }
+    }
+
+    /// Sends the stored events between the last delivered one and `until`
+    /// (exclusive), as live events.
+    async fn fill_gap(&mut self, room: &RoomId, until: Seq) -> Result<(), Gone> {
+        let page = self.state.config.limits.page_size.max(1);
+        loop {
+            let last = self.sent.get(room).copied().unwrap_or(0);
+            if last.saturating_add(1) >= until {
+                return Ok(());
+            }
+            let events: Vec<Event> = match self.state.store.events_after(room, last, page).await {
+                Ok(events) => events.into_iter().filter(|e| e.seq < until).collect(),
+                Err(err) => return self.store_failed(err).await,
+            };
+            let Some(newest) = events.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            for event in events {
+                self.send(&ServerFrame::Event { event }).await?;
+            }
+            self.sent.insert(room.clone(), newest);
+        }
+    }
+}

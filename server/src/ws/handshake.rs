@@ -1,0 +1,102 @@
+//! The first frame: `auth` with a token the site signed. Accepted, the
+//! user is recorded and greeted with `hello` (who they are, the limits);
+//! refused, the client gets an error frame naming why, then a close.
+
+use super::{FrameSink, FrameStream, close_with, is_too_big, send_frame};
+use crate::auth::{self, Identity};
+use crate::state::AppState;
+use crate::store::Site;
+use axum::extract::ws::{Message, Utf8Bytes};
+use futures_util::StreamExt;
+use natter_shared::{ClientFrame, ErrorCode, Limits, PROTOCOL, ServerFrame, close};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Waits for the `auth` frame and verifies it; on refusal, says why and
+/// closes. `None` when the connection is not to be served.
+pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
+    state: &AppState,
+    site: &Site,
+    sink: &mut S,
+    stream: &mut R,
+) -> Option<Identity> {
+    let timeout = Duration::from_secs(state.config.limits.auth_timeout_secs);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let msg = tokio::select! {
+            msg = tokio::time::timeout_at(deadline, stream.next()) => msg,
+            _ = state.shutdown.cancelled() => {
+                close_with(sink, close::GOING_AWAY, "server shutting down").await;
+                return None;
+            }
+        };
+        let text = match msg {
+            Err(_) => {
+                let frame = ServerFrame::error(ErrorCode::Unauthenticated, "no auth frame in time");
+                let _ = send_frame(sink, &frame).await; // closing anyway
+                close_with(sink, close::AUTH_TIMEOUT, "auth_timeout").await;
+                return None;
+            }
+            Ok(Some(Err(err))) => {
+                if is_too_big(&err) {
+                    close_with(sink, close::TOO_BIG, "message too big").await;
+                }
+                return None;
+            }
+            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(Message::Binary(_)))) => Utf8Bytes::from_static(""),
+        };
+        let refusal = match ClientFrame::decode(&text) {
+            Ok(ClientFrame::Auth { token }) => {
+                let now = crate::store::now_ms() / 1000;
+                match auth::verify(&token, &site.id, &site.token_secret, now) {
+                    Ok(identity) => return welcome(state, site, sink, identity).await,
+                    Err(err) => (err.code(), err.to_string()),
+                }
+            }
+            Ok(_) | Err(_) => (
+                ErrorCode::Unauthenticated,
+                "the first frame must be auth".to_string(),
+            ),
+        };
+        tracing::info!(site = %site.id, code = refusal.0.as_str(), reason = %refusal.1, "refused a connection");
+        let _ = send_frame(sink, &ServerFrame::error(refusal.0, refusal.1)).await; // closing anyway
+        close_with(sink, close::AUTH, refusal.0.as_str()).await;
+        return None;
+    }
+}
+
+/// Records the verified user and says `hello`.
+async fn welcome<S: FrameSink>(
+    state: &AppState,
+    site: &Site,
+    sink: &mut S,
+    identity: Identity,
+) -> Option<Identity> {
+    let name = identity.name.as_deref();
+    if let Err(err) = state
+        .store
+        .ensure_user(&site.id, &identity.user, name)
+        .await
+    {
+        tracing::error!(error = %err, "could not record the user");
+        let frame = ServerFrame::error(ErrorCode::Internal, "internal error");
+        let _ = send_frame(sink, &frame).await; // closing anyway
+        close_with(sink, close::INTERNAL, "internal").await;
+        return None;
+    }
+    let hello = ServerFrame::Hello {
+        protocol: PROTOCOL.to_string(),
+        site: site.id.clone(),
+        user: identity.user.clone(),
+        name: identity.name.clone(),
+        limits: Limits {
+            max_frame_bytes: state.config.limits.max_frame_bytes,
+            max_body_bytes: state.config.limits.max_body_bytes,
+            page_size: state.config.limits.page_size,
+        },
+    };
+    send_frame(sink, &hello).await.ok().map(|_| identity)
+}

@@ -1,0 +1,94 @@
+//! The WebSocket endpoint, in the order a connection lives:
+//!
+//! - [`upgrade`]: before the upgrade, the site must exist, the `Origin`
+//!   must be one of its registered origins (or the server's own), and the
+//!   client must ask for the `natter.v1` subprotocol.
+//! - [`handshake`]: after it, the first frame must be `auth` with a valid
+//!   token; the answer is `hello`, or an error and a close.
+//! - [`conn`]: one task per connection runs a `select!` over the socket,
+//!   the hub's queue, the commits of its sends, a heartbeat and shutdown.
+//! - [`requests`]: what the client asks for — catch-up, sends, history,
+//!   typing, ping.
+//! - [`deliver`]: live events from the hub, gap-free and in order.
+//!
+//! The connection is generic over a [`FrameSink`] and a [`FrameStream`]:
+//! the socket's halves in production, channels in the unit tests.
+
+mod conn;
+mod deliver;
+mod handshake;
+mod requests;
+mod upgrade;
+
+#[cfg(test)]
+mod tests;
+
+pub use upgrade::{WsQuery, handler, origin_allowed};
+
+use crate::state::AppState;
+use crate::store::Site;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream};
+use natter_shared::ServerFrame;
+
+/// Where a connection writes its frames.
+pub trait FrameSink: Sink<Message, Error = axum::Error> + Unpin + Send {}
+impl<T> FrameSink for T where T: Sink<Message, Error = axum::Error> + Unpin + Send {}
+
+/// Where a connection reads the client's frames from.
+pub trait FrameStream: Stream<Item = Result<Message, axum::Error>> + Unpin + Send {}
+impl<T> FrameStream for T where T: Stream<Item = Result<Message, axum::Error>> + Unpin + Send {}
+
+/// The connection ended (socket closed or failed); nothing more to send.
+#[derive(Debug)]
+struct Gone;
+
+/// Serves one upgraded connection of `site`: the handshake, then the
+/// connection loop until either side ends it.
+async fn serve<S: FrameSink, R: FrameStream>(
+    mut sink: S,
+    mut stream: R,
+    state: AppState,
+    site: Site,
+) {
+    let _open = conn::OpenConnection::new(state.metrics.clone());
+    let Some(identity) = handshake::authenticate(&state, &site, &mut sink, &mut stream).await
+    else {
+        crate::metrics::inc(&state.metrics.auth_failures);
+        return;
+    };
+    let conn = conn::Conn::new(state, identity, sink);
+    let span = tracing::info_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
+    tracing::Instrument::instrument(conn.serve(stream), span).await;
+}
+
+/// Sends one frame and flushes it.
+async fn send_frame<S: FrameSink>(sink: &mut S, frame: &ServerFrame) -> Result<(), Gone> {
+    let json = serde_json::to_string(frame).map_err(|_| Gone)?;
+    sink.send(Message::Text(json.into()))
+        .await
+        .map_err(|_| Gone)
+}
+
+/// Sends a Close frame with `code` and `reason`, then closes the sink.
+async fn close_with<S: FrameSink>(sink: &mut S, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    // The peer may already be gone; there is nobody left to tell.
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// True when a read error is a message over the size limit.
+fn is_too_big(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

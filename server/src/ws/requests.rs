@@ -1,0 +1,311 @@
+//! What a client asks for once authenticated: `sync` (catch-up), `send`,
+//! `history`, `typing` and `ping`. Each answer is a frame; a refusal is an
+//! error frame naming the room or the message it concerns.
+
+use super::conn::Conn;
+use super::{FrameSink, Gone};
+use crate::error::store_error_parts;
+use crate::store::writer::{WriteOp, Written};
+use crate::store::{PageFrom, StoreError};
+use futures_util::{FutureExt, StreamExt};
+use natter_shared::protocol::{Body, DecodeError};
+use natter_shared::{ClientFrame, ClientId, Cursor, ErrorCode, RoomId, Seq, ServerFrame};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl<S: FrameSink> Conn<S> {
+    /// Decodes one text frame and answers it.
+    pub(super) async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
+        let frame = match ClientFrame::decode(text) {
+            Ok(frame) => frame,
+            Err(err @ (DecodeError::UnknownType(_) | DecodeError::Malformed(_))) => {
+                return self.send_error(err.code(), err.to_string()).await;
+            }
+        };
+        match frame {
+            ClientFrame::Auth { .. } => {
+                self.send_error(ErrorCode::InvalidInput, "already authenticated")
+                    .await
+            }
+            ClientFrame::Sync { cursors } => self.sync(cursors).await,
+            ClientFrame::Send {
+                client_id,
+                room,
+                body,
+            } => self.submit(client_id, room, body).await,
+            ClientFrame::History {
+                room,
+                before,
+                limit,
+            } => self.history(room, before, limit).await,
+            ClientFrame::Typing { room } => self.typing(room).await,
+            ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
+        }
+    }
+
+    /// The page size the server was configured with (at least 1).
+    fn page_size(&self) -> u32 {
+        self.state.config.limits.page_size.max(1)
+    }
+
+    /// Catch-up: announce rooms, page what each gained since its cursor,
+    /// then `synced`. Live events are subscribed to first, so none is
+    /// missed; those already paged are skipped when they arrive.
+    async fn sync(&mut self, cursors: Vec<Cursor>) -> Result<(), Gone> {
+        if cursors.len() > natter_shared::limits::MAX_CURSORS {
+            return self
+                .send_error(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "at most {} cursors per sync",
+                        natter_shared::limits::MAX_CURSORS
+                    ),
+                )
+                .await;
+        }
+        // Go live first (so a join or a new room during the sync reaches
+        // this connection), then read the rooms and follow them, then read
+        // the memberships again: a room left in between is dropped.
+        self.sent.clear();
+        self.state.hub.begin_sync(self.reg.id);
+        let store = &self.state.store;
+        let (site, user) = (&self.identity.site, &self.identity.user);
+        let rooms = match store.rooms_for_user(site, user).await {
+            Ok(rooms) => rooms,
+            Err(err) => return self.store_failed(err).await,
+        };
+        self.state
+            .hub
+            .follow(self.reg.id, rooms.iter().map(|r| r.id.clone()));
+        let still = match store.room_ids_for_user(site, user).await {
+            Ok(ids) => ids,
+            Err(err) => return self.store_failed(err).await,
+        };
+        let (rooms, gone): (Vec<_>, Vec<_>) =
+            rooms.into_iter().partition(|r| still.contains(&r.id));
+        for room in gone {
+            self.state.hub.unfollow(self.reg.id, &room.id);
+        }
+        // Room -> its last seq when read: a cursor beyond it (a client that
+        // kept a cache the server no longer has) is taken back to it, so
+        // live events are not mistaken for ones already held.
+        let member_of: HashMap<RoomId, Seq> =
+            rooms.iter().map(|r| (r.id.clone(), r.last_seq)).collect();
+        let room_ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
+        self.send(&ServerFrame::Rooms { rooms }).await?;
+
+        let mut known = HashSet::new();
+        for cursor in cursors {
+            let Some(&last_seq) = member_of.get(&cursor.room) else {
+                self.room_error(
+                    ErrorCode::NotMember,
+                    "you are not a member of this room (or it does not exist)",
+                    cursor.room,
+                )
+                .await?;
+                continue;
+            };
+            if known.insert(cursor.room.clone()) {
+                self.page_after(cursor.room, cursor.seq.min(last_seq))
+                    .await?;
+            }
+        }
+        // Rooms the client holds nothing of: their latest page only.
+        for room in room_ids {
+            if known.contains(&room) {
+                continue;
+            }
+            let latest =
+                self.state
+                    .store
+                    .events_page(&room, PageFrom::Before(Seq::MAX), self.page_size());
+            let events = match latest.await {
+                Ok(page) => page.events,
+                Err(err) => return self.store_failed(err).await,
+            };
+            let last = events.last().map_or(0, |e| e.seq);
+            self.sent.insert(room.clone(), last);
+            self.send(&ServerFrame::Page {
+                room,
+                events,
+                more: false,
+            })
+            .await?;
+        }
+        self.send(&ServerFrame::Synced {}).await
+    }
+
+    /// Sends every event after `cursor` in pages, and records the last.
+    async fn page_after(&mut self, room: RoomId, cursor: Seq) -> Result<(), Gone> {
+        let mut last = cursor;
+        loop {
+            let page = self
+                .state
+                .store
+                .events_page(&room, PageFrom::After(last), self.page_size());
+            let page = match page.await {
+                Ok(page) => page,
+                Err(err) => return self.store_failed(err).await,
+            };
+            if let Some(e) = page.events.last() {
+                last = e.seq;
+            }
+            self.sent.insert(room.clone(), last);
+            let more = page.more;
+            self.send(&ServerFrame::Page {
+                room: room.clone(),
+                events: page.events,
+                more,
+            })
+            .await?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hands a message to the writer; its commit is answered in order by
+    /// the connection loop.
+    async fn submit(
+        &mut self,
+        client_id: ClientId,
+        room: RoomId,
+        body: String,
+    ) -> Result<(), Gone> {
+        let body = match Body::parse(body, self.state.config.limits.max_body_bytes) {
+            Ok(body) => body,
+            Err(err) => {
+                return self
+                    .send(&ServerFrame::Error {
+                        code: ErrorCode::BodyInvalid,
+                        message: err.to_string(),
+                        client_id: Some(client_id),
+                        room: Some(room),
+                    })
+                    .await;
+            }
+        };
+        let op = WriteOp::Message {
+            site: self.identity.site.clone(),
+            room: room.clone(),
+            sender: Some(self.identity.user.clone()),
+            client_id: Some(client_id),
+            body,
+        };
+        match self.state.writer.submit(op).await {
+            Ok(rx) => {
+                self.commits.push_back(Box::pin(
+                    rx.map(move |r| (client_id, room, r.unwrap_or(Err(StoreError::Closed)))),
+                ));
+                Ok(())
+            }
+            Err(err) => self.answer_commit(client_id, room, Err(err)).await,
+        }
+    }
+
+    /// Answers a send: `ack` after commit, or an error naming the message.
+    pub(super) async fn answer_commit(
+        &mut self,
+        client_id: ClientId,
+        room: RoomId,
+        result: Result<Written, StoreError>,
+    ) -> Result<(), Gone> {
+        let frame = match result {
+            Ok(written) => ServerFrame::Ack {
+                client_id,
+                room,
+                seq: written.event.seq,
+                ts: written.event.ts,
+            },
+            Err(err) => {
+                let (code, message) = match err {
+                    // Another site's room and a missing room get the same
+                    // answer as a room one is not in: nothing leaks.
+                    StoreError::NotMember | StoreError::RoomNotFound => (
+                        ErrorCode::NotMember,
+                        "you are not a member of this room".to_string(),
+                    ),
+                    other => {
+                        let (_, code, message) = store_error_parts(&other);
+                        (code, message)
+                    }
+                };
+                ServerFrame::Error {
+                    code,
+                    message,
+                    client_id: Some(client_id),
+                    room: Some(room),
+                }
+            }
+        };
+        self.send(&frame).await
+    }
+
+    /// On shutdown: answer the sends already submitted (the writer commits
+    /// them before it stops), within a bound.
+    pub(super) async fn finish_commits(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Ok(Some((client_id, room, result))) =
+            tokio::time::timeout_at(deadline, self.commits.next()).await
+        {
+            if self.answer_commit(client_id, room, result).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A page of older events, for scrolling back.
+    async fn history(&mut self, room: RoomId, before: Seq, limit: Option<u32>) -> Result<(), Gone> {
+        let member = self
+            .state
+            .store
+            .is_member(&self.identity.site, &room, &self.identity.user)
+            .await;
+        match member {
+            Ok(true) => {}
+            Ok(false) => {
+                return self
+                    .room_error(
+                        ErrorCode::NotMember,
+                        "you are not a member of this room",
+                        room,
+                    )
+                    .await;
+            }
+            Err(err) => return self.store_failed(err).await,
+        }
+        let page = self.page_size();
+        let limit = limit.unwrap_or(page).clamp(1, page);
+        let page = self
+            .state
+            .store
+            .events_page(&room, PageFrom::Before(before), limit);
+        match page.await {
+            Ok(page) => {
+                self.send(&ServerFrame::History {
+                    room,
+                    events: page.events,
+                    more: page.more,
+                })
+                .await
+            }
+            Err(err) => self.store_failed(err).await,
+        }
+    }
+
+    /// Tells the room's other connections that this user is typing.
+    async fn typing(&mut self, room: RoomId) -> Result<(), Gone> {
+        if self.sent.contains_key(&room) {
+            self.state.hub.typing(&room, &self.identity.user);
+            Ok(())
+        } else {
+            self.room_error(
+                ErrorCode::NotMember,
+                "you are not a member of this room",
+                room,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `GET /ws?site=SITE`: the checks made before a connection is upgraded,
+//! each refused with an HTTP status and a JSON error body.
+
+use crate::error::ApiError;
+use crate::metrics;
+use crate::state::AppState;
+use crate::store::Site;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use natter_shared::{ErrorCode, PROTOCOL, SiteId};
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+
+/// Bytes a connection reads at a time.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// `?site=` of `/ws`.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    site: Option<String>,
+}
+
+/// `GET /ws?site=SITE`: checks site, origin and subprotocol, then upgrades.
+pub async fn handler(
+    State(state): State<AppState>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let open = state.metrics.connections_open.load(Ordering::Relaxed);
+    if open >= state.config.limits.max_connections as u64 {
+        metrics::inc(&state.metrics.connections_refused);
+        return ApiError::client(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TooManyRequests,
+            "the server is at its connection limit; retry later",
+        )
+        .into_response();
+    }
+    let site = match accept(&state, query, &headers).await {
+        Ok(site) => site,
+        Err(err) => return err.into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(rej) => {
+            return ApiError::client(rej.status(), ErrorCode::InvalidInput, rej.body_text())
+                .into_response();
+        }
+    };
+    let limit = state.config.limits.max_frame_bytes;
+    let tracker = state.connections.clone();
+    upgrade
+        .protocols([PROTOCOL])
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        // A small read buffer keeps an idle connection cheap (tungstenite
+        // reserves 128 KiB by default); larger frames still arrive, in more
+        // reads. The write buffer grows only while frames are fed between
+        // flushes.
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| {
+            let (sink, stream) = socket.split();
+            tracker.track_future(super::serve(sink, stream, state, site))
+        })
+}
+
+async fn accept(state: &AppState, query: WsQuery, headers: &HeaderMap) -> Result<Site, ApiError> {
+    let site_id = query
+        .site
+        .ok_or_else(|| ApiError::invalid("add ?site=SITE_ID to the WebSocket URL"))?;
+    let site_id = SiteId::parse(site_id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let site = state.store.site(&site_id).await?.ok_or_else(|| {
+        ApiError::client(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownSite,
+            "no such site",
+        )
+    })?;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if !origin_allowed(origin, host, &site.origins) {
+            tracing::info!(site = %site.id, origin, "refused WebSocket from a foreign origin");
+            return Err(ApiError::client(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Unauthorized,
+                format!("origin {origin} is not registered for this site"),
+            ));
+        }
+    }
+    let asks_v1 = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == PROTOCOL);
+    if !asks_v1 {
+        return Err(ApiError::invalid(format!(
+            "ask for the WebSocket subprotocol {PROTOCOL}"
+        )));
+    }
+    Ok(site)
+}
+
+/// An origin is allowed when the site registered it, or when it is the
+/// chat server's own (the widget's iframe runs there).
+pub fn origin_allowed(origin: &str, host: &str, registered: &[String]) -> bool {
+    let origin = origin.trim_end_matches('/');
+    if registered.iter().any(|o| o.trim_end_matches('/') == origin) {
+        return true;
+    }
+    let own = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    matches!(own, Some(h) if !host.is_empty() && h.eq_ignore_ascii_case(host))
+}
