@@ -361,3 +361,77 @@ impl Hub {
         self.lock().conns.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natter_shared::ServerFrame;
+
+    fn room() -> RoomId {
+        RoomId::parse("r_1").expect("a room id")
+    }
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("a user id")
+    }
+
+    #[test]
+    fn the_event_frame_is_the_protocols_event_frame() {
+        let event = Event {
+            room: room(),
+            seq: 7,
+            ts: 1_700_000_000_000,
+            sender: Some(user("a")),
+            kind: EventKind::Message {
+                body: "hi \"there\"".into(),
+                client_id: None,
+            },
+        };
+        let ours = serde_json::to_string(&EventFrame { event: &event }).expect("serialises");
+        let real = serde_json::to_string(&ServerFrame::Event { event }).expect("serialises");
+        assert_eq!(ours, real);
+    }
+
+    #[test]
+    fn the_typing_frame_is_the_protocols_typing_frame() {
+        let (room, user) = (room(), user("a"));
+        let ours = serde_json::to_string(&TypingFrame {
+            room: &room,
+            user: &user,
+        })
+        .expect("serialises");
+        let real = serde_json::to_string(&ServerFrame::Typing { room, user }).expect("serialises");
+        assert_eq!(ours, real);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_marks_the_connection_lagged_and_unsubscribes_it() {
+        let hub = Hub::default();
+        let site = SiteId::parse("s_1").expect("a site id");
+        let mut reg = hub.register(site.clone(), user("b"), 1);
+        hub.begin_sync(reg.id);
+        hub.follow(reg.id, [room()]);
+        let event = |seq| Event {
+            room: room(),
+            seq,
+            ts: 0,
+            sender: Some(user("a")),
+            kind: EventKind::Message {
+                body: "x".into(),
+                client_id: None,
+            },
+        };
+        hub.publish_event(&site, &event(1));
+        hub.publish_event(&site, &event(2));
+        // The second did not fit: the connection is told to resync.
+        tokio::time::timeout(std::time::Duration::from_secs(1), reg.signal.wait())
+            .await
+            .expect("the lag signal is raised");
+        assert!(matches!(reg.rx.try_recv(), Ok(Delivery::Event(p)) if p.seq == 1));
+        hub.publish_event(&site, &event(3));
+        assert!(
+            reg.rx.try_recv().is_err(),
+            "unsubscribed until it syncs again"
+        );
+    }
+}
