@@ -18,7 +18,8 @@ mod safety;
 mod screenshots;
 mod tabs;
 
-/// Runs each scenario once per database.
+/// Runs each scenario once per database, as `SCENARIO::browser_on_DB`
+/// (`cargo xtask test --quick` skips them by that name).
 macro_rules! on_both_databases {
     ($($module:ident :: $scenario:ident),* $(,)?) => {
         $(
@@ -26,12 +27,12 @@ macro_rules! on_both_databases {
                 use natter_tests::Db;
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
+                async fn browser_on_sqlite() {
                     crate::$module::$scenario(Db::Sqlite).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
+                async fn browser_on_mariadb() {
                     crate::$module::$scenario(Db::MariaDb).await;
                 }
             }

@@ -4,7 +4,8 @@
 //!   `wasm-release` profile, wasm-opt -Oz), then its gzipped sizes.
 //! - `demo`: `dist`, then the server in demo mode on 127.0.0.1:8080.
 //! - `test [--ci]`: everything CI checks, in order, stopping at the first
-//!   failure. `.ci/run` calls it.
+//!   failure, then each step's time. `.ci/run` calls it.
+//! - `test --quick`: the native tests and one browser scenario.
 //! - `bench [--quick]`: natter beside its peers (`bench/`), figures into
 //!   BENCHMARKS.md.
 //!
@@ -17,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
 use tools::Env;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -27,6 +29,7 @@ commands:
   test [--ci]  fmt, clippy (native and wasm), tests (native and browser);
                --ci (or CI set in the environment) makes a missing MariaDB
                an error instead of a skipped suite
+  test --quick the native tests and one browser scenario (the inner loop)
   bench [--quick]
                load benchmarks beside peer servers into BENCHMARKS.md
                (--quick: smaller counts, under 2 minutes)";
@@ -53,8 +56,9 @@ fn run() -> Result<()> {
     match args.as_slice() {
         ["dist"] => dist(&env),
         ["demo"] => demo(&env),
-        ["test"] => test(&env, in_ci()),
-        ["test", "--ci"] => test(&env, true),
+        ["test"] => test(&env, in_ci(), Suite::Full),
+        ["test", "--ci"] => test(&env, true, Suite::Full),
+        ["test", "--quick"] => test(&env, in_ci(), Suite::Quick),
         ["bench", rest @ ..] if rest.iter().all(|a| *a == "--quick") => {
             let mut args = vec!["run", "--release", "-p", "natter-bench", "--"];
             args.extend_from_slice(rest);
@@ -107,8 +111,27 @@ fn demo(env: &Env) -> Result<()> {
     env.step("natter --demo", server)
 }
 
-/// CI: tools, MariaDB, dist, then each check in order.
-fn test(env: &Env, ci: bool) -> Result<()> {
+/// The features every native build of the checks uses: the browser
+/// scenarios' feature too, so clippy and the tests resolve the workspace's
+/// features once and build each crate once.
+const NATIVE_FEATURES: &str = "natter-tests/browser";
+
+/// The browser scenario `--quick` runs: a dialog between two people on
+/// SQLite.
+const QUICK_SCENARIO: &str = "two_people_chat_in_a_dialog::browser_on_sqlite";
+
+/// How much of the suite to run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Suite {
+    /// Everything CI runs.
+    Full,
+    /// The native tests and one browser scenario, for the inner loop.
+    Quick,
+}
+
+/// CI: tools, MariaDB, dist, then each check in order; at the end, the
+/// time each step took.
+fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     tools::ensure_build_tools(env)?;
     let chromedriver = tools::ensure_browser(env)?;
     let mysql = if std::env::var_os("NATTER_TEST_MYSQL_URL").is_some() {
@@ -119,30 +142,83 @@ fn test(env: &Env, ci: bool) -> Result<()> {
         eprintln!("xtask: warning: no MariaDB: the MySQL store tests will not run");
         None
     };
-    // A debug build proves the trunk setup and shares its compiled wasm
-    // dependencies with the browser tests below; the size-optimised release
-    // build is `cargo xtask dist`'s job.
-    env.step("trunk build", env.command("trunk", ["build"]))?;
+    // Every test command gets the browser's driver and the database.
+    let tests = |args: &[&str]| {
+        let mut cmd = env.cargo(args);
+        if std::env::var_os("CHROMEDRIVER").is_none() {
+            // Pins the runners to Chromium whatever other drivers exist.
+            cmd.env("CHROMEDRIVER", &chromedriver);
+        }
+        if let Some(url) = mysql {
+            cmd.env("NATTER_TEST_MYSQL_URL", url);
+        }
+        cmd
+    };
+    let mut timer = Timer::default();
 
-    env.step(
-        "cargo fmt --all -- --check",
-        env.cargo(["fmt", "--all", "--", "--check"]),
-    )?;
-    env.step(
-        "cargo clippy --workspace --all-targets --features natter-tests/browser -- -D warnings",
+    if suite == Suite::Full {
+        timer.step(
+            env,
+            "cargo fmt --all -- --check",
+            env.cargo(["fmt", "--all", "--", "--check"]),
+        )?;
+    }
+    // A debug build proves the trunk setup and gives the browser scenarios
+    // their widget; the size-optimised release build is `cargo xtask
+    // dist`'s job.
+    timer.step(env, "trunk build", env.command("trunk", ["build"]))?;
+    if suite == Suite::Quick {
+        // `--workspace` and the same features as the full run, so both
+        // share one build. Browser scenarios are named `…::browser_on_DB`.
+        timer.step(
+            env,
+            "cargo test --workspace (native, no browser scenario)",
+            tests(&[
+                "test",
+                "--workspace",
+                "--features",
+                NATIVE_FEATURES,
+                "--",
+                "--skip",
+                "browser_on_",
+            ]),
+        )?;
+        timer.step(
+            env,
+            &format!("browser scenario {QUICK_SCENARIO}"),
+            tests(&[
+                "test",
+                "--workspace",
+                "--features",
+                NATIVE_FEATURES,
+                "--test",
+                "browser",
+                "--",
+                "--exact",
+                QUICK_SCENARIO,
+            ]),
+        )?;
+        timer.report();
+        eprintln!("xtask: the quick checks passed (CI runs `cargo xtask test`)");
+        return Ok(());
+    }
+    timer.step(
+        env,
+        "cargo clippy --workspace --all-targets (native) -D warnings",
         env.cargo([
             "clippy",
             "--workspace",
             "--all-targets",
             "--features",
-            "natter-tests/browser",
+            NATIVE_FEATURES,
             "--",
             "-D",
             "warnings",
         ]),
     )?;
-    env.step(
-        "cargo clippy -p natter-client --target wasm32-unknown-unknown --all-targets -- -D warnings",
+    timer.step(
+        env,
+        "cargo clippy -p natter-client --target wasm32-unknown-unknown --all-targets -D warnings",
         env.cargo([
             "clippy",
             "-p",
@@ -155,57 +231,61 @@ fn test(env: &Env, ci: bool) -> Result<()> {
             "warnings",
         ]),
     )?;
-    let mut native = env.cargo(["test", "--workspace"]);
-    if let Some(url) = mysql {
-        native.env("NATTER_TEST_MYSQL_URL", url);
-    }
-    env.step("cargo test --workspace", native)?;
+    // One command for every native test, the end-to-end browser scenarios
+    // included: they need the `natter` binary, which this build makes with
+    // the same features (no second build), and the widget built above.
+    // The scenarios take a lock so that one runs at a time (each drives
+    // several browsers).
+    timer.step(
+        env,
+        "cargo test --workspace (native, browser scenarios included)",
+        tests(&["test", "--workspace", "--features", NATIVE_FEATURES]),
+    )?;
     // `--tests`: no doc-tests in the browser run (there are none, and the
     // suite should close on its real results).
-    let mut browser = env.cargo([
-        "test",
-        "-p",
-        "natter-client",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--tests",
-    ]);
-    // Pins the runner to Chromium whatever other drivers are installed.
-    if std::env::var_os("CHROMEDRIVER").is_none() {
-        browser.env("CHROMEDRIVER", &chromedriver);
-    }
-    env.step(
+    timer.step(
+        env,
         "cargo test -p natter-client --target wasm32-unknown-unknown --tests",
-        browser,
+        tests(&[
+            "test",
+            "-p",
+            "natter-client",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--tests",
+        ]),
     )?;
-    // End to end: the widget in Chromium, embedded by a host page, against
-    // the real binary, on SQLite and MariaDB; one scenario at a time (each
-    // runs several browsers).
-    env.step(
-        "cargo build -p natter-server --bin natter",
-        env.cargo(["build", "-p", "natter-server", "--bin", "natter"]),
-    )?;
-    let mut e2e = env.cargo([
-        "test",
-        "-p",
-        "natter-tests",
-        "--features",
-        "browser",
-        "--test",
-        "browser",
-        "--",
-        "--test-threads=1",
-    ]);
-    e2e.env("CHROMEDRIVER", &chromedriver);
-    if let Some(url) = mysql {
-        e2e.env("NATTER_TEST_MYSQL_URL", url);
-    }
-    env.step(
-        "cargo test -p natter-tests --features browser --test browser",
-        e2e,
-    )?;
+    timer.report();
     eprintln!("xtask: all checks passed");
     Ok(())
+}
+
+/// Runs steps and remembers how long each took, for the summary.
+#[derive(Default)]
+struct Timer {
+    steps: Vec<(String, Duration)>,
+    started: Option<Instant>,
+}
+
+impl Timer {
+    fn step(&mut self, env: &Env, name: &str, cmd: Command) -> Result<()> {
+        let started = Instant::now();
+        self.started.get_or_insert(started);
+        env.step(name, cmd)?;
+        self.steps.push((name.to_string(), started.elapsed()));
+        Ok(())
+    }
+
+    /// Prints each step's time and the total.
+    fn report(&self) {
+        eprintln!("xtask: step times:");
+        for (name, took) in &self.steps {
+            eprintln!("  {:>6.0?}  {name}", took);
+        }
+        if let Some(started) = self.started {
+            eprintln!("  {:>6.0?}  total", started.elapsed());
+        }
+    }
 }
 
 /// True when the environment says we run under CI.
