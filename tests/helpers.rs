@@ -23,6 +23,28 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long any single expected frame may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Polls `check` every 25 ms until it yields a value, and returns it;
+/// fails the test, saying it waited for `what`, if `within` passes first.
+/// For conditions that come true on their own time, instead of a fixed
+/// sleep that is either too long or, on a busy machine, too short.
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {within:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Which database a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -297,6 +319,18 @@ impl TestApp {
             res.status()
         );
         res.json().await.expect("room json")
+    }
+
+    /// The server's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Stops the server gracefully and removes its database.
