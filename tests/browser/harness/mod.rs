@@ -4,10 +4,12 @@
 //! WebSockets, which Chromium's offline emulation leaves open), and a
 //! headless Chromium per person driven through chromedriver.
 
+mod driver;
 mod proxy;
 mod server;
 mod site;
 
+use driver::Driver;
 use fantoccini::elements::Element;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -20,9 +22,8 @@ use server::Server;
 pub use site::Page;
 use site::{HostSite, name_of};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// How long anything a person waits for may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -42,59 +43,6 @@ fn free_port() -> u16 {
 // ---------------------------------------------------------------------------
 // The world of one test
 // ---------------------------------------------------------------------------
-
-/// chromedriver, started for one test and stopped (with every browser it
-/// started) at its end.
-struct Driver {
-    url: String,
-    child: Child,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let port = free_port();
-        let bin =
-            std::env::var_os("CHROMEDRIVER").unwrap_or_else(|| "/usr/bin/chromedriver".into());
-        let mut cmd = Command::new(&bin);
-        cmd.arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "chromedriver ({}) must be installed (cargo xtask test installs it): {e}",
-                PathBuf::from(&bin).display()
-            )
-        });
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Driver { url, child }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The whole process group: chromedriver and its browsers. Its id
-        // is chromedriver's pid (it leads the group it was started in).
-        if let Ok(group) = libc::pid_t::try_from(self.child.id())
-            && group > 1
-        {
-            // SAFETY: kill(2) with a negative pid signals exactly that
-            // process group; no memory is involved.
-            unsafe {
-                libc::kill(-group, libc::SIGKILL);
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A fresh server with a fresh database, a site, its host pages and a
 /// chromedriver: everything one scenario needs.
