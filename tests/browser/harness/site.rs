@@ -2,8 +2,7 @@
 //! script tag and a token signed for the visitor, as a site's backend
 //! would; plain pages, and hostile ones whose CSS restyles everything.
 
-use natter_server::auth::{self, Claims};
-use natter_tests::{TestSite, now_secs};
+use natter_tests::{TestSite, token_named};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -92,18 +91,7 @@ body { font-size: 40px !important; }
 ";
 
 fn host_page(site: &TestSite, user: &str, chat: &str, page: Page) -> String {
-    let now = now_secs();
-    let token = auth::sign(
-        &Claims {
-            sub: user.to_string(),
-            site: site.id.to_string(),
-            exp: now + 3600,
-            nbf: None,
-            iat: Some(now),
-            name: Some(name_of(user)),
-        },
-        &site.secret,
-    );
+    let token = token_named(site, user, &name_of(user), 3600);
     let css = if page == Page::Plain { "" } else { HOSTILE_CSS };
     let widget = if page == Page::HostileBare {
         String::new()

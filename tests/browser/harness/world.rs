@@ -11,7 +11,7 @@ use super::server::Server;
 use super::site::{HostSite, name_of};
 use fantoccini::ClientBuilder;
 use natter_server::store::Store;
-use natter_tests::{Db, Scratch, TestSite, fresh_database, unique};
+use natter_tests::{ApiClient, Db, Scratch, TestSite, User, fresh_database, register, unique};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use tokio::net::TcpListener;
@@ -52,16 +52,8 @@ impl World {
         let host_listener = TcpListener::bind("127.0.0.1:0").await.expect("host binds");
         let host_origin = format!("http://{}", host_listener.local_addr().expect("address"));
         let store = Store::connect(&database_url, 2).await.expect("database");
-        let new = store
-            .create_site(None, "A shop", &[host_origin])
-            .await
-            .expect("site");
+        let site = register(&store, "A shop", &[host_origin]).await;
         store.close().await;
-        let site = TestSite {
-            id: new.site.id,
-            secret: new.site.token_secret,
-            api_key: new.api_key.expose().to_string(),
-        };
         let host = HostSite::start(host_listener, site.clone()).await;
         let server = Server::start(&database_url, &dir.join("natter.log")).await;
         World {
@@ -110,60 +102,33 @@ impl World {
         }
     }
 
-    /// An HTTP API call with the site's key.
-    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("http://{}/api/v1{path}", self.server.addr))
-            .bearer_auth(&self.site.api_key)
+    /// The HTTP API, with the site's key, as the site's backend calls it.
+    pub fn api(&self) -> ApiClient {
+        ApiClient::new(self.http.clone(), self.server.addr, &self.site.api_key)
     }
 
     /// Creates a group room of the given members; returns its id.
     pub async fn group(&self, title: &str, members: &[(&str, &str)]) -> String {
-        let members: Vec<_> = members
+        let members: Vec<User> = members
             .iter()
-            .map(|(id, name)| json!({"id": id, "name": name}))
+            .map(|(id, name)| User::named(id, name))
             .collect();
-        let res = self
-            .api(reqwest::Method::POST, "/rooms")
-            .json(&json!({"title": title, "members": members}))
-            .send()
-            .await
-            .expect("create room");
-        assert_eq!(res.status(), 201, "creating a room");
-        let room: Value = res.json().await.expect("room json");
-        room["id"].as_str().expect("room id").to_string()
+        self.api().group(title, &members).await.id.to_string()
     }
 
     /// Opens the dialog of two users; returns its id.
     pub async fn dialog(&self, a: &str, b: &str) -> String {
-        let res = self
-            .api(reqwest::Method::POST, "/dialogs")
-            .json(&json!({"users": [{"id": a, "name": name_of(a)}, {"id": b, "name": name_of(b)}]}))
-            .send()
-            .await
-            .expect("open dialog");
-        assert!(
-            res.status().is_success(),
-            "opening a dialog: {}",
-            res.status()
-        );
-        let room: Value = res.json().await.expect("room json");
-        room["id"].as_str().expect("room id").to_string()
+        let (name_a, name_b) = (name_of(a), name_of(b));
+        let dialog = self
+            .api()
+            .dialog(User::named(a, &name_a), User::named(b, &name_b))
+            .await;
+        dialog.id.to_string()
     }
 
     /// Posts a message through the HTTP API, as `from`.
     pub async fn post(&self, room: &str, from: &str, body: &str) {
-        let res = self
-            .api(reqwest::Method::POST, &format!("/rooms/{room}/messages"))
-            .json(&json!({"from": from, "body": body}))
-            .send()
-            .await
-            .expect("post message");
-        assert!(
-            res.status().is_success(),
-            "posting a message: {}",
-            res.status()
-        );
+        self.api().post(room, from, body).await;
     }
 
     /// Posts many messages through the HTTP API, several at a time (their
