@@ -126,7 +126,9 @@ async fn expect_pending(person: &Person, bodies: &[String], when: &str) {
 
 /// The database holds each body once, in order, each with its own id.
 pub async fn assert_delivered_once(world: &World, room: &str, bodies: &[String]) {
-    // Late duplicates would come with the next drain: give them a moment.
+    // Late duplicates would come with the next drain. This window (a fixed
+    // sleep on purpose) is to see that none comes: an absence is no
+    // condition to wait for.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let rows = world.rows(room).await;
     let stored: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();

@@ -85,7 +85,8 @@ pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
     world.finish(vec![alice, bob]).await;
 }
 
-/// Waits for the person's WebSockets to number `n`, then checks they stay so.
+/// Waits for the person's WebSockets to number `n`, then checks they stay so
+/// for a second.
 async fn settle_sockets(person: &Person, n: usize, when: &str) {
     let deadline = Instant::now() + PATIENCE;
     while person.proxy.sockets() != n {
@@ -97,6 +98,8 @@ async fn settle_sockets(person: &Person, n: usize, when: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Then a second in which no other socket may open: a fixed window on
+    // purpose, as an absence is no condition to wait for.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         person.proxy.sockets(),
