@@ -6,12 +6,7 @@ use natter_tests::Db;
 use std::time::{Duration, Instant};
 
 pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
-    let world = World::new(db).await;
-    let room = world.dialog("alice", "bob").await;
-    let alice = world.person("alice").await;
-    let bob = world.person("bob").await;
-    tokio::join!(alice.visit(), bob.visit());
-    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
     let first = alice.browser.window().await.expect("first tab");
 
     let second = alice

@@ -68,6 +68,19 @@ impl World {
         }
     }
 
+    /// How most scenarios open: a fresh world with the dialog of Alice and
+    /// Bob, both on the host page with that conversation open. Returns the
+    /// world, the dialog's id, Alice and Bob.
+    pub async fn dialog_of_two(db: Db) -> (World, String, Person, Person) {
+        let world = World::new(db).await;
+        let room = world.dialog("alice", "bob").await;
+        let alice = world.person("alice").await;
+        let bob = world.person("bob").await;
+        tokio::join!(alice.visit(), bob.visit());
+        tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+        (world, room, alice, bob)
+    }
+
     /// A person with their own browser and their own link to the chat.
     pub async fn person(&self, user: &str) -> Person {
         let proxy = Proxy::start(self.server.addr).await;
