@@ -153,8 +153,8 @@ pub fn render(plan: &Plan, machine: &str, write_us: f64, took: f64, report: &Rep
     s.push_str(&format!("Kernel floor measured in this run: {write_us:.2} µs CPU per 64-byte `write()` to loopback.\n"));
     s.push_str(&format!(
         "Receivers on natter and node ws (B2, B4, B5) act as a client would: told to `resync` (or seeing a live event skip a seq) they `sync` again from the last seq they hold; the catch-up's messages count as delivered, with their latency. What has not arrived {:.0} s (B2) or {:.0} s (B4) after the last send was due is lost. Notes say why anything went missing, as the clients counted it per benchmark and server: `resync` frames, `error` frames by code, refused handshakes, closes by the server (code), clients that timed out waiting (for what).\n\n",
-        benches::GRACE_B2,
-        benches::GRACE_B4
+        benches::relay::GRACE_B2,
+        benches::fanout::GRACE_B4
     ));
     s.push_str("| # | metric | target | natter | node ws | nchan | floor | natter ÷ node | natter ÷ nchan | natter ÷ floor |\n");
     s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
