@@ -1,8 +1,71 @@
-//! The HTTP API: each endpoint's success and its errors.
+//! The HTTP API: each endpoint's success and its errors, one test per
+//! behaviour, each on its own server.
 
 use natter_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
+
+/// A fresh server holding one group room, "Physics 101", of Alice and Bob:
+/// where every test here starts.
+struct Fixture {
+    app: TestApp,
+    /// The room as its creation answered it.
+    room: Value,
+    /// Its id.
+    rid: String,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let app = spawn_app(Db::Sqlite).await;
+        let body = json!({"title": "Physics 101", "members": [{"id": "alice", "name": "Alice"}, {"id": "bob"}]});
+        let (status, room) = call(&app, Method::POST, "/rooms", Some(body)).await;
+        assert_eq!(status, 201, "creating the room: {room}");
+        let rid = room["id"].as_str().expect("room id").to_string();
+        Fixture { app, room, rid }
+    }
+
+    /// An API call with the site's key: the status and the JSON answered.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(&self.app, method, path, body).await
+    }
+
+    /// `POST /rooms/{room}/messages`.
+    async fn post_message(&self, body: Value) -> (u16, Value) {
+        let path = format!("/rooms/{}/messages", self.rid);
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// `POST /rooms/{room}/members` for Carol.
+    async fn add_carol(&self) -> (u16, Value) {
+        let path = format!("/rooms/{}/members", self.rid);
+        let body = json!({"user": {"id": "carol", "name": "Carol"}});
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// `DELETE /rooms/{room}/members/carol`.
+    async fn remove_carol(&self) -> (u16, Value) {
+        let path = format!("/rooms/{}/members/carol", self.rid);
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// Carol joins the room and leaves it again.
+    async fn carol_comes_and_goes(&self) {
+        assert_eq!(self.add_carol().await.0, 201, "adding Carol");
+        assert_eq!(self.remove_carol().await.0, 200, "removing Carol");
+    }
+
+    /// A request with another site's key.
+    fn as_other_site(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.app.api_as(&self.app.other, method, path)
+    }
+
+    /// Checks nothing panicked, then stops the server.
+    async fn done(self) {
+        crate::assert_no_panics();
+        self.app.stop().await;
+    }
+}
 
 async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = app.api(method, path);
@@ -18,21 +81,39 @@ fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no error code>")
 }
 
-#[tokio::test]
-async fn every_endpoint_answers_and_refuses_bad_input() {
-    let app = spawn_app(Db::Sqlite).await;
+/// The seqs of a history page.
+fn seqs(page: &Value) -> Vec<u64> {
+    page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect()
+}
 
-    // Bad or missing key.
-    let res = app
+// --------------------------------------------------------------- the key
+
+#[tokio::test]
+async fn a_request_without_a_key_is_unauthorized() {
+    let fx = Fixture::new().await;
+    let res = fx
+        .app
         .http
-        .get(app.url("/api/v1/users/alice/rooms"))
+        .get(fx.app.url("/api/v1/users/alice/rooms"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let res = app
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_request_with_a_wrong_key_is_unauthorized() {
+    let fx = Fixture::new().await;
+    let res = fx
+        .app
         .http
-        .get(app.url("/api/v1/users/alice/rooms"))
+        .get(fx.app.url("/api/v1/users/alice/rooms"))
         .bearer_auth("nk_wrong")
         .send()
         .await
@@ -40,302 +121,428 @@ async fn every_endpoint_answers_and_refuses_bad_input() {
     assert_eq!(res.status(), 401);
     let body: Value = res.json().await.unwrap();
     assert_eq!(code(&body), "unauthorized");
+    fx.done().await;
+}
 
-    // Create a group room.
-    let (s, room) = call(&app, Method::POST, "/rooms", Some(json!({"title": "Physics 101", "members": [{"id": "alice", "name": "Alice"}, {"id": "bob"}]}))).await;
-    assert_eq!(s, 201);
-    assert_eq!(room["kind"], "group");
-    assert_eq!(room["members"].as_array().unwrap().len(), 2);
-    let rid = room["id"].as_str().unwrap().to_string();
-    let (s, b) = call(&app, Method::POST, "/rooms", Some(json!({"title": "  "}))).await;
-    assert_eq!((s, code(&b)), (400, "invalid_input"));
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/rooms",
-        Some(json!({"title": "x", "members": [{"id": "a b"}]})),
-    )
-    .await;
-    assert_eq!((s, code(&b)), (400, "invalid_input"));
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/rooms",
-        Some(json!({"title": "x", "members": [{"id": "a"}, {"id": "a"}]})),
-    )
-    .await;
-    assert_eq!((s, code(&b)), (400, "invalid_input"));
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/rooms",
-        Some(json!({"nonsense": true})),
-    )
-    .await;
-    assert_eq!((s, code(&b)), (400, "invalid_input"));
+// --------------------------------------------------------------- rooms
 
-    // Get it.
-    let (s, got) = call(&app, Method::GET, &format!("/rooms/{rid}"), None).await;
+#[tokio::test]
+async fn creating_a_group_room_returns_it_with_its_members() {
+    let fx = Fixture::new().await;
+    assert_eq!(fx.room["kind"], "group");
+    assert_eq!(fx.room["members"].as_array().unwrap().len(), 2);
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_room_with_a_bad_request_is_invalid_input() {
+    let fx = Fixture::new().await;
+    let cases = [
+        ("a blank title", json!({"title": "  "})),
+        (
+            "a member id with a space",
+            json!({"title": "x", "members": [{"id": "a b"}]}),
+        ),
+        (
+            "a member listed twice",
+            json!({"title": "x", "members": [{"id": "a"}, {"id": "a"}]}),
+        ),
+        ("no title at all", json!({"nonsense": true})),
+    ];
+    for (case, body) in cases {
+        let (s, b) = fx.call(Method::POST, "/rooms", Some(body)).await;
+        assert_eq!((s, code(&b)), (400, "invalid_input"), "a room with {case}");
+    }
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_room_is_read_back_by_its_id() {
+    let fx = Fixture::new().await;
+    let (s, got) = fx
+        .call(Method::GET, &format!("/rooms/{}", fx.rid), None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(got["title"], "Physics 101");
-    let (s, b) = call(&app, Method::GET, "/rooms/r_doesnotexist", None).await;
-    assert_eq!((s, code(&b)), (404, "room_not_found"));
+    fx.done().await;
+}
 
-    // Dialogs: created once, then found.
-    let (s, d1) = call(
-        &app,
-        Method::POST,
-        "/dialogs",
-        Some(json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]})),
-    )
-    .await;
+#[tokio::test]
+async fn an_unknown_room_is_not_found() {
+    let fx = Fixture::new().await;
+    let (s, b) = fx.call(Method::GET, "/rooms/r_doesnotexist", None).await;
+    assert_eq!((s, code(&b)), (404, "room_not_found"));
+    fx.done().await;
+}
+
+// --------------------------------------------------------------- dialogs
+
+#[tokio::test]
+async fn a_dialog_is_created_once_then_found() {
+    let fx = Fixture::new().await;
+    let (s, d1) = fx
+        .call(
+            Method::POST,
+            "/dialogs",
+            Some(json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]})),
+        )
+        .await;
     assert_eq!(s, 201);
-    let (s, d2) = call(
-        &app,
-        Method::POST,
-        "/dialogs",
-        Some(json!({"users": [{"id": "bob"}, {"id": "alice"}]})),
-    )
-    .await;
+    let (s, d2) = fx
+        .call(
+            Method::POST,
+            "/dialogs",
+            Some(json!({"users": [{"id": "bob"}, {"id": "alice"}]})),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(d1["id"], d2["id"]);
     assert_eq!(d1["kind"], "dialog");
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/dialogs",
-        Some(json!({"users": [{"id": "alice"}, {"id": "alice"}]})),
-    )
-    .await;
-    assert_eq!((s, code(&b)), (400, "invalid_input"));
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        "/dialogs",
-        Some(json!({"users": [{"id": "alice"}]})),
-    )
-    .await;
-    assert_eq!(s, 400);
+    fx.done().await;
+}
 
-    // Members.
-    let (s, ev) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/members"),
-        Some(json!({"user": {"id": "carol", "name": "Carol"}})),
-    )
-    .await;
+#[tokio::test]
+async fn a_dialog_with_oneself_is_invalid_input() {
+    let fx = Fixture::new().await;
+    let (s, b) = fx
+        .call(
+            Method::POST,
+            "/dialogs",
+            Some(json!({"users": [{"id": "alice"}, {"id": "alice"}]})),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (400, "invalid_input"));
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_dialog_of_one_user_is_a_bad_request() {
+    let fx = Fixture::new().await;
+    let (s, _) = fx
+        .call(
+            Method::POST,
+            "/dialogs",
+            Some(json!({"users": [{"id": "alice"}]})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    fx.done().await;
+}
+
+// --------------------------------------------------------------- members
+
+#[tokio::test]
+async fn adding_a_member_records_their_joining() {
+    let fx = Fixture::new().await;
+    let (s, ev) = fx.add_carol().await;
     assert_eq!(s, 201);
     assert_eq!(
         (ev["kind"].as_str(), ev["user"].as_str(), ev["seq"].as_u64()),
         (Some("member_joined"), Some("carol"), Some(1))
     );
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/members"),
-        Some(json!({"user": {"id": "carol"}})),
-    )
-    .await;
-    assert_eq!((s, code(&b)), (409, "conflict"));
-    let dialog_id = d1["id"].as_str().unwrap();
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{dialog_id}/members"),
-        Some(json!({"user": {"id": "carol"}})),
-    )
-    .await;
-    assert_eq!(s, 400, "dialogs keep two members");
-    let (s, ev) = call(
-        &app,
-        Method::DELETE,
-        &format!("/rooms/{rid}/members/carol"),
-        None,
-    )
-    .await;
-    assert_eq!((s, ev["kind"].as_str()), (200, Some("member_left")));
-    let (s, b) = call(
-        &app,
-        Method::DELETE,
-        &format!("/rooms/{rid}/members/carol"),
-        None,
-    )
-    .await;
-    assert_eq!((s, code(&b)), (404, "not_found"));
+    fx.done().await;
+}
 
-    // Messages: as a user, as the system, idempotent by client id.
-    let (s, m) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/messages"),
-        Some(json!({"from": "alice", "body": "hello"})),
-    )
-    .await;
+#[tokio::test]
+async fn adding_a_member_twice_is_a_conflict() {
+    let fx = Fixture::new().await;
+    assert_eq!(fx.add_carol().await.0, 201, "adding Carol");
+    let (s, b) = fx
+        .call(
+            Method::POST,
+            &format!("/rooms/{}/members", fx.rid),
+            Some(json!({"user": {"id": "carol"}})),
+        )
+        .await;
+    assert_eq!((s, code(&b)), (409, "conflict"));
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_dialog_keeps_its_two_members() {
+    let fx = Fixture::new().await;
+    let (s, dialog) = fx
+        .call(
+            Method::POST,
+            "/dialogs",
+            Some(json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]})),
+        )
+        .await;
+    assert_eq!(s, 201, "opening the dialog");
+    let dialog_id = dialog["id"].as_str().unwrap();
+    let (s, _) = fx
+        .call(
+            Method::POST,
+            &format!("/rooms/{dialog_id}/members"),
+            Some(json!({"user": {"id": "carol"}})),
+        )
+        .await;
+    assert_eq!(s, 400, "dialogs keep two members");
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn removing_a_member_records_their_leaving() {
+    let fx = Fixture::new().await;
+    assert_eq!(fx.add_carol().await.0, 201, "adding Carol");
+    let (s, ev) = fx.remove_carol().await;
+    assert_eq!((s, ev["kind"].as_str()), (200, Some("member_left")));
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn removing_a_member_who_left_is_not_found() {
+    let fx = Fixture::new().await;
+    fx.carol_comes_and_goes().await;
+    let (s, b) = fx.remove_carol().await;
+    assert_eq!((s, code(&b)), (404, "not_found"));
+    fx.done().await;
+}
+
+// --------------------------------------------------------------- messages
+
+#[tokio::test]
+async fn a_users_message_takes_the_next_seq_after_membership_events() {
+    let fx = Fixture::new().await;
+    fx.carol_comes_and_goes().await;
+    let (s, m) = fx
+        .post_message(json!({"from": "alice", "body": "hello"}))
+        .await;
     assert_eq!(s, 201);
     assert_eq!(
         (m["sender"].as_str(), m["seq"].as_u64()),
         (Some("alice"), Some(3))
     );
-    let (s, m) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/messages"),
-        Some(json!({"body": "Class starts at 9"})),
-    )
-    .await;
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_message_without_a_sender_is_a_system_message() {
+    let fx = Fixture::new().await;
+    let (s, m) = fx.post_message(json!({"body": "Class starts at 9"})).await;
     assert_eq!(s, 201);
     assert!(m.get("sender").is_none(), "system messages have no sender");
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_message_retried_with_its_client_id_is_stored_once() {
+    let fx = Fixture::new().await;
     let cid = "0191e6b2-7c3a-7d4e-8f00-123456789abc";
-    let (s, m1) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/messages"),
-        Some(json!({"from": "bob", "body": "once", "client_id": cid})),
-    )
-    .await;
+    let once = json!({"from": "bob", "body": "once", "client_id": cid});
+    let (s, m1) = fx.post_message(once.clone()).await;
     assert_eq!(s, 201);
-    let (s, m2) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/messages"),
-        Some(json!({"from": "bob", "body": "once", "client_id": cid})),
-    )
-    .await;
+    let (s, m2) = fx.post_message(once).await;
     assert_eq!(s, 200);
     assert_eq!(m1["seq"], m2["seq"]);
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/messages"),
-        Some(json!({"from": "carol", "body": "I left"})),
-    )
-    .await;
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn a_member_who_left_cannot_post() {
+    let fx = Fixture::new().await;
+    fx.carol_comes_and_goes().await;
+    let (s, b) = fx
+        .post_message(json!({"from": "carol", "body": "I left"}))
+        .await;
     assert_eq!((s, code(&b)), (403, "not_member"));
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/messages"),
-        Some(json!({"from": "alice", "body": ""})),
-    )
-    .await;
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn an_empty_message_is_refused() {
+    let fx = Fixture::new().await;
+    let (s, b) = fx.post_message(json!({"from": "alice", "body": ""})).await;
     assert_eq!((s, code(&b)), (400, "body_invalid"));
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        "/rooms/r_nope/messages",
-        Some(json!({"body": "x"})),
-    )
-    .await;
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn posting_to_an_unknown_room_is_not_found() {
+    let fx = Fixture::new().await;
+    let (s, b) = fx
+        .call(
+            Method::POST,
+            "/rooms/r_nope/messages",
+            Some(json!({"body": "x"})),
+        )
+        .await;
     assert_eq!((s, code(&b)), (404, "room_not_found"));
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_too_large() {
+    let fx = Fixture::new().await;
     let big = "x".repeat(300 * 1024);
-    let (s, b) = call(
-        &app,
-        Method::POST,
-        &format!("/rooms/{rid}/messages"),
-        Some(json!({"body": big})),
-    )
-    .await;
+    let (s, b) = fx.post_message(json!({"body": big})).await;
     assert_eq!((s, code(&b)), (413, "invalid_input"));
+    fx.done().await;
+}
 
-    // History, both directions.
-    let (s, page) = call(
-        &app,
-        Method::GET,
-        &format!("/rooms/{rid}/messages?limit=2"),
-        None,
-    )
-    .await;
+// --------------------------------------------------------------- history
+
+/// The room with five events: Carol joining and leaving, three messages.
+async fn five_events() -> Fixture {
+    let fx = Fixture::new().await;
+    fx.carol_comes_and_goes().await;
+    for body in ["hello", "Class starts at 9", "once"] {
+        let (s, _) = fx
+            .post_message(json!({"from": "alice", "body": body}))
+            .await;
+        assert_eq!(s, 201, "posting {body:?}");
+    }
+    fx
+}
+
+#[tokio::test]
+async fn history_pages_back_from_the_newest() {
+    let fx = five_events().await;
+    let (s, page) = fx
+        .call(
+            Method::GET,
+            &format!("/rooms/{}/messages?limit=2", fx.rid),
+            None,
+        )
+        .await;
     assert_eq!(s, 200);
-    let seqs: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, [4, 5]);
+    assert_eq!(seqs(&page), [4, 5]);
     assert_eq!(page["more"], true);
-    let (_, page) = call(
-        &app,
-        Method::GET,
-        &format!("/rooms/{rid}/messages?after=1&limit=2"),
-        None,
-    )
-    .await;
-    let seqs: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, [2, 3]);
-    let (s, _) = call(
-        &app,
-        Method::GET,
-        &format!("/rooms/{rid}/messages?after=1&before=3"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &app,
-        Method::GET,
-        &format!("/rooms/{rid}/messages?limit=0"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 400);
-    let (s, _) = call(
-        &app,
-        Method::GET,
-        &format!("/rooms/{rid}/messages?limit=lots"),
-        None,
-    )
-    .await;
-    assert_eq!(s, 400);
+    fx.done().await;
+}
 
-    // A user's rooms.
-    let (s, list) = call(&app, Method::GET, "/users/alice/rooms", None).await;
+#[tokio::test]
+async fn history_pages_forward_after_a_seq() {
+    let fx = five_events().await;
+    let (_, page) = fx
+        .call(
+            Method::GET,
+            &format!("/rooms/{}/messages?after=1&limit=2", fx.rid),
+            None,
+        )
+        .await;
+    assert_eq!(seqs(&page), [2, 3]);
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn history_with_bad_bounds_is_a_bad_request() {
+    let fx = five_events().await;
+    for query in ["after=1&before=3", "limit=0", "limit=lots"] {
+        let (s, _) = fx
+            .call(
+                Method::GET,
+                &format!("/rooms/{}/messages?{query}", fx.rid),
+                None,
+            )
+            .await;
+        assert_eq!(s, 400, "history with {query}");
+    }
+    fx.done().await;
+}
+
+// --------------------------------------------------------------- a user's rooms
+
+#[tokio::test]
+async fn a_users_rooms_are_listed() {
+    let fx = Fixture::new().await;
+    let (s, _) = fx
+        .call(
+            Method::POST,
+            "/dialogs",
+            Some(json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]})),
+        )
+        .await;
+    assert_eq!(s, 201, "opening the dialog");
+    let (s, list) = fx.call(Method::GET, "/users/alice/rooms", None).await;
     assert_eq!(s, 200);
     assert_eq!(list["rooms"].as_array().unwrap().len(), 2);
-    let (s, list) = call(&app, Method::GET, "/users/carol/rooms", None).await;
-    assert_eq!((s, list["rooms"].as_array().unwrap().len()), (200, 0));
+    fx.done().await;
+}
 
-    // The other site's key sees none of it.
-    for (method, path) in [
-        (Method::GET, format!("/rooms/{rid}")),
-        (Method::GET, format!("/rooms/{rid}/messages")),
+#[tokio::test]
+async fn a_member_who_left_lists_no_rooms() {
+    let fx = Fixture::new().await;
+    fx.carol_comes_and_goes().await;
+    let (s, list) = fx.call(Method::GET, "/users/carol/rooms", None).await;
+    assert_eq!((s, list["rooms"].as_array().unwrap().len()), (200, 0));
+    fx.done().await;
+}
+
+// --------------------------------------------------------------- another site
+
+#[tokio::test]
+async fn another_sites_room_and_its_history_are_not_found() {
+    let fx = Fixture::new().await;
+    for path in [
+        format!("/rooms/{}", fx.rid),
+        format!("/rooms/{}/messages", fx.rid),
     ] {
-        let res = app.api_as(&app.other, method, &path).send().await.unwrap();
+        let res = fx.as_other_site(Method::GET, &path).send().await.unwrap();
         assert_eq!(res.status(), 404, "{path} from another site");
     }
-    let res = app
-        .api_as(&app.other, Method::POST, &format!("/rooms/{rid}/messages"))
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn posting_to_another_sites_room_is_not_found() {
+    let fx = Fixture::new().await;
+    let res = fx
+        .as_other_site(Method::POST, &format!("/rooms/{}/messages", fx.rid))
         .json(&json!({"body": "cross-site"}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let res = app
-        .api_as(&app.other, Method::POST, &format!("/rooms/{rid}/members"))
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn adding_a_member_to_another_sites_room_is_not_found() {
+    let fx = Fixture::new().await;
+    let res = fx
+        .as_other_site(Method::POST, &format!("/rooms/{}/members", fx.rid))
         .json(&json!({"user": {"id": "eve"}}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let res = app
-        .api_as(&app.other, Method::GET, "/users/alice/rooms")
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn another_site_lists_none_of_a_users_rooms() {
+    let fx = Fixture::new().await;
+    let res = fx
+        .as_other_site(Method::GET, "/users/alice/rooms")
         .send()
         .await
         .unwrap();
     let list: Value = res.json().await.unwrap();
     assert_eq!(list["rooms"].as_array().unwrap().len(), 0);
+    fx.done().await;
+}
 
-    // Unknown endpoint, health.
-    let (s, b) = call(&app, Method::GET, "/nope", None).await;
+// --------------------------------------------------------------- the rest
+
+#[tokio::test]
+async fn an_unknown_endpoint_is_not_found() {
+    let fx = Fixture::new().await;
+    let (s, b) = fx.call(Method::GET, "/nope", None).await;
     assert_eq!((s, code(&b)), (404, "not_found"));
-    let res = app.http.get(app.url("/healthz")).send().await.unwrap();
+    fx.done().await;
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let fx = Fixture::new().await;
+    let res = fx
+        .app
+        .http
+        .get(fx.app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    crate::assert_no_panics();
-    app.stop().await;
+    fx.done().await;
 }

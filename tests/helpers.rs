@@ -23,6 +23,28 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long any single expected frame may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Polls `check` every 25 ms until it yields a value, and returns it;
+/// fails the test, saying it waited for `what`, if `within` passes first.
+/// For conditions that come true on their own time, instead of a fixed
+/// sleep that is either too long or, on a busy machine, too short.
+pub async fn eventually<T>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {within:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Which database a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -207,7 +229,12 @@ async fn launch(
     }
 }
 
-async fn register(store: &natter_server::store::Store, name: &str, origins: &[String]) -> TestSite {
+/// Registers a site with these origins straight in the store.
+pub async fn register(
+    store: &natter_server::store::Store,
+    name: &str,
+    origins: &[String],
+) -> TestSite {
     let new = store.create_site(None, name, origins).await.expect("site");
     TestSite {
         id: new.site.id,
@@ -236,9 +263,19 @@ impl TestApp {
         (client, rooms)
     }
 
+    /// The HTTP API as the first site's backend calls it.
+    pub fn api_client(&self) -> ApiClient {
+        self.api_client_of(&self.site)
+    }
+
+    /// The HTTP API as a given site's backend calls it.
+    pub fn api_client_of(&self, site: &TestSite) -> ApiClient {
+        ApiClient::new(self.http.clone(), self.addr, &site.api_key)
+    }
+
     /// An API request with the first site's key.
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.api_as(&self.site, method, path)
+        self.api_client().request(method, path)
     }
 
     /// An API request with a given site's key.
@@ -248,55 +285,35 @@ impl TestApp {
         method: reqwest::Method,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(&format!("/api/v1{path}")))
-            .bearer_auth(&site.api_key)
+        self.api_client_of(site).request(method, path)
     }
 
     /// `GET /rooms/{room}/messages?QUERY` through the API, as JSON.
     pub async fn messages(&self, room: &RoomId, query: &str) -> serde_json::Value {
-        let res = self
-            .api(
-                reqwest::Method::GET,
-                &format!("/rooms/{room}/messages{query}"),
-            )
-            .send()
-            .await
-            .expect("history request");
-        assert_eq!(res.status(), 200, "reading history");
-        res.json().await.expect("history json")
+        self.api_client().messages(room, query).await
     }
 
     /// Creates a group room in the first site through the API.
     pub async fn group(&self, title: &str, members: &[&str]) -> RoomInfo {
-        let members: Vec<_> = members
-            .iter()
-            .map(|m| serde_json::json!({"id": m}))
-            .collect();
-        let res = self
-            .api(reqwest::Method::POST, "/rooms")
-            .json(&serde_json::json!({"title": title, "members": members}))
-            .send()
-            .await
-            .expect("create room");
-        assert_eq!(res.status(), 201, "creating a room");
-        res.json().await.expect("room json")
+        let members: Vec<User> = members.iter().map(|m| User::id(m)).collect();
+        self.api_client().group(title, &members).await
     }
 
     /// Opens a dialog in the first site through the API.
     pub async fn dialog(&self, a: &str, b: &str) -> RoomInfo {
-        let res = self
-            .api(reqwest::Method::POST, "/dialogs")
-            .json(&serde_json::json!({"users": [{"id": a}, {"id": b}]}))
+        self.api_client().dialog(User::id(a), User::id(b)).await
+    }
+
+    /// The server's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
             .send()
             .await
-            .expect("open dialog");
-        assert!(
-            res.status().is_success(),
-            "opening a dialog: {}",
-            res.status()
-        );
-        res.json().await.expect("room json")
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     /// Stops the server gracefully and removes its database.
@@ -336,9 +353,129 @@ impl TestApp {
     }
 }
 
+/// A user as the HTTP API is told of them: an id, and maybe a name to show.
+#[derive(Debug, Clone, Copy)]
+pub struct User<'a> {
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+}
+
+impl<'a> User<'a> {
+    /// A user known by id alone.
+    pub fn id(id: &'a str) -> Self {
+        User { id, name: None }
+    }
+
+    /// A user with a display name.
+    pub fn named(id: &'a str, name: &'a str) -> Self {
+        User {
+            id,
+            name: Some(name),
+        }
+    }
+
+    fn json(self) -> serde_json::Value {
+        match self.name {
+            Some(name) => serde_json::json!({"id": self.id, "name": name}),
+            None => serde_json::json!({"id": self.id}),
+        }
+    }
+}
+
+/// The HTTP API (`/api/v1`) of a running server, called with one site's
+/// key, as that site's backend would. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl ApiClient {
+    /// The API of the server at `addr`, with the site key `key`.
+    pub fn new(http: reqwest::Client, addr: SocketAddr, key: &str) -> Self {
+        ApiClient {
+            http,
+            base: format!("http://{addr}/api/v1"),
+            key: key.to_string(),
+        }
+    }
+
+    /// A request to `/api/v1{path}` with the key.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+
+    /// Creates a group room of these members.
+    pub async fn group(&self, title: &str, members: &[User<'_>]) -> RoomInfo {
+        let members: Vec<_> = members.iter().map(|m| m.json()).collect();
+        let res = self
+            .request(reqwest::Method::POST, "/rooms")
+            .json(&serde_json::json!({"title": title, "members": members}))
+            .send()
+            .await
+            .expect("create room");
+        assert_eq!(res.status(), 201, "creating a room");
+        res.json().await.expect("room json")
+    }
+
+    /// Opens (or finds) the dialog of two users.
+    pub async fn dialog(&self, a: User<'_>, b: User<'_>) -> RoomInfo {
+        let res = self
+            .request(reqwest::Method::POST, "/dialogs")
+            .json(&serde_json::json!({"users": [a.json(), b.json()]}))
+            .send()
+            .await
+            .expect("open dialog");
+        assert!(
+            res.status().is_success(),
+            "opening a dialog: {}",
+            res.status()
+        );
+        res.json().await.expect("room json")
+    }
+
+    /// Posts a message as `from`; returns the stored event as JSON.
+    pub async fn post(&self, room: &str, from: &str, body: &str) -> serde_json::Value {
+        let res = self
+            .request(reqwest::Method::POST, &format!("/rooms/{room}/messages"))
+            .json(&serde_json::json!({"from": from, "body": body}))
+            .send()
+            .await
+            .expect("post message");
+        assert!(
+            res.status().is_success(),
+            "posting a message: {}",
+            res.status()
+        );
+        res.json().await.expect("event json")
+    }
+
+    /// `GET /rooms/{room}/messages?QUERY`, as JSON.
+    pub async fn messages(&self, room: &RoomId, query: &str) -> serde_json::Value {
+        let res = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/rooms/{room}/messages{query}"),
+            )
+            .send()
+            .await
+            .expect("history request");
+        assert_eq!(res.status(), 200, "reading history");
+        res.json().await.expect("history json")
+    }
+}
+
 /// Signs a token for a user of a site, valid for `ttl` seconds from now
 /// (negative: already expired).
 pub fn token_for(site: &TestSite, user: &str, ttl: i64) -> String {
+    token_named(site, user, &format!("User {user}"), ttl)
+}
+
+/// [`token_for`] with the display name the token carries.
+pub fn token_named(site: &TestSite, user: &str, name: &str, ttl: i64) -> String {
     let now = now_secs();
     auth::sign(
         &Claims {
@@ -347,7 +484,7 @@ pub fn token_for(site: &TestSite, user: &str, ttl: i64) -> String {
             exp: now + ttl,
             nbf: None,
             iat: Some(now),
-            name: Some(format!("User {user}")),
+            name: Some(name.to_string()),
         },
         &site.secret,
     )

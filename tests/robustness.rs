@@ -124,10 +124,17 @@ async fn an_oversized_frame_closes_with_1009() {
 #[tokio::test]
 async fn a_client_that_stops_answering_is_dropped_by_the_heartbeat() {
     let app = spawn_app_with(Db::Sqlite, |c| c.limits.heartbeat_secs = 1).await;
-    let (alice, _) = app.login("alice").await;
-    // Not reading means not answering pings either.
-    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    let mut alice = alice;
+    let (mut alice, _) = app.login("alice").await;
+    // Not reading means not answering pings either, so Alice's socket is
+    // left alone until the server has dropped her (after two heartbeats of
+    // silence); the metrics tell when, without touching her connection.
+    eventually(WAIT, "the server to drop the silent client", async || {
+        let text = app.metrics().await;
+        text.lines()
+            .any(|l| l == "natter_connections_open 0")
+            .then_some(())
+    })
+    .await;
     let close = alice.closed().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 4000);
     app.stop().await;
@@ -207,15 +214,7 @@ async fn the_connection_limit_refuses_with_503_and_metrics_count() {
         other => panic!("a third connection must be refused, got {other:?}"),
     }
     alice.say(&room.id, "counted").await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for line in [
         "natter_connections_open 2",
         "natter_connections_refused_total 1",

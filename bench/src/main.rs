@@ -5,104 +5,35 @@
 //! The servers run pinned to core 0 (`taskset -c 0`), this load generator
 //! re-executes itself pinned to core 1 and runs on one thread. Server CPU
 //! time comes from /proc/PID/stat, memory from /proc/PID/status.
+//!
+//! `plan` says what runs and how much, `benches` holds one module per
+//! benchmark (its measurement and its orchestration), `report` writes the
+//! figures into BENCHMARKS.md; `client` speaks to the servers, `sys`
+//! starts them and reads their CPU and memory.
 
 mod benches;
 mod client;
+mod plan;
+mod report;
 mod sys;
 
 use anyhow::{Context, Result, bail};
+use benches::{
+    catch_up, chat_latency, durable_writes, fanout, growth, idle_connections, reconnect_storm,
+    relay, widget_size, write_floor,
+};
+use plan::{FULL, Plan, QUICK};
+use report::{Report, render, write_section};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use sys::{Db, Kind, Paths, Server};
-
-const RUNS: usize = 3;
-
-/// Counts and durations of one variant.
-struct Plan {
-    name: &'static str,
-    write_floor_n: usize,
-    idle_n: usize,
-    idle_growth: &'static [usize],
-    relay_pairs: usize,
-    relay_rate: f64,
-    relay_secs: f64,
-    durable_conns: usize,
-    durable_window: usize,
-    durable_secs: f64,
-    fan_members: usize,
-    fan_msgs: usize,
-    fan_rate: f64,
-    fan_growth: &'static [usize],
-    fan_growth_deliveries: usize,
-    chat_conns: usize,
-    chat_secs: u64,
-    storm_clients: usize,
-    storm_parallel: usize,
-    history_msgs: usize,
-    history_msgs_mariadb: usize,
-}
-
-const QUICK: Plan = Plan {
-    name: "quick",
-    write_floor_n: 200_000,
-    idle_n: 500,
-    idle_growth: &[2000],
-    relay_pairs: 50,
-    relay_rate: 2000.0,
-    relay_secs: 0.7,
-    durable_conns: 32,
-    durable_window: 16,
-    durable_secs: 0.7,
-    fan_members: 500,
-    fan_msgs: 40,
-    fan_rate: 40.0,
-    fan_growth: &[10, 100],
-    fan_growth_deliveries: 5_000,
-    chat_conns: 1000,
-    chat_secs: 1,
-    storm_clients: 500,
-    storm_parallel: 1000,
-    history_msgs: 10_000,
-    history_msgs_mariadb: 2000,
-};
-
-/// About 10–11 minutes of measuring on the 2-core machine of BENCHMARKS.md
-/// (the run of 2026-11-28, with longer windows, took 894 s). Estimated per
-/// step from that run and the quick run's per-step times: floor 3 s, B1
-/// 70 s, B2 35 s, B3 + B7 MariaDB 45 s, B4 60 s, B5 75 s, B6 300 s (of
-/// which natter's set-up, 5,000 rooms and 250,000 posts, ~90 s), B7 10 s,
-/// growth 55 s: ~650 s. The stderr log and the section's "Took" line give
-/// the measured time of each step.
-const FULL: Plan = Plan {
-    name: "full",
-    write_floor_n: 300_000,
-    idle_n: 5000,
-    idle_growth: &[1000, 10_000],
-    relay_pairs: 200,
-    relay_rate: 5000.0,
-    relay_secs: 2.0,
-    durable_conns: 64,
-    durable_window: 16,
-    durable_secs: 2.0,
-    fan_members: 1000,
-    fan_msgs: 150,
-    fan_rate: 50.0,
-    fan_growth: &[10, 100],
-    fan_growth_deliveries: 50_000,
-    chat_conns: 5000,
-    chat_secs: 4,
-    storm_clients: 10_000,
-    storm_parallel: 1000,
-    history_msgs: 50_000,
-    history_msgs_mariadb: 10_000,
-};
+use sys::{Db, Paths, Server};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("floor-writer") {
         let addr = args.get(1).context("floor-writer ADDR N")?;
         let n = args.get(2).context("floor-writer ADDR N")?.parse()?;
-        return benches::floor_writer(addr, n);
+        return write_floor::floor_writer(addr, n);
     }
     pin_to_load_core()?;
     let mut quick = false;
@@ -144,125 +75,13 @@ fn pin_to_load_core() -> Result<()> {
     Err(err).context("re-executing under taskset")
 }
 
+/// Progress on stderr, with the seconds since the start.
 fn log(msg: impl AsRef<str>) {
     let t = client::epoch().elapsed().as_secs_f64();
     eprintln!("bench: [{t:6.1} s] {}", msg.as_ref());
 }
 
-/// The median of the runs of one field.
-fn med<T>(runs: &[T], f: impl Fn(&T) -> f64) -> f64 {
-    let mut v: Vec<f64> = runs.iter().map(f).filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// One line of the table: natter's figure and each peer's.
-struct Row {
-    id: &'static str,
-    metric: String,
-    target: &'static str,
-    natter: f64,
-    node: f64,
-    nchan: f64,
-    floor: f64,
-}
-
-impl Row {
-    fn new(id: &'static str, metric: impl Into<String>, target: &'static str) -> Row {
-        Row {
-            id,
-            metric: metric.into(),
-            target,
-            natter: f64::NAN,
-            node: f64::NAN,
-            nchan: f64::NAN,
-            floor: f64::NAN,
-        }
-    }
-}
-
-fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return "—".into();
-    }
-    let a = v.abs();
-    if a >= 10_000.0 {
-        let s = format!("{:.0}", v);
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 && c.is_ascii_digit() {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    } else if a >= 100.0 || v == v.trunc() {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if a.is_finite() && b.is_finite() && b != 0.0 {
-        format!("{:.2}", a / b)
-    } else {
-        "—".into()
-    }
-}
-
-struct Report {
-    rows: Vec<Row>,
-    growth: Vec<String>,
-    notes: Vec<String>,
-    /// Seconds each step took, in order.
-    laps: Vec<(&'static str, f64)>,
-}
-
-impl Report {
-    /// A figure could not be measured; says why, with what the clients
-    /// counted since [`why_start`].
-    fn fail(&mut self, what: &str, err: anyhow::Error) {
-        log(format!("{what} failed: {err:#}"));
-        let why = client::take_why();
-        let mut note = format!("{what}: not measured ({err:#})");
-        if !why.is_empty() {
-            note.push_str(&format!("; why: {}", why.line()));
-        }
-        self.notes.push(note);
-    }
-
-    /// Ends the count of one benchmark on one server: a note when
-    /// something went missing (`lost`) or the clients counted a reason.
-    fn why(&mut self, what: &str, lost: Option<String>) {
-        let why = client::take_why();
-        let note = match lost {
-            Some(lost) => format!("{what}: {lost}; why: {}", why.line()),
-            None if !why.is_empty() => format!("{what}: nothing lost; counted {}", why.line()),
-            None => return,
-        };
-        log(&note);
-        self.notes.push(note);
-    }
-
-    /// Records how long a step took since `t0`.
-    fn lap(&mut self, name: &'static str, t0: Instant) {
-        let secs = t0.elapsed().as_secs_f64();
-        log(format!("{name} done in {secs:.0} s"));
-        self.laps.push((name, secs));
-    }
-}
-
-/// Starts counting why things go missing for one benchmark on one server.
-fn why_start() {
-    drop(client::take_why());
-}
-
+/// The whole run, in order; writes the variant's section of `out`.
 async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("natter-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
@@ -287,16 +106,11 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
 
     // The kernel floor first, while nothing else runs.
     let t0 = Instant::now();
-    let mut floor_runs = Vec::new();
-    for _ in 0..RUNS {
-        floor_runs.push(benches::write_floor(plan.write_floor_n).await?);
-    }
-    let write_us = med(&floor_runs, |v| *v);
-    log(format!("kernel floor: {write_us:.2} µs per small write"));
+    let write_us = write_floor::run(plan).await?;
     report.lap("floor", t0);
 
     let t0 = Instant::now();
-    b1(plan, &paths, nchan, &mut report).await;
+    idle_connections::run(plan, &paths, nchan, &mut report).await;
     report.lap("B1", t0);
 
     let natter = sys::start_natter(&paths, Db::Sqlite).await?;
@@ -311,171 +125,37 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
         peers.push(n);
     }
 
-    // B2
     let t0 = Instant::now();
-    let mut row = Row::new(
-        "B2",
-        format!(
-            "1:1 relay, server CPU µs/msg at {} msg/s offered",
-            plan.relay_rate
-        ),
-        "≤10",
-    );
-    let mut lat = Row::new(
-        "B2",
-        format!("1:1 relay, p99 ms at {} msg/s offered", plan.relay_rate),
-        "—",
-    );
-    for server in &peers {
-        why_start();
-        let what = format!("B2 {}", server.ep.kind.label());
-        match b2(plan, server).await {
-            Ok((cpu, p99, lost, sent)) => {
-                set(&mut row, server.ep.kind, cpu);
-                set(&mut lat, server.ep.kind, p99);
-                let lost = (lost > 0).then(|| {
-                    format!("{lost} of {sent} messages never reached the receiver (3 runs)")
-                });
-                report.why(&what, lost);
-            }
-            Err(e) => report.fail(&what, e),
-        }
-    }
-    // Floor: the ack to the sender and the event to the receiver.
-    row.floor = 2.0 * write_us;
-    report.rows.push(row);
-    report.rows.push(lat);
+    relay::run(plan, &peers, write_us, &mut report).await;
     report.lap("B2", t0);
 
-    // B3
     let t0 = Instant::now();
-    b3(plan, &paths, &natter, &node, &mut report).await;
+    durable_writes::run(plan, &paths, &natter, &node, &mut report).await;
     report.lap("B3 + B7 MariaDB", t0);
 
-    // B4
     let t0 = Instant::now();
-    let mut row = Row::new(
-        "B4",
-        format!(
-            "fan-out, {}-member room: deliveries per server CPU-s",
-            plan.fan_members
-        ),
-        "≥250,000",
-    );
-    let mut lat = Row::new(
-        "B4",
-        format!(
-            "fan-out, {}-member room: p99 delivery ms at {}/s",
-            plan.fan_members, plan.fan_rate
-        ),
-        "—",
-    );
-    for server in &peers {
-        why_start();
-        let what = format!("B4 {}", server.ep.kind.label());
-        match b4(server, plan.fan_members, plan.fan_msgs, plan.fan_rate, RUNS).await {
-            Ok((dps, p99, lost, due)) => {
-                set(&mut row, server.ep.kind, dps);
-                set(&mut lat, server.ep.kind, p99);
-                let lost =
-                    (lost > 0).then(|| format!("{lost} of {due} deliveries missing (3 runs)"));
-                report.why(&what, lost);
-            }
-            Err(e) => report.fail(&what, e),
-        }
-    }
-    row.floor = 1e6 / write_us;
-    report.rows.push(row);
-    report.rows.push(lat);
+    fanout::run(plan, &peers, write_us, &mut report).await;
     drop(nchan_server);
     report.lap("B4", t0);
 
-    // B5
     let t0 = Instant::now();
-    let mut p50 = Row::new(
-        "B5",
-        format!("{} conns × 1 msg/s: p50 ms end to end", plan.chat_conns),
-        "—",
-    );
-    let mut p99 = Row::new(
-        "B5",
-        format!("{} conns × 1 msg/s: p99 ms end to end", plan.chat_conns),
-        "≤10",
-    );
-    for server in [&natter, &node] {
-        why_start();
-        let what = format!("B5 {}", server.ep.kind.label());
-        match b5(plan, server).await {
-            Ok((a, b, lost, sent)) => {
-                set(&mut p50, server.ep.kind, a);
-                set(&mut p99, server.ep.kind, b);
-                let lost = (lost > 0).then(|| {
-                    format!("{lost} of {sent} messages never reached the partner (3 runs)")
-                });
-                report.why(&what, lost);
-            }
-            Err(e) => report.fail(&what, e),
-        }
-    }
-    report.rows.push(p50);
-    report.rows.push(p99);
+    chat_latency::run(plan, &natter, &node, &mut report).await;
     report.lap("B5", t0);
 
-    // B6
     let t0 = Instant::now();
-    let mut secs = Row::new(
-        "B6",
-        format!(
-            "reconnect storm, {} clients × {} msgs: s to all caught up",
-            plan.storm_clients,
-            benches::CATCH_UP
-        ),
-        "≤10 (10k)",
-    );
-    let mut gaps = Row::new(
-        "B6",
-        "reconnect storm: gaps + failed clients (worst run)",
-        "0",
-    );
-    let mut storm_cpu = Row::new("B6", "reconnect storm: server CPU s", "—");
-    for server in [&natter, &node] {
-        why_start();
-        let what = format!("B6 {}", server.ep.kind.label());
-        match b6(plan, server).await {
-            Ok((s, c, worst)) => {
-                set(&mut secs, server.ep.kind, s);
-                set(
-                    &mut gaps,
-                    server.ep.kind,
-                    (worst.gaps + worst.failed) as f64,
-                );
-                set(&mut storm_cpu, server.ep.kind, c);
-                let lost = (worst.gaps + worst.failed > 0).then(|| {
-                    format!(
-                        "worst run {} failed clients, {} events missing or out of order (why: all 3 runs)",
-                        worst.failed,
-                        worst.gaps.saturating_sub(worst.failed * benches::CATCH_UP as u64)
-                    )
-                });
-                report.why(&what, lost);
-            }
-            Err(e) => report.fail(&what, e),
-        }
-    }
-    report.rows.extend([secs, gaps, storm_cpu]);
+    reconnect_storm::run(plan, &natter, &node, &mut report).await;
     report.lap("B6", t0);
 
-    // B7
     let t0 = Instant::now();
-    b7(plan, &paths, &natter, &node, &mut report).await;
+    catch_up::run(plan, &natter, &node, &mut report).await;
     drop(natter);
     drop(node);
     report.lap("B7", t0);
 
     let t0 = Instant::now();
-    growth(plan, &paths, &mut report).await;
+    growth::run(plan, &paths, &mut report).await;
     report.lap("growth", t0);
-    b8(&root, &mut report);
+    widget_size::run(&root, &mut report);
 
     sys::drop_mysql_databases().await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -500,6 +180,7 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// The 1-minute load average, as /proc/loadavg says it.
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -507,14 +188,7 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn set(row: &mut Row, kind: Kind, v: f64) {
-    match kind {
-        Kind::Natter => row.natter = v,
-        Kind::Node => row.node = v,
-        Kind::Nchan => row.nchan = v,
-    }
-}
-
+/// Builds the release `natter` binary the benchmarks start.
 fn build_natter(root: &Path) -> Result<()> {
     log("cargo build --release -p natter-server --bin natter");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -533,557 +207,4 @@ fn build_natter(root: &Path) -> Result<()> {
         bail!("building natter failed: {status}");
     }
     Ok(())
-}
-
-async fn b1(plan: &Plan, paths: &Paths, nchan: bool, report: &mut Report) {
-    let mut rss = Row::new(
-        "B1",
-        format!("{} idle authenticated conns: RSS KiB/conn", plan.idle_n),
-        "≤2",
-    );
-    let mut cpu = Row::new("B1", "handshake + auth: server CPU µs/conn", "—");
-    let mut kinds = vec![Kind::Natter, Kind::Node];
-    if nchan {
-        kinds.push(Kind::Nchan);
-    }
-    for kind in kinds {
-        why_start();
-        let t0 = Instant::now();
-        let mut runs = Vec::new();
-        for _ in 0..RUNS {
-            match idle_once(paths, kind, plan.idle_n).await {
-                Ok(r) => runs.push(r),
-                Err(e) => {
-                    report.fail(&format!("B1 {}", kind.label()), e);
-                    break;
-                }
-            }
-        }
-        if runs.len() == RUNS {
-            set(&mut rss, kind, med(&runs, |r| r.rss_kib_per_conn));
-            set(&mut cpu, kind, med(&runs, |r| r.cpu_us_per_conn));
-            report.why(&format!("B1 {}", kind.label()), None);
-        }
-        log(format!(
-            "B1 {}: {RUNS} runs in {:.1} s",
-            kind.label(),
-            t0.elapsed().as_secs_f64()
-        ));
-    }
-    report.rows.push(rss);
-    report.rows.push(cpu);
-}
-
-async fn start(paths: &Paths, kind: Kind) -> Result<Server> {
-    match kind {
-        Kind::Natter => sys::start_natter(paths, Db::Sqlite).await,
-        Kind::Node => sys::start_node(paths),
-        Kind::Nchan => sys::start_nchan(paths),
-    }
-}
-
-async fn idle_once(paths: &Paths, kind: Kind, n: usize) -> Result<benches::Idle> {
-    let server = start(paths, kind).await?;
-    benches::idle(&server, n).await
-}
-
-/// Logs how long a benchmark's set-up and runs took on one server.
-fn log_phases(what: &str, t0: Instant, t1: Instant) {
-    log(format!(
-        "{what}: set-up {:.1} s, {RUNS} runs {:.1} s",
-        (t1 - t0).as_secs_f64(),
-        t1.elapsed().as_secs_f64()
-    ));
-}
-
-/// B2 on one server: CPU µs/msg, p99 ms, messages lost and sent (all runs).
-async fn b2(plan: &Plan, server: &Server) -> Result<(f64, f64, u64, u64)> {
-    let what = format!("B2 {}", server.ep.kind.label());
-    log(&what);
-    let t0 = Instant::now();
-    let mut fleet = benches::pairs(&server.ep, plan.relay_pairs).await?;
-    let t1 = Instant::now();
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        runs.push(benches::relay(server, &mut fleet, plan.relay_rate, plan.relay_secs).await?);
-    }
-    log_phases(&what, t0, t1);
-    let lost = runs.iter().map(|r| r.lost).sum();
-    let sent = runs.iter().map(|r| r.sent).sum();
-    Ok((
-        med(&runs, |r| r.cpu_us_per_msg),
-        med(&runs, |r| r.p99_ms),
-        lost,
-        sent,
-    ))
-}
-
-async fn b3(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: &mut Report) {
-    let title = |what: &str| {
-        format!(
-            "durable 1:1, {} conns × {} in flight: {what}",
-            plan.durable_conns, plan.durable_window
-        )
-    };
-    let mut sq = Row::new("B3", title("SQLite msg/s"), "≥50,000");
-    let mut sq99 = Row::new("B3", title("SQLite p99 ack ms"), "≤10");
-    let mut my = Row::new("B3", title("MariaDB msg/s"), "≥30,000");
-    let mut my99 = Row::new("B3", title("MariaDB p99 ack ms"), "—");
-    let mut sqcpu = Row::new("B3", title("SQLite server CPU µs/msg"), "—");
-    let mut mycpu = Row::new("B3", title("MariaDB server CPU µs/msg"), "—");
-    let mariadb = sys::start_natter(paths, Db::MariaDb).await;
-    let mut servers: Vec<(&Server, bool)> = vec![(natter, false), (node, false)];
-    match &mariadb {
-        Ok(m) => servers.push((m, true)),
-        Err(e) => report
-            .notes
-            .push(format!("B3 MariaDB: not measured ({e:#})")),
-    }
-    for (server, is_mariadb) in servers {
-        let what = format!(
-            "B3 {}{}",
-            server.ep.kind.label(),
-            if is_mariadb { " MariaDB" } else { "" }
-        );
-        log(&what);
-        why_start();
-        let result = async {
-            let t0 = Instant::now();
-            let mut fleet = benches::writers(&server.ep, plan.durable_conns).await?;
-            let t1 = Instant::now();
-            let mut runs = Vec::new();
-            for _ in 0..RUNS {
-                runs.push(
-                    benches::durable(server, &mut fleet, plan.durable_window, plan.durable_secs)
-                        .await?,
-                );
-            }
-            log_phases(&what, t0, t1);
-            Ok::<_, anyhow::Error>((
-                med(&runs, |r| r.msgs_per_s),
-                med(&runs, |r| r.p99_ms),
-                med(&runs, |r| r.cpu_us_per_msg),
-            ))
-        }
-        .await;
-        if result.is_ok() {
-            report.why(&what, None);
-        }
-        match (result, server.ep.kind, is_mariadb) {
-            (Ok((rate, p99, cpu)), Kind::Node, _) => {
-                // Not durable: the same figure beside both databases.
-                for row in [&mut sq, &mut my] {
-                    row.node = rate;
-                }
-                for row in [&mut sq99, &mut my99] {
-                    row.node = p99;
-                }
-                for row in [&mut sqcpu, &mut mycpu] {
-                    row.node = cpu;
-                }
-            }
-            (Ok((rate, p99, cpu)), _, false) => {
-                (sq.natter, sq99.natter, sqcpu.natter) = (rate, p99, cpu)
-            }
-            (Ok((rate, p99, cpu)), _, true) => {
-                (my.natter, my99.natter, mycpu.natter) = (rate, p99, cpu)
-            }
-            (Err(e), kind, m) => report.fail(
-                &format!("B3 {}{}", kind.label(), if m { " MariaDB" } else { "" }),
-                e,
-            ),
-        }
-    }
-    for (db, row) in [(Db::Sqlite, &mut sq), (Db::MariaDb, &mut my)] {
-        let t0 = Instant::now();
-        let mut runs = Vec::new();
-        for _ in 0..RUNS {
-            match benches::storage_floor(paths, db, 256, plan.durable_secs).await {
-                Ok(v) => runs.push(v),
-                Err(e) => {
-                    report.fail(&format!("B3 storage floor {}", db.label()), e);
-                    break;
-                }
-            }
-        }
-        row.floor = med(&runs, |v| *v);
-        log(format!(
-            "B3 storage floor {}: {RUNS} runs in {:.1} s",
-            db.label(),
-            t0.elapsed().as_secs_f64()
-        ));
-    }
-    report.rows.extend([sq, sq99, sqcpu, my, my99, mycpu]);
-    if let Ok(m) = mariadb {
-        b7_mariadb(plan, &m, report).await;
-    }
-}
-
-/// B4 on one server: deliveries per CPU-s, p99 ms, deliveries missing and
-/// due (all runs).
-async fn b4(
-    server: &Server,
-    members: usize,
-    msgs: usize,
-    rate: f64,
-    runs_n: usize,
-) -> Result<(f64, f64, u64, u64)> {
-    let what = format!("B4 {} {members} members", server.ep.kind.label());
-    log(&what);
-    let t0 = Instant::now();
-    let mut fleet = benches::room(&server.ep, members).await?;
-    let t1 = Instant::now();
-    let mut runs = Vec::new();
-    for _ in 0..runs_n {
-        runs.push(benches::fanout(server, &mut fleet, msgs, rate).await?);
-    }
-    log(format!(
-        "{what}: set-up {:.1} s, {runs_n} runs {:.1} s",
-        (t1 - t0).as_secs_f64(),
-        t1.elapsed().as_secs_f64()
-    ));
-    let lost = runs.iter().map(|r| r.lost).sum();
-    let due = (members * msgs * runs_n) as u64;
-    Ok((
-        med(&runs, |r| r.deliveries_per_cpu_s),
-        med(&runs, |r| r.p99_ms),
-        lost,
-        due,
-    ))
-}
-
-/// B5 on one server: p50 and p99 ms, messages lost and sent (all runs).
-async fn b5(plan: &Plan, server: &Server) -> Result<(f64, f64, u64, u64)> {
-    let what = format!("B5 {}", server.ep.kind.label());
-    log(&what);
-    let t0 = Instant::now();
-    let mut fleet = benches::chatters(&server.ep, plan.chat_conns).await?;
-    let t1 = Instant::now();
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        runs.push(benches::chat(server, &mut fleet, plan.chat_secs).await?);
-    }
-    log_phases(&what, t0, t1);
-    let lost = runs.iter().map(|r| r.lost).sum();
-    let sent = runs.iter().map(|r| r.sent).sum();
-    Ok((
-        med(&runs, |r| r.p50_ms),
-        med(&runs, |r| r.p99_ms),
-        lost,
-        sent,
-    ))
-}
-
-/// B6 on one server: seconds, server CPU s, and the worst run.
-async fn b6(plan: &Plan, server: &Server) -> Result<(f64, f64, benches::StormResult)> {
-    let what = format!("B6 {}", server.ep.kind.label());
-    log(&what);
-    let t0 = Instant::now();
-    let setup = benches::storm_setup(&server.ep, plan.storm_clients).await?;
-    let t1 = Instant::now();
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        runs.push(benches::storm(server, &setup, plan.storm_parallel).await?);
-    }
-    log_phases(&what, t0, t1);
-    let (secs, cpu) = (med(&runs, |r| r.secs), med(&runs, |r| r.cpu_s));
-    let worst = runs
-        .into_iter()
-        .max_by_key(|r| r.gaps + r.failed)
-        .context("no storm run")?;
-    Ok((secs, cpu, worst))
-}
-
-async fn b7(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, report: &mut Report) {
-    let _ = paths;
-    let mut row = Row::new(
-        "B7",
-        format!(
-            "history catch-up of {} msgs, SQLite: msgs/s",
-            plan.history_msgs
-        ),
-        "≥100,000",
-    );
-    for server in [natter, node] {
-        let what = format!("B7 {}", server.ep.kind.label());
-        log(&what);
-        why_start();
-        let result = async {
-            let t0 = Instant::now();
-            let setup = benches::history_setup(&server.ep, plan.history_msgs).await?;
-            let t1 = Instant::now();
-            let mut runs = Vec::new();
-            for _ in 0..RUNS {
-                runs.push(benches::catch_up(server, &setup).await?.0);
-            }
-            let mut floor = Vec::new();
-            if let Some(url) = &server.database_url {
-                for _ in 0..RUNS {
-                    floor.push(benches::read_floor(url, &setup).await?);
-                }
-            }
-            log_phases(&what, t0, t1);
-            Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
-        }
-        .await;
-        match result {
-            Ok((rate, floor)) => {
-                report.why(&what, None);
-                set(&mut row, server.ep.kind, rate);
-                if server.ep.kind == Kind::Natter {
-                    row.floor = floor;
-                }
-            }
-            Err(e) => report.fail(&format!("B7 {}", server.ep.kind.label()), e),
-        }
-    }
-    report.rows.push(row);
-}
-
-async fn b7_mariadb(plan: &Plan, natter: &Server, report: &mut Report) {
-    log("B7 natter MariaDB");
-    why_start();
-    let t0 = Instant::now();
-    let mut row = Row::new(
-        "B7",
-        format!(
-            "history catch-up of {} msgs, MariaDB: msgs/s",
-            plan.history_msgs_mariadb
-        ),
-        "—",
-    );
-    let result = async {
-        let setup = benches::history_setup(&natter.ep, plan.history_msgs_mariadb).await?;
-        let (mut runs, mut floor) = (Vec::new(), Vec::new());
-        for _ in 0..RUNS {
-            runs.push(benches::catch_up(natter, &setup).await?.0);
-            floor.push(
-                benches::read_floor(natter.database_url.as_deref().unwrap_or_default(), &setup)
-                    .await?,
-            );
-        }
-        Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
-    }
-    .await;
-    log(format!(
-        "B7 natter MariaDB: set-up and {RUNS} runs {:.1} s",
-        t0.elapsed().as_secs_f64()
-    ));
-    match result {
-        Ok((rate, floor)) => {
-            report.why("B7 natter MariaDB", None);
-            (row.natter, row.floor) = (rate, floor)
-        }
-        Err(e) => report.fail("B7 natter MariaDB", e),
-    }
-    report.rows.push(row);
-}
-
-/// How cost grows: memory and handshake CPU at more connections, CPU per
-/// delivery in bigger rooms (natter and node, one run each).
-async fn growth(plan: &Plan, paths: &Paths, report: &mut Report) {
-    log("growth");
-    let mut lines = vec![
-        "| what | size | natter | node ws | natter ÷ node |".to_string(),
-        "|---|---:|---:|---:|---:|".to_string(),
-    ];
-    for &n in plan.idle_growth {
-        let mut cells = Vec::new();
-        for kind in [Kind::Natter, Kind::Node] {
-            why_start();
-            let what = format!("growth: {n} idle conns, {}", kind.label());
-            match idle_once(paths, kind, n).await {
-                Ok(r) => {
-                    report.why(&what, None);
-                    cells.push(Some(r));
-                }
-                Err(e) => {
-                    report.fail(&what, e);
-                    cells.push(None);
-                }
-            }
-        }
-        let (b, a) = (cells.pop().flatten(), cells.pop().flatten());
-        let f = |r: &Option<benches::Idle>, g: fn(&benches::Idle) -> f64| {
-            r.as_ref().map_or(f64::NAN, g)
-        };
-        lines.push(format!(
-            "| idle conns: RSS KiB/conn | {n} | {} | {} | {} |",
-            num(f(&a, |r| r.rss_kib_per_conn)),
-            num(f(&b, |r| r.rss_kib_per_conn)),
-            ratio(f(&a, |r| r.rss_kib_per_conn), f(&b, |r| r.rss_kib_per_conn))
-        ));
-        lines.push(format!(
-            "| handshake + auth: CPU µs/conn | {n} | {} | {} | {} |",
-            num(f(&a, |r| r.cpu_us_per_conn)),
-            num(f(&b, |r| r.cpu_us_per_conn)),
-            ratio(f(&a, |r| r.cpu_us_per_conn), f(&b, |r| r.cpu_us_per_conn))
-        ));
-    }
-    for &size in plan.fan_growth {
-        let msgs = (plan.fan_growth_deliveries / size).max(1);
-        let rate = (msgs as f64 / 1.5).max(1.0);
-        let mut cells = Vec::new();
-        for kind in [Kind::Natter, Kind::Node] {
-            why_start();
-            let what = format!("growth: room of {size}, {}", kind.label());
-            let r = async {
-                let server = start(paths, kind).await?;
-                b4(&server, size, msgs, rate, 1).await
-            }
-            .await;
-            match r {
-                Ok((dps, _, lost, due)) => {
-                    let lost = (lost > 0).then(|| format!("{lost} of {due} deliveries missing"));
-                    report.why(&what, lost);
-                    cells.push(1e6 / dps);
-                }
-                Err(e) => {
-                    report.fail(&what, e);
-                    cells.push(f64::NAN);
-                }
-            }
-        }
-        lines.push(format!(
-            "| fan-out: server CPU µs/delivery | room of {size} | {} | {} | {} |",
-            num(cells[0]),
-            num(cells[1]),
-            ratio(cells[0], cells[1])
-        ));
-    }
-    if let Some(row) = report
-        .rows
-        .iter()
-        .find(|r| r.id == "B4" && r.metric.contains("deliveries"))
-    {
-        lines.push(format!(
-            "| fan-out: server CPU µs/delivery (B4, median of 3) | room of {} | {} | {} | {} |",
-            plan.fan_members,
-            num(1e6 / row.natter),
-            num(1e6 / row.node),
-            ratio(row.node, row.natter)
-        ));
-    }
-    report.growth = lines;
-}
-
-/// B8: gzipped sizes of what the widget ships.
-fn b8(root: &Path, report: &mut Report) {
-    let dist = root.join("dist");
-    let Ok(entries) = std::fs::read_dir(&dist) else {
-        report
-            .notes
-            .push("B8: no dist/ — run `cargo xtask dist`".into());
-        return;
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|e| e == "wasm" || e == "js" || e == "css")
-        })
-        .collect();
-    files.sort();
-    // A debug build (`trunk build`, as the tests make) keeps DWARF sections
-    // and is several times the size of what ships.
-    let debug = files.iter().any(|p| {
-        p.extension().is_some_and(|e| e == "wasm")
-            && std::fs::read(p).is_ok_and(|bytes| {
-                bytes
-                    .windows(b".debug_info".len())
-                    .any(|w| w == b".debug_info")
-            })
-    });
-    if debug {
-        report.notes.push(
-            "B8: dist/ holds a debug build (`trunk build`); run `cargo xtask dist` for the sizes that ship"
-                .into(),
-        );
-        return;
-    }
-    let mut total = 0usize;
-    for path in files {
-        let raw = std::fs::metadata(&path).map_or(0, |m| m.len());
-        let gz = std::process::Command::new("gzip")
-            .args(["-9", "-c"])
-            .arg(&path)
-            .output()
-            .map_or(0, |o| o.stdout.len());
-        total += gz;
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let mut row = Row::new("B8", format!("{name} ({raw} B raw): KiB gzip -9"), "—");
-        row.natter = gz as f64 / 1024.0;
-        report.rows.push(row);
-    }
-    let mut row = Row::new("B8", "widget total: KiB gzip -9", "—");
-    row.natter = total as f64 / 1024.0;
-    report.rows.push(row);
-}
-
-fn render(plan: &Plan, machine: &str, write_us: f64, took: f64, report: &Report) -> String {
-    let mut s = String::new();
-    s.push_str(&format!("### `{}` variant\n\n", plan.name));
-    let laps: Vec<String> = report
-        .laps
-        .iter()
-        .map(|(name, secs)| format!("{name} {secs:.0} s"))
-        .collect();
-    s.push_str(&format!(
-        "Machine: {machine}. Took {took:.0} s (building natter and installing peers not counted; {}). Median of {RUNS} runs unless said otherwise.\n",
-        laps.join(", ")
-    ));
-    s.push_str(&format!("Kernel floor measured in this run: {write_us:.2} µs CPU per 64-byte `write()` to loopback.\n"));
-    s.push_str(&format!(
-        "Receivers on natter and node ws (B2, B4, B5) act as a client would: told to `resync` (or seeing a live event skip a seq) they `sync` again from the last seq they hold; the catch-up's messages count as delivered, with their latency. What has not arrived {:.0} s (B2) or {:.0} s (B4) after the last send was due is lost. Notes say why anything went missing, as the clients counted it per benchmark and server: `resync` frames, `error` frames by code, refused handshakes, closes by the server (code), clients that timed out waiting (for what).\n\n",
-        benches::GRACE_B2,
-        benches::GRACE_B4
-    ));
-    s.push_str("| # | metric | target | natter | node ws | nchan | floor | natter ÷ node | natter ÷ nchan | natter ÷ floor |\n");
-    s.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-    for r in &report.rows {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.id,
-            r.metric,
-            r.target,
-            num(r.natter),
-            num(r.node),
-            num(r.nchan),
-            num(r.floor),
-            ratio(r.natter, r.node),
-            ratio(r.natter, r.nchan),
-            ratio(r.natter, r.floor)
-        ));
-    }
-    s.push_str("\nHow cost grows (one run each, fresh servers):\n\n");
-    for l in &report.growth {
-        s.push_str(l);
-        s.push('\n');
-    }
-    if !report.notes.is_empty() {
-        s.push_str("\nNotes from this run:\n\n");
-        for n in &report.notes {
-            s.push_str(&format!("- {n}\n"));
-        }
-    }
-    s
-}
-
-/// Replaces this variant's section of the report (between its markers),
-/// keeping the rest of the file.
-fn write_section(path: &Path, name: &str, section: &str) -> Result<()> {
-    let begin = format!("<!-- bench:{name}:begin -->");
-    let end = format!("<!-- bench:{name}:end -->");
-    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let block = format!("{begin}\n{section}{end}");
-    let new = match (old.find(&begin), old.find(&end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &old[..a], block, &old[b + end.len()..]),
-        _ => format!("{}\n{block}\n", old.trim_end()),
-    };
-    std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))
 }

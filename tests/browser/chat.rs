@@ -8,12 +8,7 @@ use std::time::Duration;
 const LIVE: Duration = Duration::from_secs(1);
 
 pub async fn two_people_chat_in_a_dialog(db: Db) {
-    let world = World::new(db).await;
-    let room = world.dialog("alice", "bob").await;
-    let alice = world.person("alice").await;
-    let bob = world.person("bob").await;
-    tokio::join!(alice.visit(), bob.visit());
-    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
 
     let turns = [
         (&alice, &bob, "Hi Bob! Did the parcel arrive?"),

@@ -69,6 +69,9 @@ pub async fn a_server_killed_mid_burst_loses_and_doubles_nothing(db: Db) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A late duplicate would come with a client's next drain. This window
+    // (a fixed sleep on purpose) is to see that none comes: an absence is
+    // no condition to wait for.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rows = world.rows(&room).await;
     let stored: Vec<String> = rows.iter().map(|r| r.body.clone()).collect();

@@ -6,12 +6,7 @@ use natter_tests::Db;
 use std::collections::HashSet;
 
 pub async fn messages_written_offline_arrive_once_in_order(db: Db) {
-    let world = World::new(db).await;
-    let room = world.dialog("alice", "bob").await;
-    let alice = world.person("alice").await;
-    let bob = world.person("bob").await;
-    tokio::join!(alice.visit(), bob.visit());
-    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
 
     alice.go_offline().await;
     alice.wait_offline().await;
@@ -48,12 +43,7 @@ pub async fn messages_written_offline_arrive_once_in_order(db: Db) {
 }
 
 pub async fn a_reload_or_a_new_tab_keeps_the_offline_messages(db: Db) {
-    let world = World::new(db).await;
-    let room = world.dialog("alice", "bob").await;
-    let alice = world.person("alice").await;
-    let bob = world.person("bob").await;
-    tokio::join!(alice.visit(), bob.visit());
-    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
 
     // The chat server is out of Alice's reach; the site itself is not.
     alice.proxy.set(Link::NoSocket);
@@ -126,7 +116,9 @@ async fn expect_pending(person: &Person, bodies: &[String], when: &str) {
 
 /// The database holds each body once, in order, each with its own id.
 pub async fn assert_delivered_once(world: &World, room: &str, bodies: &[String]) {
-    // Late duplicates would come with the next drain: give them a moment.
+    // Late duplicates would come with the next drain. This window (a fixed
+    // sleep on purpose) is to see that none comes: an absence is no
+    // condition to wait for.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let rows = world.rows(room).await;
     let stored: Vec<&str> = rows.iter().map(|r| r.body.as_str()).collect();

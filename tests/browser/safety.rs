@@ -199,7 +199,9 @@ async fn hostile_text_stays_text(world: &World, alice: &Person, payloads: &[&str
         seen, expected,
         "every hostile name and body should show exactly as written, as plain text"
     );
-    // Anything that ran would have had time to.
+    // Anything that ran would have had time to. This window (a fixed sleep
+    // on purpose) is to see that nothing runs: an absence is no condition
+    // to wait for.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let planted = alice
         .js(

@@ -6,12 +6,7 @@ use natter_tests::Db;
 use std::time::{Duration, Instant};
 
 pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
-    let world = World::new(db).await;
-    let room = world.dialog("alice", "bob").await;
-    let alice = world.person("alice").await;
-    let bob = world.person("bob").await;
-    tokio::join!(alice.visit(), bob.visit());
-    tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
     let first = alice.browser.window().await.expect("first tab");
 
     let second = alice
@@ -85,7 +80,8 @@ pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
     world.finish(vec![alice, bob]).await;
 }
 
-/// Waits for the person's WebSockets to number `n`, then checks they stay so.
+/// Waits for the person's WebSockets to number `n`, then checks they stay so
+/// for a second.
 async fn settle_sockets(person: &Person, n: usize, when: &str) {
     let deadline = Instant::now() + PATIENCE;
     while person.proxy.sockets() != n {
@@ -97,6 +93,8 @@ async fn settle_sockets(person: &Person, n: usize, when: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Then a second in which no other socket may open: a fixed window on
+    // purpose, as an absence is no condition to wait for.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         person.proxy.sockets(),

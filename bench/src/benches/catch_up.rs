@@ -1,0 +1,160 @@
+//! B7: history catch-up: one client syncs a room of many messages from
+//! its start; messages per second, beside the read floor (the same rows
+//! read straight from natter's database in natter's pages).
+
+use super::{cpu_us, group, log_phases, post_bulk};
+use crate::client;
+use crate::log;
+use crate::plan::{Plan, RUNS};
+use crate::report::{Report, Row, med, set, why_start};
+use crate::sys::{Endpoint, Kind, Server};
+use anyhow::{Result, bail};
+use std::time::Instant;
+
+/// B7 on natter (SQLite) and node ws.
+pub async fn run(plan: &Plan, natter: &Server, node: &Server, report: &mut Report) {
+    let mut row = Row::new(
+        "B7",
+        format!(
+            "history catch-up of {} msgs, SQLite: msgs/s",
+            plan.history_msgs
+        ),
+        "≥100,000",
+    );
+    for server in [natter, node] {
+        let what = format!("B7 {}", server.ep.kind.label());
+        log(&what);
+        why_start();
+        let result = async {
+            let t0 = Instant::now();
+            let setup = history_setup(&server.ep, plan.history_msgs).await?;
+            let t1 = Instant::now();
+            let mut runs = Vec::new();
+            for _ in 0..RUNS {
+                runs.push(catch_up(server, &setup).await?.0);
+            }
+            let mut floor = Vec::new();
+            if let Some(url) = &server.database_url {
+                for _ in 0..RUNS {
+                    floor.push(read_floor(url, &setup).await?);
+                }
+            }
+            log_phases(&what, t0, t1);
+            Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
+        }
+        .await;
+        match result {
+            Ok((rate, floor)) => {
+                report.why(&what, None);
+                set(&mut row, server.ep.kind, rate);
+                if server.ep.kind == Kind::Natter {
+                    row.floor = floor;
+                }
+            }
+            Err(e) => report.fail(&format!("B7 {}", server.ep.kind.label()), e),
+        }
+    }
+    report.rows.push(row);
+}
+
+/// B7 on a natter serving MariaDB (started by B3).
+pub async fn run_mariadb(plan: &Plan, natter: &Server, report: &mut Report) {
+    log("B7 natter MariaDB");
+    why_start();
+    let t0 = Instant::now();
+    let mut row = Row::new(
+        "B7",
+        format!(
+            "history catch-up of {} msgs, MariaDB: msgs/s",
+            plan.history_msgs_mariadb
+        ),
+        "—",
+    );
+    let result = async {
+        let setup = history_setup(&natter.ep, plan.history_msgs_mariadb).await?;
+        let (mut runs, mut floor) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            runs.push(catch_up(natter, &setup).await?.0);
+            floor.push(
+                read_floor(natter.database_url.as_deref().unwrap_or_default(), &setup).await?,
+            );
+        }
+        Ok::<_, anyhow::Error>((med(&runs, |v| *v), med(&floor, |v| *v)))
+    }
+    .await;
+    log(format!(
+        "B7 natter MariaDB: set-up and {RUNS} runs {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
+    match result {
+        Ok((rate, floor)) => {
+            report.why("B7 natter MariaDB", None);
+            (row.natter, row.floor) = (rate, floor)
+        }
+        Err(e) => report.fail("B7 natter MariaDB", e),
+    }
+    report.rows.push(row);
+}
+
+/// B7's room: `count` messages for one reader to catch up on.
+struct History {
+    room: String,
+    base: u64,
+    count: usize,
+}
+
+async fn history_setup(ep: &Endpoint, count: usize) -> Result<History> {
+    let (room, base) = group(ep, "hist", &["reader".to_string(), "poster".to_string()]).await?;
+    post_bulk(ep, "poster", std::slice::from_ref(&room), count, 8).await?;
+    Ok(History { room, base, count })
+}
+
+/// B7: one client syncs from the start of the room; events per second.
+async fn catch_up(server: &Server, setup: &History) -> Result<(f64, f64)> {
+    let mut ws = client::login(&server.ep, "reader").await?;
+    let cpu0 = server.cpu();
+    let t0 = Instant::now();
+    let seqs = client::sync(&mut ws, &[(&setup.room, setup.base)]).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_us(server, cpu0);
+    if seqs.len() != setup.count {
+        bail!("caught up {} events of {}", seqs.len(), setup.count);
+    }
+    Ok((seqs.len() as f64 / secs, cpu / seqs.len() as f64))
+}
+
+/// B7's floor: the same rows read straight from natter's database in pages
+/// of 200, as natter's catch-up query does. Rows per second.
+async fn read_floor(database_url: &str, setup: &History) -> Result<f64> {
+    use sqlx::Connection;
+    let query = "SELECT seq, ts, kind, sender, client_id, body FROM events WHERE room_id = ? AND seq > ? ORDER BY seq LIMIT 200";
+    let t0 = Instant::now();
+    let mut rows = 0usize;
+    macro_rules! run {
+        ($conn:expr) => {{
+            let conn = $conn;
+            let mut after = setup.base as i64;
+            loop {
+                let page = sqlx::query(query)
+                    .bind(&setup.room)
+                    .bind(after)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = sqlx::Row::try_get::<i64, _>(last, 0)?;
+                rows += page.len();
+            }
+        }};
+    }
+    if database_url.starts_with("sqlite") {
+        let mut conn = sqlx::SqliteConnection::connect(database_url).await?;
+        run!(&mut conn);
+    } else {
+        let mut conn = sqlx::MySqlConnection::connect(database_url).await?;
+        run!(&mut conn);
+    }
+    if rows != setup.count {
+        bail!("read {rows} rows of {}", setup.count);
+    }
+    Ok(rows as f64 / t0.elapsed().as_secs_f64())
+}

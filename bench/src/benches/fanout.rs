@@ -1,0 +1,198 @@
+//! B4: fan-out in a big room: one publisher, every member subscribed;
+//! deliveries per server CPU-second and p99 delivery latency.
+
+use super::{SETUP_PARALLEL, Sender, cpu_us, each, group, latencies, ms, percentile, receiver};
+use crate::client::{self, Delivered, Follower, Next, frame_type};
+use crate::log;
+use crate::plan::{Plan, RUNS};
+use crate::report::{Report, Row, med, set, why_start};
+use crate::sys::{Endpoint, Kind, Server};
+use anyhow::{Context, Result, bail};
+use std::time::{Duration, Instant};
+use tokio::time::MissedTickBehavior;
+
+/// How long subscribers wait for the last deliveries after the last send
+/// was due, before counting the rest as lost.
+pub const GRACE_B4: f64 = 15.0;
+
+/// B4 on natter and its peers; the floor is one write per delivery.
+pub async fn run(plan: &Plan, peers: &[&Server], write_us: f64, report: &mut Report) {
+    let mut row = Row::new(
+        "B4",
+        format!(
+            "fan-out, {}-member room: deliveries per server CPU-s",
+            plan.fan_members
+        ),
+        "≥250,000",
+    );
+    let mut lat = Row::new(
+        "B4",
+        format!(
+            "fan-out, {}-member room: p99 delivery ms at {}/s",
+            plan.fan_members, plan.fan_rate
+        ),
+        "—",
+    );
+    for server in peers {
+        why_start();
+        let what = format!("B4 {}", server.ep.kind.label());
+        match on_server(server, plan.fan_members, plan.fan_msgs, plan.fan_rate, RUNS).await {
+            Ok((dps, p99, lost, due)) => {
+                set(&mut row, server.ep.kind, dps);
+                set(&mut lat, server.ep.kind, p99);
+                let lost =
+                    (lost > 0).then(|| format!("{lost} of {due} deliveries missing (3 runs)"));
+                report.why(&what, lost);
+            }
+            Err(e) => report.fail(&what, e),
+        }
+    }
+    row.floor = 1e6 / write_us;
+    report.rows.push(row);
+    report.rows.push(lat);
+}
+
+/// B4 on one server: deliveries per CPU-s, p99 ms, deliveries missing and
+/// due (all runs).
+pub async fn on_server(
+    server: &Server,
+    members: usize,
+    msgs: usize,
+    rate: f64,
+    runs_n: usize,
+) -> Result<(f64, f64, u64, u64)> {
+    let what = format!("B4 {} {members} members", server.ep.kind.label());
+    log(&what);
+    let t0 = Instant::now();
+    let mut fleet = room(&server.ep, members).await?;
+    let t1 = Instant::now();
+    let mut runs = Vec::new();
+    for _ in 0..runs_n {
+        runs.push(fanout(server, &mut fleet, msgs, rate).await?);
+    }
+    log(format!(
+        "{what}: set-up {:.1} s, {runs_n} runs {:.1} s",
+        (t1 - t0).as_secs_f64(),
+        t1.elapsed().as_secs_f64()
+    ));
+    let lost = runs.iter().map(|r| r.lost).sum();
+    let due = (members * msgs * runs_n) as u64;
+    Ok((
+        med(&runs, |r| r.deliveries_per_cpu_s),
+        med(&runs, |r| r.p99_ms),
+        lost,
+        due,
+    ))
+}
+
+/// B4's connections: `members` synced subscribers and one publisher.
+struct Room {
+    ep: Endpoint,
+    room: String,
+    subs: Vec<Follower>,
+    publisher: Option<Sender>,
+}
+
+async fn room(ep: &Endpoint, members: usize) -> Result<Room> {
+    let name = format!("fan{members}");
+    let users: Vec<String> = (0..members).map(|i| format!("{name}m{i}")).collect();
+    let (room, seq) = group(ep, &name, &users).await?;
+    let subs = each(members, SETUP_PARALLEL, |i| {
+        let (ep, room, user) = (ep.clone(), room.clone(), users[i].clone());
+        async move { receiver(&ep, &user, &room, seq).await }
+    })
+    .await?;
+    let publisher = match ep.kind {
+        Kind::Nchan => Sender::Http(reqwest::Client::new()),
+        _ => Sender::Ws(client::login(ep, &users[0]).await?),
+    };
+    Ok(Room {
+        ep: ep.clone(),
+        room,
+        subs,
+        publisher: Some(publisher),
+    })
+}
+
+/// What one run measured.
+struct Fanout {
+    pub deliveries_per_cpu_s: f64,
+    pub p99_ms: f64,
+    pub lost: u64,
+}
+
+/// B4: the publisher sends `msgs` at `rate` per second; every subscriber
+/// must receive each.
+async fn fanout(server: &Server, fleet: &mut Room, msgs: usize, rate: f64) -> Result<Fanout> {
+    let deadline = Instant::now() + Duration::from_secs_f64(msgs as f64 / rate + GRACE_B4);
+    let cpu0 = server.cpu();
+    let mut tasks = Vec::new();
+    for mut f in fleet.subs.drain(..) {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(msgs);
+            while lat.len() < msgs {
+                match f.next(deadline).await {
+                    Delivered::Stamps(s) => lat.extend(latencies(&s)),
+                    Delivered::Ended => break,
+                    Delivered::TimedOut => {
+                        client::timed_out("deliveries");
+                        break;
+                    }
+                }
+            }
+            (f, lat)
+        }));
+    }
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    match fleet.publisher.take().context("publisher")? {
+        Sender::Ws(mut ws) => {
+            let (mut sent, mut answered) = (0, 0);
+            while answered < msgs {
+                tokio::select! {
+                    _ = tick.tick(), if sent < msgs => {
+                        client::send_text(&mut ws, client::send_frame(&fleet.room, 0)).await?;
+                        sent += 1;
+                    }
+                    got = client::next_text(&mut ws, deadline) => match got {
+                        Next::Text(t) if matches!(frame_type(&t), "ack" | "error") => answered += 1,
+                        Next::Text(_) => {}
+                        Next::Ended(how) => bail!("publisher connection ended: {how}"),
+                        Next::TimedOut => {
+                            client::timed_out("acks");
+                            break;
+                        }
+                    }
+                }
+            }
+            fleet.publisher = Some(Sender::Ws(ws));
+        }
+        Sender::Http(http) => {
+            let url = format!("http://{}/pub/{}", fleet.ep.addr, fleet.room);
+            for _ in 0..msgs {
+                tick.tick().await;
+                http.post(&url)
+                    .body(client::body(0))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+            }
+            fleet.publisher = Some(Sender::Http(http));
+        }
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (f, l) = t.await?;
+        lat.extend(l);
+        fleet.subs.push(f);
+    }
+    let cpu = cpu_us(server, cpu0);
+    let delivered = lat.len() as f64;
+    Ok(Fanout {
+        deliveries_per_cpu_s: delivered / (cpu / 1e6),
+        lost: ((fleet.subs.len() * msgs) as u64).saturating_sub(lat.len() as u64),
+        p99_ms: ms(percentile(&mut lat, 0.99)),
+    })
+}

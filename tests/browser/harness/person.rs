@@ -1,0 +1,445 @@
+//! A person in front of a browser: what they do (open the chat, choose a
+//! conversation, type, send, lose and regain the network) and what they
+//! see (the lines on screen, the connection line, their IndexedDB), with
+//! waits that fail by saying what the person was waiting for and saw.
+
+use super::PATIENCE;
+use super::proxy::{Link, Proxy};
+use super::site::Page;
+use fantoccini::elements::Element;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, Locator};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// One line of the conversation as the person sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Seen {
+    pub author: Option<String>,
+    pub body: String,
+    pub pending: bool,
+    pub failed: bool,
+    pub mine: bool,
+}
+
+/// A person: a browser (its own Chromium profile), their link to the chat.
+pub struct Person {
+    pub user: String,
+    pub browser: Client,
+    pub proxy: Proxy,
+    /// The host site's origin.
+    pub(super) host: String,
+}
+
+/// chromedriver's network emulation (offline or back to normal).
+#[derive(Debug)]
+struct NetworkConditions(bool);
+
+impl WebDriverCompatibleCommand for NetworkConditions {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/chromium/network_conditions",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        if self.0 {
+            let body = json!({"network_conditions": {
+                "offline": true, "latency": 0,
+                "download_throughput": 1_000_000_000, "upload_throughput": 1_000_000_000,
+            }});
+            (http::Method::POST, Some(body.to_string()))
+        } else {
+            (http::Method::DELETE, None)
+        }
+    }
+}
+
+/// Reads the visible lines of the open conversation.
+const LINES_JS: &str =
+    "return Array.from(document.querySelectorAll('.messages li.msg')).map(li => ({
+  author: li.querySelector('.author') ? li.querySelector('.author').textContent : null,
+  body: li.querySelector('.body') ? li.querySelector('.body').textContent : '',
+  pending: li.classList.contains('pending'),
+  failed: li.classList.contains('failed'),
+  mine: li.classList.contains('mine'),
+}));";
+
+impl Person {
+    /// The host page's address for this person.
+    pub fn page_url(&self, page: Page) -> String {
+        let page = match page {
+            Page::Plain => "plain",
+            Page::Hostile => "hostile",
+            Page::HostileBare => "bare",
+        };
+        format!(
+            "{}/?user={}&chat={}&page={page}",
+            self.host,
+            self.user,
+            self.proxy.origin()
+        )
+    }
+
+    /// Opens the host page, clicks the launcher and waits until the chat
+    /// is online.
+    pub async fn visit(&self) {
+        self.visit_page(Page::Plain).await;
+        self.wait_status("Online").await;
+    }
+
+    /// Opens a host page and the chat on it, without waiting for the link.
+    pub async fn visit_page(&self, page: Page) {
+        self.browser
+            .goto(&self.page_url(page))
+            .await
+            .expect("the host page loads");
+        self.open_chat().await;
+    }
+
+    /// Clicks the launcher (in the widget's shadow root) and enters the
+    /// chat's frame.
+    pub async fn open_chat(&self) {
+        self.browser.enter_parent_frame().await.ok();
+        let launcher = self.in_shadow(".natter-launcher").await;
+        let expanded = launcher.attr("aria-expanded").await.ok().flatten();
+        if expanded.as_deref() != Some("true") {
+            launcher.click().await.expect("the launcher can be clicked");
+        }
+        let frame = self.in_shadow("iframe.natter-frame").await;
+        frame.enter_frame().await.expect("enter the chat frame");
+        self.wait(
+            "the chat to appear",
+            "return !!document.querySelector('.natter')",
+        )
+        .await;
+    }
+
+    /// An element in the widget's shadow root on the host page.
+    pub async fn in_shadow(&self, css: &str) -> Element {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(host) = self.browser.find(Locator::Css("[data-natter]")).await
+                && let Ok(root) = host.shadow_root().await
+                && let Ok(el) = root.find(Locator::Css(css)).await
+            {
+                return el;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never saw the chat's {css} on the page",
+                self.user
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs a script in the current frame (the chat, once opened).
+    pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.browser
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script in {}'s browser failed: {e}\n{script}", self.user))
+    }
+
+    /// Runs an async script (its last argument is the callback).
+    pub async fn js_async(&self, script: &str, args: Vec<Value>) -> Value {
+        self.browser
+            .execute_async(script, args)
+            .await
+            .unwrap_or_else(|e| panic!("script in {}'s browser failed: {e}\n{script}", self.user))
+    }
+
+    /// Waits until `predicate` (a script returning a boolean) holds; on
+    /// timeout fails with what the person was waiting for and what their
+    /// screen showed.
+    pub async fn wait(&self, what: &str, predicate: &str) {
+        self.wait_for(what, predicate, PATIENCE).await;
+    }
+
+    /// [`Person::wait`] with a deadline; returns how long it took.
+    pub async fn wait_for(&self, what: &str, predicate: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.browser.execute(predicate, vec![]).await.ok() == Some(Value::Bool(true)) {
+                return start.elapsed();
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "{} waited {:?} for {what}, but saw: {}",
+                    self.user,
+                    limit,
+                    self.screen().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A description of the chat as the person sees it.
+    pub async fn screen(&self) -> String {
+        let status = self.status().await;
+        let lines = self.lines_raw().await.unwrap_or_default();
+        let tail: Vec<String> = lines
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .map(|l| {
+                let state = if l.pending {
+                    " (sending…)"
+                } else if l.failed {
+                    " (not sent)"
+                } else {
+                    ""
+                };
+                format!(
+                    "{}: {:?}{state}",
+                    l.author.as_deref().unwrap_or("—"),
+                    l.body
+                )
+            })
+            .collect();
+        format!(
+            "status {status:?}, {} lines, the last: [{}]",
+            lines.len(),
+            tail.join("; ")
+        )
+    }
+
+    /// The connection line.
+    pub async fn status(&self) -> String {
+        self.browser
+            .execute(
+                "var s = document.querySelector('.status'); return s ? s.textContent : null;",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "(no chat on screen)".into())
+    }
+
+    /// Waits for the connection line to read `label`.
+    pub async fn wait_status(&self, label: &str) {
+        self.wait(
+            &format!("the chat to say {label:?}"),
+            &format!(
+                "var s = document.querySelector('.status'); return !!s && s.textContent === {};",
+                json!(label)
+            ),
+        )
+        .await;
+    }
+
+    /// Waits until exactly `n` of the person's messages show as sending;
+    /// `what` says what that means to them.
+    pub async fn wait_pending(&self, n: usize, what: &str) {
+        self.wait(
+            what,
+            &format!("return document.querySelectorAll('.messages li.msg.pending').length === {n}"),
+        )
+        .await;
+    }
+
+    /// Waits for the connection line to say the chat is offline.
+    pub async fn wait_offline(&self) {
+        self.wait(
+            "the chat to say it is offline",
+            "var s = document.querySelector('.status'); return !!s && s.textContent.startsWith('Offline');",
+        )
+        .await;
+    }
+
+    async fn lines_raw(&self) -> Option<Vec<Seen>> {
+        let v = self.browser.execute(LINES_JS, vec![]).await.ok()?;
+        serde_json::from_value(v).ok()
+    }
+
+    /// The lines of the open conversation, oldest first.
+    pub async fn lines(&self) -> Vec<Seen> {
+        serde_json::from_value(self.js(LINES_JS, vec![]).await).expect("lines")
+    }
+
+    /// The bodies of the open conversation's messages (not system lines).
+    pub async fn bodies(&self) -> Vec<String> {
+        self.lines()
+            .await
+            .into_iter()
+            .filter(|l| l.author.is_some())
+            .map(|l| l.body)
+            .collect()
+    }
+
+    /// Waits until a message with this body is on screen and delivered.
+    pub async fn wait_message(&self, body: &str, limit: Duration) -> Duration {
+        self.wait_for(
+            &format!("the message {body:?}"),
+            &format!(
+                "return Array.from(document.querySelectorAll('.messages li.msg:not(.pending):not(.failed) .body'))
+                   .some(b => b.textContent === {});",
+                json!(body)
+            ),
+            limit,
+        )
+        .await
+    }
+
+    /// Scrolls the conversation back until its first message, `first`, is
+    /// on screen (older pages load as the top is reached).
+    pub async fn scroll_to_start(&self, first: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let top = self
+                .js(
+                    "var l = document.querySelector('.messages');
+                     l.scrollTop = 0; l.dispatchEvent(new Event('scroll'));
+                     var b = l.querySelector('li.msg .body');
+                     return b ? b.textContent : null;",
+                    vec![],
+                )
+                .await;
+            if top.as_str() == Some(first) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} scrolled back for {PATIENCE:?} but never reached the first message {first:?}; \
+                     the oldest shown is {top}; {}",
+                    self.user,
+                    self.screen().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Clicks the conversation named `name` in the room list.
+    pub async fn choose(&self, name: &str) {
+        self.wait(
+            &format!("the conversation {name:?} in the list"),
+            &format!(
+                "return Array.from(document.querySelectorAll('.rooms .room .name')).some(n => n.textContent === {});",
+                json!(name)
+            ),
+        )
+        .await;
+        let rooms = self
+            .browser
+            .find_all(Locator::Css(".rooms .room"))
+            .await
+            .expect("room list");
+        for room in rooms {
+            let label = room
+                .find(Locator::Css(".name"))
+                .await
+                .expect("room name")
+                .text()
+                .await
+                .unwrap_or_default();
+            if label == name {
+                room.click().await.expect("click the conversation");
+                return;
+            }
+        }
+        panic!("{} could not click the conversation {name:?}", self.user);
+    }
+
+    /// Types a message and presses Send, as a person does.
+    pub async fn type_and_send(&self, body: &str) {
+        self.type_text(body).await;
+        self.press_send().await;
+    }
+
+    /// Types into the message input.
+    pub async fn type_text(&self, text: &str) {
+        self.browser
+            .find(Locator::Css("form.composer input[name=body]"))
+            .await
+            .expect("the message input")
+            .send_keys(text)
+            .await
+            .expect("typing");
+    }
+
+    /// Presses the Send button.
+    pub async fn press_send(&self) {
+        self.browser
+            .find(Locator::Css("form.composer button[type=submit]"))
+            .await
+            .expect("the Send button")
+            .click()
+            .await
+            .expect("pressing Send");
+    }
+
+    /// Sends many messages quickly through the composer (input and submit
+    /// events, as typing and pressing Enter make).
+    pub async fn send_all(&self, bodies: &[String]) {
+        let refused = self
+            .js(
+                "var f = document.querySelector('form.composer'), i = f.querySelector('input');
+                 var refused = [];
+                 for (var b of arguments[0]) {
+                   i.value = b; i.dispatchEvent(new Event('input', {bubbles: true}));
+                   f.requestSubmit();
+                   var e = f.querySelector('.error');
+                   if (e) refused.push(b + ': ' + e.textContent);
+                 }
+                 return refused;",
+                vec![json!(bodies)],
+            )
+            .await;
+        assert_eq!(refused, json!([]), "{}'s chat refused messages", self.user);
+    }
+
+    /// The network goes away: the browser is offline and the open socket
+    /// is cut.
+    pub async fn go_offline(&self) {
+        self.emulate_offline(true).await;
+        self.proxy.set(Link::Down);
+    }
+
+    /// The network comes back.
+    pub async fn go_online(&self) {
+        self.proxy.set(Link::Up);
+        self.emulate_offline(false).await;
+    }
+
+    async fn emulate_offline(&self, offline: bool) {
+        self.browser
+            .issue_cmd(NetworkConditions(offline))
+            .await
+            .expect("network emulation");
+    }
+
+    /// The messages of a room in this browser's IndexedDB, by seq, read
+    /// straight from the database the widget keeps.
+    pub async fn cached(&self, site: &str, room: &str) -> Vec<(i64, String)> {
+        let v = self
+            .js_async(
+                "var done = arguments[arguments.length - 1];
+                 var req = indexedDB.open(arguments[0]);
+                 req.onerror = () => done({error: String(req.error)});
+                 req.onsuccess = () => {
+                   var db = req.result;
+                   var range = IDBKeyRange.bound([arguments[1], 0], [arguments[1], Infinity]);
+                   var get = db.transaction('messages').objectStore('messages').getAll(range);
+                   get.onerror = () => done({error: String(get.error)});
+                   get.onsuccess = () => {
+                     db.close();
+                     done(get.result.filter(r => r.rec === 'stored' && r.event.kind === 'message')
+                       .map(r => [r.event.seq, r.event.body]));
+                   };
+                 };",
+                vec![json!(format!("natter:{site}:{}", self.user)), json!(room)],
+            )
+            .await;
+        serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("reading IndexedDB: {v}"))
+    }
+}

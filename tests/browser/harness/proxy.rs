@@ -1,0 +1,160 @@
+//! The TCP proxy between one person's browser and the chat server: the
+//! test cuts and restores that person's link through it (open WebSockets
+//! included, which Chromium's offline emulation leaves open), and it
+//! counts the WebSockets open through it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// What the proxy lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Everything.
+    Up,
+    /// Page loads, but no WebSocket: open ones are cut, new ones refused.
+    NoSocket,
+    /// Nothing: every connection is cut or refused.
+    Down,
+}
+
+impl Link {
+    fn allows(self, websocket: bool) -> bool {
+        match self {
+            Link::Up => true,
+            Link::NoSocket => !websocket,
+            Link::Down => false,
+        }
+    }
+}
+
+/// A TCP proxy in front of the chat server, one per person: the person's
+/// browser reaches the chat (pages, widget, socket) only through it.
+#[derive(Clone)]
+pub struct Proxy(Arc<ProxyInner>);
+
+struct ProxyInner {
+    addr: SocketAddr,
+    upstream: Mutex<SocketAddr>,
+    link: watch::Sender<Link>,
+    sockets: AtomicUsize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProxyInner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    /// Listens on a free port, forwarding to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let (link, _) = watch::channel(Link::Up);
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<ProxyInner>| {
+            let weak = weak.clone();
+            let task = tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    tokio::spawn(async move { inner.carry(conn).await });
+                }
+            });
+            ProxyInner {
+                addr,
+                upstream: Mutex::new(upstream),
+                link,
+                sockets: AtomicUsize::new(0),
+                task,
+            }
+        });
+        Proxy(inner)
+    }
+
+    /// `http://127.0.0.1:PORT`: the chat's origin as this person sees it.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.0.addr)
+    }
+
+    /// Sets what gets through; connections it no longer allows are cut.
+    pub fn set(&self, link: Link) {
+        self.0.link.send_replace(link);
+    }
+
+    /// Points the proxy at a (restarted) server.
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *lock(&self.0.upstream) = upstream;
+    }
+
+    /// WebSockets open through the proxy right now.
+    pub fn sockets(&self) -> usize {
+        self.0.sockets.load(Ordering::SeqCst)
+    }
+}
+
+impl ProxyInner {
+    async fn carry(self: Arc<Self>, mut client: TcpStream) {
+        // The request head says whether this is a WebSocket upgrade.
+        let mut head = Vec::with_capacity(2048);
+        let mut buf = [0u8; 2048];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let websocket = String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains("upgrade: websocket");
+        let mut link = self.link.subscribe();
+        if !link.borrow_and_update().allows(websocket) {
+            return; // dropped: the browser sees the connection fail
+        }
+        let upstream = *lock(&self.upstream);
+        let Ok(mut server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        if server.write_all(&head).await.is_err() {
+            return;
+        }
+        let _count = websocket.then(|| SocketCount::new(&self.sockets));
+        let cut = async {
+            loop {
+                if link.changed().await.is_err() {
+                    return;
+                }
+                if !link.borrow_and_update().allows(websocket) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            () = cut => {}
+        }
+    }
+}
+
+/// Counts an open WebSocket while it lives.
+struct SocketCount<'a>(&'a AtomicUsize);
+
+impl<'a> SocketCount<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        SocketCount(count)
+    }
+}
+
+impl Drop for SocketCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,124 @@
+//! The host site: an HTTP server whose pages embed the widget with its
+//! script tag and a token signed for the visitor, as a site's backend
+//! would; plain pages, and hostile ones whose CSS restyles everything.
+
+use natter_tests::{TestSite, token_named};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// The embedding site: its pages carry the widget's script tag with a token
+/// signed for the visitor, as a site's backend would.
+pub struct HostSite {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HostSite {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a host page contains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// A plain page with the widget.
+    Plain,
+    /// A page whose CSS restyles everything it can reach, with the widget.
+    Hostile,
+    /// The hostile page without the widget, to compare against.
+    HostileBare,
+}
+
+impl HostSite {
+    /// Serves the site's pages on `listener`.
+    pub async fn start(listener: TcpListener, site: TestSite) -> HostSite {
+        use axum::extract::{Query, State};
+        use axum::response::Html;
+        #[derive(serde::Deserialize)]
+        struct Visit {
+            user: String,
+            chat: String,
+            #[serde(default)]
+            page: Option<String>,
+        }
+        let addr = listener.local_addr().expect("host address");
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(
+                    |State(site): State<Arc<TestSite>>, Query(v): Query<Visit>| async move {
+                        let page = match v.page.as_deref() {
+                            Some("hostile") => Page::Hostile,
+                            Some("bare") => Page::HostileBare,
+                            _ => Page::Plain,
+                        };
+                        Html(host_page(&site, &v.user, &v.chat, page))
+                    },
+                ),
+            )
+            .with_state(Arc::new(site));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        HostSite { addr, task }
+    }
+
+    /// The site's origin, registered for it on the chat server.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A display name for a test user: "alice" is "Alice".
+pub fn name_of(user: &str) -> String {
+    let mut chars = user.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+const HOSTILE_CSS: &str = "
+*, *::before, *::after { font-family: 'Comic Sans MS', cursive !important;
+  color: #f0f !important; letter-spacing: 3px !important; box-sizing: content-box !important; }
+div, iframe, button { display: inline !important; position: static !important;
+  width: 10px !important; height: 10px !important; background: lime !important;
+  border: 9px dotted red !important; opacity: .5 !important; transform: rotate(10deg) !important; }
+[data-natter] { visibility: hidden !important; }
+body { font-size: 40px !important; }
+";
+
+fn host_page(site: &TestSite, user: &str, chat: &str, page: Page) -> String {
+    let token = token_named(site, user, &name_of(user), 3600);
+    let css = if page == Page::Plain { "" } else { HOSTILE_CSS };
+    let widget = if page == Page::HostileBare {
+        String::new()
+    } else {
+        format!(
+            r#"<script src="{chat}/widget.js" data-site="{}" data-token="{token}" async></script>"#,
+            site.id
+        )
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>A shop</title>
+<style>{css}</style></head>
+<body>
+<h1 id="title">A shop that embeds Natter</h1>
+<p id="text">The host page's own content.</p>
+<button id="counter" type="button">Clicked 0</button>
+<script>
+  var clicks = 0;
+  document.getElementById("counter").addEventListener("click", function () {{
+    clicks += 1; this.textContent = "Clicked " + clicks;
+  }});
+  window.unread = null;
+  window.Natter = window.Natter || {{ q: [] }};
+  Natter.q.push(["on", "unread", function (n) {{ window.unread = n; }}]);
+</script>
+{widget}
+</body></html>"#
+    )
+}

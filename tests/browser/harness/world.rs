@@ -1,0 +1,203 @@
+//! The world of one scenario: a fresh database, the `natter` server on
+//! it, a registered site with its host pages, and a chromedriver; people
+//! enter it with their own browser and proxy. Also what the test reads
+//! and does behind the people's backs: the HTTP API, the database's rows,
+//! a crash of the server.
+
+use super::driver::Driver;
+use super::person::Person;
+use super::proxy::Proxy;
+use super::server::Server;
+use super::site::{HostSite, name_of};
+use fantoccini::ClientBuilder;
+use natter_server::store::Store;
+use natter_tests::{ApiClient, Db, Scratch, TestSite, User, fresh_database, register, unique};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use tokio::net::TcpListener;
+
+/// One browser test at a time: each runs several Chromiums, and the
+/// machine's cores are better spent on one scenario than shared by many.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A fresh server with a fresh database, a site, its host pages and a
+/// chromedriver: everything one scenario needs.
+pub struct World {
+    pub server: Server,
+    pub site: TestSite,
+    pub host: HostSite,
+    pub http: reqwest::Client,
+    driver: Driver,
+    scratch: Scratch,
+    dir: PathBuf,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// A message as the database holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub seq: i64,
+    pub sender: Option<String>,
+    pub body: String,
+    pub client_id: Option<String>,
+}
+
+impl World {
+    pub async fn new(db: Db) -> World {
+        let serial = SERIAL.lock().await;
+        let (database_url, scratch) = fresh_database(db).await;
+        let dir = std::env::temp_dir().join(unique("natter-browser"));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        // The site's origin must be known to register the site.
+        let host_listener = TcpListener::bind("127.0.0.1:0").await.expect("host binds");
+        let host_origin = format!("http://{}", host_listener.local_addr().expect("address"));
+        let store = Store::connect(&database_url, 2).await.expect("database");
+        let site = register(&store, "A shop", &[host_origin]).await;
+        store.close().await;
+        let host = HostSite::start(host_listener, site.clone()).await;
+        let server = Server::start(&database_url, &dir.join("natter.log")).await;
+        World {
+            server,
+            site,
+            host,
+            http: reqwest::Client::new(),
+            driver: Driver::start().await,
+            scratch,
+            dir,
+            _serial: serial,
+        }
+    }
+
+    /// How most scenarios open: a fresh world with the dialog of Alice and
+    /// Bob, both on the host page with that conversation open. Returns the
+    /// world, the dialog's id, Alice and Bob.
+    pub async fn dialog_of_two(db: Db) -> (World, String, Person, Person) {
+        let world = World::new(db).await;
+        let room = world.dialog("alice", "bob").await;
+        let alice = world.person("alice").await;
+        let bob = world.person("bob").await;
+        tokio::join!(alice.visit(), bob.visit());
+        tokio::join!(alice.choose("Bob"), bob.choose("Alice"));
+        (world, room, alice, bob)
+    }
+
+    /// A person with their own browser and their own link to the chat.
+    pub async fn person(&self, user: &str) -> Person {
+        let proxy = Proxy::start(self.server.addr).await;
+        let profile = self.dir.join(unique(user));
+        std::fs::create_dir_all(&profile).expect("browser profile");
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1200,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!("a JSON object")
+        };
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.driver.url)
+            .await
+            .unwrap_or_else(|e| panic!("Chromium starts for {user}: {e}"));
+        Person {
+            user: user.to_string(),
+            browser,
+            proxy,
+            host: self.host.origin(),
+        }
+    }
+
+    /// The HTTP API, with the site's key, as the site's backend calls it.
+    pub fn api(&self) -> ApiClient {
+        ApiClient::new(self.http.clone(), self.server.addr, &self.site.api_key)
+    }
+
+    /// Creates a group room of the given members; returns its id.
+    pub async fn group(&self, title: &str, members: &[(&str, &str)]) -> String {
+        let members: Vec<User> = members
+            .iter()
+            .map(|(id, name)| User::named(id, name))
+            .collect();
+        self.api().group(title, &members).await.id.to_string()
+    }
+
+    /// Opens the dialog of two users; returns its id.
+    pub async fn dialog(&self, a: &str, b: &str) -> String {
+        let (name_a, name_b) = (name_of(a), name_of(b));
+        let dialog = self
+            .api()
+            .dialog(User::named(a, &name_a), User::named(b, &name_b))
+            .await;
+        dialog.id.to_string()
+    }
+
+    /// Posts a message through the HTTP API, as `from`.
+    pub async fn post(&self, room: &str, from: &str, body: &str) {
+        self.api().post(room, from, body).await;
+    }
+
+    /// Posts many messages through the HTTP API, several at a time (their
+    /// order is the server's to choose; [`World::rows`] tells it).
+    pub async fn post_many(&self, room: &str, from: &str, bodies: &[String]) {
+        for chunk in bodies.chunks(32) {
+            futures_util::future::join_all(chunk.iter().map(|b| self.post(room, from, b))).await;
+        }
+    }
+
+    /// The messages of a room in the database, by seq.
+    pub async fn rows(&self, room: &str) -> Vec<Row> {
+        use sqlx::Row as _;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.server.database_url)
+            .await
+            .expect("database");
+        let rows = sqlx::query(
+            "SELECT seq, sender, body, client_id FROM events \
+             WHERE room_id = ? AND kind = 'message' ORDER BY seq",
+        )
+        .bind(room)
+        .fetch_all(&pool)
+        .await
+        .expect("reading messages");
+        pool.close().await;
+        rows.iter()
+            .map(|r| Row {
+                seq: r.get(0),
+                sender: r.get(1),
+                body: r.get(2),
+                client_id: r.get(3),
+            })
+            .collect()
+    }
+
+    /// Kills the server and starts it again on the same database; every
+    /// person's proxy is pointed at it.
+    pub async fn crash_and_restart(&mut self, people: &[&Person]) {
+        self.server.kill();
+        self.server.restart().await;
+        for p in people {
+            p.proxy.retarget(self.server.addr);
+        }
+    }
+
+    /// Closes the browsers, checks the server never panicked and removes
+    /// the database.
+    pub async fn finish(self, people: Vec<Person>) {
+        for p in people {
+            let _ = p.browser.close().await; // the driver's kill ends the rest
+        }
+        self.server.assert_no_panic();
+        self.scratch.remove().await;
+        let _ = std::fs::remove_dir_all(&self.dir); // best effort in temp
+    }
+}
