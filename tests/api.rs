@@ -36,6 +36,12 @@ impl Fixture {
         self.call(Method::POST, &path, Some(body)).await
     }
 
+    /// `POST /dialogs` for Alice and Bob.
+    async fn open_dialog(&self) -> (u16, Value) {
+        let body = json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]});
+        self.call(Method::POST, "/dialogs", Some(body)).await
+    }
+
     /// `POST /rooms/{room}/members` for Carol.
     async fn add_carol(&self) -> (u16, Value) {
         let path = format!("/rooms/{}/members", self.rid);
@@ -180,13 +186,7 @@ async fn an_unknown_room_is_not_found() {
 #[tokio::test]
 async fn a_dialog_is_created_once_then_found() {
     let fx = Fixture::new().await;
-    let (s, d1) = fx
-        .call(
-            Method::POST,
-            "/dialogs",
-            Some(json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]})),
-        )
-        .await;
+    let (s, d1) = fx.open_dialog().await;
     assert_eq!(s, 201);
     let (s, d2) = fx
         .call(
@@ -261,13 +261,7 @@ async fn adding_a_member_twice_is_a_conflict() {
 #[tokio::test]
 async fn a_dialog_keeps_its_two_members() {
     let fx = Fixture::new().await;
-    let (s, dialog) = fx
-        .call(
-            Method::POST,
-            "/dialogs",
-            Some(json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]})),
-        )
-        .await;
+    let (s, dialog) = fx.open_dialog().await;
     assert_eq!(s, 201, "opening the dialog");
     let dialog_id = dialog["id"].as_str().unwrap();
     let (s, _) = fx
@@ -446,13 +440,7 @@ async fn history_with_bad_bounds_is_a_bad_request() {
 #[tokio::test]
 async fn a_users_rooms_are_listed() {
     let fx = Fixture::new().await;
-    let (s, _) = fx
-        .call(
-            Method::POST,
-            "/dialogs",
-            Some(json!({"users": [{"id": "alice"}, {"id": "bob", "name": "Bob"}]})),
-        )
-        .await;
+    let (s, _) = fx.open_dialog().await;
     assert_eq!(s, 201, "opening the dialog");
     let (s, list) = fx.call(Method::GET, "/users/alice/rooms", None).await;
     assert_eq!(s, 200);
