@@ -7,6 +7,9 @@
 //!
 //! - `rooms` (key `id`): a [`RoomRecord`]: the room, its cursor, unread
 //!   count, last message preview and how far back history is cached.
+//!
+//!   The record types are the chat's ([`crate::chat::records`]): the store
+//!   depends on the model, never the reverse.
 //! - `messages` (out-of-line keys): stored events under `[room, seq]`, and
 //!   our own messages not yet acknowledged under
 //!   `[room, "pending", client_id]`. Numbers sort before strings in
@@ -22,10 +25,11 @@
 //! so those go through web-sys on a second connection to the same
 //! database. Everything else uses rexie.
 
+use crate::chat::{RoomMessages, RoomRecord};
 use crate::error::ClientError;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use natter_shared::sync::{EntryState, OutboxEntry};
-use natter_shared::{ClientId, Event, RoomId, RoomInfo, Seq, UserId};
+use natter_shared::{ClientId, Event, RoomId, Seq, UserId};
 use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, RexieBuilder, TransactionMode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -60,55 +64,6 @@ pub fn db_name(site: &str, user: &str) -> String {
     format!("natter:{site}:{user}")
 }
 
-/// What the room list and the sync engine keep per room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomRecord {
-    /// The key; equal to `info.id`.
-    pub id: RoomId,
-    /// The room as the server last described it.
-    pub info: RoomInfo,
-    /// The highest seq held with nothing missing below it.
-    pub cursor: Seq,
-    /// Messages from others not seen yet.
-    pub unread: u32,
-    /// The latest message, for the room list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<Preview>,
-    /// The lowest seq cached; older history is fetched on scroll.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oldest: Option<Seq>,
-    /// True once the server said nothing older exists.
-    #[serde(default)]
-    pub complete: bool,
-}
-
-impl RoomRecord {
-    /// A room seen for the first time.
-    pub fn new(info: RoomInfo) -> Self {
-        RoomRecord {
-            id: info.id.clone(),
-            info,
-            cursor: 0,
-            unread: 0,
-            last: None,
-            oldest: None,
-            complete: false,
-        }
-    }
-}
-
-/// The latest message of a room, as the room list shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Preview {
-    /// Who wrote it; `None` for the site's own messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender: Option<UserId>,
-    /// The message as written (shown as text).
-    pub body: String,
-    /// Milliseconds since the Unix epoch.
-    pub ts: i64,
-}
-
 /// An outbox record: the message to send and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
@@ -132,16 +87,6 @@ enum MessageRecord {
         entry: OutboxEntry,
         state: EntryState,
     },
-}
-
-/// What a room shows: its latest cached events and our messages on their
-/// way.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoomMessages {
-    /// Ascending seq.
-    pub stored: Vec<Event>,
-    /// Oldest first.
-    pub pending: Vec<(OutboxEntry, EntryState)>,
 }
 
 /// An open database; clones share the connections.

@@ -13,9 +13,9 @@
 //! Every change that must outlive the page is also recorded as a
 //! [`Change`]; the sync engine takes them ([`Chat::take_changes`]) and
 //! writes them to IndexedDB before the view shows them. [`Chat::hydrate`]
-//! rebuilds a chat from what the store holds.
+//! rebuilds a chat from what the store holds. The shapes the store keeps
+//! are this module's [`records`].
 
-use crate::db::{Preview, RoomMessages, RoomRecord};
 use natter_shared::protocol::{TextError, check_body};
 use natter_shared::sync::{Cursors, EntryState, Incoming, Outbox, OutboxEntry, Settled};
 use natter_shared::{
@@ -23,6 +23,10 @@ use natter_shared::{
     ServerFrame, UserId,
 };
 use std::collections::BTreeMap;
+
+pub mod records;
+
+pub use records::{Preview, RoomMessages, RoomRecord};
 
 /// Most of our messages in flight at once; the server refuses more than
 /// its `--max-inflight-sends` (64 by default) with `too_many_requests`.
