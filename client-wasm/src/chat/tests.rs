@@ -1,7 +1,11 @@
 //! The chat's behaviour, frame by frame, without a socket or a browser.
 
-use super::*;
-use natter_shared::{Cursor, ErrorCode, SiteId};
+use super::{Change, Chat, ComposeError, Delivery, RoomRecord};
+use natter_shared::sync::{EntryState, OutboxEntry};
+use natter_shared::{
+    ClientFrame, ClientId, Cursor, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo,
+    RoomKind, Seq, ServerFrame, SiteId, UserId,
+};
 
 fn user(id: &str) -> UserId {
     UserId::parse(id).unwrap()
