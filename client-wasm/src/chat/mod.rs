@@ -9,7 +9,8 @@
 //! views need. [`Chat::apply`] (in `frames`, one method per frame) returns
 //! the frames to send in answer (the `sync` after `hello`, the outbox
 //! after `synced`), so the socket code only carries frames; everything
-//! here is unit-tested natively (`tests.rs`).
+//! here is unit-tested natively (`tests.rs`). The person's messages on
+//! their way (compose, retry, discard, adopt) are `outbox`'s.
 //!
 //! Every change that must outlive the page is also recorded as a
 //! [`Change`]; the sync engine takes them ([`Chat::take_changes`]) and
@@ -18,23 +19,20 @@
 //! are this module's [`records`].
 
 mod frames;
+mod outbox;
 pub mod records;
 
 #[cfg(test)]
 mod tests;
 
+pub use outbox::ComposeError;
 pub use records::{Preview, RoomMessages, RoomRecord};
 
-use natter_shared::protocol::{TextError, check_body};
 use natter_shared::sync::{Cursors, EntryState, Outbox, OutboxEntry};
 use natter_shared::{
     ClientFrame, ClientId, Event, Limits, Member, RoomId, RoomInfo, RoomKind, Seq, UserId,
 };
 use std::collections::BTreeMap;
-
-/// Most of our messages in flight at once; the server refuses more than
-/// its `--max-inflight-sends` (64 by default) with `too_many_requests`.
-const OUTBOX_WINDOW: usize = 16;
 
 /// Everything the widget knows about the user's chats.
 #[derive(Debug, Clone)]
@@ -134,24 +132,6 @@ pub struct RoomEntry {
     pub preview: Option<String>,
 }
 
-/// Why [`Chat::compose`] refused a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ComposeError {
-    /// The room is not (or no longer) in the list.
-    UnknownRoom,
-    /// Empty, too long or containing NUL.
-    Body(TextError),
-}
-
-impl std::fmt::Display for ComposeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ComposeError::UnknownRoom => f.write_str("This conversation is no longer available."),
-            ComposeError::Body(e) => e.fmt(f),
-        }
-    }
-}
-
 impl Default for Chat {
     fn default() -> Self {
         Chat {
@@ -159,7 +139,7 @@ impl Default for Chat {
             limits: Limits::default(),
             rooms: Vec::new(),
             cursors: Cursors::default(),
-            outbox: Outbox::new(OUTBOX_WINDOW),
+            outbox: Outbox::new(outbox::WINDOW),
             live: false,
             notice: None,
             open: None,
@@ -178,7 +158,7 @@ impl Chat {
     ) -> Chat {
         let mut chat = Chat {
             me: me.map(|id| Member { id, name: None }),
-            outbox: Outbox::restore(OUTBOX_WINDOW, outbox),
+            outbox: Outbox::restore(outbox::WINDOW, outbox),
             cursors: Cursors::from_stored(rooms.iter().map(|r| (r.id.clone(), r.cursor))),
             ..Chat::default()
         };
@@ -255,49 +235,6 @@ impl Chat {
     /// The lowest seq shown in a room.
     pub fn first_shown(&self, room: &RoomId) -> Option<Seq> {
         self.room(room)?.lines.keys().next().copied()
-    }
-
-    /// Entries written elsewhere (another tab) that this outbox lacks;
-    /// returns the frames to send now.
-    pub fn adopt(&mut self, stored: Vec<(OutboxEntry, EntryState)>) -> Vec<ClientFrame> {
-        for (entry, state) in stored {
-            if state == EntryState::Queued {
-                self.outbox.push(entry);
-            }
-        }
-        self.sends()
-    }
-
-    /// The person asks to send a failed message again.
-    pub fn retry(&mut self, client_id: &ClientId) -> Vec<ClientFrame> {
-        if self.outbox.retry(client_id) {
-            let entry = self
-                .outbox
-                .entries()
-                .find(|(e, _)| e.client_id == *client_id);
-            if let Some((entry, state)) = entry.cloned() {
-                self.changes.push(Change::State(entry, state));
-            }
-        }
-        self.sends()
-    }
-
-    /// The person gives up on a message the server refused for good: it
-    /// leaves the outbox and the room. Only failed messages can go: one
-    /// on its way may already be stored.
-    pub fn discard(&mut self, client_id: &ClientId) {
-        let failed = self
-            .outbox
-            .entries()
-            .any(|(e, s)| e.client_id == *client_id && matches!(s, EntryState::Failed { .. }));
-        if let Some(entry) = failed.then(|| self.outbox.discard(client_id)).flatten() {
-            self.changes.push(Change::Discarded(entry));
-        }
-    }
-
-    /// Drops a message the store could not take (e.g. a full disk).
-    pub fn unsend(&mut self, client_id: &ClientId) {
-        self.outbox.discard(client_id);
     }
 
     /// The room as the store keeps it.
@@ -391,52 +328,6 @@ impl Chat {
     pub fn on_disconnect(&mut self) {
         self.live = false;
         self.outbox.on_disconnect();
-    }
-
-    /// Whether a message could be written to `room` now.
-    pub fn check(&self, room: &RoomId, body: &str) -> Result<(), ComposeError> {
-        check_body(body, self.limits.max_body_bytes).map_err(ComposeError::Body)?;
-        match self.room(room) {
-            Some(_) => Ok(()),
-            None => Err(ComposeError::UnknownRoom),
-        }
-    }
-
-    /// Queues a message of ours; it shows as pending at once. Returns the
-    /// frames to send now: none while offline, the outbox goes out after
-    /// the next `synced`.
-    pub fn compose(
-        &mut self,
-        room: &RoomId,
-        client_id: ClientId,
-        body: String,
-        now: i64,
-    ) -> Result<Vec<ClientFrame>, ComposeError> {
-        check_body(&body, self.limits.max_body_bytes).map_err(ComposeError::Body)?;
-        if self.room(room).is_none() {
-            return Err(ComposeError::UnknownRoom);
-        }
-        let entry = OutboxEntry {
-            client_id,
-            room: room.clone(),
-            body,
-            created_at: now,
-        };
-        self.changes.push(Change::Composed(entry.clone()));
-        self.outbox.push(entry);
-        Ok(self.sends())
-    }
-
-    /// The next batch of the outbox, while live.
-    fn sends(&mut self) -> Vec<ClientFrame> {
-        if !self.live {
-            return Vec::new();
-        }
-        self.outbox
-            .next_batch()
-            .iter()
-            .map(OutboxEntry::frame)
-            .collect()
     }
 
     fn room(&self, id: &RoomId) -> Option<&Room> {
