@@ -7,11 +7,12 @@
 //!   its URL, the user's token from the parent window's `postMessage`.
 //! - [`net`]: the WebSocket link: subprotocol `natter.v1`, the auth frame,
 //!   frame decoding, reconnect with jittered backoff.
-//! - [`chat`]: the chat as plain data: rooms and their lines, our own
-//!   messages pending until the room has them. It drives the shared
-//!   sans-IO state machines (`natter_shared::sync`: cursors and outbox)
-//!   with each server frame and returns the frames to send back; it is
-//!   unit-tested natively.
+//! - [`chat`]: the chat as plain data: rooms and the events held of
+//!   them, our own messages pending until the room has them, and the
+//!   lines the views show, built when read. It drives the shared sans-IO
+//!   state machines (`natter_shared::sync`: cursors and outbox) with each
+//!   server frame and returns the frames to send back; it owns the record
+//!   types the store keeps, and is unit-tested natively.
 //! - [`components`]: the views (connection line, room list, messages,
 //!   composer); network text only ever becomes DOM text.
 //! - [`db`]: the IndexedDB store (rooms, messages, outbox, meta), one

@@ -2,13 +2,12 @@
 //! [`Chat::apply`]. Each returns the frames to send in answer, and records
 //! what must be stored as [`Change`]s.
 
-use super::{Change, Chat, Delivery, Line, Preview, Room, member_name};
+use super::{Change, Chat, Preview, Room};
 use natter_shared::sync::{Incoming, Settled};
 use natter_shared::{
     ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo, Seq,
     ServerFrame, UserId,
 };
-use std::collections::BTreeMap;
 
 impl Chat {
     /// Applies one server frame; returns the frames to send in answer.
@@ -132,7 +131,7 @@ impl Chat {
                     client_id: Some(client_id),
                 },
             };
-            self.show_event(event.clone());
+            self.hold(event.clone());
             let record = self.record(room);
             self.changes.push(Change::Acked(entry, event, record));
         }
@@ -190,7 +189,7 @@ impl Chat {
             }
         }
         for event in older.iter().cloned() {
-            self.show_event(event);
+            self.hold(event);
         }
         if let Some(record) = self.record(room) {
             self.changes.push(Change::Events(record, older));
@@ -207,14 +206,7 @@ impl Chat {
     fn upsert_room(&mut self, info: RoomInfo) {
         match self.rooms.iter_mut().find(|r| r.info.id == info.id) {
             Some(r) => r.info = info,
-            None => self.rooms.push(Room {
-                info,
-                unread: 0,
-                last: None,
-                oldest: None,
-                complete: false,
-                lines: BTreeMap::new(),
-            }),
+            None => self.rooms.push(Room::new(info)),
         }
     }
 
@@ -227,7 +219,7 @@ impl Chat {
     }
 
     /// New events of a room the cursors accepted: counted as unread
-    /// unless the room is open or they are ours, shown, and recorded for
+    /// unless the room is open or they are ours, held, and recorded for
     /// the store with the room as it is after them.
     fn store_events(&mut self, room: &RoomId, events: Vec<Event>) {
         let me = self.me.as_ref().map(|m| m.id.clone());
@@ -250,7 +242,7 @@ impl Chat {
             }
         }
         for e in events.iter().cloned() {
-            self.show_event(e);
+            self.hold(e);
         }
         let left = events.iter().any(
             |e| matches!(&e.kind, EventKind::MemberLeft { user } if Some(user) == me.as_ref()),
@@ -262,73 +254,50 @@ impl Chat {
         }
     }
 
-    /// Shows an event the cursors accepted.
-    pub(super) fn show_event(&mut self, event: Event) {
-        let Event {
-            room,
-            seq,
-            ts,
-            sender,
-            kind,
-        } = event;
-        let me = self.me.as_ref().map(|m| m.id.clone());
-        let Some(r) = self.room_mut(&room) else {
+    /// Holds an event of a room (from the server, the store or an ack) for
+    /// the view, and applies what it says: our own message is settled, a
+    /// member joins or leaves.
+    pub(super) fn hold(&mut self, event: Event) {
+        if self.room(&event.room).is_none() {
+            return;
+        }
+        let me = self.me.as_ref().map(|m| &m.id);
+        if let EventKind::Message {
+            client_id: Some(cid),
+            ..
+        } = &event.kind
+            && event.sender.is_some()
+            && event.sender.as_ref() == me
+        {
+            // Our own message, seen before its ack (or after a reconnect
+            // lost the ack): the room has it, so it is settled.
+            self.outbox.ack(cid, event.seq, event.ts);
+        }
+        let Some(r) = self.room_mut(&event.room) else {
             return;
         };
-        let body = match kind {
-            EventKind::Message { body, client_id } => {
-                // Our own message, seen before its ack (or after a
-                // reconnect lost the ack): the room has it, so it is settled.
-                if let (Some(cid), true) = (client_id, sender.is_some() && sender == me) {
-                    self.outbox.ack(&cid, seq, ts);
-                }
-                return self.add_line(&room, seq, ts, sender, body);
-            }
+        match &event.kind {
+            EventKind::Message { .. } => {}
             EventKind::MemberJoined { user } => {
-                if r.info.members.iter().all(|m| m.id != user) {
+                if r.info.members.iter().all(|m| m.id != *user) {
                     r.info.members.push(Member {
                         id: user.clone(),
                         name: None,
                     });
                 }
-                format!("{} joined", member_name(&r.info, &user))
             }
             EventKind::MemberLeft { user } => {
-                let text = format!("{} left", member_name(&r.info, &user));
-                r.info.members.retain(|m| m.id != user);
-                text
+                // Kept aside, so the lines about them keep their name.
+                let (gone, stay): (Vec<Member>, Vec<Member>) = std::mem::take(&mut r.info.members)
+                    .into_iter()
+                    .partition(|m| m.id == *user);
+                r.info.members = stay;
+                if !gone.is_empty() {
+                    r.former.retain(|m| m.id != *user);
+                    r.former.extend(gone);
+                }
             }
-        };
-        let line = Line {
-            // Seqs repeat across rooms: the room is part of the key.
-            key: format!("s{room}/{seq}"),
-            author: None,
-            body,
-            ts,
-            mine: false,
-            delivery: Delivery::Stored,
-            client_id: None,
-        };
-        r.lines.insert(seq, line);
-    }
-
-    /// Shows a message at its seq.
-    fn add_line(&mut self, room: &RoomId, seq: Seq, ts: i64, sender: Option<UserId>, body: String) {
-        let mine = sender.is_some() && sender == self.me.as_ref().map(|m| m.id.clone());
-        let Some(r) = self.room_mut(room) else {
-            return;
-        };
-        let line = Line {
-            // Seqs repeat across rooms: the room is part of the key.
-            key: format!("s{room}/{seq}"),
-            // A message without sender is the site's: shown as a system line.
-            author: sender.map(|id| member_name(&r.info, &id)),
-            body,
-            ts,
-            mine,
-            delivery: Delivery::Stored,
-            client_id: None,
-        };
-        r.lines.insert(seq, line);
+        }
+        r.events.insert(event.seq, event);
     }
 }

@@ -1,37 +1,43 @@
-//! The chat as plain data: who we are, the rooms we are in and each
-//! room's lines, with our own messages shown pending until the room has
+//! The chat as plain data: who we are, the rooms we are in and the events
+//! we hold of each, with our own messages shown pending until the room has
 //! them.
 //!
 //! The protocol decisions are the shared sans-IO state machines':
 //! [`Cursors`] says whether an event is new, repeated or reveals a gap, and
 //! [`Outbox`] what to send, what an ack settles and what a reconnect
-//! resends. `Chat` drives them with the server's frames and keeps what the
-//! views need. [`Chat::apply`] (in `frames`, one method per frame) returns
-//! the frames to send in answer (the `sync` after `hello`, the outbox
-//! after `synced`), so the socket code only carries frames; everything
-//! here is unit-tested natively (`tests.rs`). The person's messages on
-//! their way (compose, retry, discard, adopt) are `outbox`'s.
+//! resends. `Chat` drives them and keeps what the views need:
+//!
+//! - this file: the state, and what the store gives back to it
+//!   ([`Chat::hydrate`], [`Chat::load`]);
+//! - [`records`]: the shapes the store keeps (rooms, previews, a room's
+//!   cached messages);
+//! - `frames`: one method per server frame, behind [`Chat::apply`], which
+//!   returns the frames to send in answer (the `sync` after `hello`, the
+//!   outbox after `synced`), so the socket code only carries frames;
+//! - `outbox`: the person's messages: compose, retry, discard, and
+//!   adopting what another tab wrote;
+//! - `view`: what the views show, built from the held events when read
+//!   (so a member renamed later shows under the new name).
 //!
 //! Every change that must outlive the page is also recorded as a
 //! [`Change`]; the sync engine takes them ([`Chat::take_changes`]) and
-//! writes them to IndexedDB before the view shows them. [`Chat::hydrate`]
-//! rebuilds a chat from what the store holds. The shapes the store keeps
-//! are this module's [`records`].
+//! writes them to IndexedDB before the view shows them. Everything here is
+//! unit-tested natively (`tests.rs`).
 
 mod frames;
 mod outbox;
 pub mod records;
+mod view;
 
 #[cfg(test)]
 mod tests;
 
 pub use outbox::ComposeError;
 pub use records::{Preview, RoomMessages, RoomRecord};
+pub use view::{Delivery, Line, RoomEntry};
 
 use natter_shared::sync::{Cursors, EntryState, Outbox, OutboxEntry};
-use natter_shared::{
-    ClientFrame, ClientId, Event, Limits, Member, RoomId, RoomInfo, RoomKind, Seq, UserId,
-};
+use natter_shared::{ClientFrame, Event, Limits, Member, RoomId, RoomInfo, Seq, UserId};
 use std::collections::BTreeMap;
 
 /// Everything the widget knows about the user's chats.
@@ -78,58 +84,33 @@ pub enum Change {
     Discarded(OutboxEntry),
 }
 
-/// One room and the lines we hold of it.
+/// One room and the events we hold of it.
 #[derive(Debug, Clone)]
 struct Room {
     info: RoomInfo,
+    /// Members who left while we watched: their lines keep their names.
+    former: Vec<Member>,
     unread: u32,
     last: Option<Preview>,
     oldest: Option<Seq>,
     complete: bool,
-    /// Lines by seq. Keyed so that an ack and the event of the same
+    /// Events by seq. Keyed so that an ack and the event of the same
     /// message, or a page repeating a gap's event, land on one line.
-    lines: BTreeMap<Seq, Line>,
+    events: BTreeMap<Seq, Event>,
 }
 
-/// Where one of our messages is on its way to the room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// In the outbox: sent or about to be, not acknowledged yet.
-    Pending,
-    /// Refused for good; not resent.
-    Failed(String),
-    /// In the room's history.
-    Stored,
-}
-
-/// What a view shows for one message or membership change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    /// Stable while the line does not change; changes when it does.
-    pub key: String,
-    /// The author's display name; `None` for system lines.
-    pub author: Option<String>,
-    /// Shown as text, never parsed as HTML.
-    pub body: String,
-    /// Milliseconds since the Unix epoch.
-    pub ts: i64,
-    /// Written by the signed-in user.
-    pub mine: bool,
-    pub delivery: Delivery,
-    /// Our message not yet in the room: what a retry names.
-    pub client_id: Option<ClientId>,
-}
-
-/// What the room list shows for one room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomEntry {
-    pub id: RoomId,
-    pub name: String,
-    pub kind: RoomKind,
-    /// Messages from others not seen yet.
-    pub unread: u32,
-    /// `Author: body` of the latest message, if any.
-    pub preview: Option<String>,
+impl Room {
+    fn new(info: RoomInfo) -> Room {
+        Room {
+            info,
+            former: Vec::new(),
+            unread: 0,
+            last: None,
+            oldest: None,
+            complete: false,
+            events: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for Chat {
@@ -165,12 +146,11 @@ impl Chat {
         chat.rooms = rooms
             .into_iter()
             .map(|r| Room {
-                info: r.info,
                 unread: r.unread,
                 last: r.last,
                 oldest: r.oldest,
                 complete: r.complete,
-                lines: BTreeMap::new(),
+                ..Room::new(r.info)
             })
             .collect();
         chat
@@ -181,11 +161,11 @@ impl Chat {
         for event in cached.stored {
             if self
                 .room(room)
-                .is_some_and(|r| r.lines.contains_key(&event.seq))
+                .is_some_and(|r| r.events.contains_key(&event.seq))
             {
                 continue;
             }
-            self.show_event(event);
+            self.hold(event);
         }
     }
 
@@ -219,7 +199,7 @@ impl Chat {
             return None;
         }
         let before = r
-            .lines
+            .events
             .keys()
             .next()
             .copied()
@@ -234,29 +214,7 @@ impl Chat {
 
     /// The lowest seq shown in a room.
     pub fn first_shown(&self, room: &RoomId) -> Option<Seq> {
-        self.room(room)?.lines.keys().next().copied()
-    }
-
-    /// The room as the store keeps it.
-    fn record(&self, id: &RoomId) -> Option<RoomRecord> {
-        let r = self.room(id)?;
-        Some(RoomRecord {
-            id: id.clone(),
-            info: r.info.clone(),
-            cursor: self.cursors.get(id).unwrap_or(0),
-            unread: r.unread,
-            last: r.last.clone(),
-            oldest: r.oldest,
-            complete: r.complete,
-        })
-    }
-
-    /// A member's display name in a room (their id if the room does not
-    /// know them).
-    pub fn name_in(&self, room: &RoomId, user: &UserId) -> String {
-        self.room(room)
-            .map(|r| member_name(&r.info, user))
-            .unwrap_or_else(|| user.to_string())
+        self.room(room)?.events.keys().next().copied()
     }
 
     /// The signed-in user, once `hello` arrived.
@@ -274,60 +232,25 @@ impl Chat {
         self.notice.as_deref()
     }
 
-    /// The rooms for the room list.
-    pub fn room_entries(&self) -> Vec<RoomEntry> {
-        let me = self.me.as_ref().map(|m| &m.id);
-        self.rooms
-            .iter()
-            .map(|r| RoomEntry {
-                id: r.info.id.clone(),
-                name: room_name(&r.info, me),
-                kind: r.info.kind,
-                unread: r.unread,
-                preview: r.last.as_ref().map(|p| match &p.sender {
-                    Some(id) => format!("{}: {}", member_name(&r.info, id), p.body),
-                    None => p.body.clone(),
-                }),
-            })
-            .collect()
-    }
-
-    /// The room's lines: its history, then our messages still on their way.
-    pub fn lines(&self, room: &RoomId) -> Vec<Line> {
-        let Some(r) = self.room(room) else {
-            return Vec::new();
-        };
-        let author = self.me.as_ref().map(|m| member_name(&r.info, &m.id));
-        let outgoing = self
-            .outbox
-            .entries()
-            .filter(|(e, _)| e.room == *room)
-            .map(|(e, state)| {
-                let delivery = match state {
-                    EntryState::Queued | EntryState::InFlight => Delivery::Pending,
-                    EntryState::Failed { code, message } => {
-                        Delivery::Failed(format!("{}: {message}", code.as_str()))
-                    }
-                };
-                Line {
-                    // The state is part of the key so the view redraws on change.
-                    key: format!("o{}{:?}", e.client_id, delivery),
-                    author: author.clone(),
-                    body: e.body.clone(),
-                    ts: e.created_at,
-                    mine: true,
-                    delivery,
-                    client_id: Some(e.client_id),
-                }
-            });
-        r.lines.values().cloned().chain(outgoing).collect()
-    }
-
     /// The connection dropped: live events stop until the next `synced`,
     /// and whatever was in flight will be sent again.
     pub fn on_disconnect(&mut self) {
         self.live = false;
         self.outbox.on_disconnect();
+    }
+
+    /// The room as the store keeps it.
+    fn record(&self, id: &RoomId) -> Option<RoomRecord> {
+        let r = self.room(id)?;
+        Some(RoomRecord {
+            id: id.clone(),
+            info: r.info.clone(),
+            cursor: self.cursors.get(id).unwrap_or(0),
+            unread: r.unread,
+            last: r.last.clone(),
+            oldest: r.oldest,
+            complete: r.complete,
+        })
     }
 
     fn room(&self, id: &RoomId) -> Option<&Room> {
@@ -337,31 +260,4 @@ impl Chat {
     fn room_mut(&mut self, id: &RoomId) -> Option<&mut Room> {
         self.rooms.iter_mut().find(|r| r.info.id == *id)
     }
-}
-
-/// A group's title, or for a dialog the other member's name.
-fn room_name(info: &RoomInfo, me: Option<&UserId>) -> String {
-    match info.kind {
-        RoomKind::Group => info.title.clone().unwrap_or_else(|| info.id.to_string()),
-        RoomKind::Dialog => info
-            .members
-            .iter()
-            .find(|m| Some(&m.id) != me)
-            .or(info.members.first())
-            .map(display)
-            .unwrap_or_else(|| info.id.to_string()),
-    }
-}
-
-/// A member's display name as the room knows it, or their id.
-fn member_name(info: &RoomInfo, id: &UserId) -> String {
-    info.members
-        .iter()
-        .find(|m| m.id == *id)
-        .map(display)
-        .unwrap_or_else(|| id.to_string())
-}
-
-fn display(m: &Member) -> String {
-    m.name.clone().unwrap_or_else(|| m.id.to_string())
 }

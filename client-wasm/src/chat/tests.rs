@@ -309,6 +309,40 @@ fn membership_events_update_members_and_removal_drops_the_room() {
 }
 
 #[test]
+fn a_rename_shows_on_lines_already_held() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "bob", "hi", None)));
+    let before = chat.lines(&r_ab()).remove(0);
+    assert_eq!(before.author.as_deref(), Some("Bob"));
+
+    let mut renamed = dialog();
+    renamed.members[1].name = Some("Robert".into());
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![renamed],
+    });
+    let after = chat.lines(&r_ab()).remove(0);
+    assert_eq!(after.author.as_deref(), Some("Robert"));
+    assert_ne!(before.key, after.key, "the view redraws the line");
+    assert_eq!(chat.room_entries()[0].name, "Robert");
+}
+
+#[test]
+fn a_member_who_left_keeps_their_name_on_earlier_lines() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "bob", "bye", None)));
+    chat.apply(live(Event {
+        room: r_ab(),
+        seq: 2,
+        ts: 2,
+        sender: None,
+        kind: EventKind::MemberLeft { user: user("bob") },
+    }));
+    let lines = chat.lines(&r_ab());
+    assert_eq!(lines[0].author.as_deref(), Some("Bob"));
+    assert_eq!(lines[1].body, "Bob left");
+}
+
+#[test]
 fn unread_counts_others_messages_outside_the_open_room_and_is_stored() {
     let mut chat = synced_alice();
     chat.take_changes();
