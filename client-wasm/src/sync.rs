@@ -12,7 +12,7 @@
 //! Work is handled one item at a time, in arrival order (frames, sends,
 //! room switches), so each item's writes finish before the next starts.
 
-use crate::chat::{Change, Chat};
+use crate::chat::{Change, Chat, PAGE};
 use crate::db::{self, Db};
 use crate::error::ClientError;
 use crate::net::{Incoming, Link, LinkState};
@@ -26,8 +26,6 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-/// Cached messages loaded per step when a room opens or scrolls up.
-const PAGE: u32 = 50;
 /// Said on the channel after new events were stored.
 const ROOM_CHANGED: &str = "room";
 /// Said on the channel after a follower wrote to the outbox.

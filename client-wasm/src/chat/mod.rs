@@ -40,6 +40,11 @@ use natter_shared::sync::{Cursors, EntryState, Outbox, OutboxEntry};
 use natter_shared::{ClientFrame, Event, Limits, Member, RoomId, RoomInfo, Seq, UserId};
 use std::collections::BTreeMap;
 
+/// Messages a room loads per step: from the store when it opens or
+/// scrolls up, and from the server (`history`) once the store has no
+/// older ones.
+pub const PAGE: u32 = 50;
+
 /// Everything the widget knows about the user's chats.
 #[derive(Debug, Clone)]
 pub struct Chat {
@@ -208,7 +213,7 @@ impl Chat {
         (before > 1).then(|| ClientFrame::History {
             room: room.clone(),
             before,
-            limit: Some(50),
+            limit: Some(PAGE),
         })
     }
 
