@@ -19,13 +19,15 @@
 //!   index `room` (schema v2).
 //! - `meta`: the schema version and the user the database belongs to.
 //!
+//! [`Db::apply`] stores each [`Change`] the chat records.
+//!
 //! Writes that touch the outbox (a new message together with its outbox
 //! entry, an ack, a refusal, a retry) are one transaction each, opened
 //! with durability `"strict"`: rexie 0.6 cannot pass transaction options,
 //! so those go through web-sys on a second connection to the same
 //! database. Everything else uses rexie.
 
-use crate::chat::{RoomMessages, RoomRecord};
+use crate::chat::{Change, RoomMessages, RoomRecord};
 use crate::error::ClientError;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use natter_shared::sync::{EntryState, OutboxEntry};
@@ -146,6 +148,20 @@ impl Db {
     /// Deletes a database; it must be closed in every tab first.
     pub async fn delete(name: &str) -> Result<(), ClientError> {
         Ok(Rexie::delete(name).await?)
+    }
+
+    /// Stores one change the chat recorded, each in one transaction.
+    pub async fn apply(&self, change: &Change) -> Result<(), ClientError> {
+        match change {
+            Change::User(user) => self.set_user(user).await,
+            Change::Rooms(rooms) => self.put_rooms(rooms).await,
+            Change::Forget(room) => self.forget_room(room).await,
+            Change::Events(room, events) => self.store_events(room, events).await,
+            Change::Composed(entry) => self.compose(entry).await,
+            Change::Acked(entry, event, room) => self.ack(entry, event, room.as_ref()).await,
+            Change::State(entry, state) => self.set_state(entry, state).await,
+            Change::Discarded(entry) => self.discard(entry).await,
+        }
     }
 
     /// The user this database belongs to, once known.

@@ -12,7 +12,7 @@
 //! Work is handled one item at a time, in arrival order (frames, sends,
 //! room switches), so each item's writes finish before the next starts.
 
-use crate::chat::{Change, Chat, PAGE};
+use crate::chat::{Chat, PAGE};
 use crate::db::{self, Db};
 use crate::error::ClientError;
 use crate::net::{Incoming, Link, LinkState};
@@ -378,24 +378,8 @@ impl Engine {
         let mut stored_events = false;
         let mut result = Ok(());
         for change in changes {
-            let db = &self.0.db;
-            let step = match change {
-                Change::User(user) => db.set_user(&user).await,
-                Change::Rooms(rooms) => db.put_rooms(&rooms).await,
-                Change::Forget(room) => db.forget_room(&room).await,
-                Change::Events(room, events) => {
-                    stored_events = true;
-                    db.store_events(&room, &events).await
-                }
-                Change::Composed(entry) => db.compose(&entry).await,
-                Change::Acked(entry, event, room) => {
-                    stored_events = true;
-                    db.ack(&entry, &event, room.as_ref()).await
-                }
-                Change::State(entry, state) => db.set_state(&entry, &state).await,
-                Change::Discarded(entry) => db.discard(&entry).await,
-            };
-            if let Err(err) = step {
+            stored_events |= change.stores_events();
+            if let Err(err) = self.0.db.apply(&change).await {
                 result = Err(err);
                 break;
             }

@@ -89,6 +89,14 @@ pub enum Change {
     Discarded(OutboxEntry),
 }
 
+impl Change {
+    /// True when storing it adds events to a room (which other tabs then
+    /// re-read).
+    pub fn stores_events(&self) -> bool {
+        matches!(self, Change::Events(..) | Change::Acked(..))
+    }
+}
+
 /// One room and the events we hold of it.
 #[derive(Debug, Clone)]
 struct Room {
