@@ -17,9 +17,10 @@
 //!   composer); network text only ever becomes DOM text.
 //! - [`db`]: the IndexedDB store (rooms, messages, outbox, meta), one
 //!   database per site and user; the source of truth the views show.
-//! - [`sync`]: the engine: store first, then network; one tab per user
-//!   owns the connection (Web Locks), the others follow through a
-//!   BroadcastChannel and the store.
+//! - [`sync`]: the engine: store first, then network; a queue of work
+//!   handled in order.
+//! - [`leader`]: one tab per user owns the connection (Web Locks), the
+//!   others follow through a BroadcastChannel and the store.
 //! - [`error`]: what the browser or its storage can refuse.
 //! - [`app`]: the root component that wires them together.
 
@@ -29,6 +30,7 @@ pub mod components;
 pub mod db;
 pub mod embed;
 pub mod error;
+pub mod leader;
 pub mod net;
 pub mod sync;
 

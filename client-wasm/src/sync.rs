@@ -2,12 +2,12 @@
 //! frames and the person's actions, writes what changed to the [`Db`]
 //! before the view shows it, and shares the work between tabs.
 //!
-//! One tab per site and user owns the connection and the outbox drain: the
-//! one holding the Web Lock named after the database. The others follow:
-//! they write their new messages to the outbox store and say "outbox" on a
-//! BroadcastChannel (the owner adopts and sends them), and re-read the
-//! store when the owner says "room" after storing events. When the owner
-//! tab closes its lock is released and a follower takes over.
+//! One tab per site and user owns the connection and the outbox drain
+//! ([`crate::leader`] says which). The others follow: they write their new
+//! messages to the outbox store and tell the owner ([`News::Outbox`]: it
+//! adopts and sends them), and re-read the store when the owner says it
+//! stored events ([`News::Room`]). When the owner tab closes, a follower
+//! takes over.
 //!
 //! Work is handled one item at a time, in arrival order (frames, sends,
 //! room switches), so each item's writes finish before the next starts.
@@ -15,21 +15,13 @@
 use crate::chat::{Chat, PAGE};
 use crate::db::{self, Db};
 use crate::error::ClientError;
+use crate::leader::{News, Tabs};
 use crate::net::{Incoming, Link, LinkState};
-use js_sys::{Function, Promise, Reflect};
 use leptos::prelude::*;
 use natter_shared::{ClientFrame, ClientId, RoomId, ServerFrame, UserId};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use wasm_bindgen::closure::Closure;
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{BroadcastChannel, MessageEvent};
-
-/// Said on the channel after new events were stored.
-const ROOM_CHANGED: &str = "room";
-/// Said on the channel after a follower wrote to the outbox.
-const OUTBOX_CHANGED: &str = "outbox";
 
 /// The signals the engine keeps up to date for the views.
 #[derive(Clone, Copy)]
@@ -73,9 +65,6 @@ enum Work {
     OutboxChanged,
 }
 
-/// A browser callback the engine keeps alive.
-type Callback = Closure<dyn FnMut(MessageEvent)>;
-
 /// A running engine for one user; clones share it.
 #[derive(Clone)]
 pub struct Engine(Rc<Inner>);
@@ -87,7 +76,9 @@ struct Inner {
     db: Db,
     view: View,
     link: RefCell<Option<Link>>,
-    channel: Option<BroadcastChannel>,
+    /// The lock that makes this tab the owner, and the channel to the
+    /// other tabs.
+    tabs: Tabs,
     queue: RefCell<VecDeque<Work>>,
     running: Cell<bool>,
     closed: Cell<bool>,
@@ -101,10 +92,6 @@ struct Inner {
     synced_on: Cell<u64>,
     /// Where and when this tab last said the person is typing.
     typed: Cell<Option<(RoomId, f64)>>,
-    /// Resolving it releases the lock (held until then).
-    release: Rc<RefCell<Option<Function>>>,
-    /// Callbacks registered with the browser; dropped with the engine.
-    _callbacks: RefCell<Vec<Callback>>,
 }
 
 impl Engine {
@@ -120,7 +107,6 @@ impl Engine {
         let name = db::db_name(site, user.as_str());
         let db = Db::open(&name).await?;
         db.set_user(&user).await?;
-        let channel = BroadcastChannel::new(&name).ok();
         let engine = Engine(Rc::new(Inner {
             user,
             url,
@@ -128,20 +114,30 @@ impl Engine {
             db,
             view,
             link: RefCell::new(None),
-            channel,
+            tabs: Tabs::new(&name),
             queue: RefCell::new(VecDeque::new()),
             running: Cell::new(false),
             closed: Cell::new(false),
             socket: Cell::new(0),
             synced_on: Cell::new(0),
             typed: Cell::new(None),
-            release: Rc::new(RefCell::new(None)),
-            _callbacks: RefCell::new(Vec::new()),
         }));
         // The store first, before any network.
         engine.reload().await?;
-        engine.listen();
-        engine.request_lock(&name);
+        let weak = Rc::downgrade(&engine.0);
+        engine.0.tabs.listen(move |news| {
+            let Some(inner) = weak.upgrade() else { return };
+            Engine(inner).push(match news {
+                News::Room => Work::Reload,
+                News::Outbox => Work::OutboxChanged,
+            });
+        });
+        let weak = Rc::downgrade(&engine.0);
+        engine.0.tabs.lead_when_chosen(&name, move || {
+            if let Some(inner) = weak.upgrade() {
+                Engine(inner).lead();
+            }
+        });
         Ok(engine)
     }
 
@@ -253,13 +249,7 @@ impl Engine {
         if let Some(link) = self.0.link.borrow_mut().take() {
             link.close();
         }
-        if let Some(channel) = &self.0.channel {
-            channel.close();
-        }
-        if let Some(release) = self.0.release.borrow_mut().take() {
-            // Resolving a promise does not fail.
-            let _ = release.call0(&JsValue::UNDEFINED);
-        }
+        self.0.tabs.close();
     }
 
     fn push(&self, work: Work) {
@@ -320,12 +310,12 @@ impl Engine {
                 }
                 self.0.view.error.set(None);
                 self.send(&out);
-                self.say(OUTBOX_CHANGED);
+                self.0.tabs.say(News::Outbox);
             }
             Work::Discard(client_id) => {
                 chat.try_update_untracked(|c| c.discard(&client_id));
                 self.persist().await?;
-                self.say(OUTBOX_CHANGED);
+                self.0.tabs.say(News::Outbox);
             }
             Work::Retry(client_id) => {
                 let out = chat
@@ -333,7 +323,7 @@ impl Engine {
                     .unwrap_or_default();
                 self.persist().await?;
                 self.send(&out);
-                self.say(OUTBOX_CHANGED);
+                self.0.tabs.say(News::Outbox);
             }
             Work::Open(room) => {
                 self.0.view.open.set(Some(room.clone()));
@@ -386,7 +376,7 @@ impl Engine {
         }
         chat.notify();
         if stored_events {
-            self.say(ROOM_CHANGED);
+            self.0.tabs.say(News::Room);
         }
         self.post_unread();
         result
@@ -434,74 +424,11 @@ impl Engine {
         }
     }
 
-    /// Tells the other tabs something changed in the store.
-    fn say(&self, what: &str) {
-        if let Some(channel) = &self.0.channel {
-            // A tab that misses it re-reads on its next change.
-            let _ = channel.post_message(&what.into());
-        }
-    }
-
     /// Posts the total unread count to the embedding page, whose origin
     /// the widget does not know: the count is all it says.
     fn post_unread(&self) {
         let total = self.0.view.chat.with_untracked(Chat::unread_total);
         crate::embed::post_unread(total);
-    }
-
-    fn listen(&self) {
-        let Some(channel) = &self.0.channel else {
-            return;
-        };
-        let weak = Rc::downgrade(&self.0);
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-            let Some(inner) = weak.upgrade() else { return };
-            let engine = Engine(inner);
-            match ev.data().as_string().as_deref() {
-                Some(ROOM_CHANGED) => engine.push(Work::Reload),
-                Some(OUTBOX_CHANGED) => engine.push(Work::OutboxChanged),
-                _ => {}
-            }
-        });
-        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        self.0._callbacks.borrow_mut().push(on_message);
-    }
-
-    /// Asks for the lock named `name`; once held, this tab connects. Where
-    /// the browser has no Web Locks, every tab connects on its own (the
-    /// server's idempotent sends keep that safe).
-    fn request_lock(&self, name: &str) {
-        let weak = Rc::downgrade(&self.0);
-        let release = self.0.release.clone();
-        let acquired = move |_lock: JsValue| -> JsValue {
-            if let Some(inner) = weak.upgrade() {
-                Engine(inner).lead();
-            }
-            // Held until this promise resolves: on close, or with the tab.
-            Promise::new(&mut |resolve, _| {
-                *release.borrow_mut() = Some(resolve);
-            })
-            .into()
-        };
-        let locks = web_sys::window()
-            .map(|w| JsValue::from(w.navigator()))
-            .and_then(|n| Reflect::get(&n, &"locks".into()).ok())
-            .filter(|l| l.is_object());
-        let request = locks.as_ref().and_then(|l| {
-            Reflect::get(l, &"request".into())
-                .ok()?
-                .dyn_into::<Function>()
-                .ok()
-        });
-        match (locks, request) {
-            (Some(locks), Some(request)) => {
-                let callback = Closure::once_into_js(acquired);
-                if request.call2(&locks, &name.into(), &callback).is_err() {
-                    self.lead();
-                }
-            }
-            _ => self.lead(),
-        }
     }
 
     /// This tab owns the connection now.
