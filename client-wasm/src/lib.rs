@@ -21,6 +21,8 @@
 //!   handled in order.
 //! - [`leader`]: one tab per user owns the connection (Web Locks), the
 //!   others follow through a BroadcastChannel and the store.
+//! - [`typing`]: typing indicators as plain data: when to say it, who is
+//!   shown typing, when that goes stale.
 //! - [`error`]: what the browser or its storage can refuse.
 //! - [`app`]: the root component that wires them together.
 
@@ -33,6 +35,7 @@ pub mod error;
 pub mod leader;
 pub mod net;
 pub mod sync;
+pub mod typing;
 
 /// Mounts the widget on the page's body.
 pub fn start() {

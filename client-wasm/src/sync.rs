@@ -17,6 +17,7 @@ use crate::db::{self, Db};
 use crate::error::ClientError;
 use crate::leader::{News, Tabs};
 use crate::net::{Incoming, Link, LinkState};
+use crate::typing::{SHOWN_MS, Typing};
 use leptos::prelude::*;
 use natter_shared::{ClientFrame, ClientId, RoomId, ServerFrame, UserId};
 use std::cell::{Cell, RefCell};
@@ -34,22 +35,9 @@ pub struct View {
     pub error: RwSignal<Option<String>>,
     /// The room the person looks at.
     pub open: RwSignal<Option<RoomId>>,
-    /// Who is typing where, and since when (ms since the epoch).
-    pub typing: RwSignal<Vec<Typing>>,
+    /// Who is typing where, and when this tab last said so.
+    pub typing: RwSignal<Typing>,
 }
-
-/// Someone typing in a room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Typing {
-    pub room: RoomId,
-    pub user: UserId,
-    pub since: i64,
-}
-
-/// How long a `typing` frame shows; clients repeat it while typing.
-pub const TYPING_SHOWN_MS: i64 = 5_000;
-/// How often this client says it is typing, at most.
-const TYPING_EVERY_MS: f64 = 3_000.0;
 
 /// One thing to do, in order.
 enum Work {
@@ -90,8 +78,6 @@ struct Inner {
     /// only. On a newer one they would overtake the ones still in flight on
     /// the old one, which the next sync sends again first.
     synced_on: Cell<u64>,
-    /// Where and when this tab last said the person is typing.
-    typed: Cell<Option<(RoomId, f64)>>,
 }
 
 impl Engine {
@@ -120,7 +106,6 @@ impl Engine {
             closed: Cell::new(false),
             socket: Cell::new(0),
             synced_on: Cell::new(0),
-            typed: Cell::new(None),
         }));
         // The store first, before any network.
         engine.reload().await?;
@@ -167,16 +152,12 @@ impl Engine {
     /// The person is typing in `room`: the others are told, at most every
     /// few seconds, by the tab that holds the connection.
     pub fn typing(&self, room: RoomId) {
-        let now = js_sys::Date::now();
-        let last = self.0.typed.replace(Some((room.clone(), now)));
-        if last
-            .as_ref()
-            .is_some_and(|(r, at)| *r == room && now - at < TYPING_EVERY_MS)
-        {
-            self.0.typed.set(last);
-            return;
-        }
-        if self.0.synced_on.get() == self.0.socket.get()
+        let now = js_sys::Date::now() as i64;
+        let say = (self.0.view.typing)
+            .try_update_untracked(|t| t.should_say(&room, now))
+            .unwrap_or(false);
+        if say
+            && self.0.synced_on.get() == self.0.socket.get()
             && let Some(link) = self.0.link.borrow().as_ref()
         {
             link.send(&ClientFrame::Typing { room });
@@ -189,31 +170,24 @@ impl Engine {
         let typing = self.0.view.typing;
         match frame {
             ServerFrame::Typing { room, user } => {
-                let since = js_sys::Date::now() as i64;
-                typing.update(|t| {
-                    t.retain(|x| !(x.room == *room && x.user == *user));
-                    t.push(Typing {
-                        room: room.clone(),
-                        user: user.clone(),
-                        since,
-                    });
-                });
+                let now = js_sys::Date::now() as i64;
+                typing.update(|t| t.heard(room.clone(), user.clone(), now));
                 // Forget it once it is stale.
                 set_timeout(
                     move || {
                         let now = js_sys::Date::now() as i64;
-                        typing.update(|t| t.retain(|x| now - x.since < TYPING_SHOWN_MS));
+                        if typing.try_update_untracked(|t| t.expire(now)) == Some(true) {
+                            typing.notify();
+                        }
                     },
-                    std::time::Duration::from_millis(TYPING_SHOWN_MS as u64 + 50),
+                    std::time::Duration::from_millis(SHOWN_MS as u64 + 50),
                 );
             }
             ServerFrame::Event { event } => {
                 if let Some(sender) = &event.sender
-                    && typing.with_untracked(|t| {
-                        t.iter().any(|x| x.room == event.room && x.user == *sender)
-                    })
+                    && typing.try_update_untracked(|t| t.wrote(&event.room, sender)) == Some(true)
                 {
-                    typing.update(|t| t.retain(|x| !(x.room == event.room && x.user == *sender)));
+                    typing.notify();
                 }
             }
             _ => {}
