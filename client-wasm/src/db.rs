@@ -19,7 +19,9 @@
 //!   index `room` (schema v2).
 //! - `meta`: the schema version and the user the database belongs to.
 //!
-//! [`Db::apply`] stores each [`Change`] the chat records.
+//! [`Db::apply`] stores each [`Change`] the chat records. Readers and
+//! fault injection that only tests use are behind the `testing` feature
+//! (the crate's tests turn it on).
 //!
 //! Writes that touch the outbox (a new message together with its outbox
 //! entry, an ack, a refusal, a retry) are one transaction each, opened
@@ -118,12 +120,17 @@ impl Drop for Inner {
 impl Db {
     /// Opens (creating or upgrading) the database `name`.
     pub async fn open(name: &str) -> Result<Db, ClientError> {
-        Db::open_at(name, SCHEMA_VERSION).await
+        Db::open_version(name, SCHEMA_VERSION).await
     }
 
-    /// Opens `name` with the layout of schema `version`; an older layout
-    /// is only useful to test upgrades.
+    /// Opens `name` with the layout of schema `version`: for tests of
+    /// upgrades.
+    #[cfg(feature = "testing")]
     pub async fn open_at(name: &str, version: u32) -> Result<Db, ClientError> {
+        Db::open_version(name, version).await
+    }
+
+    async fn open_version(name: &str, version: u32) -> Result<Db, ClientError> {
         let rexie = schema(name, version).build().await?;
         let raw = open_raw(name).await?;
         let db = Db(Rc::new(Inner {
@@ -141,6 +148,7 @@ impl Db {
     }
 
     /// The schema version the database is at.
+    #[cfg(feature = "testing")]
     pub fn version(&self) -> Result<u32, ClientError> {
         Ok(self.rexie()?.version()?)
     }
@@ -165,6 +173,7 @@ impl Db {
     }
 
     /// The user this database belongs to, once known.
+    #[cfg(feature = "testing")]
     pub async fn user(&self) -> Result<Option<UserId>, ClientError> {
         let tx = self.tx(&[META], TransactionMode::ReadOnly)?;
         let value = tx.store(META)?.get(META_USER.into()).await?;
@@ -194,6 +203,7 @@ impl Db {
     }
 
     /// One room.
+    #[cfg(feature = "testing")]
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, ClientError> {
         let tx = self.tx(&[ROOMS], TransactionMode::ReadOnly)?;
         let value = tx.store(ROOMS)?.get(id.as_str().into()).await?;
@@ -313,6 +323,7 @@ impl Db {
     }
 
     /// The outbox entries of one room (through the `room` index).
+    #[cfg(feature = "testing")]
     pub async fn room_outbox(&self, room: &RoomId) -> Result<Vec<OutboxRecord>, ClientError> {
         let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly)?;
         let index = tx.store(OUTBOX)?.index("room")?;
@@ -354,7 +365,7 @@ impl Db {
     /// Issues the writes of [`Db::compose`], then fails before the
     /// transaction ends, as a crash or a full disk would: for tests of
     /// atomicity.
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub async fn compose_then_fail(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
         let write = outbox_write(entry, &EntryState::Queued)?;
         self.strict(&[OUTBOX, MESSAGES], |tx| {
