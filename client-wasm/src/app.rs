@@ -10,7 +10,8 @@ use crate::chat::Chat;
 use crate::components::{Composer, ConnectionStatus, MessageList, RoomList, Status};
 use crate::embed::{self, Location};
 use crate::net::{self, LinkState};
-use crate::sync::{Engine, TYPING_SHOWN_MS, View};
+use crate::sync::{Engine, View};
+use crate::typing::Typing;
 use leptos::prelude::*;
 use natter_shared::{ClientId, RoomId};
 
@@ -34,7 +35,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
         link: RwSignal::new(None),
         error: RwSignal::new(None),
         open: RwSignal::new(None),
-        typing: RwSignal::new(Vec::new()),
+        typing: RwSignal::new(Typing::default()),
     };
     let chat = view.chat;
     let browser_online = RwSignal::new(web_sys::window().is_none_or(|w| w.navigator().on_line()));
@@ -51,7 +52,9 @@ fn ChatWidget(location: Location) -> impl IntoView {
     embed::listen_for_tokens(
         move |token| {
             has_token.set(true);
-            let Some(user) = embed::user_of(&token) else {
+            // Unverified: it only picks the local database; the server
+            // confirms the same user in `hello`, or refuses the token.
+            let Some(user) = natter_shared::token::unverified_subject(&token) else {
                 view.error
                     .set(Some("The sign-in token is not readable.".into()));
                 return;
@@ -172,22 +175,12 @@ fn ChatWidget(location: Location) -> impl IntoView {
         let room = current.get()?;
         let now = js_sys::Date::now() as i64;
         let me = chat.with(|c| c.me().map(|m| m.id.clone()));
-        let names: Vec<String> = view.typing.with(|t| {
-            t.iter()
-                .filter(|x| x.room == room && Some(&x.user) != me.as_ref())
-                .filter(|x| now - x.since < TYPING_SHOWN_MS)
-                .map(|x| chat.with(|c| c.name_in(&room, &x.user)))
-                .collect()
-        });
-        match names.as_slice() {
-            [] => None,
-            [one] => Some(format!("{one} is typing…")),
-            [first, second] => Some(format!("{first} and {second} are typing…")),
-            [first, ..] => Some(format!(
-                "{first} and {} others are typing…",
-                names.len() - 1
-            )),
-        }
+        let typists = view.typing.with(|t| t.in_room(&room, me.as_ref(), now));
+        let names: Vec<String> = typists
+            .iter()
+            .map(|user| chat.with(|c| c.name_in(&room, user)))
+            .collect();
+        crate::typing::sentence(&names)
     });
     let on_typing = move || {
         if let Some(room) = current.get_untracked() {

@@ -7,6 +7,9 @@
 //!
 //! - `rooms` (key `id`): a [`RoomRecord`]: the room, its cursor, unread
 //!   count, last message preview and how far back history is cached.
+//!
+//!   The record types are the chat's ([`crate::chat::records`]): the store
+//!   depends on the model, never the reverse.
 //! - `messages` (out-of-line keys): stored events under `[room, seq]`, and
 //!   our own messages not yet acknowledged under
 //!   `[room, "pending", client_id]`. Numbers sort before strings in
@@ -16,16 +19,21 @@
 //!   index `room` (schema v2).
 //! - `meta`: the schema version and the user the database belongs to.
 //!
+//! [`Db::apply`] stores each [`Change`] the chat records. Readers and
+//! fault injection that only tests use are behind the `testing` feature
+//! (the crate's tests turn it on).
+//!
 //! Writes that touch the outbox (a new message together with its outbox
 //! entry, an ack, a refusal, a retry) are one transaction each, opened
 //! with durability `"strict"`: rexie 0.6 cannot pass transaction options,
 //! so those go through web-sys on a second connection to the same
 //! database. Everything else uses rexie.
 
+use crate::chat::{Change, RoomMessages, RoomRecord};
 use crate::error::ClientError;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use natter_shared::sync::{EntryState, OutboxEntry};
-use natter_shared::{ClientId, Event, RoomId, RoomInfo, Seq, UserId};
+use natter_shared::{ClientId, Event, RoomId, Seq, UserId};
 use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, RexieBuilder, TransactionMode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -60,55 +68,6 @@ pub fn db_name(site: &str, user: &str) -> String {
     format!("natter:{site}:{user}")
 }
 
-/// What the room list and the sync engine keep per room.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomRecord {
-    /// The key; equal to `info.id`.
-    pub id: RoomId,
-    /// The room as the server last described it.
-    pub info: RoomInfo,
-    /// The highest seq held with nothing missing below it.
-    pub cursor: Seq,
-    /// Messages from others not seen yet.
-    pub unread: u32,
-    /// The latest message, for the room list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<Preview>,
-    /// The lowest seq cached; older history is fetched on scroll.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oldest: Option<Seq>,
-    /// True once the server said nothing older exists.
-    #[serde(default)]
-    pub complete: bool,
-}
-
-impl RoomRecord {
-    /// A room seen for the first time.
-    pub fn new(info: RoomInfo) -> Self {
-        RoomRecord {
-            id: info.id.clone(),
-            info,
-            cursor: 0,
-            unread: 0,
-            last: None,
-            oldest: None,
-            complete: false,
-        }
-    }
-}
-
-/// The latest message of a room, as the room list shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Preview {
-    /// Who wrote it; `None` for the site's own messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender: Option<UserId>,
-    /// The message as written (shown as text).
-    pub body: String,
-    /// Milliseconds since the Unix epoch.
-    pub ts: i64,
-}
-
 /// An outbox record: the message to send and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxRecord {
@@ -132,16 +91,6 @@ enum MessageRecord {
         entry: OutboxEntry,
         state: EntryState,
     },
-}
-
-/// What a room shows: its latest cached events and our messages on their
-/// way.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoomMessages {
-    /// Ascending seq.
-    pub stored: Vec<Event>,
-    /// Oldest first.
-    pub pending: Vec<(OutboxEntry, EntryState)>,
 }
 
 /// An open database; clones share the connections.
@@ -171,12 +120,17 @@ impl Drop for Inner {
 impl Db {
     /// Opens (creating or upgrading) the database `name`.
     pub async fn open(name: &str) -> Result<Db, ClientError> {
-        Db::open_at(name, SCHEMA_VERSION).await
+        Db::open_version(name, SCHEMA_VERSION).await
     }
 
-    /// Opens `name` with the layout of schema `version`; an older layout
-    /// is only useful to test upgrades.
+    /// Opens `name` with the layout of schema `version`: for tests of
+    /// upgrades.
+    #[cfg(feature = "testing")]
     pub async fn open_at(name: &str, version: u32) -> Result<Db, ClientError> {
+        Db::open_version(name, version).await
+    }
+
+    async fn open_version(name: &str, version: u32) -> Result<Db, ClientError> {
         let rexie = schema(name, version).build().await?;
         let raw = open_raw(name).await?;
         let db = Db(Rc::new(Inner {
@@ -194,6 +148,7 @@ impl Db {
     }
 
     /// The schema version the database is at.
+    #[cfg(feature = "testing")]
     pub fn version(&self) -> Result<u32, ClientError> {
         Ok(self.rexie()?.version()?)
     }
@@ -203,7 +158,22 @@ impl Db {
         Ok(Rexie::delete(name).await?)
     }
 
+    /// Stores one change the chat recorded, each in one transaction.
+    pub async fn apply(&self, change: &Change) -> Result<(), ClientError> {
+        match change {
+            Change::User(user) => self.set_user(user).await,
+            Change::Rooms(rooms) => self.put_rooms(rooms).await,
+            Change::Forget(room) => self.forget_room(room).await,
+            Change::Events(room, events) => self.store_events(room, events).await,
+            Change::Composed(entry) => self.compose(entry).await,
+            Change::Acked(entry, event, room) => self.ack(entry, event, room.as_ref()).await,
+            Change::State(entry, state) => self.set_state(entry, state).await,
+            Change::Discarded(entry) => self.discard(entry).await,
+        }
+    }
+
     /// The user this database belongs to, once known.
+    #[cfg(feature = "testing")]
     pub async fn user(&self) -> Result<Option<UserId>, ClientError> {
         let tx = self.tx(&[META], TransactionMode::ReadOnly)?;
         let value = tx.store(META)?.get(META_USER.into()).await?;
@@ -233,6 +203,7 @@ impl Db {
     }
 
     /// One room.
+    #[cfg(feature = "testing")]
     pub async fn room(&self, id: &RoomId) -> Result<Option<RoomRecord>, ClientError> {
         let tx = self.tx(&[ROOMS], TransactionMode::ReadOnly)?;
         let value = tx.store(ROOMS)?.get(id.as_str().into()).await?;
@@ -352,6 +323,7 @@ impl Db {
     }
 
     /// The outbox entries of one room (through the `room` index).
+    #[cfg(feature = "testing")]
     pub async fn room_outbox(&self, room: &RoomId) -> Result<Vec<OutboxRecord>, ClientError> {
         let tx = self.tx(&[OUTBOX], TransactionMode::ReadOnly)?;
         let index = tx.store(OUTBOX)?.index("room")?;
@@ -393,7 +365,7 @@ impl Db {
     /// Issues the writes of [`Db::compose`], then fails before the
     /// transaction ends, as a crash or a full disk would: for tests of
     /// atomicity.
-    #[doc(hidden)]
+    #[cfg(feature = "testing")]
     pub async fn compose_then_fail(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
         let write = outbox_write(entry, &EntryState::Queued)?;
         self.strict(&[OUTBOX, MESSAGES], |tx| {

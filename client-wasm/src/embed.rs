@@ -107,32 +107,6 @@ fn token_of(data: &JsValue) -> Option<String> {
     field("token").filter(|t| !t.is_empty())
 }
 
-/// The user a token names (its `sub` claim), read without checking the
-/// signature: it only picks which local database to open before the
-/// server has confirmed the token (it answers with the same user, or
-/// refuses the token).
-pub fn user_of(token: &str) -> Option<natter_shared::UserId> {
-    let claims = token.split('.').nth(1)?;
-    let mut b64: String = claims
-        .chars()
-        .map(|c| match c {
-            '-' => '+',
-            '_' => '/',
-            c => c,
-        })
-        .collect();
-    while !b64.len().is_multiple_of(4) {
-        b64.push('=');
-    }
-    let json = web_sys::window()?.atob(&b64).ok()?;
-    #[derive(serde::Deserialize)]
-    struct Claims {
-        sub: String,
-    }
-    let claims: Claims = serde_json::from_str(&json).ok()?;
-    natter_shared::UserId::parse(claims.sub).ok()
-}
-
 thread_local! {
     /// The origin of the page that posted the token.
     static PARENT_ORIGIN: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };

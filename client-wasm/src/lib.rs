@@ -7,18 +7,22 @@
 //!   its URL, the user's token from the parent window's `postMessage`.
 //! - [`net`]: the WebSocket link: subprotocol `natter.v1`, the auth frame,
 //!   frame decoding, reconnect with jittered backoff.
-//! - [`chat`]: the chat as plain data: rooms and their lines, our own
-//!   messages pending until the room has them. It drives the shared
-//!   sans-IO state machines (`natter_shared::sync`: cursors and outbox)
-//!   with each server frame and returns the frames to send back; it is
-//!   unit-tested natively.
+//! - [`chat`]: the chat as plain data: rooms and the events held of
+//!   them, our own messages pending until the room has them, and the
+//!   lines the views show, built when read. It drives the shared sans-IO
+//!   state machines (`natter_shared::sync`: cursors and outbox) with each
+//!   server frame and returns the frames to send back; it owns the record
+//!   types the store keeps, and is unit-tested natively.
 //! - [`components`]: the views (connection line, room list, messages,
 //!   composer); network text only ever becomes DOM text.
 //! - [`db`]: the IndexedDB store (rooms, messages, outbox, meta), one
 //!   database per site and user; the source of truth the views show.
-//! - [`sync`]: the engine: store first, then network; one tab per user
-//!   owns the connection (Web Locks), the others follow through a
-//!   BroadcastChannel and the store.
+//! - [`sync`]: the engine: store first, then network; a queue of work
+//!   handled in order.
+//! - [`leader`]: one tab per user owns the connection (Web Locks), the
+//!   others follow through a BroadcastChannel and the store.
+//! - [`typing`]: typing indicators as plain data: when to say it, who is
+//!   shown typing, when that goes stale.
 //! - [`error`]: what the browser or its storage can refuse.
 //! - [`app`]: the root component that wires them together.
 
@@ -28,8 +32,10 @@ pub mod components;
 pub mod db;
 pub mod embed;
 pub mod error;
+pub mod leader;
 pub mod net;
 pub mod sync;
+pub mod typing;
 
 /// Mounts the widget on the page's body.
 pub fn start() {

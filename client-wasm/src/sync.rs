@@ -2,36 +2,27 @@
 //! frames and the person's actions, writes what changed to the [`Db`]
 //! before the view shows it, and shares the work between tabs.
 //!
-//! One tab per site and user owns the connection and the outbox drain: the
-//! one holding the Web Lock named after the database. The others follow:
-//! they write their new messages to the outbox store and say "outbox" on a
-//! BroadcastChannel (the owner adopts and sends them), and re-read the
-//! store when the owner says "room" after storing events. When the owner
-//! tab closes its lock is released and a follower takes over.
+//! One tab per site and user owns the connection and the outbox drain
+//! ([`crate::leader`] says which). The others follow: they write their new
+//! messages to the outbox store and tell the owner ([`News::Outbox`]: it
+//! adopts and sends them), and re-read the store when the owner says it
+//! stored events ([`News::Room`]). When the owner tab closes, a follower
+//! takes over.
 //!
 //! Work is handled one item at a time, in arrival order (frames, sends,
 //! room switches), so each item's writes finish before the next starts.
 
-use crate::chat::{Change, Chat};
+use crate::chat::{Chat, PAGE};
 use crate::db::{self, Db};
 use crate::error::ClientError;
+use crate::leader::{News, Tabs};
 use crate::net::{Incoming, Link, LinkState};
-use js_sys::{Function, Promise, Reflect};
+use crate::typing::{SHOWN_MS, Typing};
 use leptos::prelude::*;
 use natter_shared::{ClientFrame, ClientId, RoomId, ServerFrame, UserId};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use wasm_bindgen::closure::Closure;
-use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{BroadcastChannel, MessageEvent};
-
-/// Cached messages loaded per step when a room opens or scrolls up.
-const PAGE: u32 = 50;
-/// Said on the channel after new events were stored.
-const ROOM_CHANGED: &str = "room";
-/// Said on the channel after a follower wrote to the outbox.
-const OUTBOX_CHANGED: &str = "outbox";
 
 /// The signals the engine keeps up to date for the views.
 #[derive(Clone, Copy)]
@@ -44,22 +35,9 @@ pub struct View {
     pub error: RwSignal<Option<String>>,
     /// The room the person looks at.
     pub open: RwSignal<Option<RoomId>>,
-    /// Who is typing where, and since when (ms since the epoch).
-    pub typing: RwSignal<Vec<Typing>>,
+    /// Who is typing where, and when this tab last said so.
+    pub typing: RwSignal<Typing>,
 }
-
-/// Someone typing in a room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Typing {
-    pub room: RoomId,
-    pub user: UserId,
-    pub since: i64,
-}
-
-/// How long a `typing` frame shows; clients repeat it while typing.
-pub const TYPING_SHOWN_MS: i64 = 5_000;
-/// How often this client says it is typing, at most.
-const TYPING_EVERY_MS: f64 = 3_000.0;
 
 /// One thing to do, in order.
 enum Work {
@@ -75,9 +53,6 @@ enum Work {
     OutboxChanged,
 }
 
-/// A browser callback the engine keeps alive.
-type Callback = Closure<dyn FnMut(MessageEvent)>;
-
 /// A running engine for one user; clones share it.
 #[derive(Clone)]
 pub struct Engine(Rc<Inner>);
@@ -89,7 +64,9 @@ struct Inner {
     db: Db,
     view: View,
     link: RefCell<Option<Link>>,
-    channel: Option<BroadcastChannel>,
+    /// The lock that makes this tab the owner, and the channel to the
+    /// other tabs.
+    tabs: Tabs,
     queue: RefCell<VecDeque<Work>>,
     running: Cell<bool>,
     closed: Cell<bool>,
@@ -101,12 +78,6 @@ struct Inner {
     /// only. On a newer one they would overtake the ones still in flight on
     /// the old one, which the next sync sends again first.
     synced_on: Cell<u64>,
-    /// Where and when this tab last said the person is typing.
-    typed: Cell<Option<(RoomId, f64)>>,
-    /// Resolving it releases the lock (held until then).
-    release: Rc<RefCell<Option<Function>>>,
-    /// Callbacks registered with the browser; dropped with the engine.
-    _callbacks: RefCell<Vec<Callback>>,
 }
 
 impl Engine {
@@ -122,7 +93,6 @@ impl Engine {
         let name = db::db_name(site, user.as_str());
         let db = Db::open(&name).await?;
         db.set_user(&user).await?;
-        let channel = BroadcastChannel::new(&name).ok();
         let engine = Engine(Rc::new(Inner {
             user,
             url,
@@ -130,20 +100,29 @@ impl Engine {
             db,
             view,
             link: RefCell::new(None),
-            channel,
+            tabs: Tabs::new(&name),
             queue: RefCell::new(VecDeque::new()),
             running: Cell::new(false),
             closed: Cell::new(false),
             socket: Cell::new(0),
             synced_on: Cell::new(0),
-            typed: Cell::new(None),
-            release: Rc::new(RefCell::new(None)),
-            _callbacks: RefCell::new(Vec::new()),
         }));
         // The store first, before any network.
         engine.reload().await?;
-        engine.listen();
-        engine.request_lock(&name);
+        let weak = Rc::downgrade(&engine.0);
+        engine.0.tabs.listen(move |news| {
+            let Some(inner) = weak.upgrade() else { return };
+            Engine(inner).push(match news {
+                News::Room => Work::Reload,
+                News::Outbox => Work::OutboxChanged,
+            });
+        });
+        let weak = Rc::downgrade(&engine.0);
+        engine.0.tabs.lead_when_chosen(&name, move || {
+            if let Some(inner) = weak.upgrade() {
+                Engine(inner).lead();
+            }
+        });
         Ok(engine)
     }
 
@@ -173,16 +152,12 @@ impl Engine {
     /// The person is typing in `room`: the others are told, at most every
     /// few seconds, by the tab that holds the connection.
     pub fn typing(&self, room: RoomId) {
-        let now = js_sys::Date::now();
-        let last = self.0.typed.replace(Some((room.clone(), now)));
-        if last
-            .as_ref()
-            .is_some_and(|(r, at)| *r == room && now - at < TYPING_EVERY_MS)
-        {
-            self.0.typed.set(last);
-            return;
-        }
-        if self.0.synced_on.get() == self.0.socket.get()
+        let now = js_sys::Date::now() as i64;
+        let say = (self.0.view.typing)
+            .try_update_untracked(|t| t.should_say(&room, now))
+            .unwrap_or(false);
+        if say
+            && self.0.synced_on.get() == self.0.socket.get()
             && let Some(link) = self.0.link.borrow().as_ref()
         {
             link.send(&ClientFrame::Typing { room });
@@ -195,31 +170,24 @@ impl Engine {
         let typing = self.0.view.typing;
         match frame {
             ServerFrame::Typing { room, user } => {
-                let since = js_sys::Date::now() as i64;
-                typing.update(|t| {
-                    t.retain(|x| !(x.room == *room && x.user == *user));
-                    t.push(Typing {
-                        room: room.clone(),
-                        user: user.clone(),
-                        since,
-                    });
-                });
+                let now = js_sys::Date::now() as i64;
+                typing.update(|t| t.heard(room.clone(), user.clone(), now));
                 // Forget it once it is stale.
                 set_timeout(
                     move || {
                         let now = js_sys::Date::now() as i64;
-                        typing.update(|t| t.retain(|x| now - x.since < TYPING_SHOWN_MS));
+                        if typing.try_update_untracked(|t| t.expire(now)) == Some(true) {
+                            typing.notify();
+                        }
                     },
-                    std::time::Duration::from_millis(TYPING_SHOWN_MS as u64 + 50),
+                    std::time::Duration::from_millis(SHOWN_MS as u64 + 50),
                 );
             }
             ServerFrame::Event { event } => {
                 if let Some(sender) = &event.sender
-                    && typing.with_untracked(|t| {
-                        t.iter().any(|x| x.room == event.room && x.user == *sender)
-                    })
+                    && typing.try_update_untracked(|t| t.wrote(&event.room, sender)) == Some(true)
                 {
-                    typing.update(|t| t.retain(|x| !(x.room == event.room && x.user == *sender)));
+                    typing.notify();
                 }
             }
             _ => {}
@@ -255,13 +223,7 @@ impl Engine {
         if let Some(link) = self.0.link.borrow_mut().take() {
             link.close();
         }
-        if let Some(channel) = &self.0.channel {
-            channel.close();
-        }
-        if let Some(release) = self.0.release.borrow_mut().take() {
-            // Resolving a promise does not fail.
-            let _ = release.call0(&JsValue::UNDEFINED);
-        }
+        self.0.tabs.close();
     }
 
     fn push(&self, work: Work) {
@@ -322,12 +284,12 @@ impl Engine {
                 }
                 self.0.view.error.set(None);
                 self.send(&out);
-                self.say(OUTBOX_CHANGED);
+                self.0.tabs.say(News::Outbox);
             }
             Work::Discard(client_id) => {
                 chat.try_update_untracked(|c| c.discard(&client_id));
                 self.persist().await?;
-                self.say(OUTBOX_CHANGED);
+                self.0.tabs.say(News::Outbox);
             }
             Work::Retry(client_id) => {
                 let out = chat
@@ -335,7 +297,7 @@ impl Engine {
                     .unwrap_or_default();
                 self.persist().await?;
                 self.send(&out);
-                self.say(OUTBOX_CHANGED);
+                self.0.tabs.say(News::Outbox);
             }
             Work::Open(room) => {
                 self.0.view.open.set(Some(room.clone()));
@@ -380,31 +342,15 @@ impl Engine {
         let mut stored_events = false;
         let mut result = Ok(());
         for change in changes {
-            let db = &self.0.db;
-            let step = match change {
-                Change::User(user) => db.set_user(&user).await,
-                Change::Rooms(rooms) => db.put_rooms(&rooms).await,
-                Change::Forget(room) => db.forget_room(&room).await,
-                Change::Events(room, events) => {
-                    stored_events = true;
-                    db.store_events(&room, &events).await
-                }
-                Change::Composed(entry) => db.compose(&entry).await,
-                Change::Acked(entry, event, room) => {
-                    stored_events = true;
-                    db.ack(&entry, &event, room.as_ref()).await
-                }
-                Change::State(entry, state) => db.set_state(&entry, &state).await,
-                Change::Discarded(entry) => db.discard(&entry).await,
-            };
-            if let Err(err) = step {
+            stored_events |= change.stores_events();
+            if let Err(err) = self.0.db.apply(&change).await {
                 result = Err(err);
                 break;
             }
         }
         chat.notify();
         if stored_events {
-            self.say(ROOM_CHANGED);
+            self.0.tabs.say(News::Room);
         }
         self.post_unread();
         result
@@ -452,74 +398,11 @@ impl Engine {
         }
     }
 
-    /// Tells the other tabs something changed in the store.
-    fn say(&self, what: &str) {
-        if let Some(channel) = &self.0.channel {
-            // A tab that misses it re-reads on its next change.
-            let _ = channel.post_message(&what.into());
-        }
-    }
-
     /// Posts the total unread count to the embedding page, whose origin
     /// the widget does not know: the count is all it says.
     fn post_unread(&self) {
         let total = self.0.view.chat.with_untracked(Chat::unread_total);
         crate::embed::post_unread(total);
-    }
-
-    fn listen(&self) {
-        let Some(channel) = &self.0.channel else {
-            return;
-        };
-        let weak = Rc::downgrade(&self.0);
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-            let Some(inner) = weak.upgrade() else { return };
-            let engine = Engine(inner);
-            match ev.data().as_string().as_deref() {
-                Some(ROOM_CHANGED) => engine.push(Work::Reload),
-                Some(OUTBOX_CHANGED) => engine.push(Work::OutboxChanged),
-                _ => {}
-            }
-        });
-        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        self.0._callbacks.borrow_mut().push(on_message);
-    }
-
-    /// Asks for the lock named `name`; once held, this tab connects. Where
-    /// the browser has no Web Locks, every tab connects on its own (the
-    /// server's idempotent sends keep that safe).
-    fn request_lock(&self, name: &str) {
-        let weak = Rc::downgrade(&self.0);
-        let release = self.0.release.clone();
-        let acquired = move |_lock: JsValue| -> JsValue {
-            if let Some(inner) = weak.upgrade() {
-                Engine(inner).lead();
-            }
-            // Held until this promise resolves: on close, or with the tab.
-            Promise::new(&mut |resolve, _| {
-                *release.borrow_mut() = Some(resolve);
-            })
-            .into()
-        };
-        let locks = web_sys::window()
-            .map(|w| JsValue::from(w.navigator()))
-            .and_then(|n| Reflect::get(&n, &"locks".into()).ok())
-            .filter(|l| l.is_object());
-        let request = locks.as_ref().and_then(|l| {
-            Reflect::get(l, &"request".into())
-                .ok()?
-                .dyn_into::<Function>()
-                .ok()
-        });
-        match (locks, request) {
-            (Some(locks), Some(request)) => {
-                let callback = Closure::once_into_js(acquired);
-                if request.call2(&locks, &name.into(), &callback).is_err() {
-                    self.lead();
-                }
-            }
-            _ => self.lead(),
-        }
     }
 
     /// This tab owns the connection now.

@@ -3,7 +3,8 @@
 //! `cargo test -p natter-client --target wasm32-unknown-unknown`.
 #![cfg(target_arch = "wasm32")]
 
-use natter_client::db::{Db, RoomRecord, SCHEMA_VERSION};
+use natter_client::chat::RoomRecord;
+use natter_client::db::{Db, SCHEMA_VERSION};
 use natter_client::error::ClientError;
 use natter_shared::sync::{EntryState, OutboxEntry};
 use natter_shared::{ClientId, Event, EventKind, RoomId, RoomInfo, RoomKind, Seq, UserId};

@@ -11,6 +11,9 @@
 //! - [`protocol`]: every frame a client and a server exchange over the
 //!   WebSocket, the events a room is made of, and the error codes.
 //!
+//! - [`token`]: what a client may read from a sign-in token unverified
+//!   (the user it names), to pick local state before the server answers.
+//!
 //! - [`sync`]: the sans-IO state machines of the widget's sync engine —
 //!   the outbox (what to send, what an ack settles, what a reconnect
 //!   resends) and the per-room cursors (what to ask for, what a page or an
@@ -26,6 +29,7 @@ pub mod ids;
 pub mod limits;
 pub mod protocol;
 pub mod sync;
+pub mod token;
 
 pub use ids::{ClientId, IdError, RoomId, Seq, SiteId, UserId};
 pub use protocol::{

@@ -1,0 +1,303 @@
+//! What each server frame does to the chat: one method per frame, behind
+//! [`Chat::apply`]. Each returns the frames to send in answer, and records
+//! what must be stored as [`Change`]s.
+
+use super::{Change, Chat, Preview, Room};
+use natter_shared::sync::{Incoming, Settled};
+use natter_shared::{
+    ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo, Seq,
+    ServerFrame, UserId,
+};
+
+impl Chat {
+    /// Applies one server frame; returns the frames to send in answer.
+    pub fn apply(&mut self, frame: ServerFrame) -> Vec<ClientFrame> {
+        match frame {
+            ServerFrame::Hello {
+                user, name, limits, ..
+            } => self.on_hello(user, name, limits),
+            ServerFrame::Rooms { rooms } => self.on_rooms(rooms),
+            ServerFrame::Page { room, events, .. } => self.on_page(&room, events),
+            ServerFrame::Synced {} => self.on_synced(),
+            ServerFrame::Event { event } => self.on_event(event),
+            ServerFrame::Ack {
+                client_id,
+                room,
+                seq,
+                ts,
+            } => self.on_ack(client_id, &room, seq, ts),
+            ServerFrame::Error {
+                code,
+                message,
+                client_id: Some(client_id),
+                ..
+            } => self.on_refused(&client_id, code, &message),
+            ServerFrame::Error {
+                code,
+                message,
+                room,
+                ..
+            } => self.on_error(code, &message, room.as_ref()),
+            ServerFrame::Resync { .. } => vec![self.sync()],
+            ServerFrame::History { room, events, more } => self.on_history(&room, events, more),
+            // Typing is the engine's (it never touches the store).
+            ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => Vec::new(),
+        }
+    }
+
+    /// `hello`: who we are and the limits in force; we answer with `sync`.
+    fn on_hello(&mut self, user: UserId, name: Option<String>, limits: Limits) -> Vec<ClientFrame> {
+        if self.me.as_ref().is_some_and(|me| me.id != user) {
+            // Another user (the host page switched tokens): nothing
+            // of the previous one may show, or be sent as the new one.
+            *self = Chat::default();
+        }
+        self.changes.push(Change::User(user.clone()));
+        self.me = Some(Member { id: user, name });
+        self.limits = limits;
+        self.notice = None;
+        vec![self.sync()]
+    }
+
+    /// `rooms`: in answer to `sync` the list is complete: rooms missing
+    /// from it are rooms we were removed from. Later it announces one room
+    /// we joined.
+    fn on_rooms(&mut self, rooms: Vec<RoomInfo>) -> Vec<ClientFrame> {
+        if !self.live {
+            let gone: Vec<RoomId> = (self.rooms.iter())
+                .map(|r| r.info.id.clone())
+                .filter(|id| rooms.iter().all(|info| info.id != *id))
+                .collect();
+            gone.iter().for_each(|id| self.forget(id));
+        }
+        let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
+        for info in rooms {
+            self.upsert_room(info);
+        }
+        let records = ids.iter().filter_map(|id| self.record(id)).collect();
+        self.changes.push(Change::Rooms(records));
+        Vec::new()
+    }
+
+    /// `page`: a room's catch-up; a gap in it asks for `sync` again.
+    fn on_page(&mut self, room: &RoomId, events: Vec<Event>) -> Vec<ClientFrame> {
+        if self.room(room).is_none() {
+            return Vec::new();
+        }
+        let (fresh, gap) = self.cursors.apply_page(room, &events);
+        self.store_events(room, fresh);
+        if gap { vec![self.sync()] } else { Vec::new() }
+    }
+
+    /// `synced`: caught up; live events flow and the outbox goes out.
+    fn on_synced(&mut self) -> Vec<ClientFrame> {
+        self.live = true;
+        self.sends()
+    }
+
+    /// `event`: a live event; one past a gap asks for `sync` again.
+    fn on_event(&mut self, event: Event) -> Vec<ClientFrame> {
+        // Not a room of ours (yet): nothing to show it in.
+        if self.room(&event.room).is_none() {
+            return Vec::new();
+        }
+        match self.cursors.apply_event(&event) {
+            Incoming::Next => self.store_events(&event.room.clone(), vec![event]),
+            Incoming::Duplicate => {}
+            // Kept out of the store: the cursor did not reach it,
+            // and the catch-up that follows brings it again.
+            Incoming::Gap { .. } => return vec![self.sync()],
+        }
+        Vec::new()
+    }
+
+    /// `ack`: our message is stored at `seq`; the window has room again.
+    fn on_ack(
+        &mut self,
+        client_id: ClientId,
+        room: &RoomId,
+        seq: Seq,
+        ts: i64,
+    ) -> Vec<ClientFrame> {
+        if let Settled::Acked { entry, .. } = self.outbox.ack(&client_id, seq, ts) {
+            self.cursors.apply_ack(room, seq);
+            let event = Event {
+                room: room.clone(),
+                seq,
+                ts,
+                sender: self.me.clone().map(|m| m.id),
+                kind: EventKind::Message {
+                    body: entry.body.clone(),
+                    client_id: Some(client_id),
+                },
+            };
+            self.hold(event.clone());
+            let record = self.record(room);
+            self.changes.push(Change::Acked(entry, event, record));
+        }
+        self.sends()
+    }
+
+    /// `error` about one of our sends. Failed entries show as such; a
+    /// transient refusal is queued again and goes out with the next batch
+    /// (the next ack, message or reconnect), not in a tight loop.
+    fn on_refused(
+        &mut self,
+        client_id: &ClientId,
+        code: ErrorCode,
+        message: &str,
+    ) -> Vec<ClientFrame> {
+        if let Settled::Failed { .. } = self.outbox.reject(client_id, code, message) {
+            let entry = self
+                .outbox
+                .entries()
+                .find(|(e, _)| e.client_id == *client_id);
+            if let Some((entry, state)) = entry.cloned() {
+                self.changes.push(Change::State(entry, state));
+            }
+        }
+        Vec::new()
+    }
+
+    /// Any other `error`: shown as a notice; `not_member` of a room
+    /// forgets it.
+    fn on_error(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        room: Option<&RoomId>,
+    ) -> Vec<ClientFrame> {
+        if let (ErrorCode::NotMember, Some(room)) = (code, room) {
+            self.forget(room);
+        }
+        self.notice = Some(format!("{}: {message}", code.as_str()));
+        Vec::new()
+    }
+
+    /// `history`: an older page of a room, asked for on scroll.
+    fn on_history(&mut self, room: &RoomId, events: Vec<Event>, more: bool) -> Vec<ClientFrame> {
+        if self.room(room).is_none() {
+            return Vec::new();
+        }
+        let cursor = self.cursors.get(room).unwrap_or(0);
+        // Older than the cursor only: newer ones come by catch-up.
+        let older: Vec<Event> = events.into_iter().filter(|e| e.seq <= cursor).collect();
+        if let Some(r) = self.room_mut(room) {
+            r.complete = !more;
+            if let Some(first) = older.first() {
+                r.oldest = Some(r.oldest.map_or(first.seq, |o| o.min(first.seq)));
+            }
+        }
+        for event in older.iter().cloned() {
+            self.hold(event);
+        }
+        if let Some(record) = self.record(room) {
+            self.changes.push(Change::Events(record, older));
+        }
+        Vec::new()
+    }
+
+    /// The `sync` frame from our cursors; live events stop until `synced`.
+    fn sync(&mut self) -> ClientFrame {
+        self.live = false;
+        self.cursors.sync_frame()
+    }
+
+    fn upsert_room(&mut self, info: RoomInfo) {
+        match self.rooms.iter_mut().find(|r| r.info.id == info.id) {
+            Some(r) => r.info = info,
+            None => self.rooms.push(Room::new(info)),
+        }
+    }
+
+    fn forget(&mut self, room: &RoomId) {
+        if self.room(room).is_some() {
+            self.changes.push(Change::Forget(room.clone()));
+        }
+        self.rooms.retain(|r| r.info.id != *room);
+        self.cursors.forget(room);
+    }
+
+    /// New events of a room the cursors accepted: counted as unread
+    /// unless the room is open or they are ours, held, and recorded for
+    /// the store with the room as it is after them.
+    fn store_events(&mut self, room: &RoomId, events: Vec<Event>) {
+        let me = self.me.as_ref().map(|m| m.id.clone());
+        let open = self.open.as_ref() == Some(room);
+        if let Some(r) = self.room_mut(room) {
+            for e in &events {
+                if let EventKind::Message { body, .. } = &e.kind {
+                    if !open && e.sender.is_some() && e.sender != me {
+                        r.unread += 1;
+                    }
+                    r.last = Some(Preview {
+                        sender: e.sender.clone(),
+                        body: body.clone(),
+                        ts: e.ts,
+                    });
+                }
+                if r.oldest.is_none_or(|o| e.seq < o) {
+                    r.oldest = Some(e.seq);
+                }
+            }
+        }
+        for e in events.iter().cloned() {
+            self.hold(e);
+        }
+        let left = events.iter().any(
+            |e| matches!(&e.kind, EventKind::MemberLeft { user } if Some(user) == me.as_ref()),
+        );
+        if left {
+            self.forget(room);
+        } else if let Some(record) = self.record(room) {
+            self.changes.push(Change::Events(record, events));
+        }
+    }
+
+    /// Holds an event of a room (from the server, the store or an ack) for
+    /// the view, and applies what it says: our own message is settled, a
+    /// member joins or leaves.
+    pub(super) fn hold(&mut self, event: Event) {
+        if self.room(&event.room).is_none() {
+            return;
+        }
+        let me = self.me.as_ref().map(|m| &m.id);
+        if let EventKind::Message {
+            client_id: Some(cid),
+            ..
+        } = &event.kind
+            && event.sender.is_some()
+            && event.sender.as_ref() == me
+        {
+            // Our own message, seen before its ack (or after a reconnect
+            // lost the ack): the room has it, so it is settled.
+            self.outbox.ack(cid, event.seq, event.ts);
+        }
+        let Some(r) = self.room_mut(&event.room) else {
+            return;
+        };
+        match &event.kind {
+            EventKind::Message { .. } => {}
+            EventKind::MemberJoined { user } => {
+                if r.info.members.iter().all(|m| m.id != *user) {
+                    r.info.members.push(Member {
+                        id: user.clone(),
+                        name: None,
+                    });
+                }
+            }
+            EventKind::MemberLeft { user } => {
+                // Kept aside, so the lines about them keep their name.
+                let (gone, stay): (Vec<Member>, Vec<Member>) = std::mem::take(&mut r.info.members)
+                    .into_iter()
+                    .partition(|m| m.id == *user);
+                r.info.members = stay;
+                if !gone.is_empty() {
+                    r.former.retain(|m| m.id != *user);
+                    r.former.extend(gone);
+                }
+            }
+        }
+        r.events.insert(event.seq, event);
+    }
+}

@@ -1,0 +1,276 @@
+//! The chat as plain data: who we are, the rooms we are in and the events
+//! we hold of each, with our own messages shown pending until the room has
+//! them.
+//!
+//! The protocol decisions are the shared sans-IO state machines':
+//! [`Cursors`] says whether an event is new, repeated or reveals a gap, and
+//! [`Outbox`] what to send, what an ack settles and what a reconnect
+//! resends. `Chat` drives them and keeps what the views need:
+//!
+//! - this file: the state, and what the store gives back to it
+//!   ([`Chat::hydrate`], [`Chat::load`]);
+//! - [`records`]: the shapes the store keeps (rooms, previews, a room's
+//!   cached messages);
+//! - `frames`: one method per server frame, behind [`Chat::apply`], which
+//!   returns the frames to send in answer (the `sync` after `hello`, the
+//!   outbox after `synced`), so the socket code only carries frames;
+//! - `outbox`: the person's messages: compose, retry, discard, and
+//!   adopting what another tab wrote;
+//! - `view`: what the views show, built from the held events when read
+//!   (so a member renamed later shows under the new name).
+//!
+//! Every change that must outlive the page is also recorded as a
+//! [`Change`]; the sync engine takes them ([`Chat::take_changes`]) and
+//! writes them to IndexedDB before the view shows them. Everything here is
+//! unit-tested natively (`tests.rs`).
+
+mod frames;
+mod outbox;
+pub mod records;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use outbox::ComposeError;
+pub use records::{Preview, RoomMessages, RoomRecord};
+pub use view::{Delivery, Line, RoomEntry};
+
+use natter_shared::sync::{Cursors, EntryState, Outbox, OutboxEntry};
+use natter_shared::{ClientFrame, Event, Limits, Member, RoomId, RoomInfo, Seq, UserId};
+use std::collections::BTreeMap;
+
+/// Messages a room loads per step: from the store when it opens or
+/// scrolls up, and from the server (`history`) once the store has no
+/// older ones.
+pub const PAGE: u32 = 50;
+
+/// Everything the widget knows about the user's chats.
+#[derive(Debug, Clone)]
+pub struct Chat {
+    /// The authenticated user, from `hello`.
+    me: Option<Member>,
+    /// The limits the server announced.
+    limits: Limits,
+    /// Rooms in the order the server listed them.
+    rooms: Vec<Room>,
+    cursors: Cursors,
+    outbox: Outbox,
+    /// True between `synced` and the next disconnect or `sync`: live
+    /// events flow and sends go out at once.
+    live: bool,
+    /// The last error the server reported that is not about one send.
+    notice: Option<String>,
+    /// The room the person is looking at: its messages are not unread.
+    open: Option<RoomId>,
+    /// What must be stored, oldest first.
+    changes: Vec<Change>,
+}
+
+/// A change to store, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The user signed in (from `hello`).
+    User(UserId),
+    /// Rooms to write as they are now.
+    Rooms(Vec<RoomRecord>),
+    /// A room we are no longer in.
+    Forget(RoomId),
+    /// Events of one room, with the room as it is after them: one
+    /// transaction (a catch-up page, a live event, a history page).
+    Events(RoomRecord, Vec<Event>),
+    /// A message the person wrote.
+    Composed(OutboxEntry),
+    /// Our message was stored as this event.
+    Acked(OutboxEntry, Event, Option<RoomRecord>),
+    /// An outbox entry changed state (refused for good, or retried).
+    State(OutboxEntry, EntryState),
+    /// The person gave up on a message refused for good.
+    Discarded(OutboxEntry),
+}
+
+impl Change {
+    /// True when storing it adds events to a room (which other tabs then
+    /// re-read).
+    pub fn stores_events(&self) -> bool {
+        matches!(self, Change::Events(..) | Change::Acked(..))
+    }
+}
+
+/// One room and the events we hold of it.
+#[derive(Debug, Clone)]
+struct Room {
+    info: RoomInfo,
+    /// Members who left while we watched: their lines keep their names.
+    former: Vec<Member>,
+    unread: u32,
+    last: Option<Preview>,
+    oldest: Option<Seq>,
+    complete: bool,
+    /// Events by seq. Keyed so that an ack and the event of the same
+    /// message, or a page repeating a gap's event, land on one line.
+    events: BTreeMap<Seq, Event>,
+}
+
+impl Room {
+    fn new(info: RoomInfo) -> Room {
+        Room {
+            info,
+            former: Vec::new(),
+            unread: 0,
+            last: None,
+            oldest: None,
+            complete: false,
+            events: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Chat {
+            me: None,
+            limits: Limits::default(),
+            rooms: Vec::new(),
+            cursors: Cursors::default(),
+            outbox: Outbox::new(outbox::WINDOW),
+            live: false,
+            notice: None,
+            open: None,
+            changes: Vec::new(),
+        }
+    }
+}
+
+impl Chat {
+    /// A chat rebuilt from the store: the user, the rooms with their
+    /// cursors, the outbox. Nothing is in flight.
+    pub fn hydrate(
+        me: Option<UserId>,
+        rooms: Vec<RoomRecord>,
+        outbox: Vec<(OutboxEntry, EntryState)>,
+    ) -> Chat {
+        let mut chat = Chat {
+            me: me.map(|id| Member { id, name: None }),
+            outbox: Outbox::restore(outbox::WINDOW, outbox),
+            cursors: Cursors::from_stored(rooms.iter().map(|r| (r.id.clone(), r.cursor))),
+            ..Chat::default()
+        };
+        chat.rooms = rooms
+            .into_iter()
+            .map(|r| Room {
+                unread: r.unread,
+                last: r.last,
+                oldest: r.oldest,
+                complete: r.complete,
+                ..Room::new(r.info)
+            })
+            .collect();
+        chat
+    }
+
+    /// Shows cached events of a room (from the store).
+    pub fn load(&mut self, room: &RoomId, cached: RoomMessages) {
+        for event in cached.stored {
+            if self
+                .room(room)
+                .is_some_and(|r| r.events.contains_key(&event.seq))
+            {
+                continue;
+            }
+            self.hold(event);
+        }
+    }
+
+    /// Takes the changes to store, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The room the person looks at; its unread count drops to zero.
+    pub fn set_open(&mut self, room: Option<RoomId>) {
+        self.open = room.clone();
+        let Some(room) = room else { return };
+        if let Some(r) = self.room_mut(&room).filter(|r| r.unread > 0) {
+            r.unread = 0;
+            if let Some(record) = self.record(&room) {
+                self.changes.push(Change::Rooms(vec![record]));
+            }
+        }
+    }
+
+    /// Unread messages in all rooms.
+    pub fn unread_total(&self) -> u32 {
+        self.rooms.iter().map(|r| r.unread).sum()
+    }
+
+    /// The `history` request for the room's next older page, unless all
+    /// of it is held.
+    pub fn older(&self, room: &RoomId) -> Option<ClientFrame> {
+        let r = self.room(room)?;
+        if r.complete {
+            return None;
+        }
+        let before = r
+            .events
+            .keys()
+            .next()
+            .copied()
+            .or(r.oldest)
+            .unwrap_or_else(|| self.cursors.get(room).unwrap_or(0) + 1);
+        (before > 1).then(|| ClientFrame::History {
+            room: room.clone(),
+            before,
+            limit: Some(PAGE),
+        })
+    }
+
+    /// The lowest seq shown in a room.
+    pub fn first_shown(&self, room: &RoomId) -> Option<Seq> {
+        self.room(room)?.events.keys().next().copied()
+    }
+
+    /// The signed-in user, once `hello` arrived.
+    pub fn me(&self) -> Option<&Member> {
+        self.me.as_ref()
+    }
+
+    /// True while live events flow (after `synced`).
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// The last server error not tied to one send.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    /// The connection dropped: live events stop until the next `synced`,
+    /// and whatever was in flight will be sent again.
+    pub fn on_disconnect(&mut self) {
+        self.live = false;
+        self.outbox.on_disconnect();
+    }
+
+    /// The room as the store keeps it.
+    fn record(&self, id: &RoomId) -> Option<RoomRecord> {
+        let r = self.room(id)?;
+        Some(RoomRecord {
+            id: id.clone(),
+            info: r.info.clone(),
+            cursor: self.cursors.get(id).unwrap_or(0),
+            unread: r.unread,
+            last: r.last.clone(),
+            oldest: r.oldest,
+            complete: r.complete,
+        })
+    }
+
+    fn room(&self, id: &RoomId) -> Option<&Room> {
+        self.rooms.iter().find(|r| r.info.id == *id)
+    }
+
+    fn room_mut(&mut self, id: &RoomId) -> Option<&mut Room> {
+        self.rooms.iter_mut().find(|r| r.info.id == *id)
+    }
+}

@@ -1,0 +1,427 @@
+//! The chat's behaviour, frame by frame, without a socket or a browser.
+
+use super::{Change, Chat, ComposeError, Delivery, RoomRecord};
+use natter_shared::sync::{EntryState, OutboxEntry};
+use natter_shared::{
+    ClientFrame, ClientId, Cursor, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo,
+    RoomKind, Seq, ServerFrame, SiteId, UserId,
+};
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+fn r_ab() -> RoomId {
+    RoomId::parse("r_ab").unwrap()
+}
+
+fn cid(n: u8) -> ClientId {
+    ClientId::parse(&format!("0191e6b2-7c3a-7d4e-8f00-1234567890{n:02x}")).unwrap()
+}
+
+fn hello(me: &str) -> ServerFrame {
+    ServerFrame::Hello {
+        protocol: "natter.v1".into(),
+        site: SiteId::parse("demo").unwrap(),
+        user: user(me),
+        name: None,
+        limits: Limits::default(),
+    }
+}
+
+fn dialog() -> RoomInfo {
+    let member = |id: &str, name: &str| Member {
+        id: user(id),
+        name: Some(name.into()),
+    };
+    RoomInfo {
+        id: r_ab(),
+        kind: RoomKind::Dialog,
+        title: None,
+        members: vec![member("alice", "Alice"), member("bob", "Bob")],
+        last_seq: 0,
+        created_at: 0,
+    }
+}
+
+fn message(seq: Seq, from: &str, body: &str, client_id: Option<ClientId>) -> Event {
+    Event {
+        room: r_ab(),
+        seq,
+        ts: 1_000 * seq as i64,
+        sender: Some(user(from)),
+        kind: EventKind::Message {
+            body: body.into(),
+            client_id,
+        },
+    }
+}
+
+fn live(event: Event) -> ServerFrame {
+    ServerFrame::Event { event }
+}
+
+fn page(events: Vec<Event>) -> ServerFrame {
+    ServerFrame::Page {
+        room: r_ab(),
+        events,
+        more: false,
+    }
+}
+
+fn send(n: u8, body: &str) -> ClientFrame {
+    ClientFrame::Send {
+        client_id: cid(n),
+        room: r_ab(),
+        body: body.into(),
+    }
+}
+
+fn bodies(chat: &Chat) -> Vec<String> {
+    chat.lines(&r_ab()).into_iter().map(|l| l.body).collect()
+}
+
+/// A chat signed in as alice, synced, with the alice–bob dialog.
+fn synced_alice() -> Chat {
+    let mut chat = Chat::default();
+    chat.apply(hello("alice"));
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![dialog()],
+    });
+    chat.apply(ServerFrame::Synced {});
+    chat
+}
+
+#[test]
+fn hello_asks_for_sync_from_the_known_cursors() {
+    let mut chat = Chat::default();
+    assert_eq!(
+        chat.apply(hello("alice")),
+        [ClientFrame::Sync { cursors: vec![] }]
+    );
+
+    let mut chat = synced_alice();
+    chat.apply(page(vec![message(6, "bob", "hi", None)]));
+    chat.apply(live(message(7, "bob", "there", None)));
+    chat.on_disconnect();
+    let cursors = vec![Cursor {
+        room: r_ab(),
+        seq: 7,
+    }];
+    assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
+}
+
+#[test]
+fn another_user_starts_from_scratch() {
+    let mut chat = synced_alice();
+    chat.apply(page(vec![message(1, "bob", "for alice", None)]));
+    chat.compose(&r_ab(), cid(1), "from alice".into(), 5)
+        .unwrap();
+    chat.on_disconnect();
+    assert_eq!(
+        chat.apply(hello("bob")),
+        [ClientFrame::Sync { cursors: vec![] }]
+    );
+    assert!(chat.room_entries().is_empty());
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![dialog()],
+    });
+    assert!(
+        chat.apply(ServerFrame::Synced {}).is_empty(),
+        "alice's outbox is gone"
+    );
+    assert!(bodies(&chat).is_empty());
+}
+
+#[test]
+fn a_dialog_is_named_after_the_other_member() {
+    let chat = synced_alice();
+    assert_eq!(chat.room_entries()[0].name, "Bob");
+}
+
+#[test]
+fn events_are_shown_once_and_a_gap_asks_for_sync() {
+    let mut chat = synced_alice();
+    chat.apply(page(vec![
+        message(1, "bob", "one", None),
+        message(2, "bob", "two", None),
+    ]));
+    assert!(chat.apply(live(message(2, "bob", "two", None))).is_empty());
+    assert!(
+        chat.apply(live(message(3, "bob", "three", None)))
+            .is_empty()
+    );
+    assert_eq!(bodies(&chat), ["one", "two", "three"]);
+
+    let out = chat.apply(live(message(5, "bob", "five", None)));
+    assert!(matches!(out.as_slice(), [ClientFrame::Sync { cursors }] if cursors[0].seq == 3));
+    assert!(!chat.is_live());
+    chat.apply(page(vec![
+        message(4, "bob", "four", None),
+        message(5, "bob", "five", None),
+    ]));
+    assert_eq!(bodies(&chat), ["one", "two", "three", "four", "five"]);
+}
+
+#[test]
+fn own_message_is_pending_until_acked() {
+    let mut chat = synced_alice();
+    let out = chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+    assert_eq!(out, [send(1, "hello")]);
+    let line = &chat.lines(&r_ab())[0];
+    assert_eq!(line.delivery, Delivery::Pending);
+    assert_eq!(line.author.as_deref(), Some("Alice"));
+
+    chat.apply(ServerFrame::Ack {
+        client_id: cid(1),
+        room: r_ab(),
+        seq: 1,
+        ts: 9,
+    });
+    chat.apply(live(message(1, "alice", "hello", Some(cid(1)))));
+    let lines = chat.lines(&r_ab());
+    assert_eq!(lines.len(), 1, "the ack and the event are one line");
+    assert_eq!(
+        (lines[0].delivery.clone(), lines[0].mine),
+        (Delivery::Stored, true)
+    );
+}
+
+#[test]
+fn own_event_before_its_ack_settles_the_message() {
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+    chat.apply(live(message(1, "alice", "hello", Some(cid(1)))));
+    assert_eq!(bodies(&chat), ["hello"]);
+    chat.apply(ServerFrame::Ack {
+        client_id: cid(1),
+        room: r_ab(),
+        seq: 1,
+        ts: 9,
+    });
+    assert_eq!(bodies(&chat), ["hello"]);
+}
+
+#[test]
+fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "refused".into(), 5).unwrap();
+    chat.apply(ServerFrame::Error {
+        code: ErrorCode::NotMember,
+        message: "no".into(),
+        client_id: Some(cid(1)),
+        room: Some(r_ab()),
+    });
+    chat.on_disconnect();
+    let out = chat.compose(&r_ab(), cid(2), "later".into(), 6).unwrap();
+    assert!(out.is_empty(), "nothing is sent while offline");
+
+    chat.apply(hello("alice"));
+    assert_eq!(chat.apply(ServerFrame::Synced {}), [send(2, "later")]);
+    let lines = chat.lines(&r_ab());
+    assert!(matches!(lines[0].delivery, Delivery::Failed(_)));
+    assert_eq!(lines[1].delivery, Delivery::Pending);
+}
+
+#[test]
+fn only_a_failed_message_can_be_discarded() {
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "refused".into(), 5).unwrap();
+    chat.compose(&r_ab(), cid(2), "on its way".into(), 6)
+        .unwrap();
+    chat.apply(ServerFrame::Error {
+        code: ErrorCode::NotMember,
+        message: "no".into(),
+        client_id: Some(cid(1)),
+        room: Some(r_ab()),
+    });
+    chat.take_changes();
+    chat.discard(&cid(2));
+    assert!(chat.take_changes().is_empty(), "a pending message stays");
+    chat.discard(&cid(1));
+    let changes = chat.take_changes();
+    assert!(
+        matches!(&changes[..], [Change::Discarded(e)] if e.client_id == cid(1)),
+        "{changes:?}"
+    );
+    let lines = chat.lines(&r_ab());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].body, "on its way");
+}
+
+#[test]
+fn messages_in_flight_are_resent_after_a_reconnect() {
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+    chat.on_disconnect();
+    chat.apply(hello("alice"));
+    assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "hello")]);
+}
+
+#[test]
+fn blank_and_overlong_bodies_are_refused() {
+    let mut chat = synced_alice();
+    assert!(matches!(
+        chat.compose(&r_ab(), cid(1), "  ".into(), 0),
+        Err(ComposeError::Body(_))
+    ));
+    let long = "x".repeat(Limits::default().max_body_bytes + 1);
+    assert!(chat.compose(&r_ab(), cid(1), long, 0).is_err());
+    let elsewhere = RoomId::parse("r_zz").unwrap();
+    assert_eq!(
+        chat.compose(&elsewhere, cid(1), "hi".into(), 0),
+        Err(ComposeError::UnknownRoom)
+    );
+}
+
+#[test]
+fn membership_events_update_members_and_removal_drops_the_room() {
+    let mut chat = synced_alice();
+    let membership = |seq, kind| {
+        live(Event {
+            room: r_ab(),
+            seq,
+            ts: 1,
+            sender: None,
+            kind,
+        })
+    };
+    chat.apply(membership(
+        1,
+        EventKind::MemberJoined {
+            user: user("carol"),
+        },
+    ));
+    let line = chat.lines(&r_ab()).pop().unwrap();
+    assert_eq!((line.author, line.body.as_str()), (None, "carol joined"));
+
+    chat.apply(membership(
+        2,
+        EventKind::MemberLeft {
+            user: user("alice"),
+        },
+    ));
+    assert!(chat.room_entries().is_empty());
+    assert_eq!(
+        chat.apply(hello("alice")),
+        [ClientFrame::Sync { cursors: vec![] }]
+    );
+}
+
+#[test]
+fn a_rename_shows_on_lines_already_held() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "bob", "hi", None)));
+    let before = chat.lines(&r_ab()).remove(0);
+    assert_eq!(before.author.as_deref(), Some("Bob"));
+
+    let mut renamed = dialog();
+    renamed.members[1].name = Some("Robert".into());
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![renamed],
+    });
+    let after = chat.lines(&r_ab()).remove(0);
+    assert_eq!(after.author.as_deref(), Some("Robert"));
+    assert_ne!(before.key, after.key, "the view redraws the line");
+    assert_eq!(chat.room_entries()[0].name, "Robert");
+}
+
+#[test]
+fn a_member_who_left_keeps_their_name_on_earlier_lines() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "bob", "bye", None)));
+    chat.apply(live(Event {
+        room: r_ab(),
+        seq: 2,
+        ts: 2,
+        sender: None,
+        kind: EventKind::MemberLeft { user: user("bob") },
+    }));
+    let lines = chat.lines(&r_ab());
+    assert_eq!(lines[0].author.as_deref(), Some("Bob"));
+    assert_eq!(lines[1].body, "Bob left");
+}
+
+#[test]
+fn unread_counts_others_messages_outside_the_open_room_and_is_stored() {
+    let mut chat = synced_alice();
+    chat.take_changes();
+    chat.apply(live(message(1, "bob", "one", None)));
+    chat.apply(live(message(2, "alice", "mine", None)));
+    assert_eq!(chat.unread_total(), 1);
+    let entry = &chat.room_entries()[0];
+    assert_eq!(entry.preview.as_deref(), Some("Alice: mine"));
+    let stored = chat.take_changes();
+    assert!(
+        matches!(stored.last(), Some(Change::Events(room, events)) if room.unread == 1 && room.cursor == 2 && events.len() == 1)
+    );
+
+    chat.set_open(Some(r_ab()));
+    assert_eq!(chat.unread_total(), 0);
+    assert!(matches!(chat.take_changes().as_slice(), [Change::Rooms(r)] if r[0].unread == 0));
+    chat.apply(live(message(3, "bob", "seen", None)));
+    assert_eq!(chat.unread_total(), 0);
+}
+
+#[test]
+fn the_same_seq_in_two_rooms_makes_two_lines() {
+    let mut chat = synced_alice();
+    let mut lobby = dialog();
+    lobby.id = RoomId::parse("r_lobby").unwrap();
+    lobby.kind = RoomKind::Group;
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![lobby.clone()],
+    });
+    chat.apply(live(message(1, "bob", "dialog", None)));
+    let mut other = message(1, "bob", "lobby", None);
+    other.room = lobby.id.clone();
+    chat.apply(live(other));
+    assert_ne!(chat.lines(&r_ab())[0].key, chat.lines(&lobby.id)[0].key);
+}
+
+#[test]
+fn history_adds_older_lines_and_says_when_all_is_held() {
+    let mut chat = synced_alice();
+    chat.apply(page(vec![message(5, "bob", "five", None)]));
+    assert!(matches!(
+        chat.older(&r_ab()),
+        Some(ClientFrame::History { before: 5, .. })
+    ));
+    chat.take_changes();
+    chat.apply(ServerFrame::History {
+        room: r_ab(),
+        events: vec![
+            message(3, "bob", "three", None),
+            message(4, "bob", "four", None),
+        ],
+        more: false,
+    });
+    assert_eq!(bodies(&chat), ["three", "four", "five"]);
+    assert!(chat.older(&r_ab()).is_none(), "nothing older exists");
+    assert!(
+        matches!(chat.take_changes().as_slice(), [Change::Events(r, e)] if r.complete && r.oldest == Some(3) && e.len() == 2)
+    );
+}
+
+#[test]
+fn a_chat_rebuilt_from_the_store_syncs_from_its_cursors_and_resends_its_outbox() {
+    let mut record = RoomRecord::new(dialog());
+    record.cursor = 7;
+    let entry = OutboxEntry {
+        client_id: cid(1),
+        room: r_ab(),
+        body: "offline".into(),
+        created_at: 1,
+    };
+    let mut chat = Chat::hydrate(
+        Some(user("alice")),
+        vec![record],
+        vec![(entry, EntryState::InFlight)],
+    );
+    let cursors = vec![Cursor {
+        room: r_ab(),
+        seq: 7,
+    }];
+    assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
+    assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "offline")]);
+}

@@ -1,0 +1,135 @@
+//! Tab leadership: of the tabs of one site and user, the one holding the
+//! Web Lock named after the database owns the connection and the outbox
+//! drain; when it closes, the lock passes to a follower. The tabs tell
+//! each other what they stored on a BroadcastChannel of the same name
+//! ([`News`]).
+
+use js_sys::{Function, Promise, Reflect};
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{BroadcastChannel, MessageEvent};
+
+/// What a tab tells the others after writing to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    /// The owner stored events: followers re-read the store.
+    Room,
+    /// A tab wrote to the outbox: the owner adopts and sends.
+    Outbox,
+}
+
+impl News {
+    /// The word said on the channel.
+    fn as_str(self) -> &'static str {
+        match self {
+            News::Room => "room",
+            News::Outbox => "outbox",
+        }
+    }
+
+    fn parse(word: &str) -> Option<News> {
+        match word {
+            "room" => Some(News::Room),
+            "outbox" => Some(News::Outbox),
+            _ => None,
+        }
+    }
+}
+
+/// A listener the browser calls with a channel's messages.
+type Listener = Closure<dyn FnMut(MessageEvent)>;
+
+/// This tab's place among the tabs of one site and user.
+pub struct Tabs {
+    /// `None` where the browser has no BroadcastChannel: the tab then
+    /// neither hears nor tells (each tab leads, see [`Tabs::lead_when_chosen`]).
+    channel: Option<BroadcastChannel>,
+    /// Resolving it releases the lock (held until then).
+    release: Rc<RefCell<Option<Function>>>,
+    /// The channel's listener, kept alive as long as the tabs.
+    on_message: RefCell<Option<Listener>>,
+}
+
+impl Tabs {
+    /// Joins the channel named `name` (the database's name).
+    pub fn new(name: &str) -> Tabs {
+        Tabs {
+            channel: BroadcastChannel::new(name).ok(),
+            release: Rc::new(RefCell::new(None)),
+            on_message: RefCell::new(None),
+        }
+    }
+
+    /// Tells the other tabs something changed in the store.
+    pub fn say(&self, news: News) {
+        if let Some(channel) = &self.channel {
+            // A tab that misses it re-reads on its next change.
+            let _ = channel.post_message(&news.as_str().into());
+        }
+    }
+
+    /// Calls `on_news` with what the other tabs say.
+    pub fn listen(&self, on_news: impl Fn(News) + 'static) {
+        let Some(channel) = &self.channel else {
+            return;
+        };
+        let on_message = Listener::new(move |ev: MessageEvent| {
+            if let Some(news) = ev.data().as_string().as_deref().and_then(News::parse) {
+                on_news(news);
+            }
+        });
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        *self.on_message.borrow_mut() = Some(on_message);
+    }
+
+    /// Asks for the lock named `name`; once held, calls `lead` (this tab
+    /// connects). Where the browser has no Web Locks, every tab leads on
+    /// its own (the server's idempotent sends keep that safe).
+    pub fn lead_when_chosen(&self, name: &str, lead: impl Fn() + 'static) {
+        let lead = Rc::new(lead);
+        let release = self.release.clone();
+        let acquired = {
+            let lead = lead.clone();
+            move |_lock: JsValue| -> JsValue {
+                lead();
+                // Held until this promise resolves: on close, or with the tab.
+                Promise::new(&mut |resolve, _| {
+                    *release.borrow_mut() = Some(resolve);
+                })
+                .into()
+            }
+        };
+        let locks = web_sys::window()
+            .map(|w| JsValue::from(w.navigator()))
+            .and_then(|n| Reflect::get(&n, &"locks".into()).ok())
+            .filter(|l| l.is_object());
+        let request = locks.as_ref().and_then(|l| {
+            Reflect::get(l, &"request".into())
+                .ok()?
+                .dyn_into::<Function>()
+                .ok()
+        });
+        match (locks, request) {
+            (Some(locks), Some(request)) => {
+                let callback = Closure::once_into_js(acquired);
+                if request.call2(&locks, &name.into(), &callback).is_err() {
+                    lead();
+                }
+            }
+            _ => lead(),
+        }
+    }
+
+    /// Leaves: closes the channel and releases the lock.
+    pub fn close(&self) {
+        if let Some(channel) = &self.channel {
+            channel.close();
+        }
+        if let Some(release) = self.release.borrow_mut().take() {
+            // Resolving a promise does not fail.
+            let _ = release.call0(&JsValue::UNDEFINED);
+        }
+    }
+}
