@@ -477,3 +477,89 @@ async fn stored_message(
     };
     row.as_ref().map(event_from_row).transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natter_shared::Member;
+    use std::sync::Mutex;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("a user id")
+    }
+
+    fn message(site: &SiteId, room: &RoomId, n: u128) -> WriteOp {
+        WriteOp::Message {
+            site: site.clone(),
+            room: room.clone(),
+            sender: Some(user("a")),
+            client_id: Some(ClientId::from_uuid(uuid::Uuid::from_u128(n))),
+            body: Body::parse(format!("m{n}"), 100).expect("a body"),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_published_after_commit_in_seq_order_and_repeats_are_not() {
+        let path = std::env::temp_dir().join(format!("natter-writer-{}.db", uuid::Uuid::now_v7()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
+            .await
+            .expect("a store");
+        let site = store
+            .create_site(None, "s", &[])
+            .await
+            .expect("a site")
+            .site
+            .id;
+        let member = |id: &str| Member {
+            id: user(id),
+            name: None,
+        };
+        let (room, _) = store
+            .open_dialog(&site, &member("a"), &member("b"))
+            .await
+            .expect("a dialog");
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let seen = published.clone();
+        let publish = move |_: &SiteId, event: &Event| {
+            seen.lock().expect("not poisoned").push(event.seq);
+        };
+        let stop = CancellationToken::new();
+        let (writer, task) =
+            Writer::spawn(store.clone(), publish, Default::default(), 8, stop.clone());
+
+        // Queued together, so that they share batches.
+        let mut replies = Vec::new();
+        for n in 1..=20 {
+            replies.push(
+                writer
+                    .submit(message(&site, &room.id, n))
+                    .await
+                    .expect("queued"),
+            );
+        }
+        for (n, reply) in (1..=20).zip(replies) {
+            let written = reply.await.expect("answered").expect("committed");
+            assert_eq!(written.event.seq, n);
+            // Answered after commit: the event is already published.
+            assert!(published.lock().expect("not poisoned").contains(&n));
+        }
+        let again = writer
+            .write(message(&site, &room.id, 5))
+            .await
+            .expect("committed");
+        assert!(again.duplicate);
+        assert_eq!(again.event.seq, 5);
+
+        stop.cancel();
+        task.await.expect("the writer ends");
+        assert_eq!(
+            *published.lock().expect("not poisoned"),
+            (1..=20).collect::<Vec<u64>>()
+        );
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            // Best effort: a leftover temp file harms nothing.
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
