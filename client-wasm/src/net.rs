@@ -15,8 +15,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-/// Close code the server uses when it refuses the token.
-const CLOSE_AUTH_REFUSED: u16 = 4001;
 /// First reconnect delay; doubled per failed attempt.
 const BACKOFF_BASE_MS: u32 = 500;
 /// Longest reconnect delay.
@@ -214,7 +212,7 @@ impl Link {
         let weak = Rc::downgrade(&self.0);
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
             let Some(link) = upgrade(&weak) else { return };
-            if ev.code() == CLOSE_AUTH_REFUSED {
+            if ev.code() == natter_shared::close::AUTH {
                 // Retrying the same token would be refused again.
                 link.report(Incoming::State(LinkState::Refused {
                     reason: ev.reason(),

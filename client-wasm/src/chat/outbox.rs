@@ -6,7 +6,7 @@
 //! [`Outbox`]: natter_shared::sync::Outbox
 
 use super::{Change, Chat};
-use natter_shared::protocol::{TextError, check_body};
+use natter_shared::protocol::{Body, TextError, check_body};
 use natter_shared::sync::{EntryState, OutboxEntry};
 use natter_shared::{ClientFrame, ClientId, RoomId};
 
@@ -52,11 +52,14 @@ impl Chat {
         body: String,
         now: i64,
     ) -> Result<Vec<ClientFrame>, ComposeError> {
-        self.check(room, &body)?;
+        let body = Body::parse(body, self.limits.max_body_bytes).map_err(ComposeError::Body)?;
+        if self.room(room).is_none() {
+            return Err(ComposeError::UnknownRoom);
+        }
         let entry = OutboxEntry {
             client_id,
             room: room.clone(),
-            body,
+            body: body.into_string(),
             created_at: now,
         };
         self.changes.push(Change::Composed(entry.clone()));
