@@ -10,26 +10,29 @@
 //!
 //!   The record types are the chat's ([`crate::chat::records`]): the store
 //!   depends on the model, never the reverse.
-//! - `messages` (out-of-line keys): stored events under `[room, seq]`, and
-//!   our own messages not yet acknowledged under
-//!   `[room, "pending", client_id]`. Numbers sort before strings in
-//!   IndexedDB, so one range over a room yields its events in seq order,
-//!   then its pending messages.
-//! - `outbox` (key `client_id`): an [`OutboxRecord`] per message to send;
-//!   index `room` (schema v2).
+//! - `messages` (out-of-line keys): the room's events under `[room, seq]`,
+//!   as the server stored them.
+//! - `outbox` (key `client_id`): an [`OutboxRecord`] per message of ours
+//!   not yet acknowledged, and where it stands; index `room` (schema v2).
+//!   It is the one record of a message on its way: the chat's in-memory
+//!   outbox is restored from it, and nothing else copies it. (Code before
+//!   this layout also wrote a copy under `[room, "pending", client_id]` in
+//!   `messages`; such a copy is deleted when its message is acknowledged
+//!   or discarded, and never read.)
 //! - `meta`: the schema version and the user the database belongs to.
 //!
 //! [`Db::apply`] stores each [`Change`] the chat records. Readers and
 //! fault injection that only tests use are behind the `testing` feature
 //! (the crate's tests turn it on).
 //!
-//! Writes that touch the outbox (a new message together with its outbox
-//! entry, an ack, a refusal, a retry) are one transaction each, opened
+//! Writes that touch the outbox (a new message, an ack together with the
+//! stored event and the room's cursor, a refusal, a retry) are one
+//! transaction each, opened
 //! with durability `"strict"`: rexie 0.6 cannot pass transaction options,
 //! so those go through web-sys on a second connection to the same
 //! database. Everything else uses rexie.
 
-use crate::chat::{Change, RoomMessages, RoomRecord};
+use crate::chat::{Change, RoomRecord};
 use crate::error::ClientError;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use natter_shared::sync::{EntryState, OutboxEntry};
@@ -60,7 +63,8 @@ const META: &str = "meta";
 const META_USER: &str = "user";
 /// The `meta` key of the schema version last written.
 const META_SCHEMA: &str = "schema";
-/// The middle part of a pending message's key.
+/// The middle part of the key of a pending message's copy in `messages`,
+/// which older code wrote (see the module's notes).
 const PENDING: &str = "pending";
 
 /// The database of one user of one site.
@@ -86,11 +90,6 @@ pub struct OutboxRecord {
 enum MessageRecord {
     /// An event of the room, under `[room, seq]`.
     Stored { event: Event },
-    /// Our message on its way, under `[room, "pending", client_id]`.
-    Pending {
-        entry: OutboxEntry,
-        state: EntryState,
-    },
 }
 
 /// An open database; clones share the connections.
@@ -259,20 +258,18 @@ impl Db {
         done(tx).await
     }
 
-    /// The room's latest `limit` cached events and all of its pending
-    /// messages.
-    pub async fn messages(&self, room: &RoomId, limit: u32) -> Result<RoomMessages, ClientError> {
+    /// The room's latest `limit` cached events, ascending.
+    pub async fn messages(&self, room: &RoomId, limit: u32) -> Result<Vec<Event>, ClientError> {
         self.messages_before(room, Seq::MAX, limit).await
     }
 
-    /// Up to `limit` cached events with seq below `before` (ascending), and
-    /// the room's pending messages.
+    /// Up to `limit` cached events with seq below `before`, ascending.
     pub async fn messages_before(
         &self,
         room: &RoomId,
         before: Seq,
         limit: u32,
-    ) -> Result<RoomMessages, ClientError> {
+    ) -> Result<Vec<Event>, ClientError> {
         let tx = self.tx(&[MESSAGES], TransactionMode::ReadOnly)?;
         let store = tx.store(MESSAGES)?;
         let upper = if before == Seq::MAX {
@@ -288,25 +285,13 @@ impl Db {
         let newest_first = store
             .scan(Some(stored_range), Some(limit), None, Some(Direction::Prev))
             .await?;
-        let mut stored = Vec::with_capacity(newest_first.len());
-        for (_, value) in newest_first.into_iter().rev() {
-            if let MessageRecord::Stored { event } = decode(value)? {
-                stored.push(event);
-            }
-        }
-        let pending_range = bound(
-            key(&[room.as_str().into(), PENDING.into()]),
-            key(&[room.as_str().into(), PENDING.into(), Array::new().into()]),
-            false,
-        )?;
-        let mut pending = Vec::new();
-        for value in store.get_all(Some(pending_range), None).await? {
-            if let MessageRecord::Pending { entry, state } = decode(value)? {
-                pending.push((entry, state));
-            }
-        }
-        pending.sort_by(|a, b| order(&a.0, &b.0));
-        Ok(RoomMessages { stored, pending })
+        newest_first
+            .into_iter()
+            .rev()
+            .map(|(_, value)| {
+                decode::<MessageRecord>(value).map(|MessageRecord::Stored { event }| event)
+            })
+            .collect()
     }
 
     /// The whole outbox, oldest first, as [`natter_shared::sync::Outbox::restore`]
@@ -337,14 +322,13 @@ impl Db {
         Ok(records)
     }
 
-    /// A message the person just wrote: its pending message and its
-    /// outbox entry, both or neither.
+    /// A message the person just wrote: its outbox entry, durably.
     pub async fn compose(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
         self.write_outbox(entry, &EntryState::Queued).await
     }
 
     /// Records a new state of an outbox entry (refused for good, or queued
-    /// again by a retry), on the entry and on its pending message.
+    /// again by a retry).
     pub async fn set_state(
         &self,
         entry: &OutboxEntry,
@@ -359,24 +343,60 @@ impl Db {
         state: &EntryState,
     ) -> Result<(), ClientError> {
         let write = outbox_write(entry, state)?;
-        self.strict(&[OUTBOX, MESSAGES], write).await
+        self.strict(&[OUTBOX], write).await
     }
 
-    /// Issues the writes of [`Db::compose`], then fails before the
+    /// Issues the write of [`Db::compose`], then fails before the
     /// transaction ends, as a crash or a full disk would: for tests of
     /// atomicity.
     #[cfg(feature = "testing")]
     pub async fn compose_then_fail(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
         let write = outbox_write(entry, &EntryState::Queued)?;
-        self.strict(&[OUTBOX, MESSAGES], |tx| {
+        self.strict(&[OUTBOX], |tx| {
             write(tx)?;
-            Err(JsValue::from("failed after both writes"))
+            Err(JsValue::from("failed after the write"))
         })
         .await
     }
 
+    /// Writes the copy of a pending message that older code kept in
+    /// `messages`: for tests that such copies are cleaned up.
+    #[cfg(feature = "testing")]
+    pub async fn put_legacy_pending_copy(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
+        #[derive(Serialize)]
+        struct LegacyPending<'a> {
+            rec: &'static str,
+            entry: &'a OutboxEntry,
+            state: EntryState,
+        }
+        let copy = encode(&LegacyPending {
+            rec: "pending",
+            entry,
+            state: EntryState::Queued,
+        })?;
+        let key = pending_key(&entry.room, &entry.client_id);
+        self.strict(&[MESSAGES], |tx| {
+            tx.object_store(MESSAGES)?.put_with_key(&copy, &key)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// How many records `messages` holds for the room, events and older
+    /// code's pending copies alike.
+    #[cfg(feature = "testing")]
+    pub async fn message_records(&self, room: &RoomId) -> Result<usize, ClientError> {
+        let tx = self.tx(&[MESSAGES], TransactionMode::ReadOnly)?;
+        let range = bound(
+            key(&[room.as_str().into()]),
+            key(&[room.as_str().into(), Array::new().into()]),
+            false,
+        )?;
+        Ok(tx.store(MESSAGES)?.get_all(Some(range), None).await?.len())
+    }
+
     /// Our message was stored by the server as `event`: the outbox entry
-    /// and the pending message go, the event stays, and the room's record
+    /// goes (with an older code's pending copy), the event stays, and the room's record
     /// (cursor, preview) is updated, in one transaction.
     pub async fn ack(
         &self,
@@ -409,7 +429,8 @@ impl Db {
         .await
     }
 
-    /// The person gave up on a message: it leaves the outbox and the room.
+    /// The person gave up on a message: it leaves the outbox (with an older
+    /// code's pending copy).
     pub async fn discard(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
         let outbox_key = JsValue::from(entry.client_id.to_string());
         let pending_key = pending_key(&entry.room, &entry.client_id);
@@ -485,7 +506,7 @@ extern "C" {
     ) -> Result<IdbTransaction, JsValue>;
 }
 
-/// The writes of a new outbox state: the entry and its pending message.
+/// The write of a new outbox state.
 fn outbox_write(
     entry: &OutboxEntry,
     state: &EntryState,
@@ -495,15 +516,8 @@ fn outbox_write(
         entry: entry.clone(),
         state: state.clone(),
     })?;
-    let message = encode(&MessageRecord::Pending {
-        entry: entry.clone(),
-        state: state.clone(),
-    })?;
-    let pending_key = pending_key(&entry.room, &entry.client_id);
     Ok(move |tx: &IdbTransaction| {
         tx.object_store(OUTBOX)?.put(&outbox)?;
-        tx.object_store(MESSAGES)?
-            .put_with_key(&message, &pending_key)?;
         Ok(())
     })
 }

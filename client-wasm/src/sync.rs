@@ -312,9 +312,9 @@ impl Engine {
                 let first = chat.with_untracked(|c| c.first_shown(&room));
                 let cached = match first {
                     Some(before) => self.0.db.messages_before(&room, before, PAGE).await?,
-                    None => Default::default(),
+                    None => Vec::new(),
                 };
-                if cached.stored.is_empty() {
+                if cached.is_empty() {
                     let request = chat.with_untracked(|c| c.older(&room));
                     self.send(&request.into_iter().collect::<Vec<_>>());
                 } else {

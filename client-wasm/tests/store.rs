@@ -84,28 +84,57 @@ async fn a_v1_database_upgrades_and_keeps_its_outbox() {
     // The index v2 added covers the entry written before it existed.
     let in_room = db.room_outbox(&room()).await.unwrap();
     assert_eq!(in_room.len(), 1);
-    let shown = db.messages(&room(), 50).await.unwrap();
-    assert_eq!(shown.pending.len(), 1);
     cleanup(db).await;
 }
 
 #[wasm_bindgen_test]
-async fn a_message_and_its_outbox_entry_are_written_together_or_not_at_all() {
+async fn a_message_on_its_way_is_one_outbox_record_written_whole_or_not_at_all() {
     let db = Db::open(&unique_name("atomic")).await.unwrap();
-    db.compose(&entry(1, "both")).await.unwrap();
-    let shown = db.messages(&room(), 50).await.unwrap();
-    assert_eq!(shown.pending, [(entry(1, "both"), EntryState::Queued)]);
-    assert_eq!(db.outbox().await.unwrap().len(), 1);
+    db.compose(&entry(1, "kept")).await.unwrap();
+    assert_eq!(
+        db.outbox().await.unwrap(),
+        [(entry(1, "kept"), EntryState::Queued)]
+    );
+    // The outbox is its only record: nothing is copied into `messages`.
+    assert_eq!(db.message_records(&room()).await.unwrap(), 0);
 
-    // A write that fails after issuing both puts leaves neither.
-    let err = db
-        .compose_then_fail(&entry(2, "neither"))
-        .await
-        .unwrap_err();
+    // A write that fails before its transaction ends leaves nothing.
+    let err = db.compose_then_fail(&entry(2, "never")).await.unwrap_err();
     assert!(matches!(err, ClientError::Storage(_)), "{err:?}");
-    let shown = db.messages(&room(), 50).await.unwrap();
-    assert_eq!(shown.pending.len(), 1);
     assert_eq!(db.outbox().await.unwrap().len(), 1);
+    assert_eq!(db.room_outbox(&room()).await.unwrap().len(), 1);
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn an_older_codes_pending_copy_goes_when_its_message_settles() {
+    let db = Db::open(&unique_name("legacy")).await.unwrap();
+    for n in [1, 2] {
+        db.compose(&entry(n, "from before")).await.unwrap();
+        db.put_legacy_pending_copy(&entry(n, "from before"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.message_records(&room()).await.unwrap(), 2);
+    // Never shown as an event.
+    assert!(db.messages(&room(), 50).await.unwrap().is_empty());
+
+    let sent = Event {
+        room: room(),
+        seq: 1,
+        ts: 99,
+        sender: Some(UserId::parse("alice").unwrap()),
+        kind: EventKind::Message {
+            body: "from before".into(),
+            client_id: Some(entry(1, "").client_id),
+        },
+    };
+    db.ack(&entry(1, "from before"), &sent, None).await.unwrap();
+    db.discard(&entry(2, "from before")).await.unwrap();
+    // What remains is the acknowledged event alone.
+    assert_eq!(db.message_records(&room()).await.unwrap(), 1);
+    assert_eq!(db.messages(&room(), 50).await.unwrap(), [sent]);
+    assert!(db.outbox().await.unwrap().is_empty());
     cleanup(db).await;
 }
 
@@ -152,11 +181,11 @@ async fn catch_up_pages_advance_the_cursor() {
     assert_eq!(stored.cursor, 3);
     assert_eq!(db.rooms().await.unwrap().len(), 1);
     let shown = db.messages(&room(), 50).await.unwrap();
-    assert_eq!(bodies(&shown.stored), ["one", "two", "three"]);
+    assert_eq!(bodies(&shown), ["one", "two", "three"]);
     let latest = db.messages(&room(), 2).await.unwrap();
-    assert_eq!(bodies(&latest.stored), ["two", "three"]);
+    assert_eq!(bodies(&latest), ["two", "three"]);
     let older = db.messages_before(&room(), 3, 50).await.unwrap();
-    assert_eq!(bodies(&older.stored), ["one", "two"]);
+    assert_eq!(bodies(&older), ["one", "two"]);
     cleanup(db).await;
 }
 
@@ -179,9 +208,7 @@ async fn an_ack_turns_the_pending_message_into_a_sent_one() {
     room_record.cursor = 1;
     db.ack(&mine, &sent, Some(&room_record)).await.unwrap();
 
-    let shown = db.messages(&room(), 50).await.unwrap();
-    assert!(shown.pending.is_empty());
-    assert_eq!(shown.stored, [sent]);
+    assert_eq!(db.messages(&room(), 50).await.unwrap(), [sent]);
     assert!(db.outbox().await.unwrap().is_empty());
     assert_eq!(db.room(&room()).await.unwrap().unwrap().cursor, 1);
     cleanup(db).await;

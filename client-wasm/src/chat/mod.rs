@@ -33,7 +33,7 @@ mod view;
 mod tests;
 
 pub use outbox::ComposeError;
-pub use records::{Preview, RoomMessages, RoomRecord};
+pub use records::{Preview, RoomRecord};
 pub use view::{Delivery, Line, RoomEntry};
 
 use natter_shared::sync::{Cursors, EntryState, Outbox, OutboxEntry};
@@ -170,8 +170,8 @@ impl Chat {
     }
 
     /// Shows cached events of a room (from the store).
-    pub fn load(&mut self, room: &RoomId, cached: RoomMessages) {
-        for event in cached.stored {
+    pub fn load(&mut self, room: &RoomId, cached: Vec<Event>) {
+        for event in cached {
             if self
                 .room(room)
                 .is_some_and(|r| r.events.contains_key(&event.seq))

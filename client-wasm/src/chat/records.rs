@@ -3,8 +3,7 @@
 //! [`super::Chat::load`]). They belong to the chat, not to IndexedDB: the
 //! store depends on them, never the reverse.
 
-use natter_shared::sync::{EntryState, OutboxEntry};
-use natter_shared::{Event, RoomId, RoomInfo, Seq, UserId};
+use natter_shared::{RoomId, RoomInfo, Seq, UserId};
 use serde::{Deserialize, Serialize};
 
 /// What the room list and the sync engine keep per room.
@@ -54,14 +53,4 @@ pub struct Preview {
     pub body: String,
     /// Milliseconds since the Unix epoch.
     pub ts: i64,
-}
-
-/// What a room shows: its latest cached events and our messages on their
-/// way.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoomMessages {
-    /// Ascending seq.
-    pub stored: Vec<Event>,
-    /// Oldest first.
-    pub pending: Vec<(OutboxEntry, EntryState)>,
 }
