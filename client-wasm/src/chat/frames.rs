@@ -148,13 +148,7 @@ impl Chat {
         message: &str,
     ) -> Vec<ClientFrame> {
         if let Settled::Failed { .. } = self.outbox.reject(client_id, code, message) {
-            let entry = self
-                .outbox
-                .entries()
-                .find(|(e, _)| e.client_id == *client_id);
-            if let Some((entry, state)) = entry.cloned() {
-                self.changes.push(Change::State(entry, state));
-            }
+            self.record_state(client_id);
         }
         Vec::new()
     }

@@ -81,15 +81,20 @@ impl Chat {
     /// The person asks to send a failed message again.
     pub fn retry(&mut self, client_id: &ClientId) -> Vec<ClientFrame> {
         if self.outbox.retry(client_id) {
-            let entry = self
-                .outbox
-                .entries()
-                .find(|(e, _)| e.client_id == *client_id);
-            if let Some((entry, state)) = entry.cloned() {
-                self.changes.push(Change::State(entry, state));
-            }
+            self.record_state(client_id);
         }
         self.sends()
+    }
+
+    /// Records the outbox entry's new state for the store.
+    pub(super) fn record_state(&mut self, client_id: &ClientId) {
+        let entry = self
+            .outbox
+            .entries()
+            .find(|(e, _)| e.client_id == *client_id);
+        if let Some((entry, state)) = entry.cloned() {
+            self.changes.push(Change::State(entry, state));
+        }
     }
 
     /// The person gives up on a message the server refused for good: it
