@@ -9,7 +9,7 @@
 use crate::chat::Chat;
 use crate::components::{Composer, ConnectionStatus, MessageList, RoomList, Status};
 use crate::embed::{self, Location};
-use crate::net::{self, LinkState};
+use crate::net::LinkState;
 use crate::sync::{Engine, View};
 use crate::typing::Typing;
 use leptos::prelude::*;
@@ -43,7 +43,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
     // The engine is not Send; a local stored value lets callbacks reach it.
     let engine = StoredValue::new_local(None::<Engine>);
 
-    let url = net::ws_url(location.secure, &location.host, location.site.as_str());
+    let url = crate::link::ws_url(location.secure, &location.host, location.site.as_str());
     let site = location.site.to_string();
     let on_open = move |room: RoomId| view.open.set(Some(room));
     // The user of the latest token and that token, set at once: an engine

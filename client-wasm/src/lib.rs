@@ -9,10 +9,9 @@
 //!   frame decoding, reconnect with jittered backoff.
 //! - [`chat`]: the chat as plain data: rooms and the events held of
 //!   them, our own messages pending until the room has them, and the
-//!   lines the views show, built when read. It drives the shared sans-IO
-//!   state machines (`natter_shared::sync`: cursors and outbox) with each
-//!   server frame and returns the frames to send back; it owns the record
-//!   types the store keeps, and is unit-tested natively.
+//!   lines the views show, built when read. It lives in the
+//!   `natter-client-model` crate (no browser there, so its tests run
+//!   natively without Leptos) and is re-exported here.
 //! - [`components`]: the views (connection line, room list, messages,
 //!   composer); network text only ever becomes DOM text.
 //! - [`db`]: the IndexedDB store (rooms, messages, outbox, meta), one
@@ -22,12 +21,11 @@
 //! - [`leader`]: one tab per user owns the connection (Web Locks), the
 //!   others follow through a BroadcastChannel and the store.
 //! - [`typing`]: typing indicators as plain data: when to say it, who is
-//!   shown typing, when that goes stale.
+//!   shown typing, when that goes stale (also from `natter-client-model`).
 //! - [`error`]: what the browser or its storage can refuse.
 //! - [`app`]: the root component that wires them together.
 
 pub mod app;
-pub mod chat;
 pub mod components;
 pub mod db;
 pub mod embed;
@@ -35,7 +33,8 @@ pub mod error;
 pub mod leader;
 pub mod net;
 pub mod sync;
-pub mod typing;
+
+pub use natter_client_model::{chat, link, typing};
 
 /// Mounts the widget on the page's body.
 pub fn start() {
