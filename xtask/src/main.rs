@@ -115,6 +115,10 @@ fn demo(env: &Env) -> Result<()> {
 /// scenarios' feature too, so clippy and the tests resolve the workspace's
 /// features once and build each crate once.
 const NATIVE_FEATURES: &str = "natter-tests/browser";
+/// The widget app: built for wasm32 only. Its model (`natter-client-model`)
+/// is native and tested natively; the app itself is checked and tested in
+/// the wasm steps, so native builds leave it (and Leptos) out.
+const WASM_ONLY: &str = "natter-client";
 
 /// The browser scenario `--quick` runs: a dialog between two people on
 /// SQLite.
@@ -172,10 +176,12 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
         // share one build. Browser scenarios are named `…::browser_on_DB`.
         timer.step(
             env,
-            "cargo test --workspace (native, no browser scenario)",
+            "cargo test --workspace --exclude natter-client (native, no browser scenario)",
             tests(&[
                 "test",
                 "--workspace",
+                "--exclude",
+                WASM_ONLY,
                 "--features",
                 NATIVE_FEATURES,
                 "--",
@@ -189,6 +195,8 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
             tests(&[
                 "test",
                 "--workspace",
+                "--exclude",
+                WASM_ONLY,
                 "--features",
                 NATIVE_FEATURES,
                 "--test",
@@ -204,10 +212,12 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     }
     timer.step(
         env,
-        "cargo clippy --workspace --all-targets (native) -D warnings",
+        "cargo clippy --workspace --exclude natter-client --all-targets (native) -D warnings",
         env.cargo([
             "clippy",
             "--workspace",
+            "--exclude",
+            WASM_ONLY,
             "--all-targets",
             "--features",
             NATIVE_FEATURES,
@@ -238,8 +248,15 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     // several browsers).
     timer.step(
         env,
-        "cargo test --workspace (native, browser scenarios included)",
-        tests(&["test", "--workspace", "--features", NATIVE_FEATURES]),
+        "cargo test --workspace --exclude natter-client (native, browser scenarios included)",
+        tests(&[
+            "test",
+            "--workspace",
+            "--exclude",
+            WASM_ONLY,
+            "--features",
+            NATIVE_FEATURES,
+        ]),
     )?;
     // `--tests`: no doc-tests in the browser run (there are none, and the
     // suite should close on its real results).
