@@ -120,6 +120,22 @@ const NATIVE_FEATURES: &str = "natter-tests/browser";
 /// the wasm steps, so native builds leave it (and Leptos) out.
 const WASM_ONLY: &str = "natter-client";
 
+/// `cargo SUBCOMMAND` over the native workspace, then `rest`: every native
+/// step selects the same packages and features through this, so they
+/// share one build.
+fn native<'a>(subcommand: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        subcommand,
+        "--workspace",
+        "--exclude",
+        WASM_ONLY,
+        "--features",
+        NATIVE_FEATURES,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
 /// The browser scenario `--quick` runs: a dialog between two people on
 /// SQLite.
 const QUICK_SCENARIO: &str = "two_people_chat_in_a_dialog::browser_on_sqlite";
@@ -177,34 +193,15 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
         timer.step(
             env,
             "cargo test --workspace --exclude natter-client (native, no browser scenario)",
-            tests(&[
-                "test",
-                "--workspace",
-                "--exclude",
-                WASM_ONLY,
-                "--features",
-                NATIVE_FEATURES,
-                "--",
-                "--skip",
-                "browser_on_",
-            ]),
+            tests(&native("test", &["--", "--skip", "browser_on_"])),
         )?;
         timer.step(
             env,
             &format!("browser scenario {QUICK_SCENARIO}"),
-            tests(&[
+            tests(&native(
                 "test",
-                "--workspace",
-                "--exclude",
-                WASM_ONLY,
-                "--features",
-                NATIVE_FEATURES,
-                "--test",
-                "browser",
-                "--",
-                "--exact",
-                QUICK_SCENARIO,
-            ]),
+                &["--test", "browser", "--", "--exact", QUICK_SCENARIO],
+            )),
         )?;
         timer.report();
         eprintln!("xtask: the quick checks passed (CI runs `cargo xtask test`)");
@@ -213,18 +210,7 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     timer.step(
         env,
         "cargo clippy --workspace --exclude natter-client --all-targets (native) -D warnings",
-        env.cargo([
-            "clippy",
-            "--workspace",
-            "--exclude",
-            WASM_ONLY,
-            "--all-targets",
-            "--features",
-            NATIVE_FEATURES,
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        env.cargo(native("clippy", &["--all-targets", "--", "-D", "warnings"])),
     )?;
     timer.step(
         env,
@@ -249,14 +235,7 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     timer.step(
         env,
         "cargo test --workspace --exclude natter-client (native, browser scenarios included)",
-        tests(&[
-            "test",
-            "--workspace",
-            "--exclude",
-            WASM_ONLY,
-            "--features",
-            NATIVE_FEATURES,
-        ]),
+        tests(&native("test", &[])),
     )?;
     // `--tests`: no doc-tests in the browser run (there are none, and the
     // suite should close on its real results).
