@@ -343,6 +343,109 @@ async fn sites_are_found_by_hashed_api_key(db: Db) {
     f.scratch.remove().await;
 }
 
+/// Writes queued together share one transaction: each is still decided
+/// as if it were alone, in order, against what the earlier ones did.
+async fn one_batch_decides_each_write_in_order(db: Db) {
+    let f = fixture(db).await;
+    let group = f
+        .store
+        .create_group(&f.site, "G", &[member("alice")])
+        .await
+        .unwrap();
+    let (dialog, _) = f
+        .store
+        .open_dialog(&f.site, &member("alice"), &member("bob"))
+        .await
+        .unwrap();
+    let stored = cid();
+    f.writer
+        .write(msg(&f.site, &dialog.id, "alice", "before", Some(stored)))
+        .await
+        .unwrap();
+    let join = |who: &str| WriteOp::Join {
+        site: f.site.clone(),
+        room: group.id.clone(),
+        user: user(who),
+    };
+    let leave = |who: &str| WriteOp::Leave {
+        site: f.site.clone(),
+        room: group.id.clone(),
+        user: user(who),
+    };
+    let again = cid();
+    let ops = vec![
+        // Not yet a member, then a member, then gone again.
+        msg(&f.site, &group.id, "carol", "too early", None),
+        join("carol"),
+        msg(&f.site, &group.id, "carol", "hello", Some(again)),
+        msg(&f.site, &group.id, "carol", "hello", Some(again)),
+        join("carol"),
+        leave("carol"),
+        msg(&f.site, &group.id, "carol", "too late", None),
+        leave("carol"),
+        // A retry of a message an earlier batch stored.
+        msg(&f.site, &dialog.id, "alice", "before", Some(stored)),
+        msg(&f.site, &dialog.id, "bob", "reply", Some(cid())),
+        // Another site's writer cannot see this room.
+        msg(&f.other, &dialog.id, "alice", "elsewhere", None),
+        WriteOp::Join {
+            site: f.site.clone(),
+            room: dialog.id.clone(),
+            user: user("carol"),
+        },
+    ];
+    // Submitted before any is awaited, so they queue up for one batch.
+    let mut replies = Vec::new();
+    for op in ops {
+        replies.push(f.writer.submit(op).await.unwrap());
+    }
+    let mut results = Vec::new();
+    for reply in replies {
+        results.push(reply.await.unwrap());
+    }
+    let seq = |i: usize| match &results[i] {
+        Ok(w) => (w.event.seq, w.duplicate),
+        Err(err) => panic!("write {i} failed: {err:?}"),
+    };
+    let err = |i: usize| match &results[i] {
+        Ok(w) => panic!("write {i} was stored: {w:?}"),
+        Err(err) => format!("{err:?}"),
+    };
+    assert_eq!(err(0), "NotMember");
+    assert_eq!(seq(1), (1, false));
+    assert_eq!(seq(2), (2, false));
+    assert_eq!(seq(3), (2, true), "a retry in the same batch is the same message");
+    assert_eq!(err(4), "Conflict");
+    assert_eq!(seq(5), (3, false));
+    assert_eq!(err(6), "NotMember");
+    assert_eq!(err(7), "NotFound");
+    assert_eq!(seq(8), (1, true), "a retry of an earlier batch's message");
+    assert_eq!(seq(9), (2, false));
+    assert_eq!(err(10), "RoomNotFound");
+    assert!(err(11).starts_with("Invalid"), "{}", err(11));
+
+    let stored_group = f.store.events_after(&group.id, 0, 100).await.unwrap();
+    let kinds: Vec<&str> = stored_group.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(kinds, ["member_joined", "message", "member_left"]);
+    assert_eq!(
+        f.store.room(&f.site, &group.id).await.unwrap().unwrap().last_seq,
+        3
+    );
+    let stored_dialog = f.store.events_after(&dialog.id, 0, 100).await.unwrap();
+    assert_eq!(stored_dialog.len(), 2);
+    assert_eq!(
+        f.store.room(&f.site, &dialog.id).await.unwrap().unwrap().last_seq,
+        2
+    );
+    assert!(
+        !f.store
+            .is_member(&f.site, &group.id, &user("carol"))
+            .await
+            .unwrap()
+    );
+    f.scratch.remove().await;
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -357,6 +460,7 @@ macro_rules! on_both {
 }
 
 on_both!(
+    one_batch_decides_each_write_in_order,
     seqs_are_gap_free_per_room_and_retries_are_stored_once,
     membership_and_sites_are_enforced,
     dialogs_are_unique_per_pair_and_rooms_list_members,

@@ -69,17 +69,6 @@ impl Backend {
         }
     }
 
-    /// Locks a room's row and reads its counter. SQLite has one writer at
-    /// a time, so a plain read inside the write transaction is enough.
-    fn lock_room_sql(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SELECT last_seq, kind FROM rooms WHERE id = ? AND site_id = ?",
-            Backend::MySql => {
-                "SELECT last_seq, kind FROM rooms WHERE id = ? AND site_id = ? FOR UPDATE"
-            }
-        }
-    }
-
     fn upsert_user_sql(self, keep_name: bool) -> &'static str {
         match (self, keep_name) {
             (Backend::Sqlite, false) => {
