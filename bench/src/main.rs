@@ -38,13 +38,17 @@ fn main() -> Result<()> {
     pin_to_load_core()?;
     let mut quick = false;
     let mut out = None;
+    let mut only = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--out" => out = Some(PathBuf::from(it.next().context("--out FILE")?)),
+            "--only" => only = Some(Only::parse(it.next().context("--only B2,B3,…")?)?),
             other => {
-                bail!("unknown argument {other:?}; usage: natter-bench [--quick] [--out FILE]")
+                bail!(
+                    "unknown argument {other:?}; usage: natter-bench [--quick] [--only B2,B3,…] [--out FILE]"
+                )
             }
         }
     }
@@ -53,11 +57,17 @@ fn main() -> Result<()> {
         .parent()
         .context("workspace root")?
         .to_path_buf();
-    let out = out.unwrap_or_else(|| root.join("BENCHMARKS.md"));
+    // A partial run never rewrites BENCHMARKS.md unless told where to write.
+    let out = match (&only, out) {
+        (_, Some(out)) => Some(out),
+        (None, None) => Some(root.join("BENCHMARKS.md")),
+        (Some(_), None) => None,
+    };
+    let only = only.unwrap_or_default();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(plan, root, out))
+    rt.block_on(run(plan, &only, root, out))
 }
 
 /// Re-executes this program under `taskset -c 1` unless already pinned.
@@ -82,7 +92,7 @@ fn log(msg: impl AsRef<str>) {
 }
 
 /// The whole run, in order; writes the variant's section of `out`.
-async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
+async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("natter-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let paths = Paths {
@@ -110,7 +120,9 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
     report.lap("floor", t0);
 
     let t0 = Instant::now();
+    if only.has("B1") {
     idle_connections::run(plan, &paths, nchan, &mut report).await;
+    }
     report.lap("B1", t0);
 
     let natter = sys::start_natter(&paths, Db::Sqlite).await?;
@@ -126,36 +138,52 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
     }
 
     let t0 = Instant::now();
+    if only.has("B2") {
     relay::run(plan, &peers, write_us, &mut report).await;
+    }
     report.lap("B2", t0);
 
     let t0 = Instant::now();
+    if only.has("B3") {
     durable_writes::run(plan, &paths, &natter, &node, &mut report).await;
+    }
     report.lap("B3 + B7 MariaDB", t0);
 
     let t0 = Instant::now();
+    if only.has("B4") {
     fanout::run(plan, &peers, write_us, &mut report).await;
+    }
     drop(nchan_server);
     report.lap("B4", t0);
 
     let t0 = Instant::now();
+    if only.has("B5") {
     chat_latency::run(plan, &natter, &node, &mut report).await;
+    }
     report.lap("B5", t0);
 
     let t0 = Instant::now();
+    if only.has("B6") {
     reconnect_storm::run(plan, &natter, &node, &mut report).await;
+    }
     report.lap("B6", t0);
 
     let t0 = Instant::now();
+    if only.has("B7") {
     catch_up::run(plan, &natter, &node, &mut report).await;
+    }
     drop(natter);
     drop(node);
     report.lap("B7", t0);
 
     let t0 = Instant::now();
+    if only.has("growth") {
     growth::run(plan, &paths, &mut report).await;
+    }
     report.lap("growth", t0);
+    if only.has("B8") {
     widget_size::run(&root, &mut report);
+    }
 
     sys::drop_mysql_databases().await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -171,13 +199,36 @@ async fn run(plan: &Plan, root: PathBuf, out: PathBuf) -> Result<()> {
     );
     let section = render(plan, &machine, write_us, took, &report);
     println!("{section}");
-    write_section(&out, plan.name, &section)?;
-    log(format!(
-        "wrote the {} section of {}",
-        plan.name,
-        out.display()
-    ));
+    if let Some(out) = out {
+        write_section(&out, plan.name, &section)?;
+        log(format!(
+            "wrote the {} section of {}",
+            plan.name,
+            out.display()
+        ));
+    }
     Ok(())
+}
+
+/// The benchmarks a run is limited to (`--only B2,B3`); empty runs all.
+/// B3 also measures B7 on MariaDB, and `growth` names the growth table.
+#[derive(Default)]
+struct Only(Vec<String>);
+
+impl Only {
+    const NAMES: [&str; 9] = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "growth"];
+
+    fn parse(list: &str) -> Result<Self> {
+        let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
+        if let Some(bad) = names.iter().find(|n| !Self::NAMES.contains(&n.as_str())) {
+            bail!("unknown benchmark {bad:?}; known: {}", Self::NAMES.join(", "));
+        }
+        Ok(Only(names))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|n| n == name)
+    }
 }
 
 /// The 1-minute load average, as /proc/loadavg says it.

@@ -30,8 +30,9 @@ commands:
                --ci (or CI set in the environment) makes a missing MariaDB
                an error instead of a skipped suite
   test --quick the native tests and one browser scenario (the inner loop)
-  bench [--quick]
+  bench [--quick] [--only B2,B3,…]
                load benchmarks beside peer servers into BENCHMARKS.md
+               (--only: just those, printed, BENCHMARKS.md left alone)
                (--quick: smaller counts, under 2 minutes)";
 
 /// Where the demo listens; `/demo` is its page.
@@ -59,7 +60,7 @@ fn run() -> Result<()> {
         ["test"] => test(&env, in_ci(), Suite::Full),
         ["test", "--ci"] => test(&env, true, Suite::Full),
         ["test", "--quick"] => test(&env, in_ci(), Suite::Quick),
-        ["bench", rest @ ..] if rest.iter().all(|a| *a == "--quick") => {
+        ["bench", rest @ ..] => {
             let mut args = vec!["run", "--release", "-p", "natter-bench", "--"];
             args.extend_from_slice(rest);
             env.step("cargo run --release -p natter-bench", env.cargo(args))

@@ -140,6 +140,10 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(pool_size.max(2))
+            // No ping before each use (a round trip per query, and per
+            // batch of the writer): a connection that broke fails its
+            // query, is dropped, and the caller's error says so.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {

@@ -5,6 +5,7 @@
 //! counter in a few multi-row statements. A batch of 256 sends costs about
 //! as many round trips as a batch of one.
 
+use super::Known;
 use super::sql::{self, IdemKey, RoomRow};
 use super::{WriteOp, Written};
 use crate::store::{Backend, Store, StoreError, now_ms};
@@ -19,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 /// fails the whole batch, which is then rolled back.
 pub(super) async fn try_commit(
     store: &Store,
+    known: &mut Known,
     ops: &[&WriteOp],
 ) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
     // SQLite: take the write lock up front. A deferred transaction that
@@ -31,16 +33,35 @@ pub(super) async fn try_commit(
     let mut rooms: Vec<&RoomId> = ops.iter().map(|op| op.room()).collect();
     rooms.sort_unstable();
     rooms.dedup();
-    let locked = sql::lock_rooms(&mut tx, store.backend(), &rooms).await?;
+    let (cached, rooms): (Vec<&RoomId>, Vec<&RoomId>) =
+        rooms.into_iter().partition(|room| known.room(room).is_some());
+    let mut locked = if rooms.is_empty() {
+        HashMap::new()
+    } else {
+        sql::lock_rooms(&mut tx, store.backend(), &rooms).await?
+    };
+    for room in cached {
+        if let Some(row) = known.room(room) {
+            locked.insert(room.clone(), row.clone());
+        }
+    }
 
     let mut pairs: Vec<(&RoomId, &UserId)> = ops.iter().filter_map(|op| op.member()).collect();
     pairs.sort_unstable();
     pairs.dedup();
-    let members = if pairs.is_empty() {
+    let (cached, pairs): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(room, user)| known.is_member(room, user));
+    let mut members = if pairs.is_empty() {
         HashSet::new()
     } else {
         sql::members(&mut tx, &pairs).await?
     };
+    members.extend(
+        cached
+            .into_iter()
+            .map(|(room, user)| (room.clone(), user.clone())),
+    );
 
     let mut keys: Vec<IdemKey> = ops.iter().filter_map(|op| op.idempotency_key()).collect();
     keys.sort_unstable();
@@ -64,6 +85,7 @@ pub(super) async fn try_commit(
             })
             .collect(),
         members,
+        left: Vec::new(),
         stored,
         pending: HashMap::new(),
         events: Vec::with_capacity(ops.len()),
@@ -86,6 +108,17 @@ pub(super) async fn try_commit(
         .collect();
     sql::write_counters(&mut tx, &counters).await?;
     tx.commit().await?;
+    known.committed(
+        plan.rooms.into_iter().map(|(id, room)| {
+            let row = RoomRow {
+                last_seq: room.last,
+                ..room.row
+            };
+            (id, row)
+        }),
+        plan.members,
+        plan.left,
+    );
     Ok(results)
 }
 
@@ -131,6 +164,8 @@ struct Plan {
     rooms: HashMap<RoomId, PlannedRoom>,
     /// Memberships as they stand after the writes decided so far.
     members: HashSet<(RoomId, UserId)>,
+    /// Memberships this batch ended.
+    left: Vec<(RoomId, UserId)>,
     /// Messages stored before this batch, by idempotency key.
     stored: HashMap<IdemKey, Event>,
     /// Messages new in this batch, by idempotency key: index in `events`.
@@ -241,7 +276,9 @@ impl Plan {
                     .bind(user.as_str())
                     .execute(&mut **tx)
                     .await?;
-                self.members.remove(&(room.clone(), user.clone()));
+                let gone = (room.clone(), user.clone());
+                self.members.remove(&gone);
+                self.left.push(gone);
                 let kind = EventKind::MemberLeft { user: user.clone() };
                 self.append(room, None, kind)
             }

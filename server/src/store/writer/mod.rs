@@ -17,7 +17,10 @@
 //! retried alone, so one bad write never fails its neighbours.
 
 mod batch;
+mod known;
 mod sql;
+
+use known::Known;
 
 use super::{Store, StoreError};
 use crate::metrics::{self, Metrics};
@@ -132,6 +135,7 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
+    let mut known = Known::for_backend(store.backend());
     loop {
         let got = tokio::select! {
             got = rx.recv_many(&mut batch, batch_max) => got,
@@ -145,7 +149,7 @@ async fn run(
             break;
         }
         let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
-        let results = commit(&store, &ops).await;
+        let results = commit(&store, &mut known, &ops).await;
         metrics::inc(&metrics.commits);
         for ((op, reply), result) in batch.drain(..).zip(results) {
             match &result {
@@ -164,15 +168,19 @@ async fn run(
 }
 
 /// Commits a batch, falling back to one transaction per write on error.
-async fn commit(store: &Store, ops: &[&WriteOp]) -> Vec<Result<Written, StoreError>> {
-    match batch::try_commit(store, ops).await {
+async fn commit(
+    store: &Store,
+    known: &mut Known,
+    ops: &[&WriteOp],
+) -> Vec<Result<Written, StoreError>> {
+    match batch::try_commit(store, known, ops).await {
         Ok(results) => results,
         Err(err) if ops.len() == 1 => vec![Err(err)],
         Err(err) => {
             tracing::warn!(error = %err, writes = ops.len(), "batch failed; retrying writes one by one");
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
-                results.push(match batch::try_commit(store, &[op]).await {
+                results.push(match batch::try_commit(store, known, &[op]).await {
                     Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
                     Err(err) => Err(err),
                 });

@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 const CHUNK: usize = 256;
 
 /// A room's row as the batch locked it.
+#[derive(Clone)]
 pub(super) struct RoomRow {
     pub site: String,
     pub kind: RoomKind,
