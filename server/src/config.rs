@@ -101,7 +101,7 @@ pub struct LimitsConfig {
     pub max_inflight_sends: usize,
 
     /// Most writes committed together in one transaction (group commit).
-    #[arg(long, env = "NATTER_BATCH_MAX", default_value_t = 256)]
+    #[arg(long, env = "NATTER_BATCH_MAX", default_value_t = 1024)]
     pub batch_max: usize,
 
     /// Largest HTTP API request body, in bytes; larger gets 413.

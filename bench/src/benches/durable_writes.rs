@@ -95,7 +95,7 @@ pub async fn run(plan: &Plan, paths: &Paths, natter: &Server, node: &Server, rep
         let t0 = Instant::now();
         let mut runs = Vec::new();
         for _ in 0..RUNS {
-            match storage_floor(paths, db, 256, plan.durable_secs).await {
+            match storage_floor(paths, db, FLOOR_BATCH, plan.durable_secs).await {
                 Ok(v) => runs.push(v),
                 Err(e) => {
                     report.fail(&format!("B3 storage floor {}", db.label()), e);
@@ -194,35 +194,47 @@ async fn durable(
     })
 }
 
+/// Rows per transaction of the storage floor: natter's default batch.
+const FLOOR_BATCH: usize = 1024;
+/// Rows per INSERT statement of the storage floor.
+const FLOOR_ROWS: usize = 256;
+
 const EVENTS_TABLE: &str = "CREATE TABLE events (
     room_id VARCHAR(64) NOT NULL, seq BIGINT NOT NULL, ts BIGINT NOT NULL,
     kind VARCHAR(32) NOT NULL, sender VARCHAR(128), client_id CHAR(36), body TEXT,
     PRIMARY KEY (room_id, seq), UNIQUE (room_id, sender, client_id))";
 
 /// The storage floor: rows of natter's event shape inserted straight into
-/// a fresh database, `batch` per transaction, for `secs`. Rows per second.
+/// a fresh database for `secs`, batched as well as a database allows:
+/// `batch` rows per transaction, in multi-row INSERTs of [`FLOOR_ROWS`].
+/// Rows per second.
 async fn storage_floor(paths: &Paths, db: Db, batch: usize, secs: f64) -> Result<f64> {
     use sqlx::{Connection, Executor};
-    let insert = "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body) VALUES (?, ?, ?, 'message', ?, ?, ?)";
+    let insert = format!(
+        "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body) VALUES {}",
+        vec!["(?, ?, ?, 'message', ?, ?, ?)"; FLOOR_ROWS].join(", ")
+    );
     let stop = Instant::now() + Duration::from_secs_f64(secs);
     let t0 = Instant::now();
     let mut rows = 0u64;
     macro_rules! run {
-        ($conn:expr) => {{
+        ($conn:expr, $query:path) => {{
             let conn = $conn;
             while Instant::now() < stop {
                 let mut tx = conn.begin().await?;
-                for _ in 0..batch {
-                    rows += 1;
-                    sqlx::query(insert)
-                        .bind(format!("r{}", rows % 64))
-                        .bind(rows as i64)
-                        .bind(rows as i64)
-                        .bind("floor")
-                        .bind(client::client_id())
-                        .bind(client::body(0))
-                        .execute(&mut *tx)
-                        .await?;
+                for _ in 0..batch.div_ceil(FLOOR_ROWS) {
+                    let mut query = $query(sqlx::AssertSqlSafe(insert.as_str()));
+                    for _ in 0..FLOOR_ROWS {
+                        rows += 1;
+                        query = query
+                            .bind(format!("r{}", rows % 64))
+                            .bind(rows as i64)
+                            .bind(rows as i64)
+                            .bind("floor")
+                            .bind(client::client_id())
+                            .bind(client::body(0));
+                    }
+                    query.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -237,7 +249,7 @@ async fn storage_floor(paths: &Paths, db: Db, batch: usize, secs: f64) -> Result
             conn.execute("PRAGMA journal_mode = WAL").await?;
             conn.execute("PRAGMA synchronous = FULL").await?;
             conn.execute(EVENTS_TABLE).await?;
-            run!(&mut conn);
+            run!(&mut conn, sqlx::query::<sqlx::Sqlite>);
             conn.close().await?;
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -245,7 +257,7 @@ async fn storage_floor(paths: &Paths, db: Db, batch: usize, secs: f64) -> Result
             let url = sys::fresh_mysql().await?;
             let mut conn = sqlx::MySqlConnection::connect(&url).await?;
             conn.execute(EVENTS_TABLE).await?;
-            run!(&mut conn);
+            run!(&mut conn, sqlx::query::<sqlx::MySql>);
             conn.close().await?;
         }
     }

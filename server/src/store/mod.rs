@@ -154,6 +154,11 @@ impl Store {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = FULL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            // Read pages through a memory map (no copy per
+                            // page read) and keep more of them per
+                            // connection than the default 2 MiB.
+                            conn.execute("PRAGMA mmap_size = 268435456").await?;
+                            conn.execute("PRAGMA cache_size = -16384").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                         }
                         Backend::MySql => {
