@@ -17,7 +17,7 @@ pub async fn run(plan: &Plan, natter: &Server, node: &Server, report: &mut Repor
     let mut p50 = Row::new(
         "B5",
         format!("{} conns × 1 msg/s: p50 ms end to end", plan.chat_conns),
-        "—",
+        "≤1",
     );
     let mut p99 = Row::new(
         "B5",

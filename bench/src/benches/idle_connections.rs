@@ -15,7 +15,7 @@ pub async fn run(plan: &Plan, paths: &Paths, nchan: bool, report: &mut Report) {
     let mut rss = Row::new(
         "B1",
         format!("{} idle authenticated conns: RSS KiB/conn", plan.idle_n),
-        "≤2",
+        "≤4, ≤0.4× node",
     );
     let mut cpu = Row::new("B1", "handshake + auth: server CPU µs/conn", "—");
     let mut kinds = vec![Kind::Natter, Kind::Node];

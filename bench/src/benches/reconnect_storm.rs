@@ -20,7 +20,7 @@ pub async fn run(plan: &Plan, natter: &Server, node: &Server, report: &mut Repor
             "reconnect storm, {} clients × {} msgs: s to all caught up",
             plan.storm_clients, CATCH_UP
         ),
-        "≤10 (10k)",
+        "≤6 (10k)",
     );
     let mut gaps = Row::new(
         "B6",

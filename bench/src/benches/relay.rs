@@ -27,12 +27,12 @@ pub async fn run(plan: &Plan, peers: &[&Server], write_us: f64, report: &mut Rep
             "1:1 relay, server CPU µs/msg at {} msg/s offered",
             plan.relay_rate
         ),
-        "≤10",
+        "≤0.5× node, ≤1× nchan",
     );
     let mut lat = Row::new(
         "B2",
         format!("1:1 relay, p99 ms at {} msg/s offered", plan.relay_rate),
-        "—",
+        "≤10",
     );
     for server in peers {
         why_start();
