@@ -414,7 +414,11 @@ async fn one_batch_decides_each_write_in_order(db: Db) {
     assert_eq!(err(0), "NotMember");
     assert_eq!(seq(1), (1, false));
     assert_eq!(seq(2), (2, false));
-    assert_eq!(seq(3), (2, true), "a retry in the same batch is the same message");
+    assert_eq!(
+        seq(3),
+        (2, true),
+        "a retry in the same batch is the same message"
+    );
     assert_eq!(err(4), "Conflict");
     assert_eq!(seq(5), (3, false));
     assert_eq!(err(6), "NotMember");
@@ -428,13 +432,23 @@ async fn one_batch_decides_each_write_in_order(db: Db) {
     let kinds: Vec<&str> = stored_group.iter().map(|e| e.kind.name()).collect();
     assert_eq!(kinds, ["member_joined", "message", "member_left"]);
     assert_eq!(
-        f.store.room(&f.site, &group.id).await.unwrap().unwrap().last_seq,
+        f.store
+            .room(&f.site, &group.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
         3
     );
     let stored_dialog = f.store.events_after(&dialog.id, 0, 100).await.unwrap();
     assert_eq!(stored_dialog.len(), 2);
     assert_eq!(
-        f.store.room(&f.site, &dialog.id).await.unwrap().unwrap().last_seq,
+        f.store
+            .room(&f.site, &dialog.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
         2
     );
     assert!(

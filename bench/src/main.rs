@@ -121,7 +121,7 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 
     let t0 = Instant::now();
     if only.has("B1") {
-    idle_connections::run(plan, &paths, nchan, &mut report).await;
+        idle_connections::run(plan, &paths, nchan, &mut report).await;
     }
     report.lap("B1", t0);
 
@@ -139,38 +139,38 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 
     let t0 = Instant::now();
     if only.has("B2") {
-    relay::run(plan, &peers, write_us, &mut report).await;
+        relay::run(plan, &peers, write_us, &mut report).await;
     }
     report.lap("B2", t0);
 
     let t0 = Instant::now();
     if only.has("B3") {
-    durable_writes::run(plan, &paths, &natter, &node, &mut report).await;
+        durable_writes::run(plan, &paths, &natter, &node, &mut report).await;
     }
     report.lap("B3 + B7 MariaDB", t0);
 
     let t0 = Instant::now();
     if only.has("B4") {
-    fanout::run(plan, &peers, write_us, &mut report).await;
+        fanout::run(plan, &peers, write_us, &mut report).await;
     }
     drop(nchan_server);
     report.lap("B4", t0);
 
     let t0 = Instant::now();
     if only.has("B5") {
-    chat_latency::run(plan, &natter, &node, &mut report).await;
+        chat_latency::run(plan, &natter, &node, &mut report).await;
     }
     report.lap("B5", t0);
 
     let t0 = Instant::now();
     if only.has("B6") {
-    reconnect_storm::run(plan, &natter, &node, &mut report).await;
+        reconnect_storm::run(plan, &natter, &node, &mut report).await;
     }
     report.lap("B6", t0);
 
     let t0 = Instant::now();
     if only.has("B7") {
-    catch_up::run(plan, &natter, &node, &mut report).await;
+        catch_up::run(plan, &natter, &node, &mut report).await;
     }
     drop(natter);
     drop(node);
@@ -178,11 +178,11 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 
     let t0 = Instant::now();
     if only.has("growth") {
-    growth::run(plan, &paths, &mut report).await;
+        growth::run(plan, &paths, &mut report).await;
     }
     report.lap("growth", t0);
     if only.has("B8") {
-    widget_size::run(&root, &mut report);
+        widget_size::run(&root, &mut report);
     }
 
     sys::drop_mysql_databases().await;
@@ -221,7 +221,10 @@ impl Only {
     fn parse(list: &str) -> Result<Self> {
         let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
         if let Some(bad) = names.iter().find(|n| !Self::NAMES.contains(&n.as_str())) {
-            bail!("unknown benchmark {bad:?}; known: {}", Self::NAMES.join(", "));
+            bail!(
+                "unknown benchmark {bad:?}; known: {}",
+                Self::NAMES.join(", ")
+            );
         }
         Ok(Only(names))
     }

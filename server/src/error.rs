@@ -74,6 +74,7 @@ pub fn store_error_parts(err: &StoreError) -> (StatusCode, ErrorCode, String) {
             "the server is shutting down".into(),
         ),
         StoreError::Db(_)
+        | StoreError::Sqlite(_)
         | StoreError::Migrate(_)
         | StoreError::Corrupt(_)
         | StoreError::UnsupportedUrl(_) => {

@@ -45,6 +45,8 @@ pub enum StoreError {
     Closed,
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
@@ -114,6 +116,8 @@ pub fn redact_url(url: &str) -> String {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database file, with SQLite: the writer opens its own connection.
+    sqlite_path: Option<std::sync::Arc<std::path::Path>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -138,6 +142,12 @@ impl Store {
             _ => url.to_string(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let sqlite_path = match backend {
+            Backend::Sqlite => Some(std::sync::Arc::from(
+                sqlx::sqlite::SqliteConnectOptions::from_str(&url)?.get_filename(),
+            )),
+            Backend::MySql => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(pool_size.max(2))
             // No ping before each use (a round trip per query, and per
@@ -179,12 +189,21 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::MySql => sqlx::migrate!("./migrations/mysql").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_path,
+        })
     }
 
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database's file, if that is the backend.
+    pub(crate) fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// The pool, for the writer.

@@ -48,33 +48,54 @@ pub(crate) fn member_from_row(row: &AnyRow) -> Result<Member, StoreError> {
 }
 
 pub(crate) fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let sender: Option<String> = row.try_get("sender")?;
-    let subject = || -> Result<UserId, StoreError> {
-        let s: Option<String> = row.try_get("subject")?;
-        parse_id(UserId::parse, s.unwrap_or_default())
-    };
-    let kind = match kind.as_str() {
-        "message" => {
-            let client_id: Option<String> = row.try_get("client_id")?;
-            EventKind::Message {
-                body: row
-                    .try_get::<Option<String>, _>("body")?
-                    .unwrap_or_default(),
-                client_id: client_id
-                    .map(|c| ClientId::parse(&c).map_err(|e| StoreError::Corrupt(e.to_string())))
-                    .transpose()?,
-            }
-        }
-        "member_joined" => EventKind::MemberJoined { user: subject()? },
-        "member_left" => EventKind::MemberLeft { user: subject()? },
+    event_from_columns(EventColumns {
+        room_id: row.try_get("room_id")?,
+        seq: row.try_get("seq")?,
+        ts: row.try_get("ts")?,
+        kind: row.try_get("kind")?,
+        sender: row.try_get("sender")?,
+        client_id: row.try_get("client_id")?,
+        body: row.try_get("body")?,
+        subject: row.try_get("subject")?,
+    })
+}
+
+/// An event's columns as read, in [`event_columns!`] order, whichever
+/// driver read them.
+pub(crate) struct EventColumns {
+    pub room_id: String,
+    pub seq: i64,
+    pub ts: i64,
+    pub kind: String,
+    pub sender: Option<String>,
+    pub client_id: Option<String>,
+    pub body: Option<String>,
+    pub subject: Option<String>,
+}
+
+pub(crate) fn event_from_columns(c: EventColumns) -> Result<Event, StoreError> {
+    let subject = |s: Option<String>| parse_id(UserId::parse, s.unwrap_or_default());
+    let kind = match c.kind.as_str() {
+        "message" => EventKind::Message {
+            body: c.body.unwrap_or_default(),
+            client_id: c
+                .client_id
+                .map(|id| ClientId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()?,
+        },
+        "member_joined" => EventKind::MemberJoined {
+            user: subject(c.subject)?,
+        },
+        "member_left" => EventKind::MemberLeft {
+            user: subject(c.subject)?,
+        },
         other => return Err(StoreError::Corrupt(format!("event kind {other}"))),
     };
     Ok(Event {
-        room: parse_id(RoomId::parse, row.try_get::<String, _>("room_id")?)?,
-        seq: seq_from_db(row.try_get("seq")?)?,
-        ts: row.try_get("ts")?,
-        sender: sender.map(|s| parse_id(UserId::parse, s)).transpose()?,
+        room: parse_id(RoomId::parse, c.room_id)?,
+        seq: seq_from_db(c.seq)?,
+        ts: c.ts,
+        sender: c.sender.map(|s| parse_id(UserId::parse, s)).transpose()?,
         kind,
     })
 }

@@ -1,191 +1,246 @@
-//! One group-commit transaction. It reads what the whole batch needs up
-//! front — the rooms' rows (locked), the memberships it depends on, the
-//! messages already stored under its client ids — decides every write in
-//! memory, in order, then inserts all new events and writes each room's
-//! counter in a few multi-row statements. A batch of 256 sends costs about
-//! as many round trips as a batch of one.
+//! One group commit's decisions, made in memory. A batch first reads what
+//! it needs ([`Needs`] → [`Reads`]: the rooms' rows, locked; the
+//! memberships its writes depend on; the messages already stored under
+//! its client ids; member counts where someone joins), then decides every
+//! write in order as if it were alone ([`Plan::decide`]), then writes the
+//! outcome in a few multi-row statements: new events, membership changes,
+//! each room's counter. No database access happens in here, so both
+//! drivers share it and it is tested without one.
 
-use super::Known;
-use super::sql::{self, IdemKey, RoomRow};
 use super::{WriteOp, Written};
-use crate::store::{Backend, Store, StoreError, now_ms};
+use crate::store::StoreError;
 use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::protocol::Body;
 use natter_shared::{ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
-use sqlx::{Any, Row, Transaction};
 use std::collections::{HashMap, HashSet};
 
-/// Commits `ops` in one transaction. A domain refusal (not a member, a
-/// room of another site…) answers its own write only; a database error
-/// fails the whole batch, which is then rolled back.
-pub(super) async fn try_commit(
-    store: &Store,
-    known: &mut Known,
-    ops: &[&WriteOp],
-) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
-    // SQLite: take the write lock up front. A deferred transaction that
-    // reads first could not upgrade once another connection has written.
-    let mut tx = match store.backend() {
-        Backend::Sqlite => store.pool().begin_with("BEGIN IMMEDIATE").await?,
-        Backend::MySql => store.pool().begin().await?,
-    };
+/// The key that makes a send idempotent: room, sender (none for a system
+/// message) and the client's id.
+pub(super) type IdemKey = (RoomId, Option<UserId>, ClientId);
 
-    let mut rooms: Vec<&RoomId> = ops.iter().map(|op| op.room()).collect();
-    rooms.sort_unstable();
-    rooms.dedup();
-    let (cached, rooms): (Vec<&RoomId>, Vec<&RoomId>) =
-        rooms.into_iter().partition(|room| known.room(room).is_some());
-    let mut locked = if rooms.is_empty() {
-        HashMap::new()
-    } else {
-        sql::lock_rooms(&mut tx, store.backend(), &rooms).await?
-    };
-    for room in cached {
-        if let Some(row) = known.room(room) {
-            locked.insert(room.clone(), row.clone());
-        }
-    }
-
-    let mut pairs: Vec<(&RoomId, &UserId)> = ops.iter().filter_map(|op| op.member()).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    let (cached, pairs): (Vec<_>, Vec<_>) = pairs
-        .into_iter()
-        .partition(|(room, user)| known.is_member(room, user));
-    let mut members = if pairs.is_empty() {
-        HashSet::new()
-    } else {
-        sql::members(&mut tx, &pairs).await?
-    };
-    members.extend(
-        cached
-            .into_iter()
-            .map(|(room, user)| (room.clone(), user.clone())),
-    );
-
-    let mut keys: Vec<IdemKey> = ops.iter().filter_map(|op| op.idempotency_key()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let stored = if keys.is_empty() {
-        HashMap::new()
-    } else {
-        sql::stored_messages(&mut tx, &keys).await?
-    };
-
-    let mut plan = Plan {
-        rooms: locked
-            .into_iter()
-            .map(|(id, row)| {
-                let room = PlannedRoom {
-                    stored: row.last_seq,
-                    last: row.last_seq,
-                    row,
-                };
-                (id, room)
-            })
-            .collect(),
-        members,
-        left: Vec::new(),
-        stored,
-        pending: HashMap::new(),
-        events: Vec::with_capacity(ops.len()),
-        now: now_ms(),
-    };
-    let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        match plan.apply(&mut tx, op).await {
-            Err(err @ (StoreError::Db(_) | StoreError::Corrupt(_))) => return Err(err),
-            other => results.push(other),
-        }
-    }
-
-    sql::insert_events(&mut tx, &plan.events).await?;
-    let counters: Vec<(&RoomId, i64)> = plan
-        .rooms
-        .iter()
-        .filter(|(_, room)| room.last != room.stored)
-        .map(|(id, room)| (id, room.last))
-        .collect();
-    sql::write_counters(&mut tx, &counters).await?;
-    tx.commit().await?;
-    known.committed(
-        plan.rooms.into_iter().map(|(id, room)| {
-            let row = RoomRow {
-                last_seq: room.last,
-                ..room.row
-            };
-            (id, row)
-        }),
-        plan.members,
-        plan.left,
-    );
-    Ok(results)
+/// A room's row as the batch read (and locked) it.
+#[derive(Debug, Clone)]
+pub(super) struct RoomRow {
+    pub site: String,
+    pub kind: RoomKind,
+    pub last_seq: i64,
 }
 
-impl WriteOp {
-    fn room(&self) -> &RoomId {
-        match self {
-            WriteOp::Message { room, .. } | WriteOp::Join { room, .. } | WriteOp::Leave { room, .. } => room,
-        }
-    }
+/// A membership the batch adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NewMember {
+    pub room: RoomId,
+    pub site: SiteId,
+    pub user: UserId,
+    pub joined_at: i64,
+}
 
-    /// The membership this write depends on.
-    fn member(&self) -> Option<(&RoomId, &UserId)> {
-        match self {
-            WriteOp::Message { room, sender, .. } => sender.as_ref().map(|s| (room, s)),
-            WriteOp::Join { room, user, .. } | WriteOp::Leave { room, user, .. } => {
-                Some((room, user))
+/// What a batch must read before deciding: sorted and without repeats.
+pub(super) struct Needs<'a> {
+    pub rooms: Vec<&'a RoomId>,
+    pub pairs: Vec<(&'a RoomId, &'a UserId)>,
+    /// With each client id's text, as stored.
+    pub keys: Vec<(IdemKey, String)>,
+    /// Rooms someone joins: their member count is checked.
+    pub joined: Vec<&'a RoomId>,
+}
+
+impl<'a> Needs<'a> {
+    pub(super) fn of(ops: &[&'a WriteOp]) -> Self {
+        let mut needs = Needs {
+            rooms: Vec::with_capacity(ops.len()),
+            pairs: Vec::with_capacity(ops.len()),
+            keys: Vec::new(),
+            joined: Vec::new(),
+        };
+        for op in ops {
+            match op {
+                WriteOp::Message {
+                    room,
+                    sender,
+                    client_id,
+                    ..
+                } => {
+                    needs.rooms.push(room);
+                    if let Some(sender) = sender {
+                        needs.pairs.push((room, sender));
+                    }
+                    if let Some(client_id) = client_id {
+                        let key = (room.clone(), sender.clone(), *client_id);
+                        needs.keys.push((key, client_id.to_string()));
+                    }
+                }
+                WriteOp::Join { room, user, .. } => {
+                    needs.rooms.push(room);
+                    needs.pairs.push((room, user));
+                    needs.joined.push(room);
+                }
+                WriteOp::Leave { room, user, .. } => {
+                    needs.rooms.push(room);
+                    needs.pairs.push((room, user));
+                }
             }
         }
-    }
-
-    fn idempotency_key(&self) -> Option<IdemKey> {
-        match self {
-            WriteOp::Message {
-                room,
-                sender,
-                client_id: Some(client_id),
-                ..
-            } => Some((room.clone(), sender.clone(), *client_id)),
-            _ => None,
+        for list in [&mut needs.rooms, &mut needs.joined] {
+            list.sort_unstable();
+            list.dedup();
         }
+        needs.pairs.sort_unstable();
+        needs.pairs.dedup();
+        needs.keys.sort_unstable();
+        needs.keys.dedup();
+        needs
     }
+}
+
+/// What the database answered to [`Needs`].
+#[derive(Default)]
+pub(super) struct Reads {
+    /// The rooms that exist, by id.
+    pub rooms: HashMap<RoomId, RoomRow>,
+    /// Of the pairs asked, those that are memberships.
+    pub members: HashSet<(RoomId, UserId)>,
+    /// Messages already stored, by idempotency key.
+    pub stored: HashMap<IdemKey, Event>,
+    /// Member counts of the rooms someone joins (absent: none).
+    pub counts: HashMap<RoomId, i64>,
 }
 
 struct PlannedRoom {
     row: RoomRow,
-    /// The counter as stored, and after this batch's events.
-    stored: i64,
+    /// The counter after this batch's events.
     last: i64,
 }
 
 /// The batch's decisions so far.
-struct Plan {
+pub(super) struct Plan {
     rooms: HashMap<RoomId, PlannedRoom>,
     /// Memberships as they stand after the writes decided so far.
     members: HashSet<(RoomId, UserId)>,
-    /// Memberships this batch ended.
-    left: Vec<(RoomId, UserId)>,
-    /// Messages stored before this batch, by idempotency key.
+    /// Memberships as they stood before the batch.
+    members_before: HashSet<(RoomId, UserId)>,
+    counts: HashMap<RoomId, i64>,
     stored: HashMap<IdemKey, Event>,
     /// Messages new in this batch, by idempotency key: index in `events`.
     pending: HashMap<IdemKey, usize>,
-    /// New events, in seq order per room.
-    events: Vec<Event>,
+    /// New events, each room's in seq order.
+    pub events: Vec<Event>,
+    /// Sites of the rooms people join, for the members' rows.
+    joined_sites: HashMap<(RoomId, UserId), SiteId>,
     now: i64,
 }
 
 impl Plan {
+    pub(super) fn new(reads: Reads, now: i64) -> Self {
+        Plan {
+            rooms: reads
+                .rooms
+                .into_iter()
+                .map(|(id, row)| {
+                    let last = row.last_seq;
+                    (id, PlannedRoom { row, last })
+                })
+                .collect(),
+            members_before: reads.members.clone(),
+            members: reads.members,
+            counts: reads.counts,
+            stored: reads.stored,
+            pending: HashMap::new(),
+            events: Vec::new(),
+            joined_sites: HashMap::new(),
+            now,
+        }
+    }
+
+    /// Decides one write, after the ones decided before it.
+    pub(super) fn decide(&mut self, op: &WriteOp) -> Result<Written, StoreError> {
+        match op {
+            WriteOp::Message {
+                site,
+                room,
+                sender,
+                client_id,
+                body,
+            } => self.message(site, room, sender, client_id, body),
+            WriteOp::Join { site, room, user } => {
+                if self.room(site, room)? == RoomKind::Dialog {
+                    return Err(StoreError::Invalid(
+                        "a dialog keeps its two members; create a group room instead".into(),
+                    ));
+                }
+                let pair = (room.clone(), user.clone());
+                if self.members.contains(&pair) {
+                    return Err(StoreError::Conflict);
+                }
+                let count = self.counts.entry(room.clone()).or_insert(0);
+                if *count >= MAX_MEMBERS as i64 {
+                    return Err(StoreError::Invalid(format!(
+                        "the room is full: at most {MAX_MEMBERS} members"
+                    )));
+                }
+                *count += 1;
+                self.joined_sites.insert(pair.clone(), site.clone());
+                self.members.insert(pair);
+                self.append(room, None, EventKind::MemberJoined { user: user.clone() })
+            }
+            WriteOp::Leave { site, room, user } => {
+                if self.room(site, room)? == RoomKind::Dialog {
+                    return Err(StoreError::Invalid("a dialog keeps its two members".into()));
+                }
+                if !self.members.remove(&(room.clone(), user.clone())) {
+                    return Err(StoreError::NotFound);
+                }
+                if let Some(count) = self.counts.get_mut(room) {
+                    *count -= 1;
+                }
+                self.append(room, None, EventKind::MemberLeft { user: user.clone() })
+            }
+        }
+    }
+
+    /// Memberships to add and to remove: the batch's net change.
+    pub(super) fn membership_changes(&self) -> (Vec<NewMember>, Vec<(RoomId, UserId)>) {
+        let mut added: Vec<NewMember> = self
+            .joined_sites
+            .iter()
+            .filter(|(pair, _)| {
+                self.members.contains(*pair) && !self.members_before.contains(*pair)
+            })
+            .map(|((room, user), site)| NewMember {
+                room: room.clone(),
+                site: site.clone(),
+                user: user.clone(),
+                joined_at: self.now,
+            })
+            .collect();
+        added.sort_by(|a, b| (&a.room, &a.user).cmp(&(&b.room, &b.user)));
+        let mut removed: Vec<(RoomId, UserId)> = self
+            .members_before
+            .difference(&self.members)
+            .cloned()
+            .collect();
+        removed.sort_unstable();
+        (added, removed)
+    }
+
+    /// Each room whose counter moved, with its new value.
+    pub(super) fn counters(&self) -> Vec<(&RoomId, i64)> {
+        let mut counters: Vec<(&RoomId, i64)> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.last != room.row.last_seq)
+            .map(|(id, room)| (id, room.last))
+            .collect();
+        counters.sort_unstable();
+        counters
+    }
+
     /// The room's kind, if it exists on this site.
     fn room(&self, site: &SiteId, room: &RoomId) -> Result<RoomKind, StoreError> {
         match self.rooms.get(room) {
             Some(planned) if planned.row.site == site.as_str() => Ok(planned.row.kind),
             _ => Err(StoreError::RoomNotFound),
         }
-    }
-
-    fn is_member(&self, room: &RoomId, user: &UserId) -> bool {
-        self.members.contains(&(room.clone(), user.clone()))
     }
 
     /// Takes the room's next seq for a new event.
@@ -198,7 +253,7 @@ impl Plan {
         let planned = self
             .rooms
             .get_mut(room)
-            .ok_or_else(|| StoreError::Corrupt("append to a room not locked".into()))?;
+            .ok_or_else(|| StoreError::Corrupt("append to a room not read".into()))?;
         planned.last += 1;
         let seq = u64::try_from(planned.last)
             .map_err(|_| StoreError::Corrupt(format!("seq {}", planned.last)))?;
@@ -216,75 +271,6 @@ impl Plan {
         })
     }
 
-    async fn apply(
-        &mut self,
-        tx: &mut Transaction<'_, Any>,
-        op: &WriteOp,
-    ) -> Result<Written, StoreError> {
-        match op {
-            WriteOp::Message {
-                site,
-                room,
-                sender,
-                client_id,
-                body,
-            } => self.message(site, room, sender, client_id, body),
-            WriteOp::Join { site, room, user } => {
-                if self.room(site, room)? == RoomKind::Dialog {
-                    return Err(StoreError::Invalid(
-                        "a dialog keeps its two members; create a group room instead".into(),
-                    ));
-                }
-                if self.is_member(room, user) {
-                    return Err(StoreError::Conflict);
-                }
-                // Joins are rare: counted and inserted on the spot, so the
-                // count sees this batch's earlier joins and leaves.
-                let count: i64 =
-                    sqlx::query("SELECT COUNT(*) AS n FROM members WHERE room_id = ?")
-                        .bind(room.as_str())
-                        .fetch_one(&mut **tx)
-                        .await?
-                        .try_get("n")?;
-                if count >= MAX_MEMBERS as i64 {
-                    return Err(StoreError::Invalid(format!(
-                        "the room is full: at most {MAX_MEMBERS} members"
-                    )));
-                }
-                sqlx::query(
-                    "INSERT INTO members (room_id, site_id, user_id, joined_at) VALUES (?, ?, ?, ?)",
-                )
-                .bind(room.as_str())
-                .bind(site.as_str())
-                .bind(user.as_str())
-                .bind(self.now)
-                .execute(&mut **tx)
-                .await?;
-                self.members.insert((room.clone(), user.clone()));
-                let kind = EventKind::MemberJoined { user: user.clone() };
-                self.append(room, None, kind)
-            }
-            WriteOp::Leave { site, room, user } => {
-                if self.room(site, room)? == RoomKind::Dialog {
-                    return Err(StoreError::Invalid("a dialog keeps its two members".into()));
-                }
-                if !self.is_member(room, user) {
-                    return Err(StoreError::NotFound);
-                }
-                sqlx::query("DELETE FROM members WHERE room_id = ? AND user_id = ?")
-                    .bind(room.as_str())
-                    .bind(user.as_str())
-                    .execute(&mut **tx)
-                    .await?;
-                let gone = (room.clone(), user.clone());
-                self.members.remove(&gone);
-                self.left.push(gone);
-                let kind = EventKind::MemberLeft { user: user.clone() };
-                self.append(room, None, kind)
-            }
-        }
-    }
-
     fn message(
         &mut self,
         site: &SiteId,
@@ -295,7 +281,7 @@ impl Plan {
     ) -> Result<Written, StoreError> {
         self.room(site, room)?;
         if let Some(sender) = sender
-            && !self.is_member(room, sender)
+            && !self.members.contains(&(room.clone(), sender.clone()))
         {
             return Err(StoreError::NotMember);
         }

@@ -3,12 +3,14 @@
 //! commits whatever has queued up — up to `batch_max` writes — in ONE
 //! transaction. Throughput is then not one fsync per message.
 //!
-//! Inside the transaction ([`batch`]) the batch's rooms are locked and
-//! their counters read in one statement, its memberships and earlier
-//! sends looked up in one statement each; every write is decided in
-//! memory, then the new events are inserted and the counters written in
-//! a few multi-row statements ([`sql`]): seqs commit in order, gap-free,
-//! never from AUTO_INCREMENT.
+//! Inside the transaction the batch's rooms are locked and their counters
+//! read in one statement, its memberships and earlier sends looked up in
+//! one statement each; every write is decided in memory ([`batch`]), then
+//! the new events are inserted and the counters written in a few
+//! multi-row statements ([`statements`]): seqs commit in order, gap-free,
+//! never from AUTO_INCREMENT. On SQLite the writer is a thread with its
+//! own connection ([`sqlite`]); on MySQL a task using the pool
+//! ([`mysql`]).
 //! Only after commit are callers answered and events published, in seq
 //! order. Publishing is a callback the writer is handed (`lib.rs` wires
 //! it to the hub), so storage knows nothing of fan-out.
@@ -17,10 +19,9 @@
 //! retried alone, so one bad write never fails its neighbours.
 
 mod batch;
-mod known;
-mod sql;
-
-use known::Known;
+mod mysql;
+mod sqlite;
+mod statements;
 
 use super::{Store, StoreError};
 use crate::metrics::{self, Metrics};
@@ -100,8 +101,21 @@ impl Writer {
         stop: CancellationToken,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, publish, metrics, rx, batch_max.max(1), stop));
-        (Writer { tx }, task)
+        let task = Task {
+            publish,
+            metrics,
+            batch_max: batch_max.max(1),
+            stop,
+        };
+        let handle = match store.sqlite_path() {
+            Some(path) => {
+                let path = path.to_owned();
+                let runtime = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || run_sqlite(&path, runtime, task, rx))
+            }
+            None => tokio::spawn(run_mysql(store, task, rx)),
+        };
+        (Writer { tx }, handle)
     }
 
     /// Queues a write; the receiver answers after commit.
@@ -126,37 +140,42 @@ impl Writer {
     }
 }
 
-async fn run(
-    store: Store,
-    publish: impl Fn(&SiteId, &Event),
+/// What the writer needs besides its queue.
+struct Task<P> {
+    publish: P,
     metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<(WriteOp, Reply)>,
     batch_max: usize,
     stop: CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(batch_max);
-    let mut known = Known::for_backend(store.backend());
-    loop {
-        let got = tokio::select! {
-            got = rx.recv_many(&mut batch, batch_max) => got,
-            _ = stop.cancelled() => {
-                // Refuse new writes, then commit the ones already queued.
-                rx.close();
-                rx.recv_many(&mut batch, batch_max).await
-            }
-        };
-        if got == 0 {
-            break;
+}
+
+/// Waits for the next writes (up to `max`, whatever is queued); 0 when
+/// the queue is closed and empty. Once `stop` fires, new writes are
+/// refused and the ones already queued are still taken.
+async fn receive(
+    rx: &mut mpsc::Receiver<(WriteOp, Reply)>,
+    batch: &mut Batch,
+    max: usize,
+    stop: &CancellationToken,
+) -> usize {
+    tokio::select! {
+        got = rx.recv_many(batch, max) => got,
+        _ = stop.cancelled() => {
+            rx.close();
+            rx.recv_many(batch, max).await
         }
-        let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
-        let results = commit(&store, &mut known, &ops).await;
-        metrics::inc(&metrics.commits);
+    }
+}
+
+impl<P: Fn(&SiteId, &Event)> Task<P> {
+    /// After commit: publishes the new events in order and answers.
+    fn finish(&self, batch: &mut Batch, results: Vec<Result<Written, StoreError>>) {
+        metrics::inc(&self.metrics.commits);
         for ((op, reply), result) in batch.drain(..).zip(results) {
             match &result {
-                Ok(written) if written.duplicate => metrics::inc(&metrics.duplicates),
+                Ok(written) if written.duplicate => metrics::inc(&self.metrics.duplicates),
                 Ok(written) => {
-                    metrics::inc(&metrics.events_committed);
-                    publish(op.site(), &written.event);
+                    metrics::inc(&self.metrics.events_committed);
+                    (self.publish)(op.site(), &written.event);
                 }
                 Err(_) => {}
             }
@@ -164,30 +183,86 @@ async fn run(
             let _ = reply.send(result);
         }
     }
+}
+
+type Batch = Vec<(WriteOp, Reply)>;
+
+/// A batch's outcome, or the error that rolled it back.
+type Outcome = Result<Vec<Result<Written, StoreError>>, StoreError>;
+
+/// The writer on MySQL/MariaDB: a task on the runtime, statements through
+/// the pool.
+async fn run_mysql(
+    store: Store,
+    task: Task<impl Fn(&SiteId, &Event)>,
+    mut rx: mpsc::Receiver<(WriteOp, Reply)>,
+) {
+    let mut batch = Vec::with_capacity(task.batch_max);
+    while receive(&mut rx, &mut batch, task.batch_max, &task.stop).await > 0 {
+        let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
+        let results = match mysql::try_commit(&store, &ops).await {
+            Ok(results) => results,
+            Err(err) => {
+                let mut one_by_one = Vec::with_capacity(ops.len());
+                for op in &ops {
+                    one_by_one.push(mysql::try_commit(&store, &[op]).await);
+                }
+                after_failure(err, one_by_one)
+            }
+        };
+        drop(ops);
+        task.finish(&mut batch, results);
+    }
     tracing::debug!("writer stopped");
 }
 
-/// Commits a batch, falling back to one transaction per write on error.
-async fn commit(
-    store: &Store,
-    known: &mut Known,
-    ops: &[&WriteOp],
-) -> Vec<Result<Written, StoreError>> {
-    match batch::try_commit(store, known, ops).await {
-        Ok(results) => results,
-        Err(err) if ops.len() == 1 => vec![Err(err)],
-        Err(err) => {
-            tracing::warn!(error = %err, writes = ops.len(), "batch failed; retrying writes one by one");
-            let mut results = Vec::with_capacity(ops.len());
-            for op in ops {
-                results.push(match batch::try_commit(store, known, &[op]).await {
-                    Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
-                    Err(err) => Err(err),
-                });
+/// The writer on SQLite: a thread of its own with its own connection,
+/// woken by the queue.
+fn run_sqlite(
+    path: &std::path::Path,
+    runtime: tokio::runtime::Handle,
+    task: Task<impl Fn(&SiteId, &Event)>,
+    mut rx: mpsc::Receiver<(WriteOp, Reply)>,
+) {
+    let mut conn = sqlite::open(path);
+    let mut batch = Vec::with_capacity(task.batch_max);
+    while runtime.block_on(receive(&mut rx, &mut batch, task.batch_max, &task.stop)) > 0 {
+        let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
+        let results = match &mut conn {
+            Ok(conn) => match sqlite::try_commit(conn, &ops) {
+                Ok(results) => results,
+                Err(err) => {
+                    let one_by_one = ops
+                        .iter()
+                        .map(|op| sqlite::try_commit(conn, &[op]))
+                        .collect();
+                    after_failure(err, one_by_one)
+                }
+            },
+            Err(err) => {
+                tracing::error!(error = %err, "the writer could not open the database");
+                ops.iter().map(|_| Err(StoreError::Closed)).collect()
             }
-            results
-        }
+        };
+        drop(ops);
+        task.finish(&mut batch, results);
     }
+    tracing::debug!("writer stopped");
+}
+
+/// The answers after a failed batch was retried one write at a time, so
+/// one bad write never fails its neighbours.
+fn after_failure(err: StoreError, one_by_one: Vec<Outcome>) -> Vec<Result<Written, StoreError>> {
+    if one_by_one.len() > 1 {
+        tracing::warn!(error = %err, writes = one_by_one.len(), "batch failed; retried writes one by one");
+    }
+    one_by_one
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(mut one) => one.pop().unwrap_or(Err(StoreError::Closed)),
+            Err(err) => Err(err),
+        })
+        .collect()
 }
 
 #[cfg(test)]

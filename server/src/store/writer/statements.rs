@@ -1,0 +1,311 @@
+//! The group commit's statements, as text and bound values, shared by
+//! both drivers. Each reads or writes what the whole batch needs in one
+//! statement, whatever the batch's size.
+//!
+//! Lists of placeholders are padded to a power of two (repeating the last
+//! value, which changes nothing in an `IN` or `OR` list), and inserts are
+//! cut into power-of-two chunks, so a handful of statement shapes is
+//! prepared once per connection and then served from the statement cache.
+//! The SQL is fixed text and `?` placeholders only: every value is bound,
+//! never formatted in.
+
+use super::batch::{IdemKey, NewMember};
+use natter_shared::{Event, EventKind, RoomId, UserId};
+
+/// Most rows or keys one statement carries.
+pub(super) const CHUNK: usize = 256;
+
+/// A value to bind.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Arg::Null, Arg::Text)
+    }
+}
+
+/// One statement: its text and its values, in order.
+pub(super) struct Statement<'a> {
+    pub sql: String,
+    pub args: Vec<Arg<'a>>,
+}
+
+/// `n` groups like `(?, ?)` joined by `sep`.
+fn repeat(group: &str, sep: &str, n: usize) -> String {
+    let mut sql = String::with_capacity(n * (group.len() + sep.len()));
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(sep);
+        }
+        sql.push_str(group);
+    }
+    sql
+}
+
+/// `items` cut into chunks of at most [`CHUNK`], each padded to a power of
+/// two by repeating its last item.
+pub(super) fn padded_chunks<T>(items: &[T]) -> impl Iterator<Item = Vec<&T>> {
+    items.chunks(CHUNK).map(|chunk| {
+        let mut padded: Vec<&T> = chunk.iter().collect();
+        if let Some(&last) = padded.last() {
+            padded.resize(chunk.len().next_power_of_two(), last);
+        }
+        padded
+    })
+}
+
+/// `items` cut into chunks whose sizes are powers of two (for inserts,
+/// which cannot repeat a row).
+fn exact_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = if items.len() >= CHUNK {
+            CHUNK
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (chunk, rest) = items.split_at(n);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+/// Reads the rooms' rows; `lock` adds `FOR UPDATE` (MySQL). Sorted, so
+/// two nodes lock rooms in the same order.
+pub(super) fn lock_rooms<'a>(rooms: &[&'a RoomId], lock: bool) -> Vec<Statement<'a>> {
+    padded_chunks(rooms)
+        .map(|chunk| Statement {
+            sql: format!(
+                "SELECT id, site_id, kind, last_seq FROM rooms WHERE id IN ({}) ORDER BY id{}",
+                repeat("?", ", ", chunk.len()),
+                if lock { " FOR UPDATE" } else { "" }
+            ),
+            args: chunk.iter().map(|room| Arg::Text(room.as_str())).collect(),
+        })
+        .collect()
+}
+
+/// Which of these (room, user) pairs are memberships: rows of
+/// `room_id, user_id`.
+pub(super) fn members<'a>(pairs: &[(&'a RoomId, &'a UserId)]) -> Vec<Statement<'a>> {
+    padded_chunks(pairs)
+        .map(|chunk| Statement {
+            sql: format!(
+                "SELECT room_id, user_id FROM members WHERE {}",
+                repeat("(room_id = ? AND user_id = ?)", " OR ", chunk.len())
+            ),
+            args: chunk
+                .iter()
+                .flat_map(|(room, user)| [Arg::Text(room.as_str()), Arg::Text(user.as_str())])
+                .collect(),
+        })
+        .collect()
+}
+
+/// How many members these rooms have: rows of `room_id, n`.
+pub(super) fn member_counts<'a>(rooms: &[&'a RoomId]) -> Vec<Statement<'a>> {
+    padded_chunks(rooms)
+        .map(|chunk| Statement {
+            sql: format!(
+                "SELECT room_id, COUNT(*) AS n FROM members WHERE room_id IN ({}) GROUP BY room_id",
+                repeat("?", ", ", chunk.len())
+            ),
+            args: chunk.iter().map(|room| Arg::Text(room.as_str())).collect(),
+        })
+        .collect()
+}
+
+/// The messages stored under these keys: rows of the event columns. The
+/// client ids are passed in their text form, kept alive by the caller.
+pub(super) fn stored_messages<'a>(keys: &'a [(IdemKey, String)]) -> Vec<Statement<'a>> {
+    // Members' sends are found through the unique key; system messages
+    // (no sender, rare) through the same columns with `sender IS NULL`.
+    let (members, system): (Vec<_>, Vec<_>) = keys
+        .iter()
+        .partition(|((_, sender, _), _)| sender.is_some());
+    let mut statements = Vec::new();
+    for (keys, group) in [
+        (members, "(room_id = ? AND sender = ? AND client_id = ?)"),
+        (system, "(room_id = ? AND sender IS NULL AND client_id = ?)"),
+    ] {
+        for chunk in padded_chunks(&keys) {
+            let n = chunk.len();
+            let mut args = Vec::with_capacity(n * 3);
+            for ((room, sender, _), client_id) in chunk.into_iter().copied() {
+                args.push(Arg::Text(room.as_str()));
+                if let Some(sender) = sender {
+                    args.push(Arg::Text(sender.as_str()));
+                }
+                args.push(Arg::Text(client_id.as_str()));
+            }
+            statements.push(Statement {
+                sql: format!(
+                    concat!(
+                        "SELECT ",
+                        crate::store::rows::event_columns!(),
+                        " FROM events WHERE {}"
+                    ),
+                    repeat(group, " OR ", n)
+                ),
+                args,
+            });
+        }
+    }
+    statements
+}
+
+/// Inserts the new events; `client_ids` holds their client ids' text,
+/// one per event.
+pub(super) fn insert_events<'a>(
+    events: &'a [Event],
+    client_ids: &'a [Option<String>],
+) -> Result<Vec<Statement<'a>>, std::num::TryFromIntError> {
+    let mut statements = Vec::new();
+    let mut offset = 0;
+    for chunk in exact_chunks(events) {
+        let mut args = Vec::with_capacity(chunk.len() * 8);
+        for (event, client_id) in chunk.iter().zip(&client_ids[offset..]) {
+            let (body, subject) = match &event.kind {
+                EventKind::Message { body, .. } => (Some(body.as_str()), None),
+                EventKind::MemberJoined { user } | EventKind::MemberLeft { user } => {
+                    (None, Some(user.as_str()))
+                }
+            };
+            args.extend([
+                Arg::Text(event.room.as_str()),
+                Arg::Int(i64::try_from(event.seq)?),
+                Arg::Int(event.ts),
+                Arg::Text(event.kind.name()),
+                event.sender.as_ref().map(|s| s.as_str()).into(),
+                client_id.as_deref().into(),
+                body.into(),
+                subject.into(),
+            ]);
+        }
+        offset += chunk.len();
+        statements.push(Statement {
+            sql: format!(
+                concat!(
+                    "INSERT INTO events (",
+                    crate::store::rows::event_columns!(),
+                    ") VALUES {}"
+                ),
+                repeat("(?, ?, ?, ?, ?, ?, ?, ?)", ", ", chunk.len())
+            ),
+            args,
+        });
+    }
+    Ok(statements)
+}
+
+/// Adds the batch's new members.
+pub(super) fn insert_members<'a>(members: &'a [NewMember]) -> Vec<Statement<'a>> {
+    exact_chunks(members)
+        .map(|chunk| Statement {
+            sql: format!(
+                "INSERT INTO members (room_id, site_id, user_id, joined_at) VALUES {}",
+                repeat("(?, ?, ?, ?)", ", ", chunk.len())
+            ),
+            args: chunk
+                .iter()
+                .flat_map(|m| {
+                    [
+                        Arg::Text(m.room.as_str()),
+                        Arg::Text(m.site.as_str()),
+                        Arg::Text(m.user.as_str()),
+                        Arg::Int(m.joined_at),
+                    ]
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Removes the memberships the batch ended.
+pub(super) fn delete_members<'a>(pairs: &'a [(RoomId, UserId)]) -> Vec<Statement<'a>> {
+    padded_chunks(pairs)
+        .map(|chunk| Statement {
+            sql: format!(
+                "DELETE FROM members WHERE {}",
+                repeat("(room_id = ? AND user_id = ?)", " OR ", chunk.len())
+            ),
+            args: chunk
+                .iter()
+                .flat_map(|(room, user)| [Arg::Text(room.as_str()), Arg::Text(user.as_str())])
+                .collect(),
+        })
+        .collect()
+}
+
+/// Writes each changed room's counter.
+pub(super) fn write_counters<'a>(counters: &[(&'a RoomId, i64)]) -> Vec<Statement<'a>> {
+    padded_chunks(counters)
+        .map(|chunk| {
+            let mut args: Vec<Arg> = chunk
+                .iter()
+                .flat_map(|(room, last)| [Arg::Text(room.as_str()), Arg::Int(*last)])
+                .collect();
+            args.extend(chunk.iter().map(|(room, _)| Arg::Text(room.as_str())));
+            Statement {
+                sql: format!(
+                    "UPDATE rooms SET last_seq = CASE id {} END WHERE id IN ({})",
+                    repeat("WHEN ? THEN ?", " ", chunk.len()),
+                    repeat("?", ", ", chunk.len())
+                ),
+                args,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_padded_to_powers_of_two_and_chunked() {
+        let items: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = padded_chunks(&items).map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 64]);
+        let last = padded_chunks(&items).last().expect("a chunk");
+        assert_eq!(*last[43], 299, "padding repeats the last item");
+        assert_eq!(*last[63], 299);
+        assert_eq!(padded_chunks(&[7u8]).map(|c| c.len()).sum::<usize>(), 1);
+        assert_eq!(padded_chunks::<u8>(&[]).count(), 0);
+        assert_eq!(repeat("?", ", ", 3), "?, ?, ?");
+    }
+
+    #[test]
+    fn inserts_are_cut_into_powers_of_two_without_repeats() {
+        let items: Vec<u32> = (0..300).collect();
+        let sizes: Vec<usize> = exact_chunks(&items).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![256, 32, 8, 4]);
+        let all: Vec<u32> = exact_chunks(&items).flatten().copied().collect();
+        assert_eq!(all, items);
+    }
+
+    #[test]
+    fn every_placeholder_has_a_value() {
+        let room = RoomId::parse("r_1".to_string()).expect("a room id");
+        let user = UserId::parse("u".to_string()).expect("a user id");
+        for statement in lock_rooms(&[&room, &room, &room], true)
+            .into_iter()
+            .chain(members(&[(&room, &user); 3]))
+            .chain(write_counters(&[(&room, 4); 5]))
+        {
+            assert_eq!(
+                statement.sql.matches('?').count(),
+                statement.args.len(),
+                "{}",
+                statement.sql
+            );
+        }
+    }
+}
