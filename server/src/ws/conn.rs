@@ -23,9 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 
-/// A send waiting for its commit: who asked, where, and the outcome.
-pub(super) type Commit =
-    Pin<Box<dyn Future<Output = (ClientId, RoomId, Result<Written, StoreError>)> + Send>>;
+/// A send's commit, decided: who asked, where, and the outcome.
+pub(super) type Committed = (ClientId, RoomId, Result<Written, StoreError>);
+
+/// A send waiting for its commit.
+pub(super) type Commit = Pin<Box<dyn Future<Output = Committed> + Send>>;
 
 /// Counts a connection open for as long as it lives.
 pub(super) struct OpenConnection(Arc<Metrics>);
@@ -91,8 +93,8 @@ impl<S: FrameSink> Conn<S> {
                     break Ok(());
                 }
                 _ = signal.wait() => self.resync().await,
-                Some((client_id, room, result)) = self.commits.next(), if !self.commits.is_empty() => {
-                    self.answer_commit(client_id, room, result).await
+                Some(committed) = self.commits.next(), if !self.commits.is_empty() => {
+                    self.answer_ready_commits(committed).await
                 }
                 Some(delivery) = self.reg.rx.recv() => self.deliver_queued(delivery).await,
                 msg = stream.next(), if self.commits.len() < max_inflight => {

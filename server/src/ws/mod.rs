@@ -70,6 +70,14 @@ async fn send_frame<S: FrameSink>(sink: &mut S, frame: &ServerFrame) -> Result<(
         .map_err(|_| Gone)
 }
 
+/// Queues one frame without flushing.
+async fn feed_frame<S: FrameSink>(sink: &mut S, frame: &ServerFrame) -> Result<(), Gone> {
+    let json = serde_json::to_string(frame).map_err(|_| Gone)?;
+    sink.feed(Message::Text(json.into()))
+        .await
+        .map_err(|_| Gone)
+}
+
 /// Sends a Close frame with `code` and `reason`, then closes the sink.
 async fn close_with<S: FrameSink>(sink: &mut S, code: u16, reason: &'static str) {
     let frame = CloseFrame {

@@ -2,12 +2,12 @@
 //! `history`, `typing` and `ping`. Each answer is a frame; a refusal is an
 //! error frame naming the room or the message it concerns.
 
-use super::conn::Conn;
-use super::{FrameSink, Gone};
+use super::conn::{Committed, Conn};
+use super::{FrameSink, Gone, feed_frame};
 use crate::error::store_error_parts;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{PageFrom, StoreError};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use natter_shared::protocol::{Body, DecodeError};
 use natter_shared::{ClientFrame, ClientId, Cursor, ErrorCode, RoomId, Seq, ServerFrame};
 use std::collections::{HashMap, HashSet};
@@ -211,35 +211,19 @@ impl<S: FrameSink> Conn<S> {
         room: RoomId,
         result: Result<Written, StoreError>,
     ) -> Result<(), Gone> {
-        let frame = match result {
-            Ok(written) => ServerFrame::Ack {
-                client_id,
-                room,
-                seq: written.event.seq,
-                ts: written.event.ts,
-            },
-            Err(err) => {
-                let (code, message) = match err {
-                    // Another site's room and a missing room get the same
-                    // answer as a room one is not in: nothing leaks.
-                    StoreError::NotMember | StoreError::RoomNotFound => (
-                        ErrorCode::NotMember,
-                        "you are not a member of this room".to_string(),
-                    ),
-                    other => {
-                        let (_, code, message) = store_error_parts(&other);
-                        (code, message)
-                    }
-                };
-                ServerFrame::Error {
-                    code,
-                    message,
-                    client_id: Some(client_id),
-                    room: Some(room),
-                }
-            }
-        };
-        self.send(&frame).await
+        self.send(&commit_frame(client_id, room, result)).await
+    }
+
+    /// Answers this commit and every other one already decided, in order,
+    /// flushed together: a batch's acks cost one `write()`.
+    pub(super) async fn answer_ready_commits(&mut self, first: Committed) -> Result<(), Gone> {
+        let mut next = Some(first);
+        while let Some((client_id, room, result)) = next.take() {
+            let frame = commit_frame(client_id, room, result);
+            feed_frame(&mut self.sink, &frame).await?;
+            next = self.commits.next().now_or_never().flatten();
+        }
+        self.sink.flush().await.map_err(|_| Gone)
     }
 
     /// On shutdown: answer the sends already submitted (the writer commits
@@ -306,6 +290,42 @@ impl<S: FrameSink> Conn<S> {
                 room,
             )
             .await
+        }
+    }
+}
+
+/// The answer to a send once its commit is decided: `ack`, or an error.
+fn commit_frame(
+    client_id: ClientId,
+    room: RoomId,
+    result: Result<Written, StoreError>,
+) -> ServerFrame {
+    match result {
+        Ok(written) => ServerFrame::Ack {
+            client_id,
+            room,
+            seq: written.event.seq,
+            ts: written.event.ts,
+        },
+        Err(err) => {
+            let (code, message) = match err {
+                // Another site's room and a missing room get the same
+                // answer as a room one is not in: nothing leaks.
+                StoreError::NotMember | StoreError::RoomNotFound => (
+                    ErrorCode::NotMember,
+                    "you are not a member of this room".to_string(),
+                ),
+                other => {
+                    let (_, code, message) = store_error_parts(&other);
+                    (code, message)
+                }
+            };
+            ServerFrame::Error {
+                code,
+                message,
+                client_id: Some(client_id),
+                room: Some(room),
+            }
         }
     }
 }
