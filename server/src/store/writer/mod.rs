@@ -108,11 +108,7 @@ impl Writer {
             stop,
         };
         let handle = match store.sqlite_path() {
-            Some(path) => {
-                let path = path.to_owned();
-                let runtime = tokio::runtime::Handle::current();
-                tokio::task::spawn_blocking(move || run_sqlite(&path, runtime, task, rx))
-            }
+            Some(path) => spawn_sqlite(path.to_owned(), task, rx),
             None => tokio::spawn(run_mysql(store, task, rx)),
         };
         (Writer { tx }, handle)
@@ -214,6 +210,45 @@ async fn run_mysql(
         task.finish(&mut batch, results);
     }
     tracing::debug!("writer stopped");
+}
+
+/// Starts the SQLite writer's thread; the handle ends when it does. A
+/// plain thread, not the runtime's blocking pool: it lives as long as the
+/// server, and a blocking task in flight would stop paused test time.
+fn spawn_sqlite(
+    path: std::path::PathBuf,
+    task: Task<impl Fn(&SiteId, &Event) + Send + 'static>,
+    mut rx: mpsc::Receiver<(WriteOp, Reply)>,
+) -> tokio::task::JoinHandle<()> {
+    let runtime = tokio::runtime::Handle::current();
+    let (done, ended) = oneshot::channel::<()>();
+    let (start, started) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("natter-writer".into())
+        .spawn(move || {
+            let Ok((task, rx)) = started.recv() else {
+                return;
+            };
+            run_sqlite(&path, runtime, task, rx);
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            // The thread owns the queue only once it runs.
+            let _ = start.send((task, rx));
+            tokio::spawn(async move {
+                let _ = ended.await;
+            })
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not start the writer thread; every write fails");
+            tokio::spawn(async move {
+                while let Some((_, reply)) = rx.recv().await {
+                    let _ = reply.send(Err(StoreError::Closed));
+                }
+            })
+        }
+    }
 }
 
 /// The writer on SQLite: a thread of its own with its own connection,
