@@ -356,6 +356,27 @@ impl Hub {
         }
     }
 
+    /// Tells every live connection to resync from its cursors, as if its
+    /// queue had overflowed: for when this node may have missed events
+    /// from other nodes (its broker link dropped or fell behind). Returns
+    /// how many were told.
+    pub fn resync_all(&self) -> usize {
+        let mut inner = self.lock();
+        let live: Vec<ConnId> = inner
+            .conns
+            .iter()
+            .filter(|(_, c)| c.live)
+            .map(|(id, _)| *id)
+            .collect();
+        for &id in &live {
+            if let Some(entry) = inner.conns.get(&id) {
+                entry.signal.raise();
+            }
+            inner.unsubscribe(id);
+        }
+        live.len()
+    }
+
     /// Connections registered on this node.
     pub fn connection_count(&self) -> usize {
         self.lock().conns.len()
@@ -432,6 +453,26 @@ mod tests {
         assert!(
             reg.rx.try_recv().is_err(),
             "unsubscribed until it syncs again"
+        );
+    }
+
+    #[tokio::test]
+    async fn resync_all_tells_every_live_connection_and_unsubscribes_it() {
+        let hub = Hub::default();
+        let site = SiteId::parse("s_1").expect("a site id");
+        let live = hub.register(site.clone(), user("b"), 8);
+        hub.begin_sync(live.id);
+        hub.follow(live.id, [room()]);
+        // Not synced yet: its coming sync reads the store anyway.
+        let waiting = hub.register(site.clone(), user("c"), 8);
+        assert_eq!(hub.resync_all(), 1, "only the synced connection is told");
+        tokio::time::timeout(std::time::Duration::from_secs(1), live.signal.wait())
+            .await
+            .expect("the lag signal is raised");
+        assert!(!waiting.signal.lagged.load(Ordering::Acquire));
+        assert!(
+            !hub.lock().rooms.contains_key(&room()),
+            "nobody follows the room"
         );
     }
 }
