@@ -64,6 +64,17 @@ pub struct Config {
     #[arg(long, env = "NATTER_DEMO")]
     pub demo: bool,
 
+    /// NATS server for fan-out across several nodes, e.g.
+    /// `nats://127.0.0.1:4222`. Without it, fan-out stays in this process
+    /// (one node).
+    #[arg(long, env = "NATTER_BROKER")]
+    pub broker: Option<String>,
+
+    /// Prefix of this cluster's broker subjects: nodes that share the
+    /// database share it too; clusters on one NATS server each take their own.
+    #[arg(long, env = "NATTER_BROKER_SUBJECT_PREFIX", default_value = "natter")]
+    pub broker_subject_prefix: String,
+
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

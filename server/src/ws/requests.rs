@@ -212,12 +212,21 @@ impl<S: FrameSink> Conn<S> {
         result: Result<Written, StoreError>,
     ) -> Result<(), Gone> {
         let frame = match result {
-            Ok(written) => ServerFrame::Ack {
-                client_id,
-                room,
-                seq: written.event.seq,
-                ts: written.event.ts,
-            },
+            Ok(written) => {
+                if written.duplicate {
+                    // Its first attempt may have committed yet failed (the
+                    // database link cut during the commit), and so never
+                    // been published: publish it now. Connections that
+                    // already have it skip it.
+                    self.state.broker.event(&self.identity.site, &written.event);
+                }
+                ServerFrame::Ack {
+                    client_id,
+                    room,
+                    seq: written.event.seq,
+                    ts: written.event.ts,
+                }
+            }
             Err(err) => {
                 let (code, message) = match err {
                     // Another site's room and a missing room get the same
@@ -297,7 +306,7 @@ impl<S: FrameSink> Conn<S> {
     /// Tells the room's other connections that this user is typing.
     async fn typing(&mut self, room: RoomId) -> Result<(), Gone> {
         if self.sent.contains_key(&room) {
-            self.state.hub.typing(&room, &self.identity.user);
+            self.state.broker.typing(&room, &self.identity.user);
             Ok(())
         } else {
             self.room_error(
