@@ -66,6 +66,9 @@ struct Shared {
     connected: AtomicBool,
     /// A (re)connection the watcher has not handled yet.
     reconnected: AtomicBool,
+    /// The first connection was made, subscription included, before the
+    /// node served anyone: nobody can have missed anything through it.
+    first_confirmed: AtomicBool,
     /// The subscription dropped messages since the watcher last looked.
     overrun: AtomicBool,
     /// Some publication may not have reached the broker since the last
@@ -89,6 +92,7 @@ impl Shared {
             }
             Event::Disconnected => {
                 self.connected.store(false, Ordering::Release);
+                self.first_confirmed.store(false, Ordering::Release);
                 let since = now_ms() - self.last_publish_ms.load(Ordering::Acquire);
                 if since < IN_FLIGHT_WINDOW_MS {
                     self.lost.store(true, Ordering::Release);
@@ -209,6 +213,15 @@ pub(super) async fn connect(
         .connect(url)
         .await?;
     let subscriber = client.subscribe(format!("{prefix}.*")).await?;
+    // Give the broker a moment before serving: once it has our
+    // subscription, the connections about to come miss nothing.
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.flush()).await {
+        Ok(Ok(())) => shared.first_confirmed.store(true, Ordering::Release),
+        Ok(Err(_)) | Err(_) => tracing::warn!(
+            broker = %redact_url(url),
+            "the broker does not answer; serving without it until it does"
+        ),
+    }
     tracing::info!(%node, broker = %redact_url(url), %prefix, "fan-out across nodes through the broker");
 
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
@@ -378,7 +391,9 @@ async fn watch(client: Client, link: Link, resyncs: Arc<Resyncs>, stop: Cancella
                 Err(_) => tracing::warn!("the broker did not confirm our subscription in time"),
             }
             tracing::info!("broker link up");
-            resyncs.request();
+            if !shared.first_confirmed.swap(false, Ordering::AcqRel) {
+                resyncs.request();
+            }
             if shared.lost.swap(false, Ordering::AcqRel) {
                 link.offer(Msg::Resync);
             }
