@@ -36,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 const START: Duration = Duration::from_secs(30);
 /// How long a stage of a burst may take to make its progress.
 const STAGE: Duration = Duration::from_secs(60);
+/// A sweep interval no test lasts: the sweep cannot hide a miss.
+const NO_SWEEP: Duration = Duration::from_secs(3600);
 
 // ---------------------------------------------------------------------
 // Processes: the NATS server and the nodes.
@@ -193,12 +195,7 @@ struct Node {
 }
 
 impl Node {
-    async fn start(
-        name: &str,
-        dir: &Path,
-        database_url: &str,
-        broker: Option<(&str, &str)>,
-    ) -> Node {
+    async fn start(name: &str, dir: &Path, database_url: &str, broker: &[String]) -> Node {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut args = vec![
             "--bind".to_string(),
@@ -208,14 +205,7 @@ impl Node {
             "--widget-dir".to_string(),
             dir.join("no-widget").display().to_string(),
         ];
-        if let Some((url, prefix)) = broker {
-            args.extend([
-                "--broker".to_string(),
-                url.to_string(),
-                "--broker-subject-prefix".to_string(),
-                prefix.to_string(),
-            ]);
-        }
+        args.extend_from_slice(broker);
         let mut node = Node {
             addr,
             args,
@@ -292,7 +282,10 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(test: &str, nodes: usize) -> Cluster {
+    /// `nodes` nodes, sweeping every `sweep` (see the server's
+    /// `broker::sweep`; the tests of the other mechanisms make it long, so
+    /// that it cannot hide what they miss).
+    async fn start(test: &str, nodes: usize, sweep: Duration) -> Cluster {
         let dir = log_dir(test);
         let (database_url, scratch) = fresh_database(Db::MariaDb).await;
         // Migrate and register the site before any node starts.
@@ -305,10 +298,16 @@ impl Cluster {
         // A prefix of the test's own: clusters never hear each other.
         let prefix = unique("natter_test");
         let mut started = Vec::new();
+        let broker = [
+            "--broker".to_string(),
+            nats.url(),
+            "--broker-subject-prefix".to_string(),
+            prefix,
+            "--broker-sweep-secs".to_string(),
+            sweep.as_secs().to_string(),
+        ];
         for n in 0..nodes {
-            let broker = Some((nats.url(), prefix.clone()));
-            let broker = broker.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
-            started.push(Node::start(&format!("node{n}"), &dir, &database_url, broker).await);
+            started.push(Node::start(&format!("node{n}"), &dir, &database_url, &broker).await);
         }
         Cluster {
             nats,
@@ -833,7 +832,7 @@ fn is_event(frame: &ServerFrame, room: &RoomId, seq: Seq) -> bool {
 
 #[tokio::test]
 async fn rooms_members_and_typing_reach_every_node() {
-    let cluster = Cluster::start("natter_rooms", 3).await;
+    let cluster = Cluster::start("natter_rooms", 3, NO_SWEEP).await;
     let mut a = login(&cluster, 0, "a").await;
     let mut b = login(&cluster, 1, "b").await;
     let mut c = login(&cluster, 2, "c").await;
@@ -943,7 +942,7 @@ async fn catch_up(client: &mut Client, room: &RoomId, held: Seq, want: Seq) -> V
 
 #[tokio::test]
 async fn what_was_sent_while_the_broker_was_down_arrives_once_it_is_back() {
-    let mut cluster = Cluster::start("natter_tail", 2).await;
+    let mut cluster = Cluster::start("natter_tail", 2, NO_SWEEP).await;
     let mut a = login(&cluster, 0, "a").await;
     let mut b = login(&cluster, 1, "b").await;
     let api = cluster.nodes[0].api(&cluster.site);
@@ -968,10 +967,59 @@ async fn what_was_sent_while_the_broker_was_down_arrives_once_it_is_back() {
 }
 
 #[tokio::test]
+async fn an_event_a_dying_node_never_published_reaches_every_node_by_the_sweep() {
+    let cluster = Cluster::start("natter_sweep", 2, Duration::from_secs(1)).await;
+    let mut a = login(&cluster, 0, "a").await;
+    let mut b = login(&cluster, 1, "b").await;
+    let api = cluster.nodes[0].api(&cluster.site);
+    let room = api.group("sweep", &[User::id("a"), User::id("b")]).await.id;
+    b.recv_until(|f| announces(f, &room)).await;
+    let first = a.say(&room, "published").await;
+    b.recv_until(|f| is_event(f, &room, first)).await;
+
+    // What a node killed between its commit and its publication leaves:
+    // an event stored, announced nowhere.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::MySqlConnection::connect(&cluster.database_url)
+            .await
+            .expect("the test database answers");
+        let mut tx = conn.begin().await.expect("a transaction");
+        sqlx::query(
+            "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body, subject) \
+             VALUES (?, ?, ?, 'message', 'a', ?, 'never published', NULL)",
+        )
+        .bind(room.as_str())
+        .bind((first + 1) as i64)
+        .bind(natter_tests::now_secs() * 1000)
+        .bind(cid().to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("the event is stored");
+        sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
+            .bind((first + 1) as i64)
+            .bind(room.as_str())
+            .execute(&mut *tx)
+            .await
+            .expect("the room's seq advances");
+        tx.commit().await.expect("committed");
+    }
+    for client in [&mut a, &mut b] {
+        match client.recv_until(|f| is_event(f, &room, first + 1)).await {
+            ServerFrame::Event { event } => assert!(
+                matches!(event.kind, EventKind::Message { ref body, .. } if body == "never published")
+            ),
+            other => panic!("expected the event, got {other:?}"),
+        }
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test]
 async fn a_burst_across_three_nodes_survives_a_killed_node_and_a_broker_restart() {
     const PEOPLE: usize = 9;
     const EACH: usize = 50;
-    let mut cluster = Cluster::start("natter_burst", 3).await;
+    let mut cluster = Cluster::start("natter_burst", 3, NO_SWEEP).await;
     let people: Vec<String> = (0..PEOPLE).map(|i| format!("p{i}")).collect();
     let members: Vec<User> = people.iter().map(|p| User::id(p)).collect();
     let mut rooms = Vec::new();

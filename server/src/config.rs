@@ -75,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "NATTER_BROKER_SUBJECT_PREFIX", default_value = "natter")]
     pub broker_subject_prefix: String,
 
+    /// Seconds between sweeps that compare what reached this node through
+    /// the broker with what is stored, and fill what never came.
+    #[arg(long, env = "NATTER_BROKER_SWEEP_SECS", default_value_t = 5)]
+    pub broker_sweep_secs: u64,
+
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

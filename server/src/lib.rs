@@ -53,6 +53,7 @@ use axum::routing::get;
 use natter_shared::{ErrorCode, Event, SiteId};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -98,8 +99,10 @@ impl App {
         let (broker, broker_task) = match &config.broker {
             None => (Broker::local(hub.clone()), None),
             Some(url) => {
+                let sweep_every = Duration::from_secs(config.broker_sweep_secs.max(1));
+                let prefix = &config.broker_subject_prefix;
                 let (broker, task) =
-                    Broker::connect(url, &config.broker_subject_prefix, hub.clone())
+                    Broker::connect(url, prefix, hub.clone(), store.clone(), sweep_every)
                         .await
                         .map_err(|source| StartError::Broker {
                             url: store::redact_url(url),

@@ -15,17 +15,24 @@
 //!   once the link is back, so the tail is never missed either;
 //! - a node that may have failed to publish (its link dropped with
 //!   messages in flight, or its queue to the broker overflowed) asks
-//!   every other node to do the same.
+//!   every other node to do the same;
+//! - what is lost without anyone noticing (the last events of a node
+//!   killed before it published them) is found by a periodic sweep that
+//!   compares what reached this node with what is stored.
 //!
-//! [`nats`] holds the link itself; [`wire`] the messages between nodes.
+//! `nats` holds the link itself, `wire` the messages between nodes, and
+//! `sweep` the sweep.
 
 mod nats;
+mod sweep;
 mod wire;
 
 pub use nats::{BrokerError, BrokerTask};
 
 use crate::hub::Hub;
+use crate::store::Store;
 use natter_shared::{Event, RoomId, SiteId, UserId};
+use std::time::Duration;
 use wire::Msg;
 
 /// The fan-out every part of the server publishes through; cheap to clone.
@@ -42,14 +49,18 @@ impl Broker {
     }
 
     /// Fan-out through the NATS server at `url` as well, on subjects under
-    /// `prefix`. Messages from other nodes go into `hub`. The node starts
-    /// even while the broker is unreachable, and keeps trying to reach it.
+    /// `prefix`. Messages from other nodes go into `hub`; every
+    /// `sweep_every`, the rooms followed here are compared with `store`.
+    /// The node starts even while the broker is unreachable, and keeps
+    /// trying to reach it.
     pub async fn connect(
         url: &str,
         prefix: &str,
         hub: Hub,
+        store: Store,
+        sweep_every: Duration,
     ) -> Result<(Broker, BrokerTask), BrokerError> {
-        let (link, task) = nats::connect(url, prefix, hub.clone()).await?;
+        let (link, task) = nats::connect(url, prefix, hub.clone(), store, sweep_every).await?;
         Ok((
             Broker {
                 hub,

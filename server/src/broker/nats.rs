@@ -11,10 +11,11 @@
 //!   asks every other node to do the same.
 //! - The resyncer serves those requests, several at once when they come
 //!   together (every node reconnecting after a broker restart).
+//! - The sweeper (`sweep.rs`) catches what got lost unnoticed.
 
 use super::wire::{Envelope, Msg, Outgoing, valid_prefix};
 use crate::hub::Hub;
-use crate::store::{now_ms, redact_url};
+use crate::store::{Store, now_ms, redact_url};
 use async_nats::{Client, Event, Subscriber};
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -183,6 +184,8 @@ pub(super) async fn connect(
     url: &str,
     prefix: &str,
     hub: Hub,
+    store: Store,
+    sweep_every: Duration,
 ) -> Result<(Link, BrokerTask), BrokerError> {
     if !valid_prefix(prefix) {
         return Err(BrokerError::Prefix(prefix.to_string()));
@@ -249,7 +252,8 @@ pub(super) async fn connect(
             stop.clone(),
         )),
         tokio::spawn(watch(client, link.clone(), resyncs.clone(), stop.clone())),
-        tokio::spawn(resync(hub, resyncs, stop.clone())),
+        tokio::spawn(resync(hub.clone(), resyncs, stop.clone())),
+        tokio::spawn(super::sweep::run(store, hub, sweep_every, stop.clone())),
     ];
     Ok((link, BrokerTask { stop, tasks }))
 }

@@ -75,9 +75,10 @@ impl<S: FrameSink> Conn<S> {
             Ok(rooms) => rooms,
             Err(err) => return self.store_failed(err).await,
         };
-        self.state
-            .hub
-            .follow(self.reg.id, rooms.iter().map(|r| r.id.clone()));
+        self.state.hub.follow(
+            self.reg.id,
+            rooms.iter().map(|r| (r.id.clone(), r.last_seq)),
+        );
         let still = match store.room_ids_for_user(site, user).await {
             Ok(ids) => ids,
             Err(err) => return self.store_failed(err).await,
