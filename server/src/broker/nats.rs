@@ -27,8 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages waiting for the NATS client. When the broker is down the
 /// client stops taking them and this fills; past it, messages are dropped
-/// and, once the link is back, every node is asked to resync.
-const OUT_QUEUE: usize = 8192;
+/// and, once the link is back, every node is asked to resync. With the
+/// client's own buffer, at most some 5,000 events (bodies of at most
+/// `--max-body-bytes`) wait for a broker that is down.
+const OUT_QUEUE: usize = 4096;
+/// Messages the NATS client itself buffers before `publish` waits.
+const CLIENT_CAPACITY: usize = 1024;
 /// Messages the NATS client holds for our subscription; past it the
 /// client drops them and reports a slow consumer, and this node resyncs.
 const SUBSCRIPTION_CAPACITY: usize = 65_536;
@@ -206,6 +210,7 @@ pub(super) async fn connect(
                 .min(MAX_RECONNECT_DELAY)
         })
         .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .client_capacity(CLIENT_CAPACITY)
         .event_callback({
             let shared = shared.clone();
             move |event| {
@@ -317,8 +322,16 @@ async fn publish(
             sender.send(&client, &Msg::Resync).await;
         }
     }
-    // Stopping, after the writer: hand over what is queued, within a bound.
+    // Stopping, after the writer: hand over what is queued, within a bound
+    // (none when the broker is down: the other nodes' sweeps find it).
     rx.close();
+    if !sender.shared.connected.load(Ordering::Acquire) {
+        tracing::warn!(
+            queued = rx.len(),
+            "stopping while the broker is down; other nodes get the last events from the store"
+        );
+        return;
+    }
     let drain = async {
         while let Some(msg) = rx.recv().await {
             sender.send(&client, &msg).await;
