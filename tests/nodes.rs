@@ -279,6 +279,12 @@ struct Cluster {
     site: TestSite,
     database_url: String,
     scratch: Scratch,
+    /// The logs, removed when the test passes (kept with `TEST_LOG`).
+    dir: PathBuf,
+    /// The cluster's subject prefix, of the test's own: clusters never
+    /// hear each other.
+    prefix: String,
+    sweep: Duration,
 }
 
 impl Cluster {
@@ -295,27 +301,36 @@ impl Cluster {
         let site = register(&store, "test", &[ORIGIN.to_string()]).await;
         store.close().await;
         let nats = Nats::start(&dir).await;
-        // A prefix of the test's own: clusters never hear each other.
-        let prefix = unique("natter_test");
-        let mut started = Vec::new();
-        let broker = [
-            "--broker".to_string(),
-            nats.url(),
-            "--broker-subject-prefix".to_string(),
-            prefix,
-            "--broker-sweep-secs".to_string(),
-            sweep.as_secs().to_string(),
-        ];
-        for n in 0..nodes {
-            started.push(Node::start(&format!("node{n}"), &dir, &database_url, &broker).await);
-        }
-        Cluster {
+        let url = nats.url();
+        let mut cluster = Cluster {
             nats,
-            nodes: started,
+            nodes: Vec::new(),
             site,
             database_url,
             scratch,
+            dir,
+            prefix: unique("natter_test"),
+            sweep,
+        };
+        for _ in 0..nodes {
+            cluster.add_node(&url).await;
         }
+        cluster
+    }
+
+    /// Starts one more node, reaching the broker at `broker`.
+    async fn add_node(&mut self, broker: &str) {
+        let args = [
+            "--broker".to_string(),
+            broker.to_string(),
+            "--broker-subject-prefix".to_string(),
+            self.prefix.clone(),
+            "--broker-sweep-secs".to_string(),
+            self.sweep.as_secs().to_string(),
+        ];
+        let name = format!("node{}", self.nodes.len());
+        let node = Node::start(&name, &self.dir, &self.database_url, &args).await;
+        self.nodes.push(node);
     }
 
     fn addrs(&self) -> Vec<SocketAddr> {
@@ -329,6 +344,9 @@ impl Cluster {
         }
         self.nats.kill();
         self.scratch.remove().await;
+        if std::env::var_os("TEST_LOG").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir); // best effort, in temp
+        }
     }
 }
 
@@ -1076,6 +1094,70 @@ async fn a_burst_across_three_nodes_survives_a_killed_node_and_a_broker_restart(
     }
     crowd.stop().await;
     cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_the_broker_alone_catches_up_once_it_is_back() {
+    const EACH: usize = 20;
+    let mut cluster = Cluster::start("natter_link", 1, NO_SWEEP).await;
+    // Node 1 reaches the broker through a proxy that cuts its link only.
+    let cutter = Cutter::start(SocketAddr::from(([127, 0, 0, 1], cluster.nats.port))).await;
+    cluster.add_node(&format!("nats://{}", cutter.addr)).await;
+    let people = ["a".to_string(), "b".to_string()];
+    let room = cluster.nodes[0]
+        .api(&cluster.site)
+        .group("link", &[User::id("a"), User::id("b")])
+        .await
+        .id;
+    let rooms = [room];
+    let crowd = Crowd::start(&cluster.site, &cluster.addrs(), &people, 2, &rooms, EACH);
+    crowd.allow(EACH / 2);
+    crowd.acked_at_least(EACH / 2, "before the cut").await;
+
+    cutter.cut();
+    let http = reqwest::Client::new();
+    let health = format!("http://{}/healthz", cluster.nodes[1].addr);
+    eventually(STAGE, "node 1 to report the broker down", async || {
+        let res = http.get(&health).send().await.ok()?;
+        let body: serde_json::Value = res.json().await.ok()?;
+        (body["broker"] == "down" && body["status"] == "ok").then_some(())
+    })
+    .await;
+    // Both nodes keep taking sends; then nothing more is sent.
+    crowd.allow(EACH);
+    crowd
+        .acked_at_least(crowd.total, "every message, cut off")
+        .await;
+
+    cutter.restore();
+    check_everything(&cluster.database_url, &rooms, &crowd).await;
+    crowd.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_starts_serves_and_stops_while_its_broker_is_unreachable() {
+    let nowhere = format!("nats://127.0.0.1:{}", free_port());
+    let app = natter_tests::spawn_app_with(Db::Sqlite, |config| {
+        config.broker = Some(nowhere);
+    })
+    .await;
+    let res = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("health answers");
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.expect("health JSON");
+    assert_eq!(body["broker"], "down");
+    let room = app.dialog("a", "b").await.id;
+    let (mut a, _) = app.login("a").await;
+    let (mut b, _) = app.login("b").await;
+    let seq = a.say(&room, "alone").await;
+    b.recv_until(|f| is_event(f, &room, seq)).await;
+    assert_no_panics();
+    app.stop().await;
 }
 
 /// A TCP proxy that cuts every connection through it, and refuses new
