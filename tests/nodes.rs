@@ -1189,6 +1189,26 @@ async fn a_node_starts_serves_and_stops_while_its_broker_is_unreachable() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_broker_setting_that_cannot_work_stops_the_start() {
+    for (url, prefix) in [
+        ("nats://127.0.0.1:4222", "two words"),
+        ("nats://127.0.0.1:4222", "natter.>"),
+        ("not a url at all", "natter"),
+    ] {
+        let (database, scratch) = fresh_database(Db::Sqlite).await;
+        let mut config = natter_server::config::Config::for_database(database);
+        config.broker = Some(url.to_string());
+        config.broker_subject_prefix = prefix.to_string();
+        let built = natter_server::App::build(config).await;
+        assert!(
+            matches!(built, Err(natter_server::StartError::Broker { .. })),
+            "{url} {prefix} is refused"
+        );
+        scratch.remove().await;
+    }
+}
+
 /// A TCP proxy that cuts every connection through it, and refuses new
 /// ones, until restored.
 struct Cutter {

@@ -65,8 +65,9 @@ pub struct Config {
     pub demo: bool,
 
     /// NATS server for fan-out across several nodes, e.g.
-    /// `nats://127.0.0.1:4222`. Without it, fan-out stays in this process
-    /// (one node).
+    /// `nats://127.0.0.1:4222` (several servers of one NATS cluster:
+    /// comma-separated). Without it, fan-out stays in this process (one
+    /// node).
     #[arg(long, env = "NATTER_BROKER")]
     pub broker: Option<String>,
 

@@ -218,7 +218,8 @@ pub(super) async fn connect(
                 std::future::ready(())
             }
         })
-        .connect(url)
+        // Several servers (of one NATS cluster) may be given, comma-separated.
+        .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
         .await?;
     let subscriber = client.subscribe(format!("{prefix}.*")).await?;
     // Give the broker a moment before serving: once it has our
