@@ -285,6 +285,19 @@ impl Node {
         ApiClient::new(reqwest::Client::new(), self.addr, &site.api_key)
     }
 
+    /// A counter from the node's `/metrics`.
+    async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+    }
+
     fn assert_no_panic(&self) {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         assert!(
@@ -1010,6 +1023,7 @@ async fn what_was_sent_while_the_broker_was_down_arrives_once_it_is_back() {
     // once each, in order.
     cluster.nats.spawn().await;
     assert_eq!(catch_up(&mut b, &room, first, first + 3).await, acked);
+    assert!(cluster.nodes[1].metric("natter_broker_resyncs_total").await >= 1);
     cluster.stop().await;
 }
 
@@ -1058,6 +1072,9 @@ async fn an_event_a_dying_node_never_published_reaches_every_node_by_the_sweep()
             ),
             other => panic!("expected the event, got {other:?}"),
         }
+    }
+    for node in &cluster.nodes {
+        assert_eq!(node.metric("natter_sweep_fills_total").await, 1);
     }
     cluster.stop().await;
 }

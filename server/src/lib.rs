@@ -96,22 +96,28 @@ impl App {
                 .map_err(StartError::Demo)?;
         }
         let hub = Hub::default();
+        let metrics = Arc::new(metrics::Metrics::default());
         let (broker, broker_task) = match &config.broker {
             None => (Broker::local(hub.clone()), None),
             Some(url) => {
                 let sweep_every = Duration::from_secs(config.broker_sweep_secs.max(1));
                 let prefix = &config.broker_subject_prefix;
-                let (broker, task) =
-                    Broker::connect(url, prefix, hub.clone(), store.clone(), sweep_every)
-                        .await
-                        .map_err(|source| StartError::Broker {
-                            url: store::redact_url(url),
-                            source,
-                        })?;
+                let (broker, task) = Broker::connect(
+                    url,
+                    prefix,
+                    hub.clone(),
+                    store.clone(),
+                    sweep_every,
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|source| StartError::Broker {
+                    url: store::redact_url(url),
+                    source,
+                })?;
                 (broker, Some(task))
             }
         };
-        let metrics = Arc::new(metrics::Metrics::default());
         let writer_stop = CancellationToken::new();
         let publish = {
             let broker = broker.clone();

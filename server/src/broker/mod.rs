@@ -30,8 +30,10 @@ mod wire;
 pub use nats::{BrokerError, BrokerTask};
 
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use natter_shared::{Event, RoomId, SiteId, UserId};
+use std::sync::Arc;
 use std::time::Duration;
 use wire::Msg;
 
@@ -59,8 +61,10 @@ impl Broker {
         hub: Hub,
         store: Store,
         sweep_every: Duration,
+        metrics: Arc<Metrics>,
     ) -> Result<(Broker, BrokerTask), BrokerError> {
-        let (link, task) = nats::connect(url, prefix, hub.clone(), store, sweep_every).await?;
+        let (link, task) =
+            nats::connect(url, prefix, hub.clone(), store, sweep_every, metrics).await?;
         Ok((
             Broker {
                 hub,

@@ -15,6 +15,7 @@
 
 use super::wire::{Envelope, Msg, Outgoing, valid_prefix};
 use crate::hub::Hub;
+use crate::metrics::{self, Metrics};
 use crate::store::{Store, now_ms, redact_url};
 use async_nats::{Client, Event, Subscriber};
 use futures_util::StreamExt;
@@ -136,6 +137,7 @@ impl Resyncs {
 pub(super) struct Link {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
 
 impl Link {
@@ -146,6 +148,7 @@ impl Link {
             // Typing is best effort.
             Err(mpsc::error::TrySendError::Full(Msg::Typing { .. })) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::inc(&self.metrics.broker_dropped);
                 if !self.shared.lost.swap(true, Ordering::AcqRel) {
                     tracing::warn!(
                         "the queue to the broker is full; other nodes will be asked to resync"
@@ -190,6 +193,7 @@ pub(super) async fn connect(
     hub: Hub,
     store: Store,
     sweep_every: Duration,
+    metrics: Arc<Metrics>,
 ) -> Result<(Link, BrokerTask), BrokerError> {
     if !valid_prefix(prefix) {
         return Err(BrokerError::Prefix(prefix.to_string()));
@@ -234,7 +238,11 @@ pub(super) async fn connect(
     tracing::info!(%node, broker = %redact_url(url), %prefix, "fan-out across nodes through the broker");
 
     let (tx, rx) = mpsc::channel(OUT_QUEUE);
-    let link = Link { tx, shared };
+    let link = Link {
+        tx,
+        shared,
+        metrics: metrics.clone(),
+    };
     let resyncs = Arc::new(Resyncs::default());
     let stop = CancellationToken::new();
     let node: Arc<str> = node.into();
@@ -258,8 +266,14 @@ pub(super) async fn connect(
             stop.clone(),
         )),
         tokio::spawn(watch(client, link.clone(), resyncs.clone(), stop.clone())),
-        tokio::spawn(resync(hub.clone(), resyncs, stop.clone())),
-        tokio::spawn(super::sweep::run(store, hub, sweep_every, stop.clone())),
+        tokio::spawn(resync(hub.clone(), resyncs, metrics.clone(), stop.clone())),
+        tokio::spawn(super::sweep::run(
+            store,
+            hub,
+            sweep_every,
+            metrics,
+            stop.clone(),
+        )),
     ];
     Ok((link, BrokerTask { stop, tasks }))
 }
@@ -424,7 +438,7 @@ async fn watch(client: Client, link: Link, resyncs: Arc<Resyncs>, stop: Cancella
 }
 
 /// The resyncer task.
-async fn resync(hub: Hub, resyncs: Arc<Resyncs>, stop: CancellationToken) {
+async fn resync(hub: Hub, resyncs: Arc<Resyncs>, metrics: Arc<Metrics>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = resyncs.wake.notified() => {}
@@ -437,6 +451,7 @@ async fn resync(hub: Hub, resyncs: Arc<Resyncs>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         resyncs.pending.store(false, Ordering::Release);
+        metrics::inc(&metrics.broker_resyncs);
         let told = hub.resync_all();
         if told > 0 {
             tracing::info!(

@@ -11,15 +11,23 @@
 //! already has. One query per sweep (per 500 rooms) when nothing is amiss.
 
 use crate::hub::Hub;
+use crate::metrics::{self, Metrics};
 use crate::store::Store;
 use natter_shared::{RoomId, Seq};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// Runs a sweep every `every` until `stop` fires.
-pub(super) async fn run(store: Store, hub: Hub, every: Duration, stop: CancellationToken) {
+pub(super) async fn run(
+    store: Store,
+    hub: Hub,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Rooms found behind at the last sweep, with the seq stored then.
@@ -29,12 +37,17 @@ pub(super) async fn run(store: Store, hub: Hub, every: Duration, stop: Cancellat
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        behind = sweep(&store, &hub, &behind).await;
+        behind = sweep(&store, &hub, &metrics, &behind).await;
     }
 }
 
 /// One sweep; returns the rooms behind, to look at again next time.
-async fn sweep(store: &Store, hub: &Hub, before: &HashMap<RoomId, Seq>) -> HashMap<RoomId, Seq> {
+async fn sweep(
+    store: &Store,
+    hub: &Hub,
+    metrics: &Metrics,
+    before: &HashMap<RoomId, Seq>,
+) -> HashMap<RoomId, Seq> {
     let heads = hub.heads();
     if heads.is_empty() {
         return HashMap::new();
@@ -63,6 +76,7 @@ async fn sweep(store: &Store, hub: &Hub, before: &HashMap<RoomId, Seq>) -> HashM
                 match latest {
                     Ok(events) => {
                         for event in events {
+                            metrics::inc(&metrics.sweep_fills);
                             tracing::info!(%room, seq = event.seq, head, "sweep: events the broker never brought; filling from the store");
                             hub.publish_event(site, &event);
                         }
