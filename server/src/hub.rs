@@ -368,25 +368,33 @@ impl Hub {
         }
     }
 
-    /// Tells every live connection to resync from its cursors, as if its
-    /// queue had overflowed: for when this node may have missed events
-    /// from other nodes (its broker link dropped or fell behind). Returns
-    /// how many were told.
-    pub fn resync_all(&self) -> usize {
-        let mut inner = self.lock();
-        let live: Vec<ConnId> = inner
+    /// The live connections: synced, and following their rooms.
+    pub fn live_connections(&self) -> Vec<ConnId> {
+        let inner = self.lock();
+        inner
             .conns
             .iter()
             .filter(|(_, c)| c.live)
             .map(|(id, _)| *id)
-            .collect();
-        for &id in &live {
-            if let Some(entry) = inner.conns.get(&id) {
-                entry.signal.raise();
-            }
+            .collect()
+    }
+
+    /// Tells these connections to resync from their cursors, as if their
+    /// queues had overflowed: for when this node may have missed events
+    /// from other nodes (its broker link dropped or fell behind). Returns
+    /// how many were live and so told.
+    pub fn resync(&self, ids: &[ConnId]) -> usize {
+        let mut inner = self.lock();
+        let mut told = 0;
+        for &id in ids {
+            let Some(entry) = inner.conns.get(&id).filter(|c| c.live) else {
+                continue;
+            };
+            entry.signal.raise();
             inner.unsubscribe(id);
+            told += 1;
         }
-        live.len()
+        told
     }
 
     /// Each room someone on this node follows, with the latest seq known
@@ -481,7 +489,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn resync_all_tells_every_live_connection_and_unsubscribes_it() {
+    async fn resync_tells_live_connections_and_unsubscribes_them() {
         let hub = Hub::default();
         let site = SiteId::parse("s_1").expect("a site id");
         let live = hub.register(site.clone(), user("b"), 8);
@@ -489,7 +497,12 @@ mod tests {
         hub.follow(live.id, [(room(), 0)]);
         // Not synced yet: its coming sync reads the store anyway.
         let waiting = hub.register(site.clone(), user("c"), 8);
-        assert_eq!(hub.resync_all(), 1, "only the synced connection is told");
+        assert_eq!(hub.live_connections(), [live.id]);
+        assert_eq!(
+            hub.resync(&[live.id, waiting.id]),
+            1,
+            "only the synced connection is told"
+        );
         tokio::time::timeout(std::time::Duration::from_secs(1), live.signal.wait())
             .await
             .expect("the lag signal is raised");

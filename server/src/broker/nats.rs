@@ -48,6 +48,10 @@ const PING_INTERVAL: Duration = Duration::from_secs(10);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Resync requests within this window are served by one resync.
 const RESYNC_COALESCE: Duration = Duration::from_millis(250);
+/// Connections told to resync at once, and the pause between batches:
+/// some 10,000 connections a second.
+const RESYNC_BATCH: usize = 500;
+const RESYNC_PACE: Duration = Duration::from_millis(50);
 /// A link that drops within this time of a publication may have lost it
 /// in flight (a silent broker is noticed within two pings).
 const IN_FLIGHT_WINDOW_MS: i64 = 3 * PING_INTERVAL.as_millis() as i64;
@@ -452,7 +456,20 @@ async fn resync(hub: Hub, resyncs: Arc<Resyncs>, metrics: Arc<Metrics>, stop: Ca
         }
         resyncs.pending.store(false, Ordering::Release);
         metrics::inc(&metrics.broker_resyncs);
-        let told = hub.resync_all();
+        // In batches, so that the syncs that follow do not all reach the
+        // database at once. Those not told yet still fill every gap a live
+        // event reveals.
+        let mut told = 0;
+        let live = hub.live_connections();
+        for (n, batch) in live.chunks(RESYNC_BATCH).enumerate() {
+            if n > 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(RESYNC_PACE) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+            told += hub.resync(batch);
+        }
         if told > 0 {
             tracing::info!(
                 connections = told,
