@@ -1231,11 +1231,22 @@ async fn a_broker_setting_that_cannot_work_stops_the_start() {
     }
 }
 
-/// A TCP proxy that cuts every connection through it, and refuses new
-/// ones, until restored.
+/// What a [`Cutter`] lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Everything.
+    All,
+    /// Nothing: open connections are cut, new ones refused.
+    Nothing,
+    /// Nothing, silently: open connections are cut, new ones accepted and
+    /// never answered (a host that hangs).
+    Silence,
+}
+
+/// A TCP proxy whose link the test cuts and restores.
 struct Cutter {
     addr: SocketAddr,
-    up: watch::Sender<bool>,
+    pass: watch::Sender<Pass>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1243,19 +1254,26 @@ impl Cutter {
     async fn start(upstream: SocketAddr) -> Cutter {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
         let addr = listener.local_addr().expect("proxy address");
-        let (up, _) = watch::channel(true);
-        let links = up.clone();
+        let (pass, _) = watch::channel(Pass::All);
+        let links = pass.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let mut link = links.subscribe();
-                if !*link.borrow_and_update() {
-                    continue; // dropped: refused
-                }
+                let now = *link.borrow_and_update();
                 tokio::spawn(async move {
+                    match now {
+                        Pass::All => {}
+                        Pass::Nothing => return, // dropped: refused
+                        Pass::Silence => {
+                            // Held open, unanswered, until the link changes.
+                            let _ = link.changed().await; // either way, drop it
+                            return;
+                        }
+                    }
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
-                    let cut = link.wait_for(|up| !*up);
+                    let cut = link.wait_for(|pass| *pass != Pass::All);
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cut => {}
@@ -1263,15 +1281,19 @@ impl Cutter {
                 });
             }
         });
-        Cutter { addr, up, task }
+        Cutter { addr, pass, task }
     }
 
     fn cut(&self) {
-        self.up.send_replace(false);
+        self.pass.send_replace(Pass::Nothing);
+    }
+
+    fn hang(&self) {
+        self.pass.send_replace(Pass::Silence);
     }
 
     fn restore(&self) {
-        self.up.send_replace(true);
+        self.pass.send_replace(Pass::All);
     }
 }
 
@@ -1359,6 +1381,38 @@ async fn a_database_cut_mid_burst_loses_nothing_acked_and_recovers() {
     .await;
     check_everything(&direct, &rooms, &crowd).await;
     crowd.stop().await;
+    assert_no_panics();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_says_503_within_two_seconds_when_the_database_hangs() {
+    let (direct, scratch) = fresh_database(Db::MariaDb).await;
+    let (_, upstream) = through(&direct, SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let cutter = Cutter::start(upstream).await;
+    let (url, _) = through(&direct, cutter.addr).await;
+    let app = spawn_app_at(Db::MariaDb, url, scratch, |_| {}).await;
+    let health = app.url("/healthz");
+    let res = app.http.get(&health).send().await.expect("health answers");
+    assert_eq!(res.status(), 200);
+
+    cutter.hang();
+    let asked = Instant::now();
+    let res = app.http.get(&health).send().await.expect("health answers");
+    let took = asked.elapsed();
+    assert_eq!(res.status(), 503);
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "the ping gave up after its 2 s, not the pool's timeout: {took:?}"
+    );
+
+    cutter.restore();
+    let http = &app.http;
+    eventually(STAGE, "/healthz to answer 200 again", async || {
+        let res = http.get(&health).send().await.ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await;
     assert_no_panics();
     app.stop().await;
 }
