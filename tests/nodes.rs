@@ -2,7 +2,7 @@
 //! database, a NATS server of the test's own (so that it can be stopped
 //! and restarted without disturbing anything else), and people whose
 //! WebSockets are spread over the nodes. Also a node whose database link
-//! is cut mid-burst and restored.
+//! is cut mid-burst and restored, or hangs.
 //!
 //! The nodes are the real `natter` binary, beside this test binary in the
 //! target directory (`cargo build -p natter-server --bin natter` makes it;
@@ -40,7 +40,7 @@ const STAGE: Duration = Duration::from_secs(60);
 const NO_SWEEP: Duration = Duration::from_secs(3600);
 
 // ---------------------------------------------------------------------
-// Processes: the NATS server and the nodes.
+// Processes: the NATS server and the nodes; a proxy that cuts links.
 // ---------------------------------------------------------------------
 
 fn free_port() -> u16 {
@@ -390,6 +390,97 @@ impl Cluster {
             let _ = std::fs::remove_dir_all(&self.dir); // best effort, in temp
         }
     }
+}
+
+/// What a [`Cutter`] lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Everything.
+    All,
+    /// Nothing: open connections are cut, new ones refused.
+    Nothing,
+    /// Nothing, silently: open connections are cut, new ones accepted and
+    /// never answered (a host that hangs).
+    Silence,
+}
+
+/// A TCP proxy whose link the test cuts and restores.
+struct Cutter {
+    addr: SocketAddr,
+    pass: watch::Sender<Pass>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cutter {
+    async fn start(upstream: SocketAddr) -> Cutter {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let (pass, _) = watch::channel(Pass::All);
+        let links = pass.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut link = links.subscribe();
+                let now = *link.borrow_and_update();
+                tokio::spawn(async move {
+                    match now {
+                        Pass::All => {}
+                        Pass::Nothing => return, // dropped: refused
+                        Pass::Silence => {
+                            // Held open, unanswered, until the link changes.
+                            let _ = link.changed().await; // either way, drop it
+                            return;
+                        }
+                    }
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let cut = link.wait_for(|pass| *pass != Pass::All);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut => {}
+                    }
+                });
+            }
+        });
+        Cutter { addr, pass, task }
+    }
+
+    fn cut(&self) {
+        self.pass.send_replace(Pass::Nothing);
+    }
+
+    fn hang(&self) {
+        self.pass.send_replace(Pass::Silence);
+    }
+
+    fn restore(&self) {
+        self.pass.send_replace(Pass::All);
+    }
+}
+
+impl Drop for Cutter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The database URL with its host and port replaced by `addr`, and the
+/// host and port it named.
+async fn through(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
+    let start = url
+        .rfind('@')
+        .map(|at| at + 1)
+        .or_else(|| url.find("://").map(|s| s + 3))
+        .expect("a database URL with a host");
+    let end = url[start..]
+        .find('/')
+        .map_or(url.len(), |slash| start + slash);
+    let upstream = tokio::net::lookup_host(&url[start..end])
+        .await
+        .expect("the database host resolves")
+        .next()
+        .expect("an address for the database host");
+    (format!("{}{addr}{}", &url[..start], &url[end..]), upstream)
 }
 
 // ---------------------------------------------------------------------
@@ -1229,97 +1320,6 @@ async fn a_broker_setting_that_cannot_work_stops_the_start() {
         );
         scratch.remove().await;
     }
-}
-
-/// What a [`Cutter`] lets through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    /// Everything.
-    All,
-    /// Nothing: open connections are cut, new ones refused.
-    Nothing,
-    /// Nothing, silently: open connections are cut, new ones accepted and
-    /// never answered (a host that hangs).
-    Silence,
-}
-
-/// A TCP proxy whose link the test cuts and restores.
-struct Cutter {
-    addr: SocketAddr,
-    pass: watch::Sender<Pass>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Cutter {
-    async fn start(upstream: SocketAddr) -> Cutter {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
-        let addr = listener.local_addr().expect("proxy address");
-        let (pass, _) = watch::channel(Pass::All);
-        let links = pass.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let mut link = links.subscribe();
-                let now = *link.borrow_and_update();
-                tokio::spawn(async move {
-                    match now {
-                        Pass::All => {}
-                        Pass::Nothing => return, // dropped: refused
-                        Pass::Silence => {
-                            // Held open, unanswered, until the link changes.
-                            let _ = link.changed().await; // either way, drop it
-                            return;
-                        }
-                    }
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let cut = link.wait_for(|pass| *pass != Pass::All);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut => {}
-                    }
-                });
-            }
-        });
-        Cutter { addr, pass, task }
-    }
-
-    fn cut(&self) {
-        self.pass.send_replace(Pass::Nothing);
-    }
-
-    fn hang(&self) {
-        self.pass.send_replace(Pass::Silence);
-    }
-
-    fn restore(&self) {
-        self.pass.send_replace(Pass::All);
-    }
-}
-
-impl Drop for Cutter {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The database URL with its host and port replaced by `addr`, and the
-/// host and port it named.
-async fn through(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
-    let start = url
-        .rfind('@')
-        .map(|at| at + 1)
-        .or_else(|| url.find("://").map(|s| s + 3))
-        .expect("a database URL with a host");
-    let end = url[start..]
-        .find('/')
-        .map_or(url.len(), |slash| start + slash);
-    let upstream = tokio::net::lookup_host(&url[start..end])
-        .await
-        .expect("the database host resolves")
-        .next()
-        .expect("an address for the database host");
-    (format!("{}{addr}{}", &url[..start], &url[end..]), upstream)
 }
 
 #[tokio::test]
