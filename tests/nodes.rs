@@ -1123,6 +1123,107 @@ async fn what_was_sent_while_the_broker_was_down_arrives_once_it_is_back() {
     cluster.stop().await;
 }
 
+/// Stores the event a node killed between its commit and its publication
+/// leaves behind: `seq` in `room`, a message from `a` with this body, or
+/// `member_left` of the user named by `body`.
+async fn store_unpublished(
+    database_url: &str,
+    room: &RoomId,
+    seq: Seq,
+    kind: &str,
+    body: Option<&str>,
+) {
+    use sqlx::Connection;
+    let mut conn = sqlx::MySqlConnection::connect(database_url)
+        .await
+        .expect("the test database answers");
+    let mut tx = conn.begin().await.expect("a transaction");
+    let (sender, client_id, text, subject) = match kind {
+        "message" => (Some("a"), Some(cid().to_string()), body, None),
+        _ => (None, None, None, body),
+    };
+    if kind == "member_left" {
+        sqlx::query("DELETE FROM members WHERE room_id = ? AND user_id = ?")
+            .bind(room.as_str())
+            .bind(subject)
+            .execute(&mut *tx)
+            .await
+            .expect("the member is removed");
+    }
+    sqlx::query(
+        "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body, subject) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(room.as_str())
+    .bind(seq as i64)
+    .bind(natter_tests::now_secs() * 1000)
+    .bind(kind)
+    .bind(sender)
+    .bind(client_id)
+    .bind(text)
+    .bind(subject)
+    .execute(&mut *tx)
+    .await
+    .expect("the event is stored");
+    sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
+        .bind(seq as i64)
+        .bind(room.as_str())
+        .execute(&mut *tx)
+        .await
+        .expect("the room's seq advances");
+    tx.commit().await.expect("committed");
+}
+
+#[tokio::test]
+async fn a_leaving_no_node_published_still_ends_the_room_for_that_member() {
+    let cluster = Cluster::start("natter_leave", 2, NO_SWEEP).await;
+    let mut a = login(&cluster, 0, "a").await;
+    let mut b = login(&cluster, 1, "b").await;
+    let api = cluster.nodes[0].api(&cluster.site);
+    let members = [User::id("a"), User::id("b"), User::id("c")];
+    let room = api.group("leave", &members).await.id;
+    let dialog = api.dialog(User::id("a"), User::id("b")).await.id;
+    b.recv_until(|f| announces(f, &dialog)).await;
+    let first = a.say(&room, "before").await;
+    b.recv_until(|f| is_event(f, &room, first)).await;
+
+    // b's leaving is stored, and published nowhere; the room goes on.
+    store_unpublished(
+        &cluster.database_url,
+        &room,
+        first + 1,
+        "member_left",
+        Some("b"),
+    )
+    .await;
+    a.say(&room, "after b left").await;
+    a.say(&room, "and more").await;
+    let marker = a.say(&dialog, "marker").await;
+
+    // b learns it left (from the store, filling the gap), and nothing of
+    // the room after it reaches b: the dialog's marker comes next.
+    match b
+        .recv_until(|f| matches!(f, ServerFrame::Event { .. }))
+        .await
+    {
+        ServerFrame::Event { event } => {
+            assert_eq!((&event.room, event.seq), (&room, first + 1));
+            assert!(
+                matches!(event.kind, EventKind::MemberLeft { ref user } if user.as_str() == "b")
+            );
+        }
+        other => panic!("expected b's leaving, got {other:?}"),
+    }
+    match b
+        .recv_until(|f| matches!(f, ServerFrame::Event { .. }))
+        .await
+    {
+        ServerFrame::Event { event } => assert_eq!((&event.room, event.seq), (&dialog, marker)),
+        other => panic!("expected the dialog's marker, got {other:?}"),
+    }
+    cluster.stop().await;
+}
+
 #[tokio::test]
 async fn an_event_a_dying_node_never_published_reaches_every_node_by_the_sweep() {
     let cluster = Cluster::start("natter_sweep", 2, Duration::from_secs(1)).await;
@@ -1136,31 +1237,8 @@ async fn an_event_a_dying_node_never_published_reaches_every_node_by_the_sweep()
 
     // What a node killed between its commit and its publication leaves:
     // an event stored, announced nowhere.
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::MySqlConnection::connect(&cluster.database_url)
-            .await
-            .expect("the test database answers");
-        let mut tx = conn.begin().await.expect("a transaction");
-        sqlx::query(
-            "INSERT INTO events (room_id, seq, ts, kind, sender, client_id, body, subject) \
-             VALUES (?, ?, ?, 'message', 'a', ?, 'never published', NULL)",
-        )
-        .bind(room.as_str())
-        .bind((first + 1) as i64)
-        .bind(natter_tests::now_secs() * 1000)
-        .bind(cid().to_string())
-        .execute(&mut *tx)
-        .await
-        .expect("the event is stored");
-        sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
-            .bind((first + 1) as i64)
-            .bind(room.as_str())
-            .execute(&mut *tx)
-            .await
-            .expect("the room's seq advances");
-        tx.commit().await.expect("committed");
-    }
+    let body = Some("never published");
+    store_unpublished(&cluster.database_url, &room, first + 1, "message", body).await;
     for client in [&mut a, &mut b] {
         match client.recv_until(|f| is_event(f, &room, first + 1)).await {
             ServerFrame::Event { event } => assert!(
