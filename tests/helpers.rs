@@ -181,6 +181,18 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp 
     start(db, url, scratch, tweak).await
 }
 
+/// Starts the server on a database made by [`fresh_database`], reached at
+/// `url` (through a proxy, say).
+pub async fn spawn_app_at(
+    db: Db,
+    url: String,
+    scratch: Scratch,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    install_panic_counter();
+    start(db, url, scratch, tweak).await
+}
+
 async fn start(db: Db, url: String, scratch: Scratch, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let app = App::build(test_config(&url, tweak))
         .await
@@ -511,7 +523,16 @@ pub fn ws_request(
     site: &SiteId,
     origin: Option<&str>,
 ) -> tungstenite::handshake::client::Request {
-    let mut req = format!("ws://{}/ws?site={}", app.addr, site)
+    ws_request_to(app.addr, site, origin)
+}
+
+/// [`ws_request`] to a server at any address (another node, say).
+pub fn ws_request_to(
+    addr: SocketAddr,
+    site: &SiteId,
+    origin: Option<&str>,
+) -> tungstenite::handshake::client::Request {
+    let mut req = format!("ws://{addr}/ws?site={site}")
         .into_client_request()
         .expect("request");
     req.headers_mut().insert(
@@ -541,6 +562,21 @@ impl Client {
     /// Opens a WebSocket; panics if the upgrade is refused.
     pub async fn connect(app: &TestApp, site: &SiteId, origin: Option<&str>) -> Client {
         Self::connect_with(app, site, origin, None).await
+    }
+
+    /// Opens a WebSocket to the server at `addr`; an upgrade that fails
+    /// (a node that is down, say) is an error, not a panic.
+    pub async fn connect_to(
+        addr: SocketAddr,
+        site: &SiteId,
+        origin: Option<&str>,
+    ) -> Result<Client, String> {
+        let request = ws_request_to(addr, site, origin);
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
+            Ok(Ok((ws, _))) => Ok(Client { ws }),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!("no upgrade from {addr} within {WAIT:?}")),
+        }
     }
 
     /// Opens a WebSocket with a client-side message size limit.

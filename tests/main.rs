@@ -7,6 +7,7 @@ mod auth;
 mod chat;
 mod demo;
 mod isolation;
+mod nodes;
 mod robustness;
 mod store;
 

@@ -64,6 +64,23 @@ pub struct Config {
     #[arg(long, env = "NATTER_DEMO")]
     pub demo: bool,
 
+    /// NATS server for fan-out across several nodes, e.g.
+    /// `nats://127.0.0.1:4222` (several servers of one NATS cluster:
+    /// comma-separated). Without it, fan-out stays in this process (one
+    /// node).
+    #[arg(long, env = "NATTER_BROKER")]
+    pub broker: Option<String>,
+
+    /// Prefix of this cluster's broker subjects: nodes that share the
+    /// database share it too; clusters on one NATS server each take their own.
+    #[arg(long, env = "NATTER_BROKER_SUBJECT_PREFIX", default_value = "natter")]
+    pub broker_subject_prefix: String,
+
+    /// Seconds between sweeps that compare what reached this node through
+    /// the broker with what is stored, and fill what never came.
+    #[arg(long, env = "NATTER_BROKER_SWEEP_SECS", default_value_t = 5)]
+    pub broker_sweep_secs: u64,
+
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

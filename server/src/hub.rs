@@ -81,6 +81,9 @@ struct Inner {
     conns: HashMap<ConnId, ConnEntry>,
     rooms: HashMap<RoomId, HashSet<ConnId>>,
     users: HashMap<(SiteId, UserId), HashSet<ConnId>>,
+    /// For each followed room, the latest seq known to have reached this
+    /// hub (published here, or read from the store by a sync).
+    heads: HashMap<RoomId, Seq>,
 }
 
 impl Inner {
@@ -94,6 +97,7 @@ impl Inner {
                 subs.remove(&id);
                 if subs.is_empty() {
                     self.rooms.remove(&room);
+                    self.heads.remove(&room);
                 }
             }
         }
@@ -233,12 +237,15 @@ impl Hub {
         }
     }
 
-    /// Makes a live connection follow these rooms too.
-    pub fn follow(&self, id: ConnId, rooms: impl IntoIterator<Item = RoomId>) {
+    /// Makes a live connection follow these rooms too; each comes with
+    /// its latest seq as the caller read it from the store.
+    pub fn follow(&self, id: ConnId, rooms: impl IntoIterator<Item = (RoomId, Seq)>) {
         let mut inner = self.lock();
         if inner.conns.get(&id).is_some_and(|c| c.live) {
-            for room in rooms {
+            for (room, seq) in rooms {
                 inner.subscribe_one(id, &room);
+                let head = inner.heads.entry(room).or_default();
+                *head = (*head).max(seq);
             }
         }
     }
@@ -250,6 +257,7 @@ impl Hub {
             subs.remove(&id);
             if subs.is_empty() {
                 inner.rooms.remove(room);
+                inner.heads.remove(room);
             }
         }
         if let Some(entry) = inner.conns.get_mut(&id) {
@@ -295,6 +303,10 @@ impl Hub {
             .get(&event.room)
             .map(|ids| ids.iter().copied().collect())
             .unwrap_or_default();
+        if !targets.is_empty() {
+            let head = inner.heads.entry(event.room.clone()).or_default();
+            *head = (*head).max(event.seq);
+        }
         for id in targets {
             inner.offer(id, Delivery::Event(published.clone()));
         }
@@ -356,6 +368,47 @@ impl Hub {
         }
     }
 
+    /// The live connections: synced, and following their rooms.
+    pub fn live_connections(&self) -> Vec<ConnId> {
+        let inner = self.lock();
+        inner
+            .conns
+            .iter()
+            .filter(|(_, c)| c.live)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Tells these connections to resync from their cursors, as if their
+    /// queues had overflowed: for when this node may have missed events
+    /// from other nodes (its broker link dropped or fell behind). Returns
+    /// how many were live and so told.
+    pub fn resync(&self, ids: &[ConnId]) -> usize {
+        let mut inner = self.lock();
+        let mut told = 0;
+        for &id in ids {
+            let Some(entry) = inner.conns.get(&id).filter(|c| c.live) else {
+                continue;
+            };
+            entry.signal.raise();
+            inner.unsubscribe(id);
+            told += 1;
+        }
+        told
+    }
+
+    /// Each room someone on this node follows, with the latest seq known
+    /// to have reached this node.
+    pub fn heads(&self) -> Vec<(RoomId, Seq)> {
+        let inner = self.lock();
+        inner
+            .rooms
+            .iter()
+            .filter(|(_, subs)| !subs.is_empty())
+            .map(|(room, _)| (room.clone(), inner.heads.get(room).copied().unwrap_or(0)))
+            .collect()
+    }
+
     /// Connections registered on this node.
     pub fn connection_count(&self) -> usize {
         self.lock().conns.len()
@@ -410,7 +463,7 @@ mod tests {
         let site = SiteId::parse("s_1").expect("a site id");
         let mut reg = hub.register(site.clone(), user("b"), 1);
         hub.begin_sync(reg.id);
-        hub.follow(reg.id, [room()]);
+        hub.follow(reg.id, [(room(), 0)]);
         let event = |seq| Event {
             room: room(),
             seq,
@@ -432,6 +485,31 @@ mod tests {
         assert!(
             reg.rx.try_recv().is_err(),
             "unsubscribed until it syncs again"
+        );
+    }
+
+    #[tokio::test]
+    async fn resync_tells_live_connections_and_unsubscribes_them() {
+        let hub = Hub::default();
+        let site = SiteId::parse("s_1").expect("a site id");
+        let live = hub.register(site.clone(), user("b"), 8);
+        hub.begin_sync(live.id);
+        hub.follow(live.id, [(room(), 0)]);
+        // Not synced yet: its coming sync reads the store anyway.
+        let waiting = hub.register(site.clone(), user("c"), 8);
+        assert_eq!(hub.live_connections(), [live.id]);
+        assert_eq!(
+            hub.resync(&[live.id, waiting.id]),
+            1,
+            "only the synced connection is told"
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(1), live.signal.wait())
+            .await
+            .expect("the lag signal is raised");
+        assert!(!waiting.signal.lagged.load(Ordering::Acquire));
+        assert!(
+            !hub.lock().rooms.contains_key(&room()),
+            "nobody follows the room"
         );
     }
 }

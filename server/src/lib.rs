@@ -12,6 +12,10 @@
 //! - [`hub`]: local fan-out; each event is serialised once, queued for
 //!   every connection following the room, and a connection that falls
 //!   behind is told to resync instead of slowing the room.
+//! - [`broker`]: fan-out across nodes (`--broker nats://…`): committed
+//!   events, new rooms and typing reach the other nodes' hubs; the
+//!   database stays the record, so whatever the broker drops is filled
+//!   from it.
 //! - [`api`]: the HTTP API for the site's backend; [`error`] maps failures
 //!   to JSON errors.
 //! - [`widget`]: serving the widget app, framed only by the site's origins.
@@ -22,6 +26,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -33,6 +38,7 @@ pub mod telemetry;
 pub mod widget;
 pub mod ws;
 
+use crate::broker::{Broker, BrokerError, BrokerTask};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::hub::Hub;
@@ -47,6 +53,7 @@ use axum::routing::get;
 use natter_shared::{ErrorCode, Event, SiteId};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -61,13 +68,16 @@ pub enum StartError {
     Store { url: String, source: StoreError },
     #[error("could not set up demo mode: {0}")]
     Demo(StoreError),
+    #[error("could not set up the broker {url}: {source}")]
+    Broker { url: String, source: BrokerError },
 }
 
-/// A built server: state plus the writer task.
+/// A built server: state plus the writer task and the broker link.
 pub struct App {
     state: AppState,
     writer: JoinHandle<()>,
     writer_stop: CancellationToken,
+    broker: Option<BrokerTask>,
 }
 
 impl App {
@@ -87,10 +97,31 @@ impl App {
         }
         let hub = Hub::default();
         let metrics = Arc::new(metrics::Metrics::default());
+        let (broker, broker_task) = match &config.broker {
+            None => (Broker::local(hub.clone()), None),
+            Some(url) => {
+                let sweep_every = Duration::from_secs(config.broker_sweep_secs.max(1));
+                let prefix = &config.broker_subject_prefix;
+                let (broker, task) = Broker::connect(
+                    url,
+                    prefix,
+                    hub.clone(),
+                    store.clone(),
+                    sweep_every,
+                    metrics.clone(),
+                )
+                .await
+                .map_err(|source| StartError::Broker {
+                    url: store::redact_url(url),
+                    source,
+                })?;
+                (broker, Some(task))
+            }
+        };
         let writer_stop = CancellationToken::new();
         let publish = {
-            let hub = hub.clone();
-            move |site: &SiteId, event: &Event| hub.publish_event(site, event)
+            let broker = broker.clone();
+            move |site: &SiteId, event: &Event| broker.event(site, event)
         };
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
@@ -103,6 +134,7 @@ impl App {
             config: Arc::new(config),
             store,
             hub,
+            broker,
             writer,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
@@ -112,6 +144,7 @@ impl App {
             state,
             writer: writer_task,
             writer_stop,
+            broker: broker_task,
         })
     }
 
@@ -180,6 +213,10 @@ impl App {
         if let Err(err) = self.writer.await {
             tracing::error!(error = %err, "writer task failed");
         }
+        // The last commits are published; hand them to the other nodes.
+        if let Some(broker) = self.broker {
+            broker.shutdown().await;
+        }
         self.state.store.close().await;
         tracing::info!("stopped");
         served
@@ -196,13 +233,19 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// 200 while the database answers, 503 when it does not (within the
+/// store's ping timeout). A broker that is down does not make the node
+/// unhealthy (it keeps serving its own connections and persisting), but
+/// shows as `"broker": "down"`.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.store.ping().await {
-        (StatusCode::OK, Json(serde_json::json!({"status": "ok"})))
+    let (status, text) = if state.store.ping().await {
+        (StatusCode::OK, "ok")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable"})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let mut body = serde_json::json!({ "status": text });
+    if let Some(up) = state.broker.connected() {
+        body["broker"] = serde_json::json!(if up { "up" } else { "down" });
     }
+    (status, Json(body))
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init("info,sqlx=warn,tower_http=info");
+    telemetry::init("info,sqlx=warn,async_nats=warn,tower_http=info");
     match cli.command {
         Some(Command::Site(cmd)) => site_command(&cli.config.database_url, cmd).await,
         None => serve(cli.config).await,

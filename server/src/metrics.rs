@@ -23,6 +23,13 @@ pub struct Metrics {
     pub commits: AtomicU64,
     /// Connections told to resync after falling behind.
     pub resyncs: AtomicU64,
+    /// Times this node had all its connections resync because of the
+    /// broker (its link came back, it fell behind, another node asked).
+    pub broker_resyncs: AtomicU64,
+    /// Messages for other nodes dropped: the queue to the broker was full.
+    pub broker_dropped: AtomicU64,
+    /// Rooms the sweep filled from the store: events the broker never brought.
+    pub sweep_fills: AtomicU64,
 }
 
 /// Bumps a counter by one.
@@ -38,7 +45,7 @@ pub fn dec(gauge: &AtomicU64) {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 11] = [
             (
                 "natter_connections_open",
                 "gauge",
@@ -86,6 +93,24 @@ impl Metrics {
                 "counter",
                 "Connections told to resync.",
                 &self.resyncs,
+            ),
+            (
+                "natter_broker_resyncs_total",
+                "counter",
+                "Times every connection was told to resync because of the broker.",
+                &self.broker_resyncs,
+            ),
+            (
+                "natter_broker_dropped_total",
+                "counter",
+                "Messages for other nodes dropped with the queue to the broker full.",
+                &self.broker_dropped,
+            ),
+            (
+                "natter_sweep_fills_total",
+                "counter",
+                "Rooms filled from the store by the sweep.",
+                &self.sweep_fills,
             ),
         ];
         let mut out = String::new();

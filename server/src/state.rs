@@ -1,5 +1,6 @@
 //! The state every handler and connection shares; cheap to clone.
 
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -15,6 +16,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub hub: Hub,
+    /// Fan-out of committed events, new rooms and typing: to this node's
+    /// hub, and to the other nodes when a broker is configured.
+    pub broker: Broker,
     pub writer: Writer,
     /// Fires when the server shuts down; connections close on it.
     pub shutdown: CancellationToken,

@@ -155,6 +155,7 @@ enum Suite {
 fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     tools::ensure_build_tools(env)?;
     let chromedriver = tools::ensure_browser(env)?;
+    let nats_server = tools::ensure_nats_server(env)?;
     let mysql = if std::env::var_os("NATTER_TEST_MYSQL_URL").is_some() {
         None
     } else if tools::ensure_mariadb(ci)? {
@@ -172,6 +173,9 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
         }
         if let Some(url) = mysql {
             cmd.env("NATTER_TEST_MYSQL_URL", url);
+        }
+        if std::env::var_os("NATTER_TEST_NATS_SERVER").is_none() {
+            cmd.env("NATTER_TEST_NATS_SERVER", &nats_server);
         }
         cmd
     };
@@ -229,8 +233,11 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
         ]),
     )?;
     // One command for every native test, the end-to-end browser scenarios
-    // included: they need the `natter` binary, which this build makes with
-    // the same features (no second build), and the widget built above.
+    // included: they and the tests of several nodes (`tests/nodes.rs`)
+    // need the `natter` binary, which this build makes before any test
+    // runs (the server's own CLI test needs it too) with the same features
+    // (no second build), and the browser scenarios need the widget built
+    // above.
     // The scenarios take a lock so that one runs at a time (each drives
     // several browsers).
     timer.step(

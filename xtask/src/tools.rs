@@ -3,8 +3,9 @@
 //!
 //! Each tool is checked first and installed only when missing or at
 //! another version: the wasm32 target, trunk, wasm-bindgen-cli (with its
-//! test runner), Chromium with chromedriver for the browser tests, and
-//! npm's binaryen for wasm-opt. The npm binaries go first on PATH so that
+//! test runner), Chromium with chromedriver for the browser tests,
+//! nats-server for the tests of several nodes, and npm's binaryen for
+//! wasm-opt. The npm binaries go first on PATH so that
 //! trunk picks wasm-opt 132, not a system binaryen (Debian's 108 produces a
 //! wasm that crashes Chromium).
 
@@ -20,6 +21,8 @@ const TRUNK_VERSION: &str = "0.21.14";
 /// Must equal the `wasm-bindgen` crate's pinned version in Cargo.toml.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
 const MARIADB: &str = "/usr/sbin/mariadbd";
+/// Where Debian's package puts the NATS server (not on a user's PATH).
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
 /// How long a MariaDB we started may take to answer.
 const MARIADB_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -181,6 +184,31 @@ pub fn ensure_browser(env: &Env) -> Result<PathBuf> {
         ),
     )?;
     found().context("chromium-driver installed but chromedriver is still not found")
+}
+
+/// The NATS server the tests of several nodes start (each its own, on a
+/// free port); installed from Debian's packages when missing and we are
+/// root. Returns its path.
+pub fn ensure_nats_server(env: &Env) -> Result<PathBuf> {
+    let found = || {
+        env.which("nats-server".as_ref())
+            .or_else(|| Some(PathBuf::from(NATS_SERVER)).filter(|p| p.is_file()))
+    };
+    if let Some(path) = found() {
+        return Ok(path);
+    }
+    if !is_root() {
+        bail!(
+            "the tests of several nodes need nats-server: install it \
+             (Debian: `sudo apt-get install nats-server`)"
+        );
+    }
+    env.step("apt-get update", env.command("apt-get", ["update", "-qq"]))?;
+    env.step(
+        "apt-get install nats-server",
+        env.command("apt-get", ["install", "-y", "-qq", "nats-server"]),
+    )?;
+    found().context("nats-server installed but still not found")
 }
 
 /// Makes sure MariaDB answers on 127.0.0.1:3306, starting it when we are

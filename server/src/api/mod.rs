@@ -140,7 +140,7 @@ async fn create_room(
         .create_group(&site.id, &req.title, &req.members)
         .await?;
     let members: Vec<UserId> = room.members.iter().map(|m| m.id.clone()).collect();
-    state.hub.announce_room(&site.id, &room.id, &members);
+    state.broker.announce_room(&site.id, &room.id, &members);
     tracing::info!(site = %site.id, room = %room.id, "group room created");
     Ok((StatusCode::CREATED, Json(room)))
 }
@@ -161,7 +161,7 @@ async fn open_dialog(
     let (room, created) = state.store.open_dialog(&site.id, a, b).await?;
     if created {
         state
-            .hub
+            .broker
             .announce_room(&site.id, &room.id, &[a.id.clone(), b.id.clone()]);
         return Ok((StatusCode::CREATED, Json(room)));
     }
@@ -238,6 +238,9 @@ async fn post_message(
     };
     let written = state.writer.write(op).await?;
     let status = if written.duplicate {
+        // Its first attempt may have committed yet failed (the database
+        // link cut during the commit), and so never been published.
+        state.broker.event(&site.id, &written.event);
         StatusCode::OK
     } else {
         StatusCode::CREATED

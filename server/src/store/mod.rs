@@ -111,6 +111,9 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// How long a health check waits for the database.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The pool and the backend; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -216,9 +219,11 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// True when the database answers.
+    /// True when the database answers within [`PING_TIMEOUT`] (rather
+    /// than the pool's longer acquire timeout).
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)))
     }
 }
 

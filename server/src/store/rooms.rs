@@ -1,12 +1,40 @@
 //! Rooms and their members: group rooms, the one dialog between two users,
 //! and who is a member of what.
 
-use super::rows::{member_from_row, parse_id, room_from_row};
+use super::rows::{member_from_row, parse_id, room_from_row, seq_from_db};
 use super::{Store, StoreError, conflict_on_unique, is_unique_violation, new_id, now_ms};
-use natter_shared::{Member, RoomId, RoomInfo, SiteId, UserId};
+use natter_shared::{Member, RoomId, RoomInfo, Seq, SiteId, UserId};
 use sqlx::Row;
+use std::collections::HashMap;
+
+/// Rooms per query of [`Store::last_seqs`]: well within every database's
+/// limit on binds.
+const ROOMS_PER_QUERY: usize = 500;
 
 impl Store {
+    /// The site and latest seq of each of these rooms that exists.
+    pub async fn last_seqs(
+        &self,
+        rooms: &[RoomId],
+    ) -> Result<HashMap<RoomId, (SiteId, Seq)>, StoreError> {
+        let mut found = HashMap::with_capacity(rooms.len());
+        for chunk in rooms.chunks(ROOMS_PER_QUERY) {
+            // Only placeholders are formatted in; the ids are bound.
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT id, site_id, last_seq FROM rooms WHERE id IN ({marks})");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for room in chunk {
+                query = query.bind(room.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let room = parse_id(RoomId::parse, row.try_get::<String, _>("id")?)?;
+                let site = parse_id(SiteId::parse, row.try_get::<String, _>("site_id")?)?;
+                found.insert(room, (site, seq_from_db(row.try_get("last_seq")?)?));
+            }
+        }
+        Ok(found)
+    }
+
     /// Creates a group room with its first members (no events: seq starts at 0).
     pub async fn create_group(
         &self,

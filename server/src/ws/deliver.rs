@@ -2,13 +2,14 @@
 //! gap-free and in order. Each connection remembers the last seq it
 //! delivered per room: an event already delivered is skipped, and one
 //! that arrives past a gap is preceded by the missing events read from the
-//! store.
+//! store. A gap that holds this user's own leaving (its live event lost on
+//! the way between nodes) ends the room for this connection there.
 
 use super::conn::Conn;
 use super::{FrameSink, Gone};
 use crate::hub::{Delivery, Published};
 use futures_util::SinkExt;
-use natter_shared::{Event, RoomId, Seq, ServerFrame};
+use natter_shared::{Event, EventKind, RoomId, Seq, ServerFrame};
 
 impl<S: FrameSink> Conn<S> {
     /// Delivers what the hub queued: this delivery and whatever else is
@@ -35,7 +36,8 @@ impl<S: FrameSink> Conn<S> {
                 }
                 self.announce(&room).await?;
                 self.sent.insert(room.clone(), 0);
-                self.fill_gap(&room, Seq::MAX).await
+                // The whole history, leavings and rejoinings included.
+                self.fill_gap(&room, Seq::MAX).await.map(drop)
             }
             Delivery::Event(published) => self.deliver_event(&published).await,
         }
@@ -56,7 +58,14 @@ impl<S: FrameSink> Conn<S> {
             return Ok(());
         }
         if p.seq > last.saturating_add(1) {
-            self.fill_gap(&p.room, p.seq).await?;
+            let membership = self.fill_gap(&p.room, p.seq).await?;
+            let rejoins = matches!(&p.member, Some((user, true)) if user == &self.identity.user);
+            if membership == Some(false) && !rejoins {
+                // This user left in the gap: nothing after it is theirs.
+                self.sent.remove(&p.room);
+                self.state.hub.unfollow(self.reg.id, &p.room);
+                return Ok(());
+            }
         }
         self.feed_raw(p.frame.clone()).await?;
         self.sent.insert(p.room.clone(), p.seq);
@@ -78,22 +87,33 @@ impl<S: FrameSink> Conn<S> {
     }
 
     /// Sends the stored events between the last delivered one and `until`
-    /// (exclusive), as live events.
-    async fn fill_gap(&mut self, room: &RoomId, until: Seq) -> Result<(), Gone> {
+    /// (exclusive), as live events. Returns this user's last membership
+    /// change among them (joined: true, left: false), if any.
+    async fn fill_gap(&mut self, room: &RoomId, until: Seq) -> Result<Option<bool>, Gone> {
         let page = self.state.config.limits.page_size.max(1);
+        let mut membership = None;
         loop {
             let last = self.sent.get(room).copied().unwrap_or(0);
             if last.saturating_add(1) >= until {
-                return Ok(());
+                return Ok(membership);
             }
             let events: Vec<Event> = match self.state.store.events_after(room, last, page).await {
                 Ok(events) => events.into_iter().filter(|e| e.seq < until).collect(),
-                Err(err) => return self.store_failed(err).await,
+                Err(err) => return self.store_failed(err).await.map(|()| membership),
             };
             let Some(newest) = events.last().map(|e| e.seq) else {
-                return Ok(());
+                return Ok(membership);
             };
             for event in events {
+                match &event.kind {
+                    EventKind::MemberJoined { user } if user == &self.identity.user => {
+                        membership = Some(true);
+                    }
+                    EventKind::MemberLeft { user } if user == &self.identity.user => {
+                        membership = Some(false);
+                    }
+                    _ => {}
+                }
                 self.send(&ServerFrame::Event { event }).await?;
             }
             self.sent.insert(room.clone(), newest);

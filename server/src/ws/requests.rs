@@ -75,9 +75,10 @@ impl<S: FrameSink> Conn<S> {
             Ok(rooms) => rooms,
             Err(err) => return self.store_failed(err).await,
         };
-        self.state
-            .hub
-            .follow(self.reg.id, rooms.iter().map(|r| r.id.clone()));
+        self.state.hub.follow(
+            self.reg.id,
+            rooms.iter().map(|r| (r.id.clone(), r.last_seq)),
+        );
         let still = match store.room_ids_for_user(site, user).await {
             Ok(ids) => ids,
             Err(err) => return self.store_failed(err).await,
@@ -281,7 +282,7 @@ impl<S: FrameSink> Conn<S> {
     /// Tells the room's other connections that this user is typing.
     async fn typing(&mut self, room: RoomId) -> Result<(), Gone> {
         if self.sent.contains_key(&room) {
-            self.state.hub.typing(&room, &self.identity.user);
+            self.state.broker.typing(&room, &self.identity.user);
             Ok(())
         } else {
             self.room_error(

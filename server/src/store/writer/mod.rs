@@ -90,7 +90,8 @@ const QUEUE: usize = 8192;
 
 impl Writer {
     /// Starts the writer task. Each new event is handed to `publish` after
-    /// its commit, in seq order (a repeated send is not published again).
+    /// its commit, in seq order; a repeated send's stored event is published
+    /// again (receivers skip what they hold).
     /// The task stops taking writes when `stop` fires, commits what is
     /// queued, then ends.
     pub fn spawn(
@@ -168,7 +169,14 @@ impl<P: Fn(&SiteId, &Event)> Task<P> {
         metrics::inc(&self.metrics.commits);
         for ((op, reply), result) in batch.drain(..).zip(results) {
             match &result {
-                Ok(written) if written.duplicate => metrics::inc(&self.metrics.duplicates),
+                Ok(written) if written.duplicate => {
+                    metrics::inc(&self.metrics.duplicates);
+                    // Its first attempt may have committed yet been reported
+                    // as failed (the database link cut during the commit),
+                    // and so never published: publish it again. Connections
+                    // that already have it skip it by seq.
+                    (self.publish)(op.site(), &written.event);
+                }
                 Ok(written) => {
                     metrics::inc(&self.metrics.events_committed);
                     (self.publish)(op.site(), &written.event);
@@ -321,7 +329,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_are_published_after_commit_in_seq_order_and_repeats_are_not() {
+    async fn events_are_published_after_commit_in_seq_order_and_repeats_again_as_stored() {
         let path = std::env::temp_dir().join(format!("natter-writer-{}.db", uuid::Uuid::now_v7()));
         let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
             .await
@@ -376,7 +384,8 @@ mod tests {
         task.await.expect("the writer ends");
         assert_eq!(
             *published.lock().expect("not poisoned"),
-            (1..=20).collect::<Vec<u64>>()
+            (1..=20).chain([5]).collect::<Vec<u64>>(),
+            "the repeat is published again as the event stored the first time"
         );
         store.close().await;
         for suffix in ["", "-wal", "-shm"] {

@@ -1,0 +1,107 @@
+//! What nodes say to each other through the broker: JSON, one message per
+//! broker message, each on the subject of its kind under the cluster's
+//! prefix (`natter.event`, `natter.room`, …), and each naming the node
+//! that sent it so that a node ignores its own.
+
+use natter_shared::{Event, RoomId, SiteId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// One message and its sender, as received.
+#[derive(Debug, Deserialize)]
+pub(super) struct Envelope {
+    /// The sending node's random id.
+    pub node: String,
+    pub msg: Msg,
+}
+
+/// One message and its sender, as sent (borrowed: nothing is copied).
+#[derive(Debug, Serialize)]
+pub(super) struct Outgoing<'a> {
+    pub node: &'a str,
+    pub msg: &'a Msg,
+}
+
+/// What one node tells the others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum Msg {
+    /// An event committed on the sending node.
+    Event { site: SiteId, event: Event },
+    /// A room created with these members.
+    Room {
+        site: SiteId,
+        room: RoomId,
+        members: Vec<UserId>,
+    },
+    /// A member is typing (ephemeral).
+    Typing { room: RoomId, user: UserId },
+    /// The sender may have failed to publish some events: every node tells
+    /// its connections to resync from their cursors.
+    Resync,
+}
+
+impl Msg {
+    /// The last token of the message's subject.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Event { .. } => "event",
+            Msg::Room { .. } => "room",
+            Msg::Typing { .. } => "typing",
+            Msg::Resync => "resync",
+        }
+    }
+}
+
+/// A subject prefix: dot-separated tokens of ASCII letters, digits, `-`
+/// and `_` (no wildcards, no spaces), at most 128 bytes.
+pub(super) fn valid_prefix(prefix: &str) -> bool {
+    const MAX_PREFIX_BYTES: usize = 128;
+    prefix.len() <= MAX_PREFIX_BYTES
+        && prefix.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natter_shared::EventKind;
+
+    #[test]
+    fn an_event_survives_the_trip() {
+        let msg = Msg::Event {
+            site: SiteId::parse("s_1").expect("a site id"),
+            event: Event {
+                room: RoomId::parse("r_1").expect("a room id"),
+                seq: 3,
+                ts: 1_700_000_000_000,
+                sender: Some(UserId::parse("a").expect("a user id")),
+                kind: EventKind::Message {
+                    body: "hi".into(),
+                    client_id: None,
+                },
+            },
+        };
+        let json = serde_json::to_vec(&Outgoing {
+            node: "n_1",
+            msg: &msg,
+        })
+        .expect("serialises");
+        let back: Envelope = serde_json::from_slice(&json).expect("parses");
+        assert_eq!((back.node.as_str(), back.msg), ("n_1", msg));
+    }
+
+    #[test]
+    fn prefixes_are_plain_subject_tokens() {
+        assert!(valid_prefix("natter"));
+        assert!(valid_prefix("natter.prod-1.eu_west"));
+        for bad in [
+            "", "natter.", ".natter", "nat ter", "natter.*", "natter.>", "a..b",
+        ] {
+            assert!(!valid_prefix(bad), "{bad:?} is refused");
+        }
+    }
+}
