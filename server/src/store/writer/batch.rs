@@ -106,6 +106,19 @@ pub(super) struct Reads {
     pub counts: HashMap<RoomId, i64>,
 }
 
+/// What a decided batch writes, owned so that its statements
+/// ([`super::statements::writes`]) can borrow it.
+pub(super) struct Writes {
+    /// New events, each room's in seq order.
+    pub events: Vec<Event>,
+    /// Each new event's client id as stored, if it has one.
+    pub client_ids: Vec<Option<String>>,
+    pub added: Vec<NewMember>,
+    pub removed: Vec<(RoomId, UserId)>,
+    /// Each room whose counter moved, with its new value.
+    pub counters: Vec<(RoomId, i64)>,
+}
+
 struct PlannedRoom {
     row: RoomRow,
     /// The counter after this batch's events.
@@ -124,7 +137,7 @@ pub(super) struct Plan {
     /// Messages new in this batch, by idempotency key: index in `events`.
     pending: HashMap<IdemKey, usize>,
     /// New events, each room's in seq order.
-    pub events: Vec<Event>,
+    events: Vec<Event>,
     /// Sites of the rooms people join, for the members' rows.
     joined_sites: HashMap<(RoomId, UserId), SiteId>,
     now: i64,
@@ -198,8 +211,29 @@ impl Plan {
         }
     }
 
+    /// What the decided batch writes.
+    pub(super) fn into_writes(self) -> Writes {
+        let (added, removed) = self.membership_changes();
+        let counters = self.counters();
+        let client_ids = self
+            .events
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Message { client_id, .. } => client_id.map(|c| c.to_string()),
+                _ => None,
+            })
+            .collect();
+        Writes {
+            events: self.events,
+            client_ids,
+            added,
+            removed,
+            counters,
+        }
+    }
+
     /// Memberships to add and to remove: the batch's net change.
-    pub(super) fn membership_changes(&self) -> (Vec<NewMember>, Vec<(RoomId, UserId)>) {
+    fn membership_changes(&self) -> (Vec<NewMember>, Vec<(RoomId, UserId)>) {
         let mut added: Vec<NewMember> = self
             .joined_sites
             .iter()
@@ -224,12 +258,12 @@ impl Plan {
     }
 
     /// Each room whose counter moved, with its new value.
-    pub(super) fn counters(&self) -> Vec<(&RoomId, i64)> {
-        let mut counters: Vec<(&RoomId, i64)> = self
+    fn counters(&self) -> Vec<(RoomId, i64)> {
+        let mut counters: Vec<(RoomId, i64)> = self
             .rooms
             .iter()
             .filter(|(_, room)| room.last != room.row.last_seq)
-            .map(|(id, room)| (id, room.last))
+            .map(|(id, room)| (id.clone(), room.last))
             .collect();
         counters.sort_unstable();
         counters

@@ -53,24 +53,8 @@ pub(super) fn try_commit(
     let mut plan = Plan::new(reads, now_ms());
     let results: Vec<_> = ops.iter().map(|op| plan.decide(op)).collect();
 
-    let client_ids: Vec<Option<String>> = plan
-        .events
-        .iter()
-        .map(|e| match &e.kind {
-            EventKind::Message { client_id, .. } => client_id.map(|c| c.to_string()),
-            _ => None,
-        })
-        .collect();
-    let (added, removed) = plan.membership_changes();
-    let counters = plan.counters();
-    let inserts = statements::insert_events(&plan.events, &client_ids)
-        .map_err(|_| StoreError::Corrupt("a seq beyond i64".into()))?;
-    for statement in statements::delete_members(&removed)
-        .into_iter()
-        .chain(statements::insert_members(&added))
-        .chain(inserts)
-        .chain(statements::write_counters(&counters))
-    {
+    let writes = plan.into_writes();
+    for statement in statements::writes(&writes)? {
         tx.prepare_cached(&statement.sql)?
             .execute(params_from_iter(statement.args))?;
     }

@@ -9,7 +9,8 @@
 //! The SQL is fixed text and `?` placeholders only: every value is bound,
 //! never formatted in.
 
-use super::batch::{IdemKey, NewMember};
+use super::batch::{IdemKey, NewMember, Writes};
+use crate::store::StoreError;
 use natter_shared::{Event, EventKind, RoomId, UserId};
 
 /// Most rows or keys one statement carries.
@@ -77,17 +78,38 @@ fn exact_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// `?, ?, …` for these rooms, with their ids.
+fn room_list<'a>(rooms: &[&&'a RoomId]) -> (String, Vec<Arg<'a>>) {
+    (
+        repeat("?", ", ", rooms.len()),
+        rooms.iter().map(|room| Arg::Text(room.as_str())).collect(),
+    )
+}
+
+/// `(room_id = ? AND user_id = ?) OR …` for these pairs, with their values.
+fn pairs_where<'a>(pairs: &[(&'a RoomId, &'a UserId)]) -> (String, Vec<Arg<'a>>) {
+    (
+        repeat("(room_id = ? AND user_id = ?)", " OR ", pairs.len()),
+        pairs
+            .iter()
+            .flat_map(|(room, user)| [Arg::Text(room.as_str()), Arg::Text(user.as_str())])
+            .collect(),
+    )
+}
+
 /// Reads the rooms' rows; `lock` adds `FOR UPDATE` (MySQL). Sorted, so
 /// two nodes lock rooms in the same order.
 pub(super) fn lock_rooms<'a>(rooms: &[&'a RoomId], lock: bool) -> Vec<Statement<'a>> {
     padded_chunks(rooms)
-        .map(|chunk| Statement {
-            sql: format!(
-                "SELECT id, site_id, kind, last_seq FROM rooms WHERE id IN ({}) ORDER BY id{}",
-                repeat("?", ", ", chunk.len()),
-                if lock { " FOR UPDATE" } else { "" }
-            ),
-            args: chunk.iter().map(|room| Arg::Text(room.as_str())).collect(),
+        .map(|chunk| {
+            let (list, args) = room_list(&chunk);
+            Statement {
+                sql: format!(
+                    "SELECT id, site_id, kind, last_seq FROM rooms WHERE id IN ({list}) ORDER BY id{}",
+                    if lock { " FOR UPDATE" } else { "" }
+                ),
+                args,
+            }
         })
         .collect()
 }
@@ -96,15 +118,13 @@ pub(super) fn lock_rooms<'a>(rooms: &[&'a RoomId], lock: bool) -> Vec<Statement<
 /// `room_id, user_id`.
 pub(super) fn members<'a>(pairs: &[(&'a RoomId, &'a UserId)]) -> Vec<Statement<'a>> {
     padded_chunks(pairs)
-        .map(|chunk| Statement {
-            sql: format!(
-                "SELECT room_id, user_id FROM members WHERE {}",
-                repeat("(room_id = ? AND user_id = ?)", " OR ", chunk.len())
-            ),
-            args: chunk
-                .iter()
-                .flat_map(|(room, user)| [Arg::Text(room.as_str()), Arg::Text(user.as_str())])
-                .collect(),
+        .map(|chunk| {
+            let pairs: Vec<_> = chunk.into_iter().copied().collect();
+            let (condition, args) = pairs_where(&pairs);
+            Statement {
+                sql: format!("SELECT room_id, user_id FROM members WHERE {condition}"),
+                args,
+            }
         })
         .collect()
 }
@@ -112,12 +132,14 @@ pub(super) fn members<'a>(pairs: &[(&'a RoomId, &'a UserId)]) -> Vec<Statement<'
 /// How many members these rooms have: rows of `room_id, n`.
 pub(super) fn member_counts<'a>(rooms: &[&'a RoomId]) -> Vec<Statement<'a>> {
     padded_chunks(rooms)
-        .map(|chunk| Statement {
-            sql: format!(
-                "SELECT room_id, COUNT(*) AS n FROM members WHERE room_id IN ({}) GROUP BY room_id",
-                repeat("?", ", ", chunk.len())
-            ),
-            args: chunk.iter().map(|room| Arg::Text(room.as_str())).collect(),
+        .map(|chunk| {
+            let (list, args) = room_list(&chunk);
+            Statement {
+                sql: format!(
+                    "SELECT room_id, COUNT(*) AS n FROM members WHERE room_id IN ({list}) GROUP BY room_id"
+                ),
+                args,
+            }
         })
         .collect()
 }
@@ -161,9 +183,22 @@ pub(super) fn stored_messages<'a>(keys: &'a [(IdemKey, String)]) -> Vec<Statemen
     statements
 }
 
+/// Everything a decided batch writes, in order: memberships ended, then
+/// added, the new events, each moved counter.
+pub(super) fn writes(writes: &Writes) -> Result<Vec<Statement<'_>>, StoreError> {
+    let mut all = delete_members(&writes.removed);
+    all.extend(insert_members(&writes.added));
+    all.extend(
+        insert_events(&writes.events, &writes.client_ids)
+            .map_err(|_| StoreError::Corrupt("a seq beyond i64".into()))?,
+    );
+    all.extend(write_counters(&writes.counters));
+    Ok(all)
+}
+
 /// Inserts the new events; `client_ids` holds their client ids' text,
 /// one per event.
-pub(super) fn insert_events<'a>(
+fn insert_events<'a>(
     events: &'a [Event],
     client_ids: &'a [Option<String>],
 ) -> Result<Vec<Statement<'a>>, std::num::TryFromIntError> {
@@ -206,7 +241,7 @@ pub(super) fn insert_events<'a>(
 }
 
 /// Adds the batch's new members.
-pub(super) fn insert_members<'a>(members: &'a [NewMember]) -> Vec<Statement<'a>> {
+fn insert_members<'a>(members: &'a [NewMember]) -> Vec<Statement<'a>> {
     exact_chunks(members)
         .map(|chunk| Statement {
             sql: format!(
@@ -229,23 +264,21 @@ pub(super) fn insert_members<'a>(members: &'a [NewMember]) -> Vec<Statement<'a>>
 }
 
 /// Removes the memberships the batch ended.
-pub(super) fn delete_members<'a>(pairs: &'a [(RoomId, UserId)]) -> Vec<Statement<'a>> {
+fn delete_members(pairs: &[(RoomId, UserId)]) -> Vec<Statement<'_>> {
     padded_chunks(pairs)
-        .map(|chunk| Statement {
-            sql: format!(
-                "DELETE FROM members WHERE {}",
-                repeat("(room_id = ? AND user_id = ?)", " OR ", chunk.len())
-            ),
-            args: chunk
-                .iter()
-                .flat_map(|(room, user)| [Arg::Text(room.as_str()), Arg::Text(user.as_str())])
-                .collect(),
+        .map(|chunk| {
+            let pairs: Vec<_> = chunk.into_iter().map(|(room, user)| (room, user)).collect();
+            let (condition, args) = pairs_where(&pairs);
+            Statement {
+                sql: format!("DELETE FROM members WHERE {condition}"),
+                args,
+            }
         })
         .collect()
 }
 
 /// Writes each changed room's counter.
-pub(super) fn write_counters<'a>(counters: &[(&'a RoomId, i64)]) -> Vec<Statement<'a>> {
+fn write_counters(counters: &[(RoomId, i64)]) -> Vec<Statement<'_>> {
     padded_chunks(counters)
         .map(|chunk| {
             let mut args: Vec<Arg> = chunk
@@ -295,10 +328,11 @@ mod tests {
     fn every_placeholder_has_a_value() {
         let room = RoomId::parse("r_1".to_string()).expect("a room id");
         let user = UserId::parse("u".to_string()).expect("a user id");
+        let counters = vec![(room.clone(), 4); 5];
         for statement in lock_rooms(&[&room, &room, &room], true)
             .into_iter()
             .chain(members(&[(&room, &user); 3]))
-            .chain(write_counters(&[(&room, 4); 5]))
+            .chain(write_counters(&counters))
         {
             assert_eq!(
                 statement.sql.matches('?').count(),
