@@ -1,5 +1,7 @@
 /*! Natter widget loader. <script src="https://CHAT/widget.js" data-site="SITE"
  * data-token="..." defer></script>, or Natter.init({token}) later.
+ * Self-hosted (a copy among the site's own files, pinned with integrity=):
+ * data-chat="https://CHAT" names the chat server.
  * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)).
  * Calls made before it loads are queued:
  *   window.Natter = window.Natter || {q: []}; Natter.q.push(["open", "r_1"]);
@@ -142,7 +144,8 @@
   safe(function () {
     var me = d.currentScript;
     if (!me) return;
-    origin = new URL(me.src, location.href).origin;
+    var chat = me.getAttribute("data-chat");
+    origin = new URL(chat || me.src, location.href).origin;
     site = me.getAttribute("data-site") || "";
     token = me.getAttribute("data-token") || null;
     whenReady(draw);
@@ -152,6 +155,7 @@
     version: 1,
     init: safe(function (opts) {
       opts = opts || {};
+      if (opts.chat && !host) origin = new URL(String(opts.chat), location.href).origin;
       if (opts.site) site = String(opts.site);
       if (opts.token) token = String(opts.token);
       whenReady(function () { draw(); boot(); });

@@ -47,36 +47,3 @@ async fn without_demo_mode_there_is_no_demo_page_nor_token() {
     }
     app.stop().await;
 }
-
-#[tokio::test]
-async fn the_widget_may_be_framed_only_by_the_sites_origins() {
-    let dir = std::env::temp_dir().join(unique("natter-widget"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<!doctype html><title>w</title>").unwrap();
-    std::fs::write(dir.join("widget.js"), "/* loader */").unwrap();
-    let widget_dir = dir.clone();
-    let app = spawn_app_with(Db::Sqlite, move |c| c.widget_dir = widget_dir).await;
-    let res = app
-        .http
-        .get(app.url(&format!("/widget/?site={}", app.site.id)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let csp = res.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(csp, format!("frame-ancestors 'self' {ORIGIN}"));
-    assert!(!csp.contains("other.example"));
-    let res = app.http.get(app.url("/widget/")).send().await.unwrap();
-    assert_eq!(
-        res.headers()["content-security-policy"],
-        "frame-ancestors 'self'"
-    );
-    let res = app.http.get(app.url("/widget.js")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.text().await.unwrap(), "/* loader */");
-    app.stop().await;
-    std::fs::remove_dir_all(&dir).ok();
-}

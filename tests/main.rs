@@ -10,6 +10,7 @@ mod isolation;
 mod nodes;
 mod robustness;
 mod store;
+mod widget;
 
 /// Fails the test if anything in the process panicked.
 pub fn assert_no_panics() {

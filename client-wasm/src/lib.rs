@@ -22,6 +22,8 @@
 //!   others follow through a BroadcastChannel and the store.
 //! - [`typing`]: typing indicators as plain data: when to say it, who is
 //!   shown typing, when that goes stale (also from `natter-client-model`).
+//! - [`shell`]: opening without the server: the service worker that keeps
+//!   this build and the page in the browser's cache, and durable storage.
 //! - [`error`]: what the browser or its storage can refuse.
 //! - [`app`]: the root component that wires them together.
 
@@ -32,6 +34,7 @@ pub mod embed;
 pub mod error;
 pub mod leader;
 pub mod net;
+pub mod shell;
 pub mod sync;
 
 pub use natter_client_model::{chat, link, typing};
@@ -39,4 +42,5 @@ pub use natter_client_model::{chat, link, typing};
 /// Mounts the widget on the page's body.
 pub fn start() {
     leptos::mount::mount_to_body(app::App);
+    shell::keep_offline();
 }

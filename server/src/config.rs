@@ -59,6 +59,22 @@ pub struct Config {
     #[arg(long, env = "NATTER_WIDGET_DIR", default_value = "dist")]
     pub widget_dir: PathBuf,
 
+    /// Seconds browsers may use `/widget.js` without asking again.
+    #[arg(long, env = "NATTER_LOADER_MAX_AGE_SECS", default_value_t = 300)]
+    pub loader_max_age_secs: u64,
+
+    /// Seconds after that during which browsers use their copy of
+    /// `/widget.js` at once and ask for a new one in the background
+    /// (`stale-while-revalidate`): the launcher still appears while the
+    /// chat server is down.
+    #[arg(long, env = "NATTER_LOADER_STALE_SECS", default_value_t = 2_592_000)]
+    pub loader_stale_secs: u64,
+
+    /// Milliseconds the widget's service worker waits for the chat server
+    /// before it opens the widget from the browser's cache.
+    #[arg(long, env = "NATTER_OFFLINE_AFTER_MS", default_value_t = 4_000)]
+    pub offline_after_ms: u64,
+
     /// Demo mode: create the demo site and users, serve `/demo`, and mint
     /// tokens for demo users. Never use in production.
     #[arg(long, env = "NATTER_DEMO")]

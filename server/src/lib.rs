@@ -58,7 +58,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
 /// Why the server could not start.
@@ -78,6 +77,7 @@ pub struct App {
     writer: JoinHandle<()>,
     writer_stop: CancellationToken,
     broker: Option<BrokerTask>,
+    shell: Arc<widget::shell::Shell>,
 }
 
 impl App {
@@ -140,7 +140,12 @@ impl App {
             connections: TaskTracker::new(),
             metrics,
         };
+        let shell = Arc::new(widget::shell::Shell::new(
+            state.config.widget_dir.clone(),
+            state.config.offline_after_ms,
+        ));
         Ok(App {
+            shell,
             state,
             writer: writer_task,
             writer_stop,
@@ -156,7 +161,6 @@ impl App {
     /// All routes.
     pub fn router(&self) -> Router {
         let config = &self.state.config;
-        let widget_dir = &config.widget_dir;
         let mut router = Router::new()
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics_text))
@@ -164,17 +168,6 @@ impl App {
             .nest(
                 "/api/v1",
                 api::router().layer(DefaultBodyLimit::max(config.limits.max_request_bytes)),
-            )
-            .route_service("/widget.js", ServeFile::new(widget_dir.join("widget.js")))
-            .nest_service(
-                "/widget",
-                tower::Layer::layer(
-                    &axum::middleware::from_fn_with_state(
-                        self.state.clone(),
-                        widget::frame_ancestors,
-                    ),
-                    ServeDir::new(widget_dir).append_index_html_on_directories(true),
-                ),
             );
         if config.demo {
             router = router
@@ -182,11 +175,12 @@ impl App {
                 .route("/demo/token", get(demo::token));
         }
         router
+            .with_state(self.state.clone())
+            .merge(widget::routes(self.state.clone(), self.shell.clone()))
             .fallback(|| async {
                 ApiError::client(StatusCode::NOT_FOUND, ErrorCode::NotFound, "not found")
             })
             .layer(TraceLayer::new_for_http())
-            .with_state(self.state.clone())
     }
 
     /// Serves until `shutdown` resolves; then closes every WebSocket with

@@ -16,6 +16,7 @@ mod history;
 mod offline;
 mod safety;
 mod screenshots;
+mod shell;
 mod tabs;
 
 /// Runs each scenario once per database, as `SCENARIO::browser_on_DB`
@@ -50,4 +51,7 @@ on_both_databases!(
     crash::a_server_killed_mid_burst_loses_and_doubles_nothing,
     safety::the_host_page_is_safe_from_the_chat,
     screenshots::the_readme_screenshots,
+    shell::the_chat_opens_from_the_cache_with_the_server_down,
+    shell::a_new_build_is_picked_up_on_the_next_load,
+    shell::a_self_hosted_loader_is_pinned_by_its_hash,
 );

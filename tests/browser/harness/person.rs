@@ -73,16 +73,12 @@ const LINES_JS: &str =
 impl Person {
     /// The host page's address for this person.
     pub fn page_url(&self, page: Page) -> String {
-        let page = match page {
-            Page::Plain => "plain",
-            Page::Hostile => "hostile",
-            Page::HostileBare => "bare",
-        };
         format!(
-            "{}/?user={}&chat={}&page={page}",
+            "{}/?user={}&chat={}&page={}",
             self.host,
             self.user,
-            self.proxy.origin()
+            self.proxy.origin(),
+            page.name()
         )
     }
 
@@ -416,6 +412,78 @@ impl Person {
             .issue_cmd(NetworkConditions(offline))
             .await
             .expect("network emulation");
+    }
+
+    /// Waits until the chat (its frame entered) has said how it will open
+    /// without the server, and, with a service worker, until the worker
+    /// holds this page; returns what ran (`service-worker`, or the
+    /// fallback and why).
+    pub async fn wait_shell_kept(&self) -> String {
+        self.wait(
+            "the chat to say how it opens offline",
+            "return !!document.documentElement.getAttribute('data-shell');",
+        )
+        .await;
+        let shell = self
+            .js(
+                "return document.documentElement.getAttribute('data-shell');",
+                vec![],
+            )
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if shell == "service-worker" {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let kept = self
+                    .js_async(
+                        "var done = arguments[arguments.length - 1];
+                         caches.keys()
+                           .then(ks => Promise.all(ks.filter(k => k.startsWith('natter-shell-'))
+                             .map(k => caches.open(k).then(c => c.match(location.href)))))
+                           .then(hits => done(hits.some(h => !!h)), () => done(false));",
+                        vec![],
+                    )
+                    .await;
+                if kept == Value::Bool(true) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{}'s service worker never kept the chat's page",
+                    self.user
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        shell
+    }
+
+    /// The names of the shell caches the chat's origin holds.
+    pub async fn shell_caches(&self) -> Vec<String> {
+        let v = self
+            .js_async(
+                "var done = arguments[arguments.length - 1];
+                 caches.keys().then(ks => done(ks.filter(k => k.startsWith('natter-shell-'))),
+                                    e => done([String(e)]));",
+                vec![],
+            )
+            .await;
+        serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("cache names: {v}"))
+    }
+
+    /// The widget's JS files the chat's page loaded (each build names them
+    /// by its hash).
+    pub async fn loaded_scripts(&self) -> Vec<String> {
+        let v = self
+            .js(
+                r"return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)
+                   .filter(p => /^\/widget\/natter-client-[0-9a-f]+(_bg\.wasm|\.js)$/.test(p));",
+                vec![],
+            )
+            .await;
+        serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("resources: {v}"))
     }
 
     /// The messages of a room in this browser's IndexedDB, by seq, read

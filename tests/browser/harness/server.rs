@@ -1,6 +1,10 @@
 //! The real `natter` binary as a child process on a free port, logging to
 //! a file: started, health-checked, killed (`kill -9`) and restarted on
-//! the same database.
+//! the same database, with the same widget build or a new one (a deploy).
+//!
+//! Browsers may keep the loader (`widget.js`) fresh for one second only,
+//! so every reload past that goes through `stale-while-revalidate`, as a
+//! visit minutes after the last one does with the default lifetimes.
 
 use super::{PATIENCE, free_port};
 use std::net::SocketAddr;
@@ -38,7 +42,7 @@ fn natter_bin() -> PathBuf {
 }
 
 /// The built widget: `NATTER_WIDGET_DIR`, or `dist/` (trunk build).
-fn widget_dir() -> PathBuf {
+pub fn widget_dir() -> PathBuf {
     let dir = std::env::var_os("NATTER_WIDGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("dist"));
@@ -54,6 +58,8 @@ fn widget_dir() -> PathBuf {
 pub struct Server {
     pub addr: SocketAddr,
     pub database_url: String,
+    /// The widget build it serves.
+    pub widget_dir: PathBuf,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -61,6 +67,11 @@ pub struct Server {
 impl Server {
     /// Starts the server on `database_url` and waits until it answers.
     pub async fn start(database_url: &str, log: &Path) -> Server {
+        Server::start_with(database_url, log, widget_dir()).await
+    }
+
+    /// [`Server::start`], serving the widget build in `widget_dir`.
+    pub async fn start_with(database_url: &str, log: &Path, widget_dir: PathBuf) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
             .parse()
             .expect("address");
@@ -73,7 +84,8 @@ impl Server {
         let child = Command::new(natter_bin())
             .args(["--bind", &addr.to_string(), "--database-url", database_url])
             .arg("--widget-dir")
-            .arg(widget_dir())
+            .arg(&widget_dir)
+            .args(["--loader-max-age-secs", "1"])
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -84,6 +96,7 @@ impl Server {
         let mut server = Server {
             addr,
             database_url: database_url.to_string(),
+            widget_dir,
             child: Some(child),
             log: log.to_path_buf(),
         };
@@ -124,10 +137,37 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as a deploy stops it: open sockets are closed and queued
+    /// writes committed; `kill -9` if it takes longer than [`PATIENCE`].
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: kill(2) on the server's own pid; no memory involved.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + PATIENCE;
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Starts the server again on the same database, on a new port.
     pub async fn restart(&mut self) {
         self.kill();
-        *self = Server::start(&self.database_url, &self.log).await;
+        *self = Server::start_with(&self.database_url, &self.log, self.widget_dir.clone()).await;
+    }
+
+    /// A new build of the widget deployed: the server stops and starts
+    /// again on the same database, serving `widget_dir`.
+    pub async fn deploy(&mut self, widget_dir: PathBuf) {
+        self.stop().await;
+        *self = Server::start_with(&self.database_url, &self.log, widget_dir).await;
     }
 
     /// The end of the server's log, for failure messages.

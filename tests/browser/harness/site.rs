@@ -1,6 +1,8 @@
 //! The host site: an HTTP server whose pages embed the widget with its
 //! script tag and a token signed for the visitor, as a site's backend
-//! would; plain pages, and hostile ones whose CSS restyles everything.
+//! would; plain pages, hostile ones whose CSS restyles everything, and
+//! pages that load the site's own copy of the loader (pinned with
+//! Subresource Integrity, or with a wrong hash).
 
 use natter_tests::{TestSite, token_named};
 use std::net::SocketAddr;
@@ -29,6 +31,23 @@ pub enum Page {
     Hostile,
     /// The hostile page without the widget, to compare against.
     HostileBare,
+    /// The loader from the site's own files, with its integrity hash.
+    SelfHosted,
+    /// The site's own loader with a hash that is not its own.
+    SelfHostedWrongHash,
+}
+
+impl Page {
+    /// The page's name in the host site's URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Page::Plain => "plain",
+            Page::Hostile => "hostile",
+            Page::HostileBare => "bare",
+            Page::SelfHosted => "self-hosted",
+            Page::SelfHostedWrongHash => "self-hosted-wrong-hash",
+        }
+    }
 }
 
 impl HostSite {
@@ -49,14 +68,27 @@ impl HostSite {
                 "/",
                 axum::routing::get(
                     |State(site): State<Arc<TestSite>>, Query(v): Query<Visit>| async move {
-                        let page = match v.page.as_deref() {
-                            Some("hostile") => Page::Hostile,
-                            Some("bare") => Page::HostileBare,
-                            _ => Page::Plain,
-                        };
+                        let page = [
+                            Page::Hostile,
+                            Page::HostileBare,
+                            Page::SelfHosted,
+                            Page::SelfHostedWrongHash,
+                        ]
+                        .into_iter()
+                        .find(|p| Some(p.name()) == v.page.as_deref())
+                        .unwrap_or(Page::Plain);
                         Html(host_page(&site, &v.user, &v.chat, page))
                     },
                 ),
+            )
+            .route(
+                "/natter-widget.js",
+                axum::routing::get(|| async {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/javascript")],
+                        loader(),
+                    )
+                }),
             )
             .with_state(Arc::new(site));
         let task = tokio::spawn(async move {
@@ -90,16 +122,47 @@ div, iframe, button { display: inline !important; position: static !important;
 body { font-size: 40px !important; }
 ";
 
+/// The site's copy of the loader: the one of the widget build under test.
+fn loader() -> Vec<u8> {
+    std::fs::read(super::server::widget_dir().join("widget.js")).expect("the built widget.js")
+}
+
+/// `sha384-…` of these bytes, as `integrity=` takes it.
+fn integrity(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha384::digest(bytes);
+    format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
 fn host_page(site: &TestSite, user: &str, chat: &str, page: Page) -> String {
     let token = token_named(site, user, &name_of(user), 3600);
-    let css = if page == Page::Plain { "" } else { HOSTILE_CSS };
-    let widget = if page == Page::HostileBare {
-        String::new()
-    } else {
-        format!(
+    let css = match page {
+        Page::Hostile | Page::HostileBare => HOSTILE_CSS,
+        _ => "",
+    };
+    let widget = match page {
+        Page::HostileBare => String::new(),
+        Page::SelfHosted | Page::SelfHostedWrongHash => {
+            let hash = if page == Page::SelfHosted {
+                integrity(&loader())
+            } else {
+                integrity(b"another script")
+            };
+            // `loaderRefused` tells the test the browser refused it.
+            format!(
+                r#"<script src="/natter-widget.js" data-chat="{chat}" data-site="{}" data-token="{token}"
+  integrity="{hash}" crossorigin="anonymous" async onerror="window.loaderRefused = true"></script>"#,
+                site.id
+            )
+        }
+        Page::Plain | Page::Hostile => format!(
             r#"<script src="{chat}/widget.js" data-site="{}" data-token="{token}" async></script>"#,
             site.id
-        )
+        ),
     };
     format!(
         r#"<!doctype html>

@@ -190,6 +190,38 @@ impl World {
         }
     }
 
+    /// Deploys the widget build in `widget_dir`: the server stops (SIGTERM)
+    /// and starts on the same database with it; every person's proxy is
+    /// pointed at it.
+    pub async fn deploy(&mut self, widget_dir: PathBuf, people: &[&Person]) {
+        self.server.deploy(widget_dir).await;
+        for p in people {
+            p.proxy.retarget(self.server.addr);
+        }
+    }
+
+    /// The version of the widget build the server serves now.
+    pub async fn shell_version(&self) -> String {
+        let res = self
+            .http
+            .get(format!("http://{}/widget/", self.server.addr))
+            .send()
+            .await
+            .expect("the widget's page");
+        res.headers()
+            .get("x-natter-shell")
+            .and_then(|v| v.to_str().ok())
+            .expect("the widget's page names its build")
+            .to_string()
+    }
+
+    /// A scratch directory of this scenario, removed at its end.
+    pub fn scratch_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        dir
+    }
+
     /// Closes the browsers, checks the server never panicked and removes
     /// the database.
     pub async fn finish(self, people: Vec<Person>) {

@@ -1,0 +1,174 @@
+//! Serving the widget: the app (`/widget/…`, trunk's `dist/`), its
+//! service worker (`/widget/sw.js`, see [`shell`]) and the host page's
+//! loader (`/widget.js`).
+//!
+//! Every page of the app carries `Content-Security-Policy: frame-ancestors`
+//! with the origins the site registered, so only the site's own pages can
+//! frame the chat, and `X-Natter-Shell` with its build's version, so the
+//! service worker keeps only pages of its own build. Files named by their
+//! hash are cached for a year; the loader for a short while, then used
+//! stale while the browser asks again, so the launcher appears on the host
+//! page for weeks even while the chat server is down.
+
+pub mod shell;
+
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, get_service};
+use natter_shared::SiteId;
+use shell::Shell;
+use std::sync::Arc;
+use tower_http::services::{ServeDir, ServeFile};
+
+/// What the widget's routes share.
+#[derive(Clone)]
+struct Widget {
+    state: AppState,
+    shell: Arc<Shell>,
+}
+
+/// The widget's routes: `/widget.js`, `/widget/sw.js` and `/widget/…`.
+pub fn routes(state: AppState, shell: Arc<Shell>) -> Router {
+    let config = state.config.clone();
+    let dir = &config.widget_dir;
+    let loader = HeaderValue::from_str(&format!(
+        "public, max-age={}, stale-while-revalidate={}",
+        config.loader_max_age_secs, config.loader_stale_secs
+    ))
+    .unwrap_or(HeaderValue::from_static("no-cache"));
+    let widget = Widget { state, shell };
+    Router::new()
+        .route_service(
+            "/widget.js",
+            get_service(ServeFile::new(dir.join("widget.js"))).layer(
+                axum::middleware::map_response(move |mut res: Response| {
+                    let loader = loader.clone();
+                    async move {
+                        if res.status().is_success() {
+                            res.headers_mut().insert(header::CACHE_CONTROL, loader);
+                        }
+                        res
+                    }
+                }),
+            ),
+        )
+        .route("/widget/sw.js", get(service_worker))
+        .nest_service(
+            "/widget",
+            tower::Layer::layer(
+                &axum::middleware::from_fn_with_state(widget.clone(), headers),
+                ServeDir::new(dir).append_index_html_on_directories(true),
+            ),
+        )
+        .with_state(widget)
+}
+
+/// The service worker of the build on disk now; never cached, so the
+/// browser sees a new build on its next load.
+async fn service_worker(State(widget): State<Widget>) -> Response {
+    match widget.shell.build().await.script.clone() {
+        Some(script) => (
+            [
+                (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            script,
+        )
+            .into_response(),
+        None => crate::error::ApiError::client(
+            StatusCode::NOT_FOUND,
+            natter_shared::ErrorCode::NotFound,
+            "no widget build on this server",
+        )
+        .into_response(),
+    }
+}
+
+/// The widget's headers on everything under `/widget/`.
+async fn headers(State(widget): State<Widget>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().trim_start_matches('/').to_string();
+    let page = path.is_empty() || path == "index.html";
+    let mut res = frame_ancestors(&widget.state, req, next).await;
+    if !res.status().is_success() && res.status() != StatusCode::NOT_MODIFIED {
+        return res;
+    }
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(shell::cache_control(&path)),
+    );
+    if page
+        && let Some(version) = widget.shell.build().await.version.clone()
+        && let Ok(value) = HeaderValue::from_str(&version)
+    {
+        headers.insert("x-natter-shell", value);
+    }
+    res
+}
+
+/// Adds `frame-ancestors` for `?site=SITE` (just `'self'` without a known
+/// site), plus `nosniff` and `no-referrer`.
+async fn frame_ancestors(state: &AppState, req: Request, next: Next) -> Response {
+    let site = req
+        .uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("site="))
+                .map(str::to_string)
+        })
+        .and_then(|s| SiteId::parse(s).ok());
+    let mut origins = vec!["'self'".to_string()];
+    if let Some(site) = site {
+        match state.store.site(&site).await {
+            Ok(Some(site)) => {
+                origins.extend(site.origins.into_iter().filter(|o| is_plain_origin(o)))
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "could not read the site's origins"),
+        }
+    }
+    let mut res = next.run(req).await;
+    let policy = format!("frame-ancestors {}", origins.join(" "));
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        res.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    let headers = res.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+/// Only `scheme://host[:port]` may go into the policy: nothing that could
+/// end the directive or add another.
+fn is_plain_origin(origin: &str) -> bool {
+    (origin.starts_with("https://") || origin.starts_with("http://"))
+        && origin
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_origins_enter_the_policy() {
+        assert!(is_plain_origin("https://example.com"));
+        assert!(is_plain_origin("http://localhost:8080"));
+        assert!(!is_plain_origin("https://a.com; script-src *"));
+        assert!(!is_plain_origin("javascript:alert(1)"));
+    }
+}
