@@ -1,4 +1,5 @@
-//! The promises of the design, in real headless Chromium: a host site
+//! The promises of the design, in real headless Chromium (and the chat
+//! opening without its server in Firefox and WebKitGTK too): a host site
 //! embeds the widget with its script tag, people chat through the real
 //! `natter` binary, and a TCP proxy per person cuts and restores their
 //! link. Every scenario runs on SQLite and on MariaDB, and asserts both on
@@ -54,4 +55,42 @@ on_both_databases!(
     shell::the_chat_opens_from_the_cache_with_the_server_down,
     shell::a_new_build_is_picked_up_on_the_next_load,
     shell::a_self_hosted_loader_is_pinned_by_its_hash,
+);
+
+/// Runs a scenario that takes an engine in Firefox and in WebKitGTK, on
+/// each database, as `SCENARIO::firefox_browser_on_DB` and
+/// `SCENARIO::webkit_browser_on_DB`.
+macro_rules! in_other_engines {
+    ($($module:ident :: $scenario:ident => $name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use crate::harness::Engine;
+                use natter_tests::Db;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn firefox_browser_on_sqlite() {
+                    crate::$module::$scenario(Db::Sqlite, Engine::Firefox).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn firefox_browser_on_mariadb() {
+                    crate::$module::$scenario(Db::MariaDb, Engine::Firefox).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn webkit_browser_on_sqlite() {
+                    crate::$module::$scenario(Db::Sqlite, Engine::WebKit).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn webkit_browser_on_mariadb() {
+                    crate::$module::$scenario(Db::MariaDb, Engine::WebKit).await;
+                }
+            }
+        )*
+    };
+}
+
+in_other_engines!(
+    shell::the_chat_opens_from_the_cache_in => the_chat_opens_from_the_cache_with_the_server_down_in,
 );

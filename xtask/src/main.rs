@@ -155,6 +155,7 @@ enum Suite {
 fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     tools::ensure_build_tools(env)?;
     let chromedriver = tools::ensure_browser(env)?;
+    let (geckodriver, webkit_webdriver) = tools::ensure_other_browsers(env)?;
     let nats_server = tools::ensure_nats_server(env)?;
     let mysql = if std::env::var_os("NATTER_TEST_MYSQL_URL").is_some() {
         None
@@ -170,6 +171,12 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
         if std::env::var_os("CHROMEDRIVER").is_none() {
             // Pins the runners to Chromium whatever other drivers exist.
             cmd.env("CHROMEDRIVER", &chromedriver);
+        }
+        if std::env::var_os("GECKODRIVER").is_none() {
+            cmd.env("GECKODRIVER", &geckodriver);
+        }
+        if std::env::var_os("WEBKITWEBDRIVER").is_none() {
+            cmd.env("WEBKITWEBDRIVER", &webkit_webdriver);
         }
         if let Some(url) = mysql {
             cmd.env("NATTER_TEST_MYSQL_URL", url);

@@ -3,7 +3,9 @@
 //!
 //! Each tool is checked first and installed only when missing or at
 //! another version: the wasm32 target, trunk, wasm-bindgen-cli (with its
-//! test runner), Chromium with chromedriver for the browser tests,
+//! test runner), Chromium with chromedriver for the browser tests, Firefox
+//! ESR with geckodriver and WebKitGTK with WebKitWebDriver (under Xvfb)
+//! for the scenarios also run in those engines,
 //! nats-server for the tests of several nodes, and npm's binaryen for
 //! wasm-opt. The npm binaries go first on PATH so that
 //! trunk picks wasm-opt 132, not a system binaryen (Debian's 108 produces a
@@ -20,6 +22,9 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const TRUNK_VERSION: &str = "0.21.14";
 /// Must equal the `wasm-bindgen` crate's pinned version in Cargo.toml.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
+/// geckodriver, from the crate registry (its releases are downloads).
+const GECKODRIVER_VERSION: &str = "0.37.1";
+const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
 const MARIADB: &str = "/usr/sbin/mariadbd";
 /// Where Debian's package puts the NATS server (not on a user's PATH).
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
@@ -184,6 +189,62 @@ pub fn ensure_browser(env: &Env) -> Result<PathBuf> {
         ),
     )?;
     found().context("chromium-driver installed but chromedriver is still not found")
+}
+
+/// The drivers of the other engines: geckodriver (Firefox ESR) and
+/// WebKitWebDriver (WebKitGTK's MiniBrowser, on a virtual display from
+/// xvfb-run). Firefox, WebKitGTK and Xvfb come from Debian's packages,
+/// geckodriver from the crate registry. Returns both drivers.
+pub fn ensure_other_browsers(env: &Env) -> Result<(PathBuf, PathBuf)> {
+    let packages = || {
+        Path::new("/usr/bin/firefox-esr").is_file()
+            && Path::new(WEBKIT_WEBDRIVER).is_file()
+            && env.which("xvfb-run".as_ref()).is_some()
+    };
+    if !packages() {
+        if !is_root() {
+            bail!(
+                "the browser tests need Firefox ESR, WebKitGTK's driver and Xvfb: install them \
+                 (Debian: `sudo apt-get install firefox-esr webkit2gtk-driver xvfb`)"
+            );
+        }
+        env.step("apt-get update", env.command("apt-get", ["update", "-qq"]))?;
+        let mut install = env.command(
+            "apt-get",
+            [
+                "install",
+                "-y",
+                "-qq",
+                "firefox-esr",
+                "webkit2gtk-driver",
+                "xvfb",
+            ],
+        );
+        install.env("DEBIAN_FRONTEND", "noninteractive");
+        env.step(
+            "apt-get install firefox-esr webkit2gtk-driver xvfb",
+            install,
+        )?;
+        if !packages() {
+            bail!("firefox-esr, webkit2gtk-driver and xvfb installed but still not found");
+        }
+    }
+    let gecko = format!("geckodriver {GECKODRIVER_VERSION}");
+    let version = env.output("geckodriver", ["--version"]);
+    if !version.is_some_and(|v| v.starts_with(&gecko)) {
+        env.step(
+            &format!("cargo install geckodriver@{GECKODRIVER_VERSION}"),
+            env.cargo([
+                "install",
+                "--locked",
+                &format!("geckodriver@{GECKODRIVER_VERSION}"),
+            ]),
+        )?;
+    }
+    let geckodriver = env
+        .which("geckodriver".as_ref())
+        .context("geckodriver installed but not found on PATH")?;
+    Ok((geckodriver, PathBuf::from(WEBKIT_WEBDRIVER)))
 }
 
 /// The NATS server the tests of several nodes start (each its own, on a

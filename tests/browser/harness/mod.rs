@@ -2,8 +2,10 @@
 //! process (`server`), a host site that embeds the widget with its script
 //! tag (`site`), a TCP proxy per person between browser and chat server
 //! (`proxy`: it cuts open WebSockets, which Chromium's offline emulation
-//! leaves open), chromedriver (`driver`) and a headless Chromium per
-//! person (`person`), all set up and torn down per scenario (`world`).
+//! leaves open), a WebDriver server (`driver`: chromedriver, or
+//! geckodriver and WebKitWebDriver for the scenarios also run in Firefox
+//! and WebKitGTK) and a browser per person (`person`), all set up and
+//! torn down per scenario (`world`).
 
 mod driver;
 mod person;
@@ -12,6 +14,7 @@ mod server;
 mod site;
 mod world;
 
+pub use driver::Engine;
 pub use person::Person;
 pub use proxy::Link;
 pub use site::Page;

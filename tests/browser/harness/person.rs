@@ -4,6 +4,7 @@
 //! waits that fail by saying what the person was waiting for and saw.
 
 use super::PATIENCE;
+use super::driver::{Driver, Engine};
 use super::proxy::{Link, Proxy};
 use super::site::Page;
 use fantoccini::elements::Element;
@@ -25,10 +26,15 @@ pub struct Seen {
 /// A person: a browser (its own Chromium profile), their link to the chat.
 pub struct Person {
     pub user: String,
+    /// The browser engine they use.
+    pub engine: Engine,
     pub browser: Client,
     pub proxy: Proxy,
     /// The host site's origin.
     pub(super) host: String,
+    /// Their own WebDriver server, for engines whose drivers take one
+    /// session each; stopped after the browser.
+    pub(super) _driver: Option<Driver>,
 }
 
 /// chromedriver's network emulation (offline or back to normal).
@@ -96,6 +102,22 @@ impl Person {
             .await
             .expect("the host page loads");
         self.open_chat().await;
+    }
+
+    /// Loads the page again, as a person reloads it (WebDriver's Refresh
+    /// is a reload that bypasses caches and the service worker in
+    /// Firefox, like Shift+Reload; this is a plain one).
+    pub async fn reload(&self) {
+        self.browser.enter_parent_frame().await.ok();
+        let url = self
+            .browser
+            .current_url()
+            .await
+            .expect("the page's address");
+        self.browser
+            .goto(url.as_str())
+            .await
+            .expect("the host page loads again");
     }
 
     /// Clicks the launcher (in the widget's shadow root) and enters the
@@ -202,7 +224,8 @@ impl Person {
             })
             .collect();
         format!(
-            "status {status:?}, {} lines, the last: [{}]",
+            "in {:?}: status {status:?}, {} lines, the last: [{}]",
+            self.engine,
             lines.len(),
             tail.join("; ")
         )
@@ -325,25 +348,28 @@ impl Person {
             ),
         )
         .await;
-        let rooms = self
-            .browser
-            .find_all(Locator::Css(".rooms .room"))
-            .await
-            .expect("room list");
-        for room in rooms {
-            let label = room
-                .find(Locator::Css(".name"))
-                .await
-                .expect("room name")
-                .text()
-                .await
-                .unwrap_or_default();
-            if label == name {
-                room.click().await.expect("click the conversation");
+        // The list may be drawn again between finding a room and reading
+        // it (a new message moves it): then look again.
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if matches!(self.click_room(name).await, Ok(true)) {
                 return;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{} could not click the conversation {name:?}", self.user);
+    }
+
+    /// Clicks the room named `name`: whether it was there.
+    async fn click_room(&self, name: &str) -> Result<bool, fantoccini::error::CmdError> {
+        for room in self.browser.find_all(Locator::Css(".rooms .room")).await? {
+            let label = room.find(Locator::Css(".name")).await?.text().await?;
+            if label == name {
+                room.click().await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Types a message and presses Send, as a person does.

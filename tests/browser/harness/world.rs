@@ -4,7 +4,8 @@
 //! and does behind the people's backs: the HTTP API, the database's rows,
 //! a crash of the server.
 
-use super::driver::Driver;
+use super::PATIENCE;
+use super::driver::{Driver, Engine};
 use super::person::Person;
 use super::proxy::Proxy;
 use super::server::Server;
@@ -12,7 +13,6 @@ use super::site::{HostSite, name_of};
 use fantoccini::ClientBuilder;
 use natter_server::store::Store;
 use natter_tests::{ApiClient, Db, Scratch, TestSite, User, fresh_database, register, unique};
-use serde_json::{Value, json};
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 
@@ -61,7 +61,7 @@ impl World {
             site,
             host,
             http: reqwest::Client::new(),
-            driver: Driver::start().await,
+            driver: Driver::start(Engine::Chromium).await,
             scratch,
             dir,
             _serial: serial,
@@ -81,37 +81,41 @@ impl World {
         (world, room, alice, bob)
     }
 
-    /// A person with their own browser and their own link to the chat.
+    /// A person with their own Chromium and their own link to the chat.
     pub async fn person(&self, user: &str) -> Person {
+        self.person_in(user, Engine::Chromium).await
+    }
+
+    /// A person with their own browser of `engine` and their own link to
+    /// the chat. Chromium sessions share the scenario's chromedriver; the
+    /// other engines' drivers take one session each, so such a person
+    /// brings their own.
+    pub async fn person_in(&self, user: &str, engine: Engine) -> Person {
         let proxy = Proxy::start(self.server.addr).await;
         let profile = self.dir.join(unique(user));
         std::fs::create_dir_all(&profile).expect("browser profile");
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--window-size=1200,800",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            },
-        });
-        let Value::Object(caps) = caps else {
-            unreachable!("a JSON object")
+        let own = match engine {
+            Engine::Chromium => None,
+            _ => Some(Driver::start(engine).await),
         };
-        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&self.driver.url)
-            .await
-            .unwrap_or_else(|e| panic!("Chromium starts for {user}: {e}"));
+        let url = own.as_ref().map_or(&self.driver.url, |d| &d.url);
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(engine.capabilities(&profile));
+        let connect = builder.connect(url);
+        // A browser that cannot start may leave its driver waiting forever.
+        let browser = match tokio::time::timeout(PATIENCE, connect).await {
+            Ok(Ok(browser)) => browser,
+            Ok(Err(e)) => panic!("{engine:?} starts for {user}: {e}"),
+            Err(_) => panic!("{engine:?} did not start for {user} within {PATIENCE:?}"),
+        };
         Person {
             user: user.to_string(),
+            engine,
             browser,
             proxy,
             host: self.host.origin(),
+            _driver: own,
         }
     }
 
