@@ -18,16 +18,20 @@ use tokio::sync::{Notify, mpsc};
 /// A connection's id within this node.
 pub type ConnId = u64;
 
-/// What the hub queues for a connection.
+/// What the hub queues for a connection: one pointer and a tag (16
+/// bytes), since every connection's queue reserves its slots up front.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// A committed event.
     Event(Arc<Published>),
     /// A room the user was just made a member of at creation.
-    NewRoom(RoomId),
-    /// A ready `typing` frame (ephemeral).
-    Typing(Utf8Bytes),
+    NewRoom(Box<RoomId>),
+    /// A ready `typing` frame (ephemeral), shared by its recipients.
+    Typing(Arc<Utf8Bytes>),
 }
+
+// Each queue reserves a block of 32 slots when it is made.
+const _: () = assert!(std::mem::size_of::<Delivery>() == 16);
 
 /// A committed event and its frame, serialised once.
 #[derive(Debug)]
@@ -338,7 +342,7 @@ impl Hub {
         for user in members {
             for id in inner.live_conns_of(site, user) {
                 inner.subscribe_one(id, room);
-                inner.offer(id, Delivery::NewRoom(room.clone()));
+                inner.offer(id, Delivery::NewRoom(Box::new(room.clone())));
             }
         }
     }
@@ -346,7 +350,7 @@ impl Hub {
     /// Sends a `typing` frame to everyone following the room but the typist.
     pub fn typing(&self, room: &RoomId, user: &UserId) {
         let frame = match serde_json::to_string(&TypingFrame { room, user }) {
-            Ok(json) => Utf8Bytes::from(json),
+            Ok(json) => Arc::new(Utf8Bytes::from(json)),
             Err(_) => return,
         };
         let inner = self.lock();

@@ -88,15 +88,15 @@ impl<S: FrameSink> Conn<S> {
         let result: Result<(), Gone> = loop {
             let step = tokio::select! {
                 _ = shutdown.cancelled() => {
-                    self.finish_commits().await;
-                    close_with(&mut self.sink, close::GOING_AWAY, "server shutting down").await;
+                    Box::pin(self.finish_commits()).await;
+                    Box::pin(close_with(&mut self.sink, close::GOING_AWAY, "server shutting down")).await;
                     break Ok(());
                 }
-                _ = signal.wait() => self.resync().await,
+                _ = signal.wait() => Box::pin(self.resync()).await,
                 Some(committed) = self.commits.next(), if !self.commits.is_empty() => {
-                    self.answer_ready_commits(committed).await
+                    Box::pin(self.answer_ready_commits(committed)).await
                 }
-                Some(delivery) = self.reg.rx.recv() => self.deliver_queued(delivery).await,
+                Some(delivery) = self.reg.rx.recv() => Box::pin(self.deliver_queued(delivery)).await,
                 msg = stream.next(), if self.commits.len() < max_inflight => {
                     last_heard = Instant::now();
                     match msg {
@@ -104,15 +104,15 @@ impl<S: FrameSink> Conn<S> {
                         Some(Err(err)) => {
                             if is_too_big(&err) {
                                 tracing::info!("frame over the size limit; closing with 1009");
-                                close_with(&mut self.sink, close::TOO_BIG, "message too big").await;
+                                Box::pin(close_with(&mut self.sink, close::TOO_BIG, "message too big")).await;
                             } else {
                                 tracing::debug!(error = %err, "socket error");
                             }
                             break Ok(());
                         }
-                        Some(Ok(Message::Text(text))) => self.on_text(&text).await,
+                        Some(Ok(Message::Text(text))) => Box::pin(self.on_text(&text)).await,
                         Some(Ok(Message::Binary(_))) => {
-                            self.send_error(ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text").await
+                            Box::pin(self.send_error(ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text")).await
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
                     }
@@ -120,7 +120,7 @@ impl<S: FrameSink> Conn<S> {
                 _ = tick.tick() => {
                     if last_heard.elapsed() > heartbeat * 2 {
                         tracing::info!("no traffic for two heartbeats; dropping the connection");
-                        close_with(&mut self.sink, close::HEARTBEAT, "heartbeat timeout").await;
+                        Box::pin(close_with(&mut self.sink, close::HEARTBEAT, "heartbeat timeout")).await;
                         break Ok(());
                     }
                     self.sink.send(Message::Ping(Default::default())).await.map_err(|_| Gone)

@@ -8,6 +8,7 @@
 use super::conn::Conn;
 use super::{FrameSink, Gone};
 use crate::hub::{Delivery, Published};
+use axum::extract::ws::Utf8Bytes;
 use futures_util::SinkExt;
 use natter_shared::{Event, EventKind, RoomId, Seq, ServerFrame};
 
@@ -29,8 +30,9 @@ impl<S: FrameSink> Conn<S> {
 
     async fn deliver(&mut self, delivery: Delivery) -> Result<(), Gone> {
         match delivery {
-            Delivery::Typing(frame) => self.feed_raw(frame).await,
+            Delivery::Typing(frame) => self.feed_raw(Utf8Bytes::clone(&frame)).await,
             Delivery::NewRoom(room) => {
+                let room = *room;
                 if self.sent.contains_key(&room) {
                     return Ok(());
                 }

@@ -45,18 +45,52 @@ struct Gone;
 
 /// Serves one upgraded connection of `site`: the handshake, then the
 /// connection loop until either side ends it.
-async fn serve<S: FrameSink, R: FrameStream>(
-    mut sink: S,
-    mut stream: R,
+///
+/// What the connection starts from travels boxed: an async fn keeps its
+/// arguments for as long as it runs, and an idle connection should not
+/// keep the site (B1 in BENCHMARKS.md).
+fn serve<S: FrameSink, R: FrameStream>(
+    sink: S,
+    stream: R,
     state: AppState,
     site: Site,
-) {
+) -> impl Future<Output = ()> + Send {
+    run(Box::new(Opening {
+        sink,
+        stream,
+        state,
+        site,
+    }))
+}
+
+/// An upgraded connection before its handshake.
+struct Opening<S, R> {
+    sink: S,
+    stream: R,
+    state: AppState,
+    site: Site,
+}
+
+async fn run<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) {
+    let Opening {
+        mut sink,
+        mut stream,
+        state,
+        site,
+    } = *opening;
     let _open = conn::OpenConnection::new(state.metrics.clone());
-    let Some(identity) = handshake::authenticate(&state, &site, &mut sink, &mut stream).await
-    else {
+    // Boxed: once authenticated, the connection no longer holds its state.
+    let authenticated = Box::pin(handshake::authenticate(
+        &state,
+        &site,
+        &mut sink,
+        &mut stream,
+    ));
+    let Some(identity) = authenticated.await else {
         crate::metrics::inc(&state.metrics.auth_failures);
         return;
     };
+    drop(site);
     let conn = conn::Conn::new(state, identity, sink);
     let span = tracing::info_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
     tracing::Instrument::instrument(conn.serve(stream), span).await;

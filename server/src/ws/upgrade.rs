@@ -56,6 +56,8 @@ pub async fn handler(
     };
     let limit = state.config.limits.max_frame_bytes;
     let tracker = state.connections.clone();
+    // Boxed: the upgrade's task keeps what its callback captured.
+    let start = Box::new((state, site));
     upgrade
         .protocols([PROTOCOL])
         .max_message_size(limit)
@@ -66,6 +68,7 @@ pub async fn handler(
         // flushes.
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
+            let (state, site) = *start;
             let (sink, stream) = socket.split();
             tracker.track_future(super::serve(sink, stream, state, site))
         })
