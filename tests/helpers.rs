@@ -8,7 +8,7 @@ use natter_server::auth::{self, Claims, Secret};
 use natter_server::config::Config;
 use natter_shared::{ClientFrame, ClientId, Cursor, RoomId, RoomInfo, ServerFrame, SiteId};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -744,4 +744,52 @@ impl Client {
             }
         }
     }
+}
+
+/// The built `natter` binary for tests that start it as a process:
+/// `NATTER_BIN`, or the one beside the test binary
+/// (target/debug/deps/e2e-HASH -> target/debug/natter), refused when the
+/// server's sources are newer than it.
+pub fn natter_bin() -> PathBuf {
+    const BUILD: &str = "cargo build -p natter-server --bin natter";
+    if let Some(path) = std::env::var_os("NATTER_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("natter"))
+        .filter(|bin| bin.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no natter binary beside {}: run `{BUILD}` (or `cargo xtask test`) first, \
+                 or set NATTER_BIN",
+                exe.display()
+            )
+        });
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server");
+    let edited = newest_change(&server.join("src")).max(newest_change(&server.join("migrations")));
+    assert!(
+        built.is_none() || edited <= built,
+        "{} is older than the server's sources: run `{BUILD}`",
+        bin.display()
+    );
+    bin
+}
+
+/// The latest modification time of any file under `dir`.
+fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() {
+            newest_change(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(time);
+    }
+    newest
 }

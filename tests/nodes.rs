@@ -17,7 +17,7 @@ use natter_shared::{
 };
 use natter_tests::{
     ApiClient, Client, Db, ORIGIN, Scratch, TestSite, User, cid, eventually, fresh_database,
-    register, spawn_app_at, token_for, unique,
+    natter_bin, register, spawn_app_at, token_for, unique,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -75,51 +75,6 @@ fn executable(env: &str, candidates: &[PathBuf], hint: &str) -> PathBuf {
         .find(|path| path.is_file())
         .cloned()
         .unwrap_or_else(|| panic!("no {hint} (looked at {candidates:?}; or set {env})"))
-}
-
-/// The built `natter` binary (target/debug/deps/e2e-HASH -> target/debug/natter),
-/// refused when the server's sources are newer than it.
-fn natter_bin() -> PathBuf {
-    const BUILD: &str = "cargo build -p natter-server --bin natter";
-    if let Some(path) = std::env::var_os("NATTER_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let beside = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("natter"))
-        .into_iter()
-        .collect::<Vec<_>>();
-    let bin = executable(
-        "NATTER_BIN",
-        &beside,
-        &format!("natter binary: run `{BUILD}` first"),
-    );
-    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server");
-    let edited = newest_change(&server.join("src")).max(newest_change(&server.join("migrations")));
-    assert!(
-        built.is_none() || edited <= built,
-        "{} is older than the server's sources: run `{BUILD}`",
-        bin.display()
-    );
-    bin
-}
-
-/// The latest modification time of any file under `dir`.
-fn newest_change(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_change(&path)
-        } else {
-            entry.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(time);
-    }
-    newest
 }
 
 fn nats_bin() -> PathBuf {

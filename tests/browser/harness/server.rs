@@ -20,27 +20,6 @@ fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The built `natter` binary: `NATTER_BIN`, or the one beside this test's
-/// target directory (`cargo build -p natter-server` makes it).
-fn natter_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("NATTER_BIN") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/debug/deps/browser-HASH -> target/debug/natter
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("natter"))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "no server binary at {}: run `cargo xtask test`, or `cargo build -p natter-server` first",
-        bin.display()
-    );
-    bin
-}
-
 /// The built widget: `NATTER_WIDGET_DIR`, or `dist/` (trunk build).
 pub fn widget_dir() -> PathBuf {
     let dir = std::env::var_os("NATTER_WIDGET_DIR")
@@ -81,7 +60,7 @@ impl Server {
             .open(log)
             .expect("server log file");
         let err = out.try_clone().expect("server log file");
-        let child = Command::new(natter_bin())
+        let child = Command::new(natter_tests::natter_bin())
             .args(["--bind", &addr.to_string(), "--database-url", database_url])
             .arg("--widget-dir")
             .arg(&widget_dir)
