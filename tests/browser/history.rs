@@ -53,15 +53,7 @@ pub async fn cached_history_shows_before_any_server_reply(db: Db) {
         !status.starts_with("Online"),
         "the messages must come from the cache, yet the chat says {status:?}"
     );
-    let first_paint = alice
-        .js(
-            "var m = performance.getEntriesByName('natter:first-messages')[0];
-             return m ? m.startTime : null;",
-            vec![],
-        )
-        .await
-        .as_f64()
-        .expect("the widget marks when messages first show");
+    let first_paint = alice.first_paint().await;
     alice.choose("Bob").await;
     alice.wait_message(&stored[999], PATIENCE).await;
     let shown = alice.bodies().await;

@@ -3,7 +3,7 @@
 //! and the widget from its service worker's cache, with the link to the
 //! chat server fully down; a new build deployed under an open chat.
 
-use crate::harness::{Engine, Link, PATIENCE, Page, Person, World};
+use crate::harness::{Engine, Link, PATIENCE, Page, World};
 use natter_tests::Db;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,7 +88,7 @@ pub async fn the_chat_opens_from_the_cache_in(db: Db, engine: Engine) {
     alice.wait_offline().await;
     alice.choose("Bob").await;
     alice.wait_message(&stored[999], PATIENCE).await;
-    let first_paint = first_paint(&alice).await;
+    let first_paint = alice.first_paint().await;
     alice.scroll_to_start(&stored[0]).await;
     assert_eq!(
         alice.bodies().await,
@@ -265,20 +265,6 @@ pub async fn a_self_hosted_loader_is_pinned_by_its_hash(db: Db) {
         "a refused loader leaves no chat, and the page works"
     );
     world.finish(vec![alice]).await;
-}
-
-/// The User Timing mark of the first messages shown, from the start of
-/// the chat's page.
-async fn first_paint(person: &Person) -> f64 {
-    person
-        .js(
-            "var m = performance.getEntriesByName('natter:first-messages')[0];
-             return m ? m.startTime : null;",
-            vec![],
-        )
-        .await
-        .as_f64()
-        .expect("the widget marks when messages first show")
 }
 
 /// A copy of a widget build under new names: what the next deploy of a

@@ -486,6 +486,19 @@ impl Person {
         shell
     }
 
+    /// When the chat (its frame entered) first showed messages: the User
+    /// Timing mark the widget sets, in ms from the start of its page.
+    pub async fn first_paint(&self) -> f64 {
+        self.js(
+            "var m = performance.getEntriesByName('natter:first-messages')[0];
+             return m ? m.startTime : null;",
+            vec![],
+        )
+        .await
+        .as_f64()
+        .expect("the widget marks when messages first show")
+    }
+
     /// The names of the shell caches the chat's origin holds.
     pub async fn shell_caches(&self) -> Vec<String> {
         let v = self
