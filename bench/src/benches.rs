@@ -13,6 +13,7 @@ pub mod durable_writes;
 pub mod fanout;
 pub mod growth;
 pub mod idle_connections;
+pub mod nodes;
 pub mod reconnect_storm;
 pub mod relay;
 pub mod widget_size;

@@ -19,8 +19,8 @@ mod sys;
 
 use anyhow::{Context, Result, bail};
 use benches::{
-    catch_up, chat_latency, durable_writes, fanout, growth, idle_connections, reconnect_storm,
-    relay, widget_size, write_floor,
+    catch_up, chat_latency, durable_writes, fanout, growth, idle_connections, nodes,
+    reconnect_storm, relay, widget_size, write_floor,
 };
 use plan::{FULL, Plan, QUICK};
 use report::{Report, render, write_section};
@@ -34,6 +34,9 @@ fn main() -> Result<()> {
         let addr = args.get(1).context("floor-writer ADDR N")?;
         let n = args.get(2).context("floor-writer ADDR N")?.parse()?;
         return write_floor::floor_writer(addr, n);
+    }
+    if args.first().map(String::as_str) == Some("hold") {
+        return nodes::hold(&args[1..]);
     }
     pin_to_load_core()?;
     let mut quick = false;
@@ -177,6 +180,12 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
     report.lap("B7", t0);
 
     let t0 = Instant::now();
+    if only.has("B9") {
+        nodes::run(plan, &paths, &mut report).await;
+    }
+    report.lap("B9", t0);
+
+    let t0 = Instant::now();
     if only.has("growth") {
         growth::run(plan, &paths, &mut report).await;
     }
@@ -216,7 +225,9 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 struct Only(Vec<String>);
 
 impl Only {
-    const NAMES: [&str; 9] = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "growth"];
+    const NAMES: [&str; 10] = [
+        "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "growth",
+    ];
 
     fn parse(list: &str) -> Result<Self> {
         let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();

@@ -28,6 +28,8 @@ pub struct Plan {
     pub storm_parallel: usize,
     pub history_msgs: usize,
     pub history_msgs_mariadb: usize,
+    /// B9: idle connections spread over three nodes.
+    pub cluster_idle_n: usize,
 }
 
 pub const QUICK: Plan = Plan {
@@ -52,6 +54,7 @@ pub const QUICK: Plan = Plan {
     storm_parallel: 1000,
     history_msgs: 10_000,
     history_msgs_mariadb: 2000,
+    cluster_idle_n: 1500,
 };
 
 /// About 10–11 minutes of measuring on the 2-core machine of BENCHMARKS.md
@@ -83,4 +86,5 @@ pub const FULL: Plan = Plan {
     storm_parallel: 1000,
     history_msgs: 50_000,
     history_msgs_mariadb: 10_000,
+    cluster_idle_n: 45_000,
 };

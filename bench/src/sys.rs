@@ -271,8 +271,53 @@ pub async fn start_natter(paths: &Paths, db: Db) -> Result<Server> {
         Db::Sqlite => format!("sqlite://{}", dir.join("natter.db").display()),
         Db::MariaDb => fresh_mysql().await?,
     };
+    let site = add_site(paths, &database_url)?;
+    spawn_natter(paths, &dir, &database_url, site, &[])
+}
+
+/// Starts `n` natter nodes on one fresh MariaDB database, fanning out to
+/// each other through the NATS server on 127.0.0.1:4222 (under subjects of
+/// their own); all pinned to core 0, all serving the same site.
+pub async fn start_cluster(paths: &Paths, n: usize, max_connections: usize) -> Result<Vec<Server>> {
+    let database_url = fresh_mysql().await?;
+    let site = add_site(paths, &database_url)?;
+    let prefix = unique("bench");
+    let max = max_connections.to_string();
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        let dir = paths.scratch.join(unique(&format!("node{i}")));
+        std::fs::create_dir_all(&dir)?;
+        let args = [
+            "--broker",
+            "nats://127.0.0.1:4222",
+            "--broker-subject-prefix",
+            &prefix,
+            "--max-connections",
+            &max,
+        ];
+        nodes.push(spawn_natter(
+            paths,
+            &dir,
+            &database_url,
+            site.clone(),
+            &args,
+        )?);
+    }
+    Ok(nodes)
+}
+
+/// What `natter site add` printed: site id, token secret, API key.
+#[derive(Clone)]
+struct SiteKeys {
+    site: String,
+    secret: String,
+    api_key: String,
+}
+
+/// Adds the bench's site to natter's database.
+fn add_site(paths: &Paths, database_url: &str) -> Result<SiteKeys> {
     let out = Command::new(&paths.natter)
-        .args(["--database-url", &database_url, "site", "add", "bench"])
+        .args(["--database-url", database_url, "site", "add", "bench"])
         .args(["--origin", "http://bench.example"])
         .stderr(Stdio::null())
         .output()
@@ -286,19 +331,30 @@ pub async fn start_natter(paths: &Paths, db: Db) -> Result<Server> {
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
             .with_context(|| format!("no {name} in natter site add's output"))
     };
-    let (site, secret, api_key) = (
-        field("site id:")?,
-        field("token secret:")?,
-        field("api key:")?,
-    );
+    Ok(SiteKeys {
+        site: field("site id:")?,
+        secret: field("token secret:")?,
+        api_key: field("api key:")?,
+    })
+}
+
+/// Starts one natter process on `database_url`, logging into `dir`.
+fn spawn_natter(
+    paths: &Paths,
+    dir: &Path,
+    database_url: &str,
+    keys: SiteKeys,
+    extra: &[&str],
+) -> Result<Server> {
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let log = std::fs::File::create(dir.join("natter.log"))?;
     let mut child = pinned(&paths.natter)
-        .args(["--bind", &addr.to_string(), "--database-url", &database_url])
+        .args(["--bind", &addr.to_string(), "--database-url", database_url])
         .arg("--widget-dir")
         .arg(dir.join("no-widget"))
         .args(["--conn-queue", "8192", "--max-inflight-sends", "256"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -308,11 +364,11 @@ pub async fn start_natter(paths: &Paths, db: Db) -> Result<Server> {
         ep: Endpoint {
             kind: Kind::Natter,
             addr,
-            site,
-            secret,
-            api_key,
+            site: keys.site,
+            secret: keys.secret,
+            api_key: keys.api_key,
         },
-        database_url: Some(database_url),
+        database_url: Some(database_url.to_string()),
         child,
     })
 }

@@ -1,7 +1,7 @@
 //! B4: fan-out in a big room: one publisher, every member subscribed;
 //! deliveries per server CPU-second and p99 delivery latency.
 
-use super::{SETUP_PARALLEL, Sender, cpu_us, each, group, latencies, ms, percentile, receiver};
+use super::{SETUP_PARALLEL, Sender, each, group, latencies, ms, percentile, receiver};
 use crate::client::{self, Delivered, Follower, Next, frame_type};
 use crate::log;
 use crate::plan::{Plan, RUNS};
@@ -36,7 +36,16 @@ pub async fn run(plan: &Plan, peers: &[&Server], write_us: f64, report: &mut Rep
     for server in peers {
         why_start();
         let what = format!("B4 {}", server.ep.kind.label());
-        match on_server(server, plan.fan_members, plan.fan_msgs, plan.fan_rate, RUNS).await {
+        let servers = [*server];
+        match on_servers(
+            &servers,
+            plan.fan_members,
+            plan.fan_msgs,
+            plan.fan_rate,
+            RUNS,
+        )
+        .await
+        {
             Ok((dps, p99, lost, due)) => {
                 set(&mut row, server.ep.kind, dps);
                 set(&mut lat, server.ep.kind, p99);
@@ -52,23 +61,30 @@ pub async fn run(plan: &Plan, peers: &[&Server], write_us: f64, report: &mut Rep
     report.rows.push(lat);
 }
 
-/// B4 on one server: deliveries per CPU-s, p99 ms, deliveries missing and
-/// due (all runs).
-pub async fn on_server(
-    server: &Server,
+/// B4 on one server, or B9 on several nodes of one cluster (members spread
+/// over them, the publisher on the first): deliveries per CPU-s of all of
+/// them, p99 ms, deliveries missing and due (all runs).
+pub async fn on_servers(
+    servers: &[&Server],
     members: usize,
     msgs: usize,
     rate: f64,
     runs_n: usize,
 ) -> Result<(f64, f64, u64, u64)> {
-    let what = format!("B4 {} {members} members", server.ep.kind.label());
+    let first = servers.first().context("no server")?;
+    let what = format!(
+        "fan-out {} ×{} {members} members",
+        first.ep.kind.label(),
+        servers.len()
+    );
     log(&what);
     let t0 = Instant::now();
-    let mut fleet = room(&server.ep, members).await?;
+    let eps: Vec<Endpoint> = servers.iter().map(|s| s.ep.clone()).collect();
+    let mut fleet = room(&eps, members).await?;
     let t1 = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..runs_n {
-        runs.push(fanout(server, &mut fleet, msgs, rate).await?);
+        runs.push(fanout(servers, &mut fleet, msgs, rate).await?);
     }
     log(format!(
         "{what}: set-up {:.1} s, {runs_n} runs {:.1} s",
@@ -93,12 +109,15 @@ struct Room {
     publisher: Option<Sender>,
 }
 
-async fn room(ep: &Endpoint, members: usize) -> Result<Room> {
+/// Subscriber `i` connects to `eps[i % eps.len()]`; the room is made and
+/// the publisher connects through the first.
+async fn room(eps: &[Endpoint], members: usize) -> Result<Room> {
+    let ep = eps.first().context("no endpoint")?;
     let name = format!("fan{members}");
     let users: Vec<String> = (0..members).map(|i| format!("{name}m{i}")).collect();
     let (room, seq) = group(ep, &name, &users).await?;
     let subs = each(members, SETUP_PARALLEL, |i| {
-        let (ep, room, user) = (ep.clone(), room.clone(), users[i].clone());
+        let (ep, room, user) = (eps[i % eps.len()].clone(), room.clone(), users[i].clone());
         async move { receiver(&ep, &user, &room, seq).await }
     })
     .await?;
@@ -123,9 +142,10 @@ struct Fanout {
 
 /// B4: the publisher sends `msgs` at `rate` per second; every subscriber
 /// must receive each.
-async fn fanout(server: &Server, fleet: &mut Room, msgs: usize, rate: f64) -> Result<Fanout> {
+async fn fanout(servers: &[&Server], fleet: &mut Room, msgs: usize, rate: f64) -> Result<Fanout> {
     let deadline = Instant::now() + Duration::from_secs_f64(msgs as f64 / rate + GRACE_B4);
-    let cpu0 = server.cpu();
+    let cpu_all = || servers.iter().map(|s| s.cpu()).sum::<Duration>();
+    let cpu0 = cpu_all();
     let mut tasks = Vec::new();
     for mut f in fleet.subs.drain(..) {
         tasks.push(tokio::spawn(async move {
@@ -188,7 +208,7 @@ async fn fanout(server: &Server, fleet: &mut Room, msgs: usize, rate: f64) -> Re
         lat.extend(l);
         fleet.subs.push(f);
     }
-    let cpu = cpu_us(server, cpu0);
+    let cpu = (cpu_all() - cpu0).as_secs_f64() * 1e6;
     let delivered = lat.len() as f64;
     Ok(Fanout {
         deliveries_per_cpu_s: delivered / (cpu / 1e6),

@@ -57,7 +57,7 @@ pub async fn run(plan: &Plan, paths: &Paths, report: &mut Report) {
             let what = format!("growth: room of {size}, {}", kind.label());
             let r = async {
                 let server = start(paths, kind).await?;
-                fanout::on_server(&server, size, msgs, rate, 1).await
+                fanout::on_servers(&[&server], size, msgs, rate, 1).await
             }
             .await;
             match r {
