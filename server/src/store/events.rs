@@ -55,6 +55,9 @@ impl Store {
         after: Seq,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
+        if let Some(reader) = &self.reader {
+            return reader.events(room, after, true, limit).await;
+        }
         let rows = sqlx::query(concat!(
             "SELECT ",
             event_columns!(),
@@ -77,21 +80,25 @@ impl Store {
         before: Seq,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events \
-             WHERE room_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
-        ))
-        .bind(room.as_str())
-        .bind(seq_to_db(before))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut events = rows
-            .iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut events = match &self.reader {
+            Some(reader) => reader.events(room, before, false, limit).await?,
+            None => {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM events \
+                     WHERE room_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+                ))
+                .bind(room.as_str())
+                .bind(seq_to_db(before))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(event_from_row)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+        };
         events.reverse();
         Ok(events)
     }

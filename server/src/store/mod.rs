@@ -5,11 +5,13 @@
 //!
 //! Reads and rare writes go straight to the pool, one file per resource:
 //! [`sites`], [`users`], [`rooms`], [`events`]; [`rows`] decodes what they
-//! read. Everything that takes a room's next seq goes through the
+//! read; on SQLite, pages of events come through [`reader`] instead.
+//! Everything that takes a room's next seq goes through the
 //! [`writer`], which commits many of them in one transaction (group
 //! commit).
 
 mod events;
+mod reader;
 mod rooms;
 mod rows;
 mod sites;
@@ -121,6 +123,8 @@ pub struct Store {
     backend: Backend,
     /// The database file, with SQLite: the writer opens its own connection.
     sqlite_path: Option<std::sync::Arc<std::path::Path>>,
+    /// With SQLite: pages of events are read through rusqlite.
+    reader: Option<std::sync::Arc<reader::Reader>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -192,10 +196,14 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::MySql => sqlx::migrate!("./migrations/mysql").run(&pool).await?,
         }
+        let reader = sqlite_path
+            .clone()
+            .map(|path| std::sync::Arc::new(reader::Reader::new(path)));
         Ok(Store {
             pool,
             backend,
             sqlite_path,
+            reader,
         })
     }
 
