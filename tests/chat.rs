@@ -184,6 +184,7 @@ async fn writers_and_readers(db: Db) {
                         client_id: cid(),
                         room: room.clone(),
                         body: format!("w{i} m{j}"),
+                        files: Vec::new(),
                     })
                     .await;
             }
@@ -347,6 +348,7 @@ async fn members_added_later_see_the_room_live_and_removed_ones_stop_receiving()
             client_id: cid(),
             room: room.id.clone(),
             body: "still here?".into(),
+            files: Vec::new(),
         })
         .await;
     match carol.recv().await {
@@ -403,6 +405,7 @@ async fn shutdown_closes_connections_with_1001_and_keeps_every_acked_message() {
                 client_id: cid(),
                 room: room.id.clone(),
                 body: format!("m{i}"),
+                files: Vec::new(),
             })
             .await;
     }

@@ -134,6 +134,8 @@ impl Scratch {
             }
             Scratch::Database(name) => {
                 use sqlx::Connection;
+                let files = std::env::temp_dir().join(format!("natter-files-{name}"));
+                let _ = std::fs::remove_dir_all(files); // best effort in temp
                 if let Ok(mut conn) = sqlx::MySqlConnection::connect(&mysql_admin_url()).await {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
                         .execute(&mut conn)
@@ -203,8 +205,25 @@ async fn start(db: Db, url: String, scratch: Scratch, tweak: impl FnOnce(&mut Co
     launch(app, db, url, scratch, site, other).await
 }
 
+/// Where a test server on the database at `url` keeps its files: beside
+/// a SQLite file, or a temporary directory named after a MariaDB database
+/// (the same for a restart on it; removed with the scratch).
+pub fn files_dir_for(url: &str) -> PathBuf {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => Path::new(path)
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("files"),
+        None => {
+            let name = url.rsplit('/').next().unwrap_or("db");
+            std::env::temp_dir().join(format!("natter-files-{name}"))
+        }
+    }
+}
+
 fn test_config(url: &str, tweak: impl FnOnce(&mut Config)) -> Config {
     let mut config = Config::for_database(url);
+    config.files.files_dir = files_dir_for(url);
     config.widget_dir = std::env::temp_dir().join("natter-no-widget");
     config.bind = "127.0.0.1:0".parse().expect("address");
     tweak(&mut config);
@@ -725,6 +744,7 @@ impl Client {
             client_id,
             room: room.clone(),
             body: body.to_string(),
+            files: Vec::new(),
         })
         .await;
         loop {

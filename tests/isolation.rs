@@ -25,6 +25,7 @@ async fn a_user_cannot_read_or_post_to_a_room_they_are_not_in() {
             client_id: cid(),
             room: private.id.clone(),
             body: "let me in".into(),
+            files: Vec::new(),
         })
         .await;
     expect_not_member(&mut mallory).await;
@@ -93,6 +94,7 @@ async fn a_user_of_another_site_cannot_reach_any_room_of_this_site() {
             client_id: cid(),
             room: room.id.clone(),
             body: "cross-site".into(),
+            files: Vec::new(),
         })
         .await;
     expect_not_member(&mut other_alice).await;

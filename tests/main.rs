@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod chat;
 mod demo;
+mod files;
 mod isolation;
 mod nodes;
 mod robustness;

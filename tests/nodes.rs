@@ -188,6 +188,9 @@ impl Node {
             database_url.to_string(),
             "--widget-dir".to_string(),
             dir.join("no-widget").display().to_string(),
+            // One directory for all nodes, as a site's nodes share one.
+            "--files-dir".to_string(),
+            dir.join("files").display().to_string(),
         ];
         args.extend_from_slice(broker);
         let mut node = Node {
@@ -603,6 +606,7 @@ impl Person {
                             client_id: p.client_id,
                             room: p.room.clone(),
                             body: p.body.clone(),
+                            files: Vec::new(),
                         };
                         if put(&mut client, &frame).await.is_err() {
                             return Ended::Dropped;
@@ -803,7 +807,9 @@ impl Crowd {
 fn line(event: &Event) -> String {
     let sender = event.sender.as_ref().map(|s| s.to_string());
     match &event.kind {
-        EventKind::Message { body, client_id } => format!(
+        EventKind::Message {
+            body, client_id, ..
+        } => format!(
             "{} message {:?} {:?} {body}",
             event.seq,
             sender,

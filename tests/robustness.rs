@@ -41,6 +41,7 @@ async fn malformed_and_unknown_frames_get_an_error_and_the_connection_survives()
                 client_id: id,
                 room: room.id.clone(),
                 body,
+                files: Vec::new(),
             })
             .await;
         match alice.recv().await {
@@ -105,6 +106,7 @@ async fn an_oversized_frame_closes_with_1009() {
             client_id: cid(),
             room: room.id.clone(),
             body: "y".repeat(5000),
+            files: Vec::new(),
         })
         .await;
     let close = alice.closed().await.expect("a close frame");

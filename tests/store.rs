@@ -62,6 +62,7 @@ fn msg(
         sender: Some(user(from)),
         client_id,
         body: Body::parse(body.into(), usize::MAX).expect("a valid body"),
+        files: Vec::new(),
     }
 }
 

@@ -353,6 +353,8 @@ fn spawn_natter(
         .args(["--bind", &addr.to_string(), "--database-url", database_url])
         .arg("--widget-dir")
         .arg(dir.join("no-widget"))
+        .arg("--files-dir")
+        .arg(dir.join("files"))
         .args(["--conn-queue", "8192", "--max-inflight-sends", "256"])
         .args(extra)
         .stdout(Stdio::null())

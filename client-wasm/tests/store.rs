@@ -26,6 +26,7 @@ fn entry(n: u8, body: &str) -> OutboxEntry {
         room: room(),
         body: body.into(),
         created_at: 1_000 + i64::from(n),
+        files: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ fn event(seq: Seq, body: &str) -> Event {
         kind: EventKind::Message {
             body: body.into(),
             client_id: None,
+            files: Vec::new(),
         },
     }
 }
@@ -127,6 +129,7 @@ async fn an_older_codes_pending_copy_goes_when_its_message_settles() {
         kind: EventKind::Message {
             body: "from before".into(),
             client_id: Some(entry(1, "").client_id),
+            files: Vec::new(),
         },
     };
     db.ack(&entry(1, "from before"), &sent, None).await.unwrap();
@@ -202,6 +205,7 @@ async fn an_ack_turns_the_pending_message_into_a_sent_one() {
         kind: EventKind::Message {
             body: mine.body.clone(),
             client_id: Some(mine.client_id),
+            files: Vec::new(),
         },
     };
     let mut room_record = record();

@@ -99,6 +99,53 @@ pub struct Config {
 
     #[command(flatten)]
     pub limits: LimitsConfig,
+
+    #[command(flatten)]
+    pub files: FilesConfig,
+}
+
+/// Files in messages: where they are kept and what is taken.
+#[derive(Debug, Clone, Args)]
+pub struct FilesConfig {
+    /// Directory the files are kept in (created if missing). Every node of
+    /// a site must see the same one.
+    #[arg(long, env = "NATTER_FILES_DIR", default_value = "natter-files")]
+    pub files_dir: PathBuf,
+
+    /// Largest file, in bytes.
+    #[arg(long, env = "NATTER_MAX_FILE_BYTES", default_value_t = natter_shared::limits::MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+
+    /// Most files one message may carry.
+    #[arg(long, env = "NATTER_MAX_FILES_PER_MESSAGE", default_value_t = natter_shared::limits::MAX_FILES_PER_MESSAGE)]
+    pub max_files_per_message: usize,
+
+    /// Bytes one user may upload in 24 hours.
+    #[arg(long, env = "NATTER_MAX_UPLOAD_BYTES_PER_DAY", default_value_t = 1024 * 1024 * 1024)]
+    pub max_upload_bytes_per_day: u64,
+
+    /// File types a site takes unless it set its own list: MIME types,
+    /// families like `image/*`, or `*`; comma-separated. The type is
+    /// sniffed from the bytes, never taken from the name.
+    #[arg(long, env = "NATTER_FILE_TYPES", default_value = crate::files::kinds::DEFAULT_TYPES, value_parser = parse_types)]
+    pub file_types: FileTypes,
+
+    /// Seconds an upload may sit unfinished and untouched before it is
+    /// deleted.
+    #[arg(long, env = "NATTER_UPLOAD_EXPIRY_SECS", default_value_t = 24 * 3600)]
+    pub upload_expiry_secs: u64,
+
+    /// Seconds a signed file link (for `<img>`, `<audio>`, downloads) stays valid.
+    #[arg(long, env = "NATTER_FILE_LINK_SECS", default_value_t = 600)]
+    pub file_link_secs: u64,
+}
+
+/// A parsed allow-list of file types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTypes(pub Vec<String>);
+
+fn parse_types(text: &str) -> Result<FileTypes, String> {
+    crate::files::kinds::parse_list(text).map(FileTypes)
 }
 
 /// Limits, all explicit and configurable.

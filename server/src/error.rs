@@ -22,6 +22,9 @@ pub enum ApiError {
     /// From the store: domain answers map to 4xx, the rest to 500.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The file store failed: 500, logged.
+    #[error(transparent)]
+    Files(#[from] crate::files::FilesError),
 }
 
 impl ApiError {
@@ -97,6 +100,14 @@ impl IntoResponse for ApiError {
                 message,
             } => (status, code, message),
             ApiError::Store(err) => store_error_parts(&err),
+            ApiError::Files(err) => {
+                tracing::error!(error = %err, "file store failure");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "internal error; it has been logged".into(),
+                )
+            }
         };
         let body = ErrorBody {
             error: ErrorDetail { code, message },

@@ -442,6 +442,7 @@ mod tests {
             kind: EventKind::Message {
                 body: "hi \"there\"".into(),
                 client_id: None,
+                files: Vec::new(),
             },
         };
         let ours = serde_json::to_string(&EventFrame { event: &event }).expect("serialises");
@@ -476,6 +477,7 @@ mod tests {
             kind: EventKind::Message {
                 body: "x".into(),
                 client_id: None,
+                files: Vec::new(),
             },
         };
         hub.publish_event(&site, &event(1));

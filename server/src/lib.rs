@@ -30,6 +30,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod hub;
 pub mod metrics;
 pub mod state;
@@ -69,6 +70,8 @@ pub enum StartError {
     Demo(StoreError),
     #[error("could not set up the broker {url}: {source}")]
     Broker { url: String, source: BrokerError },
+    #[error("could not open the file store: {0}")]
+    Files(#[from] files::FilesError),
 }
 
 /// A built server: state plus the writer task and the broker link.
@@ -130,7 +133,9 @@ impl App {
             config.limits.batch_max,
             writer_stop.clone(),
         );
+        let files = files::Files::in_dir(&config.files.files_dir)?;
         let state = AppState {
+            files,
             config: Arc::new(config),
             store,
             hub,
@@ -165,6 +170,7 @@ impl App {
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics_text))
             .route("/ws", get(ws::handler))
+            .merge(files::routes())
             .nest(
                 "/api/v1",
                 api::router().layer(DefaultBodyLimit::max(config.limits.max_request_bytes)),
@@ -191,6 +197,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let router = self.router();
+        let sweep = files::spawn_sweep(self.state.clone());
         let stop = self.state.shutdown.clone();
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -202,6 +209,9 @@ impl App {
         self.state.shutdown.cancel();
         self.state.connections.close();
         self.state.connections.wait().await;
+        if let Err(err) = sweep.await {
+            tracing::error!(error = %err, "upload sweep failed");
+        }
         // Then commit whatever writes are still queued, and stop.
         self.writer_stop.cancel();
         if let Err(err) = self.writer.await {

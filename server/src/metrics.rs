@@ -30,11 +30,28 @@ pub struct Metrics {
     pub broker_dropped: AtomicU64,
     /// Rooms the sweep filled from the store: events the broker never brought.
     pub sweep_fills: AtomicU64,
+    /// Uploads announced (`POST /files`).
+    pub uploads_started: AtomicU64,
+    /// Upload bytes received (parts of uploads, before any check).
+    pub upload_bytes_received: AtomicU64,
+    /// Uploads refused once complete (type not allowed, unreadable image).
+    pub uploads_refused: AtomicU64,
+    /// Unfinished uploads deleted by the sweep.
+    pub uploads_abandoned: AtomicU64,
+    /// Files stored.
+    pub files_stored: AtomicU64,
+    /// Bytes of the files stored.
+    pub file_bytes_stored: AtomicU64,
 }
 
 /// Bumps a counter by one.
 pub fn inc(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// Lowers a gauge by one.
@@ -45,7 +62,7 @@ pub fn dec(gauge: &AtomicU64) {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 11] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 17] = [
             (
                 "natter_connections_open",
                 "gauge",
@@ -111,6 +128,42 @@ impl Metrics {
                 "counter",
                 "Rooms filled from the store by the sweep.",
                 &self.sweep_fills,
+            ),
+            (
+                "natter_uploads_started_total",
+                "counter",
+                "Uploads announced.",
+                &self.uploads_started,
+            ),
+            (
+                "natter_upload_bytes_received_total",
+                "counter",
+                "Bytes of uploads received.",
+                &self.upload_bytes_received,
+            ),
+            (
+                "natter_uploads_refused_total",
+                "counter",
+                "Complete uploads refused (type not allowed, unreadable image).",
+                &self.uploads_refused,
+            ),
+            (
+                "natter_uploads_abandoned_total",
+                "counter",
+                "Unfinished uploads deleted after their expiry.",
+                &self.uploads_abandoned,
+            ),
+            (
+                "natter_files_stored_total",
+                "counter",
+                "Files stored.",
+                &self.files_stored,
+            ),
+            (
+                "natter_file_bytes_stored_total",
+                "counter",
+                "Bytes of files stored.",
+                &self.file_bytes_stored,
             ),
         ];
         let mut out = String::new();

@@ -2,6 +2,7 @@
 
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::files::Files;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub connections: TaskTracker,
     /// Operational counters (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Where the bytes of uploaded files live.
+    pub files: Files,
 }

@@ -1,7 +1,7 @@
 //! The JSON bodies of the HTTP API (`/api/v1`) that a site's backend calls
 //! with its API key. Shared so that a Rust backend can use the same types.
 
-use crate::ids::{ClientId, UserId};
+use crate::ids::{ClientId, FileId, UserId};
 use crate::protocol::{ErrorCode, Event, Member, RoomInfo};
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,18 @@ pub struct PostMessage {
     /// Makes the post idempotent, like a client's `send`.
     #[serde(default)]
     pub client_id: Option<ClientId>,
+    /// Files uploaded for `from` (required with files); with files, the
+    /// body may be empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileId>,
+}
+
+/// Body of `PUT /api/v1/file-types`: the site's own allow-list
+/// (comma-separated types, families like `image/*`, or `*`), or `null`
+/// for the server's default. The answer gives the list in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileTypes {
+    pub types: Option<String>,
 }
 
 /// Answer of `GET /api/v1/rooms/{room}/messages`.

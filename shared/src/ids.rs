@@ -114,6 +114,12 @@ string_id!(
     "user id",
     128
 );
+string_id!(
+    /// A file uploaded to be posted in a message (`f_…`).
+    FileId,
+    "file id",
+    64
+);
 
 /// The id a client gives a message before sending it (a UUID, v7 by
 /// convention so that ids sort by creation time). It makes retries

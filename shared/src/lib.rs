@@ -31,8 +31,8 @@ pub mod protocol;
 pub mod sync;
 pub mod token;
 
-pub use ids::{ClientId, IdError, RoomId, Seq, SiteId, UserId};
+pub use ids::{ClientId, FileId, IdError, RoomId, Seq, SiteId, UserId};
 pub use protocol::{
-    ClientFrame, Cursor, ErrorCode, Event, EventKind, Limits, Member, PROTOCOL, RoomInfo, RoomKind,
-    ServerFrame,
+    Attachment, ClientFrame, Cursor, ErrorCode, Event, EventKind, Limits, Member, PROTOCOL,
+    RoomInfo, RoomKind, ServerFrame,
 };

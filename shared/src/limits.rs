@@ -16,3 +16,15 @@ pub const MAX_TITLE_BYTES: usize = 200;
 pub const MAX_NAME_BYTES: usize = 100;
 /// Most members one room may have.
 pub const MAX_MEMBERS: usize = 10_000;
+/// Largest file, in bytes.
+pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
+/// Most files one message may carry.
+pub const MAX_FILES_PER_MESSAGE: usize = 10;
+/// File types a site takes unless it sets its own list (comma-separated
+/// MIME types and families).
+pub const DEFAULT_FILE_TYPES: &str = "image/jpeg,image/png,image/gif,image/webp,audio/*,video/*,\
+application/pdf,text/plain,application/zip,application/msword,\
+application/vnd.openxmlformats-officedocument.wordprocessingml.document,\
+application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,\
+application/vnd.openxmlformats-officedocument.presentationml.presentation,\
+application/vnd.oasis.opendocument.text,application/vnd.oasis.opendocument.spreadsheet";

@@ -10,7 +10,7 @@
 //! [`ServerFrame::Ack`] after commit) and receives live
 //! [`ServerFrame::Event`]s.
 
-use crate::ids::{ClientId, RoomId, Seq, SiteId, UserId};
+use crate::ids::{ClientId, FileId, RoomId, Seq, SiteId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) of this version.
@@ -37,10 +37,14 @@ pub enum ClientFrame {
     },
     /// Post a message. Retrying with the same `client_id` is safe: the
     /// stored message is acked again, never duplicated.
+    /// `files` are ids of files this user uploaded (see `docs/protocol.md`,
+    /// "Files"); with files, the body (a caption) may be empty.
     Send {
         client_id: ClientId,
         room: RoomId,
         body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<FileId>,
     },
     /// Older history: up to `limit` events with seq below `before`, newest
     /// last.
@@ -139,6 +143,24 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     pub max_body_bytes: usize,
     pub page_size: u32,
+    /// Largest file, in bytes.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Most files one message may carry.
+    #[serde(default = "default_max_files")]
+    pub max_files_per_message: usize,
+    /// The file types this site takes: MIME types, families (`image/*`)
+    /// or `*`. The server checks the type it sniffs from the bytes.
+    #[serde(default)]
+    pub file_types: Vec<String>,
+}
+
+fn default_max_file_bytes() -> u64 {
+    crate::limits::MAX_FILE_BYTES
+}
+
+fn default_max_files() -> usize {
+    crate::limits::MAX_FILES_PER_MESSAGE
 }
 
 impl Default for Limits {
@@ -147,6 +169,12 @@ impl Default for Limits {
             max_frame_bytes: crate::limits::MAX_FRAME_BYTES,
             max_body_bytes: crate::limits::MAX_BODY_BYTES,
             page_size: crate::limits::PAGE_SIZE,
+            max_file_bytes: crate::limits::MAX_FILE_BYTES,
+            max_files_per_message: crate::limits::MAX_FILES_PER_MESSAGE,
+            file_types: crate::limits::DEFAULT_FILE_TYPES
+                .split(',')
+                .map(str::to_string)
+                .collect(),
         }
     }
 }
@@ -226,11 +254,34 @@ pub enum EventKind {
         body: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<ClientId>,
+        /// Attached files, in the order the sender gave them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<Attachment>,
     },
     /// `user` became a member.
     MemberJoined { user: UserId },
     /// `user` stopped being a member.
     MemberLeft { user: UserId },
+}
+
+/// A file as a message carries it. The type is the one the server sniffed
+/// from the bytes; images have their size (so a client lays them out
+/// before loading) and, when `thumb`, a thumbnail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: FileId,
+    /// The name the uploader gave it: text, never markup.
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    #[serde(rename = "type")]
+    pub mime: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thumb: bool,
 }
 
 impl EventKind {
@@ -309,6 +360,19 @@ error_codes! {
     Internal => "internal",
     /// The server is shutting down.
     ShuttingDown => "shutting_down",
+    /// A file named in a message does not exist, is not the sender's, has
+    /// not finished uploading, or does not decode as what it claims.
+    FileInvalid => "file_invalid",
+    /// A file is larger than the limit, or more bytes came than announced.
+    FileTooLarge => "file_too_large",
+    /// The file's type (sniffed from its bytes) is not on the site's list.
+    FileTypeRefused => "file_type_refused",
+    /// The user has uploaded as much as a day allows.
+    QuotaExceeded => "quota_exceeded",
+    /// A signed file link has expired.
+    LinkExpired => "link_expired",
+    /// A signed file link's signature is wrong.
+    LinkInvalid => "link_invalid",
 }
 
 /// Why a client frame could not be decoded.
@@ -382,6 +446,15 @@ impl Body {
     pub fn parse(text: String, max: usize) -> Result<Body, TextError> {
         check_body(&text, max)?;
         Ok(Body(text))
+    }
+
+    /// Parses the caption of a message with files: like [`Body::parse`],
+    /// but it may be empty.
+    pub fn caption(text: String, max: usize) -> Result<Body, TextError> {
+        if text.trim().is_empty() {
+            return Ok(Body(String::new()));
+        }
+        Body::parse(text, max)
     }
 
     /// The text.

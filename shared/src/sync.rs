@@ -12,7 +12,7 @@
 //!   what to ask for on (re)connect, and whether a page or a live event
 //!   extends the room, repeats what is held, or reveals a gap.
 
-use crate::ids::{ClientId, RoomId, Seq};
+use crate::ids::{ClientId, FileId, RoomId, Seq};
 use crate::protocol::{ClientFrame, Cursor, ErrorCode, Event};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -25,6 +25,9 @@ pub struct OutboxEntry {
     pub body: String,
     /// When the person wrote it, milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// Files sent with it, once uploaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileId>,
 }
 
 impl OutboxEntry {
@@ -34,6 +37,7 @@ impl OutboxEntry {
             client_id: self.client_id,
             room: self.room.clone(),
             body: self.body.clone(),
+            files: self.files.clone(),
         }
     }
 }

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use natter_shared::api::{
-    AddMember, CreateRoom, ErrorBody, EventPage, OpenDialog, PostMessage, RoomList,
+    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
 };
 use natter_shared::{
     ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, PROTOCOL, RoomId, RoomInfo,
@@ -257,6 +257,7 @@ impl Examples {
             "open-dialog" => drop(self.check::<OpenDialog>(line, tag, body)),
             "add-member" => drop(self.check::<AddMember>(line, tag, body)),
             "error-body" => drop(self.check::<ErrorBody>(line, tag, body)),
+            "file-types" => drop(self.check::<FileTypes>(line, tag, body)),
             "jwt-claims" => match serde_json::from_str(body) {
                 Ok(claims) => self.jwt_claims = Some(claims),
                 Err(e) => self.fail(line, format!("jwt-claims: not JSON: {e}")),
@@ -492,7 +493,7 @@ fn worked_token_example_is_signed_as_documented() {
 #[test]
 fn limits_table_matches_the_constants() {
     let doc = read_doc();
-    let constants: [(&str, u64); 7] = [
+    let constants: [(&str, u64); 9] = [
         ("MAX_FRAME_BYTES", limits::MAX_FRAME_BYTES as u64),
         ("MAX_BODY_BYTES", limits::MAX_BODY_BYTES as u64),
         ("PAGE_SIZE", limits::PAGE_SIZE.into()),
@@ -500,6 +501,11 @@ fn limits_table_matches_the_constants() {
         ("MAX_TITLE_BYTES", limits::MAX_TITLE_BYTES as u64),
         ("MAX_NAME_BYTES", limits::MAX_NAME_BYTES as u64),
         ("MAX_MEMBERS", limits::MAX_MEMBERS as u64),
+        ("MAX_FILE_BYTES", limits::MAX_FILE_BYTES),
+        (
+            "MAX_FILES_PER_MESSAGE",
+            limits::MAX_FILES_PER_MESSAGE as u64,
+        ),
     ];
     for (name, value) in constants {
         let row = lines(&doc)

@@ -129,11 +129,13 @@ impl Chat {
                 kind: EventKind::Message {
                     body: entry.body.clone(),
                     client_id: Some(client_id),
+                    files: Vec::new(),
                 },
             };
             self.hold(event.clone());
             let record = self.record(room);
-            self.changes.push(Change::Acked(entry, event, record));
+            self.changes
+                .push(Change::Acked(Box::new(entry), event, record));
         }
         self.sends()
     }

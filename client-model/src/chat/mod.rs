@@ -82,7 +82,7 @@ pub enum Change {
     /// A message the person wrote.
     Composed(OutboxEntry),
     /// Our message was stored as this event.
-    Acked(OutboxEntry, Event, Option<RoomRecord>),
+    Acked(Box<OutboxEntry>, Event, Option<RoomRecord>),
     /// An outbox entry changed state (refused for good, or retried).
     State(OutboxEntry, EntryState),
     /// The person gave up on a message refused for good.

@@ -61,6 +61,7 @@ impl Chat {
             room: room.clone(),
             body: body.into_string(),
             created_at: now,
+            files: Vec::new(),
         };
         self.changes.push(Change::Composed(entry.clone()));
         self.outbox.push(entry);

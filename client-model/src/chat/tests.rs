@@ -53,6 +53,7 @@ fn message(seq: Seq, from: &str, body: &str, client_id: Option<ClientId>) -> Eve
         kind: EventKind::Message {
             body: body.into(),
             client_id,
+            files: Vec::new(),
         },
     }
 }
@@ -74,6 +75,7 @@ fn send(n: u8, body: &str) -> ClientFrame {
         client_id: cid(n),
         room: r_ab(),
         body: body.into(),
+        files: Vec::new(),
     }
 }
 
@@ -412,6 +414,7 @@ fn a_chat_rebuilt_from_the_store_syncs_from_its_cursors_and_resends_its_outbox()
         room: r_ab(),
         body: "offline".into(),
         created_at: 1,
+        files: Vec::new(),
     };
     let mut chat = Chat::hydrate(
         Some(user("alice")),

@@ -5,17 +5,19 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::writer::WriteOp;
-use crate::store::{PageFrom, Site};
+use crate::store::{AttachError, PageFrom, Site};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use natter_shared::api::{AddMember, CreateRoom, EventPage, OpenDialog, PostMessage, RoomList};
+use natter_shared::api::{
+    AddMember, CreateRoom, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
+};
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES};
 use natter_shared::protocol::{Body, check_text};
-use natter_shared::{ErrorCode, Event, Member, RoomId, RoomInfo, Seq, UserId};
+use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -33,6 +35,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/members/{user}", delete(remove_member))
         .route("/rooms/{room}/messages", post(post_message).get(history))
         .route("/users/{user}/rooms", get(user_rooms))
+        .route("/file-types", get(get_file_types).put(put_file_types))
         .fallback(|| async {
             ApiError::client(
                 StatusCode::NOT_FOUND,
@@ -222,19 +225,27 @@ async fn post_message(
     ApiJson(req): ApiJson<PostMessage>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let room = parse_room(room)?;
-    let body = Body::parse(req.body, state.config.limits.max_body_bytes).map_err(|e| {
+    let max = state.config.limits.max_body_bytes;
+    let parsed = if req.files.is_empty() {
+        Body::parse(req.body, max)
+    } else {
+        Body::caption(req.body, max)
+    };
+    let body = parsed.map_err(|e| {
         ApiError::client(
             StatusCode::BAD_REQUEST,
             ErrorCode::BodyInvalid,
             e.to_string(),
         )
     })?;
+    let files = attach(&state, &site, &room, req.from.as_ref(), &req.files).await?;
     let op = WriteOp::Message {
         site: site.id.clone(),
         room,
         sender: req.from,
         client_id: req.client_id,
         body,
+        files,
     };
     let written = state.writer.write(op).await?;
     let status = if written.duplicate {
@@ -246,6 +257,81 @@ async fn post_message(
         StatusCode::CREATED
     };
     Ok((status, Json(written.event)))
+}
+
+/// The attachments of a post: files uploaded for its sender, who must be
+/// a member of the room.
+async fn attach(
+    state: &AppState,
+    site: &Site,
+    room: &RoomId,
+    from: Option<&UserId>,
+    ids: &[FileId],
+) -> Result<Vec<Attachment>, ApiError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let max = state.config.files.max_files_per_message;
+    if ids.len() > max {
+        return Err(ApiError::invalid(format!(
+            "at most {max} files per message"
+        )));
+    }
+    let Some(from) = from else {
+        return Err(ApiError::invalid(
+            "a message with files needs `from`: the user the files were uploaded for",
+        ));
+    };
+    ensure_room(state, site, room).await?;
+    if !state.store.is_member(&site.id, room, from).await? {
+        return Err(crate::store::StoreError::NotMember.into());
+    }
+    state
+        .store
+        .attach_files(&site.id, from, room, ids)
+        .await
+        .map_err(|err| match err {
+            AttachError::Store(err) => err.into(),
+            other => ApiError::client(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::FileInvalid,
+                other.to_string(),
+            ),
+        })
+}
+
+/// `GET /api/v1/file-types`: the list in force for the site.
+async fn get_file_types(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+) -> Json<Vec<String>> {
+    Json(crate::files::site_types(&state, &site))
+}
+
+/// `PUT /api/v1/file-types`: sets the site's own list (`null`: the
+/// server's default); answers the list in force.
+async fn put_file_types(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    ApiJson(req): ApiJson<FileTypes>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let list = match req.types.as_deref() {
+        Some(text) => Some(
+            crate::files::kinds::parse_list(text)
+                .map_err(ApiError::invalid)?
+                .join(","),
+        ),
+        None => None,
+    };
+    state
+        .store
+        .set_site_file_types(&site.id, list.as_deref())
+        .await?;
+    let site = Site {
+        file_types: list,
+        ..site
+    };
+    Ok(Json(crate::files::site_types(&state, &site)))
 }
 
 /// `?before=` or `?after=` (exclusive), and `?limit=`.

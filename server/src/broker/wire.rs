@@ -82,6 +82,7 @@ mod tests {
                 kind: EventKind::Message {
                     body: "hi".into(),
                     client_id: None,
+                    files: Vec::new(),
                 },
             },
         };

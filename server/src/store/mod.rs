@@ -11,6 +11,7 @@
 //! commit).
 
 mod events;
+mod files;
 mod reader;
 mod rooms;
 mod rows;
@@ -19,6 +20,7 @@ mod users;
 pub mod writer;
 
 pub use events::PageFrom;
+pub use files::{AttachError, Completed, FileRow};
 pub use sites::{NewSite, Site};
 
 use natter_shared::Seq;

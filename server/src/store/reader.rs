@@ -108,6 +108,7 @@ impl Reader {
                     client_id: row.get(5)?,
                     body: row.get(6)?,
                     subject: row.get(7)?,
+                    files: row.get(8)?,
                 })?);
             }
             Ok(events)

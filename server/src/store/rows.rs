@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 /// `&'static str` through `concat!`.
 macro_rules! event_columns {
     () => {
-        "room_id, seq, ts, kind, sender, client_id, body, subject"
+        "room_id, seq, ts, kind, sender, client_id, body, subject, files"
     };
 }
 pub(crate) use event_columns;
@@ -57,6 +57,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<Event, StoreError> {
         client_id: row.try_get("client_id")?,
         body: row.try_get("body")?,
         subject: row.try_get("subject")?,
+        files: row.try_get("files")?,
     })
 }
 
@@ -71,6 +72,8 @@ pub(crate) struct EventColumns {
     pub client_id: Option<String>,
     pub body: Option<String>,
     pub subject: Option<String>,
+    /// Attachments, as JSON.
+    pub files: Option<String>,
 }
 
 pub(crate) fn event_from_columns(c: EventColumns) -> Result<Event, StoreError> {
@@ -82,6 +85,11 @@ pub(crate) fn event_from_columns(c: EventColumns) -> Result<Event, StoreError> {
                 .client_id
                 .map(|id| ClientId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
                 .transpose()?,
+            files: match c.files {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("attachments: {e}")))?,
+                None => Vec::new(),
+            },
         },
         "member_joined" => EventKind::MemberJoined {
             user: subject(c.subject)?,

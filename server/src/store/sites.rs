@@ -15,6 +15,8 @@ pub struct Site {
     pub name: String,
     pub token_secret: Secret,
     pub origins: Vec<String>,
+    /// Its own allow-list of file types (comma-separated), if it set one.
+    pub file_types: Option<String>,
 }
 
 /// A site just created, with its API key (shown once, stored hashed).
@@ -65,6 +67,7 @@ impl Store {
                 name: name.to_string(),
                 token_secret: secret,
                 origins: origins.to_vec(),
+                file_types: None,
             },
             api_key,
         })
@@ -103,7 +106,7 @@ impl Store {
 
     /// A site by id.
     pub async fn site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
-        let row = sqlx::query("SELECT id, name, token_secret FROM sites WHERE id = ?")
+        let row = sqlx::query("SELECT id, name, token_secret, file_types FROM sites WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -115,10 +118,12 @@ impl Store {
 
     /// The site an API key belongs to.
     pub async fn site_by_api_key(&self, key: &str) -> Result<Option<Site>, StoreError> {
-        let row = sqlx::query("SELECT id, name, token_secret FROM sites WHERE api_key_hash = ?")
-            .bind(auth::hash_api_key(key))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name, token_secret, file_types FROM sites WHERE api_key_hash = ?",
+        )
+        .bind(auth::hash_api_key(key))
+        .fetch_optional(&self.pool)
+        .await?;
         match row {
             Some(row) => Ok(Some(self.site_from_row(row).await?)),
             None => Ok(None),
@@ -127,7 +132,7 @@ impl Store {
 
     /// Every site, by id.
     pub async fn sites(&self) -> Result<Vec<Site>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, token_secret FROM sites ORDER BY id")
+        let rows = sqlx::query("SELECT id, name, token_secret, file_types FROM sites ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         let mut sites = Vec::with_capacity(rows.len());
@@ -152,6 +157,7 @@ impl Store {
             name: row.try_get("name")?,
             token_secret: Secret::new(row.try_get::<String, _>("token_secret")?),
             origins,
+            file_types: row.try_get("file_types")?,
         })
     }
 }

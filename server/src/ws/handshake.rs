@@ -96,6 +96,9 @@ async fn welcome<S: FrameSink>(
             max_frame_bytes: state.config.limits.max_frame_bytes,
             max_body_bytes: state.config.limits.max_body_bytes,
             page_size: state.config.limits.page_size,
+            max_file_bytes: state.config.files.max_file_bytes,
+            max_files_per_message: state.config.files.max_files_per_message,
+            file_types: crate::files::site_types(state, site),
         },
     };
     send_frame(sink, &hello).await.ok().map(|_| identity)

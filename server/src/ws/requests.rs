@@ -4,12 +4,16 @@
 
 use super::conn::{Committed, Conn};
 use super::{FrameSink, Gone, feed_frame};
+use crate::auth::Identity;
 use crate::error::store_error_parts;
+use crate::state::AppState;
 use crate::store::writer::{WriteOp, Written};
-use crate::store::{PageFrom, StoreError};
+use crate::store::{AttachError, PageFrom, StoreError};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use natter_shared::protocol::{Body, DecodeError};
-use natter_shared::{ClientFrame, ClientId, Cursor, ErrorCode, RoomId, Seq, ServerFrame};
+use natter_shared::{
+    Attachment, ClientFrame, ClientId, Cursor, ErrorCode, FileId, RoomId, Seq, ServerFrame,
+};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -33,7 +37,8 @@ impl<S: FrameSink> Conn<S> {
                 client_id,
                 room,
                 body,
-            } => self.submit(client_id, room, body).await,
+                files,
+            } => self.submit(client_id, room, body, files).await,
             ClientFrame::History {
                 room,
                 before,
@@ -173,8 +178,15 @@ impl<S: FrameSink> Conn<S> {
         client_id: ClientId,
         room: RoomId,
         body: String,
+        files: Vec<FileId>,
     ) -> Result<(), Gone> {
-        let body = match Body::parse(body, self.state.config.limits.max_body_bytes) {
+        let max = self.state.config.limits.max_body_bytes;
+        let parsed = if files.is_empty() {
+            Body::parse(body, max)
+        } else {
+            Body::caption(body, max)
+        };
+        let body = match parsed {
             Ok(body) => body,
             Err(err) => {
                 return self
@@ -187,12 +199,26 @@ impl<S: FrameSink> Conn<S> {
                     .await;
             }
         };
+        let files = match Self::attach(&self.state, &self.identity, &room, &files).await {
+            Ok(files) => files,
+            Err((code, message)) => {
+                return self
+                    .send(&ServerFrame::Error {
+                        code,
+                        message,
+                        client_id: Some(client_id),
+                        room: Some(room),
+                    })
+                    .await;
+            }
+        };
         let op = WriteOp::Message {
             site: self.identity.site.clone(),
             room: room.clone(),
             sender: Some(self.identity.user.clone()),
             client_id: Some(client_id),
             body,
+            files,
         };
         match self.state.writer.submit(op).await {
             Ok(rx) => {
@@ -203,6 +229,43 @@ impl<S: FrameSink> Conn<S> {
             }
             Err(err) => self.answer_commit(client_id, room, Err(err)).await,
         }
+    }
+
+    /// The attachments of a send: at most the configured number, each a
+    /// complete file of this user, bound to this room (of which the user
+    /// must be a member). On refusal, the error code and message.
+    async fn attach(
+        state: &AppState,
+        identity: &Identity,
+        room: &RoomId,
+        ids: &[FileId],
+    ) -> Result<Vec<Attachment>, (ErrorCode, String)> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let max = state.config.files.max_files_per_message;
+        if ids.len() > max {
+            return Err((
+                ErrorCode::InvalidInput,
+                format!("at most {max} files per message"),
+            ));
+        }
+        let (site, user) = (&identity.site, &identity.user);
+        let store = &state.store;
+        let failed = |err: StoreError| {
+            let (_, code, message) = store_error_parts(&err);
+            (code, message)
+        };
+        if !store.is_member(site, room, user).await.map_err(failed)? {
+            return Err(failed(StoreError::NotMember));
+        }
+        store
+            .attach_files(site, user, room, ids)
+            .await
+            .map_err(|err| match err {
+                AttachError::Store(err) => failed(err),
+                other => (ErrorCode::FileInvalid, other.to_string()),
+            })
     }
 
     /// Answers a send: `ack` after commit, or an error naming the message.

@@ -170,6 +170,7 @@ async fn a_send_is_acked_and_delivered_live_to_the_other_member() {
         client_id,
         room: room.clone(),
         body: "hello".into(),
+        files: Vec::new(),
     })
     .await;
     assert_eq!(a.ack_of(client_id).await, 1);
@@ -192,6 +193,7 @@ async fn sync_pages_from_the_cursor_then_says_synced() {
             client_id,
             room: room.clone(),
             body: format!("m{n}"),
+            files: Vec::new(),
         })
         .await;
         assert_eq!(a.ack_of(client_id).await, n + 1);

@@ -17,6 +17,7 @@ fn entry(n: u32, room_idx: usize) -> OutboxEntry {
         room: room(room_idx),
         body: format!("m{n}"),
         created_at: i64::from(n),
+        files: Vec::new(),
     }
 }
 
@@ -205,7 +206,7 @@ proptest! {
             seq,
             ts: 0,
             sender: None,
-            kind: EventKind::Message { body: format!("e{seq}"), client_id: None },
+            kind: EventKind::Message { body: format!("e{seq}"), client_id: None, files: Vec::new() },
         };
         let mut cursors = Cursors::from_stored([(r.clone(), 0)]);
         let mut stored: Vec<Seq> = Vec::new();
@@ -293,6 +294,7 @@ fn a_page_for_a_new_room_starts_its_cursor_and_sync_lists_known_rooms() {
         kind: EventKind::Message {
             body: String::new(),
             client_id: None,
+            files: Vec::new(),
         },
     };
     let (fresh, gap) = cursors.apply_page(&r, &[ev(40), ev(41)]);

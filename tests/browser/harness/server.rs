@@ -65,6 +65,8 @@ impl Server {
             .arg("--widget-dir")
             .arg(&widget_dir)
             .args(["--loader-max-age-secs", "1"])
+            .arg("--files-dir")
+            .arg(log.with_extension("files"))
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -11,7 +11,7 @@ use super::{WriteOp, Written};
 use crate::store::StoreError;
 use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::protocol::Body;
-use natter_shared::{ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
+use natter_shared::{Attachment, ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
 use std::collections::{HashMap, HashSet};
 
 /// The key that makes a send idempotent: room, sender (none for a system
@@ -113,6 +113,8 @@ pub(super) struct Writes {
     pub events: Vec<Event>,
     /// Each new event's client id as stored, if it has one.
     pub client_ids: Vec<Option<String>>,
+    /// Each new event's attachments as stored (JSON), if it has any.
+    pub files: Vec<Option<String>>,
     pub added: Vec<NewMember>,
     pub removed: Vec<(RoomId, UserId)>,
     /// Each room whose counter moved, with its new value.
@@ -174,7 +176,8 @@ impl Plan {
                 sender,
                 client_id,
                 body,
-            } => self.message(site, room, sender, client_id, body),
+                files,
+            } => self.message(site, room, sender, client_id, body, files),
             WriteOp::Join { site, room, user } => {
                 if self.room(site, room)? == RoomKind::Dialog {
                     return Err(StoreError::Invalid(
@@ -223,9 +226,20 @@ impl Plan {
                 _ => None,
             })
             .collect();
+        let files = self
+            .events
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Message { files, .. } if !files.is_empty() => {
+                    serde_json::to_string(files).ok()
+                }
+                _ => None,
+            })
+            .collect();
         Writes {
             events: self.events,
             client_ids,
+            files,
             added,
             removed,
             counters,
@@ -312,6 +326,7 @@ impl Plan {
         sender: &Option<UserId>,
         client_id: &Option<ClientId>,
         body: &Body,
+        files: &[Attachment],
     ) -> Result<Written, StoreError> {
         self.room(site, room)?;
         if let Some(sender) = sender
@@ -322,6 +337,7 @@ impl Plan {
         let kind = EventKind::Message {
             body: body.as_str().to_owned(),
             client_id: *client_id,
+            files: files.to_vec(),
         };
         let Some(client_id) = client_id else {
             return self.append(room, sender.clone(), kind);

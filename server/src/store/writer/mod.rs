@@ -26,7 +26,7 @@ mod statements;
 use super::{Store, StoreError};
 use crate::metrics::{self, Metrics};
 use natter_shared::protocol::Body;
-use natter_shared::{ClientId, Event, RoomId, SiteId, UserId};
+use natter_shared::{Attachment, ClientId, Event, RoomId, SiteId, UserId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,8 @@ pub enum WriteOp {
         sender: Option<UserId>,
         client_id: Option<ClientId>,
         body: Body,
+        /// Checked and bound to the room before the write is submitted.
+        files: Vec<Attachment>,
     },
     /// `user` joins a group room.
     Join {
@@ -325,6 +327,7 @@ mod tests {
             sender: Some(user("a")),
             client_id: Some(ClientId::from_uuid(uuid::Uuid::from_u128(n))),
             body: Body::parse(format!("m{n}"), 100).expect("a body"),
+            files: Vec::new(),
         }
     }
 

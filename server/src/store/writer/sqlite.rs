@@ -110,6 +110,7 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
             client_id: row.get("client_id")?,
             body: row.get("body")?,
             subject: row.get("subject")?,
+            files: row.get("files")?,
         })?;
         if let EventKind::Message {
             client_id: Some(client_id),

@@ -189,24 +189,26 @@ pub(super) fn writes(writes: &Writes) -> Result<Vec<Statement<'_>>, StoreError> 
     let mut all = delete_members(&writes.removed);
     all.extend(insert_members(&writes.added));
     all.extend(
-        insert_events(&writes.events, &writes.client_ids)
+        insert_events(&writes.events, &writes.client_ids, &writes.files)
             .map_err(|_| StoreError::Corrupt("a seq beyond i64".into()))?,
     );
     all.extend(write_counters(&writes.counters));
     Ok(all)
 }
 
-/// Inserts the new events; `client_ids` holds their client ids' text,
-/// one per event.
+/// Inserts the new events; `client_ids` holds their client ids' text and
+/// `files` their attachments' JSON, one per event.
 fn insert_events<'a>(
     events: &'a [Event],
     client_ids: &'a [Option<String>],
+    files: &'a [Option<String>],
 ) -> Result<Vec<Statement<'a>>, std::num::TryFromIntError> {
     let mut statements = Vec::new();
     let mut offset = 0;
     for chunk in exact_chunks(events) {
-        let mut args = Vec::with_capacity(chunk.len() * 8);
-        for (event, client_id) in chunk.iter().zip(&client_ids[offset..]) {
+        let mut args = Vec::with_capacity(chunk.len() * 9);
+        let extra = client_ids[offset..].iter().zip(&files[offset..]);
+        for (event, (client_id, files)) in chunk.iter().zip(extra) {
             let (body, subject) = match &event.kind {
                 EventKind::Message { body, .. } => (Some(body.as_str()), None),
                 EventKind::MemberJoined { user } | EventKind::MemberLeft { user } => {
@@ -222,6 +224,7 @@ fn insert_events<'a>(
                 client_id.as_deref().into(),
                 body.into(),
                 subject.into(),
+                files.as_deref().into(),
             ]);
         }
         offset += chunk.len();
@@ -232,7 +235,7 @@ fn insert_events<'a>(
                     crate::store::rows::event_columns!(),
                     ") VALUES {}"
                 ),
-                repeat("(?, ?, ?, ?, ?, ?, ?, ?)", ", ", chunk.len())
+                repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?)", ", ", chunk.len())
             ),
             args,
         });

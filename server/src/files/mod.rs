@@ -1,0 +1,122 @@
+//! Files in messages: resumable uploads over HTTP (tus 1.0: core,
+//! creation, termination, expiration), the bytes behind `object_store` (a
+//! directory by default, shared by the nodes of a site), downloads for
+//! the members of the room a file was posted in, and a sweep of uploads
+//! abandoned half-way.
+//!
+//! An upload's bytes arrive as parts (`uploads/ID/START-END`), each stored
+//! before the upload's offset moves past it, so a request cut off keeps
+//! what arrived and the next one continues from there, on any node. When
+//! the last byte is in, [`finish`] sniffs the type, checks the site's
+//! allow-list, strips images of their metadata and writes `files/ID`; a
+//! thumbnail (`thumbs/ID`) follows in the background.
+
+mod auth;
+mod download;
+mod finish;
+pub mod kinds;
+pub mod links;
+mod range;
+mod sweep;
+mod upload;
+
+use crate::state::AppState;
+use axum::Router;
+use axum::routing::{get, post};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use auth::Caller;
+pub use sweep::spawn_sweep;
+
+/// The file store: where the bytes of uploads, files and thumbnails live.
+#[derive(Clone)]
+pub struct Files {
+    store: Arc<dyn ObjectStore>,
+}
+
+/// Why the file store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("file store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("file store: {0}")]
+    Other(String),
+    #[error("file store directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Files {
+    /// The store in directory `dir` (created if missing).
+    pub fn in_dir(dir: &Path) -> Result<Files, FilesError> {
+        std::fs::create_dir_all(dir).map_err(|source| FilesError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
+        Ok(Files {
+            store: Arc::new(store),
+        })
+    }
+
+    /// Any other `object_store` backend (S3 and compatible stores).
+    pub fn with_store(store: Arc<dyn ObjectStore>) -> Files {
+        Files { store }
+    }
+
+    fn original(id: &natter_shared::FileId) -> Key {
+        Key::from(format!("files/{id}"))
+    }
+
+    fn thumb(id: &natter_shared::FileId) -> Key {
+        Key::from(format!("thumbs/{id}"))
+    }
+
+    fn parts(id: &natter_shared::FileId) -> Key {
+        Key::from(format!("uploads/{id}"))
+    }
+
+    fn part(id: &natter_shared::FileId, start: u64, end: u64) -> Key {
+        Key::from(format!("uploads/{id}/{start:020}-{end:020}"))
+    }
+
+    /// Deletes everything stored for a file: parts, original, thumbnail.
+    pub async fn remove(&self, id: &natter_shared::FileId) {
+        finish::remove_parts(self, id).await;
+        for key in [Files::original(id), Files::thumb(id)] {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => tracing::warn!(file = %id, error = %err, "file bytes not deleted"),
+            }
+        }
+    }
+}
+
+/// The file types `site` takes: its own list, else the server's.
+pub fn site_types(state: &AppState, site: &crate::store::Site) -> Vec<String> {
+    site.file_types
+        .as_deref()
+        .and_then(|list| kinds::parse_list(list).ok())
+        .unwrap_or_else(|| state.config.files.file_types.0.clone())
+}
+
+/// The routes under `/files`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/files", post(upload::create).options(upload::options))
+        .route(
+            "/files/{id}",
+            get(download::original)
+                .head(upload::head)
+                .patch(upload::patch)
+                .delete(upload::terminate),
+        )
+        .route("/files/{id}/thumb", get(download::thumb))
+        .route("/files/{id}/links", post(download::links))
+}
