@@ -40,6 +40,11 @@ fn ChatWidget(location: Location) -> impl IntoView {
     let chat = view.chat;
     let browser_online = RwSignal::new(web_sys::window().is_none_or(|w| w.navigator().on_line()));
     let has_token = RwSignal::new(false);
+    let files = crate::files::FileAccess {
+        site: StoredValue::new(location.site.to_string()),
+        token: RwSignal::new(None),
+    };
+    provide_context(files);
     // The engine is not Send; a local stored value lets callbacks reach it.
     let engine = StoredValue::new_local(None::<Engine>);
 
@@ -52,6 +57,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
     embed::listen_for_tokens(
         move |token| {
             has_token.set(true);
+            files.token.set(Some(token.clone()));
             // Unverified: it only picks the local database; the server
             // confirms the same user in `hello`, or refuses the token.
             let Some(user) = natter_shared::token::unverified_subject(&token) else {

@@ -14,6 +14,8 @@
 //!   natively without Leptos) and is re-exported here.
 //! - [`components`]: the views (connection line, room list, messages,
 //!   composer); network text only ever becomes DOM text.
+//! - [`files`]: files in messages: thumbnails, players and chips, with
+//!   short-lived signed links asked of the server.
 //! - [`db`]: the IndexedDB store (rooms, messages, outbox, meta), one
 //!   database per site and user; the source of truth the views show.
 //! - [`sync`]: the engine: store first, then network; a queue of work
@@ -32,6 +34,7 @@ pub mod components;
 pub mod db;
 pub mod embed;
 pub mod error;
+pub mod files;
 pub mod leader;
 pub mod net;
 pub mod shell;

@@ -67,6 +67,7 @@ fn markup_in_names_and_bodies_is_shown_as_text() {
         mine: false,
         delivery: Delivery::Stored,
         client_id: None,
+        files: Vec::new(),
     }];
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }

@@ -13,6 +13,7 @@ mod harness;
 mod absence;
 mod chat;
 mod crash;
+mod files;
 mod history;
 mod offline;
 mod safety;
@@ -55,6 +56,7 @@ on_both_databases!(
     shell::the_chat_opens_from_the_cache_with_the_server_down,
     shell::a_new_build_is_picked_up_on_the_next_load,
     shell::a_self_hosted_loader_is_pinned_by_its_hash,
+    files::files_show_in_the_conversation,
 );
 
 /// Runs a scenario that takes an engine in Firefox and in WebKitGTK, on

@@ -4,7 +4,9 @@
 
 use super::{Chat, Room};
 use natter_shared::sync::EntryState;
-use natter_shared::{ClientId, Event, EventKind, Member, RoomId, RoomInfo, RoomKind, UserId};
+use natter_shared::{
+    Attachment, ClientId, Event, EventKind, Member, RoomId, RoomInfo, RoomKind, UserId,
+};
 
 /// Where one of our messages is on its way to the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub struct Line {
     pub delivery: Delivery,
     /// Our message not yet in the room: what a retry names.
     pub client_id: Option<ClientId>,
+    /// Files the message carries, in the sender's order.
+    pub files: Vec<Attachment>,
 }
 
 /// What the room list shows for one room.
@@ -98,6 +102,7 @@ impl Chat {
                     mine: true,
                     delivery,
                     client_id: Some(e.client_id),
+                    files: Vec::new(),
                 }
             });
         stored.chain(outgoing).collect()
@@ -115,14 +120,19 @@ impl Chat {
 impl Room {
     /// The line of a held event.
     fn line(&self, event: &Event, me: Option<&UserId>) -> Line {
-        let (author, body) = match &event.kind {
+        let (author, body, files) = match &event.kind {
             // A message without sender is the site's: shown as a system line.
-            EventKind::Message { body, .. } => (
+            EventKind::Message { body, files, .. } => (
                 event.sender.as_ref().map(|id| self.name_of(id)),
                 body.clone(),
+                files.clone(),
             ),
-            EventKind::MemberJoined { user } => (None, format!("{} joined", self.name_of(user))),
-            EventKind::MemberLeft { user } => (None, format!("{} left", self.name_of(user))),
+            EventKind::MemberJoined { user } => {
+                (None, format!("{} joined", self.name_of(user)), Vec::new())
+            }
+            EventKind::MemberLeft { user } => {
+                (None, format!("{} left", self.name_of(user)), Vec::new())
+            }
         };
         Line {
             // Seqs repeat across rooms: the room is part of the key. So is
@@ -139,6 +149,7 @@ impl Room {
             mine: event.sender.is_some() && event.sender.as_ref() == me,
             delivery: Delivery::Stored,
             client_id: None,
+            files,
         }
     }
 

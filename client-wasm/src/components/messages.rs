@@ -2,6 +2,7 @@
 //! the delivery state of our own sends.
 
 use crate::chat::{Delivery, Line};
+use crate::files::Attachments;
 use leptos::prelude::*;
 use natter_shared::ClientId;
 use wasm_bindgen::JsValue;
@@ -62,6 +63,7 @@ fn MessageItem(
         mine,
         delivery,
         client_id,
+        files,
         ..
     } = line;
     let retry = match (&delivery, client_id, on_retry) {
@@ -94,7 +96,8 @@ fn MessageItem(
                 {author.map(|a| view! { <span class="author">{a}</span> })}
                 <time datetime=iso(ts)>{clock(ts)}</time>
             </div>
-            <p class="body">{body}</p>
+            {(!body.is_empty()).then(|| view! { <p class="body">{body}</p> })}
+            <Attachments files />
             {note.map(|n| view! { <small class="delivery">{n}</small> })}
             {retry}
             {discard}

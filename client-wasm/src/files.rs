@@ -1,0 +1,155 @@
+//! Files in messages, as the widget shows them: an image's thumbnail that
+//! opens full size, a player for audio and video, a chip with the name and
+//! size for anything else. Pages cannot send headers from `<img>`, so the
+//! widget asks the server (with the user's token) for short-lived signed
+//! links, and asks again when they run out. File names are text.
+
+use leptos::prelude::*;
+use natter_shared::Attachment;
+use serde::Deserialize;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// What the views need to ask for links: the site and the latest token.
+#[derive(Clone, Copy)]
+pub struct FileAccess {
+    pub site: StoredValue<String>,
+    pub token: RwSignal<Option<String>>,
+}
+
+/// Signed links to one file, as `POST /files/ID/links` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Links {
+    pub url: String,
+    #[serde(default)]
+    pub thumb: Option<String>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// Asks the server for links to file `id`; `None` when it cannot be
+/// reached or refuses (the view then shows the name only).
+async fn fetch_links(site: &str, token: &str, id: &str) -> Option<Links> {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    let headers = web_sys::Headers::new().ok()?;
+    headers
+        .set("Authorization", &format!("Bearer {token}"))
+        .ok()?;
+    headers.set("X-Natter-Site", site).ok()?;
+    init.set_headers(&headers);
+    let request =
+        web_sys::Request::new_with_str_and_init(&format!("/files/{id}/links"), &init).ok()?;
+    let window = web_sys::window()?;
+    let response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .ok()?;
+    let response: web_sys::Response = response.dyn_into().ok()?;
+    if !response.ok() {
+        return None;
+    }
+    let json = JsFuture::from(response.json().ok()?).await.ok()?;
+    serde_wasm_bindgen::from_value(json).ok()
+}
+
+/// A size for people: bytes, KB or MB.
+pub fn size_text(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.0} KB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
+}
+
+/// The files of one message.
+#[component]
+pub fn Attachments(files: Vec<Attachment>) -> impl IntoView {
+    (!files.is_empty()).then(|| {
+        view! {
+            <ul class="files">
+                {files.into_iter().map(|file| view! { <li><AttachmentView file /></li> }).collect_view()}
+            </ul>
+        }
+    })
+}
+
+/// One file: links are fetched once shown, and again after they expire.
+#[component]
+fn AttachmentView(file: Attachment) -> impl IntoView {
+    let links = RwSignal::new(None::<Links>);
+    if let Some(access) = use_context::<FileAccess>() {
+        let id = file.id.to_string();
+        Effect::new(move |_| {
+            let Some(token) = access.token.get() else {
+                return;
+            };
+            let now = (js_sys::Date::now() / 1000.0) as i64;
+            if links.with_untracked(|l| l.as_ref().is_some_and(|l| l.expires_at > now + 30)) {
+                return;
+            }
+            let (site, id) = (access.site.get_value(), id.clone());
+            leptos::task::spawn_local(async move {
+                if let Some(got) = fetch_links(&site, &token, &id).await {
+                    links.set(Some(got));
+                }
+            });
+        });
+    }
+    let Attachment {
+        name,
+        size,
+        mime,
+        width,
+        height,
+        thumb,
+        ..
+    } = file;
+    let label = format!("{name} · {}", size_text(size));
+    let url = move || links.with(|l| l.as_ref().map(|l| l.url.clone()));
+    if mime.starts_with("image/") && thumb {
+        let src = move || links.with(|l| l.as_ref().and_then(|l| l.thumb.clone()));
+        // The box keeps the image's shape before it loads.
+        let (w, h) = fit(width.unwrap_or(320), height.unwrap_or(240));
+        view! {
+            <a class="file-image" href=url target="_blank" rel="noopener" title=label.clone()>
+                <img src=src alt=name width=w height=h />
+            </a>
+        }
+        .into_any()
+    } else if mime.starts_with("audio/") {
+        view! {
+            <figure class="file-audio">
+                <audio controls preload="none" src=url></audio>
+                <figcaption>{label}</figcaption>
+            </figure>
+        }
+        .into_any()
+    } else if mime.starts_with("video/") {
+        view! {
+            <figure class="file-video">
+                <video controls preload="metadata" src=url></video>
+                <figcaption>{label}</figcaption>
+            </figure>
+        }
+        .into_any()
+    } else {
+        let download = name.clone();
+        view! {
+            <a class="file" href=url download=download rel="noopener">
+                <span class="file-name">{name}</span>
+                <span class="file-size">{size_text(size)}</span>
+            </a>
+        }
+        .into_any()
+    }
+}
+
+/// An image's shown size: at most 240 × 240, in its proportions.
+fn fit(w: u32, h: u32) -> (u32, u32) {
+    let (w, h) = (w.max(1), h.max(1));
+    let scale = (240.0 / f64::from(w.max(h))).min(1.0);
+    (
+        ((f64::from(w) * scale).round() as u32).max(1),
+        ((f64::from(h) * scale).round() as u32).max(1),
+    )
+}
