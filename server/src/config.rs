@@ -199,10 +199,20 @@ pub struct LimitsConfig {
 }
 
 impl Config {
-    /// A configuration for tests and embedding: defaults everywhere.
+    /// A configuration for tests and embedding: defaults everywhere, but
+    /// files beside a SQLite database (not in the working directory).
     pub fn for_database(database_url: impl Into<String>) -> Self {
         let mut cli = Cli::parse_from(["natter"]);
-        cli.config.database_url = database_url.into();
+        let url = database_url.into();
+        if let Some(dir) = url
+            .strip_prefix("sqlite://")
+            .map(|path| path.split('?').next().unwrap_or(path))
+            .and_then(|path| std::path::Path::new(path).parent())
+            .filter(|dir| !dir.as_os_str().is_empty())
+        {
+            cli.config.files.files_dir = dir.join("natter-files");
+        }
+        cli.config.database_url = url;
         cli.config
     }
 }
