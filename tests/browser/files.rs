@@ -10,7 +10,7 @@ use natter_tests::Db;
 use serde_json::{Value, json};
 
 /// Uploads `bytes` for `user` with the site's API key (tus); the file id.
-async fn upload(world: &World, user: &str, name: &str, bytes: &[u8]) -> String {
+pub async fn upload(world: &World, user: &str, name: &str, bytes: &[u8]) -> String {
     let base = format!("http://{}", world.server.addr);
     let res = world
         .http
@@ -47,7 +47,7 @@ async fn upload(world: &World, user: &str, name: &str, bytes: &[u8]) -> String {
     path.rsplit('/').next().expect("id").to_string()
 }
 
-fn png(w: u32, h: u32) -> Vec<u8> {
+pub fn png(w: u32, h: u32) -> Vec<u8> {
     let img =
         image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x / 4) as u8, (y / 2) as u8, 160]));
     let mut out = std::io::Cursor::new(Vec::new());

@@ -1,6 +1,8 @@
 //! Scenario 9: the README's screenshots, taken from a real run: the room
-//! list, a conversation, and the offline state.
+//! list, a conversation (with a photo and a document), and the offline
+//! state.
 
+use crate::files::{png, upload};
 use crate::harness::{PATIENCE, World};
 use natter_tests::Db;
 use std::path::PathBuf;
@@ -36,6 +38,19 @@ pub async fn the_readme_screenshots(db: Db) {
         alice.wait_message(body, PATIENCE).await;
     }
     bob.wait_message("Perfect, thank you!", PATIENCE).await;
+    // Bob's phone sends a photo of the parcel's label and the invoice.
+    let photo = upload(&world, "bob", "label.png", &png(800, 450)).await;
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.extend((0..182_000u32).map(|i| (i % 251) as u8));
+    let invoice = upload(&world, "bob", "invoice-1042.pdf", &pdf).await;
+    let res = world
+        .api()
+        .request(reqwest::Method::POST, &format!("/rooms/{dialog}/messages"))
+        .json(&serde_json::json!({"from": "bob", "body": "Here is the label and the invoice.", "files": [photo, invoice]}))
+        .send()
+        .await
+        .expect("posting files");
+    assert_eq!(res.status(), 201);
     world
         .post(&dialog, "bob", "One more thing: can I change the address?")
         .await;
@@ -51,6 +66,12 @@ pub async fn the_readme_screenshots(db: Db) {
     alice.choose("Bob").await;
     alice
         .wait_message("One more thing: can I change the address?", PATIENCE)
+        .await;
+    alice
+        .wait(
+            "the label's thumbnail",
+            "var i = document.querySelector('.files .file-image img'); return !!i && i.complete && i.naturalWidth > 0;",
+        )
         .await;
     widget_shot(&alice, &dir.join("conversation.png")).await;
     alice.browser.enter_parent_frame().await.expect("host page");
