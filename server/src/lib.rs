@@ -68,6 +68,8 @@ pub enum StartError {
     Store { url: String, source: StoreError },
     #[error("could not set up demo mode: {0}")]
     Demo(StoreError),
+    #[error("could not write the demo conversation: {0}")]
+    DemoSeed(String),
     #[error("could not set up the broker {url}: {source}")]
     Broker { url: String, source: BrokerError },
     #[error("could not open the file store: {0}")]
@@ -93,11 +95,13 @@ impl App {
                 url: store::redact_url(&config.database_url),
                 source,
             })?;
-        if config.demo {
+        let new_lobby = if config.demo {
             demo::setup(&store, config.bind)
                 .await
-                .map_err(StartError::Demo)?;
-        }
+                .map_err(StartError::Demo)?
+        } else {
+            None
+        };
         let hub = Hub::default();
         let metrics = Arc::new(metrics::Metrics::default());
         let (broker, broker_task) = match &config.broker {
@@ -145,6 +149,11 @@ impl App {
             connections: TaskTracker::new(),
             metrics,
         };
+        if let Some(lobby) = new_lobby {
+            demo::seed(&state, lobby)
+                .await
+                .map_err(|e| StartError::DemoSeed(e.to_string()))?;
+        }
         let shell = Arc::new(widget::shell::Shell::new(
             state.config.widget_dir.clone(),
             state.config.offline_after_ms,

@@ -98,6 +98,41 @@ impl Files {
     }
 }
 
+/// Stores a whole file for `user` at once, as a finished upload (the
+/// demo's sample files): the same checks and processing as an upload.
+pub async fn store_whole(
+    state: &AppState,
+    site: &natter_shared::SiteId,
+    user: &natter_shared::UserId,
+    name: &str,
+    bytes: bytes::Bytes,
+) -> Result<natter_shared::FileId, crate::error::ApiError> {
+    let id: natter_shared::FileId = crate::store::new_id::<natter_shared::FileId, _>("f")?;
+    let now = crate::store::now_ms();
+    let len = bytes.len() as u64;
+    state
+        .store
+        .create_upload(&id, site, user, &upload::clean_name(name), len, now)
+        .await?;
+    state
+        .files
+        .store
+        .put(
+            &Files::part(&id, 0, len),
+            object_store::PutPayload::from(bytes),
+        )
+        .await
+        .map_err(|e| upload::internal(&e))?;
+    state.store.advance_upload(&id, 0, len, now).await?;
+    let file = state
+        .store
+        .file(&id)
+        .await?
+        .ok_or_else(|| upload::internal(&"a file just stored is gone"))?;
+    finish::finish(state, &file).await?;
+    Ok(id)
+}
+
 /// The file types `site` takes: its own list, else the server's.
 pub fn site_types(state: &AppState, site: &crate::store::Site) -> Vec<String> {
     site.file_types
