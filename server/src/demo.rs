@@ -84,7 +84,7 @@ pub async fn seed(state: &AppState, lobby: RoomId) -> Result<(), ApiError> {
         crate::files::store_whole(state, &site, &carol, "week-1.pdf", slides().into()).await?;
     let files = state
         .store
-        .attach_files(&site, &carol, &lobby, &[photo, slides])
+        .attach_files(&site, &carol, &lobby, &[photo, slides], 2)
         .await
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let say = |body: &str, files: Vec<natter_shared::Attachment>| {

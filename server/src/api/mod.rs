@@ -259,8 +259,8 @@ async fn post_message(
     Ok((status, Json(written.event)))
 }
 
-/// The attachments of a post: files uploaded for its sender, who must be
-/// a member of the room.
+/// The attachments of a post: files uploaded for its sender (see
+/// [`crate::store::Store::attach_files`]).
 async fn attach(
     state: &AppState,
     site: &Site,
@@ -271,26 +271,19 @@ async fn attach(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let max = state.config.files.max_files_per_message;
-    if ids.len() > max {
-        return Err(ApiError::invalid(format!(
-            "at most {max} files per message"
-        )));
-    }
     let Some(from) = from else {
         return Err(ApiError::invalid(
             "a message with files needs `from`: the user the files were uploaded for",
         ));
     };
     ensure_room(state, site, room).await?;
-    if !state.store.is_member(&site.id, room, from).await? {
-        return Err(crate::store::StoreError::NotMember.into());
-    }
+    let max = state.config.files.max_files_per_message;
     state
         .store
-        .attach_files(&site.id, from, room, ids)
+        .attach_files(&site.id, from, room, ids, max)
         .await
         .map_err(|err| match err {
+            AttachError::TooMany(_) => ApiError::invalid(err.to_string()),
             AttachError::Store(err) => err.into(),
             other => ApiError::client(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -60,6 +60,8 @@ pub struct Completed {
 /// Why files cannot go into a message.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
+    #[error("at most {0} files per message")]
+    TooMany(usize),
     #[error("file {0} does not exist, is not yours, or has not finished uploading")]
     Unusable(FileId),
     #[error("file {0} was posted in another room; upload it again to post it here")]
@@ -230,16 +232,27 @@ impl Store {
             .collect()
     }
 
-    /// Checks that `user` may post `ids` in `room` (their own, complete,
-    /// of this site, not posted in another room), binds them to the room,
-    /// and returns what the message says of each, in order.
+    /// Checks that `user` may post `ids` in `room`: at most `max` of them,
+    /// `user` a member of the room, each file their own, complete, of this
+    /// site and not posted in another room. Binds them to the room and
+    /// returns what the message says of each, in order.
     pub async fn attach_files(
         &self,
         site: &SiteId,
         user: &UserId,
         room: &RoomId,
         ids: &[FileId],
+        max: usize,
     ) -> Result<Vec<Attachment>, AttachError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if ids.len() > max {
+            return Err(AttachError::TooMany(max));
+        }
+        if !self.is_member(site, room, user).await? {
+            return Err(StoreError::NotMember.into());
+        }
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let file = self.file(id).await?;

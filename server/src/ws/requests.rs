@@ -4,16 +4,12 @@
 
 use super::conn::{Committed, Conn};
 use super::{FrameSink, Gone, feed_frame};
-use crate::auth::Identity;
 use crate::error::store_error_parts;
-use crate::state::AppState;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use natter_shared::protocol::{Body, DecodeError};
-use natter_shared::{
-    Attachment, ClientFrame, ClientId, Cursor, ErrorCode, FileId, RoomId, Seq, ServerFrame,
-};
+use natter_shared::{ClientFrame, ClientId, Cursor, ErrorCode, FileId, RoomId, Seq, ServerFrame};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -199,7 +195,21 @@ impl<S: FrameSink> Conn<S> {
                     .await;
             }
         };
-        let files = match Self::attach(&self.state, &self.identity, &room, &files).await {
+        let (site, user) = (&self.identity.site, &self.identity.user);
+        let max_files = self.state.config.files.max_files_per_message;
+        let attached = self
+            .state
+            .store
+            .attach_files(site, user, &room, &files, max_files)
+            .await;
+        let files = match attached.map_err(|err| match err {
+            AttachError::TooMany(_) => (ErrorCode::InvalidInput, err.to_string()),
+            AttachError::Store(err) => {
+                let (_, code, message) = store_error_parts(&err);
+                (code, message)
+            }
+            other => (ErrorCode::FileInvalid, other.to_string()),
+        }) {
             Ok(files) => files,
             Err((code, message)) => {
                 return self
@@ -229,43 +239,6 @@ impl<S: FrameSink> Conn<S> {
             }
             Err(err) => self.answer_commit(client_id, room, Err(err)).await,
         }
-    }
-
-    /// The attachments of a send: at most the configured number, each a
-    /// complete file of this user, bound to this room (of which the user
-    /// must be a member). On refusal, the error code and message.
-    async fn attach(
-        state: &AppState,
-        identity: &Identity,
-        room: &RoomId,
-        ids: &[FileId],
-    ) -> Result<Vec<Attachment>, (ErrorCode, String)> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let max = state.config.files.max_files_per_message;
-        if ids.len() > max {
-            return Err((
-                ErrorCode::InvalidInput,
-                format!("at most {max} files per message"),
-            ));
-        }
-        let (site, user) = (&identity.site, &identity.user);
-        let store = &state.store;
-        let failed = |err: StoreError| {
-            let (_, code, message) = store_error_parts(&err);
-            (code, message)
-        };
-        if !store.is_member(site, room, user).await.map_err(failed)? {
-            return Err(failed(StoreError::NotMember));
-        }
-        store
-            .attach_files(site, user, room, ids)
-            .await
-            .map_err(|err| match err {
-                AttachError::Store(err) => failed(err),
-                other => (ErrorCode::FileInvalid, other.to_string()),
-            })
     }
 
     /// Answers a send: `ack` after commit, or an error naming the message.
