@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use natter_shared::{ErrorCode, FileId};
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore};
 use serde::{Deserialize, Serialize};
 
 /// A signed link's query.
@@ -124,30 +124,28 @@ async fn serve(
         .mime
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
-    let (key, mime) = match variant {
+    // The original's size is the row's (set when it was stored); a
+    // thumbnail's comes with its first bytes, which also tell its type
+    // (PNG for images with transparency, JPEG otherwise).
+    let (key, mime, size) = match variant {
         Variant::Thumb if !file.thumb => return Err(not_found()),
         Variant::Thumb => {
             let thumb = Files::thumb(&file.id);
-            match files.store.head(&thumb).await {
-                Ok(_) => {
-                    // PNG for thumbnails with transparency, JPEG otherwise.
-                    let head = files
-                        .store
-                        .get_opts(&thumb, GetOptions::new().with_range(Some(0..8)))
-                        .await
-                        .map_err(|e| internal(&e))?
-                        .bytes()
-                        .await
-                        .map_err(|e| internal(&e))?;
-                    (thumb, kinds::sniff(&head))
+            let first = GetOptions::new().with_range(Some(0..8));
+            match files.store.get_opts(&thumb, first).await {
+                Ok(got) => {
+                    let size = got.meta.size;
+                    let head = got.bytes().await.map_err(|e| internal(&e))?;
+                    (thumb, kinds::sniff(&head), size)
                 }
-                Err(object_store::Error::NotFound { .. }) => (Files::original(&file.id), mime),
+                Err(object_store::Error::NotFound { .. }) => {
+                    (Files::original(&file.id), mime, file.length)
+                }
                 Err(e) => return Err(internal(&e)),
             }
         }
-        Variant::Original => (Files::original(&file.id), mime),
+        Variant::Original => (Files::original(&file.id), mime, file.length),
     };
-    let size = files.store.head(&key).await.map_err(|e| internal(&e))?.size;
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, range) = match wanted(range_header, size) {
         Wanted::Whole => (StatusCode::OK, 0..size),
