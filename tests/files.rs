@@ -749,19 +749,6 @@ async fn the_sites_backend_posts_a_message_with_a_file(db: Db) {
     app.stop().await;
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $( #[tokio::test] async fn $name() { super::$name(Db::Sqlite).await } )*
-        }
-        mod mariadb {
-            use super::*;
-            $( #[tokio::test] async fn $name() { super::$name(Db::MariaDb).await } )*
-        }
-    };
-}
-
 on_both!(
     a_file_goes_up_in_parts_and_down_to_members_only,
     an_upload_cut_off_continues_where_it_stopped,

@@ -2,6 +2,22 @@
 //! fresh SQLite file or a fresh MariaDB database, spoken to over real
 //! WebSockets and HTTP. One binary; a file per area.
 
+/// Runs each named `async fn(Db)` of a module once on SQLite and once on
+/// MariaDB, as `MODULE::sqlite::NAME` and `MODULE::mariadb::NAME`.
+/// Defined before the modules, so each of them can use it.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(Db::Sqlite).await } )*
+        }
+        mod mariadb {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(Db::MariaDb).await } )*
+        }
+    };
+}
+
 mod api;
 mod auth;
 mod chat;

@@ -461,19 +461,6 @@ async fn one_batch_decides_each_write_in_order(db: Db) {
     f.scratch.remove().await;
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $( #[tokio::test] async fn $name() { super::$name(Db::Sqlite).await } )*
-        }
-        mod mariadb {
-            use super::*;
-            $( #[tokio::test] async fn $name() { super::$name(Db::MariaDb).await } )*
-        }
-    };
-}
-
 on_both!(
     one_batch_decides_each_write_in_order,
     seqs_are_gap_free_per_room_and_retries_are_stored_once,
