@@ -7,7 +7,7 @@
 //! database; a token for another user starts another engine.
 
 use crate::chat::Chat;
-use crate::components::{Composer, ConnectionStatus, MessageList, RoomList, Status};
+use crate::components::{Composer, ConnectionStatus, Draft, MessageList, RoomList, Status, attach};
 use crate::embed::{self, Location};
 use crate::net::LinkState;
 use crate::sync::{Engine, View};
@@ -36,7 +36,13 @@ fn ChatWidget(location: Location) -> impl IntoView {
         error: RwSignal::new(None),
         open: RwSignal::new(None),
         typing: RwSignal::new(Typing::default()),
+        progress: RwSignal::new(Default::default()),
+        previews: RwSignal::new(Default::default()),
     };
+    provide_context(crate::files::Sending {
+        progress: view.progress,
+        previews: view.previews,
+    });
     let chat = view.chat;
     let browser_online = RwSignal::new(web_sys::window().is_none_or(|w| w.navigator().on_line()));
     let has_token = RwSignal::new(false);
@@ -163,15 +169,51 @@ fn ChatWidget(location: Location) -> impl IntoView {
         })
     });
 
-    let send = move |body: String| -> Result<(), String> {
+    let send = move |body: String, files: Vec<crate::sync::Attached>| -> Result<(), String> {
         let room = current
             .get_untracked()
             .ok_or("Pick a conversation first.")?;
-        let body_ok = chat.with_untracked(|c| c.check(&room, &body));
-        body_ok.map_err(|e| e.to_string())?;
+        let outgoing: Vec<_> = files.iter().map(|(f, _)| f.clone()).collect();
+        let ok = chat.with_untracked(|c| {
+            if files.is_empty() {
+                c.check(&room, &body)
+            } else {
+                c.check_files(&outgoing)
+            }
+        });
+        ok.map_err(|e| e.to_string())?;
         engine
-            .with_value(|e| e.as_ref().map(|e| e.compose(room, body)))
+            .with_value(|e| e.as_ref().map(|e| e.compose(room, body, files)))
             .ok_or_else(|| "Not signed in yet.".to_string())
+    };
+    // The file picker offers the types the site takes.
+    let accept = Memo::new(move |_| {
+        chat.with(|c| {
+            let types = &c.limits().file_types;
+            if types.iter().any(|t| t == "*") {
+                String::new()
+            } else {
+                types.join(",")
+            }
+        })
+    });
+    let draft: Draft = RwSignal::new_local(Vec::new());
+    let dropping = RwSignal::new(false);
+    let on_drop = move |ev: web_sys::DragEvent| {
+        ev.prevent_default();
+        dropping.set(false);
+        if current.get_untracked().is_some() {
+            attach(draft, ev.data_transfer().and_then(|d| d.files()));
+        }
+    };
+    let on_drag_over = move |ev: web_sys::DragEvent| {
+        let carries_files = ev
+            .data_transfer()
+            .is_some_and(|d| d.types().includes(&"Files".into(), 0));
+        if carries_files {
+            ev.prevent_default();
+            dropping.set(true);
+        }
     };
     let retry = move |client_id: ClientId| {
         engine.with_value(|e| e.as_ref().map(|e| e.retry(client_id)));
@@ -209,7 +251,14 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 <ConnectionStatus status notice />
             </header>
             <RoomList rooms current select=view.open.write_only() />
-            <section class="pane" aria-label=move || title.get()>
+            <section
+                class="pane"
+                class:dropping=move || dropping.get()
+                aria-label=move || title.get()
+                on:dragover=on_drag_over
+                on:dragleave=move |_| dropping.set(false)
+                on:drop=on_drop
+            >
                 <h2>{move || title.get()}</h2>
                 <MessageList
                     lines
@@ -221,6 +270,8 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 <Composer
                     enabled=Signal::derive(move || current.with(Option::is_some))
                     on_send=send
+                    files=draft
+                    accept=accept
                     on_typing=Callback::new(move |()| on_typing())
                 />
             </section>

@@ -68,6 +68,7 @@ fn markup_in_names_and_bodies_is_shown_as_text() {
         delivery: Delivery::Stored,
         client_id: None,
         files: Vec::new(),
+        outgoing: Vec::new(),
     }];
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }
@@ -109,7 +110,8 @@ async fn own_message_shows_pending_until_the_room_confirms_it() {
 
     let client_id = ClientId::parse("0191e6b2-7c3a-7d4e-8f00-123456789abc").unwrap();
     chat.update(|c| {
-        c.compose(&room, client_id, XSS.into(), 2).unwrap();
+        c.compose(&room, client_id, XSS.into(), Vec::new(), 2)
+            .unwrap();
     });
     settle().await;
     assert_eq!(all(&root, "li.msg").len(), 2);

@@ -6,7 +6,7 @@
 use natter_client::chat::RoomRecord;
 use natter_client::db::{Db, SCHEMA_VERSION};
 use natter_client::error::ClientError;
-use natter_shared::sync::{EntryState, OutboxEntry};
+use natter_shared::sync::{EntryState, OutboxEntry, OutgoingFile};
 use natter_shared::{ClientId, Event, EventKind, RoomId, RoomInfo, RoomKind, Seq, UserId};
 use wasm_bindgen_test::*;
 
@@ -240,4 +240,82 @@ async fn each_user_has_a_database_of_their_own() {
     );
     cleanup(alice).await;
     cleanup(bob).await;
+}
+
+fn blob(text: &str) -> web_sys::Blob {
+    let parts = js_sys::Array::of1(&text.into());
+    web_sys::Blob::new_with_str_sequence(&parts).unwrap()
+}
+
+fn with_files(n: u8, keys: &[&str]) -> OutboxEntry {
+    let mut e = entry(n, "caption");
+    e.files = keys
+        .iter()
+        .map(|k| OutgoingFile {
+            key: k.to_string(),
+            name: format!("{k}.txt"),
+            size: 5,
+            mime: "text/plain".into(),
+            id: None,
+        })
+        .collect();
+    e
+}
+
+async fn text_of(blob: &web_sys::Blob) -> String {
+    let text = wasm_bindgen_futures::JsFuture::from(blob.text())
+        .await
+        .unwrap();
+    text.as_string().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_message_with_files_keeps_their_bytes_until_it_is_acked_or_discarded() {
+    let db = Db::open(&unique_name("files")).await.unwrap();
+    let first = with_files(1, &["a", "b"]);
+    db.compose_with_files(
+        &first,
+        &[("a".into(), blob("aaaaa")), ("b".into(), blob("bbbbb"))],
+    )
+    .await
+    .unwrap();
+    let second = with_files(2, &["c"]);
+    db.compose_with_files(&second, &[("c".into(), blob("ccccc"))])
+        .await
+        .unwrap();
+    assert_eq!(db.waiting_count().await.unwrap(), 3);
+    assert_eq!(db.outbox().await.unwrap().len(), 2);
+
+    // Where an upload stands survives a reopen.
+    db.set_upload_url("a", Some("/files/f_1")).await.unwrap();
+    let name = db.name().to_string();
+    drop(db);
+    let db = Db::open(&name).await.unwrap();
+    let a = db.waiting("a").await.unwrap().expect("kept");
+    assert_eq!(a.url.as_deref(), Some("/files/f_1"));
+    assert_eq!(text_of(&a.blob).await, "aaaaa");
+    assert!(db.waiting("b").await.unwrap().unwrap().url.is_none());
+
+    let sent = event(1, "caption");
+    db.ack(&first, &sent, None).await.unwrap();
+    assert_eq!(db.waiting_count().await.unwrap(), 1);
+    db.discard(&second).await.unwrap();
+    assert_eq!(db.waiting_count().await.unwrap(), 0);
+    assert!(db.outbox().await.unwrap().is_empty());
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn kept_files_are_evicted_least_recently_used_first() {
+    let db = Db::open(&unique_name("kept")).await.unwrap();
+    assert!(db.keep("x", 40.0, 1.0, 100.0).await.unwrap().is_empty());
+    assert!(db.keep("y", 40.0, 2.0, 100.0).await.unwrap().is_empty());
+    // x opened again: now y is the oldest.
+    assert!(db.keep("x", 40.0, 3.0, 100.0).await.unwrap().is_empty());
+    assert_eq!(db.keep("z", 40.0, 4.0, 100.0).await.unwrap(), ["y"]);
+    assert!(db.kept("y").await.unwrap().is_none());
+    assert_eq!(db.kept("x").await.unwrap().unwrap().used, 3.0);
+    // One larger than the cap is kept alone.
+    assert_eq!(db.keep("big", 500.0, 5.0, 100.0).await.unwrap(), ["x", "z"]);
+    cleanup(db).await;
 }

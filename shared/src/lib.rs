@@ -27,6 +27,7 @@ pub mod api;
 pub mod close;
 pub mod ids;
 pub mod limits;
+pub mod mime;
 pub mod protocol;
 pub mod sync;
 pub mod token;

@@ -25,9 +25,27 @@ pub struct OutboxEntry {
     pub body: String,
     /// When the person wrote it, milliseconds since the Unix epoch.
     pub created_at: i64,
-    /// Files sent with it, once uploaded.
+    /// Files sent with it, in the person's order; it goes out once all
+    /// are uploaded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub files: Vec<FileId>,
+    pub files: Vec<OutgoingFile>,
+}
+
+/// A file attached to a message on its way. Its bytes stay on the device
+/// (under `key`) until the upload finished and gave it an `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutgoingFile {
+    /// Where the device keeps its bytes; unique per file attached.
+    pub key: String,
+    /// The name it had on the device (text, never markup).
+    pub name: String,
+    pub size: u64,
+    /// The type the browser declared; the server sniffs the real one.
+    #[serde(rename = "type")]
+    pub mime: String,
+    /// The server's id, once all of it is uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<FileId>,
 }
 
 impl OutboxEntry {
@@ -37,8 +55,13 @@ impl OutboxEntry {
             client_id: self.client_id,
             room: self.room.clone(),
             body: self.body.clone(),
-            files: self.files.clone(),
+            files: self.files.iter().filter_map(|f| f.id.clone()).collect(),
         }
+    }
+
+    /// True once every file is uploaded: only then may it be sent.
+    pub fn ready(&self) -> bool {
+        self.files.iter().all(|f| f.id.is_some())
     }
 }
 
@@ -125,7 +148,9 @@ impl Outbox {
     }
 
     /// What to send now, in order, keeping at most `window` in flight.
-    /// The returned entries are marked in flight.
+    /// The returned entries are marked in flight. A message whose files
+    /// are still uploading holds back the later ones of its room (so the
+    /// room gets them in the order written), not those of other rooms.
     pub fn next_batch(&mut self) -> Vec<OutboxEntry> {
         let mut in_flight = self
             .entries
@@ -133,9 +158,16 @@ impl Outbox {
             .filter(|(_, s)| *s == EntryState::InFlight)
             .count();
         let mut batch = Vec::new();
+        let mut held: Vec<RoomId> = Vec::new();
         for (entry, state) in self.entries.iter_mut() {
             if in_flight >= self.window {
                 break;
+            }
+            if *state == EntryState::Queued && (!entry.ready() || held.contains(&entry.room)) {
+                if !held.contains(&entry.room) {
+                    held.push(entry.room.clone());
+                }
+                continue;
             }
             if *state == EntryState::Queued {
                 *state = EntryState::InFlight;
@@ -200,6 +232,33 @@ impl Outbox {
             }
             _ => false,
         }
+    }
+
+    /// A file of an entry finished uploading as `id`. Returns the entry as
+    /// it is now, if this changed it.
+    pub fn uploaded(&mut self, client_id: &ClientId, key: &str, id: FileId) -> Option<OutboxEntry> {
+        let i = self.position(client_id)?;
+        let entry = &mut self.entries[i].0;
+        let file = entry.files.iter_mut().find(|f| f.key == key)?;
+        if file.id.as_ref() == Some(&id) {
+            return None;
+        }
+        file.id = Some(id);
+        Some(entry.clone())
+    }
+
+    /// Files still to upload, oldest message first: those of queued
+    /// messages (a refused one waits for the person's retry).
+    pub fn uploads(&self) -> Vec<(ClientId, OutgoingFile)> {
+        self.entries
+            .iter()
+            .filter(|(_, s)| *s == EntryState::Queued)
+            .flat_map(|(e, _)| {
+                (e.files.iter())
+                    .filter(|f| f.id.is_none())
+                    .map(|f| (e.client_id, f.clone()))
+            })
+            .collect()
     }
 
     /// The person gave up on a message.

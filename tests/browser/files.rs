@@ -3,7 +3,7 @@
 //! with the PDF's name (text, whatever it holds) and size, and both links
 //! work from the chat, signed, without the token in them.
 
-use crate::harness::World;
+use crate::harness::{Person, World};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use natter_tests::Db;
@@ -133,4 +133,248 @@ pub async fn files_show_in_the_conversation(db: Db) {
         )
         .await;
     world.finish(vec![alice, bob]).await;
+}
+
+/// A file a person attaches, made inside the browser: `bytes` as given,
+/// or `size` bytes of a PDF (a header, then a pattern from `seed`).
+fn spec(name: &str, mime: &str, size: usize, seed: u32) -> Value {
+    json!({"name": name, "type": mime, "size": size, "seed": seed})
+}
+
+fn spec_of(name: &str, mime: &str, bytes: &[u8]) -> Value {
+    json!({"name": name, "type": mime, "b64": STANDARD.encode(bytes)})
+}
+
+/// The bytes of [`spec`]'s PDF.
+pub fn pdf_bytes(size: usize, seed: u32) -> Vec<u8> {
+    let head = b"%PDF-1.4\n";
+    (0..size)
+        .map(|i| match head.get(i) {
+            Some(b) => *b,
+            None => ((i as u64 * 31 + u64::from(seed)) % 251) as u8,
+        })
+        .collect()
+}
+
+/// Attaches files through the composer's file input, as picking them does.
+pub async fn attach(person: &Person, files: &[Value]) {
+    person
+        .js(
+            "function make(s) {
+               var bytes;
+               if (s.b64) {
+                 var t = atob(s.b64); bytes = new Uint8Array(t.length);
+                 for (var i = 0; i < t.length; i++) bytes[i] = t.charCodeAt(i);
+               } else {
+                 var head = '%PDF-1.4\\n'; bytes = new Uint8Array(s.size);
+                 for (var i = 0; i < s.size; i++)
+                   bytes[i] = i < head.length ? head.charCodeAt(i) : (i * 31 + s.seed) % 251;
+               }
+               return new File([bytes], s.name, {type: s.type});
+             }
+             var dt = new DataTransfer();
+             for (var s of arguments[0]) dt.items.add(make(s));
+             var input = document.querySelector('form.composer input[type=file]');
+             input.files = dt.files;
+             input.dispatchEvent(new Event('change', {bubbles: true}));",
+            vec![json!(files)],
+        )
+        .await;
+    person
+        .wait(
+            "the attached files' chips in the composer",
+            &format!(
+                "return document.querySelectorAll('.attached .chip').length === {};",
+                files.len()
+            ),
+        )
+        .await;
+}
+
+/// The room's messages with their files, through the HTTP API.
+async fn stored(world: &World, room: &str) -> Vec<(String, Vec<Value>)> {
+    let page: Value = world
+        .api()
+        .request(reqwest::Method::GET, &format!("/rooms/{room}/messages"))
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("history json");
+    let events = page["events"].as_array().cloned().unwrap_or_default();
+    events
+        .iter()
+        .filter(|e| e["kind"] == "message")
+        .map(|e| {
+            (
+                e["body"].as_str().unwrap_or_default().to_string(),
+                e["files"].as_array().cloned().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// A file's bytes, downloaded with the site's API key.
+async fn download(world: &World, id: &str) -> Vec<u8> {
+    let res = world
+        .http
+        .get(format!("http://{}/files/{id}", world.server.addr))
+        .bearer_auth(&world.site.api_key)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), 200, "downloading {id}");
+    res.bytes().await.expect("file bytes").to_vec()
+}
+
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// Scenario 1: files attached offline survive a reload and are sent once
+/// the network returns, once, with the same bytes.
+pub async fn files_attached_offline_are_sent_after_a_reload(db: Db) {
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
+    alice.wait_shell_kept().await;
+    // The chat's server is out of reach (the host page is not: the page
+    // reloads, the chat opens from its cache).
+    alice.proxy.set(crate::harness::Link::Down);
+    alice.wait_offline().await;
+
+    let pdf = pdf_bytes(3 * 1024 * 1024, 7);
+    let image = png(640, 480);
+    attach(
+        &alice,
+        &[
+            spec("certificate.pdf", "application/pdf", pdf.len(), 7),
+            spec_of("photo.png", "image/png", &image),
+        ],
+    )
+    .await;
+    alice.type_and_send("The certificate and a photo").await;
+    let shown = "var m = [...document.querySelectorAll('.msg.pending')];
+         var last = m[m.length - 1];
+         var img = last && last.querySelector('.uploading img.preview');
+         return !!last && last.querySelectorAll('.uploading').length === 2
+           && !!img && img.complete && img.naturalWidth === 640
+           && last.querySelector('.uploading .file-name').textContent === 'certificate.pdf';";
+    alice
+        .wait("the message with its two files, the photo previewed", shown)
+        .await;
+
+    alice.reload().await;
+    alice.open_chat().await;
+    alice.choose("Bob").await;
+    alice.wait("the same after the reload", shown).await;
+    assert!(world.rows(&room).await.is_empty(), "nothing sent offline");
+
+    alice.proxy.set(crate::harness::Link::Up);
+    bob.wait(
+        "the photo's thumbnail and the PDF's chip",
+        "var i = document.querySelector('.files .file-image img');
+         var c = document.querySelector('.files .file .file-name');
+         return !!i && i.complete && i.naturalWidth > 0 && !!c && c.textContent === 'certificate.pdf';",
+    )
+    .await;
+    alice.wait_pending(0, "her message sent").await;
+    crate::offline::assert_delivered_once(
+        &world,
+        &room,
+        &["The certificate and a photo".to_string()],
+    )
+    .await;
+    let messages = stored(&world, &room).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let files = &messages[0].1;
+    assert_eq!(files.len(), 2, "both files, once: {files:?}");
+    assert_eq!(files[0]["name"], "certificate.pdf");
+    assert_eq!(files[1]["name"], "photo.png");
+    assert_eq!(
+        (files[1]["width"].clone(), files[1]["height"].clone()),
+        (json!(640), json!(480))
+    );
+    let got = download(&world, files[0]["id"].as_str().expect("id")).await;
+    assert_eq!(
+        digest(&got),
+        digest(&pdf),
+        "the PDF arrives with the same bytes"
+    );
+    world.finish(vec![alice, bob]).await;
+}
+
+/// Scenario 2: a 20 MiB upload cut at about half continues from where
+/// the server stands once the link returns.
+pub async fn an_upload_cut_halfway_continues(db: Db) {
+    const SIZE: usize = 20 * 1024 * 1024;
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
+    let metric = "natter_upload_bytes_received_total";
+    let before = received(&world, metric).await;
+    alice.proxy.cut_after(SIZE as u64 / 2);
+    attach(&alice, &[spec("slides.pdf", "application/pdf", SIZE, 3)]).await;
+    alice.type_and_send("The slides").await;
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    while !alice.proxy.is_down() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never got halfway"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The bar shows what went up, and the message is not sent.
+    alice
+        .wait(
+            "the progress bar part way",
+            "var p = document.querySelector('.msg.pending .uploading progress');
+             return !!p && p.value > 0 && p.value < p.max;",
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let at_cut = received(&world, metric).await - before;
+    assert!(
+        world.rows(&room).await.is_empty(),
+        "nothing sent before the file is up"
+    );
+    alice.proxy.set(crate::harness::Link::Up);
+
+    bob.wait_message("The slides", crate::harness::PATIENCE)
+        .await;
+    bob.wait(
+        "the slides' chip",
+        "var c = document.querySelector('.files .file .file-name'); return !!c && c.textContent === 'slides.pdf';",
+    )
+    .await;
+    let total = received(&world, metric).await - before;
+    assert!(
+        at_cut > 0 && at_cut < SIZE as u64,
+        "the server held part of the file at the cut: {at_cut}"
+    );
+    assert!(
+        (total as f64) < 1.5 * SIZE as f64,
+        "the upload continued rather than starting over: {total} bytes received for {SIZE}"
+    );
+    let messages = stored(&world, &room).await;
+    let id = messages[0].1[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        digest(&download(&world, &id).await),
+        digest(&pdf_bytes(SIZE, 3))
+    );
+    world.finish(vec![alice, bob]).await;
+}
+
+/// A counter from the server's metrics.
+async fn received(world: &World, name: &str) -> u64 {
+    let text = world
+        .http
+        .get(format!("http://{}/metrics", world.server.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
 }

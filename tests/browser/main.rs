@@ -57,6 +57,8 @@ on_both_databases!(
     shell::a_new_build_is_picked_up_on_the_next_load,
     shell::a_self_hosted_loader_is_pinned_by_its_hash,
     files::files_show_in_the_conversation,
+    files::files_attached_offline_are_sent_after_a_reload,
+    files::an_upload_cut_halfway_continues,
 );
 
 /// Runs a scenario that takes an engine in Firefox and in WebKitGTK, on

@@ -148,7 +148,7 @@ async fn widget_inside(alice: &Person) -> Value {
     frame.enter_frame().await.expect("chat frame");
     let styles = styles_of(
         alice,
-        "return [document.body, document.querySelector('.bar'), document.querySelector('.composer input')];",
+        "return [document.body, document.querySelector('.bar'), document.querySelector('.composer input[name=body]')];",
     )
     .await;
     alice.browser.enter_parent_frame().await.expect("host page");

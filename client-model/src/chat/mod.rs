@@ -85,7 +85,8 @@ pub enum Change {
     Acked(Box<OutboxEntry>, Event, Option<RoomRecord>),
     /// An outbox entry changed state (refused for good, or retried).
     State(OutboxEntry, EntryState),
-    /// The person gave up on a message refused for good.
+    /// The person gave up on a message refused for good, or cancelled one
+    /// still uploading its files.
     Discarded(OutboxEntry),
 }
 
@@ -233,6 +234,11 @@ impl Chat {
     /// The signed-in user, once `hello` arrived.
     pub fn me(&self) -> Option<&Member> {
         self.me.as_ref()
+    }
+
+    /// The limits the server announced (or the defaults, before it did).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// True while live events flow (after `synced`).

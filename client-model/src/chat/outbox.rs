@@ -7,8 +7,8 @@
 
 use super::{Change, Chat};
 use natter_shared::protocol::{Body, TextError, check_body};
-use natter_shared::sync::{EntryState, OutboxEntry};
-use natter_shared::{ClientFrame, ClientId, RoomId};
+use natter_shared::sync::{EntryState, OutboxEntry, OutgoingFile};
+use natter_shared::{ClientFrame, ClientId, ErrorCode, FileId, RoomId};
 
 /// Most of our messages in flight at once; the server refuses more than
 /// its `--max-inflight-sends` (64 by default) with `too_many_requests`.
@@ -21,6 +21,14 @@ pub enum ComposeError {
     UnknownRoom,
     /// Empty, too long or containing NUL.
     Body(TextError),
+    /// More files than the server takes in one message.
+    TooManyFiles(usize),
+    /// A file the server would refuse for its size.
+    FileTooLarge { name: String, max: u64 },
+    /// A file with nothing in it.
+    EmptyFile(String),
+    /// A file whose declared type the site does not take.
+    FileType { name: String, mime: String },
 }
 
 impl std::fmt::Display for ComposeError {
@@ -28,6 +36,21 @@ impl std::fmt::Display for ComposeError {
         match self {
             ComposeError::UnknownRoom => f.write_str("This conversation is no longer available."),
             ComposeError::Body(e) => e.fmt(f),
+            ComposeError::TooManyFiles(max) => {
+                write!(f, "At most {max} files can go in one message.")
+            }
+            ComposeError::FileTooLarge { name, max } => write!(
+                f,
+                "“{name}” is too large: files of up to {} MB can be sent.",
+                max / 1_000_000
+            ),
+            ComposeError::EmptyFile(name) => write!(f, "“{name}” is empty."),
+            ComposeError::FileType { name, mime } => {
+                write!(
+                    f,
+                    "“{name}” cannot be sent: files of type {mime} are not taken here."
+                )
+            }
         }
     }
 }
@@ -42,17 +65,58 @@ impl Chat {
         }
     }
 
-    /// Queues a message of ours; it shows as pending at once. Returns the
-    /// frames to send now: none while offline, the outbox goes out after
-    /// the next `synced`.
+    /// Whether these files could go in one message, as far as the limits
+    /// the server announced say (it checks again, on the real bytes).
+    pub fn check_files(&self, files: &[OutgoingFile]) -> Result<(), ComposeError> {
+        let limits = &self.limits;
+        if files.len() > limits.max_files_per_message {
+            return Err(ComposeError::TooManyFiles(limits.max_files_per_message));
+        }
+        for file in files {
+            if file.size == 0 {
+                return Err(ComposeError::EmptyFile(file.name.clone()));
+            }
+            if file.size > limits.max_file_bytes {
+                return Err(ComposeError::FileTooLarge {
+                    name: file.name.clone(),
+                    max: limits.max_file_bytes,
+                });
+            }
+            // An undeclared type is for the server to sniff.
+            if !file.mime.is_empty()
+                && !limits.file_types.is_empty()
+                && !natter_shared::mime::allowed(&file.mime, &limits.file_types)
+            {
+                return Err(ComposeError::FileType {
+                    name: file.name.clone(),
+                    mime: file.mime.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a message of ours, with the files attached to it (their
+    /// bytes are the caller's to keep until uploaded); it shows as pending
+    /// at once. With files the text is a caption and may be empty.
+    /// Returns the frames to send now: none while offline or while files
+    /// upload; the outbox goes out after the next `synced`.
     pub fn compose(
         &mut self,
         room: &RoomId,
         client_id: ClientId,
         body: String,
+        files: Vec<OutgoingFile>,
         now: i64,
     ) -> Result<Vec<ClientFrame>, ComposeError> {
-        let body = Body::parse(body, self.limits.max_body_bytes).map_err(ComposeError::Body)?;
+        let max = self.limits.max_body_bytes;
+        let body = if files.is_empty() {
+            Body::parse(body, max)
+        } else {
+            Body::caption(body, max)
+        }
+        .map_err(ComposeError::Body)?;
+        self.check_files(&files)?;
         if self.room(room).is_none() {
             return Err(ComposeError::UnknownRoom);
         }
@@ -61,7 +125,7 @@ impl Chat {
             room: room.clone(),
             body: body.into_string(),
             created_at: now,
-            files: Vec::new(),
+            files,
         };
         self.changes.push(Change::Composed(entry.clone()));
         self.outbox.push(entry);
@@ -98,17 +162,48 @@ impl Chat {
         }
     }
 
-    /// The person gives up on a message the server refused for good: it
-    /// leaves the outbox and the room. Only failed messages can go: one
-    /// on its way may already be stored.
-    pub fn discard(&mut self, client_id: &ClientId) {
-        let failed = self
-            .outbox
-            .entries()
-            .any(|(e, s)| e.client_id == *client_id && matches!(s, EntryState::Failed { .. }));
-        if let Some(entry) = failed.then(|| self.outbox.discard(client_id)).flatten() {
-            self.changes.push(Change::Discarded(entry));
+    /// The person gives up on a message the server refused for good, or
+    /// cancels one whose files are still uploading: it leaves the outbox
+    /// and the room, and the entry is returned (its uploads are the
+    /// caller's to stop). A message that may have been sent cannot go:
+    /// it may already be stored.
+    pub fn discard(&mut self, client_id: &ClientId) -> Option<OutboxEntry> {
+        let unsent = self.outbox.entries().any(|(e, s)| {
+            e.client_id == *client_id
+                && match s {
+                    EntryState::Failed { .. } => true,
+                    EntryState::Queued => !e.ready(),
+                    EntryState::InFlight => false,
+                }
+        });
+        let entry = unsent.then(|| self.outbox.discard(client_id)).flatten()?;
+        self.changes.push(Change::Discarded(entry.clone()));
+        Some(entry)
+    }
+
+    /// Files still to upload, oldest message first.
+    pub fn uploads(&self) -> Vec<(ClientId, OutgoingFile)> {
+        self.outbox.uploads()
+    }
+
+    /// A file finished uploading as `id`: recorded, and the message goes
+    /// out once all its files did. Returns the frames to send now.
+    pub fn uploaded(&mut self, client_id: &ClientId, key: &str, id: FileId) -> Vec<ClientFrame> {
+        if let Some(entry) = self.outbox.uploaded(client_id, key, id) {
+            let state = (self.outbox.entries())
+                .find(|(e, _)| e.client_id == *client_id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or(EntryState::Queued);
+            self.changes.push(Change::State(entry, state));
         }
+        self.sends()
+    }
+
+    /// The server refused a file of the message for good (its type, its
+    /// size, the day's quota): the message shows as not sent, with why.
+    pub fn upload_refused(&mut self, client_id: &ClientId, code: ErrorCode, message: &str) {
+        self.outbox.reject(client_id, code, message);
+        self.record_state(client_id);
     }
 
     /// Drops a message the store could not take (e.g. a full disk).

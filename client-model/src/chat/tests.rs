@@ -1,7 +1,7 @@
 //! The chat's behaviour, frame by frame, without a socket or a browser.
 
 use super::{Change, Chat, ComposeError, Delivery, RoomRecord};
-use natter_shared::sync::{EntryState, OutboxEntry};
+use natter_shared::sync::{EntryState, OutboxEntry, OutgoingFile};
 use natter_shared::{
     ClientFrame, ClientId, Cursor, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo,
     RoomKind, Seq, ServerFrame, SiteId, UserId,
@@ -117,7 +117,7 @@ fn hello_asks_for_sync_from_the_known_cursors() {
 fn another_user_starts_from_scratch() {
     let mut chat = synced_alice();
     chat.apply(page(vec![message(1, "bob", "for alice", None)]));
-    chat.compose(&r_ab(), cid(1), "from alice".into(), 5)
+    chat.compose(&r_ab(), cid(1), "from alice".into(), Vec::new(), 5)
         .unwrap();
     chat.on_disconnect();
     assert_eq!(
@@ -168,7 +168,9 @@ fn events_are_shown_once_and_a_gap_asks_for_sync() {
 #[test]
 fn own_message_is_pending_until_acked() {
     let mut chat = synced_alice();
-    let out = chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+    let out = chat
+        .compose(&r_ab(), cid(1), "hello".into(), Vec::new(), 5)
+        .unwrap();
     assert_eq!(out, [send(1, "hello")]);
     let line = &chat.lines(&r_ab())[0];
     assert_eq!(line.delivery, Delivery::Pending);
@@ -192,7 +194,8 @@ fn own_message_is_pending_until_acked() {
 #[test]
 fn own_event_before_its_ack_settles_the_message() {
     let mut chat = synced_alice();
-    chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+    chat.compose(&r_ab(), cid(1), "hello".into(), Vec::new(), 5)
+        .unwrap();
     chat.apply(live(message(1, "alice", "hello", Some(cid(1)))));
     assert_eq!(bodies(&chat), ["hello"]);
     chat.apply(ServerFrame::Ack {
@@ -207,7 +210,8 @@ fn own_event_before_its_ack_settles_the_message() {
 #[test]
 fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
     let mut chat = synced_alice();
-    chat.compose(&r_ab(), cid(1), "refused".into(), 5).unwrap();
+    chat.compose(&r_ab(), cid(1), "refused".into(), Vec::new(), 5)
+        .unwrap();
     chat.apply(ServerFrame::Error {
         code: ErrorCode::NotMember,
         message: "no".into(),
@@ -215,7 +219,9 @@ fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
         room: Some(r_ab()),
     });
     chat.on_disconnect();
-    let out = chat.compose(&r_ab(), cid(2), "later".into(), 6).unwrap();
+    let out = chat
+        .compose(&r_ab(), cid(2), "later".into(), Vec::new(), 6)
+        .unwrap();
     assert!(out.is_empty(), "nothing is sent while offline");
 
     chat.apply(hello("alice"));
@@ -228,8 +234,9 @@ fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
 #[test]
 fn only_a_failed_message_can_be_discarded() {
     let mut chat = synced_alice();
-    chat.compose(&r_ab(), cid(1), "refused".into(), 5).unwrap();
-    chat.compose(&r_ab(), cid(2), "on its way".into(), 6)
+    chat.compose(&r_ab(), cid(1), "refused".into(), Vec::new(), 5)
+        .unwrap();
+    chat.compose(&r_ab(), cid(2), "on its way".into(), Vec::new(), 6)
         .unwrap();
     chat.apply(ServerFrame::Error {
         code: ErrorCode::NotMember,
@@ -254,7 +261,8 @@ fn only_a_failed_message_can_be_discarded() {
 #[test]
 fn messages_in_flight_are_resent_after_a_reconnect() {
     let mut chat = synced_alice();
-    chat.compose(&r_ab(), cid(1), "hello".into(), 5).unwrap();
+    chat.compose(&r_ab(), cid(1), "hello".into(), Vec::new(), 5)
+        .unwrap();
     chat.on_disconnect();
     chat.apply(hello("alice"));
     assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "hello")]);
@@ -264,14 +272,14 @@ fn messages_in_flight_are_resent_after_a_reconnect() {
 fn blank_and_overlong_bodies_are_refused() {
     let mut chat = synced_alice();
     assert!(matches!(
-        chat.compose(&r_ab(), cid(1), "  ".into(), 0),
+        chat.compose(&r_ab(), cid(1), "  ".into(), Vec::new(), 0),
         Err(ComposeError::Body(_))
     ));
     let long = "x".repeat(Limits::default().max_body_bytes + 1);
-    assert!(chat.compose(&r_ab(), cid(1), long, 0).is_err());
+    assert!(chat.compose(&r_ab(), cid(1), long, Vec::new(), 0).is_err());
     let elsewhere = RoomId::parse("r_zz").unwrap();
     assert_eq!(
-        chat.compose(&elsewhere, cid(1), "hi".into(), 0),
+        chat.compose(&elsewhere, cid(1), "hi".into(), Vec::new(), 0),
         Err(ComposeError::UnknownRoom)
     );
 }
@@ -427,4 +435,110 @@ fn a_chat_rebuilt_from_the_store_syncs_from_its_cursors_and_resends_its_outbox()
     }];
     assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
     assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "offline")]);
+}
+
+fn pdf(key: &str, size: u64) -> OutgoingFile {
+    OutgoingFile {
+        key: key.into(),
+        name: format!("{key}.pdf"),
+        size,
+        mime: "application/pdf".into(),
+        id: None,
+    }
+}
+
+#[test]
+fn a_message_with_files_goes_out_once_they_are_uploaded() {
+    let mut chat = synced_alice();
+    let out = chat
+        .compose(
+            &r_ab(),
+            cid(1),
+            "  ".into(),
+            vec![pdf("a", 10), pdf("b", 20)],
+            5,
+        )
+        .unwrap();
+    assert!(out.is_empty(), "nothing goes before the files: {out:?}");
+    let lines = chat.lines(&r_ab());
+    let line = lines.last().unwrap();
+    assert_eq!((line.body.as_str(), line.outgoing.len()), ("", 2));
+    assert_eq!(chat.uploads().len(), 2);
+    chat.take_changes();
+    let a = natter_shared::FileId::parse("fa").unwrap();
+    assert!(chat.uploaded(&cid(1), "a", a.clone()).is_empty());
+    assert!(
+        matches!(&chat.take_changes()[..], [Change::State(e, EntryState::Queued)] if e.files[0].id.is_some()),
+        "the uploaded file's id is stored"
+    );
+    let b = natter_shared::FileId::parse("fb").unwrap();
+    let out = chat.uploaded(&cid(1), "b", b.clone());
+    assert_eq!(
+        out,
+        [ClientFrame::Send {
+            client_id: cid(1),
+            room: r_ab(),
+            body: String::new(),
+            files: vec![a, b],
+        }]
+    );
+}
+
+#[test]
+fn files_beyond_the_limits_are_refused_before_anything_is_kept() {
+    let mut chat = synced_alice();
+    chat.take_changes();
+    let limits = Limits::default();
+    let too_many: Vec<_> = (0..=limits.max_files_per_message)
+        .map(|i| pdf(&format!("f{i}"), 1))
+        .collect();
+    assert_eq!(
+        chat.compose(&r_ab(), cid(1), "x".into(), too_many, 0),
+        Err(ComposeError::TooManyFiles(limits.max_files_per_message))
+    );
+    assert!(matches!(
+        chat.compose(
+            &r_ab(),
+            cid(1),
+            "x".into(),
+            vec![pdf("big", limits.max_file_bytes + 1)],
+            0
+        ),
+        Err(ComposeError::FileTooLarge { .. })
+    ));
+    assert!(matches!(
+        chat.compose(&r_ab(), cid(1), "x".into(), vec![pdf("empty", 0)], 0),
+        Err(ComposeError::EmptyFile(_))
+    ));
+    let mut page = pdf("page", 5);
+    page.mime = "text/html".into();
+    assert!(matches!(
+        chat.compose(&r_ab(), cid(1), "x".into(), vec![page], 0),
+        Err(ComposeError::FileType { .. })
+    ));
+    assert!(chat.take_changes().is_empty());
+    assert!(chat.uploads().is_empty());
+}
+
+#[test]
+fn a_message_still_uploading_can_be_cancelled_and_a_refused_upload_shows() {
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "doc".into(), vec![pdf("a", 10)], 5)
+        .unwrap();
+    chat.compose(&r_ab(), cid(2), "scan".into(), vec![pdf("b", 10)], 6)
+        .unwrap();
+    chat.take_changes();
+    let cancelled = chat.discard(&cid(1)).expect("cancelled");
+    assert_eq!(cancelled.files[0].key, "a");
+    assert!(matches!(&chat.take_changes()[..], [Change::Discarded(_)]));
+    chat.upload_refused(&cid(2), ErrorCode::FileTypeRefused, "not taken here");
+    let lines = chat.lines(&r_ab());
+    assert_eq!(lines.len(), 1);
+    assert!(matches!(&lines[0].delivery, Delivery::Failed(why) if why.contains("not taken")));
+    assert!(
+        chat.uploads().is_empty(),
+        "a refused file waits for a retry"
+    );
+    chat.retry(&cid(2));
+    assert_eq!(chat.uploads().len(), 1);
 }

@@ -3,7 +3,7 @@
 //! knows now, so a member renamed later shows under the new name.
 
 use super::{Chat, Room};
-use natter_shared::sync::EntryState;
+use natter_shared::sync::{EntryState, OutgoingFile};
 use natter_shared::{
     Attachment, ClientId, Event, EventKind, Member, RoomId, RoomInfo, RoomKind, UserId,
 };
@@ -38,6 +38,9 @@ pub struct Line {
     pub client_id: Option<ClientId>,
     /// Files the message carries, in the sender's order.
     pub files: Vec<Attachment>,
+    /// Our message's files on their way (kept on this device until
+    /// uploaded), in the order attached.
+    pub outgoing: Vec<OutgoingFile>,
 }
 
 /// What the room list shows for one room.
@@ -93,9 +96,11 @@ impl Chat {
                         Delivery::Failed(format!("{}: {message}", code.as_str()))
                     }
                 };
+                let uploaded = e.files.iter().filter(|f| f.id.is_some()).count();
                 Line {
-                    // The state is part of the key so the view redraws on change.
-                    key: format!("o{}{:?}", e.client_id, delivery),
+                    // The state (and how many files are up) is part of the
+                    // key, so the view redraws on change.
+                    key: format!("o{}{:?}{uploaded}", e.client_id, delivery),
                     author: author.clone(),
                     body: e.body.clone(),
                     ts: e.created_at,
@@ -103,6 +108,7 @@ impl Chat {
                     delivery,
                     client_id: Some(e.client_id),
                     files: Vec::new(),
+                    outgoing: e.files.clone(),
                 }
             });
         stored.chain(outgoing).collect()
@@ -150,6 +156,7 @@ impl Room {
             delivery: Delivery::Stored,
             client_id: None,
             files,
+            outgoing: Vec::new(),
         }
     }
 

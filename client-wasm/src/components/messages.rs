@@ -2,7 +2,7 @@
 //! the delivery state of our own sends.
 
 use crate::chat::{Delivery, Line};
-use crate::files::Attachments;
+use crate::files::{Attachments, OutgoingFiles};
 use leptos::prelude::*;
 use natter_shared::ClientId;
 use wasm_bindgen::JsValue;
@@ -64,8 +64,10 @@ fn MessageItem(
         delivery,
         client_id,
         files,
+        outgoing,
         ..
     } = line;
+    let uploading = outgoing.iter().any(|f| f.id.is_none());
     let retry = match (&delivery, client_id, on_retry) {
         (Delivery::Failed(_), Some(id), Some(on_retry)) => Some(view! {
             <button type="button" class="retry" on:click=move |_| on_retry.run(id)>"Retry"</button>
@@ -75,11 +77,16 @@ fn MessageItem(
     let discard = match (&delivery, client_id, on_discard) {
         (Delivery::Failed(_), Some(id), Some(on_discard)) => Some(view! {
             <button type="button" class="discard" on:click=move |_| on_discard.run(id)>"Discard"</button>
-        }),
+        }.into_any()),
+        // Nothing of it was sent while its files upload: it may go.
+        (Delivery::Pending, Some(id), Some(on_discard)) if uploading => Some(view! {
+            <button type="button" class="cancel" on:click=move |_| on_discard.run(id)>"Cancel"</button>
+        }.into_any()),
         _ => None,
     };
     let system = author.is_none();
     let note = match &delivery {
+        Delivery::Pending if uploading => Some("uploading…".to_string()),
         Delivery::Pending => Some("sending…".to_string()),
         Delivery::Failed(why) => Some(format!("not sent: {why}")),
         Delivery::Stored => None,
@@ -98,6 +105,7 @@ fn MessageItem(
             </div>
             {(!body.is_empty()).then(|| view! { <p class="body">{body}</p> })}
             <Attachments files />
+            <OutgoingFiles files=outgoing />
             {note.map(|n| view! { <small class="delivery">{n}</small> })}
             {retry}
             {discard}

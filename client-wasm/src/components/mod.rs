@@ -7,7 +7,7 @@ mod messages;
 mod rooms;
 mod status;
 
-pub use composer::Composer;
+pub use composer::{Composer, Draft, attach};
 pub use messages::MessageList;
 pub use rooms::RoomList;
 pub use status::{ConnectionStatus, Status};

@@ -51,28 +51,7 @@ fn is_text(head: &[u8]) -> bool {
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
 }
 
-/// True when `mime` matches an entry of `allowed`: the same type, a family
-/// (`image/*`) or `*`.
-pub fn allowed(mime: &str, allowed: &[String]) -> bool {
-    allowed.iter().any(|entry| {
-        let entry = entry.trim();
-        entry == "*"
-            || entry.eq_ignore_ascii_case(mime)
-            || entry
-                .strip_suffix("/*")
-                .is_some_and(|family| mime.split('/').next() == Some(family))
-    })
-}
-
-/// Types shown inline (images a browser decodes without script, audio,
-/// video); everything else is served as an attachment.
-pub fn inline(mime: &str) -> bool {
-    matches!(
-        mime,
-        "image/jpeg" | "image/png" | "image/gif" | "image/webp"
-    ) || mime.starts_with("audio/")
-        || mime.starts_with("video/")
-}
+pub use natter_shared::mime::{allowed, inline};
 
 /// Raster images the server reads for dimensions, strips of metadata and
 /// makes thumbnails of.
@@ -138,14 +117,5 @@ mod tests {
         let default = parse_list(DEFAULT_TYPES).unwrap();
         assert!(!allowed("text/html", &default));
         assert!(allowed("audio/mpeg", &default));
-    }
-
-    #[test]
-    fn only_inert_types_show_inline() {
-        assert!(inline("image/png"));
-        assert!(inline("video/mp4"));
-        assert!(!inline("text/html"));
-        assert!(!inline("image/svg+xml"));
-        assert!(!inline("application/pdf"));
     }
 }

@@ -314,3 +314,53 @@ fn a_page_for_a_new_room_starts_its_cursor_and_sync_lists_known_rooms() {
         other => panic!("{other:?}"),
     }
 }
+
+fn with_file(mut e: OutboxEntry, key: &str) -> OutboxEntry {
+    e.files.push(OutgoingFile {
+        key: key.to_string(),
+        name: format!("{key}.pdf"),
+        size: 10,
+        mime: "application/pdf".to_string(),
+        id: None,
+    });
+    e
+}
+
+#[test]
+fn a_message_uploading_files_holds_back_its_room_only() {
+    let mut outbox = Outbox::new(16);
+    outbox.push(with_file(entry(1, 0), "a"));
+    outbox.push(entry(2, 0));
+    outbox.push(entry(3, 1));
+    // Room 0 waits for its file; room 1 goes.
+    let sent: Vec<_> = outbox.next_batch().iter().map(|e| e.body.clone()).collect();
+    assert_eq!(sent, ["m3"]);
+    assert_eq!(outbox.uploads().len(), 1);
+    let id = FileId::parse("f1").unwrap();
+    let changed = outbox.uploaded(&entry(1, 0).client_id, "a", id.clone());
+    assert!(changed.is_some_and(|e| e.ready()));
+    assert!(
+        outbox
+            .uploaded(&entry(1, 0).client_id, "a", id.clone())
+            .is_none()
+    );
+    assert!(outbox.uploads().is_empty());
+    let batch = outbox.next_batch();
+    let sent: Vec<_> = batch.iter().map(|e| e.body.clone()).collect();
+    assert_eq!(sent, ["m1", "m2"]);
+    match batch[0].frame() {
+        ClientFrame::Send { files, .. } => assert_eq!(files, [id]),
+        other => panic!("not a send: {other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_message_uploads_nothing_until_retried() {
+    let mut outbox = Outbox::new(16);
+    let e = with_file(entry(1, 0), "a");
+    outbox.push(e.clone());
+    outbox.reject(&e.client_id, ErrorCode::FileTooLarge, "too big");
+    assert!(outbox.uploads().is_empty());
+    assert!(outbox.retry(&e.client_id));
+    assert_eq!(outbox.uploads().len(), 1);
+}

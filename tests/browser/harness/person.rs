@@ -405,7 +405,7 @@ impl Person {
     pub async fn send_all(&self, bodies: &[String]) {
         let refused = self
             .js(
-                "var f = document.querySelector('form.composer'), i = f.querySelector('input');
+                "var f = document.querySelector('form.composer'), i = f.querySelector('input[name=body]');
                  var refused = [];
                  for (var b of arguments[0]) {
                    i.value = b; i.dispatchEvent(new Event('input', {bubbles: true}));

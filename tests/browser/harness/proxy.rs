@@ -1,10 +1,11 @@
 //! The TCP proxy between one person's browser and the chat server: the
 //! test cuts and restores that person's link through it (open WebSockets
 //! included, which Chromium's offline emulation leaves open), and it
-//! counts the WebSockets open through it.
+//! counts the WebSockets open through it and the bytes sent up through
+//! it (and can cut the link once so many went up: a cut mid-upload).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,6 +42,10 @@ struct ProxyInner {
     upstream: Mutex<SocketAddr>,
     link: watch::Sender<Link>,
     sockets: AtomicUsize,
+    /// Bytes the browser sent through, request heads included.
+    sent: AtomicU64,
+    /// When `sent` passes this, the link goes down.
+    cut_at: AtomicU64,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -69,6 +74,8 @@ impl Proxy {
                 upstream: Mutex::new(upstream),
                 link,
                 sockets: AtomicUsize::new(0),
+                sent: AtomicU64::new(0),
+                cut_at: AtomicU64::new(u64::MAX),
                 task,
             }
         });
@@ -88,6 +95,23 @@ impl Proxy {
     /// Points the proxy at a (restarted) server.
     pub fn retarget(&self, upstream: SocketAddr) {
         *lock(&self.0.upstream) = upstream;
+    }
+
+    /// Bytes the browser has sent through the proxy so far.
+    pub fn sent(&self) -> u64 {
+        self.0.sent.load(Ordering::SeqCst)
+    }
+
+    /// Cuts the link (as [`Link::Down`]) once `bytes` more went up.
+    pub fn cut_after(&self, bytes: u64) {
+        self.0
+            .cut_at
+            .store(self.sent().saturating_add(bytes), Ordering::SeqCst);
+    }
+
+    /// True once the link is down.
+    pub fn is_down(&self) -> bool {
+        *self.0.link.borrow() == Link::Down
     }
 
     /// WebSockets open through the proxy right now.
@@ -121,6 +145,7 @@ impl ProxyInner {
         if server.write_all(&head).await.is_err() {
             return;
         }
+        self.count_sent(head.len());
         let _count = websocket.then(|| SocketCount::new(&self.sockets));
         let cut = async {
             loop {
@@ -132,9 +157,34 @@ impl ProxyInner {
                 }
             }
         };
+        let (mut from_client, mut to_client) = client.split();
+        let (mut from_server, mut to_server) = server.split();
+        let up = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match from_client.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if to_server.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                        self.count_sent(n);
+                    }
+                }
+            }
+        };
         tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+            () = up => {}
+            _ = tokio::io::copy(&mut from_server, &mut to_client) => {}
             () = cut => {}
+        }
+    }
+
+    fn count_sent(&self, n: usize) {
+        let total = self.sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+        if total >= self.cut_at.load(Ordering::SeqCst) {
+            self.cut_at.store(u64::MAX, Ordering::SeqCst);
+            self.link.send_replace(Link::Down);
         }
     }
 }

@@ -3,10 +3,18 @@
 //! size for anything else. Pages cannot send headers from `<img>`, so the
 //! widget asks the server (with the user's token) for short-lived signed
 //! links, and asks again when they run out. File names are text.
+//!
+//! Our own files on their way show from the device: an image from its
+//! local bytes, anything else as a chip, each with its upload's progress
+//! ([`OutgoingFiles`]); [`upload`] sends them.
+
+pub mod upload;
 
 use leptos::prelude::*;
 use natter_shared::Attachment;
+use natter_shared::sync::OutgoingFile;
 use serde::Deserialize;
+use std::collections::HashMap;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -15,6 +23,64 @@ use wasm_bindgen_futures::JsFuture;
 pub struct FileAccess {
     pub site: StoredValue<String>,
     pub token: RwSignal<Option<String>>,
+}
+
+/// What the views need to show our files on their way.
+#[derive(Clone, Copy)]
+pub struct Sending {
+    /// Bytes of each file (by key) the server holds.
+    pub progress: RwSignal<HashMap<String, f64>>,
+    /// A local address per image (by key).
+    pub previews: RwSignal<HashMap<String, String>>,
+}
+
+/// Our files on their way: a preview or a chip, and a progress bar until
+/// the upload is done.
+#[component]
+pub fn OutgoingFiles(files: Vec<OutgoingFile>) -> impl IntoView {
+    let sending = use_context::<Sending>();
+    (!files.is_empty()).then(|| {
+        let items = files
+            .into_iter()
+            .map(|file| {
+                let key = file.key.clone();
+                let preview =
+                    move || sending.and_then(|s| s.previews.with(|p| p.get(&key).cloned()));
+                let key = file.key.clone();
+                let size = file.size as f64;
+                let done = file.id.is_some();
+                let sent = move || {
+                    if done {
+                        return size;
+                    }
+                    sending
+                        .and_then(|s| s.progress.with(|p| p.get(&key).copied()))
+                        .unwrap_or(0.0)
+                };
+                let label = format!("{} · {}", file.name, size_text(file.size));
+                let name = file.name.clone();
+                view! {
+                    <li class="uploading">
+                        {move || match preview() {
+                            Some(src) => view! {
+                                <img class="preview" src=src alt=name.clone() title=label.clone() />
+                            }
+                            .into_any(),
+                            None => view! {
+                                <span class="file">
+                                    <span class="file-name">{name.clone()}</span>
+                                    <span class="file-size">{size_text(file.size)}</span>
+                                </span>
+                            }
+                            .into_any(),
+                        }}
+                        <progress max=size value=sent aria-label="Upload"></progress>
+                    </li>
+                }
+            })
+            .collect_view();
+        view! { <ul class="files">{items}</ul> }
+    })
 }
 
 /// Signed links to one file, as `POST /files/ID/links` answers.

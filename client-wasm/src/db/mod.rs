@@ -20,6 +20,10 @@
 //!   `messages`; such a copy is deleted when its message is acknowledged
 //!   or discarded, and never read.)
 //! - `meta`: the schema version and the user the database belongs to.
+//! - `blobs` (key `key`, schema v3): the bytes of each file attached to a
+//!   message in the outbox, and where its upload stands ([`files`]).
+//! - `cached` (key `key`, index `used`, schema v3): files kept to open
+//!   offline, whose bytes are in the Cache API ([`files`]).
 //!
 //! [`Db::apply`] stores each [`Change`] the chat records. Readers and
 //! fault injection that only tests use are behind the `testing` feature
@@ -34,31 +38,35 @@
 
 use crate::chat::{Change, RoomRecord};
 use crate::error::ClientError;
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use js_sys::Array;
 use natter_shared::sync::{EntryState, OutboxEntry};
 use natter_shared::{ClientId, Event, RoomId, Seq, UserId};
 use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, RexieBuilder, TransactionMode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
-use wasm_bindgen::closure::Closure;
-use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransaction};
+use wasm_bindgen::JsValue;
+use web_sys::{Blob, IdbDatabase, IdbTransaction};
+
+pub mod files;
+mod raw;
 
 /// The schema this code writes. History:
 /// 1. `rooms`, `messages`, `outbox`, `meta`;
-/// 2. index `room` on `outbox` (a room's unsent messages).
+/// 2. index `room` on `outbox` (a room's unsent messages);
+/// 3. `blobs` (files waiting to be uploaded) and `cached` (files kept
+///    for offline use).
 ///
 /// An upgrade only adds: every version keeps the stores of the one before,
 /// with their records, so the outbox survives it.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const ROOMS: &str = "rooms";
 const MESSAGES: &str = "messages";
 const OUTBOX: &str = "outbox";
 const META: &str = "meta";
+const BLOBS: &str = "blobs";
+const CACHED: &str = "cached";
 /// The `meta` key of the user the database belongs to.
 const META_USER: &str = "user";
 /// The `meta` key of the schema version last written.
@@ -131,7 +139,7 @@ impl Db {
 
     async fn open_version(name: &str, version: u32) -> Result<Db, ClientError> {
         let rexie = schema(name, version).build().await?;
-        let raw = open_raw(name).await?;
+        let raw = raw::open_raw(name).await?;
         let db = Db(Rc::new(Inner {
             name: name.to_string(),
             rexie: Some(rexie),
@@ -327,6 +335,26 @@ impl Db {
         self.write_outbox(entry, &EntryState::Queued).await
     }
 
+    /// A message with files: its outbox entry and the files' bytes, in one
+    /// transaction, so neither is ever kept without the other.
+    pub async fn compose_with_files(
+        &self,
+        entry: &OutboxEntry,
+        blobs: &[(String, Blob)],
+    ) -> Result<(), ClientError> {
+        let write = outbox_write(entry, &EntryState::Queued)?;
+        let records = files::blob_writes(entry, blobs)?;
+        self.strict(&[OUTBOX, BLOBS], |tx| {
+            write(tx)?;
+            let store = tx.object_store(BLOBS)?;
+            for record in &records {
+                store.put(record)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Records a new state of an outbox entry (refused for good, or queued
     /// again by a retry).
     pub async fn set_state(
@@ -412,12 +440,13 @@ impl Db {
         let pending_key = pending_key(&entry.room, &entry.client_id);
         let stored_key = stored_key(&event.room, event.seq);
         let stores: &[&str] = if room.is_some() {
-            &[OUTBOX, MESSAGES, ROOMS]
+            &[OUTBOX, MESSAGES, BLOBS, ROOMS]
         } else {
-            &[OUTBOX, MESSAGES]
+            &[OUTBOX, MESSAGES, BLOBS]
         };
         self.strict(stores, |tx| {
             tx.object_store(OUTBOX)?.delete(&outbox_key)?;
+            files::delete_blobs(tx, entry)?;
             let messages = tx.object_store(MESSAGES)?;
             messages.delete(&pending_key)?;
             messages.put_with_key(&stored, &stored_key)?;
@@ -429,13 +458,14 @@ impl Db {
         .await
     }
 
-    /// The person gave up on a message: it leaves the outbox (with an older
-    /// code's pending copy).
+    /// The person gave up on a message: it leaves the outbox with its
+    /// files' bytes (and an older code's pending copy).
     pub async fn discard(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
         let outbox_key = JsValue::from(entry.client_id.to_string());
         let pending_key = pending_key(&entry.room, &entry.client_id);
-        self.strict(&[OUTBOX, MESSAGES], |tx| {
+        self.strict(&[OUTBOX, MESSAGES, BLOBS], |tx| {
             tx.object_store(OUTBOX)?.delete(&outbox_key)?;
+            files::delete_blobs(tx, entry)?;
             tx.object_store(MESSAGES)?.delete(&pending_key)?;
             Ok(())
         })
@@ -453,57 +483,6 @@ impl Db {
     fn rexie(&self) -> Result<&Rexie, ClientError> {
         (self.0.rexie.as_ref()).ok_or_else(|| ClientError::Storage("the database is closed".into()))
     }
-
-    /// Runs `write` in a read-write transaction with durability `"strict"`
-    /// (the data is on disk when it completes) and waits for it to commit.
-    /// rexie 0.6 has no way to pass transaction options and web-sys marks
-    /// `IDBTransactionOptions` unstable, hence the binding below.
-    async fn strict(
-        &self,
-        stores: &[&str],
-        write: impl FnOnce(&IdbTransaction) -> Result<(), JsValue>,
-    ) -> Result<(), ClientError> {
-        let names: Array = stores.iter().map(|s| JsValue::from(*s)).collect();
-        let options = Object::new();
-        Reflect::set(&options, &"durability".into(), &"strict".into())
-            .map_err(|e| ClientError::from_js(&e))?;
-        let raw: &StrictDb = self.0.raw.unchecked_ref();
-        let tx = raw
-            .transaction_with_options(&names, "readwrite", &options)
-            .map_err(|e| ClientError::from_js(&e))?;
-        if let Err(err) = write(&tx) {
-            // Nothing of it may land; abort fails only if it already ended.
-            let _ = tx.abort();
-            return Err(ClientError::from_js(&err));
-        }
-        let outcome = wait(|resolve, reject| {
-            tx.set_oncomplete(Some(resolve));
-            tx.set_onabort(Some(reject));
-        })
-        .await;
-        tx.set_oncomplete(None);
-        tx.set_onabort(None);
-        outcome.map_err(|_| match tx.error() {
-            Some(ex) => ClientError::from_js(&ex.into()),
-            None => ClientError::Storage("the transaction was aborted".into()),
-        })
-    }
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// An `IDBDatabase`, seen through the binding web-sys keeps unstable.
-    #[wasm_bindgen(extends = IdbDatabase, js_name = IDBDatabase)]
-    type StrictDb;
-
-    /// `IDBDatabase.transaction(stores, mode, options)`.
-    #[wasm_bindgen(method, catch, js_name = transaction)]
-    fn transaction_with_options(
-        this: &StrictDb,
-        stores: &Array,
-        mode: &str,
-        options: &Object,
-    ) -> Result<IdbTransaction, JsValue>;
 }
 
 /// The write of a new outbox state.
@@ -528,72 +507,22 @@ fn schema(name: &str, version: u32) -> RexieBuilder {
     if version >= 2 {
         outbox = outbox.add_index(Index::new("room", "entry.room"));
     }
-    Rexie::builder(name)
+    let builder = Rexie::builder(name)
         .version(version)
         .add_object_store(ObjectStore::new(ROOMS).key_path("id"))
         .add_object_store(ObjectStore::new(MESSAGES))
         .add_object_store(outbox)
-        .add_object_store(ObjectStore::new(META))
-}
-
-/// Opens a second connection to `name` at whatever version it has; it
-/// closes itself when another tab upgrades the database.
-async fn open_raw(name: &str) -> Result<IdbDatabase, ClientError> {
-    let factory = web_sys::window()
-        .and_then(|w| w.indexed_db().ok().flatten())
-        .ok_or(ClientError::NoStorage)?;
-    let request: IdbOpenDbRequest = factory.open(name).map_err(|e| ClientError::from_js(&e))?;
-    let outcome = wait(|resolve, reject| {
-        request.set_onsuccess(Some(resolve));
-        request.set_onerror(Some(reject));
-    })
-    .await;
-    request.set_onsuccess(None);
-    request.set_onerror(None);
-    let req: &IdbRequest = request.as_ref();
-    if outcome.is_err() {
-        return Err(match req.error() {
-            Ok(Some(ex)) => ClientError::from_js(&ex.into()),
-            _ => ClientError::Storage("could not open the database".into()),
-        });
+        .add_object_store(ObjectStore::new(META));
+    if version < 3 {
+        return builder;
     }
-    let db: IdbDatabase = req
-        .result()
-        .map_err(|e| ClientError::from_js(&e))?
-        .dyn_into()
-        .map_err(|_| ClientError::Storage("open gave no database".into()))?;
-    // Leaked on purpose: it lives as long as the connection.
-    let on_version_change = Closure::<dyn FnMut(web_sys::Event)>::new({
-        let db = db.clone();
-        move |_| db.close()
-    });
-    db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-    on_version_change.forget();
-    Ok(db)
-}
-
-/// Waits until `arm` has wired one of the two callbacks it gets and that
-/// callback fired: `Ok` for the first, `Err` for the second.
-async fn wait(arm: impl FnOnce(&Function, &Function)) -> Result<(), ()> {
-    let mut held: Vec<Closure<dyn FnMut()>> = Vec::new();
-    let mut arm = Some(arm);
-    let promise = Promise::new(&mut |resolve: Function, reject: Function| {
-        // Calling resolve or reject cannot fail in a way that matters.
-        let ok = Closure::<dyn FnMut()>::new(move || {
-            let _ = resolve.call0(&JsValue::UNDEFINED);
-        });
-        let err = Closure::<dyn FnMut()>::new(move || {
-            let _ = reject.call0(&JsValue::UNDEFINED);
-        });
-        if let Some(arm) = arm.take() {
-            arm(ok.as_ref().unchecked_ref(), err.as_ref().unchecked_ref());
-        }
-        held = vec![ok, err];
-    });
-    let outcome = JsFuture::from(promise).await.map(|_| ()).map_err(|_| ());
-    // The callbacks are unhooked by the caller; now they may go.
-    drop(held);
-    outcome
+    builder
+        .add_object_store(ObjectStore::new(BLOBS).key_path("key"))
+        .add_object_store(
+            ObjectStore::new(CACHED)
+                .key_path("key")
+                .add_index(Index::new("used", "used")),
+        )
 }
 
 /// Waits for a rexie transaction to commit.

@@ -11,18 +11,24 @@
 //!
 //! Work is handled one item at a time, in arrival order (frames, sends,
 //! room switches), so each item's writes finish before the next starts.
+//! Files attached to messages upload beside it, one at a time, in the
+//! owner tab ([`uploads`]); each finished upload is queued as work.
 
-use crate::chat::{Chat, PAGE};
+mod uploads;
+
+use crate::chat::{Change, Chat, PAGE};
 use crate::db::{self, Db};
 use crate::error::ClientError;
 use crate::leader::{News, Tabs};
 use crate::net::{Incoming, Link, LinkState};
 use crate::typing::{SHOWN_MS, Typing};
 use leptos::prelude::*;
-use natter_shared::{ClientFrame, ClientId, RoomId, ServerFrame, UserId};
+use natter_shared::sync::OutgoingFile;
+use natter_shared::{ClientFrame, ClientId, ErrorCode, FileId, RoomId, ServerFrame, UserId};
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use web_sys::Blob;
 
 /// The signals the engine keeps up to date for the views.
 #[derive(Clone, Copy)]
@@ -37,14 +43,24 @@ pub struct View {
     pub open: RwSignal<Option<RoomId>>,
     /// Who is typing where, and when this tab last said so.
     pub typing: RwSignal<Typing>,
+    /// Files on their way: how many bytes of each (by key) the server has.
+    pub progress: RwSignal<HashMap<String, f64>>,
+    /// Files on their way: a local address (`blob:`) to preview each
+    /// image by (by key).
+    pub previews: RwSignal<HashMap<String, String>>,
 }
+
+/// A file the person attached: what the message says of it, and its bytes.
+pub type Attached = (OutgoingFile, Blob);
 
 /// One thing to do, in order.
 enum Work {
     /// A frame and the socket it came on (see [`Inner::socket`]).
     Frame(ServerFrame, u64),
     Disconnected,
-    Compose(RoomId, String),
+    Compose(RoomId, String, Vec<Attached>),
+    Uploaded(ClientId, String, FileId),
+    UploadRefused(ClientId, ErrorCode, String),
     Retry(ClientId),
     Discard(ClientId),
     Open(RoomId),
@@ -58,6 +74,7 @@ enum Work {
 pub struct Engine(Rc<Inner>);
 
 struct Inner {
+    site: String,
     user: UserId,
     url: String,
     token: RefCell<String>,
@@ -78,6 +95,8 @@ struct Inner {
     /// only. On a newer one they would overtake the ones still in flight on
     /// the old one, which the next sync sends again first.
     synced_on: Cell<u64>,
+    /// The uploads' state (see [`uploads`]).
+    uploads: uploads::State,
 }
 
 impl Engine {
@@ -94,6 +113,7 @@ impl Engine {
         let db = Db::open(&name).await?;
         db.set_user(&user).await?;
         let engine = Engine(Rc::new(Inner {
+            site: site.to_string(),
             user,
             url,
             token: RefCell::new(token),
@@ -106,6 +126,7 @@ impl Engine {
             closed: Cell::new(false),
             socket: Cell::new(0),
             synced_on: Cell::new(0),
+            uploads: uploads::State::default(),
         }));
         // The store first, before any network.
         engine.reload().await?;
@@ -139,9 +160,10 @@ impl Engine {
         }
     }
 
-    /// Writes a new message; it shows as pending at once.
-    pub fn compose(&self, room: RoomId, body: String) {
-        self.push(Work::Compose(room, body));
+    /// Writes a new message, with the files attached to it; it shows as
+    /// pending at once.
+    pub fn compose(&self, room: RoomId, body: String, files: Vec<Attached>) {
+        self.push(Work::Compose(room, body, files));
     }
 
     /// Sends a failed message again.
@@ -194,7 +216,7 @@ impl Engine {
         }
     }
 
-    /// Gives up on a failed message.
+    /// Gives up on a failed message, or cancels one still uploading.
     pub fn discard(&self, client_id: ClientId) {
         self.push(Work::Discard(client_id));
     }
@@ -210,11 +232,13 @@ impl Engine {
         self.push(Work::Older(room));
     }
 
-    /// The browser says the network is back: reconnect now.
+    /// The browser says the network is back: reconnect and continue
+    /// uploads now.
     pub fn online(&self) {
         if let Some(link) = self.0.link.borrow().clone() {
             link.retry_now();
         }
+        self.0.uploads.wake();
     }
 
     /// Stops: closes the socket, releases the lock and the store.
@@ -223,6 +247,7 @@ impl Engine {
         if let Some(link) = self.0.link.borrow_mut().take() {
             link.close();
         }
+        self.0.uploads.stop();
         self.0.tabs.close();
     }
 
@@ -264,11 +289,12 @@ impl Engine {
             Work::Disconnected => {
                 chat.update(Chat::on_disconnect);
             }
-            Work::Compose(room, body) => {
+            Work::Compose(room, body, attached) => {
                 let client_id = ClientId::from_uuid(uuid::Uuid::now_v7());
                 let now = js_sys::Date::now() as i64;
+                let files = attached.iter().map(|(f, _)| f.clone()).collect();
                 let composed =
-                    chat.try_update_untracked(|c| c.compose(&room, client_id, body, now));
+                    chat.try_update_untracked(|c| c.compose(&room, client_id, body, files, now));
                 let out = match composed {
                     Some(Ok(out)) => out,
                     Some(Err(err)) => {
@@ -277,7 +303,11 @@ impl Engine {
                     }
                     None => return Ok(()),
                 };
-                if let Err(err) = self.persist().await {
+                self.preview(&attached);
+                *self.0.uploads.staged.borrow_mut() = attached;
+                let persisted = self.persist().await;
+                self.0.uploads.staged.borrow_mut().clear();
+                if let Err(err) = persisted {
                     // Not saved, so not accepted: it must not look sent.
                     chat.update(|c| c.unsend(&client_id));
                     return Err(err);
@@ -285,10 +315,30 @@ impl Engine {
                 self.0.view.error.set(None);
                 self.send(&out);
                 self.0.tabs.say(News::Outbox);
+                self.upload();
+            }
+            Work::Uploaded(client_id, key, id) => {
+                let out = chat
+                    .try_update_untracked(|c| c.uploaded(&client_id, &key, id))
+                    .unwrap_or_default();
+                self.persist().await?;
+                self.send(&out);
+            }
+            Work::UploadRefused(client_id, code, message) => {
+                chat.try_update_untracked(|c| c.upload_refused(&client_id, code, &message));
+                self.persist().await?;
             }
             Work::Discard(client_id) => {
-                chat.try_update_untracked(|c| c.discard(&client_id));
+                let gone = chat
+                    .try_update_untracked(|c| c.discard(&client_id))
+                    .flatten();
+                // Where its uploads are, read before their records go.
+                let cancel = match &gone {
+                    Some(entry) => self.cancel_uploads(entry).await,
+                    None => Vec::new(),
+                };
                 self.persist().await?;
+                self.finish_cancel(cancel);
                 self.0.tabs.say(News::Outbox);
             }
             Work::Retry(client_id) => {
@@ -298,6 +348,7 @@ impl Engine {
                 self.persist().await?;
                 self.send(&out);
                 self.0.tabs.say(News::Outbox);
+                self.upload();
             }
             Work::Open(room) => {
                 self.0.view.open.set(Some(room.clone()));
@@ -327,6 +378,7 @@ impl Engine {
                     let stored = self.0.db.outbox().await?;
                     let out = chat.try_update(|c| c.adopt(stored)).unwrap_or_default();
                     self.send(&out);
+                    self.upload();
                 }
             }
         }
@@ -343,7 +395,16 @@ impl Engine {
         let mut result = Ok(());
         for change in changes {
             stored_events |= change.stores_events();
-            if let Err(err) = self.0.db.apply(&change).await {
+            let applied = match &change {
+                Change::Composed(entry) if !entry.files.is_empty() => {
+                    let blobs: Vec<(String, Blob)> = (self.0.uploads.staged.borrow().iter())
+                        .map(|(f, b)| (f.key.clone(), b.clone()))
+                        .collect();
+                    self.0.db.compose_with_files(entry, &blobs).await
+                }
+                _ => self.0.db.apply(&change).await,
+            };
+            if let Err(err) = applied {
                 result = Err(err);
                 break;
             }
@@ -379,6 +440,8 @@ impl Engine {
             }
             chat.set(next);
         }
+        self.restore_previews().await;
+        self.upload();
         self.post_unread();
         Ok(())
     }
