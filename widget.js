@@ -1,7 +1,8 @@
 /*! Natter widget loader. <script src="https://CHAT/widget.js" data-site="SITE"
  * data-token="..." defer></script>, or Natter.init({token}) later.
  * Self-hosted (a copy among the site's own files, pinned with integrity=):
- * data-chat="https://CHAT" names the chat server.
+ * data-chat="https://CHAT" names the chat server; data-file-cache-mb="200" caps
+ * the received files kept for offline use (Natter.init({fileCacheMb})).
  * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)).
  * Calls made before it loads are queued:
  *   window.Natter = window.Natter || {q: []}; Natter.q.push(["open", "r_1"]);
@@ -17,7 +18,7 @@
   var w = window, d = document;
   if (w.Natter && w.Natter.version) return;
   var queued = (w.Natter && w.Natter.q) || [];
-  var origin = "", site = "", token = null, room = null, open = false;
+  var origin = "", site = "", token = null, room = null, open = false, cacheMb = null;
   var host = null, root = null, button = null, frame = null, booting = false;
   var listeners = { unread: [] };
 
@@ -95,7 +96,8 @@
     // Same-origin: the chat's own origin (socket, storage), not the page's.
     frame.setAttribute("sandbox", "allow-scripts allow-same-origin allow-forms allow-popups");
     frame.addEventListener("load", safe(post));
-    frame.src = origin + "/widget/?site=" + encodeURIComponent(site);
+    frame.src = origin + "/widget/?site=" + encodeURIComponent(site) +
+      (cacheMb ? "&file_cache_mb=" + encodeURIComponent(cacheMb) : "");
     root.appendChild(frame);
   }
 
@@ -148,6 +150,7 @@
     origin = new URL(chat || me.src, location.href).origin;
     site = me.getAttribute("data-site") || "";
     token = me.getAttribute("data-token") || null;
+    cacheMb = me.getAttribute("data-file-cache-mb");
     whenReady(draw);
   })();
 
@@ -158,6 +161,7 @@
       if (opts.chat && !host) origin = new URL(String(opts.chat), location.href).origin;
       if (opts.site) site = String(opts.site);
       if (opts.token) token = String(opts.token);
+      if (opts.fileCacheMb != null) cacheMb = String(opts.fileCacheMb);
       whenReady(function () { draw(); boot(); });
       post();
     }),

@@ -51,6 +51,13 @@ fn ChatWidget(location: Location) -> impl IntoView {
         token: RwSignal::new(None),
     };
     provide_context(files);
+    let keeper = crate::files::keep::Keeper {
+        db: StoredValue::new_local(None),
+        cap: location
+            .file_cache_mb
+            .map_or(crate::files::keep::DEFAULT_CAP, |mb| mb * 1e6),
+    };
+    provide_context(keeper);
     // The engine is not Send; a local stored value lets callbacks reach it.
     let engine = StoredValue::new_local(None::<Engine>);
 
@@ -83,6 +90,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 old.close();
             }
             chat.set(Chat::default());
+            keeper.db.set_value(None);
             view.link.set(None);
             view.open.set(None);
             let (site, url) = (site.clone(), url.clone());
@@ -91,6 +99,9 @@ fn ChatWidget(location: Location) -> impl IntoView {
                     Ok(started) => match wanted.get_value() {
                         Some((u, latest)) if u == user => {
                             started.set_token(latest);
+                            keeper
+                                .db
+                                .set_value(Some((started.db().clone(), format!("{site}/{user}"))));
                             engine.set_value(Some(started));
                         }
                         // Another user signed in meanwhile.

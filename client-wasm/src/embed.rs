@@ -28,6 +28,9 @@ pub struct Location {
     pub host: String,
     /// Served over https, so the socket must be wss.
     pub secure: bool,
+    /// The cap on received files kept for offline use, in MB, when the
+    /// page set one (`data-file-cache-mb`, passed as `file_cache_mb`).
+    pub file_cache_mb: Option<f64>,
 }
 
 /// Reads the site from `?site=` of the page's URL; `None` when it is
@@ -36,10 +39,15 @@ pub fn location() -> Option<Location> {
     let loc = web_sys::window()?.location();
     let query = web_sys::UrlSearchParams::new_with_str(&loc.search().ok()?).ok()?;
     let site = SiteId::parse(query.get("site")?).ok()?;
+    let file_cache_mb = query
+        .get("file_cache_mb")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|mb| mb.is_finite() && *mb >= 0.0);
     Some(Location {
         site,
         host: loc.host().ok()?,
         secure: loc.protocol().ok()? == "https:",
+        file_cache_mb,
     })
 }
 

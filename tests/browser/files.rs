@@ -89,6 +89,11 @@ pub async fn files_show_in_the_conversation(db: Db) {
         ),
     )
     .await;
+    bob.wait(
+        "the PDF kept on the device",
+        "var a = document.querySelector('.files .file'); return !!a && a.href.startsWith('blob:');",
+    )
+    .await;
     let seen = bob
         .js(
             "var a = document.querySelector('.files .file');
@@ -100,11 +105,7 @@ pub async fn files_show_in_the_conversation(db: Db) {
             vec![],
         )
         .await;
-    let href = seen[0].as_str().expect("the chip links the file");
-    assert!(
-        href.starts_with(&format!("/files/{pdf_id}?exp=")) && href.contains("&sig="),
-        "{href}"
-    );
+    let kept = seen[0].as_str().expect("the chip links the file");
     assert_eq!(seen[1], json!(hostile), "downloaded under its own name");
     assert_eq!(seen[2], json!("40 KB"));
     assert_eq!(
@@ -115,7 +116,20 @@ pub async fn files_show_in_the_conversation(db: Db) {
     assert_eq!(seen[5], json!("scan.png"));
     assert_ne!(seen[6], json!("owned"), "nothing in a name ran");
 
-    // The link works from the chat, with no header: the same bytes.
+    // The kept copy holds the file.
+    let fetch_len = "var done = arguments[arguments.length - 1];
+         fetch(arguments[0]).then(function (r) { return r.arrayBuffer(); })
+           .then(function (b) { done(b.byteLength); }, function (e) { done(String(e)); });";
+    let got = bob.js_async(fetch_len, vec![json!(kept)]).await;
+    assert_eq!(got, json!(pdf.len()), "the kept copy");
+    // A signed link, as the chat asks for them, works from the chat with
+    // no header: the same bytes.
+    let href = signed_link(&world, &pdf_id, "bob").await;
+    let href = href.as_str();
+    assert!(
+        href.starts_with(&format!("/files/{pdf_id}?exp=")) && href.contains("&sig="),
+        "{href}"
+    );
     let got: Value = bob
         .js_async(
             "var done = arguments[arguments.length - 1];
@@ -215,6 +229,22 @@ async fn stored(world: &World, room: &str) -> Vec<(String, Vec<Value>)> {
         .collect()
 }
 
+/// A signed link to a file for `user`, asked for by the site's backend.
+async fn signed_link(world: &World, id: &str, user: &str) -> String {
+    let links: Value = world
+        .http
+        .post(format!("http://{}/files/{id}/links", world.server.addr))
+        .bearer_auth(&world.site.api_key)
+        .header("X-Natter-User", user)
+        .send()
+        .await
+        .expect("links")
+        .json()
+        .await
+        .expect("links json");
+    links["url"].as_str().expect("a signed link").to_string()
+}
+
 /// A file's bytes, downloaded with the site's API key.
 async fn download(world: &World, id: &str) -> Vec<u8> {
     let res = world
@@ -304,11 +334,12 @@ pub async fn files_attached_offline_are_sent_after_a_reload(db: Db) {
     world.finish(vec![alice, bob]).await;
 }
 
-/// Scenario 2: a 20 MiB upload cut at about half continues from where
-/// the server stands once the link returns.
+/// Scenario 2: a 20 MiB upload cut at about half, then the page reloaded,
+/// continues from where the server stands once the link returns.
 pub async fn an_upload_cut_halfway_continues(db: Db) {
     const SIZE: usize = 20 * 1024 * 1024;
     let (world, room, alice, bob) = World::dialog_of_two(db).await;
+    alice.wait_shell_kept().await;
     let metric = "natter_upload_bytes_received_total";
     let before = received(&world, metric).await;
     alice.proxy.cut_after(SIZE as u64 / 2);
@@ -336,6 +367,17 @@ pub async fn an_upload_cut_halfway_continues(db: Db) {
         world.rows(&room).await.is_empty(),
         "nothing sent before the file is up"
     );
+    // The page is reloaded before the link returns: the upload continues
+    // from what the store kept of it.
+    alice.reload().await;
+    alice.open_chat().await;
+    alice.choose("Bob").await;
+    alice
+        .wait(
+            "the message still uploading after the reload",
+            "return document.querySelectorAll('.msg.pending .uploading').length === 1;",
+        )
+        .await;
     alice.proxy.set(crate::harness::Link::Up);
 
     bob.wait_message("The slides", crate::harness::PATIENCE)
@@ -377,4 +419,224 @@ async fn received(world: &World, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The SHA-256 of what a local address in the chat holds, read there.
+async fn digest_in_browser(person: &Person, url: &str) -> Value {
+    person
+        .js_async(
+            "var done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(function (r) { return r.arrayBuffer(); })
+               .then(function (b) { return crypto.subtle.digest('SHA-256', b); })
+               .then(function (d) {
+                 done([...new Uint8Array(d)].map(function (x) { return x.toString(16).padStart(2, '0'); }).join(''));
+               }, function (e) { done('failed: ' + e); });",
+            vec![json!(url)],
+        )
+        .await
+}
+
+/// Scenario 3: what Bob was shown opens again with the server out of
+/// reach, after a reload.
+pub async fn files_shown_once_open_offline(db: Db) {
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
+    bob.wait_shell_kept().await;
+    let image = png(600, 300);
+    let pdf = pdf_bytes(1_500_000, 11);
+    let image_id = upload(&world, "alice", "x-ray.png", &image).await;
+    let pdf_id = upload(&world, "alice", "report.pdf", &pdf).await;
+    let res = world
+        .api()
+        .request(reqwest::Method::POST, &format!("/rooms/{room}/messages"))
+        .json(&json!({"from": "alice", "body": "Your results", "files": [image_id, pdf_id]}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 201);
+    let kept = "var i = document.querySelector('.files .file-image img');
+         var a = document.querySelector('.files .file-image');
+         var c = document.querySelector('.files .file');
+         return !!i && i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:')
+           && a.href.startsWith('blob:') && !!c && c.href.startsWith('blob:');";
+    bob.wait("the image and the PDF kept on the device", kept)
+        .await;
+
+    bob.proxy.set(crate::harness::Link::Down);
+    bob.reload().await;
+    bob.open_chat().await;
+    bob.choose("Alice").await;
+    bob.wait("the image and the PDF, from the device", kept)
+        .await;
+    let hrefs = bob
+        .js(
+            "return [document.querySelector('.files .file').href,
+                     document.querySelector('.files .file-image').href];",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        digest_in_browser(&bob, hrefs[0].as_str().expect("href")).await,
+        json!(digest(&pdf)),
+        "the PDF opens offline, whole"
+    );
+    let full = digest_in_browser(&bob, hrefs[1].as_str().expect("href")).await;
+    assert!(
+        full.as_str().is_some_and(|d| d.len() == 64),
+        "the full image opens offline: {full}"
+    );
+    bob.proxy.set(crate::harness::Link::Up);
+    world.finish(vec![alice, bob]).await;
+}
+
+/// Scenario 5: an uploaded HTML page and SVG with script never run when
+/// opened from the chat (through their signed links or their kept
+/// copies), and file names from the XSS corpus show as text.
+pub async fn hostile_files_never_run(db: Db) {
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
+    let res = world
+        .api()
+        .request(reqwest::Method::PUT, "/file-types")
+        .json(&json!({"types": "*"}))
+        .send()
+        .await
+        .expect("file types");
+    assert_eq!(res.status(), 200, "the site takes any type");
+    let html =
+        "<!DOCTYPE html><html><body><script>parent.postMessage('ran','*')</script></body></html>";
+    let svg = "<svg xmlns='http://www.w3.org/2000/svg' onload=\"parent.postMessage('ran','*')\">\
+               <script>parent.postMessage('ran','*')</script></svg>";
+    let mut ids = vec![
+        upload(&world, "alice", "page.html", html.as_bytes()).await,
+        upload(&world, "alice", "drawing.svg", svg.as_bytes()).await,
+    ];
+    for name in crate::safety::XSS
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(8)
+    {
+        ids.push(upload(&world, "alice", name, b"plain words\n").await);
+    }
+    let res = world
+        .api()
+        .request(reqwest::Method::POST, &format!("/rooms/{room}/messages"))
+        .json(&json!({"from": "alice", "body": "Have a look", "files": ids}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 201);
+    let names: Vec<Value> = stored(&world, &room).await[0]
+        .1
+        .iter()
+        .map(|f| f["name"].clone())
+        .collect();
+    bob.wait(
+        "every file as a chip, kept",
+        &format!(
+            "var c = document.querySelectorAll('.files .file');
+             return c.length === {} && [...c].every(function (a) {{ return a.href.startsWith('blob:'); }});",
+            ids.len()
+        ),
+    )
+    .await;
+    let shown = bob
+        .js(
+            "return [...document.querySelectorAll('.files .file .file-name')].map(function (n) { return n.textContent; });",
+            vec![],
+        )
+        .await;
+    assert_eq!(shown, json!(names), "names show exactly as stored, as text");
+    let injected = bob
+        .js(
+            "return document.querySelectorAll('.messages script, .messages iframe, .messages img[src=\"x\"], .messages svg').length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        injected,
+        json!(0),
+        "no markup from a name became an element"
+    );
+
+    // Open the page and the drawing every way the chat offers: their
+    // signed links and their kept copies, each in a frame that would
+    // report a script run; a plain local HTML page shows that it would.
+    let mut urls = Vec::new();
+    for id in &ids[..2] {
+        urls.push(json!(signed_link(&world, id, "bob").await));
+    }
+    let kept = bob
+        .js(
+            "return [...document.querySelectorAll('.files .file')].slice(0, 2).map(function (a) { return a.href; });",
+            vec![],
+        )
+        .await;
+    urls.extend(kept.as_array().cloned().unwrap_or_default());
+    let open = "window.__ran = 0;
+        window.addEventListener('message', function (e) { if (e.data === 'ran') window.__ran++; });
+        for (var u of arguments[0]) {
+          var f = document.createElement('iframe'); f.src = u; document.body.appendChild(f);
+        }";
+    bob.js(
+        open,
+        vec![json!([urls.clone(), vec![json!("CONTROL")]].concat())],
+    )
+    .await;
+    bob.js(
+        "var f = document.querySelector('iframe[src=\"CONTROL\"]');
+         f.src = URL.createObjectURL(new Blob([arguments[0]], {type: 'text/html'}));",
+        vec![json!(html)],
+    )
+    .await;
+    bob.wait(
+        "the control page's script to run",
+        "return window.__ran >= 1;",
+    )
+    .await;
+    // An absence is no condition to wait for: the frames get a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let ran = bob.js("return window.__ran;", vec![]).await;
+    assert_eq!(ran, json!(1), "only the control ran; opened: {urls:?}");
+    world.finish(vec![alice, bob]).await;
+}
+
+/// Scenario 6, as the person sees it: a file over the size limit is
+/// refused in the composer before anything is kept; one whose bytes are
+/// of a type the site does not take (whatever it claims) is refused by the
+/// server, and the message says so; nothing reaches the room.
+pub async fn refused_files_say_why(db: Db) {
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
+    let max = natter_shared::limits::MAX_FILE_BYTES as usize;
+    attach(&alice, &[spec("huge.pdf", "application/pdf", max + 1, 1)]).await;
+    alice.press_send().await;
+    alice
+        .wait(
+            "the composer to say the file is too large",
+            "var e = document.querySelector('form.composer .error');
+             return !!e && e.textContent.includes('huge.pdf') && e.textContent.includes('too large');",
+        )
+        .await;
+    alice
+        .js(
+            "document.querySelector('.attached .chip .remove').click();",
+            vec![],
+        )
+        .await;
+    // An executable that declares no type: only its bytes tell.
+    let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
+    elf.extend([0u8; 4096]);
+    attach(&alice, &[spec_of("tool", "", &elf)]).await;
+    alice.type_and_send("try this").await;
+    alice
+        .wait(
+            "the message marked not sent, with the reason",
+            "var m = document.querySelector('.msg.failed');
+             return !!m && m.textContent.includes('file_type_refused') && !!m.querySelector('.retry');",
+        )
+        .await;
+    assert!(
+        world.rows(&room).await.is_empty(),
+        "nothing reached the room"
+    );
+    assert_eq!(bob.bodies().await, Vec::<String>::new());
+    world.finish(vec![alice, bob]).await;
 }

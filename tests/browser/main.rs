@@ -59,6 +59,9 @@ on_both_databases!(
     files::files_show_in_the_conversation,
     files::files_attached_offline_are_sent_after_a_reload,
     files::an_upload_cut_halfway_continues,
+    files::files_shown_once_open_offline,
+    files::hostile_files_never_run,
+    files::refused_files_say_why,
 );
 
 /// Runs a scenario that takes an engine in Firefox and in WebKitGTK, on

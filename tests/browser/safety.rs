@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// Payloads, one per line.
-const XSS: &str = include_str!("xss.txt");
+pub const XSS: &str = include_str!("xss.txt");
 
 pub async fn the_host_page_is_safe_from_the_chat(db: Db) {
     let world = World::new(db).await;

@@ -8,7 +8,10 @@
 //! local bytes, anything else as a chip, each with its upload's progress
 //! ([`OutgoingFiles`]); [`upload`] sends them.
 
+pub mod keep;
 pub mod upload;
+
+use keep::{KEEP_SHOWN_BYTES, Keeper, download, local_url};
 
 use leptos::prelude::*;
 use natter_shared::Attachment;
@@ -139,16 +142,46 @@ pub fn Attachments(files: Vec<Attachment>) -> impl IntoView {
     })
 }
 
-/// One file: links are fetched once shown, and again after they expire.
+/// One file: what the device kept shows first, without the network;
+/// links are fetched when something is missing (and again after they
+/// expire), and what is shown is kept ([`keep`]).
 #[component]
 fn AttachmentView(file: Attachment) -> impl IntoView {
     let links = RwSignal::new(None::<Links>);
+    // Local addresses of the kept file and thumbnail.
+    let local = RwSignal::new(None::<String>);
+    let local_thumb = RwSignal::new(None::<String>);
+    // True once the kept copies were looked up.
+    let looked = RwSignal::new(false);
+    let keeper = use_context::<Keeper>();
+    let id = file.id.to_string();
+    let has_thumb = file.thumb && file.mime.starts_with("image/");
+    let keep_file = file.size <= KEEP_SHOWN_BYTES;
+    {
+        let (id, mime) = (id.clone(), file.mime.clone());
+        leptos::task::spawn_local(async move {
+            if let Some(keeper) = keeper {
+                if has_thumb && let Some(blob) = keeper.open(&id, true).await {
+                    local_thumb.try_set(local_url(&blob, &blob.type_()));
+                }
+                if let Some(blob) = keeper.open(&id, false).await {
+                    local.try_set(local_url(&blob, &mime));
+                }
+            }
+            looked.try_set(true);
+        });
+    }
+    let missing =
+        move || (has_thumb && local_thumb.with(Option::is_none)) || local.with(Option::is_none);
     if let Some(access) = use_context::<FileAccess>() {
-        let id = file.id.to_string();
+        let id = id.clone();
         Effect::new(move |_| {
             let Some(token) = access.token.get() else {
                 return;
             };
+            if !looked.get() || !missing() {
+                return;
+            }
             let now = (js_sys::Date::now() / 1000.0) as i64;
             if links.with_untracked(|l| l.as_ref().is_some_and(|l| l.expires_at > now + 30)) {
                 return;
@@ -156,11 +189,42 @@ fn AttachmentView(file: Attachment) -> impl IntoView {
             let (site, id) = (access.site.get_value(), id.clone());
             leptos::task::spawn_local(async move {
                 if let Some(got) = fetch_links(&site, &token, &id).await {
-                    links.set(Some(got));
+                    links.try_set(Some(got));
                 }
             });
         });
     }
+    // What is shown is kept.
+    if let Some(keeper) = keeper {
+        let (id, mime) = (id.clone(), file.mime.clone());
+        Effect::new(move |_| {
+            let Some(got) = links.get() else { return };
+            let (id, mime) = (id.clone(), mime.clone());
+            let want_thumb = has_thumb && local_thumb.with_untracked(Option::is_none);
+            let want_file = keep_file && local.with_untracked(Option::is_none);
+            leptos::task::spawn_local(async move {
+                if want_thumb
+                    && let Some(url) = &got.thumb
+                    && let Some(blob) = download(url).await
+                {
+                    keeper.keep(&id, true, &blob).await;
+                    local_thumb.try_set(local_url(&blob, &blob.type_()));
+                }
+                if want_file && let Some(blob) = download(&got.url).await {
+                    keeper.keep(&id, false, &blob).await;
+                    local.try_set(local_url(&blob, &mime));
+                }
+            });
+        });
+    }
+    on_cleanup(move || {
+        for url in [local, local_thumb]
+            .iter()
+            .filter_map(|s| s.try_get_untracked().flatten())
+        {
+            let _ = web_sys::Url::revoke_object_url(&url);
+        }
+    });
     let Attachment {
         name,
         size,
@@ -171,9 +235,17 @@ fn AttachmentView(file: Attachment) -> impl IntoView {
         ..
     } = file;
     let label = format!("{name} · {}", size_text(size));
-    let url = move || links.with(|l| l.as_ref().map(|l| l.url.clone()));
+    let url = move || {
+        local
+            .get()
+            .or_else(|| links.with(|l| l.as_ref().map(|l| l.url.clone())))
+    };
     if mime.starts_with("image/") && thumb {
-        let src = move || links.with(|l| l.as_ref().and_then(|l| l.thumb.clone()));
+        let src = move || {
+            local_thumb
+                .get()
+                .or_else(|| links.with(|l| l.as_ref().and_then(|l| l.thumb.clone())))
+        };
         // The box keeps the image's shape before it loads.
         let (w, h) = fit(width.unwrap_or(320), height.unwrap_or(240));
         view! {

@@ -152,6 +152,11 @@ impl Engine {
         &self.0.user
     }
 
+    /// The user's database.
+    pub fn db(&self) -> &Db {
+        &self.0.db
+    }
+
     /// A fresh token for the same user.
     pub fn set_token(&self, token: String) {
         *self.0.token.borrow_mut() = token.clone();
