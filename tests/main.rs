@@ -26,6 +26,7 @@ mod files;
 mod isolation;
 mod nodes;
 mod robustness;
+mod s3;
 mod store;
 mod widget;
 

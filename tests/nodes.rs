@@ -43,7 +43,7 @@ const NO_SWEEP: Duration = Duration::from_secs(3600);
 // Processes: the NATS server and the nodes; a proxy that cuts links.
 // ---------------------------------------------------------------------
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -51,14 +51,14 @@ fn free_port() -> u16 {
 }
 
 /// A directory for one test's logs, named in failure messages.
-fn log_dir(test: &str) -> PathBuf {
+pub(crate) fn log_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(unique(test));
     std::fs::create_dir_all(&dir).expect("a log directory");
     dir
 }
 
 /// The last lines of a log file.
-fn tail(log: &Path) -> String {
+pub(crate) fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -77,23 +77,35 @@ fn executable(env: &str, candidates: &[PathBuf], hint: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no {hint} (looked at {candidates:?}; or set {env})"))
 }
 
-fn nats_bin() -> PathBuf {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+/// `name` in each directory of `PATH`.
+fn on_path(name: &str) -> Vec<PathBuf> {
+    std::env::var_os("PATH")
         .map(|path| {
             std::env::split_paths(&path)
-                .map(|dir| dir.join("nats-server"))
+                .map(|dir| dir.join(name))
                 .collect()
         })
-        .unwrap_or_default();
-    candidates.push("/usr/sbin/nats-server".into());
-    executable(
+        .unwrap_or_default()
+}
+
+/// A tool the tests start: `env`'s choice, else `name` on `PATH`, else
+/// `fallback`.
+pub(crate) fn tool(env: &str, name: &str, fallback: &str, hint: &str) -> PathBuf {
+    let mut candidates = on_path(name);
+    candidates.push(fallback.into());
+    executable(env, &candidates, hint)
+}
+
+fn nats_bin() -> PathBuf {
+    tool(
         "NATTER_TEST_NATS_SERVER",
-        &candidates,
+        "nats-server",
+        "/usr/sbin/nats-server",
         "nats-server (Debian's package nats-server)",
     )
 }
 
-fn log_file(log: &Path) -> (Stdio, Stdio) {
+pub(crate) fn log_file(log: &Path) -> (Stdio, Stdio) {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -103,7 +115,7 @@ fn log_file(log: &Path) -> (Stdio, Stdio) {
     (out.into(), err.into())
 }
 
-fn kill(child: &mut Option<Child>) {
+pub(crate) fn kill(child: &mut Option<Child>) {
     if let Some(mut child) = child.take() {
         let _ = child.kill(); // SIGKILL; it may already have exited
         let _ = child.wait();

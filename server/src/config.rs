@@ -112,6 +112,14 @@ pub struct FilesConfig {
     #[arg(long, env = "NATTER_FILES_DIR", default_value = "natter-files")]
     pub files_dir: PathBuf,
 
+    /// An S3 (or S3-compatible) bucket to keep the files in instead of
+    /// `--files-dir`: `s3://BUCKET` or `s3://BUCKET/PREFIX`. Credentials,
+    /// region and endpoint come from the usual `AWS_*` variables
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`).
+    #[arg(long, env = "NATTER_FILES_URL")]
+    pub files_url: Option<String>,
+
     /// Largest file, in bytes.
     #[arg(long, env = "NATTER_MAX_FILE_BYTES", default_value_t = natter_shared::limits::MAX_FILE_BYTES)]
     pub max_file_bytes: u64,

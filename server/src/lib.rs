@@ -137,7 +137,10 @@ impl App {
             config.limits.batch_max,
             writer_stop.clone(),
         );
-        let files = files::Files::in_dir(&config.files.files_dir)?;
+        let files = match &config.files.files_url {
+            Some(url) => files::Files::at_url(url)?,
+            None => files::Files::in_dir(&config.files.files_dir)?,
+        };
         let state = AppState {
             files,
             config: Arc::new(config),

@@ -157,6 +157,7 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     let chromedriver = tools::ensure_browser(env)?;
     let (geckodriver, webkit_webdriver) = tools::ensure_other_browsers(env)?;
     let nats_server = tools::ensure_nats_server(env)?;
+    let moto_server = tools::ensure_moto_server(env)?;
     let mysql = if std::env::var_os("NATTER_TEST_MYSQL_URL").is_some() {
         None
     } else if tools::ensure_mariadb(ci)? {
@@ -183,6 +184,9 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
         }
         if std::env::var_os("NATTER_TEST_NATS_SERVER").is_none() {
             cmd.env("NATTER_TEST_NATS_SERVER", &nats_server);
+        }
+        if std::env::var_os("NATTER_TEST_MOTO_SERVER").is_none() {
+            cmd.env("NATTER_TEST_MOTO_SERVER", &moto_server);
         }
         cmd
     };

@@ -6,7 +6,8 @@
 //! test runner), Chromium with chromedriver for the browser tests, Firefox
 //! ESR with geckodriver and WebKitGTK with WebKitWebDriver (under Xvfb)
 //! for the scenarios also run in those engines,
-//! nats-server for the tests of several nodes, and npm's binaryen for
+//! nats-server for the tests of several nodes, moto's S3 server (pip) for
+//! the test of files in a bucket, and npm's binaryen for
 //! wasm-opt. The npm binaries go first on PATH so that
 //! trunk picks wasm-opt 132, not a system binaryen (Debian's 108 produces a
 //! wasm that crashes Chromium).
@@ -28,6 +29,8 @@ const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
 const MARIADB: &str = "/usr/sbin/mariadbd";
 /// Where Debian's package puts the NATS server (not on a user's PATH).
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
+/// moto, the S3-compatible server of the files-in-a-bucket test.
+const MOTO_VERSION: &str = "5.2.1";
 /// How long a MariaDB we started may take to answer.
 const MARIADB_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -270,6 +273,42 @@ pub fn ensure_nats_server(env: &Env) -> Result<PathBuf> {
         env.command("apt-get", ["install", "-y", "-qq", "nats-server"]),
     )?;
     found().context("nats-server installed but still not found")
+}
+
+/// The S3-compatible server the test of files in a bucket starts (moto's,
+/// from PyPI); installed with pip when missing. Returns its path.
+pub fn ensure_moto_server(env: &Env) -> Result<PathBuf> {
+    // On PATH, or where pip puts scripts (which may not be on PATH).
+    let found = || {
+        env.which("moto_server".as_ref()).or_else(|| {
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    "import sysconfig; print(sysconfig.get_path('scripts'))",
+                ])
+                .output()
+                .ok()?;
+            let dir = String::from_utf8(out.stdout).ok()?;
+            Some(Path::new(dir.trim()).join("moto_server")).filter(|p| p.is_file())
+        })
+    };
+    if let Some(path) = found() {
+        return Ok(path);
+    }
+    env.step(
+        &format!("pip install moto[server]=={MOTO_VERSION}"),
+        env.command(
+            "python3",
+            [
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                &format!("moto[server]=={MOTO_VERSION}"),
+            ],
+        ),
+    )?;
+    found().context("moto installed but moto_server is not on PATH")
 }
 
 /// Makes sure MariaDB answers on 127.0.0.1:3306, starting it when we are

@@ -65,6 +65,32 @@ impl Files {
         })
     }
 
+    /// The store a URL names: `s3://BUCKET[/PREFIX]` (configured from the
+    /// `AWS_*` environment) or `file:///DIR`.
+    pub fn at_url(url: &str) -> Result<Files, FilesError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| FilesError::Other(format!("--files-url {url:?}: {e}")))?;
+        let prefix = parsed.path().trim_matches('/').to_string();
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "s3" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .build()?,
+            ),
+            "file" => return Files::in_dir(Path::new(parsed.path())),
+            other => {
+                return Err(FilesError::Other(format!(
+                    "--files-url {url:?}: the scheme {other:?} is not supported (s3:// or file://)"
+                )));
+            }
+        };
+        Ok(Files::with_store(if prefix.is_empty() {
+            store
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+        }))
+    }
+
     /// Any other `object_store` backend (S3 and compatible stores).
     pub fn with_store(store: Arc<dyn ObjectStore>) -> Files {
         Files { store }
