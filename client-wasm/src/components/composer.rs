@@ -98,7 +98,16 @@ pub fn Composer(
             <div class="row">
                 <label class="attach" title="Attach files">
                     <span class="visually-hidden">"Attach files"</span>
-                    "📎"
+                    // Drawn: an emoji would need a font the device may lack.
+                    <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">
+                        <path
+                            fill="none"
+                            stroke="currentColor"
+                            stroke-width="2"
+                            stroke-linecap="round"
+                            d="M21 11.5l-8.5 8.5a5 5 0 0 1-7-7l9-9a3.3 3.3 0 0 1 4.7 4.7l-9 9a1.7 1.7 0 0 1-2.4-2.4L16 7.5"
+                        />
+                    </svg>
                     <input
                         type="file"
                         name="files"
