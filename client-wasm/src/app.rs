@@ -55,7 +55,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
         db: StoredValue::new_local(None),
         cap: location
             .file_cache_mb
-            .map_or(crate::files::keep::DEFAULT_CAP, |mb| mb * 1e6),
+            .map_or(crate::files::keep::DEFAULT_CAP, |mb| f64::from(mb) * 1e6),
     };
     provide_context(keeper);
     // The engine is not Send; a local stored value lets callbacks reach it.

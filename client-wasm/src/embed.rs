@@ -30,7 +30,7 @@ pub struct Location {
     pub secure: bool,
     /// The cap on received files kept for offline use, in MB, when the
     /// page set one (`data-file-cache-mb`, passed as `file_cache_mb`).
-    pub file_cache_mb: Option<f64>,
+    pub file_cache_mb: Option<u32>,
 }
 
 /// Reads the site from `?site=` of the page's URL; `None` when it is
@@ -41,8 +41,7 @@ pub fn location() -> Option<Location> {
     let site = SiteId::parse(query.get("site")?).ok()?;
     let file_cache_mb = query
         .get("file_cache_mb")
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|mb| mb.is_finite() && *mb >= 0.0);
+        .and_then(|v| v.trim().parse::<u32>().ok());
     Some(Location {
         site,
         host: loc.host().ok()?,

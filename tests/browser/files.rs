@@ -170,8 +170,29 @@ pub fn pdf_bytes(size: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// Attaches files through the composer's file input, as picking them does.
+/// How a person hands files to the chat.
+#[derive(Clone, Copy)]
+pub enum Hand {
+    /// The attach button's file picker.
+    Pick,
+    /// Dropped on the conversation.
+    Drop,
+    /// Pasted into the message input.
+    Paste,
+}
+
+/// Attaches files through the composer's file picker.
 pub async fn attach(person: &Person, files: &[Value]) {
+    attach_by(person, Hand::Pick, files, files.len()).await;
+}
+
+/// Attaches files as `hand` says; `chips` are then in the composer.
+pub async fn attach_by(person: &Person, hand: Hand, files: &[Value], chips: usize) {
+    let how = match hand {
+        Hand::Pick => "pick",
+        Hand::Drop => "drop",
+        Hand::Paste => "paste",
+    };
     person
         .js(
             "function make(s) {
@@ -188,19 +209,25 @@ pub async fn attach(person: &Person, files: &[Value]) {
              }
              var dt = new DataTransfer();
              for (var s of arguments[0]) dt.items.add(make(s));
-             var input = document.querySelector('form.composer input[type=file]');
-             input.files = dt.files;
-             input.dispatchEvent(new Event('change', {bubbles: true}));",
-            vec![json!(files)],
+             if (arguments[1] === 'pick') {
+               var input = document.querySelector('form.composer input[type=file]');
+               input.files = dt.files;
+               input.dispatchEvent(new Event('change', {bubbles: true}));
+             } else if (arguments[1] === 'drop') {
+               var pane = document.querySelector('.pane');
+               pane.dispatchEvent(new DragEvent('dragover', {bubbles: true, cancelable: true, dataTransfer: dt}));
+               pane.dispatchEvent(new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: dt}));
+             } else {
+               document.querySelector('form.composer input[name=body]')
+                 .dispatchEvent(new ClipboardEvent('paste', {bubbles: true, cancelable: true, clipboardData: dt}));
+             }",
+            vec![json!(files), json!(how)],
         )
         .await;
     person
         .wait(
             "the attached files' chips in the composer",
-            &format!(
-                "return document.querySelectorAll('.attached .chip').length === {};",
-                files.len()
-            ),
+            &format!("return document.querySelectorAll('.attached .chip').length === {chips};"),
         )
         .await;
 }
@@ -263,8 +290,9 @@ fn digest(bytes: &[u8]) -> String {
     format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
-/// Scenario 1: files attached offline survive a reload and are sent once
-/// the network returns, once, with the same bytes.
+/// Scenario 1: files attached offline (one dropped, one pasted) survive a
+/// reload and are sent once the network returns, once, with the same
+/// bytes.
 pub async fn files_attached_offline_are_sent_after_a_reload(db: Db) {
     let (world, room, alice, bob) = World::dialog_of_two(db).await;
     alice.wait_shell_kept().await;
@@ -275,14 +303,11 @@ pub async fn files_attached_offline_are_sent_after_a_reload(db: Db) {
 
     let pdf = pdf_bytes(3 * 1024 * 1024, 7);
     let image = png(640, 480);
-    attach(
-        &alice,
-        &[
-            spec("certificate.pdf", "application/pdf", pdf.len(), 7),
-            spec_of("photo.png", "image/png", &image),
-        ],
-    )
-    .await;
+    // The PDF dropped on the conversation, the photo pasted.
+    let dropped = [spec("certificate.pdf", "application/pdf", pdf.len(), 7)];
+    attach_by(&alice, Hand::Drop, &dropped, 1).await;
+    let pasted = [spec_of("photo.png", "image/png", &image)];
+    attach_by(&alice, Hand::Paste, &pasted, 2).await;
     alice.type_and_send("The certificate and a photo").await;
     let shown = "var m = [...document.querySelectorAll('.msg.pending')];
          var last = m[m.length - 1];
@@ -638,5 +663,48 @@ pub async fn refused_files_say_why(db: Db) {
         "nothing reached the room"
     );
     assert_eq!(bob.bodies().await, Vec::<String>::new());
+    world.finish(vec![alice, bob]).await;
+}
+
+/// A message whose file is uploading can be cancelled: it leaves the
+/// conversation, its upload stops, and nothing reaches the room.
+pub async fn an_upload_can_be_cancelled(db: Db) {
+    const SIZE: usize = 20 * 1024 * 1024;
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
+    let metric = "natter_upload_bytes_received_total";
+    alice.proxy.cut_after(SIZE as u64 / 4);
+    attach(&alice, &[spec("draft.pdf", "application/pdf", SIZE, 5)]).await;
+    alice.type_and_send("not this one").await;
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    while !alice.proxy.is_down() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    alice
+        .js(
+            "document.querySelector('.msg.pending .cancel').click();",
+            vec![],
+        )
+        .await;
+    alice.wait_pending(0, "the cancelled message gone").await;
+    alice.proxy.set(crate::harness::Link::Up);
+    let at_cancel = received(&world, metric).await;
+    // An absence is no condition to wait for: the upload gets a moment to
+    // (wrongly) go on.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        received(&world, metric).await,
+        at_cancel,
+        "nothing more went up"
+    );
+    assert!(
+        world.rows(&room).await.is_empty(),
+        "nothing reached the room"
+    );
+    assert!(!alice.bodies().await.contains(&"not this one".to_string()));
+    assert!(bob.bodies().await.is_empty());
     world.finish(vec![alice, bob]).await;
 }

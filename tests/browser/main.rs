@@ -62,6 +62,7 @@ on_both_databases!(
     files::files_shown_once_open_offline,
     files::hostile_files_never_run,
     files::refused_files_say_why,
+    files::an_upload_can_be_cancelled,
 );
 
 /// Runs a scenario that takes an engine in Firefox and in WebKitGTK, on

@@ -121,12 +121,16 @@ async fn fetch_links(site: &str, token: &str, id: &str) -> Option<Links> {
     serde_wasm_bindgen::from_value(json).ok()
 }
 
-/// A size for people: bytes, KB or MB.
+/// A size for people: bytes, KB or MB (integer arithmetic: float
+/// formatting would add kilobytes to the widget).
 pub fn size_text(bytes: u64) -> String {
     match bytes {
         0..1_000 => format!("{bytes} B"),
-        1_000..1_000_000 => format!("{:.0} KB", bytes as f64 / 1e3),
-        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+        1_000..1_000_000 => format!("{} KB", (bytes + 500) / 1_000),
+        _ => {
+            let tenths = (bytes + 50_000) / 100_000;
+            format!("{}.{} MB", tenths / 10, tenths % 10)
+        }
     }
 }
 

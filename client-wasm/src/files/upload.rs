@@ -5,8 +5,6 @@
 //! the small requests go with `fetch`. The user's token travels in a
 //! header, never in a URL.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use js_sys::{Function, Promise};
 use natter_shared::ErrorCode;
 use natter_shared::api::ErrorBody;
@@ -87,9 +85,9 @@ impl Uploader {
 
     /// Announces `file`; returns the upload's address.
     pub async fn create(&self, file: &OutgoingFile) -> Result<String, UploadError> {
-        let mut metadata = format!("filename {}", STANDARD.encode(&file.name));
+        let mut metadata = format!("filename {}", base64(&file.name)?);
         if !file.mime.is_empty() {
-            metadata.push_str(&format!(",filetype {}", STANDARD.encode(&file.mime)));
+            metadata.push_str(&format!(",filetype {}", base64(&file.mime)?));
         }
         let length = file.size.to_string();
         let response = self
@@ -204,6 +202,16 @@ impl Uploader {
             }
         }
     }
+}
+
+/// Base64 of a text's UTF-8 bytes, by the browser's `btoa` (which takes
+/// one character per byte).
+fn base64(text: &str) -> Result<String, UploadError> {
+    let bytes: String = text.bytes().map(char::from).collect();
+    web_sys::window()
+        .ok_or(UploadError::Interrupted("no window".into()))?
+        .btoa(&bytes)
+        .map_err(UploadError::from_js)
 }
 
 /// The file id in an upload's address (`/files/ID`).
