@@ -11,6 +11,7 @@ pub mod catch_up;
 pub mod chat_latency;
 pub mod durable_writes;
 pub mod fanout;
+pub mod files;
 pub mod growth;
 pub mod idle_connections;
 pub mod nodes;

@@ -19,7 +19,7 @@ mod sys;
 
 use anyhow::{Context, Result, bail};
 use benches::{
-    catch_up, chat_latency, durable_writes, fanout, growth, idle_connections, nodes,
+    catch_up, chat_latency, durable_writes, fanout, files, growth, idle_connections, nodes,
     reconnect_storm, relay, widget_size, write_floor,
 };
 use plan::{FULL, Plan, QUICK};
@@ -175,9 +175,15 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
     if only.has("B7") {
         catch_up::run(plan, &natter, &node, &mut report).await;
     }
+    report.lap("B7", t0);
+
+    let t0 = Instant::now();
+    if only.has("B10") {
+        files::run(&paths, &natter, &mut report).await;
+    }
     drop(natter);
     drop(node);
-    report.lap("B7", t0);
+    report.lap("B10", t0);
 
     let t0 = Instant::now();
     if only.has("B9") {
@@ -225,8 +231,8 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 struct Only(Vec<String>);
 
 impl Only {
-    const NAMES: [&str; 10] = [
-        "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "growth",
+    const NAMES: [&str; 11] = [
+        "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "growth",
     ];
 
     fn parse(list: &str) -> Result<Self> {

@@ -450,13 +450,60 @@ pub fn ensure_nchan() -> bool {
 /// Starts nginx with nchan on a free port, with its own config; pinned to
 /// core 0 (master and one worker).
 pub fn start_nchan(paths: &Paths) -> Result<Server> {
-    let dir = paths.scratch.join(unique("nchan"));
-    std::fs::create_dir_all(dir.join("body"))?;
+    start_nginx(
+        paths,
+        "nchan",
+        &format!("load_module {NCHAN_MODULE};"),
+        "nchan_shared_memory_size 256m;",
+        |_| {
+            r"location ~ ^/pub/(\w+)$ { nchan_publisher; nchan_channel_id $1; nchan_message_buffer_length 16; }
+        location ~ ^/sub/(\w+)$ { nchan_subscriber websocket; nchan_channel_id $1; }"
+                .to_string()
+        },
+    )
+}
+
+/// Starts plain nginx on a free port serving the files of `DIR/www`
+/// (returned beside it) and taking `PUT` under `/up/`: the file peer.
+pub fn start_nginx_files(paths: &Paths) -> Result<(Server, PathBuf)> {
+    let www = std::cell::RefCell::new(PathBuf::new());
+    let server = start_nginx(paths, "nginx", "", "sendfile on;", |dir| {
+        let root = dir.join("www");
+        *www.borrow_mut() = root.clone();
+        format!(
+            "root {};\n        location /up/ {{ dav_methods PUT; create_full_put_path on; client_max_body_size 0; }}",
+            root.display()
+        )
+    })?;
+    Ok((server, www.into_inner()))
+}
+
+/// Starts nginx (one worker) on a free port with its own config: `top`
+/// before the `http` block, `http` inside it, and the `server` block's
+/// locations from `locations(dir)`; pinned to core 0.
+fn start_nginx(
+    paths: &Paths,
+    name: &str,
+    top: &str,
+    http: &str,
+    locations: impl FnOnce(&Path) -> String,
+) -> Result<Server> {
+    let dir = paths.scratch.join(unique(name));
+    // nginx's workers run as another user (nobody) when it starts as root:
+    // they write request bodies and uploads here.
+    for sub in ["body", "www"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+        std::fs::set_permissions(
+            dir.join(sub),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )?;
+    }
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let d = dir.display();
+    let locations = locations(&dir);
     let conf = format!(
-        r#"load_module {NCHAN_MODULE};
+        r#"{top}
 worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
@@ -466,11 +513,10 @@ events {{ worker_connections 18000; }}
 http {{
     access_log off;
     client_body_temp_path {d}/body;
-    nchan_shared_memory_size 256m;
+    {http}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
-        location ~ ^/pub/(\w+)$ {{ nchan_publisher; nchan_channel_id $1; nchan_message_buffer_length 16; }}
-        location ~ ^/sub/(\w+)$ {{ nchan_subscriber websocket; nchan_channel_id $1; }}
+        {locations}
     }}
 }}
 "#
