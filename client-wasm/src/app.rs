@@ -36,6 +36,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
         error: RwSignal::new(None),
         open: RwSignal::new(None),
         typing: RwSignal::new(Typing::default()),
+        owner_live: RwSignal::new(None),
         progress: RwSignal::new(Default::default()),
         previews: RwSignal::new(Default::default()),
     };
@@ -164,7 +165,9 @@ fn ChatWidget(location: Location) -> impl IntoView {
         }
         match link {
             Some(link) => Status::new(&link, live),
-            None if has_token.get() => Status::Follower,
+            None if has_token.get() => Status::Follower {
+                live: view.owner_live.get().unwrap_or(true),
+            },
             None => Status::new(&LinkState::WaitingForToken, false),
         }
     });

@@ -1,39 +1,49 @@
 //! Tab leadership: of the tabs of one site and user, the one holding the
 //! Web Lock named after the database owns the connection and the outbox
 //! drain; when it closes, the lock passes to a follower. The tabs tell
-//! each other what they stored on a BroadcastChannel of the same name
-//! ([`News`]).
+//! each other what they stored, who types and how the connection stands
+//! on a BroadcastChannel of the same name ([`News`]).
 
 use js_sys::{Function, Promise, Reflect};
+use natter_shared::{RoomId, UserId};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BroadcastChannel, MessageEvent};
 
-/// What a tab tells the others after writing to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a tab tells the others: what it wrote to the store, and what the
+/// tab that holds the connection hears and says for the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "news", rename_all = "snake_case")]
 pub enum News {
     /// The owner stored events: followers re-read the store.
     Room,
     /// A tab wrote to the outbox: the owner adopts and sends.
     Outbox,
+    /// The owner heard someone type: followers show it too.
+    Typing { room: RoomId, user: UserId },
+    /// A follower's person types: the owner says so on the connection.
+    SayTyping { room: RoomId },
+    /// The owner's connection is live (synced) or not.
+    Link { live: bool },
+    /// A tab started: the owner says how its connection stands.
+    Ask,
 }
 
 impl News {
-    /// The word said on the channel.
-    fn as_str(self) -> &'static str {
-        match self {
-            News::Room => "room",
-            News::Outbox => "outbox",
-        }
+    /// What is said on the channel.
+    fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 
-    fn parse(word: &str) -> Option<News> {
-        match word {
+    /// Also the bare words of builds before the tagged form.
+    fn parse(said: &str) -> Option<News> {
+        match said {
             "room" => Some(News::Room),
             "outbox" => Some(News::Outbox),
-            _ => None,
+            _ => serde_json::from_str(said).ok(),
         }
     }
 }
@@ -62,11 +72,11 @@ impl Tabs {
         }
     }
 
-    /// Tells the other tabs something changed in the store.
+    /// Tells the other tabs.
     pub fn say(&self, news: News) {
         if let Some(channel) = &self.channel {
             // A tab that misses it re-reads on its next change.
-            let _ = channel.post_message(&news.as_str().into());
+            let _ = channel.post_message(&news.encode().into());
         }
     }
 

@@ -1,7 +1,8 @@
-//! Scenario 6: two tabs of one person share one connection; closing the
-//! tab that holds it hands it over.
+//! Scenario 6: two tabs of one person share one connection; the tab
+//! without it shows and says typing and how the connection stands; closing
+//! the tab that holds it hands it over.
 
-use crate::harness::{PATIENCE, Page, Person, World};
+use crate::harness::{Link, PATIENCE, Page, Person, World};
 use natter_tests::Db;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,39 @@ pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
     alice.choose("Bob").await;
     alice.wait_status("Online (through another tab)").await;
     settle_sockets(&alice, 1, "with two tabs open").await;
+
+    // The tab without the connection shows typing and says it.
+    bob.type_text("a thought").await;
+    alice
+        .wait(
+            "Bob typing, shown in the tab without the connection",
+            "var t = document.querySelector('.typing'); return !!t && t.textContent.includes('Bob');",
+        )
+        .await;
+    alice.type_text("hmm").await;
+    bob.wait(
+        "Alice typing in her second tab",
+        "var t = document.querySelector('.typing'); return !!t && t.textContent.includes('Alice');",
+    )
+    .await;
+    bob.js(
+        "var i = document.querySelector('form.composer input[name=body]');
+         i.value = ''; i.dispatchEvent(new Event('input', {bubbles: true}));",
+        vec![],
+    )
+    .await;
+    alice
+        .js(
+            "var i = document.querySelector('form.composer input[name=body]');
+             i.value = ''; i.dispatchEvent(new Event('input', {bubbles: true}));",
+            vec![],
+        )
+        .await;
+    // It says so when the tab holding the connection is offline.
+    alice.proxy.set(Link::NoSocket);
+    alice.wait_status("Offline (through another tab)").await;
+    alice.proxy.set(Link::Up);
+    alice.wait_status("Online (through another tab)").await;
 
     alice.type_and_send("from the second tab").await;
     bob.wait_message("from the second tab", PATIENCE).await;

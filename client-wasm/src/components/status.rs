@@ -17,9 +17,11 @@ pub enum Status {
     Refused {
         reason: String,
     },
-    /// Another tab of this browser holds the connection; this one shows
-    /// what it stores.
-    Follower,
+    /// Another tab of this browser holds the connection (live or not, as
+    /// it last said); this one shows what it stores.
+    Follower {
+        live: bool,
+    },
 }
 
 impl Status {
@@ -48,7 +50,8 @@ impl Status {
             Status::Online => "Online".into(),
             Status::Offline { retry_secs: 0 } => "Offline".into(),
             Status::Offline { retry_secs } => format!("Offline, retrying in {retry_secs} s"),
-            Status::Follower => "Online (through another tab)".into(),
+            Status::Follower { live: true } => "Online (through another tab)".into(),
+            Status::Follower { live: false } => "Offline (through another tab)".into(),
             Status::Refused { reason } => format!("Sign-in refused ({reason})"),
         }
     }
@@ -56,8 +59,10 @@ impl Status {
     /// The CSS class that colours the line.
     fn tone(&self) -> &'static str {
         match self {
-            Status::Online | Status::Follower => "status ok",
-            Status::Offline { .. } | Status::Refused { .. } => "status bad",
+            Status::Online | Status::Follower { live: true } => "status ok",
+            Status::Offline { .. } | Status::Refused { .. } | Status::Follower { live: false } => {
+                "status bad"
+            }
             _ => "status wait",
         }
     }

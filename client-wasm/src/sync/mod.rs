@@ -43,6 +43,9 @@ pub struct View {
     pub open: RwSignal<Option<RoomId>>,
     /// Who is typing where, and when this tab last said so.
     pub typing: RwSignal<Typing>,
+    /// In a follower tab: whether the owner tab's connection is live, once
+    /// it said.
+    pub owner_live: RwSignal<Option<bool>>,
     /// Files on their way: how many bytes of each (by key) the server has.
     pub progress: RwSignal<HashMap<String, f64>>,
     /// Files on their way: a local address (`blob:`) to preview each
@@ -132,12 +135,11 @@ impl Engine {
         engine.reload().await?;
         let weak = Rc::downgrade(&engine.0);
         engine.0.tabs.listen(move |news| {
-            let Some(inner) = weak.upgrade() else { return };
-            Engine(inner).push(match news {
-                News::Room => Work::Reload,
-                News::Outbox => Work::OutboxChanged,
-            });
+            if let Some(inner) = weak.upgrade() {
+                Engine(inner).hear_tab(news);
+            }
         });
+        engine.0.tabs.say(News::Ask);
         let weak = Rc::downgrade(&engine.0);
         engine.0.tabs.lead_when_chosen(&name, move || {
             if let Some(inner) = weak.upgrade() {
@@ -177,38 +179,34 @@ impl Engine {
     }
 
     /// The person is typing in `room`: the others are told, at most every
-    /// few seconds, by the tab that holds the connection.
+    /// few seconds, by the tab that holds the connection (a follower asks
+    /// it to).
     pub fn typing(&self, room: RoomId) {
         let now = js_sys::Date::now() as i64;
         let say = (self.0.view.typing)
             .try_update_untracked(|t| t.should_say(&room, now))
             .unwrap_or(false);
-        if say
-            && self.0.synced_on.get() == self.0.socket.get()
-            && let Some(link) = self.0.link.borrow().as_ref()
-        {
-            link.send(&ClientFrame::Typing { room });
+        if !say {
+            return;
+        }
+        if self.0.link.borrow().is_some() {
+            self.say_typing(room);
+        } else {
+            self.0.tabs.say(News::SayTyping { room });
         }
     }
 
     /// Someone else typed (`typing` frame) or wrote (a message, which ends
-    /// their typing).
+    /// their typing). The owner tab tells the followers who types.
     fn heard(&self, frame: &ServerFrame) {
         let typing = self.0.view.typing;
         match frame {
             ServerFrame::Typing { room, user } => {
-                let now = js_sys::Date::now() as i64;
-                typing.update(|t| t.heard(room.clone(), user.clone(), now));
-                // Forget it once it is stale.
-                set_timeout(
-                    move || {
-                        let now = js_sys::Date::now() as i64;
-                        if typing.try_update_untracked(|t| t.expire(now)) == Some(true) {
-                            typing.notify();
-                        }
-                    },
-                    std::time::Duration::from_millis(SHOWN_MS as u64 + 50),
-                );
+                self.show_typing(room.clone(), user.clone());
+                self.0.tabs.say(News::Typing {
+                    room: room.clone(),
+                    user: user.clone(),
+                });
             }
             ServerFrame::Event { event } => {
                 if let Some(sender) = &event.sender
@@ -218,6 +216,52 @@ impl Engine {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Shows `user` typing in `room` until it goes stale.
+    fn show_typing(&self, room: RoomId, user: UserId) {
+        let typing = self.0.view.typing;
+        let now = js_sys::Date::now() as i64;
+        typing.update(|t| t.heard(room, user, now));
+        // Forget it once it is stale.
+        set_timeout(
+            move || {
+                let now = js_sys::Date::now() as i64;
+                if typing.try_update_untracked(|t| t.expire(now)) == Some(true) {
+                    typing.notify();
+                }
+            },
+            std::time::Duration::from_millis(SHOWN_MS as u64 + 50),
+        );
+    }
+
+    /// What another tab said.
+    fn hear_tab(&self, news: News) {
+        let owner = self.0.link.borrow().is_some();
+        match news {
+            News::Room => self.push(Work::Reload),
+            News::Outbox => self.push(Work::OutboxChanged),
+            News::Typing { room, user } if !owner => self.show_typing(room, user),
+            News::SayTyping { room } if owner => self.say_typing(room),
+            News::Link { live } if !owner => self.0.view.owner_live.set(Some(live)),
+            News::Ask if owner => self.announce_link(),
+            _ => {}
+        }
+    }
+
+    /// The owner tells the followers whether its connection is live.
+    fn announce_link(&self) {
+        let live = self.0.view.chat.with_untracked(Chat::is_live);
+        self.0.tabs.say(News::Link { live });
+    }
+
+    /// Sends `typing` on the connection, if it is synced.
+    fn say_typing(&self, room: RoomId) {
+        if self.0.synced_on.get() == self.0.socket.get()
+            && let Some(link) = self.0.link.borrow().as_ref()
+        {
+            link.send(&ClientFrame::Typing { room });
         }
     }
 
@@ -282,7 +326,8 @@ impl Engine {
         let chat = self.0.view.chat;
         match work {
             Work::Frame(frame, socket) => {
-                if matches!(frame, ServerFrame::Synced {}) {
+                let synced = matches!(frame, ServerFrame::Synced {});
+                if synced {
                     self.0.synced_on.set(socket);
                 }
                 let out = chat
@@ -290,9 +335,13 @@ impl Engine {
                     .unwrap_or_default();
                 self.persist().await?;
                 self.send(&out);
+                if synced {
+                    self.announce_link();
+                }
             }
             Work::Disconnected => {
                 chat.update(Chat::on_disconnect);
+                self.announce_link();
             }
             Work::Compose(room, body, attached) => {
                 let client_id = ClientId::from_uuid(uuid::Uuid::now_v7());
