@@ -54,6 +54,35 @@ async fn the_widget_may_be_framed_only_by_the_sites_origins() {
     let res = app.http.get(app.url("/widget.js")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "/* loader */");
+
+    // The site is read as the app reads it: encoded names count, and a
+    // second site (another site's, spelled differently) is refused.
+    let res = app
+        .http
+        .get(app.url(&format!("/widget/?%73ite={}", app.site.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&res, "content-security-policy"),
+        format!("frame-ancestors 'self' {ORIGIN}")
+    );
+    for query in [
+        format!("%73ite={}&site={}", app.site.id, app.other.id),
+        format!("site={}&site={}", app.other.id, app.site.id),
+        "site=%zz".to_string(),
+    ] {
+        let res = app
+            .http
+            .get(app.url(&format!("/widget/?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{query}");
+        assert!(res.headers().get("content-security-policy").is_none());
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_input", "{query}");
+    }
     app.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }

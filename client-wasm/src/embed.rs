@@ -37,8 +37,10 @@ pub struct Location {
 /// missing or malformed.
 pub fn location() -> Option<Location> {
     let loc = web_sys::window()?.location();
-    let query = web_sys::UrlSearchParams::new_with_str(&loc.search().ok()?).ok()?;
-    let site = SiteId::parse(query.get("site")?).ok()?;
+    let search = loc.search().ok()?;
+    let query = web_sys::UrlSearchParams::new_with_str(&search).ok()?;
+    // Read exactly as the server read it for the page's frame-ancestors.
+    let site = natter_shared::query::site(search.trim_start_matches('?')).ok()??;
     let file_cache_mb = query
         .get("file_cache_mb")
         .and_then(|v| v.trim().parse::<u32>().ok());

@@ -29,6 +29,7 @@ pub mod ids;
 pub mod limits;
 pub mod mime;
 pub mod protocol;
+pub mod query;
 pub mod sync;
 pub mod token;
 

@@ -19,7 +19,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, get_service};
-use natter_shared::SiteId;
 use shell::Shell;
 use std::sync::Arc;
 use tower_http::services::{ServeDir, ServeFile};
@@ -112,17 +111,16 @@ async fn headers(State(widget): State<Widget>, req: Request, next: Next) -> Resp
 }
 
 /// Adds `frame-ancestors` for `?site=SITE` (just `'self'` without a known
-/// site), plus `nosniff` and `no-referrer`.
+/// site), plus `nosniff` and `no-referrer`; 400 for a query that names the
+/// site twice or is not valid percent-encoding.
 async fn frame_ancestors(state: &AppState, req: Request, next: Next) -> Response {
-    let site = req
-        .uri()
-        .query()
-        .and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("site="))
-                .map(str::to_string)
-        })
-        .and_then(|s| SiteId::parse(s).ok());
+    // Read as the app reads it; a site named twice is refused, so that no
+    // spelling of the URL gets one site's origins and runs as another.
+    let site = match natter_shared::query::site(req.uri().query().unwrap_or("")) {
+        Ok(site) => site,
+        Err(natter_shared::query::QueryError::BadSite(_)) => None,
+        Err(err) => return crate::error::ApiError::invalid(err.to_string()).into_response(),
+    };
     let mut origins = vec!["'self'".to_string()];
     if let Some(site) = site {
         match state.store.site(&site).await {
