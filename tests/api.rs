@@ -534,3 +534,45 @@ async fn health_answers_ok() {
     assert_eq!(res.status(), 200);
     fx.done().await;
 }
+
+// --------------------------------------------------------------- labels
+
+#[tokio::test]
+async fn names_and_titles_lose_characters_that_hide_or_reorder_text() {
+    let app = spawn_app(Db::Sqlite).await;
+    let res = app
+        .api(Method::POST, "/rooms")
+        .json(&json!({
+            "title": "\u{202E}Physics\u{200B} 101",
+            "members": [{"id": "alice", "name": "Al\u{2066}ice\u{2069}"}, {"id": "bob"}]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let room: Value = res.json().await.unwrap();
+    assert_eq!(room["title"], "Physics 101");
+    assert_eq!(room["members"][0]["name"], "Alice");
+    // Nothing left is no name: refused.
+    let res = app
+        .api(Method::POST, "/rooms")
+        .json(&json!({"title": "\u{202E}\u{200F}", "members": [{"id": "alice"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // A token's name is cleaned the same way.
+    let mut client = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    client
+        .send(&natter_shared::ClientFrame::Auth {
+            token: token_named(&app.site, "carol", "Car\u{202E}ol", 3600),
+        })
+        .await;
+    match client.recv().await {
+        natter_shared::ServerFrame::Hello { name, .. } => {
+            assert_eq!(name.as_deref(), Some("Carol"));
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+    app.stop().await;
+}

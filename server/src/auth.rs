@@ -160,14 +160,21 @@ pub fn verify(
         return Err(TokenError::NotYetValid);
     }
     let user = UserId::parse(claims.sub).map_err(|e| TokenError::Malformed(format!("sub: {e}")))?;
-    if let Some(name) = &claims.name {
-        natter_shared::protocol::check_text("name", name, natter_shared::limits::MAX_NAME_BYTES)
-            .map_err(|e| TokenError::Malformed(e.to_string()))?;
-    }
+    let name = match &claims.name {
+        Some(name) => Some(
+            natter_shared::protocol::clean_label(
+                "name",
+                name,
+                natter_shared::limits::MAX_NAME_BYTES,
+            )
+            .map_err(|e| TokenError::Malformed(e.to_string()))?,
+        ),
+        None => None,
+    };
     Ok(Identity {
         site: site.clone(),
         user,
-        name: claims.name,
+        name,
     })
 }
 

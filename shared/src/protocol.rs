@@ -485,6 +485,35 @@ pub fn check_body(body: &str, max: usize) -> Result<(), TextError> {
     check_text("message body", body, max)
 }
 
+/// A display name or title as kept: characters that hide or reorder text
+/// (controls, bidirectional overrides and isolates, zero-width spaces and
+/// other invisible format characters; the joiners emoji need stay) are
+/// removed and spaces trimmed, then it is checked as [`check_text`] does.
+pub fn clean_label(what: &'static str, text: &str, max: usize) -> Result<String, TextError> {
+    let cleaned: String = text.chars().filter(|c| !hides_text(*c)).collect();
+    let cleaned = cleaned.trim().to_string();
+    check_text(what, &cleaned, max)?;
+    Ok(cleaned)
+}
+
+/// True for the characters [`clean_label`] removes.
+fn hides_text(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
 /// Checks a title or a display name: not blank, at most `max` bytes, no NUL.
 pub fn check_text(what: &'static str, text: &str, max: usize) -> Result<(), TextError> {
     if text.trim().is_empty() {
@@ -506,6 +535,18 @@ pub fn check_text(what: &'static str, text: &str, max: usize) -> Result<(), Text
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_lose_what_hides_or_reorders_text() {
+        let clean = |t: &str| clean_label("name", t, 64);
+        assert_eq!(clean("\u{202E}gpj.exe"), Ok("gpj.exe".into()));
+        assert_eq!(clean("Al\u{200B}ice\u{2066}\u{2069}"), Ok("Alice".into()));
+        assert_eq!(clean(" Bob\u{FEFF} "), Ok("Bob".into()));
+        // The joiner that makes one emoji of two stays.
+        assert_eq!(clean("👩\u{200D}🔬 Eve"), Ok("👩\u{200D}🔬 Eve".into()));
+        assert_eq!(clean("\u{202E}\u{200F}"), Err(TextError::Empty("name")));
+        assert_eq!(clean("tab\there"), Ok("tabhere".into()));
+    }
 
     #[test]
     fn unknown_type_and_malformed_frames_get_different_codes() {

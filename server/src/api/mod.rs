@@ -16,7 +16,7 @@ use natter_shared::api::{
     AddMember, CreateRoom, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
 };
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES};
-use natter_shared::protocol::{Body, check_text};
+use natter_shared::protocol::{Body, clean_label};
 use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -109,9 +109,13 @@ async fn ensure_room(state: &AppState, site: &Site, room: &RoomId) -> Result<(),
     }
 }
 
-fn check_member(m: &Member) -> Result<(), ApiError> {
+/// Checks a member's display name and keeps it cleaned ([`clean_label`]).
+fn check_member(m: &mut Member) -> Result<(), ApiError> {
     if let Some(name) = &m.name {
-        check_text("name", name, MAX_NAME_BYTES).map_err(|e| ApiError::invalid(e.to_string()))?;
+        m.name = Some(
+            clean_label("name", name, MAX_NAME_BYTES)
+                .map_err(|e| ApiError::invalid(e.to_string()))?,
+        );
     }
     Ok(())
 }
@@ -119,18 +123,20 @@ fn check_member(m: &Member) -> Result<(), ApiError> {
 async fn create_room(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
-    ApiJson(req): ApiJson<CreateRoom>,
+    ApiJson(mut req): ApiJson<CreateRoom>,
 ) -> Result<(StatusCode, Json<RoomInfo>), ApiError> {
-    check_text("title", &req.title, MAX_TITLE_BYTES)
+    req.title = clean_label("title", &req.title, MAX_TITLE_BYTES)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     if req.members.len() > MAX_MEMBERS {
         return Err(ApiError::invalid(format!(
             "at most {MAX_MEMBERS} members per room"
         )));
     }
+    for m in &mut req.members {
+        check_member(m)?;
+    }
     let mut seen = HashSet::new();
     for m in &req.members {
-        check_member(m)?;
         if !seen.insert(&m.id) {
             return Err(ApiError::invalid(format!(
                 "member {} is listed twice",
@@ -151,9 +157,9 @@ async fn create_room(
 async fn open_dialog(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
-    ApiJson(req): ApiJson<OpenDialog>,
+    ApiJson(mut req): ApiJson<OpenDialog>,
 ) -> Result<(StatusCode, Json<RoomInfo>), ApiError> {
-    let [a, b] = req.users.as_slice() else {
+    let [a, b] = req.users.as_mut_slice() else {
         return Err(ApiError::invalid("a dialog has exactly two users"));
     };
     check_member(a)?;
@@ -161,6 +167,7 @@ async fn open_dialog(
     if a.id == b.id {
         return Err(ApiError::invalid("a dialog needs two different users"));
     }
+    let (a, b) = (&*a, &*b);
     let (room, created) = state.store.open_dialog(&site.id, a, b).await?;
     if created {
         state
@@ -186,10 +193,10 @@ async fn add_member(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
     Path(room): Path<String>,
-    ApiJson(req): ApiJson<AddMember>,
+    ApiJson(mut req): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let room = parse_room(room)?;
-    check_member(&req.user)?;
+    check_member(&mut req.user)?;
     ensure_room(&state, &site, &room).await?;
     state
         .store
