@@ -96,16 +96,24 @@ pub struct Links {
     pub expires_at: i64,
 }
 
+/// The headers that name the caller of the file routes: the user's token
+/// (never in a URL) and the site.
+pub fn caller_headers(site: &str, token: &str) -> [(&'static str, String); 2] {
+    [
+        ("Authorization", format!("Bearer {token}")),
+        ("X-Natter-Site", site.to_string()),
+    ]
+}
+
 /// Asks the server for links to file `id`; `None` when it cannot be
 /// reached or refuses (the view then shows the name only).
 async fn fetch_links(site: &str, token: &str, id: &str) -> Option<Links> {
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     let headers = web_sys::Headers::new().ok()?;
-    headers
-        .set("Authorization", &format!("Bearer {token}"))
-        .ok()?;
-    headers.set("X-Natter-Site", site).ok()?;
+    for (name, value) in caller_headers(site, token) {
+        headers.set(name, &value).ok()?;
+    }
     init.set_headers(&headers);
     let request =
         web_sys::Request::new_with_str_and_init(&format!("/files/{id}/links"), &init).ok()?;

@@ -50,16 +50,11 @@ impl UploadError {
 }
 
 impl Uploader {
-    fn headers(&self) -> Result<Headers, UploadError> {
-        let headers = Headers::new().map_err(UploadError::from_js)?;
-        for (name, value) in [
-            ("Authorization", format!("Bearer {}", self.token).as_str()),
-            ("X-Natter-Site", self.site.as_str()),
-            ("Tus-Resumable", TUS),
-        ] {
-            headers.set(name, value).map_err(UploadError::from_js)?;
-        }
-        Ok(headers)
+    /// The caller's headers and the protocol's version: on every request.
+    fn headers(&self) -> impl Iterator<Item = (&'static str, String)> {
+        super::caller_headers(&self.site, &self.token)
+            .into_iter()
+            .chain([("Tus-Resumable", TUS.to_string())])
     }
 
     async fn fetch(
@@ -70,7 +65,10 @@ impl Uploader {
     ) -> Result<Response, UploadError> {
         let init = RequestInit::new();
         init.set_method(method);
-        let headers = self.headers()?;
+        let headers = Headers::new().map_err(UploadError::from_js)?;
+        for (name, value) in self.headers() {
+            headers.set(name, &value).map_err(UploadError::from_js)?;
+        }
         for (name, value) in extra {
             headers.set(name, value).map_err(UploadError::from_js)?;
         }
@@ -108,7 +106,7 @@ impl Uploader {
     pub async fn offset(&self, url: &str) -> Result<u64, UploadError> {
         let response = self.fetch("HEAD", url, &[]).await?;
         match response.status() {
-            200 | 204 => offset_of(&response.headers()),
+            200 | 204 => offset_of(response.headers().get("Upload-Offset").ok().flatten()),
             404 | 410 => Err(UploadError::Gone),
             _ => Err(refusal(&response).await),
         }
@@ -133,14 +131,15 @@ impl Uploader {
     ) -> Result<u64, UploadError> {
         let xhr = XmlHttpRequest::new().map_err(UploadError::from_js)?;
         xhr.open("PATCH", url).map_err(UploadError::from_js)?;
-        for (name, value) in [
-            ("Authorization", format!("Bearer {}", self.token).as_str()),
-            ("X-Natter-Site", self.site.as_str()),
-            ("Tus-Resumable", TUS),
-            ("Upload-Offset", offset.to_string().as_str()),
-            ("Content-Type", "application/offset+octet-stream"),
-        ] {
-            xhr.set_request_header(name, value)
+        let this_request = [
+            ("Upload-Offset", offset.to_string()),
+            (
+                "Content-Type",
+                "application/offset+octet-stream".to_string(),
+            ),
+        ];
+        for (name, value) in self.headers().chain(this_request) {
+            xhr.set_request_header(name, &value)
                 .map_err(UploadError::from_js)?;
         }
         let on_progress =
@@ -186,12 +185,7 @@ impl Uploader {
         }
         let status = xhr.status().unwrap_or(0);
         match status {
-            204 | 200 => xhr
-                .get_response_header("Upload-Offset")
-                .ok()
-                .flatten()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or_else(|| UploadError::Interrupted("the server gave no Upload-Offset".into())),
+            204 | 200 => offset_of(xhr.get_response_header("Upload-Offset").ok().flatten()),
             404 | 410 => Err(UploadError::Gone),
             // Another request moved the offset (or the last answer was
             // lost): ask again where it stands.
@@ -220,11 +214,9 @@ pub fn file_id(url: &str) -> Option<natter_shared::FileId> {
     natter_shared::FileId::parse(id).ok()
 }
 
-fn offset_of(headers: &Headers) -> Result<u64, UploadError> {
-    headers
-        .get("Upload-Offset")
-        .ok()
-        .flatten()
+/// The server's offset, from its `Upload-Offset` header.
+fn offset_of(header: Option<String>) -> Result<u64, UploadError> {
+    header
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| UploadError::Interrupted("the server gave no Upload-Offset".into()))
 }

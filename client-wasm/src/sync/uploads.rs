@@ -142,6 +142,9 @@ impl Engine {
                 message: "the file is no longer on this device".into(),
             });
         };
+        let finished = |at: &str| {
+            file_id(at).ok_or_else(|| UploadError::Interrupted(format!("no file id in {at}")))
+        };
         let mut url = waiting.url;
         loop {
             let uploader = self.uploader();
@@ -158,16 +161,14 @@ impl Engine {
             let offset = match uploader.offset(&at).await {
                 Ok(offset) => offset,
                 Err(UploadError::Gone) => {
-                    let _ = db.set_upload_url(&file.key, None).await;
-                    url = None;
+                    url = self.start_over(&file.key).await;
                     continue;
                 }
                 Err(err) => return Err(err),
             };
             self.progress(&file.key, offset as f64);
             if offset >= file.size {
-                return file_id(&at)
-                    .ok_or_else(|| UploadError::Interrupted(format!("no file id in {at}")));
+                return finished(&at);
             }
             let rest = slice(&waiting.blob, offset)?;
             let progress = self.0.view.progress;
@@ -186,19 +187,21 @@ impl Engine {
                 )
                 .await;
             match sent {
-                Ok(at_end) if at_end >= file.size => {
-                    return file_id(&at)
-                        .ok_or_else(|| UploadError::Interrupted(format!("no file id in {at}")));
-                }
+                Ok(at_end) if at_end >= file.size => return finished(&at),
                 // Less than all: ask the server where it stands.
                 Ok(_) => {}
-                Err(UploadError::Gone) => {
-                    let _ = db.set_upload_url(&file.key, None).await;
-                    url = None;
-                }
+                Err(UploadError::Gone) => url = self.start_over(&file.key).await,
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// The server no longer knows a file's upload (expired, or removed):
+    /// forgets its address, so the next attempt creates a new one.
+    async fn start_over(&self, key: &str) -> Option<String> {
+        // Failing to forget it only costs asking the server again.
+        let _ = self.0.db.set_upload_url(key, None).await;
+        None
     }
 
     fn progress(&self, key: &str, at: f64) {
