@@ -77,6 +77,17 @@ fn executable(env: &str, candidates: &[PathBuf], hint: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no {hint} (looked at {candidates:?}; or set {env})"))
 }
 
+/// Migrates the database at `url` and registers the test site in it: what
+/// runs before any node starts.
+pub(crate) async fn site_on(url: &str) -> TestSite {
+    let store = natter_server::store::Store::connect(url, 2)
+        .await
+        .expect("the test database opens");
+    let site = register(&store, "test", &[ORIGIN.to_string()]).await;
+    store.close().await;
+    site
+}
+
 /// `name` in each directory of `PATH`.
 fn on_path(name: &str) -> Vec<PathBuf> {
     std::env::var_os("PATH")
@@ -306,12 +317,7 @@ impl Cluster {
     async fn start(test: &str, nodes: usize, sweep: Duration) -> Cluster {
         let dir = log_dir(test);
         let (database_url, scratch) = fresh_database(Db::MariaDb).await;
-        // Migrate and register the site before any node starts.
-        let store = natter_server::store::Store::connect(&database_url, 2)
-            .await
-            .expect("the test database opens");
-        let site = register(&store, "test", &[ORIGIN.to_string()]).await;
-        store.close().await;
+        let site = site_on(&database_url).await;
         let nats = Nats::start(&dir).await;
         let url = nats.url();
         let mut cluster = Cluster {

@@ -5,10 +5,10 @@
 //! other, the file downloads from either with the same bytes, and the
 //! objects are in the bucket under the configured prefix.
 
-use crate::nodes::{free_port, kill, log_dir, log_file, tail, tool};
+use crate::nodes::{free_port, kill, log_dir, log_file, site_on, tail, tool};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use natter_tests::{ApiClient, Db, ORIGIN, User, eventually, fresh_database, natter_bin, register};
+use natter_tests::{ApiClient, Db, User, eventually, fresh_database, natter_bin};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -73,11 +73,7 @@ async fn files_live_in_an_s3_bucket_shared_by_nodes() {
     assert!(made.status().is_success(), "{}", made.status());
 
     let (database_url, _scratch) = fresh_database(Db::Sqlite).await;
-    let store = natter_server::store::Store::connect(&database_url, 2)
-        .await
-        .expect("the test database opens");
-    let site = register(&store, "test", &[ORIGIN.to_string()]).await;
-    store.close().await;
+    let site = site_on(&database_url).await;
     let mut nodes = Vec::new();
     for name in ["a", "b"] {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
