@@ -450,44 +450,40 @@ pub fn ensure_nchan() -> bool {
 /// Starts nginx with nchan on a free port, with its own config; pinned to
 /// core 0 (master and one worker).
 pub fn start_nchan(paths: &Paths) -> Result<Server> {
-    start_nginx(
+    let (server, _) = start_nginx(
         paths,
         "nchan",
         &format!("load_module {NCHAN_MODULE};"),
         "nchan_shared_memory_size 256m;",
-        |_| {
-            r"location ~ ^/pub/(\w+)$ { nchan_publisher; nchan_channel_id $1; nchan_message_buffer_length 16; }
-        location ~ ^/sub/(\w+)$ { nchan_subscriber websocket; nchan_channel_id $1; }"
-                .to_string()
-        },
+        r"location ~ ^/pub/(\w+)$ { nchan_publisher; nchan_channel_id $1; nchan_message_buffer_length 16; }
+        location ~ ^/sub/(\w+)$ { nchan_subscriber websocket; nchan_channel_id $1; }",
+    )?;
+    Ok(server)
+}
+
+/// Starts plain nginx on a free port serving the files of its `www`
+/// directory (returned beside it) and taking `PUT` under `/up/`: the file
+/// peer.
+pub fn start_nginx_files(paths: &Paths) -> Result<(Server, PathBuf)> {
+    start_nginx(
+        paths,
+        "nginx",
+        "",
+        "sendfile on;",
+        "location /up/ { dav_methods PUT; create_full_put_path on; client_max_body_size 0; }",
     )
 }
 
-/// Starts plain nginx on a free port serving the files of `DIR/www`
-/// (returned beside it) and taking `PUT` under `/up/`: the file peer.
-pub fn start_nginx_files(paths: &Paths) -> Result<(Server, PathBuf)> {
-    let www = std::cell::RefCell::new(PathBuf::new());
-    let server = start_nginx(paths, "nginx", "", "sendfile on;", |dir| {
-        let root = dir.join("www");
-        *www.borrow_mut() = root.clone();
-        format!(
-            "root {};\n        location /up/ {{ dav_methods PUT; create_full_put_path on; client_max_body_size 0; }}",
-            root.display()
-        )
-    })?;
-    Ok((server, www.into_inner()))
-}
-
 /// Starts nginx (one worker) on a free port with its own config: `top`
-/// before the `http` block, `http` inside it, and the `server` block's
-/// locations from `locations(dir)`; pinned to core 0.
+/// before the `http` block, `http` inside it, `locations` in the `server`
+/// block, whose root is the returned `www` directory; pinned to core 0.
 fn start_nginx(
     paths: &Paths,
     name: &str,
     top: &str,
     http: &str,
-    locations: impl FnOnce(&Path) -> String,
-) -> Result<Server> {
+    locations: &str,
+) -> Result<(Server, PathBuf)> {
     let dir = paths.scratch.join(unique(name));
     // nginx's workers run as another user (nobody) when it starts as root:
     // they write request bodies and uploads here.
@@ -501,7 +497,6 @@ fn start_nginx(
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let d = dir.display();
-    let locations = locations(&dir);
     let conf = format!(
         r#"{top}
 worker_processes 1;
@@ -516,6 +511,7 @@ http {{
     {http}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
+        root {d}/www;
         {locations}
     }}
 }}
@@ -534,7 +530,7 @@ http {{
         .spawn()
         .context("starting nginx")?;
     wait_listening(addr, &mut child, "nginx")?;
-    Ok(Server {
+    let server = Server {
         ep: Endpoint {
             kind: Kind::Nchan,
             addr,
@@ -544,7 +540,8 @@ http {{
         },
         database_url: None,
         child,
-    })
+    };
+    Ok((server, dir.join("www")))
 }
 
 /// One line about the machine, from /proc/cpuinfo and friends.
