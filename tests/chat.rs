@@ -81,10 +81,7 @@ async fn reconnect_with_an_old_cursor_receives_exactly_the_missing_messages_in_o
     let mut bob = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
     bob.auth(&app.token("bob")).await;
     bob.send(&ClientFrame::Sync {
-        cursors: vec![Cursor {
-            room: room.id.clone(),
-            seq: 2,
-        }],
+        cursors: vec![Cursor::new(room.id.clone(), 2)],
     })
     .await;
     let mut seqs = Vec::new();
@@ -150,10 +147,7 @@ async fn writers_and_readers(db: Db) {
                     // Fell behind: follow the cursor, as a client does.
                     ServerFrame::Resync { .. } => {
                         resyncs += 1;
-                        let cursor = Cursor {
-                            room: room.clone(),
-                            seq: last,
-                        };
+                        let cursor = Cursor::new(room.clone(), last);
                         let (_, events) = reader.sync_collect(vec![cursor]).await;
                         for event in events {
                             assert_eq!(
@@ -219,10 +213,7 @@ async fn writers_and_readers(db: Db) {
     let mut late = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
     late.auth(&app.token("r0")).await;
     let (_, events) = late
-        .sync_collect(vec![Cursor {
-            room: room.id.clone(),
-            seq: 0,
-        }])
+        .sync_collect(vec![Cursor::new(room.id.clone(), 0)])
         .await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=total).collect::<Vec<_>>());

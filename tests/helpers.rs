@@ -568,6 +568,9 @@ pub fn ws_request_to(
 /// A protocol client over a real WebSocket.
 pub struct Client {
     pub ws: Ws,
+    /// Whether [`Client::next`] returns `presence` frames (most tests are
+    /// not about them: they are skipped unless asked for).
+    pub presence: bool,
 }
 
 /// What the socket did instead of sending a frame.
@@ -592,7 +595,10 @@ impl Client {
     ) -> Result<Client, String> {
         let request = ws_request_to(addr, site, origin);
         match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
-            Ok(Ok((ws, _))) => Ok(Client { ws }),
+            Ok(Ok((ws, _))) => Ok(Client {
+                ws,
+                presence: false,
+            }),
             Ok(Err(err)) => Err(err.to_string()),
             Err(_) => Err(format!("no upgrade from {addr} within {WAIT:?}")),
         }
@@ -625,7 +631,10 @@ impl Client {
             Some(&b"natter.v1"[..]),
             "the server speaks natter.v1"
         );
-        Client { ws }
+        Client {
+            ws,
+            presence: false,
+        }
     }
 
     /// Sends a frame.
@@ -653,9 +662,12 @@ impl Client {
                 .expect("a frame within the wait");
             match msg {
                 Some(Ok(Message::Text(text))) => {
-                    return Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
-                        panic!("server sent an undecodable frame {text}: {e}")
-                    }));
+                    let frame = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("server sent an undecodable frame {text}: {e}"));
+                    if matches!(frame, ServerFrame::Presence { .. }) && !self.presence {
+                        continue;
+                    }
+                    return Ok(frame);
                 }
                 Some(Ok(Message::Close(frame))) => return Err(Ended::Closed(frame)),
                 Some(Ok(_)) => continue,

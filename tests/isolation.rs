@@ -46,10 +46,7 @@ async fn a_user_cannot_read_or_post_to_a_room_they_are_not_in() {
     // A cursor for someone else's room gets an error, not its events.
     mallory
         .send(&ClientFrame::Sync {
-            cursors: vec![Cursor {
-                room: private.id.clone(),
-                seq: 0,
-            }],
+            cursors: vec![Cursor::new(private.id.clone(), 0)],
         })
         .await;
     let mut saw_error = false;

@@ -25,6 +25,7 @@ mod demo;
 mod files;
 mod isolation;
 mod nodes;
+mod people;
 mod robustness;
 mod s3;
 mod store;

@@ -503,10 +503,7 @@ impl View {
     fn cursors(&self) -> Vec<Cursor> {
         self.rooms
             .iter()
-            .map(|(room, list)| Cursor {
-                room: room.clone(),
-                seq: list.len() as u64,
-            })
+            .map(|(room, list)| Cursor::new(room.clone(), list.len() as u64))
             .collect()
     }
 }
@@ -714,7 +711,10 @@ impl Person {
                 ServerFrame::Error { code, message, .. } => view
                     .violations
                     .push(format!("an error frame: {code:?} {message}")),
-                ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {}
+                ServerFrame::Typing { .. }
+                | ServerFrame::Presence { .. }
+                | ServerFrame::Read { .. }
+                | ServerFrame::Pong { .. } => {}
                 other => view.violations.push(format!("unexpected frame {other:?}")),
             }
         }
@@ -1058,10 +1058,7 @@ async fn catch_up(client: &mut Client, room: &RoomId, held: Seq, want: Seq) -> V
                 }
             }
             ServerFrame::Resync { .. } => {
-                let cursors = vec![Cursor {
-                    room: room.clone(),
-                    seq: last,
-                }];
+                let cursors = vec![Cursor::new(room.clone(), last)];
                 client.send(&ClientFrame::Sync { cursors }).await;
             }
             _ => {}

@@ -73,10 +73,7 @@ async fn malformed_and_unknown_frames_get_an_error_and_the_connection_survives()
     // Absurd cursors and history bounds are answered, not a crash.
     alice
         .send(&ClientFrame::Sync {
-            cursors: vec![natter_shared::Cursor {
-                room: room.id.clone(),
-                seq: u64::MAX,
-            }],
+            cursors: vec![natter_shared::Cursor::new(room.id.clone(), u64::MAX)],
         })
         .await;
     alice
@@ -189,10 +186,7 @@ async fn a_client_that_falls_behind_is_told_to_resync_and_catches_up() {
     }
     assert!(last < 480, "bob fell behind and was told so");
     let (_, events) = bob
-        .sync_collect(vec![natter_shared::Cursor {
-            room: room.id.clone(),
-            seq: last,
-        }])
+        .sync_collect(vec![natter_shared::Cursor::new(room.id.clone(), last)])
         .await;
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(

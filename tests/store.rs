@@ -2,7 +2,7 @@
 
 use natter_server::store::writer::{WriteOp, Writer};
 use natter_server::store::{Store, StoreError};
-use natter_shared::protocol::Body;
+use natter_shared::text::Body;
 use natter_shared::{ClientId, Event, EventKind, Member, RoomId, SiteId, UserId};
 use natter_tests::*;
 use tokio_util::sync::CancellationToken;
@@ -43,10 +43,7 @@ fn user(id: &str) -> UserId {
 }
 
 fn member(id: &str) -> Member {
-    Member {
-        id: user(id),
-        name: Some(id.to_uppercase()),
-    }
+    Member::new(user(id), Some(id.to_uppercase()))
 }
 
 fn msg(

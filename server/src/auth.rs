@@ -162,12 +162,8 @@ pub fn verify(
     let user = UserId::parse(claims.sub).map_err(|e| TokenError::Malformed(format!("sub: {e}")))?;
     let name = match &claims.name {
         Some(name) => Some(
-            natter_shared::protocol::clean_label(
-                "name",
-                name,
-                natter_shared::limits::MAX_NAME_BYTES,
-            )
-            .map_err(|e| TokenError::Malformed(e.to_string()))?,
+            natter_shared::text::clean_label("name", name, natter_shared::limits::MAX_NAME_BYTES)
+                .map_err(|e| TokenError::Malformed(e.to_string()))?,
         ),
         None => None,
     };

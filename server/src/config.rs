@@ -102,6 +102,23 @@ pub struct Config {
 
     #[command(flatten)]
     pub files: FilesConfig,
+
+    #[command(flatten)]
+    pub people: PeopleConfig,
+}
+
+/// What people see of each other: read markers and presence.
+#[derive(Debug, Clone, Args)]
+pub struct PeopleConfig {
+    /// Milliseconds between writes of the read markers people set (all
+    /// those set in between go in one transaction).
+    #[arg(long, env = "NATTER_READ_FLUSH_MS", default_value_t = 1_000)]
+    pub read_flush_ms: u64,
+
+    /// Seconds a user whose last connection closed still shows online (a
+    /// reload or a short cut does not flicker them offline).
+    #[arg(long, env = "NATTER_PRESENCE_GRACE_SECS", default_value_t = 10)]
+    pub presence_grace_secs: u64,
 }
 
 /// Files in messages: where they are kept and what is taken.

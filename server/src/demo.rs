@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Html;
-use natter_shared::protocol::Body;
+use natter_shared::text::Body;
 use natter_shared::{ErrorCode, Member, RoomId, SiteId, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +28,8 @@ pub const USERS: [(&str, &str); 4] = [
 ];
 
 fn member(id: &str, name: &str) -> Result<Member, StoreError> {
-    Ok(Member {
-        id: UserId::parse(id).map_err(|e| StoreError::Invalid(e.to_string()))?,
-        name: Some(name.to_string()),
-    })
+    let id = UserId::parse(id).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(Member::new(id, Some(name.to_string())))
 }
 
 /// Creates the demo site, users and rooms when missing, and makes the

@@ -26,8 +26,9 @@ pub enum Delivery {
     Event(Arc<Published>),
     /// A room the user was just made a member of at creation.
     NewRoom(Box<RoomId>),
-    /// A ready `typing` frame (ephemeral), shared by its recipients.
-    Typing(Arc<Utf8Bytes>),
+    /// A ready frame that is not an event (`typing`, `read`,
+    /// `presence`), shared by its recipients.
+    Notice(Arc<Utf8Bytes>),
 }
 
 // Each queue reserves a block of 32 slots when it is made.
@@ -177,6 +178,25 @@ struct EventFrame<'a> {
 struct TypingFrame<'a> {
     room: &'a RoomId,
     user: &'a UserId,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "read")]
+struct ReadFrame<'a> {
+    room: &'a RoomId,
+    user: &'a UserId,
+    seq: Seq,
+}
+
+/// Serialises a frame that goes to several connections, once.
+fn shared_frame(frame: &impl Serialize) -> Option<Arc<Utf8Bytes>> {
+    match serde_json::to_string(frame) {
+        Ok(json) => Some(Arc::new(Utf8Bytes::from(json))),
+        Err(err) => {
+            tracing::error!(error = %err, "could not serialise a frame");
+            None
+        }
+    }
 }
 
 impl Hub {
@@ -349,9 +369,8 @@ impl Hub {
 
     /// Sends a `typing` frame to everyone following the room but the typist.
     pub fn typing(&self, room: &RoomId, user: &UserId) {
-        let frame = match serde_json::to_string(&TypingFrame { room, user }) {
-            Ok(json) => Arc::new(Utf8Bytes::from(json)),
-            Err(_) => return,
+        let Some(frame) = shared_frame(&TypingFrame { room, user }) else {
+            return;
         };
         let inner = self.lock();
         let targets: Vec<ConnId> = inner
@@ -367,9 +386,59 @@ impl Hub {
         for id in targets {
             // Typing is best effort: never mark a connection lagged for it.
             if let Some(entry) = inner.conns.get(&id) {
-                let _ = entry.tx.try_send(Delivery::Typing(frame.clone()));
+                let _ = entry.tx.try_send(Delivery::Notice(frame.clone()));
             }
         }
+    }
+
+    /// Sends a `read` frame to the connections following the room: all of
+    /// them when the room shows receipts (`public`), otherwise only the
+    /// reader's own. A connection too full for it is told to resync (its
+    /// `rooms` then carry the marker).
+    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool) {
+        let Some(frame) = shared_frame(&ReadFrame { room, user, seq }) else {
+            return;
+        };
+        let mut inner = self.lock();
+        let targets: Vec<ConnId> = inner
+            .rooms
+            .get(room)
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| public || inner.conns.get(id).is_some_and(|c| &c.user == user))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in targets {
+            inner.offer(id, Delivery::Notice(frame.clone()));
+        }
+    }
+
+    /// Sends a frame (best effort) once to every connection that follows
+    /// any of `rooms`, except those of `about` (who it is about).
+    pub fn notify_rooms(&self, rooms: &[RoomId], about: &UserId, frame: &impl Serialize) {
+        let Some(frame) = shared_frame(frame) else {
+            return;
+        };
+        let inner = self.lock();
+        let mut told = HashSet::new();
+        for room in rooms {
+            for id in inner.rooms.get(room).into_iter().flatten() {
+                let Some(entry) = inner.conns.get(id) else {
+                    continue;
+                };
+                if &entry.user != about && told.insert(*id) {
+                    let _ = entry.tx.try_send(Delivery::Notice(frame.clone()));
+                }
+            }
+        }
+    }
+
+    /// The latest seq of a room known to have reached this node, if
+    /// someone here follows it.
+    pub fn head(&self, room: &RoomId) -> Option<Seq> {
+        self.lock().heads.get(room).copied()
     }
 
     /// The live connections: synced, and following their rooms.
@@ -459,6 +528,20 @@ mod tests {
         })
         .expect("serialises");
         let real = serde_json::to_string(&ServerFrame::Typing { room, user }).expect("serialises");
+        assert_eq!(ours, real);
+    }
+
+    #[test]
+    fn the_read_frame_is_the_protocols_read_frame() {
+        let (room, user) = (room(), user("a"));
+        let ours = serde_json::to_string(&ReadFrame {
+            room: &room,
+            user: &user,
+            seq: 4,
+        })
+        .expect("serialises");
+        let real =
+            serde_json::to_string(&ServerFrame::Read { room, user, seq: 4 }).expect("serialises");
         assert_eq!(ours, real);
     }
 

@@ -16,6 +16,8 @@
 //!   events, new rooms and typing reach the other nodes' hubs; the
 //!   database stays the record, so whatever the broker drops is filled
 //!   from it.
+//! - [`presence`]: who is online, for the people who share a room.
+//! - [`reads`]: read markers, noted at once and written in batches.
 //! - [`api`]: the HTTP API for the site's backend; [`error`] maps failures
 //!   to JSON errors.
 //! - [`widget`]: serving the widget app, framed only by the site's origins.
@@ -33,6 +35,8 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod metrics;
+pub mod presence;
+pub mod reads;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -81,6 +85,8 @@ pub struct App {
     state: AppState,
     writer: JoinHandle<()>,
     writer_stop: CancellationToken,
+    reads: JoinHandle<()>,
+    reads_stop: CancellationToken,
     broker: Option<BrokerTask>,
     shell: Arc<widget::shell::Shell>,
 }
@@ -104,8 +110,9 @@ impl App {
         };
         let hub = Hub::default();
         let metrics = Arc::new(metrics::Metrics::default());
+        let grace = Duration::from_secs(config.people.presence_grace_secs);
         let (broker, broker_task) = match &config.broker {
-            None => (Broker::local(hub.clone()), None),
+            None => (Broker::local(hub.clone(), store.clone(), grace), None),
             Some(url) => {
                 let sweep_every = Duration::from_secs(config.broker_sweep_secs.max(1));
                 let prefix = &config.broker_subject_prefix;
@@ -114,6 +121,7 @@ impl App {
                     prefix,
                     hub.clone(),
                     store.clone(),
+                    grace,
                     sweep_every,
                     metrics.clone(),
                 )
@@ -137,6 +145,12 @@ impl App {
             config.limits.batch_max,
             writer_stop.clone(),
         );
+        let reads = reads::ReadMarkers::new(store.clone());
+        let reads_stop = CancellationToken::new();
+        let reads_task = reads.spawn(
+            Duration::from_millis(config.people.read_flush_ms),
+            reads_stop.clone(),
+        );
         let files = match &config.files.files_url {
             Some(url) => files::Files::at_url(url)?,
             None => files::Files::in_dir(&config.files.files_dir)?,
@@ -148,6 +162,7 @@ impl App {
             hub,
             broker,
             writer,
+            reads,
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             metrics,
@@ -166,6 +181,8 @@ impl App {
             state,
             writer: writer_task,
             writer_stop,
+            reads: reads_task,
+            reads_stop,
             broker: broker_task,
         })
     }
@@ -224,7 +241,12 @@ impl App {
         if let Err(err) = sweep.await {
             tracing::error!(error = %err, "upload sweep failed");
         }
-        // Then commit whatever writes are still queued, and stop.
+        // Write the read markers noted, then commit whatever writes are
+        // still queued, and stop.
+        self.reads_stop.cancel();
+        if let Err(err) = self.reads.await {
+            tracing::error!(error = %err, "read marker task failed");
+        }
         self.writer_stop.cancel();
         if let Err(err) = self.writer.await {
             tracing::error!(error = %err, "writer task failed");

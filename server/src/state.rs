@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::files::Files;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::reads::ReadMarkers;
 use crate::store::Store;
 use crate::store::writer::Writer;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ pub struct AppState {
     /// hub, and to the other nodes when a broker is configured.
     pub broker: Broker,
     pub writer: Writer,
+    /// Read markers on their way to the database.
+    pub reads: ReadMarkers,
     /// Fires when the server shuts down; connections close on it.
     pub shutdown: CancellationToken,
     /// Tracks WebSocket connection tasks so shutdown can wait for them.

@@ -1,8 +1,8 @@
 //! The JSON bodies of the HTTP API (`/api/v1`) that a site's backend calls
 //! with its API key. Shared so that a Rust backend can use the same types.
 
-use crate::ids::{ClientId, FileId, UserId};
-use crate::protocol::{ErrorCode, Event, Member, RoomInfo};
+use crate::ids::{ClientId, FileId, RoomId, Seq, UserId};
+use crate::protocol::{ErrorCode, Event, Member, RoomInfo, RoomKind};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/rooms`: create a group room.
@@ -65,6 +65,77 @@ pub struct EventPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomList {
     pub rooms: Vec<RoomInfo>,
+}
+
+/// `GET`/`PUT /api/v1/settings`: what a site shows its people of each
+/// other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Whether members see each other's read markers, per kind of room.
+    /// Off, a marker still reaches its owner's other devices.
+    pub receipts: Receipts,
+    /// Whether members see who is online and when others were last seen.
+    pub presence: bool,
+}
+
+/// Read receipts per kind of room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipts {
+    pub dialog: bool,
+    pub group: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            receipts: Receipts {
+                dialog: true,
+                group: true,
+            },
+            presence: true,
+        }
+    }
+}
+
+impl Settings {
+    /// Whether members see each other's read markers in this kind of room.
+    pub fn receipts(&self, kind: RoomKind) -> bool {
+        match kind {
+            RoomKind::Dialog => self.receipts.dialog,
+            RoomKind::Group => self.receipts.group,
+        }
+    }
+}
+
+/// Answer of `GET /api/v1/users/{user}/unread`: what waits for a user
+/// (for e-mail digests, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadCounts {
+    /// The sum over the rooms.
+    pub total: u64,
+    /// Every room of the user, with an unread count or not.
+    pub rooms: Vec<RoomUnread>,
+}
+
+/// One room's read state for a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomUnread {
+    pub room: RoomId,
+    /// The user's read marker.
+    pub read: Seq,
+    /// Events after it that count as unread.
+    pub unread: u32,
+}
+
+/// Body of `PUT /api/v1/rooms/{room}/members/{user}/read`: move the
+/// member's read marker to `seq` (never back). The answer is a
+/// [`RoomUnread`] for that member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRead {
+    pub seq: Seq,
 }
 
 /// Body of every HTTP error.

@@ -31,10 +31,11 @@ pub mod mime;
 pub mod protocol;
 pub mod query;
 pub mod sync;
+pub mod text;
 pub mod token;
 
 pub use ids::{ClientId, FileId, IdError, RoomId, Seq, SiteId, UserId};
 pub use protocol::{
     Attachment, ClientFrame, Cursor, ErrorCode, Event, EventKind, Limits, Member, PROTOCOL,
-    RoomInfo, RoomKind, ServerFrame,
+    Presence, RoomInfo, RoomKind, ServerFrame,
 };

@@ -16,11 +16,28 @@ use serde::{Deserialize, Serialize};
 /// The WebSocket subprotocol (`Sec-WebSocket-Protocol`) of this version.
 pub const PROTOCOL: &str = "natter.v1";
 
-/// A room's cursor: the highest seq the client holds for it.
+/// A room's cursor: the highest seq the client holds for it, and the
+/// commit time of the event at that seq. The time lets the server tell
+/// that the client's copy is of another history of the room (a database
+/// restored from a backup): the room is then sent again from scratch
+/// (`page` with `reset`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub room: RoomId,
     pub seq: Seq,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<i64>,
+}
+
+impl Cursor {
+    /// A cursor without the event's time.
+    pub fn new(room: RoomId, seq: Seq) -> Self {
+        Cursor {
+            room,
+            seq,
+            ts: None,
+        }
+    }
 }
 
 /// Frames a client sends.
@@ -56,11 +73,27 @@ pub enum ClientFrame {
     },
     /// The user is typing in a room. Ephemeral: never stored.
     Typing { room: RoomId },
+    /// The person has seen the room up to `seq`: the user's read marker
+    /// moves there (never back). Answered by nothing; the user's other
+    /// devices, and the room's members where receipts are on, get `read`.
+    Read { room: RoomId, seq: Seq },
     /// Application-level keepalive (browsers cannot send WebSocket pings).
     Ping {
         #[serde(default)]
         nonce: Option<u64>,
     },
+}
+
+/// Someone's presence, as the members of their rooms see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user: UserId,
+    /// True while they have a connection open (on any device or node).
+    pub online: bool,
+    /// When they were last online, milliseconds since the Unix epoch
+    /// (absent while online, and for someone never seen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
 }
 
 /// Frames the server sends.
@@ -80,11 +113,17 @@ pub enum ServerFrame {
     /// and for a single room when the user joins it later.
     Rooms { rooms: Vec<RoomInfo> },
     /// One page of catch-up for a room, in seq order. `more` is true when
-    /// another page for this room follows.
+    /// another page for this room follows. `reset` is true when the
+    /// client's copy of the room is not of the room's history (its cursor
+    /// is ahead of the room, or the event at its cursor is another one):
+    /// the client drops what it holds of the room and starts again from
+    /// this page, the room's latest.
     Page {
         room: RoomId,
         events: Vec<Event>,
         more: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
     },
     /// Catch-up is complete: every room is current.
     Synced {},
@@ -105,6 +144,18 @@ pub enum ServerFrame {
     },
     /// Someone else is typing in a room.
     Typing { room: RoomId, user: UserId },
+    /// Who of the people the user shares a room with is online: all of
+    /// them after `rooms` in answer to `sync`, then each change. Never
+    /// stored, never replayed.
+    Presence { users: Vec<Presence> },
+    /// A member's read marker moved: they have seen the room up to `seq`.
+    /// Sent for the user's own marker (read on another device) and, where
+    /// the site shows receipts, for the other members'.
+    Read {
+        room: RoomId,
+        user: UserId,
+        seq: Seq,
+    },
     /// The connection fell behind: live events were dropped for it. Send
     /// `sync` again with your cursors to fill the gap.
     Resync { reason: String },
@@ -180,7 +231,7 @@ impl Default for Limits {
 }
 
 /// A 1:1 dialog or a group room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoomKind {
     Dialog,
@@ -212,6 +263,22 @@ pub struct Member {
     pub id: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Their read marker: the highest seq they have seen. Given for the
+    /// user themself, and for the others where the site shows receipts
+    /// for this kind of room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<Seq>,
+}
+
+impl Member {
+    /// A member without a read marker.
+    pub fn new(id: UserId, name: Option<String>) -> Self {
+        Member {
+            id,
+            name,
+            read: None,
+        }
+    }
 }
 
 /// What a client needs to show a room in its list.
@@ -227,6 +294,13 @@ pub struct RoomInfo {
     pub last_seq: Seq,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The user's read marker in this room.
+    #[serde(default)]
+    pub read: Seq,
+    /// Events after the marker that count as unread for the user (see
+    /// [`counts_as_unread`]).
+    #[serde(default)]
+    pub unread: u32,
 }
 
 /// One event in a room. Every change in a room is an event with the room's
@@ -292,6 +366,21 @@ impl EventKind {
             EventKind::MemberJoined { .. } => "member_joined",
             EventKind::MemberLeft { .. } => "member_left",
         }
+    }
+}
+
+/// True when `event` counts as unread for `me` once past their marker:
+/// a message someone else (or the site) posted, or a change of `me`'s own
+/// membership made by someone else. Other members coming and going is
+/// noise, and one's own messages are read. The server's count in `rooms`
+/// follows the same rule.
+pub fn counts_as_unread(event: &Event, me: &UserId) -> bool {
+    if event.sender.as_ref() == Some(me) {
+        return false;
+    }
+    match &event.kind {
+        EventKind::Message { .. } => true,
+        EventKind::MemberJoined { user } | EventKind::MemberLeft { user } => user == me,
     }
 }
 
@@ -394,7 +483,7 @@ impl DecodeError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["auth", "sync", "send", "history", "typing", "ping"];
+const CLIENT_TYPES: &[&str] = &["auth", "sync", "send", "history", "typing", "read", "ping"];
 
 impl ClientFrame {
     /// Decodes a client frame, telling an unknown `type` apart from a
@@ -419,134 +508,9 @@ impl ClientFrame {
     }
 }
 
-/// Why a message body, title or name is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TextError {
-    #[error("{0} is empty")]
-    Empty(&'static str),
-    #[error("{what} is {len} bytes, over the limit of {max}")]
-    TooLong {
-        what: &'static str,
-        len: usize,
-        max: usize,
-    },
-    #[error("{0} contains a NUL character")]
-    Nul(&'static str),
-}
-
-/// A message body that passed its checks: not blank, at most the limit
-/// it was parsed against, no NUL. Past the boundary that parsed it,
-/// nothing checks a body again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Body(String);
-
-impl Body {
-    /// Parses a body of at most `max` bytes.
-    pub fn parse(text: String, max: usize) -> Result<Body, TextError> {
-        check_body(&text, max)?;
-        Ok(Body(text))
-    }
-
-    /// Parses the caption of a message with files: like [`Body::parse`],
-    /// but it may be empty.
-    pub fn caption(text: String, max: usize) -> Result<Body, TextError> {
-        if text.trim().is_empty() {
-            return Ok(Body(String::new()));
-        }
-        Body::parse(text, max)
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The text, owned.
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl AsRef<str> for Body {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Body {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Checks a message body without keeping it: see [`Body::parse`].
-pub fn check_body(body: &str, max: usize) -> Result<(), TextError> {
-    check_text("message body", body, max)
-}
-
-/// A display name or title as kept: characters that hide or reorder text
-/// (controls, bidirectional overrides and isolates, zero-width spaces and
-/// other invisible format characters; the joiners emoji need stay) are
-/// removed and spaces trimmed, then it is checked as [`check_text`] does.
-pub fn clean_label(what: &'static str, text: &str, max: usize) -> Result<String, TextError> {
-    let cleaned: String = text.chars().filter(|c| !hides_text(*c)).collect();
-    let cleaned = cleaned.trim().to_string();
-    check_text(what, &cleaned, max)?;
-    Ok(cleaned)
-}
-
-/// True for the characters [`clean_label`] removes.
-fn hides_text(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
-}
-
-/// Checks a title or a display name: not blank, at most `max` bytes, no NUL.
-pub fn check_text(what: &'static str, text: &str, max: usize) -> Result<(), TextError> {
-    if text.trim().is_empty() {
-        return Err(TextError::Empty(what));
-    }
-    if text.len() > max {
-        return Err(TextError::TooLong {
-            what,
-            len: text.len(),
-            max,
-        });
-    }
-    if text.contains('\0') {
-        return Err(TextError::Nul(what));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn labels_lose_what_hides_or_reorders_text() {
-        let clean = |t: &str| clean_label("name", t, 64);
-        assert_eq!(clean("\u{202E}gpj.exe"), Ok("gpj.exe".into()));
-        assert_eq!(clean("Al\u{200B}ice\u{2066}\u{2069}"), Ok("Alice".into()));
-        assert_eq!(clean(" Bob\u{FEFF} "), Ok("Bob".into()));
-        // The joiner that makes one emoji of two stays.
-        assert_eq!(clean("👩\u{200D}🔬 Eve"), Ok("👩\u{200D}🔬 Eve".into()));
-        assert_eq!(clean("\u{202E}\u{200F}"), Err(TextError::Empty("name")));
-        assert_eq!(clean("tab\there"), Ok("tabhere".into()));
-    }
 
     #[test]
     fn unknown_type_and_malformed_frames_get_different_codes() {
@@ -586,22 +550,5 @@ mod tests {
             assert_eq!(serde_json::from_value::<ErrorCode>(json).unwrap(), code);
             assert!(seen.insert(code.as_str()), "{} named twice", code.as_str());
         }
-    }
-
-    #[test]
-    fn bodies_are_checked() {
-        assert!(check_body("hi", 10).is_ok());
-        assert_eq!(check_body("  ", 10), Err(TextError::Empty("message body")));
-        assert!(matches!(
-            check_body("x".repeat(11).as_str(), 10),
-            Err(TextError::TooLong { .. })
-        ));
-        assert!(check_body("a\0b", 10).is_err());
-        assert_eq!(
-            Body::parse("hi".into(), 10).map(Body::into_string),
-            Ok("hi".into())
-        );
-        assert!(Body::parse(" \n".into(), 10).is_err());
-        assert!(Body::parse("x".repeat(11), 10).is_err());
     }
 }

@@ -302,17 +302,38 @@ pub enum Incoming {
 }
 
 /// Per-room cursors: the highest seq held with nothing missing below it
-/// (down to where the cache starts).
+/// (down to where the cache starts), and the commit time of the event at
+/// that seq when it is known (the server checks it, see [`Cursor`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursors {
-    rooms: BTreeMap<RoomId, Seq>,
+    rooms: BTreeMap<RoomId, Mark>,
+}
+
+/// One room's cursor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Mark {
+    seq: Seq,
+    ts: Option<i64>,
+}
+
+impl Mark {
+    fn of(event: &Event) -> Mark {
+        Mark {
+            seq: event.seq,
+            ts: Some(event.ts),
+        }
+    }
 }
 
 impl Cursors {
-    /// Cursors restored from storage.
-    pub fn from_stored(stored: impl IntoIterator<Item = (RoomId, Seq)>) -> Self {
+    /// Cursors restored from storage: each room's seq and, when known, the
+    /// time of the event at it.
+    pub fn from_stored(stored: impl IntoIterator<Item = (RoomId, Seq, Option<i64>)>) -> Self {
         Cursors {
-            rooms: stored.into_iter().collect(),
+            rooms: stored
+                .into_iter()
+                .map(|(room, seq, ts)| (room, Mark { seq, ts }))
+                .collect(),
         }
     }
 
@@ -322,9 +343,10 @@ impl Cursors {
             cursors: self
                 .rooms
                 .iter()
-                .map(|(room, &seq)| Cursor {
+                .map(|(room, mark)| Cursor {
                     room: room.clone(),
-                    seq,
+                    seq: mark.seq,
+                    ts: mark.ts,
                 })
                 .collect(),
         }
@@ -332,7 +354,12 @@ impl Cursors {
 
     /// The cursor of a room, if the room is known.
     pub fn get(&self, room: &RoomId) -> Option<Seq> {
-        self.rooms.get(room).copied()
+        self.rooms.get(room).map(|m| m.seq)
+    }
+
+    /// The time of the event at a room's cursor, when known.
+    pub fn time(&self, room: &RoomId) -> Option<i64> {
+        self.rooms.get(room).and_then(|m| m.ts)
     }
 
     /// Applies a catch-up page. For a room the client listed, the page
@@ -340,39 +367,39 @@ impl Cursors {
     /// starts the cursor. Returns the events to store (those not held yet)
     /// and whether a gap was found (then: sync again).
     pub fn apply_page(&mut self, room: &RoomId, events: &[Event]) -> (Vec<Event>, bool) {
-        let Some(&cursor) = self.rooms.get(room) else {
-            let last = events.last().map_or(0, |e| e.seq);
-            self.rooms.insert(room.clone(), last);
+        let Some(&start) = self.rooms.get(room) else {
+            let mark = events.last().map(Mark::of).unwrap_or_default();
+            self.rooms.insert(room.clone(), mark);
             return (events.to_vec(), false);
         };
-        let mut cursor = cursor;
+        let mut mark = start;
         let mut fresh = Vec::new();
         for e in events {
-            if e.seq <= cursor {
+            if e.seq <= mark.seq {
                 continue;
             }
-            if e.seq != cursor.saturating_add(1) {
-                self.rooms.insert(room.clone(), cursor);
+            if e.seq != mark.seq.saturating_add(1) {
+                self.rooms.insert(room.clone(), mark);
                 return (fresh, true);
             }
-            cursor = e.seq;
+            mark = Mark::of(e);
             fresh.push(e.clone());
         }
-        self.rooms.insert(room.clone(), cursor);
+        self.rooms.insert(room.clone(), mark);
         (fresh, false)
     }
 
     /// Applies a live event.
     pub fn apply_event(&mut self, event: &Event) -> Incoming {
-        match self.rooms.get(&event.room).copied() {
+        match self.rooms.get(&event.room).map(|m| m.seq) {
             None => {
                 // A room we just joined: its history starts here for us.
-                self.rooms.insert(event.room.clone(), event.seq);
+                self.rooms.insert(event.room.clone(), Mark::of(event));
                 Incoming::Next
             }
             Some(cursor) if event.seq <= cursor => Incoming::Duplicate,
             Some(cursor) if event.seq == cursor.saturating_add(1) => {
-                self.rooms.insert(event.room.clone(), event.seq);
+                self.rooms.insert(event.room.clone(), Mark::of(event));
                 Incoming::Next
             }
             Some(cursor) => Incoming::Gap { cursor },
@@ -381,24 +408,26 @@ impl Cursors {
 
     /// Records our own message's ack: if it is the next seq, the cursor
     /// advances (the event may arrive later and is then a duplicate).
-    pub fn apply_ack(&mut self, room: &RoomId, seq: Seq) -> bool {
-        match self.rooms.get(room).copied() {
+    pub fn apply_ack(&mut self, room: &RoomId, seq: Seq, ts: i64) -> bool {
+        match self.rooms.get(room).map(|m| m.seq) {
             Some(cursor) if seq == cursor.saturating_add(1) => {
-                self.rooms.insert(room.clone(), seq);
+                let mark = Mark { seq, ts: Some(ts) };
+                self.rooms.insert(room.clone(), mark);
                 true
             }
             _ => false,
         }
     }
 
-    /// Forgets a room (the user left it).
+    /// Forgets a room: the user left it, or the server is sending it
+    /// again from scratch (the next page starts it anew).
     pub fn forget(&mut self, room: &RoomId) {
         self.rooms.remove(room);
     }
 
     /// Every (room, cursor).
     pub fn iter(&self) -> impl Iterator<Item = (&RoomId, Seq)> {
-        self.rooms.iter().map(|(r, &s)| (r, s))
+        self.rooms.iter().map(|(r, m)| (r, m.seq))
     }
 }
 

@@ -18,6 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use natter_shared::api::{
     AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
+    RoomUnread, SetRead, Settings, UnreadCounts,
 };
 use natter_shared::{
     ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, PROTOCOL, RoomId, RoomInfo,
@@ -258,6 +259,10 @@ impl Examples {
             "add-member" => drop(self.check::<AddMember>(line, tag, body)),
             "error-body" => drop(self.check::<ErrorBody>(line, tag, body)),
             "file-types" => drop(self.check::<FileTypes>(line, tag, body)),
+            "unread-counts" => drop(self.check::<UnreadCounts>(line, tag, body)),
+            "room-unread" => drop(self.check::<RoomUnread>(line, tag, body)),
+            "set-read" => drop(self.check::<SetRead>(line, tag, body)),
+            "settings" => drop(self.check::<Settings>(line, tag, body)),
             "jwt-claims" => match serde_json::from_str(body) {
                 Ok(claims) => self.jwt_claims = Some(claims),
                 Err(e) => self.fail(line, format!("jwt-claims: not JSON: {e}")),

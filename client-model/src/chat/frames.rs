@@ -12,12 +12,23 @@ use natter_shared::{
 impl Chat {
     /// Applies one server frame; returns the frames to send in answer.
     pub fn apply(&mut self, frame: ServerFrame) -> Vec<ClientFrame> {
+        let mut answer = self.answer(frame);
+        answer.extend(self.read_on_sight());
+        answer
+    }
+
+    fn answer(&mut self, frame: ServerFrame) -> Vec<ClientFrame> {
         match frame {
             ServerFrame::Hello {
                 user, name, limits, ..
             } => self.on_hello(user, name, limits),
             ServerFrame::Rooms { rooms } => self.on_rooms(rooms),
-            ServerFrame::Page { room, events, .. } => self.on_page(&room, events),
+            ServerFrame::Page {
+                room,
+                events,
+                reset,
+                ..
+            } => self.on_page(&room, events, reset),
             ServerFrame::Synced {} => self.on_synced(),
             ServerFrame::Event { event } => self.on_event(event),
             ServerFrame::Ack {
@@ -40,6 +51,8 @@ impl Chat {
             } => self.on_error(code, &message, room.as_ref()),
             ServerFrame::Resync { .. } => vec![self.sync()],
             ServerFrame::History { room, events, more } => self.on_history(&room, events, more),
+            ServerFrame::Read { room, user, seq } => self.on_read(&room, user, seq),
+            ServerFrame::Presence { users } => self.on_presence(users),
             // Typing is the engine's (it never touches the store).
             ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => Vec::new(),
         }
@@ -53,7 +66,7 @@ impl Chat {
             *self = Chat::default();
         }
         self.changes.push(Change::User(user.clone()));
-        self.me = Some(Member { id: user, name });
+        self.me = Some(Member::new(user, name));
         self.limits = limits;
         self.notice = None;
         vec![self.sync()]
@@ -72,27 +85,54 @@ impl Chat {
         }
         let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
         for info in rooms {
-            self.upsert_room(info);
+            self.upsert_room(info.clone());
+            self.settle_counts(&info);
         }
         let records = ids.iter().filter_map(|id| self.record(id)).collect();
         self.changes.push(Change::Rooms(records));
         Vec::new()
     }
 
-    /// `page`: a room's catch-up; a gap in it asks for `sync` again.
-    fn on_page(&mut self, room: &RoomId, events: Vec<Event>) -> Vec<ClientFrame> {
+    /// `page`: a room's catch-up; a gap in it asks for `sync` again. A
+    /// reset page replaces all the room held (its copy was of another
+    /// history).
+    fn on_page(&mut self, room: &RoomId, events: Vec<Event>, reset: bool) -> Vec<ClientFrame> {
         if self.room(room).is_none() {
             return Vec::new();
         }
+        if reset {
+            self.cursors.forget(room);
+            if let Some(r) = self.room_mut(room) {
+                r.events.clear();
+                r.last = None;
+                r.oldest = None;
+                r.complete = false;
+                // What this device read was of the other history.
+                r.read = r.info.read;
+                r.unread = r.info.unread;
+                r.counted = r.info.last_seq;
+            }
+        }
         let (fresh, gap) = self.cursors.apply_page(room, &events);
+        if reset {
+            if !self.absorb(room, &fresh)
+                && let Some(record) = self.record(room)
+            {
+                self.changes.push(Change::Reset(record, fresh));
+            }
+            return Vec::new();
+        }
         self.store_events(room, fresh);
         if gap { vec![self.sync()] } else { Vec::new() }
     }
 
-    /// `synced`: caught up; live events flow and the outbox goes out.
+    /// `synced`: caught up; live events flow, markers moved offline and
+    /// the outbox go out.
     fn on_synced(&mut self) -> Vec<ClientFrame> {
         self.live = true;
-        self.sends()
+        let mut frames = self.unsent_reads();
+        frames.extend(self.sends());
+        frames
     }
 
     /// `event`: a live event; one past a gap asks for `sync` again.
@@ -120,7 +160,7 @@ impl Chat {
         ts: i64,
     ) -> Vec<ClientFrame> {
         if let Settled::Acked { entry, .. } = self.outbox.ack(&client_id, seq, ts) {
-            self.cursors.apply_ack(room, seq);
+            self.cursors.apply_ack(room, seq, ts);
             let event = Event {
                 room: room.clone(),
                 seq,
@@ -214,18 +254,23 @@ impl Chat {
         self.cursors.forget(room);
     }
 
-    /// New events of a room the cursors accepted: counted as unread
-    /// unless the room is open or they are ours, held, and recorded for
-    /// the store with the room as it is after them.
+    /// New events of a room the cursors accepted: held, counted, and
+    /// recorded for the store with the room as it is after them.
     fn store_events(&mut self, room: &RoomId, events: Vec<Event>) {
+        if !self.absorb(room, &events)
+            && let Some(record) = self.record(room)
+        {
+            self.changes.push(Change::Events(record, events));
+        }
+    }
+
+    /// Holds new events of a room and counts those unread; true when one
+    /// says we left (the room is then forgotten).
+    fn absorb(&mut self, room: &RoomId, events: &[Event]) -> bool {
         let me = self.me.as_ref().map(|m| m.id.clone());
-        let open = self.open.as_ref() == Some(room);
         if let Some(r) = self.room_mut(room) {
-            for e in &events {
+            for e in events {
                 if let EventKind::Message { body, .. } = &e.kind {
-                    if !open && e.sender.is_some() && e.sender != me {
-                        r.unread += 1;
-                    }
                     r.last = Some(Preview {
                         sender: e.sender.clone(),
                         body: body.clone(),
@@ -240,14 +285,15 @@ impl Chat {
         for e in events.iter().cloned() {
             self.hold(e);
         }
+        let seqs: Vec<Seq> = events.iter().map(|e| e.seq).collect();
+        self.count_new(room, &seqs);
         let left = events.iter().any(
             |e| matches!(&e.kind, EventKind::MemberLeft { user } if Some(user) == me.as_ref()),
         );
         if left {
             self.forget(room);
-        } else if let Some(record) = self.record(room) {
-            self.changes.push(Change::Events(record, events));
         }
+        left
     }
 
     /// Holds an event of a room (from the server, the store or an ack) for
@@ -276,10 +322,7 @@ impl Chat {
             EventKind::Message { .. } => {}
             EventKind::MemberJoined { user } => {
                 if r.info.members.iter().all(|m| m.id != *user) {
-                    r.info.members.push(Member {
-                        id: user.clone(),
-                        name: None,
-                    });
+                    r.info.members.push(Member::new(user.clone(), None));
                 }
             }
             EventKind::MemberLeft { user } => {

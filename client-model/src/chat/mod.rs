@@ -16,6 +16,7 @@
 //!   outbox after `synced`), so the socket code only carries frames;
 //! - `outbox`: the person's messages: compose, retry, discard, and
 //!   adopting what another tab wrote;
+//! - `reading`: read markers, unread counts and presence;
 //! - `view`: what the views show, built from the held events when read
 //!   (so a member renamed later shows under the new name).
 //!
@@ -26,6 +27,7 @@
 
 mod frames;
 mod outbox;
+mod reading;
 pub mod records;
 mod view;
 
@@ -34,10 +36,10 @@ mod tests;
 
 pub use outbox::ComposeError;
 pub use records::{Preview, RoomRecord};
-pub use view::{Delivery, Line, RoomEntry};
+pub use view::{Delivery, Line, RoomEntry, TINTS};
 
 use natter_shared::sync::{Cursors, EntryState, Outbox, OutboxEntry};
-use natter_shared::{ClientFrame, Event, Limits, Member, RoomId, RoomInfo, Seq, UserId};
+use natter_shared::{ClientFrame, Event, Limits, Member, Presence, RoomId, RoomInfo, Seq, UserId};
 use std::collections::BTreeMap;
 
 /// Messages a room loads per step: from the store when it opens or
@@ -61,8 +63,14 @@ pub struct Chat {
     live: bool,
     /// The last error the server reported that is not about one send.
     notice: Option<String>,
-    /// The room the person is looking at: its messages are not unread.
+    /// The room the person is looking at.
     open: Option<RoomId>,
+    /// True while the person can see the open room's latest messages (the
+    /// chat open, the page visible, scrolled to the end): what arrives
+    /// there is read at once.
+    reading: bool,
+    /// Who of the people we share a room with is online (never stored).
+    presence: BTreeMap<UserId, Presence>,
     /// What must be stored, oldest first.
     changes: Vec<Change>,
 }
@@ -88,13 +96,19 @@ pub enum Change {
     /// The person gave up on a message refused for good, or cancelled one
     /// still uploading its files.
     Discarded(OutboxEntry),
+    /// The server sent a room afresh: drop every event held of it, then
+    /// store these, with the room as it is after them.
+    Reset(RoomRecord, Vec<Event>),
 }
 
 impl Change {
     /// True when storing it adds events to a room (which other tabs then
     /// re-read).
     pub fn stores_events(&self) -> bool {
-        matches!(self, Change::Events(..) | Change::Acked(..))
+        matches!(
+            self,
+            Change::Events(..) | Change::Acked(..) | Change::Reset(..)
+        )
     }
 }
 
@@ -105,6 +119,12 @@ struct Room {
     /// Members who left while we watched: their lines keep their names.
     former: Vec<Member>,
     unread: u32,
+    /// The user's read marker as this device knows it.
+    read: Seq,
+    /// `unread` covers the events up to this seq: the server's count
+    /// covers the room as `rooms` described it, and each event counted
+    /// since moves it.
+    counted: Seq,
     last: Option<Preview>,
     oldest: Option<Seq>,
     complete: bool,
@@ -116,9 +136,11 @@ struct Room {
 impl Room {
     fn new(info: RoomInfo) -> Room {
         Room {
+            read: info.read,
             info,
             former: Vec::new(),
             unread: 0,
+            counted: 0,
             last: None,
             oldest: None,
             complete: false,
@@ -138,6 +160,8 @@ impl Default for Chat {
             live: false,
             notice: None,
             open: None,
+            reading: false,
+            presence: BTreeMap::new(),
             changes: Vec::new(),
         }
     }
@@ -152,15 +176,19 @@ impl Chat {
         outbox: Vec<(OutboxEntry, EntryState)>,
     ) -> Chat {
         let mut chat = Chat {
-            me: me.map(|id| Member { id, name: None }),
+            me: me.map(|id| Member::new(id, None)),
             outbox: Outbox::restore(outbox::WINDOW, outbox),
-            cursors: Cursors::from_stored(rooms.iter().map(|r| (r.id.clone(), r.cursor))),
+            cursors: Cursors::from_stored(
+                rooms.iter().map(|r| (r.id.clone(), r.cursor, r.cursor_ts)),
+            ),
             ..Chat::default()
         };
         chat.rooms = rooms
             .into_iter()
             .map(|r| Room {
                 unread: r.unread,
+                read: r.read,
+                counted: r.counted,
                 last: r.last,
                 oldest: r.oldest,
                 complete: r.complete,
@@ -188,16 +216,10 @@ impl Chat {
         std::mem::take(&mut self.changes)
     }
 
-    /// The room the person looks at; its unread count drops to zero.
+    /// The room the person looks at (whether they can see it is
+    /// [`Chat::set_reading`]'s).
     pub fn set_open(&mut self, room: Option<RoomId>) {
-        self.open = room.clone();
-        let Some(room) = room else { return };
-        if let Some(r) = self.room_mut(&room).filter(|r| r.unread > 0) {
-            r.unread = 0;
-            if let Some(record) = self.record(&room) {
-                self.changes.push(Change::Rooms(vec![record]));
-            }
-        }
+        self.open = room;
     }
 
     /// Unread messages in all rooms.
@@ -265,7 +287,10 @@ impl Chat {
             id: id.clone(),
             info: r.info.clone(),
             cursor: self.cursors.get(id).unwrap_or(0),
+            cursor_ts: self.cursors.time(id),
             unread: r.unread,
+            read: r.read,
+            counted: r.counted,
             last: r.last.clone(),
             oldest: r.oldest,
             complete: r.complete,

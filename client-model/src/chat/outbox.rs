@@ -6,8 +6,8 @@
 //! [`Outbox`]: natter_shared::sync::Outbox
 
 use super::{Change, Chat};
-use natter_shared::protocol::{Body, TextError, check_body};
 use natter_shared::sync::{EntryState, OutboxEntry, OutgoingFile};
+use natter_shared::text::{Body, TextError, check_body};
 use natter_shared::{ClientFrame, ClientId, ErrorCode, FileId, RoomId};
 
 /// Most of our messages in flight at once; the server refuses more than

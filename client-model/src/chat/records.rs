@@ -15,8 +15,18 @@ pub struct RoomRecord {
     pub info: RoomInfo,
     /// The highest seq held with nothing missing below it.
     pub cursor: Seq,
-    /// Messages from others not seen yet.
+    /// The commit time of the event at the cursor, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_ts: Option<i64>,
+    /// Events that count as unread past the read marker.
     pub unread: u32,
+    /// The user's read marker as this device knows it (it may be ahead of
+    /// the server's until the next connection says so).
+    #[serde(default)]
+    pub read: Seq,
+    /// `unread` covers the events up to this seq.
+    #[serde(default)]
+    pub counted: Seq,
     /// The latest message, for the room list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<Preview>,
@@ -35,7 +45,10 @@ impl RoomRecord {
             id: info.id.clone(),
             info,
             cursor: 0,
+            cursor_ts: None,
             unread: 0,
+            read: 0,
+            counted: 0,
             last: None,
             oldest: None,
             complete: false,

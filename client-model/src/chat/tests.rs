@@ -30,10 +30,7 @@ fn hello(me: &str) -> ServerFrame {
 }
 
 fn dialog() -> RoomInfo {
-    let member = |id: &str, name: &str| Member {
-        id: user(id),
-        name: Some(name.into()),
-    };
+    let member = |id: &str, name: &str| Member::new(user(id), Some(name.into()));
     RoomInfo {
         id: r_ab(),
         kind: RoomKind::Dialog,
@@ -41,6 +38,8 @@ fn dialog() -> RoomInfo {
         members: vec![member("alice", "Alice"), member("bob", "Bob")],
         last_seq: 0,
         created_at: 0,
+        read: 0,
+        unread: 0,
     }
 }
 
@@ -67,6 +66,7 @@ fn page(events: Vec<Event>) -> ServerFrame {
         room: r_ab(),
         events,
         more: false,
+        reset: false,
     }
 }
 
@@ -106,9 +106,10 @@ fn hello_asks_for_sync_from_the_known_cursors() {
     chat.apply(page(vec![message(6, "bob", "hi", None)]));
     chat.apply(live(message(7, "bob", "there", None)));
     chat.on_disconnect();
+    // With the time of the event at the cursor, for the server to check.
     let cursors = vec![Cursor {
-        room: r_ab(),
-        seq: 7,
+        ts: Some(7_000),
+        ..Cursor::new(r_ab(), 7)
     }];
     assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
 }
@@ -353,7 +354,7 @@ fn a_member_who_left_keeps_their_name_on_earlier_lines() {
 }
 
 #[test]
-fn unread_counts_others_messages_outside_the_open_room_and_is_stored() {
+fn unread_counts_others_messages_until_the_person_sees_them() {
     let mut chat = synced_alice();
     chat.take_changes();
     chat.apply(live(message(1, "bob", "one", None)));
@@ -366,11 +367,183 @@ fn unread_counts_others_messages_outside_the_open_room_and_is_stored() {
         matches!(stored.last(), Some(Change::Events(room, events)) if room.unread == 1 && room.cursor == 2 && events.len() == 1)
     );
 
+    // Open is not read: a closed panel or a hidden page reads nothing.
     chat.set_open(Some(r_ab()));
+    assert_eq!(chat.unread_total(), 1);
+    let read = chat.set_reading(true);
+    assert_eq!(
+        read,
+        [ClientFrame::Read {
+            room: r_ab(),
+            seq: 2
+        }]
+    );
     assert_eq!(chat.unread_total(), 0);
-    assert!(matches!(chat.take_changes().as_slice(), [Change::Rooms(r)] if r[0].unread == 0));
-    chat.apply(live(message(3, "bob", "seen", None)));
+    assert!(
+        matches!(chat.take_changes().as_slice(), [Change::Rooms(r)] if r[0].unread == 0 && r[0].read == 2)
+    );
+    // While reading, what arrives is read at once.
+    let answer = chat.apply(live(message(3, "bob", "seen", None)));
+    assert_eq!(
+        answer,
+        [ClientFrame::Read {
+            room: r_ab(),
+            seq: 3
+        }]
+    );
     assert_eq!(chat.unread_total(), 0);
+    chat.set_reading(false);
+    assert!(
+        chat.apply(live(message(4, "bob", "later", None)))
+            .is_empty()
+    );
+    assert_eq!(chat.unread_total(), 1);
+    // Scrolled up to 3 only: 4 stays unread; back is ignored.
+    assert_eq!(chat.mark_read(&r_ab(), 3), None);
+    assert_eq!(chat.unread_total(), 1);
+}
+
+fn counted_dialog(last_seq: Seq, read: Seq, unread: u32) -> RoomInfo {
+    RoomInfo {
+        last_seq,
+        read,
+        unread,
+        ..dialog()
+    }
+}
+
+#[test]
+fn a_fresh_device_takes_the_servers_count_and_pages_do_not_add_to_it() {
+    let mut chat = Chat::default();
+    chat.apply(hello("alice"));
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![counted_dialog(4, 1, 2)],
+    });
+    chat.apply(page(vec![
+        message(1, "bob", "old", None),
+        message(2, "bob", "a", None),
+        message(3, "alice", "mine", None),
+        message(4, "bob", "b", None),
+    ]));
+    chat.apply(ServerFrame::Synced {});
+    assert_eq!(chat.unread_total(), 2);
+    chat.apply(live(message(5, "bob", "c", None)));
+    assert_eq!(chat.unread_total(), 3);
+    // Read on another device up to 4: one left.
+    chat.apply(ServerFrame::Read {
+        room: r_ab(),
+        user: user("alice"),
+        seq: 4,
+    });
+    assert_eq!(chat.unread_total(), 1);
+}
+
+#[test]
+fn a_marker_moved_offline_goes_out_after_synced_and_counts_stay_right() {
+    let mut chat = Chat::default();
+    chat.apply(hello("alice"));
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![counted_dialog(2, 0, 2)],
+    });
+    chat.apply(page(vec![
+        message(1, "bob", "a", None),
+        message(2, "bob", "b", None),
+    ]));
+    chat.apply(ServerFrame::Synced {});
+    chat.on_disconnect();
+    assert_eq!(
+        chat.mark_read(&r_ab(), 2),
+        None,
+        "offline: nothing to send yet"
+    );
+    assert_eq!(chat.unread_total(), 0);
+    // The room as last stored.
+    let stored: Vec<RoomRecord> = chat
+        .take_changes()
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Rooms(r) => r.into_iter().next(),
+            _ => None,
+        })
+        .next_back()
+        .into_iter()
+        .collect();
+    let mut chat = Chat::hydrate(Some(user("alice")), stored, Vec::new());
+    chat.apply(hello("alice"));
+    // The server has not heard: its count is still 2, its marker 0.
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![counted_dialog(2, 0, 2)],
+    });
+    chat.apply(page(Vec::new()));
+    assert_eq!(chat.unread_total(), 0, "what this device read stays read");
+    let out = chat.apply(ServerFrame::Synced {});
+    assert_eq!(
+        out,
+        [ClientFrame::Read {
+            room: r_ab(),
+            seq: 2
+        }]
+    );
+}
+
+#[test]
+fn others_markers_show_who_read_our_messages() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "alice", "hi", None)));
+    chat.apply(live(message(2, "alice", "there", None)));
+    let seen = |chat: &Chat| -> Vec<Vec<String>> {
+        chat.lines(&r_ab()).into_iter().map(|l| l.seen_by).collect()
+    };
+    assert_eq!(seen(&chat), [Vec::<String>::new(), Vec::new()]);
+    chat.apply(ServerFrame::Read {
+        room: r_ab(),
+        user: user("bob"),
+        seq: 1,
+    });
+    assert_eq!(seen(&chat), [vec!["Bob".to_string()], Vec::new()]);
+    // Never back.
+    chat.apply(ServerFrame::Read {
+        room: r_ab(),
+        user: user("bob"),
+        seq: 0,
+    });
+    assert_eq!(seen(&chat)[0], ["Bob"]);
+}
+
+#[test]
+fn a_reset_page_replaces_what_the_room_held() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "bob", "one", None)));
+    chat.apply(live(message(2, "bob", "two", None)));
+    chat.take_changes();
+    chat.apply(ServerFrame::Page {
+        room: r_ab(),
+        events: vec![message(1, "bob", "restored", None)],
+        more: false,
+        reset: true,
+    });
+    assert_eq!(bodies(&chat), ["restored"]);
+    assert!(
+        matches!(chat.take_changes().as_slice(), [Change::Reset(r, e)] if r.cursor == 1 && e.len() == 1)
+    );
+    // The next message is seq 2 again, and shows.
+    chat.apply(live(message(2, "bob", "new two", None)));
+    assert_eq!(bodies(&chat), ["restored", "new two"]);
+}
+
+#[test]
+fn a_dialog_shows_whether_the_other_is_online() {
+    let mut chat = synced_alice();
+    assert_eq!(chat.dialog_presence(&r_ab()), None);
+    chat.apply(ServerFrame::Presence {
+        users: vec![natter_shared::Presence {
+            user: user("bob"),
+            online: false,
+            last_seen: Some(7),
+        }],
+    });
+    assert_eq!(chat.dialog_presence(&r_ab()), Some((false, Some(7))));
+    assert_eq!(chat.room_entries()[0].online, Some(false));
 }
 
 #[test]
@@ -429,10 +602,7 @@ fn a_chat_rebuilt_from_the_store_syncs_from_its_cursors_and_resends_its_outbox()
         vec![record],
         vec![(entry, EntryState::InFlight)],
     );
-    let cursors = vec![Cursor {
-        room: r_ab(),
-        seq: 7,
-    }];
+    let cursors = vec![Cursor::new(r_ab(), 7)];
     assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
     assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "offline")]);
 }

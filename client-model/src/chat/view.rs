@@ -5,7 +5,7 @@
 use super::{Chat, Room};
 use natter_shared::sync::{EntryState, OutgoingFile};
 use natter_shared::{
-    Attachment, ClientId, Event, EventKind, Member, RoomId, RoomInfo, RoomKind, UserId,
+    Attachment, ClientId, Event, EventKind, Member, RoomId, RoomInfo, RoomKind, Seq, UserId,
 };
 
 /// Where one of our messages is on its way to the room.
@@ -41,10 +41,17 @@ pub struct Line {
     /// Our message's files on their way (kept on this device until
     /// uploaded), in the order attached.
     pub outgoing: Vec<OutgoingFile>,
+    /// Our stored message: the other members who have read it (whose
+    /// marker passed it), by name. Empty where the site shows no receipts.
+    pub seen_by: Vec<String>,
+    /// The event's seq, once the room has it.
+    pub seq: Option<Seq>,
+    /// The line is in a group room (receipts read "read by N").
+    pub in_group: bool,
 }
 
 /// What the room list shows for one room.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoomEntry {
     /// The room.
     pub id: RoomId,
@@ -52,29 +59,78 @@ pub struct RoomEntry {
     pub name: String,
     /// Dialog or group.
     pub kind: RoomKind,
-    /// Messages from others not seen yet.
+    /// Events that count as unread.
     pub unread: u32,
     /// `Author: body` of the latest message, if any.
     pub preview: Option<String>,
+    /// When the latest message was written (ms), if any.
+    pub last_ts: Option<i64>,
+    /// A dialog's other member: whether they are online, when known.
+    pub online: Option<bool>,
+    /// Up to two letters for the avatar.
+    pub initials: String,
+    /// The avatar's colour, one of [`TINTS`], derived from the id (a
+    /// dialog's: the other member's), so it never changes.
+    pub tint: u8,
 }
 
+/// How many avatar colours there are.
+pub const TINTS: u8 = 8;
+
 impl Chat {
-    /// The rooms for the room list.
+    /// The rooms for the room list, latest activity first.
     pub fn room_entries(&self) -> Vec<RoomEntry> {
         let me = self.me.as_ref().map(|m| &m.id);
-        self.rooms
+        let mut entries: Vec<(i64, RoomEntry)> = self
+            .rooms
             .iter()
-            .map(|r| RoomEntry {
-                id: r.info.id.clone(),
-                name: room_name(&r.info, me),
-                kind: r.info.kind,
-                unread: r.unread,
-                preview: r.last.as_ref().map(|p| match &p.sender {
-                    Some(id) => format!("{}: {}", r.name_of(id), p.body),
-                    None => p.body.clone(),
-                }),
+            .map(|r| {
+                let name = room_name(&r.info, me);
+                let seed = self
+                    .other_member(&r.info)
+                    .map_or(r.info.id.as_str(), UserId::as_str);
+                let active = r.last.as_ref().map_or(r.info.created_at, |p| p.ts);
+                (
+                    active,
+                    RoomEntry {
+                        id: r.info.id.clone(),
+                        initials: initials(&name),
+                        tint: tint(seed),
+                        name,
+                        kind: r.info.kind,
+                        unread: r.unread,
+                        preview: r.last.as_ref().map(|p| match &p.sender {
+                            Some(id) => format!("{}: {}", r.name_of(id), p.body),
+                            None => p.body.clone(),
+                        }),
+                        last_ts: r.last.as_ref().map(|p| p.ts),
+                        online: self
+                            .other_member(&r.info)
+                            .and_then(|id| self.presence_of(id))
+                            .map(|p| p.online),
+                    },
+                )
             })
-            .collect()
+            .collect();
+        entries.sort_by(|(a, x), (b, y)| b.cmp(a).then_with(|| x.id.cmp(&y.id)));
+        entries.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// A dialog's other member.
+    pub fn other_member<'a>(&self, info: &'a RoomInfo) -> Option<&'a UserId> {
+        let me = self.me.as_ref().map(|m| &m.id);
+        (info.kind == RoomKind::Dialog)
+            .then(|| info.members.iter().find(|m| Some(&m.id) != me))
+            .flatten()
+            .map(|m| &m.id)
+    }
+
+    /// A dialog's other member, in the open room's header: `Some(true)`
+    /// online, `Some(false)` with when last seen (ms) if known.
+    pub fn dialog_presence(&self, room: &RoomId) -> Option<(bool, Option<i64>)> {
+        let r = self.room(room)?;
+        let other = self.other_member(&r.info)?;
+        self.presence_of(other).map(|p| (p.online, p.last_seen))
     }
 
     /// The room's lines: its history, then our messages still on their way.
@@ -109,6 +165,9 @@ impl Chat {
                     client_id: Some(e.client_id),
                     files: Vec::new(),
                     outgoing: e.files.clone(),
+                    seen_by: Vec::new(),
+                    seq: None,
+                    in_group: r.info.kind == RoomKind::Group,
                 }
             });
         stored.chain(outgoing).collect()
@@ -140,23 +199,39 @@ impl Room {
                 (None, format!("{} left", self.name_of(user)), Vec::new())
             }
         };
+        let mine = event.sender.is_some() && event.sender.as_ref() == me;
+        let seen_by: Vec<String> = if mine {
+            (self.info.members.iter())
+                .filter(|m| Some(&m.id) != me && m.read.is_some_and(|r| r >= event.seq))
+                .map(display)
+                .collect()
+        } else {
+            Vec::new()
+        };
         Line {
             // Seqs repeat across rooms: the room is part of the key. So is
-            // the name shown, so the view redraws a line after a rename.
+            // the time (a room sent afresh may hold another event at the
+            // seq), the name shown, so the view redraws a line after a
+            // rename, and who has read it.
             key: format!(
-                "s{}/{}/{}",
+                "s{}/{}/{}/{}/{}",
                 event.room,
                 event.seq,
-                author.as_deref().unwrap_or(&body)
+                event.ts,
+                author.as_deref().unwrap_or(&body),
+                seen_by.len()
             ),
             author,
             body,
             ts: event.ts,
-            mine: event.sender.is_some() && event.sender.as_ref() == me,
+            mine,
             delivery: Delivery::Stored,
             client_id: None,
             files,
             outgoing: Vec::new(),
+            seen_by,
+            seq: Some(event.seq),
+            in_group: self.info.kind == RoomKind::Group,
         }
     }
 
@@ -185,6 +260,23 @@ fn room_name(info: &RoomInfo, me: Option<&UserId>) -> String {
             .map(display)
             .unwrap_or_else(|| info.id.to_string()),
     }
+}
+
+/// The first letters of the first two words, upper-cased.
+fn initials(name: &str) -> String {
+    name.split_whitespace()
+        .filter_map(|w| w.chars().find(|c| c.is_alphanumeric()))
+        .take(2)
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// A colour index from an id (FNV-1a), the same on every device.
+fn tint(id: &str) -> u8 {
+    let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    u8::try_from(hash % u32::from(TINTS)).unwrap_or(0)
 }
 
 fn display(m: &Member) -> String {

@@ -2,6 +2,8 @@
 //! the site's API key (`Authorization: Bearer …`). Every error is JSON with
 //! a stable code (see [`crate::error`]).
 
+mod people;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::writer::WriteOp;
@@ -10,13 +12,13 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use natter_shared::api::{
     AddMember, CreateRoom, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
 };
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES};
-use natter_shared::protocol::{Body, clean_label};
+use natter_shared::text::{Body, clean_label};
 use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -34,7 +36,13 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/members", post(add_member))
         .route("/rooms/{room}/members/{user}", delete(remove_member))
         .route("/rooms/{room}/messages", post(post_message).get(history))
+        .route("/rooms/{room}/members/{user}/read", put(people::set_read))
         .route("/users/{user}/rooms", get(user_rooms))
+        .route("/users/{user}/unread", get(people::unread))
+        .route(
+            "/settings",
+            get(people::get_settings).put(people::put_settings),
+        )
         .route("/file-types", get(get_file_types).put(put_file_types))
         .fallback(|| async {
             ApiError::client(
@@ -110,7 +118,13 @@ async fn ensure_room(state: &AppState, site: &Site, room: &RoomId) -> Result<(),
 }
 
 /// Checks a member's display name and keeps it cleaned ([`clean_label`]).
+/// A read marker is not set here (see `people::set_read`).
 fn check_member(m: &mut Member) -> Result<(), ApiError> {
+    if m.read.is_some() {
+        return Err(ApiError::invalid(
+            "a member's read marker is set with PUT …/members/{user}/read",
+        ));
+    }
     if let Some(name) = &m.name {
         m.name = Some(
             clean_label("name", name, MAX_NAME_BYTES)

@@ -1,5 +1,5 @@
-//! Cross-node fan-out. Every committed event, room announcement and
-//! typing notice goes to this node's [`Hub`] and, when a broker is
+//! Cross-node fan-out. Every committed event, room announcement, typing
+//! notice and read marker goes to this node's [`Hub`] and, when a broker is
 //! configured (`--broker nats://…`), to every other node through it.
 //! Without one, fan-out stays in this process: a single node.
 //!
@@ -31,8 +31,9 @@ pub use nats::{BrokerError, BrokerTask};
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::presence::{Key, Presence};
 use crate::store::Store;
-use natter_shared::{Event, RoomId, SiteId, UserId};
+use natter_shared::{Event, RoomId, Seq, SiteId, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 use wire::Msg;
@@ -42,12 +43,23 @@ use wire::Msg;
 pub struct Broker {
     hub: Hub,
     link: Option<nats::Link>,
+    presence: Presence,
+    /// Where "last seen" is kept.
+    store: Store,
+    /// How long a user whose last connection closed still shows online.
+    grace: Duration,
 }
 
 impl Broker {
-    /// Fan-out within this process only.
-    pub fn local(hub: Hub) -> Broker {
-        Broker { hub, link: None }
+    /// Fan-out within this process only. `grace`: see [`Broker::depart`].
+    pub fn local(hub: Hub, store: Store, grace: Duration) -> Broker {
+        Broker {
+            presence: Presence::new(hub.clone()),
+            hub,
+            link: None,
+            store,
+            grace,
+        }
     }
 
     /// Fan-out through the NATS server at `url` as well, on subjects under
@@ -60,15 +72,28 @@ impl Broker {
         prefix: &str,
         hub: Hub,
         store: Store,
+        grace: Duration,
         sweep_every: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<(Broker, BrokerTask), BrokerError> {
-        let (link, task) =
-            nats::connect(url, prefix, hub.clone(), store, sweep_every, metrics).await?;
+        let presence = Presence::new(hub.clone());
+        let (link, task) = nats::connect(
+            url,
+            prefix,
+            hub.clone(),
+            presence.clone(),
+            store.clone(),
+            sweep_every,
+            metrics,
+        )
+        .await?;
         Ok((
             Broker {
                 hub,
                 link: Some(link),
+                presence,
+                store,
+                grace,
             },
             task,
         ))
@@ -106,6 +131,67 @@ impl Broker {
                 user: user.clone(),
             });
         }
+    }
+
+    /// `user` has read `room` up to `seq`: to their connections on every
+    /// node, and to the room's when `public` (receipts shown). A message
+    /// lost between nodes shows at the next sync, from the database.
+    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool) {
+        self.hub.read(room, user, seq, public);
+        if let Some(link) = &self.link {
+            link.offer(Msg::Read {
+                room: room.clone(),
+                user: user.clone(),
+                seq,
+                public,
+            });
+        }
+    }
+
+    /// A connection of the user synced, following `rooms`: they are
+    /// online, for the people who share a room with them.
+    pub fn arrive(&self, key: &Key, rooms: &[RoomId]) {
+        if self.presence.arrive(key, rooms)
+            && let Some(link) = &self.link
+        {
+            link.offer(Msg::Arrive {
+                site: key.0.clone(),
+                user: key.1.clone(),
+                rooms: rooms.to_vec(),
+            });
+        }
+    }
+
+    /// A synced connection of the user closed. When it was their last, they
+    /// stay online for the grace period, then go offline (unless they came
+    /// back), and "last seen" is kept.
+    pub fn depart(&self, key: Key) {
+        let Some(departure) = self.presence.depart(&key) else {
+            return;
+        };
+        let broker = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(broker.grace).await;
+            let now = crate::store::now_ms();
+            let Some(gone) = broker.presence.expire(&key, departure, now) else {
+                return;
+            };
+            if let Some(link) = &broker.link {
+                link.offer(Msg::Depart {
+                    site: key.0.clone(),
+                    user: key.1.clone(),
+                    last_seen: gone.last_seen,
+                });
+            }
+            if let Err(err) = broker.store.set_last_seen(&key.0, &key.1, now).await {
+                tracing::warn!(error = %err, "could not keep when a user was last seen");
+            }
+        });
+    }
+
+    /// Who is online, for the presence of these users.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     /// `None` without a broker; otherwise whether the link is up.

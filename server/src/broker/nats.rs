@@ -16,6 +16,7 @@
 use super::wire::{Envelope, Msg, Outgoing, valid_prefix};
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
+use crate::presence::Presence;
 use crate::store::{Store, now_ms, redact_url};
 use async_nats::{Client, Event, Subscriber};
 use futures_util::StreamExt;
@@ -32,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 /// client's own buffer, at most some 5,000 events (bodies of at most
 /// `--max-body-bytes`) wait for a broker that is down.
 const OUT_QUEUE: usize = 4096;
+/// How often a node says which users it holds (presence).
+const HOLD_EVERY: Duration = Duration::from_secs(30);
 /// Messages the NATS client itself buffers before `publish` waits.
 const CLIENT_CAPACITY: usize = 1024;
 /// Messages the NATS client holds for our subscription; past it the
@@ -195,6 +198,7 @@ pub(super) async fn connect(
     url: &str,
     prefix: &str,
     hub: Hub,
+    presence: Presence,
     store: Store,
     sweep_every: Duration,
     metrics: Arc<Metrics>,
@@ -266,9 +270,11 @@ pub(super) async fn connect(
             subscriber,
             node,
             hub.clone(),
+            presence.clone(),
             resyncs.clone(),
             stop.clone(),
         )),
+        tokio::spawn(hold(link.clone(), presence, stop.clone())),
         tokio::spawn(watch(client, link.clone(), resyncs.clone(), stop.clone())),
         tokio::spawn(resync(hub.clone(), resyncs, metrics.clone(), stop.clone())),
         tokio::spawn(super::sweep::run(
@@ -311,6 +317,24 @@ impl Sender {
         if let Err(err) = client.publish(subject, payload.into()).await {
             self.shared.lost.store(true, Ordering::Release);
             tracing::warn!(error = %err, "could not publish to the broker");
+        }
+    }
+}
+
+/// Says which users this node holds every [`HOLD_EVERY`], and forgets
+/// the users of nodes silent for three times as long.
+async fn hold(link: Link, presence: Presence, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(HOLD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        presence.forget_stale(HOLD_EVERY * 3, now_ms());
+        let users = presence.held();
+        if !users.is_empty() {
+            link.offer(Msg::Holding { users });
         }
     }
 }
@@ -371,6 +395,7 @@ async fn receive(
     mut subscriber: Subscriber,
     node: Arc<str>,
     hub: Hub,
+    presence: Presence,
     resyncs: Arc<Resyncs>,
     stop: CancellationToken,
 ) {
@@ -393,6 +418,7 @@ async fn receive(
         if *envelope.node == *node {
             continue;
         }
+        let envelope_node: Arc<str> = envelope.node.as_str().into();
         match envelope.msg {
             Msg::Event { site, event } => hub.publish_event(&site, &event),
             Msg::Room {
@@ -401,6 +427,21 @@ async fn receive(
                 members,
             } => hub.announce_room(&site, &room, &members),
             Msg::Typing { room, user } => hub.typing(&room, &user),
+            Msg::Read {
+                room,
+                user,
+                seq,
+                public,
+            } => hub.read(&room, &user, seq, public),
+            Msg::Arrive { site, user, rooms } => {
+                presence.remote_arrive(&envelope_node, &(site, user), rooms);
+            }
+            Msg::Depart {
+                site,
+                user,
+                last_seen,
+            } => presence.remote_depart(&envelope_node, &(site, user), last_seen),
+            Msg::Holding { users } => presence.remote_still(&envelope_node, &users),
             Msg::Resync => {
                 tracing::info!(from = %envelope.node, "another node may have missed publishing; resyncing");
                 resyncs.request();

@@ -3,7 +3,7 @@
 //! prefix (`natter.event`, `natter.room`, …), and each naming the node
 //! that sent it so that a node ignores its own.
 
-use natter_shared::{Event, RoomId, SiteId, UserId};
+use natter_shared::{Event, RoomId, Seq, SiteId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// One message and its sender, as received.
@@ -35,6 +35,30 @@ pub(super) enum Msg {
     },
     /// A member is typing (ephemeral).
     Typing { room: RoomId, user: UserId },
+    /// A member's read marker moved; `public` when the room's other
+    /// members may see it.
+    Read {
+        room: RoomId,
+        user: UserId,
+        seq: Seq,
+        public: bool,
+    },
+    /// A user came online on the sending node; these are their rooms.
+    Arrive {
+        site: SiteId,
+        user: UserId,
+        rooms: Vec<RoomId>,
+    },
+    /// A user's last connection on the sending node closed (and the grace
+    /// period passed).
+    Depart {
+        site: SiteId,
+        user: UserId,
+        last_seen: i64,
+    },
+    /// The users the sending node holds, said every so often: a node
+    /// that stops saying it is forgotten.
+    Holding { users: Vec<(SiteId, UserId)> },
     /// The sender may have failed to publish some events: every node tells
     /// its connections to resync from their cursors.
     Resync,
@@ -47,6 +71,10 @@ impl Msg {
             Msg::Event { .. } => "event",
             Msg::Room { .. } => "room",
             Msg::Typing { .. } => "typing",
+            Msg::Read { .. } => "read",
+            Msg::Arrive { .. } => "arrive",
+            Msg::Depart { .. } => "depart",
+            Msg::Holding { .. } => "holding",
             Msg::Resync => "resync",
         }
     }

@@ -4,7 +4,7 @@
 //! differ live in [`Backend`].
 //!
 //! Reads and rare writes go straight to the pool, one file per resource:
-//! [`sites`], [`users`], [`rooms`], [`events`]; [`rows`] decodes what they
+//! [`sites`], [`users`], [`rooms`], [`events`], [`reads`]; [`rows`] decodes what they
 //! read; on SQLite, pages of events come through [`reader`] instead.
 //! Everything that takes a room's next seq goes through the
 //! [`writer`], which commits many of them in one transaction (group
@@ -13,6 +13,7 @@
 mod events;
 mod files;
 mod reader;
+mod reads;
 mod rooms;
 mod rows;
 mod sites;
@@ -21,6 +22,7 @@ pub mod writer;
 
 pub use events::PageFrom;
 pub use files::{AttachError, Completed, FileRow};
+pub use reads::Unread;
 pub use sites::{NewSite, Site};
 
 use natter_shared::Seq;

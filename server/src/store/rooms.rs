@@ -1,6 +1,7 @@
 //! Rooms and their members: group rooms, the one dialog between two users,
 //! and who is a member of what.
 
+use super::reads::unread_after_marker;
 use super::rows::{member_from_row, parse_id, room_from_row, seq_from_db};
 use super::{Store, StoreError, conflict_on_unique, is_unique_violation, new_id, now_ms};
 use natter_shared::{Member, RoomId, RoomInfo, Seq, SiteId, UserId};
@@ -151,7 +152,7 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let mut info = room_from_row(&row)?;
         let rows = sqlx::query(
-            "SELECT m.user_id, u.name FROM members m \
+            "SELECT m.user_id, u.name, m.read_seq FROM members m \
              LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
              WHERE m.room_id = ? ORDER BY m.user_id",
         )
@@ -175,27 +176,33 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Every room the user is a member of, with members, by id.
+    /// Every room the user is a member of, with members (and their read
+    /// markers), the user's marker and unread count, by id.
     pub async fn rooms_for_user(
         &self,
         site: &SiteId,
         user: &UserId,
     ) -> Result<Vec<RoomInfo>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.id, r.kind, r.title, r.last_seq, r.created_at FROM rooms r \
+        let sql = concat!(
+            "SELECT r.id, r.kind, r.title, r.last_seq, r.created_at, me.read_seq, ",
+            unread_after_marker!(),
+            " AS unread FROM rooms r \
              JOIN members me ON me.room_id = r.id \
-             WHERE me.site_id = ? AND me.user_id = ? ORDER BY r.id",
-        )
-        .bind(site.as_str())
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE me.site_id = ? AND me.user_id = ? ORDER BY r.id"
+        );
+        let rows = sqlx::query(sql)
+            .bind(user.as_str())
+            .bind(user.as_str())
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         let mut rooms = rows
             .iter()
             .map(room_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let rows = sqlx::query(
-            "SELECT m.room_id, m.user_id, u.name FROM members me \
+            "SELECT m.room_id, m.user_id, u.name, m.read_seq FROM members me \
              JOIN members m ON m.room_id = me.room_id \
              LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
              WHERE me.site_id = ? AND me.user_id = ? ORDER BY m.room_id, m.user_id",

@@ -27,8 +27,20 @@ pub(crate) fn parse_id<T, E: std::fmt::Display>(
     parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A room's columns: `id, kind, title, last_seq, created_at`, and when the
+/// query is for one member, `read_seq` and `unread`.
 pub(crate) fn room_from_row(row: &AnyRow) -> Result<RoomInfo, StoreError> {
     let kind: String = row.try_get("kind")?;
+    let read = match row.try_get::<i64, _>("read_seq") {
+        Ok(seq) => seq_from_db(seq)?,
+        Err(sqlx::Error::ColumnNotFound(_)) => 0,
+        Err(err) => return Err(err.into()),
+    };
+    let unread = match row.try_get::<i64, _>("unread") {
+        Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        Err(sqlx::Error::ColumnNotFound(_)) => 0,
+        Err(err) => return Err(err.into()),
+    };
     Ok(RoomInfo {
         id: parse_id(RoomId::parse, row.try_get::<String, _>("id")?)?,
         kind: RoomKind::parse(&kind)
@@ -37,13 +49,17 @@ pub(crate) fn room_from_row(row: &AnyRow) -> Result<RoomInfo, StoreError> {
         members: Vec::new(),
         last_seq: seq_from_db(row.try_get("last_seq")?)?,
         created_at: row.try_get("created_at")?,
+        read,
+        unread,
     })
 }
 
+/// A member's columns: `user_id, name, read_seq`.
 pub(crate) fn member_from_row(row: &AnyRow) -> Result<Member, StoreError> {
     Ok(Member {
         id: parse_id(UserId::parse, row.try_get::<String, _>("user_id")?)?,
         name: row.try_get("name")?,
+        read: Some(seq_from_db(row.try_get("read_seq")?)?),
     })
 }
 

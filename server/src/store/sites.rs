@@ -5,6 +5,7 @@ use super::rows::parse_id;
 use super::{Store, StoreError, conflict_on_unique, new_id, now_ms};
 use crate::auth::{self, Secret};
 use natter_shared::SiteId;
+use natter_shared::api::{Receipts, Settings};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -17,7 +18,13 @@ pub struct Site {
     pub origins: Vec<String>,
     /// Its own allow-list of file types (comma-separated), if it set one.
     pub file_types: Option<String>,
+    /// What it shows its people of each other.
+    pub settings: Settings,
 }
+
+/// The columns [`Store::site_from_row`] reads.
+const SITE_COLUMNS: &str =
+    "id, name, token_secret, file_types, receipts_dialog, receipts_group, presence";
 
 /// A site just created, with its API key (shown once, stored hashed).
 #[derive(Debug, Clone)]
@@ -68,6 +75,7 @@ impl Store {
                 token_secret: secret,
                 origins: origins.to_vec(),
                 file_types: None,
+                settings: Settings::default(),
             },
             api_key,
         })
@@ -106,7 +114,8 @@ impl Store {
 
     /// A site by id.
     pub async fn site(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
-        let row = sqlx::query("SELECT id, name, token_secret, file_types FROM sites WHERE id = ?")
+        let sql = format!("SELECT {SITE_COLUMNS} FROM sites WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -118,12 +127,11 @@ impl Store {
 
     /// The site an API key belongs to.
     pub async fn site_by_api_key(&self, key: &str) -> Result<Option<Site>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, token_secret, file_types FROM sites WHERE api_key_hash = ?",
-        )
-        .bind(auth::hash_api_key(key))
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("SELECT {SITE_COLUMNS} FROM sites WHERE api_key_hash = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(auth::hash_api_key(key))
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(row) => Ok(Some(self.site_from_row(row).await?)),
             None => Ok(None),
@@ -132,7 +140,8 @@ impl Store {
 
     /// Every site, by id.
     pub async fn sites(&self) -> Result<Vec<Site>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, token_secret, file_types FROM sites ORDER BY id")
+        let sql = format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
         let mut sites = Vec::with_capacity(rows.len());
@@ -158,6 +167,34 @@ impl Store {
             token_secret: Secret::new(row.try_get::<String, _>("token_secret")?),
             origins,
             file_types: row.try_get("file_types")?,
+            settings: Settings {
+                receipts: Receipts {
+                    dialog: row.try_get::<i64, _>("receipts_dialog")? != 0,
+                    group: row.try_get::<i64, _>("receipts_group")? != 0,
+                },
+                presence: row.try_get::<i64, _>("presence")? != 0,
+            },
         })
+    }
+
+    /// Replaces what a site shows its people of each other.
+    pub async fn set_site_settings(
+        &self,
+        site: &SiteId,
+        settings: Settings,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sites SET receipts_dialog = ?, receipts_group = ?, presence = ? WHERE id = ?",
+        )
+        .bind(i64::from(settings.receipts.dialog))
+        .bind(i64::from(settings.receipts.group))
+        .bind(i64::from(settings.presence))
+        .bind(site.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 }

@@ -1,9 +1,11 @@
 //! Users of a site, as their site's backend names them in tokens and API
 //! calls.
 
+use super::rows::parse_id;
 use super::{Store, StoreError, now_ms};
 use natter_shared::{SiteId, UserId};
 use sqlx::Row;
+use std::collections::HashMap;
 
 impl Store {
     /// Records a user; a given name replaces the stored one.
@@ -44,5 +46,47 @@ impl Store {
             }
         }
         self.upsert_user(site, user, name).await
+    }
+
+    /// Keeps when a user was last online (milliseconds).
+    pub async fn set_last_seen(
+        &self,
+        site: &SiteId,
+        user: &UserId,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET last_seen = ? WHERE site_id = ? AND id = ?")
+            .bind(at)
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// When each of these users of a site was last online, for those seen.
+    pub async fn last_seen(
+        &self,
+        site: &SiteId,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, i64>, StoreError> {
+        const PER_QUERY: usize = 500;
+        let mut seen = HashMap::new();
+        for chunk in users.chunks(PER_QUERY) {
+            // Only placeholders are formatted in; the ids are bound.
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT id, last_seen FROM users WHERE site_id = ? AND last_seen IS NOT NULL AND id IN ({marks})"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(site.as_str());
+            for user in chunk {
+                query = query.bind(user.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let user = parse_id(UserId::parse, row.try_get::<String, _>("id")?)?;
+                seen.insert(user, row.try_get::<i64, _>("last_seen")?);
+            }
+        }
+        Ok(seen)
     }
 }

@@ -7,16 +7,19 @@
 
 use super::{FrameSink, FrameStream, Gone, close_with, is_too_big, send_frame};
 use crate::auth::Identity;
+use crate::broker::Broker;
 use crate::error::store_error_parts;
 use crate::hub::Registration;
 use crate::metrics::{self, Metrics};
+use crate::presence::Key;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::store::writer::Written;
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
-use natter_shared::{ClientId, ErrorCode, RoomId, Seq, ServerFrame, close};
+use natter_shared::api::Settings;
+use natter_shared::{ClientId, ErrorCode, RoomId, RoomKind, Seq, ServerFrame, close};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -56,10 +59,38 @@ pub(super) struct Conn<S> {
     pub(super) sent: HashMap<RoomId, Seq>,
     /// Sends awaiting their commit, answered in order.
     pub(super) commits: FuturesOrdered<Commit>,
+    /// What the site shows its people of each other.
+    pub(super) settings: Settings,
+    /// Per room the connection follows: its kind, and the user's read
+    /// marker as this connection last knew it.
+    pub(super) marks: HashMap<RoomId, (RoomKind, Seq)>,
+    /// Set once the first sync made the user present; dropped with the
+    /// connection.
+    pub(super) here: Option<Here>,
+}
+
+/// A synced connection counted in its user's presence; its end is told
+/// when it is dropped, however the connection ended.
+pub(super) struct Here {
+    broker: Broker,
+    key: Key,
+}
+
+impl Here {
+    pub(super) fn new(broker: Broker, key: Key, rooms: &[RoomId]) -> Here {
+        broker.arrive(&key, rooms);
+        Here { broker, key }
+    }
+}
+
+impl Drop for Here {
+    fn drop(&mut self) {
+        self.broker.depart(self.key.clone());
+    }
 }
 
 impl<S: FrameSink> Conn<S> {
-    pub(super) fn new(state: AppState, identity: Identity, sink: S) -> Self {
+    pub(super) fn new(state: AppState, identity: Identity, settings: Settings, sink: S) -> Self {
         let reg = state.hub.register(
             identity.site.clone(),
             identity.user.clone(),
@@ -72,6 +103,9 @@ impl<S: FrameSink> Conn<S> {
             sink,
             sent: HashMap::new(),
             commits: FuturesOrdered::new(),
+            settings,
+            marks: HashMap::new(),
+            here: None,
         }
     }
 

@@ -30,7 +30,7 @@ impl<S: FrameSink> Conn<S> {
 
     async fn deliver(&mut self, delivery: Delivery) -> Result<(), Gone> {
         match delivery {
-            Delivery::Typing(frame) => self.feed_raw(Utf8Bytes::clone(&frame)).await,
+            Delivery::Notice(frame) => self.feed_raw(Utf8Bytes::clone(&frame)).await,
             Delivery::NewRoom(room) => {
                 let room = *room;
                 if self.sent.contains_key(&room) {
@@ -81,8 +81,12 @@ impl<S: FrameSink> Conn<S> {
 
     /// Sends a `rooms` frame for one room.
     async fn announce(&mut self, room: &RoomId) -> Result<(), Gone> {
-        match self.state.store.room(&self.identity.site, room).await {
-            Ok(Some(info)) => self.send(&ServerFrame::Rooms { rooms: vec![info] }).await,
+        let (site, user) = (&self.identity.site, &self.identity.user);
+        match self.state.store.room_for_user(site, room, user).await {
+            Ok(Some(mut info)) => {
+                self.settle_marks(&mut info);
+                self.send(&ServerFrame::Rooms { rooms: vec![info] }).await
+            }
             Ok(None) => Ok(()),
             Err(err) => self.store_failed(err).await,
         }

@@ -90,8 +90,9 @@ async fn run<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) {
         crate::metrics::inc(&state.metrics.auth_failures);
         return;
     };
+    let settings = site.settings;
     drop(site);
-    let conn = conn::Conn::new(state, identity, sink);
+    let conn = conn::Conn::new(state, identity, settings, sink);
     let span = tracing::info_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
     tracing::Instrument::instrument(conn.serve(stream), span).await;
 }

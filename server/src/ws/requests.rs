@@ -2,14 +2,18 @@
 //! `history`, `typing` and `ping`. Each answer is a frame; a refusal is an
 //! error frame naming the room or the message it concerns.
 
-use super::conn::{Committed, Conn};
+use super::conn::{Committed, Conn, Here};
 use super::{FrameSink, Gone, feed_frame};
 use crate::error::store_error_parts;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use natter_shared::protocol::{Body, DecodeError};
-use natter_shared::{ClientFrame, ClientId, Cursor, ErrorCode, FileId, RoomId, Seq, ServerFrame};
+use natter_shared::protocol::DecodeError;
+use natter_shared::text::Body;
+use natter_shared::{
+    ClientFrame, ClientId, Cursor, ErrorCode, FileId, Presence, RoomId, RoomInfo, Seq, ServerFrame,
+    UserId,
+};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,6 +45,7 @@ impl<S: FrameSink> Conn<S> {
                 limit,
             } => self.history(room, before, limit).await,
             ClientFrame::Typing { room } => self.typing(room).await,
+            ClientFrame::Read { room, seq } => self.read(room, seq).await,
             ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
         }
     }
@@ -70,8 +75,15 @@ impl<S: FrameSink> Conn<S> {
         // the memberships again: a room left in between is dropped.
         self.sent.clear();
         self.state.hub.begin_sync(self.reg.id);
-        let store = &self.state.store;
-        let (site, user) = (&self.identity.site, &self.identity.user);
+        let store = self.state.store.clone();
+        let (site, user) = (&self.identity.site.clone(), &self.identity.user.clone());
+        // This user's markers noted here but not yet written: written
+        // first, so the counts read below include them.
+        if self.state.reads.has_pending(site, user)
+            && let Err(err) = self.state.reads.flush().await
+        {
+            return self.store_failed(err).await;
+        }
         let rooms = match store.rooms_for_user(site, user).await {
             Ok(rooms) => rooms,
             Err(err) => return self.store_failed(err).await,
@@ -84,10 +96,14 @@ impl<S: FrameSink> Conn<S> {
             Ok(ids) => ids,
             Err(err) => return self.store_failed(err).await,
         };
-        let (rooms, gone): (Vec<_>, Vec<_>) =
+        let (mut rooms, gone): (Vec<_>, Vec<_>) =
             rooms.into_iter().partition(|r| still.contains(&r.id));
         for room in gone {
             self.state.hub.unfollow(self.reg.id, &room.id);
+        }
+        self.marks.clear();
+        for room in &mut rooms {
+            self.settle_marks(room);
         }
         // Room -> its last seq when read: a cursor beyond it (a client that
         // kept a cache the server no longer has) is taken back to it, so
@@ -95,7 +111,15 @@ impl<S: FrameSink> Conn<S> {
         let member_of: HashMap<RoomId, Seq> =
             rooms.iter().map(|r| (r.id.clone(), r.last_seq)).collect();
         let room_ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
+        let mates = room_mates(&rooms, user);
         self.send(&ServerFrame::Rooms { rooms }).await?;
+        if self.settings.presence {
+            if self.here.is_none() {
+                let key = (site.clone(), user.clone());
+                self.here = Some(Here::new(self.state.broker.clone(), key, &room_ids));
+            }
+            self.tell_presence(mates).await?;
+        }
 
         let mut known = HashSet::new();
         for cursor in cursors {
@@ -108,57 +132,128 @@ impl<S: FrameSink> Conn<S> {
                 .await?;
                 continue;
             };
-            if known.insert(cursor.room.clone()) {
-                self.page_after(cursor.room, cursor.seq.min(last_seq))
-                    .await?;
+            if !known.insert(cursor.room.clone()) {
+                continue;
+            }
+            if cursor.seq > last_seq {
+                // The client holds more than the room has: its copy is of
+                // another history (a database restored from a backup).
+                tracing::info!(room = %cursor.room, cursor = cursor.seq, last_seq, "a client is ahead of the room; sending it afresh");
+                self.latest_page(cursor.room, true).await?;
+            } else {
+                self.page_after(cursor).await?;
             }
         }
         // Rooms the client holds nothing of: their latest page only.
         for room in room_ids {
-            if known.contains(&room) {
-                continue;
+            if !known.contains(&room) {
+                self.latest_page(room, false).await?;
             }
-            let latest =
-                self.state
-                    .store
-                    .events_page(&room, PageFrom::Before(Seq::MAX), self.page_size());
-            let events = match latest.await {
-                Ok(page) => page.events,
-                Err(err) => return self.store_failed(err).await,
-            };
-            let last = events.last().map_or(0, |e| e.seq);
-            self.sent.insert(room.clone(), last);
-            self.send(&ServerFrame::Page {
-                room,
-                events,
-                more: false,
-            })
-            .await?;
         }
         self.send(&ServerFrame::Synced {}).await
     }
 
-    /// Sends every event after `cursor` in pages, and records the last.
-    async fn page_after(&mut self, room: RoomId, cursor: Seq) -> Result<(), Gone> {
-        let mut last = cursor;
+    /// Tells the client who of its room-mates is online, and when the
+    /// others were last seen.
+    async fn tell_presence(&mut self, mates: Vec<UserId>) -> Result<(), Gone> {
+        if mates.is_empty() {
+            return Ok(());
+        }
+        let site = &self.identity.site;
+        let online = self.state.broker.presence().online(site, &mates);
+        let away: Vec<UserId> = (mates.iter().zip(&online))
+            .filter(|(_, on)| !**on)
+            .map(|(u, _)| u.clone())
+            .collect();
+        let seen = match self.state.store.last_seen(site, &away).await {
+            Ok(seen) => seen,
+            Err(err) => return self.store_failed(err).await,
+        };
+        let users = (mates.into_iter().zip(online))
+            .map(|(user, online)| Presence {
+                last_seen: (!online).then(|| seen.get(&user).copied()).flatten(),
+                user,
+                online,
+            })
+            .collect();
+        self.send(&ServerFrame::Presence { users }).await
+    }
+
+    /// Keeps a room's kind and the user's marker, and hides the other
+    /// members' markers where the site shows no receipts.
+    pub(super) fn settle_marks(&mut self, room: &mut RoomInfo) {
+        if !self.settings.receipts(room.kind) {
+            for m in &mut room.members {
+                if m.id != self.identity.user {
+                    m.read = None;
+                }
+            }
+        }
+        self.marks.insert(room.id.clone(), (room.kind, room.read));
+    }
+
+    /// Sends a room's latest page; `reset` tells the client to drop what it
+    /// holds of the room first.
+    async fn latest_page(&mut self, room: RoomId, reset: bool) -> Result<(), Gone> {
+        let latest =
+            self.state
+                .store
+                .events_page(&room, PageFrom::Before(Seq::MAX), self.page_size());
+        let events = match latest.await {
+            Ok(page) => page.events,
+            Err(err) => return self.store_failed(err).await,
+        };
+        let last = events.last().map_or(0, |e| e.seq);
+        self.sent.insert(room.clone(), last);
+        self.send(&ServerFrame::Page {
+            room,
+            events,
+            more: false,
+            reset,
+        })
+        .await
+    }
+
+    /// Sends every event after the cursor in pages, and records the last.
+    /// When the cursor names its event's time, the first page starts at
+    /// that event to check it: another event there means the client's copy
+    /// is of another history, and the room is sent afresh instead.
+    async fn page_after(&mut self, cursor: Cursor) -> Result<(), Gone> {
+        let room = cursor.room;
+        let mut last = cursor.seq;
+        let mut check = cursor.ts.filter(|_| cursor.seq > 0);
         loop {
+            let from = if check.is_some() { last - 1 } else { last };
             let page = self
                 .state
                 .store
-                .events_page(&room, PageFrom::After(last), self.page_size());
+                .events_page(&room, PageFrom::After(from), self.page_size());
             let page = match page.await {
                 Ok(page) => page,
                 Err(err) => return self.store_failed(err).await,
             };
-            if let Some(e) = page.events.last() {
+            let mut events = page.events;
+            if let Some(ts) = check.take() {
+                match events.first() {
+                    Some(e) if e.seq == last && e.ts == ts => {
+                        events.remove(0);
+                    }
+                    other => {
+                        tracing::info!(%room, cursor = last, ts, found = ?other.map(|e| (e.seq, e.ts)), "a client holds another event at its cursor; sending the room afresh");
+                        return self.latest_page(room, true).await;
+                    }
+                }
+            }
+            if let Some(e) = events.last() {
                 last = e.seq;
             }
             self.sent.insert(room.clone(), last);
             let more = page.more;
             self.send(&ServerFrame::Page {
                 room: room.clone(),
-                events: page.events,
+                events,
                 more,
+                reset: false,
             })
             .await?;
             if !more {
@@ -315,6 +410,48 @@ impl<S: FrameSink> Conn<S> {
         }
     }
 
+    /// Moves the user's read marker: never back, and never past what the
+    /// room has. It is noted for the next batch write and goes out at once
+    /// to the user's devices (and the room's members where receipts show).
+    /// A room this connection does not follow (yet: a `read` may overtake
+    /// a `sync` on a fresh connection) is looked up.
+    async fn read(&mut self, room: RoomId, seq: Seq) -> Result<(), Gone> {
+        let known = match (self.sent.get(&room), self.marks.get(&room)) {
+            (Some(&sent), Some(&(kind, marker))) => {
+                let head = self.state.hub.head(&room).unwrap_or(0).max(sent);
+                Some((kind, marker, head, true))
+            }
+            _ => {
+                let (site, user) = (&self.identity.site, &self.identity.user);
+                match self.state.store.room_for_user(site, &room, user).await {
+                    Ok(info) => info.map(|r| (r.kind, r.read, r.last_seq, false)),
+                    Err(err) => return self.store_failed(err).await,
+                }
+            }
+        };
+        let Some((kind, marker, head, followed)) = known else {
+            return self
+                .room_error(
+                    ErrorCode::NotMember,
+                    "you are not a member of this room",
+                    room,
+                )
+                .await;
+        };
+        let seq = seq.min(head);
+        if seq <= marker {
+            return Ok(());
+        }
+        if followed {
+            self.marks.insert(room.clone(), (kind, seq));
+        }
+        let user = &self.identity.user;
+        self.state.reads.note(&self.identity.site, &room, user, seq);
+        let public = self.settings.receipts(kind);
+        self.state.broker.read(&room, user, seq, public);
+        Ok(())
+    }
+
     /// Tells the room's other connections that this user is typing.
     async fn typing(&mut self, room: RoomId) -> Result<(), Gone> {
         if self.sent.contains_key(&room) {
@@ -329,6 +466,16 @@ impl<S: FrameSink> Conn<S> {
             .await
         }
     }
+}
+
+/// Everyone who shares a room with `me`, once each.
+fn room_mates(rooms: &[RoomInfo], me: &UserId) -> Vec<UserId> {
+    let mates: std::collections::BTreeSet<&UserId> = rooms
+        .iter()
+        .flat_map(|r| r.members.iter().map(|m| &m.id))
+        .filter(|id| *id != me)
+        .collect();
+    mates.into_iter().cloned().collect()
 }
 
 /// The answer to a send once its commit is decided: `ack`, or an error.

@@ -61,10 +61,16 @@ impl Client {
         }
     }
 
+    /// The next frame but `presence` (these tests are not about it).
     async fn frame(&mut self) -> ServerFrame {
-        match self.message().await {
-            Message::Text(text) => serde_json::from_str(&text).expect("a server frame"),
-            other => panic!("expected a text frame, got {other:?}"),
+        loop {
+            match self.message().await {
+                Message::Text(text) => match serde_json::from_str(&text).expect("a server frame") {
+                    ServerFrame::Presence { .. } => continue,
+                    frame => return frame,
+                },
+                other => panic!("expected a text frame, got {other:?}"),
+            }
         }
     }
 
@@ -109,10 +115,7 @@ fn token(site: &Site, user: &str) -> String {
 }
 
 fn member(id: &str) -> Member {
-    Member {
-        id: UserId::parse(id).expect("a valid user id"),
-        name: None,
-    }
+    Member::new(UserId::parse(id).expect("a valid user id"), None)
 }
 
 /// A server on a fresh SQLite file, one site, and the dialog of a and b.
@@ -208,10 +211,7 @@ async fn sync_pages_from_the_cursor_then_says_synced() {
     assert!(matches!(again.frame().await, ServerFrame::Hello { .. }));
     again
         .send(&ClientFrame::Sync {
-            cursors: vec![Cursor {
-                room: room.clone(),
-                seq: 1,
-            }],
+            cursors: vec![Cursor::new(room.clone(), 1)],
         })
         .await;
     assert!(matches!(again.frame().await, ServerFrame::Rooms { .. }));

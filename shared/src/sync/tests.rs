@@ -208,7 +208,7 @@ proptest! {
             sender: None,
             kind: EventKind::Message { body: format!("e{seq}"), client_id: None, files: Vec::new() },
         };
-        let mut cursors = Cursors::from_stored([(r.clone(), 0)]);
+        let mut cursors = Cursors::from_stored([(r.clone(), 0, None)]);
         let mut stored: Vec<Seq> = Vec::new();
         let resync = |cursors: &mut Cursors, stored: &mut Vec<Seq>| {
             let from = cursors.get(&r).unwrap_or(0);
@@ -300,7 +300,7 @@ fn a_page_for_a_new_room_starts_its_cursor_and_sync_lists_known_rooms() {
     let (fresh, gap) = cursors.apply_page(&r, &[ev(40), ev(41)]);
     assert_eq!((fresh.len(), gap), (2, false));
     assert_eq!(cursors.get(&r), Some(41));
-    assert!(cursors.apply_ack(&r, 42));
+    assert!(cursors.apply_ack(&r, 42, 7));
     assert_eq!(cursors.apply_event(&ev(42)), Incoming::Duplicate);
     assert_eq!(cursors.apply_event(&ev(44)), Incoming::Gap { cursor: 42 });
     match cursors.sync_frame() {
@@ -308,7 +308,8 @@ fn a_page_for_a_new_room_starts_its_cursor_and_sync_lists_known_rooms() {
             cursors,
             vec![Cursor {
                 room: r.clone(),
-                seq: 42
+                seq: 42,
+                ts: Some(7),
             }]
         ),
         other => panic!("{other:?}"),

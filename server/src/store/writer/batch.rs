@@ -10,7 +10,7 @@
 use super::{WriteOp, Written};
 use crate::store::StoreError;
 use natter_shared::limits::MAX_MEMBERS;
-use natter_shared::protocol::Body;
+use natter_shared::text::Body;
 use natter_shared::{Attachment, ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +33,9 @@ pub(super) struct NewMember {
     pub site: SiteId,
     pub user: UserId,
     pub joined_at: i64,
+    /// Their read marker to start with: the room's seq before they joined,
+    /// so what was said before is not unread for them.
+    pub read_seq: i64,
 }
 
 /// What a batch must read before deciding: sorted and without repeats.
@@ -140,8 +143,9 @@ pub(super) struct Plan {
     pending: HashMap<IdemKey, usize>,
     /// New events, each room's in seq order.
     events: Vec<Event>,
-    /// Sites of the rooms people join, for the members' rows.
-    joined_sites: HashMap<(RoomId, UserId), SiteId>,
+    /// Sites of the rooms people join, for the members' rows, and each
+    /// room's seq before the join.
+    joined_sites: HashMap<(RoomId, UserId), (SiteId, i64)>,
     now: i64,
 }
 
@@ -195,7 +199,9 @@ impl Plan {
                     )));
                 }
                 *count += 1;
-                self.joined_sites.insert(pair.clone(), site.clone());
+                let before = self.rooms.get(room).map_or(0, |r| r.last);
+                self.joined_sites
+                    .insert(pair.clone(), (site.clone(), before));
                 self.members.insert(pair);
                 self.append(room, None, EventKind::MemberJoined { user: user.clone() })
             }
@@ -254,11 +260,12 @@ impl Plan {
             .filter(|(pair, _)| {
                 self.members.contains(*pair) && !self.members_before.contains(*pair)
             })
-            .map(|((room, user), site)| NewMember {
+            .map(|((room, user), (site, before))| NewMember {
                 room: room.clone(),
                 site: site.clone(),
                 user: user.clone(),
                 joined_at: self.now,
+                read_seq: *before,
             })
             .collect();
         added.sort_by(|a, b| (&a.room, &a.user).cmp(&(&b.room, &b.user)));

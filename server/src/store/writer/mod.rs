@@ -25,7 +25,7 @@ mod statements;
 
 use super::{Store, StoreError};
 use crate::metrics::{self, Metrics};
-use natter_shared::protocol::Body;
+use natter_shared::text::Body;
 use natter_shared::{Attachment, ClientId, Event, RoomId, SiteId, UserId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -343,10 +343,7 @@ mod tests {
             .expect("a site")
             .site
             .id;
-        let member = |id: &str| Member {
-            id: user(id),
-            name: None,
-        };
+        let member = |id: &str| Member::new(user(id), None);
         let (room, _) = store
             .open_dialog(&site, &member("a"), &member("b"))
             .await

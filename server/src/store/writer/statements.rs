@@ -248,8 +248,8 @@ fn insert_members<'a>(members: &'a [NewMember]) -> Vec<Statement<'a>> {
     exact_chunks(members)
         .map(|chunk| Statement {
             sql: format!(
-                "INSERT INTO members (room_id, site_id, user_id, joined_at) VALUES {}",
-                repeat("(?, ?, ?, ?)", ", ", chunk.len())
+                "INSERT INTO members (room_id, site_id, user_id, joined_at, read_seq) VALUES {}",
+                repeat("(?, ?, ?, ?, ?)", ", ", chunk.len())
             ),
             args: chunk
                 .iter()
@@ -259,6 +259,7 @@ fn insert_members<'a>(members: &'a [NewMember]) -> Vec<Statement<'a>> {
                         Arg::Text(m.site.as_str()),
                         Arg::Text(m.user.as_str()),
                         Arg::Int(m.joined_at),
+                        Arg::Int(m.read_seq),
                     ]
                 })
                 .collect(),

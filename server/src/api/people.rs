@@ -1,0 +1,87 @@
+//! What people see of each other, through the API: a user's unread counts
+//! (for digests), moving a member's read marker, and the site's settings
+//! for receipts and presence.
+
+use super::{ApiJson, ApiSite, parse_room, parse_user};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::StoreError;
+use axum::Json;
+use axum::extract::{Path, State};
+use natter_shared::api::{RoomUnread, SetRead, Settings, UnreadCounts};
+
+/// `GET /api/v1/users/{user}/unread`: the user's marker and unread count
+/// in each of their rooms, and the total.
+pub(super) async fn unread(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(user): Path<String>,
+) -> Result<Json<UnreadCounts>, ApiError> {
+    let user = parse_user(user)?;
+    if state.reads.has_pending(&site.id, &user) {
+        state.reads.flush().await?;
+    }
+    let rooms: Vec<RoomUnread> = state
+        .store
+        .unread_counts(&site.id, &user)
+        .await?
+        .into_iter()
+        .map(|u| RoomUnread {
+            room: u.room,
+            read: u.read,
+            unread: u.unread,
+        })
+        .collect();
+    let total = rooms.iter().map(|r| u64::from(r.unread)).sum();
+    Ok(Json(UnreadCounts { total, rooms }))
+}
+
+/// `PUT /api/v1/rooms/{room}/members/{user}/read`: moves the member's
+/// marker (never back, never past the room's latest event), tells their
+/// devices and, where receipts show, the room; answers where it stands.
+pub(super) async fn set_read(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path((room, user)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SetRead>,
+) -> Result<Json<RoomUnread>, ApiError> {
+    let (room, user) = (parse_room(room)?, parse_user(user)?);
+    let info = state
+        .store
+        .room_for_user(&site.id, &room, &user)
+        .await?
+        .ok_or(StoreError::NotMember)?;
+    let seq = req.seq.min(info.last_seq);
+    if seq > info.read {
+        state.reads.note(&site.id, &room, &user, seq);
+        state.reads.flush().await?;
+        let public = site.settings.receipts(info.kind);
+        state.broker.read(&room, &user, seq, public);
+    }
+    let info = state
+        .store
+        .room_for_user(&site.id, &room, &user)
+        .await?
+        .ok_or(StoreError::NotMember)?;
+    Ok(Json(RoomUnread {
+        room,
+        read: info.read,
+        unread: info.unread,
+    }))
+}
+
+/// `GET /api/v1/settings`.
+pub(super) async fn get_settings(ApiSite(site): ApiSite) -> Json<Settings> {
+    Json(site.settings)
+}
+
+/// `PUT /api/v1/settings`: replaces them; connections opened from now on
+/// follow the new ones.
+pub(super) async fn put_settings(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    ApiJson(settings): ApiJson<Settings>,
+) -> Result<Json<Settings>, ApiError> {
+    state.store.set_site_settings(&site.id, settings).await?;
+    Ok(Json(settings))
+}
