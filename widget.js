@@ -10,7 +10,9 @@
  * the page); once the page has loaded and a token is known, a hidden
  * iframe on the chat origin, which gets the token by postMessage to that
  * origin only (never in a URL): it keeps the unread count current and
- * sends what was written offline even before the chat is opened.
+ * sends what was written offline even before the chat is opened. It is
+ * told whether the person can see it (open, page visible): only then are
+ * messages marked read.
  * Nothing here throws into the page.
  */
 (function () {
@@ -53,7 +55,15 @@
     if (cw && token) {
       cw.postMessage({ type: "natter:token", token: token }, origin);
       if (room) cw.postMessage({ type: "natter:open", room: room }, origin);
+      shown();
     }
+  }
+
+  // Whether the person can see the chat (open, page visible): only then
+  // does it mark messages read.
+  function shown() {
+    var cw = frame && frame.contentWindow;
+    if (cw) cw.postMessage({ type: "natter:view", shown: open && d.visibilityState !== "hidden" }, origin);
   }
 
   function draw() {
@@ -126,6 +136,7 @@
     if (open && !frame) makeFrame();
     if (frame) frame.hidden = !open;
     label();
+    shown();
   }
 
   function whenReady(fn) {
@@ -142,6 +153,8 @@
       listeners.unread.forEach(function (fn) { safe(fn)(m.count); });
     }
   }));
+
+  d.addEventListener("visibilitychange", safe(shown));
 
   safe(function () {
     var me = d.currentScript;

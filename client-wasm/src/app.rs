@@ -61,10 +61,16 @@ fn ChatWidget(location: Location) -> impl IntoView {
     provide_context(keeper);
     // The engine is not Send; a local stored value lets callbacks reach it.
     let engine = StoredValue::new_local(None::<Engine>);
+    // Counts engines started, so effects that tell the engine re-run.
+    let engines = RwSignal::new(0u32);
 
     let url = crate::link::ws_url(location.secure, &location.host, location.site.as_str());
     let site = location.site.to_string();
     let on_open = move |room: RoomId| view.open.set(Some(room));
+    // Whether the person can see the chat: in a frame, the host page says
+    // (the panel open, the page visible); as a page of its own, it can.
+    let shown = RwSignal::new(!embed::framed());
+    let at_end = RwSignal::new(true);
     // The user of the latest token and that token, set at once: an engine
     // takes a moment to start and tokens come in twice (load and ready).
     let wanted = StoredValue::new(None::<(natter_shared::UserId, String)>);
@@ -104,6 +110,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
                                 .db
                                 .set_value(Some((started.db().clone(), format!("{site}/{user}"))));
                             engine.set_value(Some(started));
+                            engines.update(|n| *n += 1);
                         }
                         // Another user signed in meanwhile.
                         _ => started.close(),
@@ -113,6 +120,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
             });
         },
         on_open,
+        move |now_shown| shown.set(now_shown),
     );
     on_network_change(move |online| {
         browser_online.set(online);
@@ -127,29 +135,59 @@ fn ChatWidget(location: Location) -> impl IntoView {
     });
 
     let rooms = Memo::new(move |_| chat.with(Chat::room_entries));
-    // The chosen room, or the first while none is chosen (or it went away).
+    // The chosen room; with a single room and none chosen, that one. No
+    // room: the room list shows.
     let current = Memo::new(move |_| {
-        rooms.with(|rooms| {
-            view.open
-                .get()
-                .filter(|id| rooms.iter().any(|r| r.id == *id))
-                .or_else(|| rooms.first().map(|r| r.id.clone()))
+        rooms.with(|rooms| match view.open.get() {
+            Some(id) => rooms.iter().any(|r| r.id == id).then_some(id),
+            None if rooms.len() == 1 => rooms.first().map(|r| r.id.clone()),
+            None => None,
         })
     });
-    // Opening a room (also the first one shown) loads it from the store.
+    // Opening a room (also one shown by itself) loads it from the store;
+    // leaving it is remembered too.
     Effect::new(move |prev: Option<Option<RoomId>>| {
+        engines.track();
         let now = current.get();
-        if let Some(room) = now
-            .clone()
-            .filter(|room| prev.flatten().as_ref() != Some(room))
-        {
-            engine.with_value(|e| e.as_ref().map(|e| e.open(room)));
+        let prev = prev.flatten();
+        match &now {
+            Some(room) if prev.as_ref() != Some(room) => {
+                engine.with_value(|e| e.as_ref().map(|e| e.open(room.clone())));
+            }
+            None if prev.is_some() => {
+                engine.with_value(|e| e.as_ref().map(Engine::close_room));
+            }
+            _ => {}
         }
         now
     });
+    let several = Memo::new(move |_| rooms.with(|r| r.len() > 1));
+    // The open room's end in sight: what is there, and what comes, is read.
+    // A closed panel or a hidden page reads nothing.
+    let reading = Memo::new(move |_| shown.get() && at_end.get() && current.with(Option::is_some));
+    Effect::new(move |_| {
+        engines.track();
+        let reading = reading.get();
+        engine.with_value(|e| e.as_ref().map(|e| e.reading(reading)));
+    });
+    let on_seen = move |seq: natter_shared::Seq| {
+        if let Some(room) = current.get_untracked().filter(|_| shown.get_untracked()) {
+            engine.with_value(|e| e.as_ref().map(|e| e.read_to(room, seq)));
+        }
+    };
     let title = Memo::new(move |_| {
         let id = current.get()?;
         rooms.with(|rooms| rooms.iter().find(|r| r.id == id).map(|r| r.name.clone()))
+    });
+    // A dialog's other member: online, or when last seen.
+    let presence = Memo::new(move |_| {
+        let room = current.get()?;
+        let (online, last_seen) = chat.with(|c| c.dialog_presence(&room))?;
+        Some(match (online, last_seen) {
+            (true, _) => "online".to_string(),
+            (false, Some(ts)) => format!("last seen {}", crate::components::clock(ts)),
+            (false, None) => "offline".to_string(),
+        })
     });
     let lines = Memo::new(move |_| {
         current
@@ -264,7 +302,8 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 <span class="me">{move || me.get()}</span>
                 <ConnectionStatus status notice />
             </header>
-            <RoomList rooms current select=view.open.write_only() />
+            <div class="views" class:talking=move || current.with(Option::is_some)>
+            <RoomList rooms select=view.open.write_only() />
             <section
                 class="pane"
                 class:dropping=move || dropping.get()
@@ -273,12 +312,27 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 on:dragleave=move |_| dropping.set(false)
                 on:drop=on_drop
             >
-                <h2>{move || title.get()}</h2>
+                <h2>
+                    <Show when=move || several.get()>
+                        <button
+                            type="button"
+                            class="back"
+                            aria-label="All conversations"
+                            on:click=move |_| view.open.set(None)
+                        >
+                            "‹"
+                        </button>
+                    </Show>
+                    <span class="title">{move || title.get()}</span>
+                    {move || presence.get().map(|p| view! { <small class="presence">{p}</small> })}
+                </h2>
                 <MessageList
                     lines
                     on_retry=Callback::new(retry)
                     on_discard=Callback::new(discard)
                     on_top=Callback::new(move |()| older())
+                    at_end
+                    on_seen=Callback::new(on_seen)
                 />
                 <p class="typing" aria-live="polite">{move || typing.get()}</p>
                 <Composer
@@ -289,6 +343,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
                     on_typing=Callback::new(move |()| on_typing())
                 />
             </section>
+            </div>
         </div>
     }
 }

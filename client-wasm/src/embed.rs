@@ -19,6 +19,8 @@ const OPEN_MESSAGE: &str = "natter:open";
 const READY_MESSAGE: &str = "natter:ready";
 /// The message that carries the total unread count to the parent.
 const UNREAD_MESSAGE: &str = "natter:unread";
+/// The message that says whether the person can see the chat.
+const VIEW_MESSAGE: &str = "natter:view";
 
 /// Where the widget runs: its site and how to reach its server.
 #[derive(Debug, Clone)]
@@ -56,8 +58,14 @@ pub fn location() -> Option<Location> {
 /// the parent the widget is listening (it may have posted before the
 /// widget's code ran, and posts again on `natter:ready`). The listener
 /// lives as long as the page.
-/// `on_open` gets the room of every `{type: "natter:open", room}`.
-pub fn listen_for_tokens(on_token: impl Fn(String) + 'static, on_open: impl Fn(RoomId) + 'static) {
+/// `on_open` gets the room of every `{type: "natter:open", room}`, and
+/// `on_view` whether the person can see the chat (`{type: "natter:view",
+/// shown}`: the panel open and the page visible).
+pub fn listen_for_tokens(
+    on_token: impl Fn(String) + 'static,
+    on_open: impl Fn(RoomId) + 'static,
+    on_view: impl Fn(bool) + 'static,
+) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -78,6 +86,9 @@ pub fn listen_for_tokens(on_token: impl Fn(String) + 'static, on_open: impl Fn(R
         if let Some(room) = room_of(&ev.data()) {
             on_open(room);
         }
+        if let Some(shown) = shown_of(&ev.data()) {
+            on_view(shown);
+        }
         if let Some(token) = token_of(&ev.data()) {
             // The page that hands us tokens is the one to tell of unread
             // messages, at its own origin only.
@@ -96,6 +107,27 @@ pub fn listen_for_tokens(on_token: impl Fn(String) + 'static, on_open: impl Fn(R
     // No secret in it, so any origin may read it; if it is lost the parent
     // still posts the token on the iframe's load event.
     let _ = parent.post_message(&ready, "*");
+}
+
+/// True when the widget runs in a frame (of the host page), not as a page
+/// of its own.
+pub fn framed() -> bool {
+    web_sys::window()
+        .and_then(|w| {
+            let parent = w.parent().ok().flatten()?;
+            Some(JsValue::from(parent) != JsValue::from(w))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether a `{type: "natter:view", shown: bool}` message says the chat
+/// can be seen.
+fn shown_of(data: &JsValue) -> Option<bool> {
+    let field = |name: &str| js_sys::Reflect::get(data, &name.into()).ok();
+    if !data.is_object() || field("type")?.as_string()? != VIEW_MESSAGE {
+        return None;
+    }
+    field("shown")?.as_bool()
 }
 
 /// The room of a `{type: "natter:open", room: "..."}` message.

@@ -5,7 +5,7 @@
 //! on a BroadcastChannel of the same name ([`News`]).
 
 use js_sys::{Function, Promise, Reflect};
-use natter_shared::{RoomId, UserId};
+use natter_shared::{Presence, RoomId, Seq, UserId};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,6 +28,11 @@ pub enum News {
     SayTyping { room: RoomId },
     /// The owner's connection is live (synced) or not.
     Link { live: bool },
+    /// A follower's person read a room up to `seq`: the owner tells the
+    /// server.
+    Read { room: RoomId, seq: Seq },
+    /// Who is online, as the owner heard it.
+    Presence { users: Vec<Presence> },
     /// A tab started: the owner says how its connection stands.
     Ask,
 }

@@ -69,6 +69,9 @@ fn markup_in_names_and_bodies_is_shown_as_text() {
         client_id: None,
         files: Vec::new(),
         outgoing: Vec::new(),
+        seen_by: Vec::new(),
+        seq: Some(1),
+        in_group: false,
     }];
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }
@@ -150,20 +153,59 @@ async fn room_list_names_rooms_and_selects_on_click() {
     let selected = RwSignal::new(None::<RoomId>);
     let rooms = Signal::derive(move || chat.with(Chat::room_entries));
     let _mounted = mount_to(root.clone(), move || {
-        view! { <RoomList rooms current=selected select=selected.write_only() /> }
+        view! { <RoomList rooms select=selected.write_only() /> }
     });
 
-    let buttons = all(&root, "button.room");
-    let names: Vec<_> = buttons.iter().map(|b| b.text_content().unwrap()).collect();
+    let names: Vec<_> = all(&root, "button.room .name")
+        .iter()
+        .map(|b| b.text_content().unwrap())
+        .collect();
     assert_eq!(names, ["Bob <Builder>", "Lobby"]);
-    assert!(all(&root, ".current").is_empty());
+    let avatars: Vec<_> = all(&root, "button.room .avatar")
+        .iter()
+        .map(|b| b.text_content().unwrap())
+        .collect();
+    assert_eq!(avatars, ["BB", "L"], "initials, as text");
+    assert!(all(&root, "b").is_empty(), "{}", root.inner_html());
 
-    buttons[1].unchecked_ref::<HtmlElement>().click();
+    all(&root, "button.room")[1]
+        .unchecked_ref::<HtmlElement>()
+        .click();
     settle().await;
     assert_eq!(selected.get_untracked(), RoomId::parse("r_lobby").ok());
-    assert_eq!(text(&root, "button.current"), "Lobby");
-    assert_eq!(
-        buttons[1].get_attribute("aria-pressed").as_deref(),
-        Some("true")
-    );
+}
+
+#[wasm_bindgen_test]
+fn own_messages_say_sent_then_read_and_by_whom() {
+    let root = scratch();
+    let line = |seq: u64, seen_by: &[&str], in_group: bool| Line {
+        key: format!("s{seq}"),
+        author: Some("Alice".into()),
+        body: format!("m{seq}"),
+        ts: 1_764_312_000_000,
+        mine: true,
+        delivery: Delivery::Stored,
+        client_id: None,
+        files: Vec::new(),
+        outgoing: Vec::new(),
+        seen_by: seen_by.iter().map(|s| s.to_string()).collect(),
+        seq: Some(seq),
+        in_group,
+    };
+    let lines = vec![
+        line(1, &[], false),
+        line(2, &["Bob"], false),
+        line(3, &["Bob", "<i>Carol</i>"], true),
+    ];
+    let _mounted = mount_to(root.clone(), move || {
+        view! { <MessageList lines=Signal::stored(lines) /> }
+    });
+    let receipts: Vec<_> = all(&root, ".receipt")
+        .iter()
+        .map(|r| r.text_content().unwrap())
+        .collect();
+    assert_eq!(receipts, ["sent", "read", "read by 2"]);
+    let who = all(&root, ".receipt.read")[1].get_attribute("title");
+    assert_eq!(who.as_deref(), Some("Read by Bob, <i>Carol</i>"));
+    assert!(all(&root, "i").is_empty(), "{}", root.inner_html());
 }

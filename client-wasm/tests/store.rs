@@ -52,6 +52,8 @@ fn record() -> RoomRecord {
         members: vec![],
         last_seq: 0,
         created_at: 0,
+        read: 0,
+        unread: 0,
     })
 }
 
@@ -189,6 +191,48 @@ async fn catch_up_pages_advance_the_cursor() {
     assert_eq!(bodies(&latest), ["two", "three"]);
     let older = db.messages_before(&room(), 3, 50).await.unwrap();
     assert_eq!(bodies(&older), ["one", "two"]);
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_room_sent_afresh_replaces_what_was_held_and_its_cursor_keeps_its_time() {
+    let db = Db::open(&unique_name("reset")).await.unwrap();
+    let mut room_record = record();
+    room_record.cursor = 3;
+    room_record.cursor_ts = Some(3_000);
+    room_record.read = 3;
+    db.store_events(
+        &room_record,
+        &[event(1, "one"), event(2, "two"), event(3, "three")],
+    )
+    .await
+    .unwrap();
+    let stored = db.room(&room()).await.unwrap().unwrap();
+    assert_eq!((stored.cursor_ts, stored.read), (Some(3_000), 3));
+
+    room_record.cursor = 2;
+    room_record.cursor_ts = Some(9_000);
+    db.reset_room(&room_record, &[event(1, "one"), event(2, "two again")])
+        .await
+        .unwrap();
+    let shown = db.messages(&room(), 50).await.unwrap();
+    assert_eq!(
+        bodies(&shown),
+        ["one", "two again"],
+        "nothing of the other history"
+    );
+    assert_eq!(db.room(&room()).await.unwrap().unwrap().cursor, 2);
+    cleanup(db).await;
+}
+
+#[wasm_bindgen_test]
+async fn the_room_left_open_is_remembered() {
+    let db = Db::open(&unique_name("open")).await.unwrap();
+    assert_eq!(db.open_room().await.unwrap(), None);
+    db.set_open_room(Some(&room())).await.unwrap();
+    assert_eq!(db.open_room().await.unwrap(), Some(room()));
+    db.set_open_room(None).await.unwrap();
+    assert_eq!(db.open_room().await.unwrap(), None, "back to the list");
     cleanup(db).await;
 }
 

@@ -16,6 +16,7 @@ mod crash;
 mod files;
 mod history;
 mod offline;
+mod reading;
 mod safety;
 mod screenshots;
 mod shell;
@@ -63,6 +64,8 @@ on_both_databases!(
     files::hostile_files_never_run,
     files::refused_files_say_why,
     files::an_upload_can_be_cancelled,
+    reading::read_state_is_the_servers_and_shown,
+    reading::a_room_restored_from_a_backup_is_rebuilt,
 );
 
 /// Runs a scenario that takes an engine in Firefox and in WebKitGTK, on

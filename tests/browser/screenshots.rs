@@ -1,6 +1,6 @@
 //! Scenario 9: the README's screenshots, taken from a real run: the room
-//! list, a conversation (with a photo and a document), and the offline
-//! state.
+//! list (with an unread room), a conversation (with a photo and a
+//! document, read receipts and presence), and the offline state.
 
 use crate::files::{png, upload};
 use crate::harness::{PATIENCE, World};
@@ -51,15 +51,23 @@ pub async fn the_readme_screenshots(db: Db) {
         .await
         .expect("posting files");
     assert_eq!(res.status(), 201);
-    world
-        .post(&dialog, "bob", "One more thing: can I change the address?")
-        .await;
     alice
-        .wait_message("One more thing: can I change the address?", PATIENCE)
+        .wait_message("Here is the label and the invoice.", PATIENCE)
         .await;
     alice.choose("Support team").await;
     alice
         .wait_message("Release notes are up: please have a look.", PATIENCE)
+        .await;
+    // Back to the list, where Bob's next message waits unread.
+    alice.back().await;
+    world
+        .post(&dialog, "bob", "One more thing: can I change the address?")
+        .await;
+    alice
+        .wait(
+            "the unread badge",
+            "return Array.from(document.querySelectorAll('.rooms .badge')).some(b => b.textContent === '1');",
+        )
         .await;
     widget_shot(&alice, &dir.join("rooms.png")).await;
 

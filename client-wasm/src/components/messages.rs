@@ -4,19 +4,23 @@
 use crate::chat::{Delivery, Line};
 use crate::files::{Attachments, OutgoingFiles};
 use leptos::prelude::*;
-use natter_shared::ClientId;
+use natter_shared::{ClientId, Seq};
 use wasm_bindgen::JsValue;
 
 /// The lines of the current room, oldest first, scrolled to the newest.
 /// Scrolling to the top calls `on_top` (to load older messages); a failed
 /// message of ours has a retry button that calls `on_retry` and a discard
-/// button that calls `on_discard`.
+/// button that calls `on_discard`. `at_end` says whether the newest line
+/// is in sight; scrolled back, `on_seen` gets the seq of the last line
+/// wholly in sight.
 #[component]
 pub fn MessageList(
     #[prop(into)] lines: Signal<Vec<Line>>,
     #[prop(optional)] on_retry: Option<Callback<ClientId>>,
     #[prop(optional)] on_discard: Option<Callback<ClientId>>,
     #[prop(optional)] on_top: Option<Callback<()>>,
+    #[prop(optional)] at_end: Option<RwSignal<bool>>,
+    #[prop(optional)] on_seen: Option<Callback<Seq>>,
 ) -> impl IntoView {
     let list = NodeRef::<leptos::html::Ol>::new();
     // Pushes the view outward only: keep the newest line in sight, unless
@@ -29,13 +33,27 @@ pub fn MessageList(
         }
         if let Some(el) = list.get().filter(|_| newest.get_value() != last) {
             el.set_scroll_top(el.scroll_height());
+            if let Some(at_end) = at_end {
+                at_end.set(true);
+            }
         }
         newest.set_value(last);
     });
     let on_scroll = move |_| {
-        let at_top = list.get_untracked().is_some_and(|el| el.scroll_top() <= 0);
-        if let Some(on_top) = on_top.filter(|_| at_top) {
+        let Some(el) = list.get_untracked() else {
+            return;
+        };
+        if let Some(on_top) = on_top.filter(|_| el.scroll_top() <= 0) {
             on_top.run(());
+        }
+        let end = el.scroll_top() + el.client_height() >= el.scroll_height() - END_SLACK_PX;
+        if let Some(at_end) = at_end.filter(|a| a.get_untracked() != end) {
+            at_end.set(end);
+        }
+        if let Some(on_seen) = on_seen.filter(|_| !end)
+            && let Some(seq) = last_in_sight(&el)
+        {
+            on_seen.run(seq);
         }
     };
     view! {
@@ -47,6 +65,21 @@ pub fn MessageList(
             />
         </ol>
     }
+}
+
+/// How close to the end (in pixels) still counts as at the end.
+const END_SLACK_PX: i32 = 24;
+
+/// The seq of the last stored line wholly in sight in the list.
+fn last_in_sight(list: &web_sys::HtmlOListElement) -> Option<Seq> {
+    use wasm_bindgen::JsCast;
+    let bottom = list.get_bounding_client_rect().bottom();
+    let items = list.query_selector_all("li[data-seq]").ok()?;
+    (0..items.length())
+        .rev()
+        .filter_map(|i| items.item(i)?.dyn_into::<web_sys::Element>().ok())
+        .find(|li| li.get_bounding_client_rect().bottom() <= bottom + 1.0)
+        .and_then(|li| li.get_attribute("data-seq")?.parse().ok())
 }
 
 /// One line. The body is a text node: markup in it is shown, not run.
@@ -65,6 +98,9 @@ fn MessageItem(
         client_id,
         files,
         outgoing,
+        seen_by,
+        seq,
+        in_group,
         ..
     } = line;
     let uploading = outgoing.iter().any(|f| f.id.is_none());
@@ -91,8 +127,23 @@ fn MessageItem(
         Delivery::Failed(why) => Some(format!("not sent: {why}")),
         Delivery::Stored => None,
     };
+    // Our stored messages: sent, then read (who, on hover or tap).
+    let receipt = (mine && delivery == Delivery::Stored).then(|| {
+        let label = match (seen_by.len(), in_group) {
+            (0, _) => "sent".to_string(),
+            (_, false) => "read".to_string(),
+            (n, true) => format!("read by {n}"),
+        };
+        let who = (!seen_by.is_empty()).then(|| format!("Read by {}", seen_by.join(", ")));
+        view! {
+            <small class="receipt" class:read=!seen_by.is_empty() title=who.clone() aria-label=who>
+                {label}
+            </small>
+        }
+    });
     view! {
         <li
+            data-seq=seq.map(|s| s.to_string())
             class="msg"
             class:mine=mine
             class:system=system
@@ -107,6 +158,7 @@ fn MessageItem(
             <Attachments files />
             <OutgoingFiles files=outgoing />
             {note.map(|n| view! { <small class="delivery">{n}</small> })}
+            {receipt}
             {retry}
             {discard}
         </li>
@@ -134,7 +186,7 @@ pub const FIRST_PAINT_MARK: &str = "natter:first-messages";
 
 /// Local `HH:MM` of a timestamp in milliseconds, with the date when it
 /// is not today.
-fn clock(ts: i64) -> String {
+pub fn clock(ts: i64) -> String {
     let date = js_sys::Date::new(&JsValue::from_f64(ts as f64));
     let time = format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
     let today = js_sys::Date::new_0();

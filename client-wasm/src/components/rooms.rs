@@ -1,14 +1,16 @@
-//! The list of the user's rooms.
+//! The list of the user's rooms, as messengers show it: latest activity
+//! first, each with an avatar (a dialog's with the other's presence), its
+//! unread count, the latest message and its time.
 
 use crate::chat::RoomEntry;
+use crate::components::clock;
 use leptos::prelude::*;
 use natter_shared::RoomId;
 
-/// One button per room; the current one is marked. Clicking selects.
+/// One button per room. Clicking opens it.
 #[component]
 pub fn RoomList(
     #[prop(into)] rooms: Signal<Vec<RoomEntry>>,
-    #[prop(into)] current: Signal<Option<RoomId>>,
     select: WriteSignal<Option<RoomId>>,
 ) -> impl IntoView {
     view! {
@@ -20,36 +22,52 @@ pub fn RoomList(
                 <ul>
                     <For
                         each=move || rooms.get()
-                        key=|room| (room.id.clone(), room.name.clone(), room.unread, room.preview.clone())
-                        children=move |room| {
-                            let id = room.id.clone();
-                            let is_current = {
-                                let id = id.clone();
-                                move || current.with(|c| c.as_ref() == Some(&id))
-                            };
-                            view! {
-                                <li>
-                                    <button
-                                        type="button"
-                                        class="room"
-                                        class:current=is_current.clone()
-                                        aria-pressed=move || is_current().to_string()
-                                        on:click=move |_| select.set(Some(id.clone()))
-                                    >
-                                        <span class="name">{room.name}</span>
-                                        {(room.unread > 0).then(|| view! {
-                                            <span class="badge" aria-label=format!("{} unread", room.unread)>
-                                                {room.unread}
-                                            </span>
-                                        })}
-                                        {room.preview.map(|p| view! { <span class="preview">{p}</span> })}
-                                    </button>
-                                </li>
-                            }
-                        }
+                        key=|room| room.clone()
+                        children=move |room| view! { <RoomItem room select /> }
                     />
                 </ul>
             </Show>
         </nav>
+    }
+}
+
+#[component]
+fn RoomItem(room: RoomEntry, select: WriteSignal<Option<RoomId>>) -> impl IntoView {
+    let RoomEntry {
+        id,
+        name,
+        unread,
+        preview,
+        last_ts,
+        online,
+        initials,
+        tint,
+        ..
+    } = room;
+    let presence = online.map(|on| {
+        let label = if on { "online" } else { "offline" };
+        view! { <span class="dot" class:online=on role="img" aria-label=label></span> }
+    });
+    view! {
+        <li>
+            <button type="button" class="room" on:click=move |_| select.set(Some(id.clone()))>
+                <span class=format!("avatar tint{tint}") aria-hidden="true">
+                    {initials}
+                    {presence}
+                </span>
+                <span class="about">
+                    <span class="line">
+                        <span class="name">{name}</span>
+                        {last_ts.map(|ts| view! { <time class="when">{clock(ts)}</time> })}
+                    </span>
+                    <span class="line">
+                        <span class="preview">{preview}</span>
+                        {(unread > 0).then(|| view! {
+                            <span class="badge" aria-label=format!("{unread} unread")>{unread}</span>
+                        })}
+                    </span>
+                </span>
+            </button>
+        </li>
     }
 }

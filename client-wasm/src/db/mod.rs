@@ -71,6 +71,8 @@ const CACHED: &str = "cached";
 const META_USER: &str = "user";
 /// The `meta` key of the schema version last written.
 const META_SCHEMA: &str = "schema";
+/// Key of the room the person last had open (absent: the room list).
+const META_OPEN: &str = "open";
 /// The middle part of the key of a pending message's copy in `messages`,
 /// which older code wrote (see the module's notes).
 const PENDING: &str = "pending";
@@ -172,6 +174,7 @@ impl Db {
             Change::Rooms(rooms) => self.put_rooms(rooms).await,
             Change::Forget(room) => self.forget_room(room).await,
             Change::Events(room, events) => self.store_events(room, events).await,
+            Change::Reset(room, events) => self.reset_room(room, events).await,
             Change::Composed(entry) => self.compose(entry).await,
             Change::Acked(entry, event, room) => self.ack(entry, event, room.as_ref()).await,
             Change::State(entry, state) => self.set_state(entry, state).await,
@@ -194,6 +197,31 @@ impl Db {
     pub async fn set_user(&self, user: &UserId) -> Result<(), ClientError> {
         self.put_meta(META_USER, &JsValue::from(user.as_str()))
             .await
+    }
+
+    /// The room the person last had open, if they left one open.
+    pub async fn open_room(&self) -> Result<Option<RoomId>, ClientError> {
+        let tx = self.tx(&[META], TransactionMode::ReadOnly)?;
+        let value = tx.store(META)?.get(META_OPEN.into()).await?;
+        // A value that is not a room id is as good as none.
+        Ok(value
+            .and_then(|v| v.as_string())
+            .and_then(|s| RoomId::parse(s).ok()))
+    }
+
+    /// Remembers the room the person has open (`None`: the room list).
+    pub async fn set_open_room(&self, room: Option<&RoomId>) -> Result<(), ClientError> {
+        match room {
+            Some(room) => {
+                self.put_meta(META_OPEN, &JsValue::from(room.as_str()))
+                    .await
+            }
+            None => {
+                let tx = self.tx(&[META], TransactionMode::ReadWrite)?;
+                tx.store(META)?.delete(META_OPEN.into()).await?;
+                done(tx).await
+            }
+        }
     }
 
     async fn put_meta(&self, key: &str, value: &JsValue) -> Result<(), ClientError> {
@@ -233,15 +261,7 @@ impl Db {
     pub async fn forget_room(&self, id: &RoomId) -> Result<(), ClientError> {
         let tx = self.tx(&[ROOMS, MESSAGES], TransactionMode::ReadWrite)?;
         tx.store(ROOMS)?.delete(id.as_str().into()).await?;
-        let range = bound(
-            key(&[id.as_str().into(), 0.into()]),
-            key(&[id.as_str().into(), f64::INFINITY.into()]),
-            false,
-        )?;
-        let store = tx.store(MESSAGES)?;
-        for k in store.get_all_keys(Some(range), None).await? {
-            store.delete(k).await?;
-        }
+        delete_events(&tx.store(MESSAGES)?, id).await?;
         done(tx).await
     }
 
@@ -253,15 +273,19 @@ impl Db {
         events: &[Event],
     ) -> Result<(), ClientError> {
         let tx = self.tx(&[ROOMS, MESSAGES], TransactionMode::ReadWrite)?;
+        put_events(&tx.store(MESSAGES)?, events).await?;
+        tx.store(ROOMS)?.put(&encode(room)?, None).await?;
+        done(tx).await
+    }
+
+    /// Replaces every cached event of a room with these (the server sent
+    /// the room afresh: what was held is of another history), with the
+    /// room's new record, in one transaction.
+    pub async fn reset_room(&self, room: &RoomRecord, events: &[Event]) -> Result<(), ClientError> {
+        let tx = self.tx(&[ROOMS, MESSAGES], TransactionMode::ReadWrite)?;
         let messages = tx.store(MESSAGES)?;
-        for event in events {
-            let record = MessageRecord::Stored {
-                event: event.clone(),
-            };
-            messages
-                .put(&encode(&record)?, Some(&stored_key(&event.room, event.seq)))
-                .await?;
-        }
+        delete_events(&messages, &room.id).await?;
+        put_events(&messages, events).await?;
         tx.store(ROOMS)?.put(&encode(room)?, None).await?;
         done(tx).await
     }
@@ -526,6 +550,32 @@ fn schema(name: &str, version: u32) -> RexieBuilder {
 }
 
 /// Waits for a rexie transaction to commit.
+/// Deletes the cached events of a room.
+async fn delete_events(messages: &rexie::Store, room: &RoomId) -> Result<(), ClientError> {
+    let range = bound(
+        key(&[room.as_str().into(), 0.into()]),
+        key(&[room.as_str().into(), f64::INFINITY.into()]),
+        false,
+    )?;
+    for k in messages.get_all_keys(Some(range), None).await? {
+        messages.delete(k).await?;
+    }
+    Ok(())
+}
+
+/// Caches events under their room and seq.
+async fn put_events(messages: &rexie::Store, events: &[Event]) -> Result<(), ClientError> {
+    for event in events {
+        let record = MessageRecord::Stored {
+            event: event.clone(),
+        };
+        messages
+            .put(&encode(&record)?, Some(&stored_key(&event.room, event.seq)))
+            .await?;
+    }
+    Ok(())
+}
+
 async fn done(tx: rexie::Transaction) -> Result<(), ClientError> {
     if tx.done().await?.is_committed() {
         Ok(())

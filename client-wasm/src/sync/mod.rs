@@ -24,7 +24,7 @@ use crate::net::{Incoming, Link, LinkState};
 use crate::typing::{SHOWN_MS, Typing};
 use leptos::prelude::*;
 use natter_shared::sync::OutgoingFile;
-use natter_shared::{ClientFrame, ClientId, ErrorCode, FileId, RoomId, ServerFrame, UserId};
+use natter_shared::{ClientFrame, ClientId, ErrorCode, FileId, RoomId, Seq, ServerFrame, UserId};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -67,6 +67,12 @@ enum Work {
     Retry(ClientId),
     Discard(ClientId),
     Open(RoomId),
+    /// The person went back to the room list.
+    Close,
+    /// The person can (or no longer can) see the open room's end.
+    Reading(bool),
+    /// The person has seen a room up to this seq.
+    ReadTo(RoomId, Seq),
     Older(RoomId),
     Reload,
     OutboxChanged,
@@ -100,6 +106,9 @@ struct Inner {
     synced_on: Cell<u64>,
     /// The uploads' state (see [`uploads`]).
     uploads: uploads::State,
+    /// Whether the person can see the open room's end (kept across the
+    /// chat's rebuilds).
+    reading: Cell<bool>,
 }
 
 impl Engine {
@@ -130,8 +139,12 @@ impl Engine {
             socket: Cell::new(0),
             synced_on: Cell::new(0),
             uploads: uploads::State::default(),
+            reading: Cell::new(false),
         }));
-        // The store first, before any network.
+        // The store first, before any network; the room left open shows again.
+        if let Some(room) = engine.0.db.open_room().await? {
+            view.open.set(Some(room));
+        }
         engine.reload().await?;
         let weak = Rc::downgrade(&engine.0);
         engine.0.tabs.listen(move |news| {
@@ -208,6 +221,11 @@ impl Engine {
                     user: user.clone(),
                 });
             }
+            ServerFrame::Presence { users } => {
+                self.0.tabs.say(News::Presence {
+                    users: users.clone(),
+                });
+            }
             ServerFrame::Event { event } => {
                 if let Some(sender) = &event.sender
                     && typing.try_update_untracked(|t| t.wrote(&event.room, sender)) == Some(true)
@@ -245,7 +263,15 @@ impl Engine {
             News::Typing { room, user } if !owner => self.show_typing(room, user),
             News::SayTyping { room } if owner => self.say_typing(room),
             News::Link { live } if !owner => self.0.view.owner_live.set(Some(live)),
-            News::Ask if owner => self.announce_link(),
+            News::Ask if owner => {
+                self.announce_link();
+                let users = self.0.view.chat.with_untracked(Chat::presences);
+                self.0.tabs.say(News::Presence { users });
+            }
+            News::Read { room, seq } if owner => self.push(Work::ReadTo(room, seq)),
+            News::Presence { users } if !owner => {
+                self.0.view.chat.update(|c| c.take_presence(users));
+            }
             _ => {}
         }
     }
@@ -273,6 +299,23 @@ impl Engine {
     /// The person opened a room.
     pub fn open(&self, room: RoomId) {
         self.push(Work::Open(room));
+    }
+
+    /// The person went back to the room list.
+    pub fn close_room(&self) {
+        self.push(Work::Close);
+    }
+
+    /// Whether the person can see the open room's end (the chat open, the
+    /// page visible, scrolled to the end): what is there, and what comes,
+    /// is read.
+    pub fn reading(&self, reading: bool) {
+        self.push(Work::Reading(reading));
+    }
+
+    /// The person has seen a room up to `seq` (scrolled back, say).
+    pub fn read_to(&self, room: RoomId, seq: Seq) {
+        self.push(Work::ReadTo(room, seq));
     }
 
     /// The person scrolled to the top of a room: older messages, from the
@@ -406,12 +449,40 @@ impl Engine {
             }
             Work::Open(room) => {
                 self.0.view.open.set(Some(room.clone()));
+                self.0.db.set_open_room(Some(&room)).await?;
                 let cached = self.0.db.messages(&room, PAGE).await?;
-                chat.update_untracked(|c| {
-                    c.set_open(Some(room.clone()));
-                    c.load(&room, cached);
-                });
+                let reading = self.0.reading.get();
+                let out = chat
+                    .try_update_untracked(|c| {
+                        c.set_open(Some(room.clone()));
+                        c.load(&room, cached);
+                        c.set_reading(reading)
+                    })
+                    .unwrap_or_default();
                 self.persist().await?;
+                self.send(&out);
+                self.share_read();
+            }
+            Work::Close => {
+                self.0.db.set_open_room(None).await?;
+                chat.update_untracked(|c| c.set_open(None));
+            }
+            Work::Reading(reading) => {
+                self.0.reading.set(reading);
+                let out = chat
+                    .try_update_untracked(|c| c.set_reading(reading))
+                    .unwrap_or_default();
+                self.persist().await?;
+                self.send(&out);
+                self.share_read();
+            }
+            Work::ReadTo(room, seq) => {
+                let out = chat
+                    .try_update_untracked(|c| c.mark_read(&room, seq))
+                    .flatten();
+                self.persist().await?;
+                self.send(&out.into_iter().collect::<Vec<_>>());
+                self.share_read();
             }
             Work::Older(room) => {
                 let first = chat.with_untracked(|c| c.first_shown(&room));
@@ -471,6 +542,22 @@ impl Engine {
         result
     }
 
+    /// In a follower: tells the owner how far the person read the open
+    /// room (the owner's connection tells the server).
+    fn share_read(&self) {
+        if self.0.link.borrow().is_some() {
+            return;
+        }
+        let open = self.0.view.open.get_untracked();
+        let read = open.and_then(|room| {
+            let seq = self.0.view.chat.with_untracked(|c| c.read_of(&room))?;
+            Some((room, seq))
+        });
+        if let Some((room, seq)) = read.filter(|(_, seq)| *seq > 0) {
+            self.0.tabs.say(News::Read { room, seq });
+        }
+    }
+
     /// Rebuilds the chat from the store (at start, and in a follower when
     /// the owner stored something).
     async fn reload(&self) -> Result<(), ClientError> {
@@ -487,12 +574,18 @@ impl Engine {
         // the owner's before it connects) is rebuilt.
         if !live {
             let mut next = Chat::hydrate(Some(self.0.user.clone()), rooms, outbox);
+            // Presence is never stored: keep what was heard.
+            next.take_presence(chat.with_untracked(Chat::presences));
             if let (Some(room), Some(cached)) = (open.clone(), cached) {
                 next.set_open(Some(room.clone()));
                 next.take_changes();
                 next.load(&room, cached);
+                next.set_reading(self.0.reading.get());
             }
             chat.set(next);
+            // What the person sees now is read (a follower tells the owner).
+            self.persist().await?;
+            self.share_read();
         }
         self.restore_previews().await;
         self.upload();
@@ -507,8 +600,8 @@ impl Engine {
             for frame in frames {
                 // A frame that cannot go out now is not lost: the next
                 // connection syncs from the cursors and resends the outbox,
-                // oldest first.
-                if synced || !matches!(frame, ClientFrame::Send { .. }) {
+                // oldest first, and the read markers moved meanwhile.
+                if synced || !matches!(frame, ClientFrame::Send { .. } | ClientFrame::Read { .. }) {
                     link.send(frame);
                 }
             }

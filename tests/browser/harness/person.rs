@@ -338,8 +338,22 @@ impl Person {
         }
     }
 
-    /// Clicks the conversation named `name` in the room list.
+    /// Clicks the conversation named `name` in the room list (going back
+    /// to the list first from another conversation).
     pub async fn choose(&self, name: &str) {
+        let open = self
+            .js(
+                "var t = document.querySelector('.views.talking .pane h2 .title');
+                 if (t && t.textContent === arguments[0]) return true;
+                 var back = document.querySelector('.views.talking .back');
+                 if (back) back.click();
+                 return false;",
+                vec![json!(name)],
+            )
+            .await;
+        if open == json!(true) {
+            return;
+        }
         self.wait(
             &format!("the conversation {name:?} in the list"),
             &format!(
@@ -360,16 +374,35 @@ impl Person {
         panic!("{} could not click the conversation {name:?}", self.user);
     }
 
-    /// Clicks the room named `name`: whether it was there.
+    /// Goes back from a conversation to the room list.
+    pub async fn back(&self) {
+        self.js(
+            "var b = document.querySelector('.views.talking .back'); if (b) b.click(); return true;",
+            vec![],
+        )
+        .await;
+        self.wait(
+            "the room list",
+            "return !!document.querySelector('.views:not(.talking) .rooms');",
+        )
+        .await;
+    }
+
+    /// Clicks the room named `name`: whether it was there. The click is
+    /// the page's own (WebKit's driver refuses clicks on some list rows
+    /// it deems covered).
     async fn click_room(&self, name: &str) -> Result<bool, fantoccini::error::CmdError> {
-        for room in self.browser.find_all(Locator::Css(".rooms .room")).await? {
-            let label = room.find(Locator::Css(".name")).await?.text().await?;
-            if label == name {
-                room.click().await?;
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let clicked = self
+            .browser
+            .execute(
+                "var room = Array.from(document.querySelectorAll('.views:not(.talking) .rooms .room'))
+                   .find(r => r.querySelector('.name').textContent === arguments[0]);
+                 if (room) room.click();
+                 return !!room;",
+                vec![json!(name)],
+            )
+            .await?;
+        Ok(clicked == json!(true))
     }
 
     /// Types a message and presses Send, as a person does.

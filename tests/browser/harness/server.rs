@@ -67,6 +67,8 @@ impl Server {
             .args(["--loader-max-age-secs", "1"])
             .arg("--files-dir")
             .arg(log.with_extension("files"))
+            // Presence: people go offline 2 s after their last tab closed.
+            .env("NATTER_PRESENCE_GRACE_SECS", "2")
             .env("RUST_LOG", "info,sqlx=warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -184,6 +184,34 @@ impl World {
             .collect()
     }
 
+    /// Takes a room back to where it stood at `seq`, as restoring a backup
+    /// of the database would: later events are gone and the room's counter
+    /// is `seq` again.
+    pub async fn rewind(&self, room: &str, seq: i64) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.server.database_url)
+            .await
+            .expect("database");
+        let statements = [
+            sqlx::query("DELETE FROM events WHERE room_id = ? AND seq > ?")
+                .bind(room)
+                .bind(seq),
+            sqlx::query("UPDATE rooms SET last_seq = ? WHERE id = ?")
+                .bind(seq)
+                .bind(room),
+            sqlx::query("UPDATE members SET read_seq = ? WHERE room_id = ? AND read_seq > ?")
+                .bind(seq)
+                .bind(room)
+                .bind(seq),
+        ];
+        for statement in statements {
+            statement.execute(&pool).await.expect("rewinding the room");
+        }
+        pool.close().await;
+    }
+
     /// Kills the server and starts it again on the same database; every
     /// person's proxy is pointed at it.
     pub async fn crash_and_restart(&mut self, people: &[&Person]) {
