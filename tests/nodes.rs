@@ -214,6 +214,9 @@ impl Node {
             // One directory for all nodes, as a site's nodes share one.
             "--files-dir".to_string(),
             dir.join("files").display().to_string(),
+            // People go offline a second after their last connection.
+            "--presence-grace-secs".to_string(),
+            "1".to_string(),
         ];
         args.extend_from_slice(broker);
         let mut node = Node {
@@ -958,6 +961,54 @@ fn announces(frame: &ServerFrame, room: &RoomId) -> bool {
 
 fn is_event(frame: &ServerFrame, room: &RoomId, seq: Seq) -> bool {
     matches!(frame, ServerFrame::Event { event } if &event.room == room && event.seq == seq)
+}
+
+#[tokio::test]
+async fn read_markers_and_presence_reach_every_node() {
+    let cluster = Cluster::start("natter_people", 2, NO_SWEEP).await;
+    let room = cluster.nodes[0]
+        .api(&cluster.site)
+        .dialog(User::id("a"), User::id("b"))
+        .await
+        .id;
+    let mut a = login(&cluster, 0, "a").await;
+    a.presence = true;
+    let presence_of_b = |f: &ServerFrame| match f {
+        ServerFrame::Presence { users } => users
+            .iter()
+            .find(|p| p.user.as_str() == "b")
+            .map(|p| (p.online, p.last_seen.is_some())),
+        _ => None,
+    };
+    let mut b = login(&cluster, 1, "b").await;
+    let online = a
+        .recv_until(|f| presence_of_b(f) == Some((true, false)))
+        .await;
+    assert_eq!(
+        presence_of_b(&online),
+        Some((true, false)),
+        "b on node 1 is online for a on node 0"
+    );
+
+    let seq = a.say(&room, "read me").await;
+    b.recv_until(|f| is_event(f, &room, seq)).await;
+    b.send(&ClientFrame::Read {
+        room: room.clone(),
+        seq,
+    })
+    .await;
+    let read = a
+        .recv_until(|f| matches!(f, ServerFrame::Read { user, .. } if user.as_str() == "b"))
+        .await;
+    assert!(
+        matches!(read, ServerFrame::Read { seq: s, .. } if s == seq),
+        "{read:?}"
+    );
+
+    drop(b);
+    a.recv_until(|f| presence_of_b(f) == Some((false, true)))
+        .await;
+    cluster.stop().await;
 }
 
 #[tokio::test]

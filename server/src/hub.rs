@@ -132,6 +132,19 @@ impl Inner {
         }
     }
 
+    /// The connections following `room` that `keep` keeps.
+    fn followers(&self, room: &RoomId, keep: impl Fn(&ConnEntry) -> bool) -> Vec<ConnId> {
+        self.rooms
+            .get(room)
+            .map(|ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|id| self.conns.get(id).is_some_and(&keep))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn live_conns_of(&self, site: &SiteId, user: &UserId) -> Vec<ConnId> {
         self.users
             .get(&(site.clone(), user.clone()))
@@ -335,17 +348,7 @@ impl Hub {
             inner.offer(id, Delivery::Event(published.clone()));
         }
         if let Some((user, false)) = &member {
-            let leaving: Vec<ConnId> = inner
-                .rooms
-                .get(&event.room)
-                .map(|ids| {
-                    ids.iter()
-                        .copied()
-                        .filter(|id| inner.conns.get(id).is_some_and(|c| &c.user == user))
-                        .collect()
-                })
-                .unwrap_or_default();
-            for id in leaving {
+            for id in inner.followers(&event.room, |c| &c.user == user) {
                 if let Some(subs) = inner.rooms.get_mut(&event.room) {
                     subs.remove(&id);
                 }
@@ -373,17 +376,7 @@ impl Hub {
             return;
         };
         let inner = self.lock();
-        let targets: Vec<ConnId> = inner
-            .rooms
-            .get(room)
-            .map(|ids| {
-                ids.iter()
-                    .copied()
-                    .filter(|id| inner.conns.get(id).is_some_and(|c| &c.user != user))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for id in targets {
+        for id in inner.followers(room, |c| &c.user != user) {
             // Typing is best effort: never mark a connection lagged for it.
             if let Some(entry) = inner.conns.get(&id) {
                 let _ = entry.tx.try_send(Delivery::Notice(frame.clone()));
@@ -393,24 +386,16 @@ impl Hub {
 
     /// Sends a `read` frame to the connections following the room: all of
     /// them when the room shows receipts (`public`), otherwise only the
-    /// reader's own. A connection too full for it is told to resync (its
-    /// `rooms` then carry the marker).
-    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool) {
+    /// reader's own; never to `from`, the connection that moved it (it
+    /// knows). A connection too full for it is told to resync (its `rooms`
+    /// then carry the marker).
+    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool, from: Option<ConnId>) {
         let Some(frame) = shared_frame(&ReadFrame { room, user, seq }) else {
             return;
         };
         let mut inner = self.lock();
-        let targets: Vec<ConnId> = inner
-            .rooms
-            .get(room)
-            .map(|ids| {
-                ids.iter()
-                    .copied()
-                    .filter(|id| public || inner.conns.get(id).is_some_and(|c| &c.user == user))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for id in targets {
+        let targets = inner.followers(room, |c| public || &c.user == user);
+        for id in targets.into_iter().filter(|id| Some(*id) != from) {
             inner.offer(id, Delivery::Notice(frame.clone()));
         }
     }

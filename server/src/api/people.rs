@@ -56,7 +56,7 @@ pub(super) async fn set_read(
         state.reads.note(&site.id, &room, &user, seq);
         state.reads.flush().await?;
         let public = site.settings.receipts(info.kind);
-        state.broker.read(&room, &user, seq, public);
+        state.broker.read(&room, &user, seq, public, None);
     }
     let info = state
         .store

@@ -29,7 +29,7 @@ mod wire;
 
 pub use nats::{BrokerError, BrokerTask};
 
-use crate::hub::Hub;
+use crate::hub::{ConnId, Hub};
 use crate::metrics::Metrics;
 use crate::presence::{Key, Presence};
 use crate::store::Store;
@@ -134,10 +134,11 @@ impl Broker {
     }
 
     /// `user` has read `room` up to `seq`: to their connections on every
-    /// node, and to the room's when `public` (receipts shown). A message
-    /// lost between nodes shows at the next sync, from the database.
-    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool) {
-        self.hub.read(room, user, seq, public);
+    /// node (but `from`, the one that said so), and to the room's when
+    /// `public` (receipts shown). A message lost between nodes shows at
+    /// the next sync, from the database.
+    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool, from: Option<ConnId>) {
+        self.hub.read(room, user, seq, public, from);
         if let Some(link) = &self.link {
             link.offer(Msg::Read {
                 room: room.clone(),

@@ -432,7 +432,7 @@ async fn receive(
                 user,
                 seq,
                 public,
-            } => hub.read(&room, &user, seq, public),
+            } => hub.read(&room, &user, seq, public, None),
             Msg::Arrive { site, user, rooms } => {
                 presence.remote_arrive(&envelope_node, &(site, user), rooms);
             }

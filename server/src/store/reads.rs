@@ -5,9 +5,10 @@
 //! [`natter_shared::protocol::counts_as_unread`].
 
 use super::rows::{parse_id, seq_from_db};
-use super::{Store, StoreError, seq_to_db};
+use super::{Backend, Store, StoreError, seq_to_db};
 use natter_shared::{RoomId, RoomInfo, Seq, SiteId, UserId};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 /// The unread count of the member row `me`, as a scalar subquery: events
 /// after `me.read_seq` that others (or the site) caused, messages or a
@@ -21,6 +22,10 @@ macro_rules! unread_after_marker {
 }
 pub(crate) use unread_after_marker;
 
+/// Markers per statement: three binds each, well within every
+/// database's limit.
+const MARKERS_PER_STATEMENT: usize = 300;
+
 /// One room's read state for a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unread {
@@ -32,8 +37,9 @@ pub struct Unread {
 }
 
 impl Store {
-    /// Moves read markers forward, all in one transaction; a marker never
-    /// goes back, and one for someone who is not a member changes nothing.
+    /// Moves read markers forward, all in one transaction, a few hundred
+    /// to a statement; a marker never goes back, and one for someone who
+    /// is not a member changes nothing. No (room, user) may come twice.
     pub async fn advance_read_markers(
         &self,
         markers: &[(RoomId, UserId, Seq)],
@@ -42,16 +48,32 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for (room, user, seq) in markers {
-            sqlx::query(
-                "UPDATE members SET read_seq = ? WHERE room_id = ? AND user_id = ? AND read_seq < ?",
-            )
-            .bind(seq_to_db(*seq))
-            .bind(room.as_str())
-            .bind(user.as_str())
-            .bind(seq_to_db(*seq))
-            .execute(&mut *tx)
-            .await?;
+        for chunk in markers.chunks(MARKERS_PER_STATEMENT) {
+            // Only placeholders are formatted in; the values are bound.
+            let sql = match self.backend {
+                Backend::Sqlite => format!(
+                    "UPDATE members SET read_seq = v.column3 FROM (VALUES {}) AS v \
+                     WHERE members.room_id = v.column1 AND members.user_id = v.column2 \
+                     AND members.read_seq < v.column3",
+                    vec!["(?, ?, ?)"; chunk.len()].join(", ")
+                ),
+                Backend::MySql => format!(
+                    "UPDATE members m JOIN ({}) v ON m.room_id = v.room_id AND m.user_id = v.user_id \
+                     SET m.read_seq = v.seq WHERE m.read_seq < v.seq",
+                    std::iter::once("SELECT ? AS room_id, ? AS user_id, ? AS seq")
+                        .chain(std::iter::repeat_n("SELECT ?, ?, ?", chunk.len() - 1))
+                        .collect::<Vec<_>>()
+                        .join(" UNION ALL ")
+                ),
+            };
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (room, user, seq) in chunk {
+                query = query
+                    .bind(room.as_str())
+                    .bind(user.as_str())
+                    .bind(seq_to_db(*seq));
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -77,10 +99,11 @@ impl Store {
             .await?;
         rows.iter()
             .map(|row| {
+                let (read, unread) = read_state(row)?;
                 Ok(Unread {
                     room: parse_id(RoomId::parse, row.try_get::<String, _>("room_id")?)?,
-                    read: seq_from_db(row.try_get("read_seq")?)?,
-                    unread: u32::try_from(row.try_get::<i64, _>("unread")?).unwrap_or(u32::MAX),
+                    read,
+                    unread,
                 })
             })
             .collect()
@@ -110,8 +133,14 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        info.read = seq_from_db(row.try_get("read_seq")?)?;
-        info.unread = u32::try_from(row.try_get::<i64, _>("unread")?).unwrap_or(u32::MAX);
+        (info.read, info.unread) = read_state(&row)?;
         Ok(Some(info))
     }
+}
+
+/// A member row's `read_seq` and `unread` (the count, capped at `u32`).
+pub(crate) fn read_state(row: &AnyRow) -> Result<(Seq, u32), StoreError> {
+    let read = seq_from_db(row.try_get("read_seq")?)?;
+    let unread = u32::try_from(row.try_get::<i64, _>("unread")?).unwrap_or(u32::MAX);
+    Ok((read, unread))
 }

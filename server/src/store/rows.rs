@@ -31,15 +31,10 @@ pub(crate) fn parse_id<T, E: std::fmt::Display>(
 /// query is for one member, `read_seq` and `unread`.
 pub(crate) fn room_from_row(row: &AnyRow) -> Result<RoomInfo, StoreError> {
     let kind: String = row.try_get("kind")?;
-    let read = match row.try_get::<i64, _>("read_seq") {
-        Ok(seq) => seq_from_db(seq)?,
-        Err(sqlx::Error::ColumnNotFound(_)) => 0,
-        Err(err) => return Err(err.into()),
-    };
-    let unread = match row.try_get::<i64, _>("unread") {
-        Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
-        Err(sqlx::Error::ColumnNotFound(_)) => 0,
-        Err(err) => return Err(err.into()),
+    let (read, unread) = match super::reads::read_state(row) {
+        Ok(state) => state,
+        Err(StoreError::Db(sqlx::Error::ColumnNotFound(_))) => (0, 0),
+        Err(err) => return Err(err),
     };
     Ok(RoomInfo {
         id: parse_id(RoomId::parse, row.try_get::<String, _>("id")?)?,

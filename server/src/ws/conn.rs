@@ -201,6 +201,16 @@ impl<S: FrameSink> Conn<S> {
         .await
     }
 
+    /// `not_member` about a room the request named.
+    pub(super) async fn not_member(&mut self, room: RoomId) -> Result<(), Gone> {
+        self.room_error(
+            ErrorCode::NotMember,
+            "you are not a member of this room",
+            room,
+        )
+        .await
+    }
+
     /// A store failure on a request: tell the client, without details.
     pub(super) async fn store_failed(&mut self, err: StoreError) -> Result<(), Gone> {
         let (_, code, message) = store_error_parts(&err);

@@ -381,13 +381,7 @@ impl<S: FrameSink> Conn<S> {
         match member {
             Ok(true) => {}
             Ok(false) => {
-                return self
-                    .room_error(
-                        ErrorCode::NotMember,
-                        "you are not a member of this room",
-                        room,
-                    )
-                    .await;
+                return self.not_member(room).await;
             }
             Err(err) => return self.store_failed(err).await,
         }
@@ -430,13 +424,7 @@ impl<S: FrameSink> Conn<S> {
             }
         };
         let Some((kind, marker, head, followed)) = known else {
-            return self
-                .room_error(
-                    ErrorCode::NotMember,
-                    "you are not a member of this room",
-                    room,
-                )
-                .await;
+            return self.not_member(room).await;
         };
         let seq = seq.min(head);
         if seq <= marker {
@@ -448,7 +436,9 @@ impl<S: FrameSink> Conn<S> {
         let user = &self.identity.user;
         self.state.reads.note(&self.identity.site, &room, user, seq);
         let public = self.settings.receipts(kind);
-        self.state.broker.read(&room, user, seq, public);
+        self.state
+            .broker
+            .read(&room, user, seq, public, Some(self.reg.id));
         Ok(())
     }
 
@@ -458,12 +448,7 @@ impl<S: FrameSink> Conn<S> {
             self.state.broker.typing(&room, &self.identity.user);
             Ok(())
         } else {
-            self.room_error(
-                ErrorCode::NotMember,
-                "you are not a member of this room",
-                room,
-            )
-            .await
+            self.not_member(room).await
         }
     }
 }

@@ -156,15 +156,20 @@ impl World {
         }
     }
 
-    /// The messages of a room in the database, by seq.
-    pub async fn rows(&self, room: &str) -> Vec<Row> {
-        use sqlx::Row as _;
+    /// One connection to the server's database, behind its back.
+    async fn database(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
+        sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect(&self.server.database_url)
             .await
-            .expect("database");
+            .expect("database")
+    }
+
+    /// The messages of a room in the database, by seq.
+    pub async fn rows(&self, room: &str) -> Vec<Row> {
+        use sqlx::Row as _;
+        let pool = self.database().await;
         let rows = sqlx::query(
             "SELECT seq, sender, body, client_id FROM events \
              WHERE room_id = ? AND kind = 'message' ORDER BY seq",
@@ -188,12 +193,7 @@ impl World {
     /// of the database would: later events are gone and the room's counter
     /// is `seq` again.
     pub async fn rewind(&self, room: &str, seq: i64) {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.server.database_url)
-            .await
-            .expect("database");
+        let pool = self.database().await;
         let statements = [
             sqlx::query("DELETE FROM events WHERE room_id = ? AND seq > ?")
                 .bind(room)
