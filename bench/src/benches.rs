@@ -15,6 +15,7 @@ pub mod files;
 pub mod growth;
 pub mod idle_connections;
 pub mod nodes;
+pub mod read_state;
 pub mod reconnect_storm;
 pub mod relay;
 pub mod widget_size;
@@ -29,7 +30,7 @@ use futures_util::{StreamExt, stream};
 use std::time::{Duration, Instant};
 
 /// How many connection set-ups run at once.
-const SETUP_PARALLEL: usize = 64;
+pub(crate) const SETUP_PARALLEL: usize = 64;
 
 /// The `p` quantile of `values` (sorted in place).
 pub fn percentile(values: &mut [u64], p: f64) -> f64 {
@@ -89,17 +90,29 @@ async fn api(
 /// Dialogs between `a{i}` and `b{i}` users; ids and last seqs. For the peers
 /// a room is just a name.
 async fn dialogs(ep: &Endpoint, prefix: &str, n: usize) -> Result<Vec<(String, u64)>> {
+    made(ep, prefix, n, "/dialogs", |name| {
+        serde_json::json!({"users": [{"id": format!("{name}a")}, {"id": format!("{name}b")}]})
+    })
+    .await
+}
+
+/// `n` rooms named `{prefix}{i}`, each made through natter's API by
+/// posting `body(name)` to `path` (other servers: the names only).
+async fn made(
+    ep: &Endpoint,
+    prefix: &str,
+    n: usize,
+    path: &'static str,
+    body: impl Fn(&str) -> serde_json::Value,
+) -> Result<Vec<(String, u64)>> {
     if ep.kind != Kind::Natter {
         return Ok((0..n).map(|i| (format!("{prefix}{i}"), 0)).collect());
     }
     let http = reqwest::Client::new();
     each(n, 16, |i| {
         let (ep, http) = (ep.clone(), http.clone());
-        let prefix = prefix.to_string();
-        async move {
-            let users = serde_json::json!({"users": [{"id": format!("{prefix}{i}a")}, {"id": format!("{prefix}{i}b")}]});
-            api(&ep, &http, "/dialogs", users).await
-        }
+        let request = body(&format!("{prefix}{i}"));
+        async move { api(&ep, &http, path, request).await }
     })
     .await
 }
@@ -124,6 +137,15 @@ async fn group(ep: &Endpoint, name: &str, members: &[String]) -> Result<(String,
 
 /// A receiving connection: natter/node log in and sync from `seq`; nchan
 /// subscribes to the channel.
+/// `n` group rooms of `{prefix}{i}a`, `{prefix}{i}b` and `poster`, made
+/// through natter's API (other servers: the names only).
+async fn trios(ep: &Endpoint, prefix: &str, n: usize) -> Result<Vec<(String, u64)>> {
+    made(ep, prefix, n, "/rooms", |name| {
+        serde_json::json!({"title": name, "members": [{"id": format!("{name}a")}, {"id": format!("{name}b")}, {"id": "poster"}]})
+    })
+    .await
+}
+
 async fn receiver(ep: &Endpoint, user: &str, room: &str, seq: u64) -> Result<Follower> {
     if ep.kind == Kind::Nchan {
         let ws = client::subscribe_nchan(ep, room).await?;

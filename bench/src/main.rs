@@ -20,7 +20,7 @@ mod sys;
 use anyhow::{Context, Result, bail};
 use benches::{
     catch_up, chat_latency, durable_writes, fanout, files, growth, idle_connections, nodes,
-    reconnect_storm, relay, widget_size, write_floor,
+    read_state, reconnect_storm, relay, widget_size, write_floor,
 };
 use plan::{FULL, Plan, QUICK};
 use report::{Report, render, write_section};
@@ -178,6 +178,12 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
     report.lap("B7", t0);
 
     let t0 = Instant::now();
+    if only.has("B11") {
+        read_state::run(plan, &natter, &mut report).await;
+    }
+    report.lap("B11", t0);
+
+    let t0 = Instant::now();
     if only.has("B10") {
         files::run(&paths, &natter, &mut report).await;
     }
@@ -231,8 +237,8 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 struct Only(Vec<String>);
 
 impl Only {
-    const NAMES: [&str; 11] = [
-        "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "growth",
+    const NAMES: [&str; 12] = [
+        "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "growth",
     ];
 
     fn parse(list: &str) -> Result<Self> {

@@ -30,6 +30,12 @@ pub struct Plan {
     pub history_msgs_mariadb: usize,
     /// B9: idle connections spread over three nodes.
     pub cluster_idle_n: usize,
+    /// B11: connections sending `typing`, then `read` frames.
+    pub read_conns: usize,
+    /// B11: frames each connection sends per run.
+    pub read_frames: usize,
+    /// B11: frames per second offered, all connections together.
+    pub read_rate: f64,
 }
 
 pub const QUICK: Plan = Plan {
@@ -55,6 +61,9 @@ pub const QUICK: Plan = Plan {
     history_msgs: 10_000,
     history_msgs_mariadb: 2000,
     cluster_idle_n: 1500,
+    read_conns: 500,
+    read_frames: 5,
+    read_rate: 1000.0,
 };
 
 /// About 10–11 minutes of measuring on the 2-core machine of BENCHMARKS.md
@@ -87,4 +96,7 @@ pub const FULL: Plan = Plan {
     history_msgs: 50_000,
     history_msgs_mariadb: 10_000,
     cluster_idle_n: 45_000,
+    read_conns: 5000,
+    read_frames: 10,
+    read_rate: 2500.0,
 };

@@ -2,7 +2,7 @@
 //! authenticates and catches up on the messages it missed; seconds until
 //! all have caught up, gaps, failed clients and server CPU.
 
-use super::{api, cpu_us, each, log_phases, post_bulk};
+use super::{cpu_us, log_phases, post_bulk, trios};
 use crate::client::{self, Ws};
 use crate::log;
 use crate::plan::{Plan, RUNS};
@@ -28,11 +28,19 @@ pub async fn run(plan: &Plan, natter: &Server, node: &Server, report: &mut Repor
         "0",
     );
     let mut storm_cpu = Row::new("B6", "reconnect storm: server CPU s", "—");
+    let mut quiet = Row::new(
+        "B6",
+        "reconnect storm with presence off: s to all caught up",
+        "with it on ≤ 1.1×",
+    );
     for server in [natter, node] {
         why_start();
         let what = format!("B6 {}", server.ep.kind.label());
         match on_server(plan, server).await {
-            Ok((s, c, worst)) => {
+            Ok((s, c, worst, off)) => {
+                if let Some(off) = off {
+                    set(&mut quiet, server.ep.kind, off);
+                }
                 set(&mut secs, server.ep.kind, s);
                 set(
                     &mut gaps,
@@ -52,11 +60,13 @@ pub async fn run(plan: &Plan, natter: &Server, node: &Server, report: &mut Repor
             Err(e) => report.fail(&what, e),
         }
     }
-    report.rows.extend([secs, gaps, storm_cpu]);
+    report.rows.extend([secs, gaps, storm_cpu, quiet]);
 }
 
-/// B6 on one server: seconds, server CPU s, and the worst run.
-async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64, StormResult)> {
+/// B6 on one server: seconds, server CPU s, the worst run, and on natter
+/// the seconds with the site's presence turned off (what presence costs
+/// a storm).
+async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64, StormResult, Option<f64>)> {
     let what = format!("B6 {}", server.ep.kind.label());
     log(&what);
     let t0 = Instant::now();
@@ -66,13 +76,37 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64, StormResul
     for _ in 0..RUNS {
         runs.push(storm(server, &setup, plan.storm_parallel).await?);
     }
+    let off = if server.ep.kind == Kind::Natter {
+        presence(&server.ep, false).await?;
+        let mut quiet = Vec::new();
+        for _ in 0..RUNS {
+            quiet.push(storm(server, &setup, plan.storm_parallel).await?);
+        }
+        presence(&server.ep, true).await?;
+        Some(med(&quiet, |r| r.secs))
+    } else {
+        None
+    };
     log_phases(&what, t0, t1);
     let (secs, cpu) = (med(&runs, |r| r.secs), med(&runs, |r| r.cpu_s));
     let worst = runs
         .into_iter()
         .max_by_key(|r| r.gaps + r.failed)
         .context("no storm run")?;
-    Ok((secs, cpu, worst))
+    Ok((secs, cpu, worst, off))
+}
+
+/// Turns the site's presence on or off (connections made after follow it).
+async fn presence(ep: &Endpoint, on: bool) -> Result<()> {
+    let settings = serde_json::json!({"receipts": {"dialog": true, "group": true}, "presence": on});
+    let res = reqwest::Client::new()
+        .put(format!("http://{}/api/v1/settings", ep.addr))
+        .bearer_auth(&ep.api_key)
+        .json(&settings)
+        .send()
+        .await?;
+    anyhow::ensure!(res.status().is_success(), "settings: {}", res.status());
+    Ok(())
 }
 
 /// B6's rooms: `clients / 2` rooms of (a, b, poster), each with 50 new
@@ -85,20 +119,7 @@ struct Storm {
 const CATCH_UP: usize = 50;
 
 async fn storm_setup(ep: &Endpoint, clients: usize) -> Result<Storm> {
-    let n = clients / 2;
-    let rooms = if ep.kind == Kind::Natter {
-        let http = reqwest::Client::new();
-        each(n, 16, |i| {
-            let (ep, http) = (ep.clone(), http.clone());
-            async move {
-                let members = serde_json::json!({"title": format!("s{i}"), "members": [{"id": format!("s{i}a")}, {"id": format!("s{i}b")}, {"id": "poster"}]});
-                api(&ep, &http, "/rooms", members).await
-            }
-        })
-        .await?
-    } else {
-        (0..n).map(|i| (format!("s{i}"), 0)).collect()
-    };
+    let rooms = trios(ep, "s", clients / 2).await?;
     let names: Vec<String> = rooms.iter().map(|r| r.0.clone()).collect();
     post_bulk(ep, "poster", &names, CATCH_UP, 8).await?;
     Ok(Storm { rooms })
