@@ -16,7 +16,7 @@ use web_sys::{BroadcastChannel, MessageEvent};
 /// What a tab tells the others: what it wrote to the store, and what the
 /// tab that holds the connection hears and says for the others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "news", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum News {
     /// The owner stored events: followers re-read the store.
     Room,
@@ -38,12 +38,15 @@ pub enum News {
 }
 
 impl News {
-    /// What is said on the channel.
+    /// What is said on the channel: JSON, `"room"` for a bare word and
+    /// `{"typing":{…}}` for the rest (no tag field to look for first,
+    /// which keeps its decoder small).
     fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Also the bare words of builds before the tagged form.
+    /// Also the bare words of builds before JSON. What a tab of another
+    /// build says in another form is not understood, and ignored.
     fn parse(said: &str) -> Option<News> {
         match said {
             "room" => Some(News::Room),

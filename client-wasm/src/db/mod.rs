@@ -40,7 +40,7 @@ use crate::chat::{Change, RoomRecord};
 use crate::error::ClientError;
 use js_sys::Array;
 use natter_shared::sync::{EntryState, OutboxEntry};
-use natter_shared::{ClientId, Event, RoomId, Seq, UserId};
+use natter_shared::{ClientId, Event, RoomId, Seq};
 use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, RexieBuilder, TransactionMode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,7 @@ use wasm_bindgen::JsValue;
 use web_sys::{Blob, IdbDatabase, IdbTransaction};
 
 pub mod files;
+mod meta;
 mod raw;
 
 /// The schema this code writes. History:
@@ -180,54 +181,6 @@ impl Db {
             Change::State(entry, state) => self.set_state(entry, state).await,
             Change::Discarded(entry) => self.discard(entry).await,
         }
-    }
-
-    /// The user this database belongs to, once known.
-    #[cfg(feature = "testing")]
-    pub async fn user(&self) -> Result<Option<UserId>, ClientError> {
-        let tx = self.tx(&[META], TransactionMode::ReadOnly)?;
-        let value = tx.store(META)?.get(META_USER.into()).await?;
-        value
-            .and_then(|v| v.as_string())
-            .map(|s| UserId::parse(s).map_err(|e| ClientError::Corrupt(e.to_string())))
-            .transpose()
-    }
-
-    /// Records the user this database belongs to.
-    pub async fn set_user(&self, user: &UserId) -> Result<(), ClientError> {
-        self.put_meta(META_USER, &JsValue::from(user.as_str()))
-            .await
-    }
-
-    /// The room the person last had open, if they left one open.
-    pub async fn open_room(&self) -> Result<Option<RoomId>, ClientError> {
-        let tx = self.tx(&[META], TransactionMode::ReadOnly)?;
-        let value = tx.store(META)?.get(META_OPEN.into()).await?;
-        // A value that is not a room id is as good as none.
-        Ok(value
-            .and_then(|v| v.as_string())
-            .and_then(|s| RoomId::parse(s).ok()))
-    }
-
-    /// Remembers the room the person has open (`None`: the room list).
-    pub async fn set_open_room(&self, room: Option<&RoomId>) -> Result<(), ClientError> {
-        match room {
-            Some(room) => {
-                self.put_meta(META_OPEN, &JsValue::from(room.as_str()))
-                    .await
-            }
-            None => {
-                let tx = self.tx(&[META], TransactionMode::ReadWrite)?;
-                tx.store(META)?.delete(META_OPEN.into()).await?;
-                done(tx).await
-            }
-        }
-    }
-
-    async fn put_meta(&self, key: &str, value: &JsValue) -> Result<(), ClientError> {
-        let tx = self.tx(&[META], TransactionMode::ReadWrite)?;
-        tx.store(META)?.put(value, Some(&key.into())).await?;
-        done(tx).await
     }
 
     /// Every room, in key order.
