@@ -380,6 +380,44 @@ async fn new_rooms_are_announced_to_online_members_and_typing_reaches_the_others
 }
 
 #[tokio::test]
+async fn a_typing_flood_reaches_the_others_once_per_interval_and_never_as_a_resync() {
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.limits.typing_interval_ms = 1_000;
+        c.limits.conn_queue = 16;
+    })
+    .await;
+    let room = app.dialog("alice", "bob").await;
+    let (mut alice, _) = app.login("alice").await;
+    let (mut bob, _) = app.login("bob").await;
+    let started = std::time::Instant::now();
+    for _ in 0..1_000 {
+        alice
+            .send(&ClientFrame::Typing {
+                room: room.id.clone(),
+            })
+            .await;
+    }
+    let flood = started.elapsed();
+    // Then a message: everything the flood let through comes before it.
+    alice.say(&room.id, "done typing").await;
+    let mut typing = 0;
+    loop {
+        match bob.recv().await {
+            ServerFrame::Typing { .. } => typing += 1,
+            ServerFrame::Resync { reason } => panic!("a typing flood forced a resync: {reason}"),
+            frame if body_of(&frame).is_some() => break,
+            _ => {}
+        }
+    }
+    let most = 1 + flood.as_millis() / 1_000;
+    assert!(
+        (1..=most).contains(&(typing as u128)),
+        "{typing} typing frames went out for a flood of {flood:?} (at most one a second)"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_connections_with_1001_and_keeps_every_acked_message() {
     let mut app = spawn_app(Db::Sqlite).await;
     let room = app.dialog("alice", "bob").await;

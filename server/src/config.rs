@@ -218,6 +218,11 @@ pub struct LimitsConfig {
     #[arg(long, env = "NATTER_MAX_CONNECTIONS", default_value_t = 15_000)]
     pub max_connections: usize,
 
+    /// Milliseconds between two `typing` frames of one person in one room
+    /// that are passed on; those in between are dropped.
+    #[arg(long, env = "NATTER_TYPING_INTERVAL_MS", default_value_t = 2_000)]
+    pub typing_interval_ms: u64,
+
     /// Database connections in the pool.
     #[arg(long, env = "NATTER_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,

@@ -13,7 +13,15 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
+
+/// Past this many (room, user) pairs remembered for typing, the ones
+/// older than the interval are forgotten.
+const TYPED_PRUNE_AT: usize = 10_000;
+
+/// How often one typist's `typing` goes out per room, by default.
+pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 /// A connection's id within this node.
 pub type ConnId = u64;
@@ -80,7 +88,6 @@ struct ConnEntry {
     live: bool,
 }
 
-#[derive(Default)]
 struct Inner {
     next_id: ConnId,
     conns: HashMap<ConnId, ConnEntry>,
@@ -89,6 +96,24 @@ struct Inner {
     /// For each followed room, the latest seq known to have reached this
     /// hub (published here, or read from the store by a sync).
     heads: HashMap<RoomId, Seq>,
+    /// When each (room, user) last had a `typing` passed on.
+    typed: HashMap<(RoomId, UserId), Instant>,
+    /// At most one `typing` per (room, user) this often; zero: every one.
+    typing_every: Duration,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            next_id: 0,
+            conns: HashMap::new(),
+            rooms: HashMap::new(),
+            users: HashMap::new(),
+            heads: HashMap::new(),
+            typed: HashMap::new(),
+            typing_every: TYPING_EVERY,
+        }
+    }
 }
 
 impl Inner {
@@ -370,18 +395,42 @@ impl Hub {
         }
     }
 
-    /// Sends a `typing` frame to everyone following the room but the typist.
-    pub fn typing(&self, room: &RoomId, user: &UserId) {
+    /// Passes on at most one `typing` per (room, user) every `every` (the
+    /// others are dropped: an indicator shown for a few seconds needs no
+    /// more).
+    pub fn set_typing_interval(&self, every: Duration) {
+        self.lock().typing_every = every;
+    }
+
+    /// Sends a `typing` frame to everyone following the room but the
+    /// typist, unless the same typist's last one in the room went out less
+    /// than the typing interval ago. True when it went out.
+    pub fn typing(&self, room: &RoomId, user: &UserId) -> bool {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let every = inner.typing_every;
+        let key = (room.clone(), user.clone());
+        if inner
+            .typed
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < every)
+        {
+            return false;
+        }
+        if inner.typed.len() >= TYPED_PRUNE_AT {
+            inner.typed.retain(|_, t| now.duration_since(*t) < every);
+        }
+        inner.typed.insert(key, now);
         let Some(frame) = shared_frame(&TypingFrame { room, user }) else {
-            return;
+            return false;
         };
-        let inner = self.lock();
         for id in inner.followers(room, |c| &c.user != user) {
             // Typing is best effort: never mark a connection lagged for it.
             if let Some(entry) = inner.conns.get(&id) {
                 let _ = entry.tx.try_send(Delivery::Notice(frame.clone()));
             }
         }
+        true
     }
 
     /// Sends a `read` frame to the connections following the room: all of

@@ -109,6 +109,7 @@ impl App {
             None
         };
         let hub = Hub::default();
+        hub.set_typing_interval(Duration::from_millis(config.limits.typing_interval_ms));
         let metrics = Arc::new(metrics::Metrics::default());
         let grace = Duration::from_secs(config.people.presence_grace_secs);
         let (broker, broker_task) = match &config.broker {

@@ -122,9 +122,12 @@ impl Broker {
         }
     }
 
-    /// `user` is typing in `room`, on every node (best effort).
+    /// `user` is typing in `room`, on every node (best effort, and at most
+    /// once per the hub's typing interval).
     pub fn typing(&self, room: &RoomId, user: &UserId) {
-        self.hub.typing(room, user);
+        if !self.hub.typing(room, user) {
+            return;
+        }
         if let Some(link) = &self.link {
             link.offer(Msg::Typing {
                 room: room.clone(),

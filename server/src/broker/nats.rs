@@ -426,7 +426,9 @@ async fn receive(
                 room,
                 members,
             } => hub.announce_room(&site, &room, &members),
-            Msg::Typing { room, user } => hub.typing(&room, &user),
+            Msg::Typing { room, user } => {
+                hub.typing(&room, &user);
+            }
             Msg::Read {
                 room,
                 user,
