@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 
 /// Past this many (room, user) pairs remembered for typing, the ones
-/// older than the interval are forgotten.
+/// older than the interval are forgotten (at most once an interval).
 const TYPED_PRUNE_AT: usize = 10_000;
 
 /// How often one typist's `typing` goes out per room, by default.
@@ -98,6 +98,8 @@ struct Inner {
     heads: HashMap<RoomId, Seq>,
     /// When each (room, user) last had a `typing` passed on.
     typed: HashMap<(RoomId, UserId), Instant>,
+    /// When `typed` was last rid of its old entries.
+    typed_pruned: Instant,
     /// At most one `typing` per (room, user) this often; zero: every one.
     typing_every: Duration,
 }
@@ -111,6 +113,7 @@ impl Default for Inner {
             users: HashMap::new(),
             heads: HashMap::new(),
             typed: HashMap::new(),
+            typed_pruned: Instant::now(),
             typing_every: TYPING_EVERY,
         }
     }
@@ -417,8 +420,11 @@ impl Hub {
         {
             return false;
         }
-        if inner.typed.len() >= TYPED_PRUNE_AT {
+        // Old entries go now and then (not on every frame: with many
+        // typists at once that would be a scan per frame).
+        if inner.typed.len() >= TYPED_PRUNE_AT && now.duration_since(inner.typed_pruned) >= every {
             inner.typed.retain(|_, t| now.duration_since(*t) < every);
+            inner.typed_pruned = now;
         }
         inner.typed.insert(key, now);
         let Some(frame) = shared_frame(&TypingFrame { room, user }) else {
@@ -577,6 +583,18 @@ mod tests {
         let real =
             serde_json::to_string(&ServerFrame::Read { room, user, seq: 4 }).expect("serialises");
         assert_eq!(ours, real);
+    }
+
+    #[test]
+    fn one_typist_goes_out_once_per_interval_per_room() {
+        let hub = Hub::default();
+        let other = RoomId::parse("r_2").expect("a room id");
+        assert!(hub.typing(&room(), &user("a")));
+        assert!(!hub.typing(&room(), &user("a")), "too soon");
+        assert!(hub.typing(&room(), &user("b")), "another typist");
+        assert!(hub.typing(&other, &user("a")), "another room");
+        hub.set_typing_interval(Duration::ZERO);
+        assert!(hub.typing(&room(), &user("a")), "no interval: every one");
     }
 
     #[tokio::test]
