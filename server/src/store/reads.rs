@@ -7,12 +7,15 @@
 use super::rows::{parse_id, seq_from_db};
 use super::{Backend, Store, StoreError, seq_to_db};
 use natter_shared::{RoomId, RoomInfo, Seq, SiteId, UserId};
-use sqlx::Row;
+use sqlx::any::AnyArguments;
 use sqlx::any::AnyRow;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 
 /// The unread count of the member row `me`, as a scalar subquery: events
 /// after `me.read_seq` that others (or the site) caused, messages or a
-/// change of `me`'s own membership. Binds the user twice.
+/// change of `me`'s own membership. Binds the user twice: start the query
+/// with [`counting_unread`].
 macro_rules! unread_after_marker {
     () => {
         "(SELECT COUNT(*) FROM events e WHERE e.room_id = me.room_id \
@@ -25,6 +28,15 @@ pub(crate) use unread_after_marker;
 /// Markers per statement: three binds each, well within every
 /// database's limit.
 const MARKERS_PER_STATEMENT: usize = 300;
+
+/// A query whose first placeholders are [`unread_after_marker!`]'s, with
+/// them bound to `user`; the caller binds the rest, in order.
+pub(crate) fn counting_unread<'q>(
+    sql: &'static str,
+    user: &'q UserId,
+) -> Query<'q, Any, AnyArguments> {
+    sqlx::query(sql).bind(user.as_str()).bind(user.as_str())
+}
 
 /// One room's read state for a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,9 +102,7 @@ impl Store {
             unread_after_marker!(),
             " AS unread FROM members me WHERE me.site_id = ? AND me.user_id = ? ORDER BY me.room_id"
         );
-        let rows = sqlx::query(sql)
-            .bind(user.as_str())
-            .bind(user.as_str())
+        let rows = counting_unread(sql, user)
             .bind(site.as_str())
             .bind(user.as_str())
             .fetch_all(&self.pool)
@@ -125,9 +135,7 @@ impl Store {
             unread_after_marker!(),
             " AS unread FROM members me WHERE me.room_id = ? AND me.user_id = ?"
         );
-        let row = sqlx::query(sql)
-            .bind(user.as_str())
-            .bind(user.as_str())
+        let row = counting_unread(sql, user)
             .bind(room.as_str())
             .bind(user.as_str())
             .fetch_optional(&self.pool)

@@ -1,7 +1,7 @@
 //! Rooms and their members: group rooms, the one dialog between two users,
 //! and who is a member of what.
 
-use super::reads::unread_after_marker;
+use super::reads::{counting_unread, unread_after_marker};
 use super::rows::{member_from_row, parse_id, room_from_row, seq_from_db};
 use super::{Store, StoreError, conflict_on_unique, is_unique_violation, new_id, now_ms};
 use natter_shared::{Member, RoomId, RoomInfo, Seq, SiteId, UserId};
@@ -190,9 +190,7 @@ impl Store {
              JOIN members me ON me.room_id = r.id \
              WHERE me.site_id = ? AND me.user_id = ? ORDER BY r.id"
         );
-        let rows = sqlx::query(sql)
-            .bind(user.as_str())
-            .bind(user.as_str())
+        let rows = counting_unread(sql, user)
             .bind(site.as_str())
             .bind(user.as_str())
             .fetch_all(&self.pool)
