@@ -347,6 +347,11 @@ impl TestApp {
             .expect("metrics text")
     }
 
+    /// One counter or gauge of the server's metrics.
+    pub async fn metric(&self, name: &str) -> u64 {
+        metric_in(&self.metrics().await, name)
+    }
+
     /// Stops the server gracefully and removes its database.
     pub async fn stop(mut self) {
         self.shutdown().await;
@@ -776,6 +781,13 @@ impl Client {
             }
         }
     }
+}
+
+/// The value of `name` in a Prometheus text exposition; panics if absent.
+pub fn metric_in(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
 }
 
 /// The built `natter` binary for tests that start it as a process:

@@ -18,6 +18,7 @@ macro_rules! on_both {
     };
 }
 
+mod abuse;
 mod api;
 mod auth;
 mod chat;

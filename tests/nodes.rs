@@ -17,7 +17,7 @@ use natter_shared::{
 };
 use natter_tests::{
     ApiClient, Client, Db, ORIGIN, Scratch, TestSite, User, cid, eventually, fresh_database,
-    natter_bin, register, spawn_app_at, token_for, unique,
+    metric_in, natter_bin, register, spawn_app_at, token_for, unique,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -277,9 +277,7 @@ impl Node {
             .text()
             .await
             .expect("metrics text");
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+        metric_in(&text, name)
     }
 
     fn assert_no_panic(&self) {

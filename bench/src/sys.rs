@@ -356,6 +356,12 @@ fn spawn_natter(
         .arg("--files-dir")
         .arg(dir.join("files"))
         .args(["--conn-queue", "8192", "--max-inflight-sends", "256"])
+        // Every client of a benchmark comes from this machine, and the
+        // peers have no limits: natter's caps and rates are off here.
+        .args(["--max-connections-per-ip", "1000000"])
+        .args(["--max-connections-per-user", "1000000"])
+        .args(["--connect-rate", "0", "--send-rate", "0"])
+        .args(["--request-rate", "0", "--api-rate", "0"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log)

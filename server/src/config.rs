@@ -105,6 +105,79 @@ pub struct Config {
 
     #[command(flatten)]
     pub people: PeopleConfig,
+
+    #[command(flatten)]
+    pub guard: GuardConfig,
+}
+
+/// Limits against exhaustion and abuse. A rate of 0 turns that limit off.
+#[derive(Debug, Clone, Args)]
+pub struct GuardConfig {
+    /// Most WebSocket connections from one client address; more get 429.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: u32,
+
+    /// Most WebSocket connections of one user (tabs and devices); more are
+    /// closed with `too_many_connections` after `auth`.
+    #[arg(long, env = "NATTER_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub max_connections_per_user: u32,
+
+    /// Behind a reverse proxy: the header it puts the client's address in
+    /// (e.g. `X-Forwarded-For`; its last address counts). Without it the
+    /// TCP peer's address counts. Set it only when every request comes
+    /// through the proxy.
+    #[arg(long, env = "NATTER_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Seconds a write to a WebSocket may wait for the client to take it;
+    /// a client that stops reading is dropped after it.
+    #[arg(long, env = "NATTER_WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    pub write_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's headers; slower ones are
+    /// disconnected.
+    #[arg(long, env = "NATTER_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds an HTTP API request may take, its body included; slower
+    /// ones get 408.
+    #[arg(long, env = "NATTER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// `send` frames per second one user may keep up; past the burst, sends
+    /// are held (never refused) and the client is told `too_many_requests`.
+    #[arg(long, env = "NATTER_SEND_RATE", default_value_t = 10)]
+    pub send_rate: u32,
+
+    /// `send` frames one user may send at once (an outbox drained after a
+    /// time offline).
+    #[arg(long, env = "NATTER_SEND_BURST", default_value_t = 200)]
+    pub send_burst: u32,
+
+    /// `sync` and `history` frames per second one user may keep up.
+    #[arg(long, env = "NATTER_REQUEST_RATE", default_value_t = 5)]
+    pub request_rate: u32,
+
+    /// `sync` and `history` frames one user may send at once.
+    #[arg(long, env = "NATTER_REQUEST_BURST", default_value_t = 50)]
+    pub request_burst: u32,
+
+    /// HTTP API calls per second one site may keep up; more get 429.
+    #[arg(long, env = "NATTER_API_RATE", default_value_t = 200)]
+    pub api_rate: u32,
+
+    /// HTTP API calls one site may make at once.
+    #[arg(long, env = "NATTER_API_BURST", default_value_t = 2_000)]
+    pub api_burst: u32,
+
+    /// New WebSocket connections (sign-ins) per second from one address;
+    /// more get 429.
+    #[arg(long, env = "NATTER_CONNECT_RATE", default_value_t = 20)]
+    pub connect_rate: u32,
+
+    /// New WebSocket connections one address may open at once.
+    #[arg(long, env = "NATTER_CONNECT_BURST", default_value_t = 200)]
+    pub connect_burst: u32,
 }
 
 /// What people see of each other: read markers and presence.

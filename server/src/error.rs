@@ -4,10 +4,11 @@
 
 use crate::store::StoreError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use natter_shared::ErrorCode;
 use natter_shared::api::{ErrorBody, ErrorDetail};
+use std::time::Duration;
 
 /// An HTTP API error.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,9 @@ pub enum ApiError {
         code: ErrorCode,
         message: String,
     },
+    /// Over a rate limit: 429 with `Retry-After`.
+    #[error("{message}")]
+    TooMany { wait: Duration, message: String },
     /// From the store: domain answers map to 4xx, the rest to 500.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -31,6 +35,14 @@ impl ApiError {
     /// A 400 `invalid_input`.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::client(StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, message)
+    }
+
+    /// A 429 `too_many_requests`: try again after `wait`.
+    pub fn too_many(wait: Duration, message: impl Into<String>) -> Self {
+        ApiError::TooMany {
+            wait,
+            message: message.into(),
+        }
     }
 
     /// Any client error.
@@ -93,7 +105,16 @@ pub fn store_error_parts(err: &StoreError) -> (StatusCode, ErrorCode, String) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut retry_after = None;
         let (status, code, message) = match self {
+            ApiError::TooMany { wait, message } => {
+                retry_after = Some(wait);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::TooManyRequests,
+                    message,
+                )
+            }
             ApiError::Client {
                 status,
                 code,
@@ -110,8 +131,20 @@ impl IntoResponse for ApiError {
             }
         };
         let body = ErrorBody {
-            error: ErrorDetail { code, message },
+            error: ErrorDetail {
+                code,
+                message,
+                retry_after_ms: retry_after
+                    .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
+            },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(wait) = retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
     }
 }

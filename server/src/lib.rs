@@ -33,10 +33,12 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod files;
+pub mod gate;
 pub mod hub;
 pub mod metrics;
 pub mod presence;
 pub mod reads;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -158,6 +160,7 @@ impl App {
         };
         let state = AppState {
             files,
+            gate: gate::Gate::new(&config.guard),
             config: Arc::new(config),
             store,
             hub,
@@ -203,7 +206,12 @@ impl App {
             .merge(files::routes())
             .nest(
                 "/api/v1",
-                api::router().layer(DefaultBodyLimit::max(config.limits.max_request_bytes)),
+                api::router()
+                    .layer(DefaultBodyLimit::max(config.limits.max_request_bytes))
+                    .layer(axum::middleware::from_fn_with_state(
+                        self.state.clone(),
+                        api::deadline,
+                    )),
             );
         if config.demo {
             router = router
@@ -229,12 +237,25 @@ impl App {
         let router = self.router();
         let sweep = files::spawn_sweep(self.state.clone());
         let stop = self.state.shutdown.clone();
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stop.cancel();
-            })
-            .await;
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
+        let prune = tokio::spawn(
+            self.state
+                .gate
+                .clone()
+                .prune_every(Duration::from_secs(60), self.state.shutdown.clone()),
+        );
+        let header_timeout = Duration::from_secs(self.state.config.guard.header_timeout_secs);
+        let served = serve::serve(
+            listener,
+            router,
+            header_timeout,
+            self.state.shutdown.clone(),
+        )
+        .await;
+        let _ = prune.await; // it only ever returns
         // No new connections now; wait for the WebSocket tasks to close.
         self.state.shutdown.cancel();
         self.state.connections.close();

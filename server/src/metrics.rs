@@ -11,8 +11,12 @@ pub struct Metrics {
     pub connections_open: AtomicU64,
     /// WebSocket upgrades accepted since start.
     pub connections_total: AtomicU64,
-    /// Upgrades refused because `--max-connections` was reached.
+    /// Connections refused at a cap: `--max-connections`, per address,
+    /// per user, or new connections per second from one address.
     pub connections_refused: AtomicU64,
+    /// Requests held back for being over a rate (sends, syncs, history,
+    /// API calls).
+    pub throttled: AtomicU64,
     /// Authentications refused (bad token, timeout, wrong first frame).
     pub auth_failures: AtomicU64,
     /// Events committed (messages, joins, leaves).
@@ -62,7 +66,7 @@ pub fn dec(gauge: &AtomicU64) {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 17] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 18] = [
             (
                 "natter_connections_open",
                 "gauge",
@@ -78,8 +82,14 @@ impl Metrics {
             (
                 "natter_connections_refused_total",
                 "counter",
-                "Upgrades refused at the connection limit.",
+                "Connections refused at a connection cap or rate.",
                 &self.connections_refused,
+            ),
+            (
+                "natter_throttled_total",
+                "counter",
+                "Requests held back or refused for being over a rate.",
+                &self.throttled,
             ),
             (
                 "natter_auth_failures_total",

@@ -3,6 +3,7 @@
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::files::Files;
+use crate::gate::Gate;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::reads::ReadMarkers;
@@ -32,4 +33,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where the bytes of uploaded files live.
     pub files: Files,
+    /// Connection caps and rate limits.
+    pub gate: Arc<Gate>,
 }

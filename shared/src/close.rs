@@ -7,6 +7,8 @@ pub const HEARTBEAT: u16 = 4000;
 pub const AUTH: u16 = 4001;
 /// No `auth` frame in time.
 pub const AUTH_TIMEOUT: u16 = 4002;
+/// Too many connections for this user; the close reason is the error code.
+pub const TOO_MANY: u16 = 4003;
 /// Server going away (standard): shutting down.
 pub const GOING_AWAY: u16 = 1001;
 /// Protocol error (standard).

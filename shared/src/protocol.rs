@@ -168,6 +168,11 @@ pub enum ServerFrame {
         client_id: Option<ClientId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<RoomId>,
+        /// With `too_many_requests`: milliseconds until the request is
+        /// taken. A throttled request is not refused: the server holds it
+        /// and answers it then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Answer to `ping`.
     Pong {
@@ -184,6 +189,7 @@ impl ServerFrame {
             message: message.into(),
             client_id: None,
             room: None,
+            retry_after_ms: None,
         }
     }
 }
@@ -437,8 +443,13 @@ error_codes! {
     InvalidInput => "invalid_input",
     /// The message body is empty or longer than the limit.
     BodyInvalid => "body_invalid",
-    /// Too many requests in flight on this connection.
+    /// Too many requests: over a rate limit (the error's `retry_after_ms`
+    /// says when the request is taken), or the server is at its
+    /// connection limit.
     TooManyRequests => "too_many_requests",
+    /// The user (or the client's address) already holds as many
+    /// connections as the server allows; the new one is closed.
+    TooManyConnections => "too_many_connections",
     /// The API key is missing or wrong.
     Unauthorized => "unauthorized",
     /// Already exists (e.g. a member who is already in the room).

@@ -196,7 +196,7 @@ impl Chat {
     }
 
     /// Any other `error`: shown as a notice; `not_member` of a room
-    /// forgets it.
+    /// forgets it; `too_many_requests` (a request held back) shows nothing.
     fn on_error(
         &mut self,
         code: ErrorCode,
@@ -205,6 +205,11 @@ impl Chat {
     ) -> Vec<ClientFrame> {
         if let (ErrorCode::NotMember, Some(room)) = (code, room) {
             self.forget(room);
+        }
+        // Throttled: the server holds the request and answers it later;
+        // nothing failed.
+        if code == ErrorCode::TooManyRequests {
+            return Vec::new();
         }
         self.notice = Some(format!("{}: {message}", code.as_str()));
         Vec::new()

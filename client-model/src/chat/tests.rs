@@ -218,6 +218,7 @@ fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
         message: "no".into(),
         client_id: Some(cid(1)),
         room: Some(r_ab()),
+        retry_after_ms: None,
     });
     chat.on_disconnect();
     let out = chat
@@ -244,6 +245,7 @@ fn only_a_failed_message_can_be_discarded() {
         message: "no".into(),
         client_id: Some(cid(1)),
         room: Some(r_ab()),
+        retry_after_ms: None,
     });
     chat.take_changes();
     chat.discard(&cid(2));

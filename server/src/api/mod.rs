@@ -5,13 +5,17 @@
 mod people;
 
 use crate::error::ApiError;
+use crate::gate::Rate;
 use crate::state::AppState;
 use crate::store::writer::WriteOp;
 use crate::store::{AttachError, PageFrom, Site};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use natter_shared::api::{
@@ -23,6 +27,7 @@ use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomIn
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// The most events one history request may ask for.
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
@@ -70,9 +75,39 @@ impl FromRequestParts<AppState> for ApiSite {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthorized("send the site's API key as Authorization: Bearer KEY"))?;
-        match state.store.site_by_api_key(key).await? {
-            Some(site) => Ok(ApiSite(site)),
-            None => Err(unauthorized("unknown API key")),
+        let Some(site) = state.store.site_by_api_key(key).await? else {
+            return Err(unauthorized("unknown API key"));
+        };
+        if let Err(wait) = state.gate.take(Rate::Api, state.gate.key(&site.id)) {
+            crate::metrics::inc(&state.metrics.throttled);
+            return Err(ApiError::too_many(
+                wait,
+                "too many API calls from this site",
+            ));
+        }
+        Ok(ApiSite(site))
+    }
+}
+
+/// Bounds an API request in time, its body included: a client that
+/// drips its body gets 408 and its connection closed.
+pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = Duration::from_secs(state.config.guard.request_timeout_secs.max(1));
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let message = format!("the request took longer than {} s", limit.as_secs());
+            let mut response = ApiError::client(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::InvalidInput,
+                message,
+            )
+            .into_response();
+            // The rest of the body is not read: the connection cannot be reused.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
         }
     }
 }

@@ -295,6 +295,7 @@ impl Store {
             .bind(site.as_str())
             .execute(&self.pool)
             .await?;
+        self.sites.forget(site);
         Ok(())
     }
 }

@@ -129,6 +129,8 @@ pub struct Store {
     sqlite_path: Option<std::sync::Arc<std::path::Path>>,
     /// With SQLite: pages of events are read through rusqlite.
     reader: Option<std::sync::Arc<reader::Reader>>,
+    /// Sites looked up by unauthenticated requests.
+    sites: std::sync::Arc<sites::SiteCache>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -208,6 +210,7 @@ impl Store {
             backend,
             sqlite_path,
             reader,
+            sites: Default::default(),
         })
     }
 

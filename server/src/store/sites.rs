@@ -8,6 +8,9 @@ use natter_shared::SiteId;
 use natter_shared::api::{Receipts, Settings};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A site as the server needs it.
 #[derive(Debug, Clone)]
@@ -20,6 +23,43 @@ pub struct Site {
     pub file_types: Option<String>,
     /// What it shows its people of each other.
     pub settings: Settings,
+}
+
+/// How long a site looked up by an unauthenticated request is taken from
+/// memory; a change made on another node shows within it.
+const SITE_TTL: Duration = Duration::from_secs(2);
+
+/// Most sites (and unknown site ids) kept in memory; past it the cache
+/// starts again empty.
+const MAX_CACHED_SITES: usize = 10_000;
+
+/// Sites as the WebSocket upgrade and the widget page look them up: a
+/// flood of upgrades costs one query per site every [`SITE_TTL`], an
+/// unknown id included.
+#[derive(Default)]
+pub(super) struct SiteCache {
+    entries: Mutex<HashMap<SiteId, (Instant, Option<Site>)>>,
+}
+
+impl SiteCache {
+    fn get(&self, id: &SiteId) -> Option<Option<Site>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, site) = entries.get(id)?;
+        (at.elapsed() < SITE_TTL).then(|| site.clone())
+    }
+
+    fn put(&self, id: SiteId, site: Option<Site>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_SITES {
+            entries.clear();
+        }
+        entries.insert(id, (Instant::now(), site));
+    }
+
+    pub(super) fn forget(&self, id: &SiteId) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.remove(id);
+    }
 }
 
 /// The columns [`Store::site_from_row`] reads.
@@ -94,6 +134,7 @@ impl Store {
                 .bind(origin)
                 .execute(&self.pool)
                 .await?;
+            self.sites.forget(site);
         }
         Ok(())
     }
@@ -110,6 +151,17 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         Ok(key)
+    }
+
+    /// A site by id, from memory when it was looked up in the last
+    /// [`SITE_TTL`] (changes made through this node show at once).
+    pub async fn site_cached(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
+        if let Some(site) = self.sites.get(id) {
+            return Ok(site);
+        }
+        let site = self.site(id).await?;
+        self.sites.put(id.clone(), site.clone());
+        Ok(site)
     }
 
     /// A site by id.
@@ -192,6 +244,7 @@ impl Store {
         .bind(site.as_str())
         .execute(&self.pool)
         .await?;
+        self.sites.forget(site);
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }

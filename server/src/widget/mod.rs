@@ -123,7 +123,7 @@ async fn frame_ancestors(state: &AppState, req: Request, next: Next) -> Response
     };
     let mut origins = vec!["'self'".to_string()];
     if let Some(site) = site {
-        match state.store.site(&site).await {
+        match state.store.site_cached(&site).await {
             Ok(Some(site)) => {
                 origins.extend(site.origins.into_iter().filter(|o| is_plain_origin(o)))
             }

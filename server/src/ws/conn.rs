@@ -19,7 +19,7 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use natter_shared::api::Settings;
-use natter_shared::{ClientId, ErrorCode, RoomId, RoomKind, Seq, ServerFrame, close};
+use natter_shared::{ClientFrame, ClientId, ErrorCode, RoomId, RoomKind, Seq, ServerFrame, close};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -67,6 +67,11 @@ pub(super) struct Conn<S> {
     /// Set once the first sync made the user present; dropped with the
     /// connection.
     pub(super) here: Option<Here>,
+    /// The user's key in the rate limits.
+    pub(super) key: u64,
+    /// A request over its rate, answered when the deadline passes; the
+    /// socket is not read until then.
+    pub(super) held: Option<Box<(ClientFrame, Instant)>>,
 }
 
 /// A synced connection counted in its user's presence; its end is told
@@ -90,7 +95,13 @@ impl Drop for Here {
 }
 
 impl<S: FrameSink> Conn<S> {
-    pub(super) fn new(state: AppState, identity: Identity, settings: Settings, sink: S) -> Self {
+    pub(super) fn new(
+        state: AppState,
+        identity: Identity,
+        settings: Settings,
+        sink: S,
+        key: u64,
+    ) -> Self {
         let reg = state.hub.register(
             identity.site.clone(),
             identity.user.clone(),
@@ -106,6 +117,8 @@ impl<S: FrameSink> Conn<S> {
             settings,
             marks: HashMap::new(),
             here: None,
+            key,
+            held: None,
         }
     }
 
@@ -131,7 +144,13 @@ impl<S: FrameSink> Conn<S> {
                     Box::pin(self.answer_ready_commits(committed)).await
                 }
                 Some(delivery) = self.reg.rx.recv() => Box::pin(self.deliver_queued(delivery)).await,
-                msg = stream.next(), if self.commits.len() < max_inflight => {
+                _ = tokio::time::sleep_until(self.held.as_ref().map_or(last_heard, |h| h.1)), if self.held.is_some() => {
+                    match self.held.take() {
+                        Some(held) => Box::pin(self.on_frame(held.0)).await,
+                        None => Ok(()),
+                    }
+                }
+                msg = stream.next(), if self.commits.len() < max_inflight && self.held.is_none() => {
                     last_heard = Instant::now();
                     match msg {
                         None | Some(Ok(Message::Close(_))) => break Ok(()),
@@ -197,6 +216,7 @@ impl<S: FrameSink> Conn<S> {
             message: message.to_string(),
             client_id: None,
             room: Some(room),
+            retry_after_ms: None,
         })
         .await
     }

@@ -4,6 +4,7 @@
 
 use super::{FrameSink, FrameStream, close_with, is_too_big, send_frame};
 use crate::auth::{self, Identity};
+use crate::gate::Held;
 use crate::state::AppState;
 use crate::store::Site;
 use axum::extract::ws::{Message, Utf8Bytes};
@@ -19,7 +20,7 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
     site: &Site,
     sink: &mut S,
     stream: &mut R,
-) -> Option<Identity> {
+) -> Option<Admitted> {
     let timeout = Duration::from_secs(state.config.limits.auth_timeout_secs);
     let deadline = Instant::now() + timeout;
     loop {
@@ -52,7 +53,7 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
             Ok(ClientFrame::Auth { token }) => {
                 let now = crate::store::now_ms() / 1000;
                 match auth::verify(&token, &site.id, &site.token_secret, now) {
-                    Ok(identity) => return welcome(state, site, sink, identity).await,
+                    Ok(identity) => return admit(state, site, sink, identity).await,
                     Err(err) => (err.code(), err.to_string()),
                 }
             }
@@ -66,6 +67,42 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
         close_with(sink, close::AUTH, refusal.0.as_str()).await;
         return None;
     }
+}
+
+/// A verified user, counted against their cap of connections.
+pub(super) struct Admitted {
+    pub(super) identity: Identity,
+    /// The user's key in the caps and rate limits.
+    pub(super) key: u64,
+    /// Counts the connection until it is dropped.
+    pub(super) held: Held,
+}
+
+/// Counts the connection against the user's cap (refusing it at the cap),
+/// then welcomes the user.
+async fn admit<S: FrameSink>(
+    state: &AppState,
+    site: &Site,
+    sink: &mut S,
+    identity: Identity,
+) -> Option<Admitted> {
+    let key = state.gate.user_key(&identity.site, &identity.user);
+    let Some(held) = state.gate.hold_user(key) else {
+        let max = state.gate.max_per_user();
+        tracing::info!(site = %site.id, user = %identity.user, max, "refused a connection over the per-user cap");
+        crate::metrics::inc(&state.metrics.connections_refused);
+        let code = ErrorCode::TooManyConnections;
+        let frame = ServerFrame::error(code, format!("at most {max} connections per user"));
+        let _ = send_frame(sink, &frame).await; // closing anyway
+        close_with(sink, close::TOO_MANY, code.as_str()).await;
+        return None;
+    };
+    let identity = welcome(state, site, sink, identity).await?;
+    Some(Admitted {
+        identity,
+        key,
+        held,
+    })
 }
 
 /// Records the verified user and says `hello`.

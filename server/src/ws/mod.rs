@@ -15,6 +15,7 @@
 //! the socket's halves in production, channels in the unit tests.
 
 mod conn;
+mod deadline;
 mod deliver;
 mod handshake;
 mod requests;
@@ -25,6 +26,9 @@ mod tests;
 
 pub use upgrade::{WsQuery, handler, origin_allowed};
 
+use deadline::Deadline;
+
+use crate::gate::Held;
 use crate::state::AppState;
 use crate::store::Site;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
@@ -54,12 +58,14 @@ fn serve<S: FrameSink, R: FrameStream>(
     stream: R,
     state: AppState,
     site: Site,
+    address: Option<Held>,
 ) -> impl Future<Output = ()> + Send {
     run(Box::new(Opening {
         sink,
         stream,
         state,
         site,
+        address,
     }))
 }
 
@@ -69,6 +75,8 @@ struct Opening<S, R> {
     stream: R,
     state: AppState,
     site: Site,
+    /// The connection counted against its client address's cap.
+    address: Option<Held>,
 }
 
 async fn run<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) {
@@ -77,6 +85,7 @@ async fn run<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) {
         mut stream,
         state,
         site,
+        address,
     } = *opening;
     let _open = conn::OpenConnection::new(state.metrics.clone());
     // Boxed: once authenticated, the connection no longer holds its state.
@@ -86,13 +95,20 @@ async fn run<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) {
         &mut sink,
         &mut stream,
     ));
-    let Some(identity) = authenticated.await else {
+    let Some(handshake::Admitted {
+        identity,
+        key,
+        held,
+    }) = authenticated.await
+    else {
         crate::metrics::inc(&state.metrics.auth_failures);
         return;
     };
     let settings = site.settings;
     drop(site);
-    let conn = conn::Conn::new(state, identity, settings, sink);
+    // Both counts go down when the connection ends.
+    let _held = (address, held);
+    let conn = conn::Conn::new(state, identity, settings, sink, key);
     let span = tracing::info_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
     tracing::Instrument::instrument(conn.serve(stream), span).await;
 }

@@ -5,6 +5,8 @@
 use super::conn::{Committed, Conn, Here};
 use super::{FrameSink, Gone, feed_frame};
 use crate::error::store_error_parts;
+use crate::gate::Rate;
+use crate::metrics;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -21,12 +23,37 @@ use tokio::time::Instant;
 impl<S: FrameSink> Conn<S> {
     /// Decodes one text frame and answers it.
     pub(super) async fn on_text(&mut self, text: &str) -> Result<(), Gone> {
-        let frame = match ClientFrame::decode(text) {
-            Ok(frame) => frame,
+        match ClientFrame::decode(text) {
+            Ok(frame) => self.on_frame(frame).await,
             Err(err @ (DecodeError::UnknownType(_) | DecodeError::Malformed(_))) => {
-                return self.send_error(err.code(), err.to_string()).await;
+                self.send_error(err.code(), err.to_string()).await
             }
+        }
+    }
+
+    /// Answers one frame, or holds it while its kind is over the user's
+    /// rate: the client is told when it will be taken, and nothing more
+    /// is read from it until then (so its sends stay in order).
+    pub(super) async fn on_frame(&mut self, frame: ClientFrame) -> Result<(), Gone> {
+        let rate = match &frame {
+            ClientFrame::Send { .. } => Some(Rate::Sends),
+            ClientFrame::Sync { .. } | ClientFrame::History { .. } => Some(Rate::Requests),
+            _ => None,
         };
+        if let Some(Err(wait)) = rate.map(|rate| self.state.gate.take(rate, self.key)) {
+            metrics::inc(&self.state.metrics.throttled);
+            self.held = Some(Box::new((frame, Instant::now() + wait)));
+            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+            return self
+                .send(&ServerFrame::Error {
+                    code: ErrorCode::TooManyRequests,
+                    message: format!("over the rate limit; this request is taken in {ms} ms"),
+                    client_id: None,
+                    room: None,
+                    retry_after_ms: Some(ms),
+                })
+                .await;
+        }
         match frame {
             ClientFrame::Auth { .. } => {
                 self.send_error(ErrorCode::InvalidInput, "already authenticated")
@@ -286,6 +313,7 @@ impl<S: FrameSink> Conn<S> {
                         message: err.to_string(),
                         client_id: Some(client_id),
                         room: Some(room),
+                        retry_after_ms: None,
                     })
                     .await;
             }
@@ -313,6 +341,7 @@ impl<S: FrameSink> Conn<S> {
                         message,
                         client_id: Some(client_id),
                         room: Some(room),
+                        retry_after_ms: None,
                     })
                     .await;
             }
@@ -494,6 +523,7 @@ fn commit_frame(
                 message,
                 client_id: Some(client_id),
                 room: Some(room),
+                retry_after_ms: None,
             }
         }
     }

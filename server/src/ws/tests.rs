@@ -34,7 +34,7 @@ impl Client {
                 Ok::<_, axum::Error>(tx)
             },
         ));
-        tokio::spawn(serve(sink, stream, app.state().clone(), site.clone()));
+        tokio::spawn(serve(sink, stream, app.state().clone(), site.clone(), None));
         Client {
             to_server,
             from_server,

@@ -2,7 +2,9 @@
 //! each refused with an HTTP status and a JSON error body.
 
 use crate::error::ApiError;
+use crate::gate::{Held, Rate};
 use crate::metrics;
+use crate::serve::Peer;
 use crate::state::AppState;
 use crate::store::Site;
 use axum::extract::ws::WebSocketUpgrade;
@@ -30,6 +32,7 @@ pub struct WsQuery {
 pub async fn handler(
     State(state): State<AppState>,
     Query(query): Query<WsQuery>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -43,6 +46,13 @@ pub async fn handler(
         )
         .into_response();
     }
+    let held = match admit_address(&state, &headers, peer) {
+        Ok(held) => held,
+        Err(refusal) => {
+            metrics::inc(&state.metrics.connections_refused);
+            return refusal.into_response();
+        }
+    };
     let site = match accept(&state, query, &headers).await {
         Ok(site) => site,
         Err(err) => return err.into_response(),
@@ -57,7 +67,7 @@ pub async fn handler(
     let limit = state.config.limits.max_frame_bytes;
     let tracker = state.connections.clone();
     // Boxed: the upgrade's task keeps what its callback captured.
-    let start = Box::new((state, site));
+    let start = Box::new((state, site, held));
     upgrade
         .protocols([PROTOCOL])
         .max_message_size(limit)
@@ -68,10 +78,38 @@ pub async fn handler(
         // flushes.
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
-            let (state, site) = *start;
+            let (state, site, held) = *start;
             let (sink, stream) = socket.split();
-            tracker.track_future(super::serve(sink, stream, state, site))
+            let sink = super::Deadline::new(sink, state.config.guard.write_timeout_secs);
+            tracker.track_future(super::serve(sink, stream, state, site, held))
         })
+}
+
+/// The limits per client address: new connections per second (each one
+/// a sign-in) and connections held at once.
+fn admit_address(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Option<Held>, ApiError> {
+    let gate = &state.gate;
+    let Some(ip) = gate.client_ip(headers, peer) else {
+        return Ok(None);
+    };
+    if let Err(wait) = gate.take(Rate::Connects, gate.key(&ip)) {
+        return Err(ApiError::too_many(
+            wait,
+            "too many new connections from this address",
+        ));
+    }
+    match gate.hold_ip(ip) {
+        Some(held) => Ok(Some(held)),
+        None => Err(ApiError::client(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyConnections,
+            format!("at most {} connections from one address", gate.max_per_ip()),
+        )),
+    }
 }
 
 async fn accept(state: &AppState, query: WsQuery, headers: &HeaderMap) -> Result<Site, ApiError> {
@@ -79,7 +117,7 @@ async fn accept(state: &AppState, query: WsQuery, headers: &HeaderMap) -> Result
         .site
         .ok_or_else(|| ApiError::invalid("add ?site=SITE_ID to the WebSocket URL"))?;
     let site_id = SiteId::parse(site_id).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let site = state.store.site(&site_id).await?.ok_or_else(|| {
+    let site = state.store.site_cached(&site_id).await?.ok_or_else(|| {
         ApiError::client(
             StatusCode::NOT_FOUND,
             ErrorCode::UnknownSite,
