@@ -72,6 +72,14 @@ async fn bad_tokens_are_refused_with_a_clear_close_reason() {
 
     refused_with(&app, "not.a.jwt".into(), ErrorCode::TokenInvalid).await;
 
+    // A token that lasts longer than `--max-token-ttl` (24 h by default):
+    // issued a day ago and valid an hour more, or a week from now.
+    let mut old = claims(&site, "alice", now + 3600);
+    old.iat = Some(now - 86_400);
+    refused_with(&app, sign(&old, &app.site.secret), ErrorCode::TokenInvalid).await;
+    let long = claims(&site, "alice", now + 7 * 86_400);
+    refused_with(&app, sign(&long, &app.site.secret), ErrorCode::TokenInvalid).await;
+
     // A frame other than auth first is refused too.
     let mut client = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
     client.send(&ClientFrame::Ping { nonce: None }).await;

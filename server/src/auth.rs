@@ -77,13 +77,17 @@ pub enum TokenError {
     NotYetValid,
     #[error("token was signed for another site")]
     WrongSite,
+    #[error("token lasts {0} s, longer than this server takes ({1} s); sign shorter-lived tokens")]
+    TooLong(i64, i64),
 }
 
 impl TokenError {
     /// The wire error code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            TokenError::Malformed(_) | TokenError::Signature => ErrorCode::TokenInvalid,
+            TokenError::Malformed(_) | TokenError::Signature | TokenError::TooLong(..) => {
+                ErrorCode::TokenInvalid
+            }
             TokenError::Algorithm(_) => ErrorCode::TokenAlgorithm,
             TokenError::Expired => ErrorCode::TokenExpired,
             TokenError::NotYetValid => ErrorCode::TokenNotYetValid,
@@ -121,12 +125,15 @@ fn mac(secret: &Secret, data: &[u8]) -> HmacSha256 {
 }
 
 /// Verifies a token for `site` against the site's secret at time `now`
-/// (seconds since the Unix epoch).
+/// (seconds since the Unix epoch). A token may last at most `max_ttl`
+/// seconds, from its `iat` (or from now, without one) to its `exp`: a
+/// leaked token is worth little for long.
 pub fn verify(
     token: &str,
     site: &SiteId,
     secret: &Secret,
     now: i64,
+    max_ttl: i64,
 ) -> Result<Identity, TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
@@ -158,6 +165,11 @@ pub fn verify(
         && now + LEEWAY_SECS < nbf
     {
         return Err(TokenError::NotYetValid);
+    }
+    let issued = claims.iat.map_or(now, |iat| iat.min(now));
+    let lifetime = claims.exp.saturating_sub(issued);
+    if lifetime > max_ttl.saturating_add(LEEWAY_SECS) {
+        return Err(TokenError::TooLong(lifetime, max_ttl));
     }
     let user = UserId::parse(claims.sub).map_err(|e| TokenError::Malformed(format!("sub: {e}")))?;
     let name = match &claims.name {
@@ -202,6 +214,9 @@ pub fn hash_api_key(key: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The default longest lifetime.
+    const DAY: i64 = 86_400;
+
     fn claims(exp: i64) -> Claims {
         Claims {
             sub: "alice".into(),
@@ -218,29 +233,52 @@ mod tests {
         let site = SiteId::parse("s1").unwrap();
         let secret = Secret::new("k");
         let token = sign(&claims(2000), &secret);
-        let id = verify(&token, &site, &secret, 1000).unwrap();
+        let id = verify(&token, &site, &secret, 1000, DAY).unwrap();
         assert_eq!(id.user.as_str(), "alice");
         assert_eq!(
-            verify(&token, &site, &secret, 3000),
+            verify(&token, &site, &secret, 3000, DAY),
             Err(TokenError::Expired)
         );
         assert_eq!(
-            verify(&token, &site, &Secret::new("other"), 1000),
+            verify(&token, &site, &Secret::new("other"), 1000, DAY),
             Err(TokenError::Signature)
         );
         let other = SiteId::parse("s2").unwrap();
         assert_eq!(
-            verify(&token, &other, &secret, 1000),
+            verify(&token, &other, &secret, 1000, DAY),
             Err(TokenError::WrongSite)
         );
         let mut early = claims(2000);
         early.nbf = Some(1500);
         let token = sign(&early, &secret);
         assert_eq!(
-            verify(&token, &site, &secret, 1000),
+            verify(&token, &site, &secret, 1000, DAY),
             Err(TokenError::NotYetValid)
         );
-        assert!(verify(&token, &site, &secret, 1490).is_ok());
+        assert!(verify(&token, &site, &secret, 1490, DAY).is_ok());
+    }
+
+    #[test]
+    fn a_token_that_lasts_longer_than_the_server_takes_is_refused() {
+        let site = SiteId::parse("s1").unwrap();
+        let secret = Secret::new("k");
+        // Issued a day ago, valid an hour more: 25 hours in all.
+        let mut old = claims(100_000 + 3_600);
+        old.iat = Some(100_000 - DAY);
+        let token = sign(&old, &secret);
+        assert_eq!(
+            verify(&token, &site, &secret, 100_000, DAY),
+            Err(TokenError::TooLong(DAY + 3_600, DAY))
+        );
+        // Without `iat`, the lifetime counts from now.
+        let token = sign(&claims(100_000 + 2 * DAY), &secret);
+        assert!(matches!(
+            verify(&token, &site, &secret, 100_000, DAY),
+            Err(TokenError::TooLong(..))
+        ));
+        let token = sign(&claims(100_000 + DAY), &secret);
+        assert!(verify(&token, &site, &secret, 100_000, DAY).is_ok());
+        assert_eq!(TokenError::TooLong(1, 0).code(), ErrorCode::TokenInvalid);
     }
 
     #[test]
@@ -250,7 +288,7 @@ mod tests {
         let token = format!("{header}.{payload}.");
         let site = SiteId::parse("s1").unwrap();
         assert!(matches!(
-            verify(&token, &site, &Secret::new("k"), 1000),
+            verify(&token, &site, &Secret::new("k"), 1000, DAY),
             Err(TokenError::Algorithm(_))
         ));
     }

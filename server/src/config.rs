@@ -129,6 +129,15 @@ pub struct GuardConfig {
     #[arg(long, env = "NATTER_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
 
+    /// Longest lifetime of a token, in seconds, from its `iat` (or from
+    /// when it is shown, without one) to its `exp`; longer ones are refused.
+    #[arg(
+        long = "max-token-ttl",
+        env = "NATTER_MAX_TOKEN_TTL",
+        default_value_t = 86_400
+    )]
+    pub max_token_ttl_secs: i64,
+
     /// Seconds a write to a WebSocket may wait for the client to take it;
     /// a client that stops reading is dropped after it.
     #[arg(long, env = "NATTER_WRITE_TIMEOUT_SECS", default_value_t = 10)]

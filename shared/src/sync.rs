@@ -65,8 +65,10 @@ impl OutboxEntry {
     }
 }
 
-/// Where an outbox entry stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where an outbox entry stands. Decoded from a flat struct (see
+/// [`crate::protocol`]'s frames): a derived decoder of a tagged enum
+/// buffers every record twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum EntryState {
     /// Waiting for a connection or for room in the window.
@@ -76,6 +78,39 @@ pub enum EntryState {
     /// Refused for good (e.g. not a member any more); kept until the
     /// person retries or discards it.
     Failed { code: ErrorCode, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StateTag {
+    Queued,
+    InFlight,
+    Failed,
+}
+
+/// Every field of every [`EntryState`].
+#[derive(Deserialize)]
+struct StateFields {
+    state: StateTag,
+    code: Option<ErrorCode>,
+    message: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for EntryState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let f = StateFields::deserialize(deserializer)?;
+        Ok(match f.state {
+            StateTag::Queued => EntryState::Queued,
+            StateTag::InFlight => EntryState::InFlight,
+            StateTag::Failed => EntryState::Failed {
+                code: f.code.ok_or_else(|| D::Error::missing_field("code"))?,
+                message: f
+                    .message
+                    .ok_or_else(|| D::Error::missing_field("message"))?,
+            },
+        })
+    }
 }
 
 /// What an error frame for a send means for that send.

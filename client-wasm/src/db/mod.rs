@@ -95,12 +95,29 @@ pub struct OutboxRecord {
     pub state: EntryState,
 }
 
-/// A record of the `messages` store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "rec", rename_all = "snake_case")]
-enum MessageRecord {
+/// What a record of the `messages` store holds; one kind so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Rec {
     /// An event of the room, under `[room, seq]`.
-    Stored { event: Event },
+    Stored,
+}
+
+/// A record of the `messages` store, `{"rec": "stored", "event": …}`, as
+/// it is written.
+#[derive(Serialize)]
+struct StoredEvent<'a> {
+    rec: Rec,
+    event: &'a Event,
+}
+
+/// A record of the `messages` store as it is read: a plain struct, not a
+/// tagged enum, whose decoder would buffer every record twice.
+#[derive(Deserialize)]
+struct MessageRecord {
+    #[allow(dead_code)] // read to check the record is one we know
+    rec: Rec,
+    event: Event,
 }
 
 /// An open database; clones share the connections.
@@ -273,9 +290,7 @@ impl Db {
         newest_first
             .into_iter()
             .rev()
-            .map(|(_, value)| {
-                decode::<MessageRecord>(value).map(|MessageRecord::Stored { event }| event)
-            })
+            .map(|(_, value)| decode::<MessageRecord>(value).map(|record| record.event))
             .collect()
     }
 
@@ -409,8 +424,9 @@ impl Db {
         event: &Event,
         room: Option<&RoomRecord>,
     ) -> Result<(), ClientError> {
-        let stored = encode(&MessageRecord::Stored {
-            event: event.clone(),
+        let stored = encode(&StoredEvent {
+            rec: Rec::Stored,
+            event,
         })?;
         let room = room.map(encode).transpose()?;
         let outbox_key = JsValue::from(entry.client_id.to_string());
@@ -519,8 +535,9 @@ async fn delete_events(messages: &rexie::Store, room: &RoomId) -> Result<(), Cli
 /// Caches events under their room and seq.
 async fn put_events(messages: &rexie::Store, events: &[Event]) -> Result<(), ClientError> {
     for event in events {
-        let record = MessageRecord::Stored {
-            event: event.clone(),
+        let record = StoredEvent {
+            rec: Rec::Stored,
+            event,
         };
         messages
             .put(&encode(&record)?, Some(&stored_key(&event.room, event.seq)))

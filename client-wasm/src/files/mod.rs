@@ -77,7 +77,13 @@ pub fn OutgoingFiles(files: Vec<OutgoingFile>) -> impl IntoView {
                             }
                             .into_any(),
                         }}
-                        <progress max=size value=sent aria-label="Upload"></progress>
+                        // Whole numbers: formatting an f64 would pull in
+                        // the float printer, kilobytes of the widget.
+                        <progress
+                            max=file.size.to_string()
+                            value=move || (sent() as u64).to_string()
+                            aria-label="Upload"
+                        ></progress>
                     </li>
                 }
             })

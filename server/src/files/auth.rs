@@ -65,7 +65,13 @@ impl Caller {
             return Err(unauthorized(ErrorCode::UnknownSite, "no such site"));
         };
         let now = crate::store::now_ms() / 1000;
-        match auth::verify(bearer, &site.id, &site.token_secret, now) {
+        match auth::verify(
+            bearer,
+            &site.id,
+            &site.token_secret,
+            now,
+            state.config.guard.max_token_ttl_secs,
+        ) {
             Ok(identity) => Ok(Caller::User {
                 site,
                 user: identity.user,

@@ -365,3 +365,25 @@ fn a_refused_message_uploads_nothing_until_retried() {
     assert!(outbox.retry(&e.client_id));
     assert_eq!(outbox.uploads().len(), 1);
 }
+
+#[test]
+fn entry_states_read_back_as_written() {
+    let states = [
+        EntryState::Queued,
+        EntryState::InFlight,
+        EntryState::Failed {
+            code: ErrorCode::NotMember,
+            message: "gone".into(),
+        },
+    ];
+    for state in states {
+        let json = serde_json::to_string(&state).expect("encode");
+        assert_eq!(
+            serde_json::from_str::<EntryState>(&json).expect("decode"),
+            state
+        );
+    }
+    let err = serde_json::from_str::<EntryState>(r#"{"state":"failed","message":"x"}"#)
+        .expect_err("no code");
+    assert!(err.to_string().contains("missing field `code`"), "{err}");
+}
