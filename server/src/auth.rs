@@ -293,6 +293,51 @@ mod tests {
         ));
     }
 
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            /// Any token, signed or not, with any claims: an identity or a
+            /// refusal, never a panic.
+            #[test]
+            fn any_token_is_verified_or_refused_cleanly(
+                header in "\\PC{0,40}",
+                claims in proptest::collection::vec(
+                    (proptest::sample::select(&["sub", "site", "exp", "nbf", "iat", "name", "x"][..]),
+                     prop_oneof![
+                        any::<i64>().prop_map(serde_json::Value::from),
+                        "\\PC{0,12}".prop_map(serde_json::Value::from),
+                        Just(serde_json::Value::Null),
+                        Just(serde_json::Value::from("s1")),
+                     ]),
+                    0..7,
+                ),
+                signed in any::<bool>(),
+                now in any::<i64>(),
+                max_ttl in any::<i64>(),
+            ) {
+                let site = SiteId::parse("s1").unwrap();
+                let secret = Secret::new("k");
+                let claims: serde_json::Map<String, serde_json::Value> =
+                    claims.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                let h = if signed {
+                    URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#)
+                } else {
+                    URL_SAFE_NO_PAD.encode(header.as_bytes())
+                };
+                let p = URL_SAFE_NO_PAD.encode(serde_json::Value::Object(claims).to_string());
+                let input = format!("{h}.{p}");
+                let sig = URL_SAFE_NO_PAD.encode(mac(&secret, input.as_bytes()).finalize().into_bytes());
+                let _ = verify(&format!("{input}.{sig}"), &site, &secret, now, max_ttl);
+                let _ = verify(&format!("{input}.{header}"), &site, &secret, now, max_ttl);
+                let _ = verify(&header, &site, &secret, now, max_ttl);
+            }
+        }
+    }
+
     #[test]
     fn secrets_do_not_print() {
         assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
