@@ -198,6 +198,12 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
             "cargo fmt --all -- --check",
             env.cargo(["fmt", "--all", "--", "--check"]),
         )?;
+        tools::ensure_cargo_deny(env)?;
+        timer.step(
+            env,
+            "cargo deny check licenses bans sources",
+            env.cargo(["deny", "check", "licenses", "bans", "sources"]),
+        )?;
     }
     // A debug build proves the trunk setup and gives the browser scenarios
     // their widget; the size-optimised release build is `cargo xtask

@@ -23,6 +23,9 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const TRUNK_VERSION: &str = "0.21.14";
 /// Must equal the `wasm-bindgen` crate's pinned version in Cargo.toml.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
+/// cargo-deny, from the crate registry.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
 /// geckodriver, from the crate registry (its releases are downloads).
 const GECKODRIVER_VERSION: &str = "0.37.1";
 const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
@@ -248,6 +251,24 @@ pub fn ensure_other_browsers(env: &Env) -> Result<(PathBuf, PathBuf)> {
         .which("geckodriver".as_ref())
         .context("geckodriver installed but not found on PATH")?;
     Ok((geckodriver, PathBuf::from(WEBKIT_WEBDRIVER)))
+}
+
+/// cargo-deny, for the checks of licences, duplicates and sources
+/// (`deny.toml`); from the crate registry when missing or another version.
+pub fn ensure_cargo_deny(env: &Env) -> Result<()> {
+    let wanted = format!("cargo-deny {CARGO_DENY_VERSION}");
+    let version = env.output("cargo-deny", ["--version"]);
+    if !version.is_some_and(|v| v.starts_with(&wanted)) {
+        env.step(
+            &format!("cargo install cargo-deny@{CARGO_DENY_VERSION}"),
+            env.cargo([
+                "install",
+                "--locked",
+                &format!("cargo-deny@{CARGO_DENY_VERSION}"),
+            ]),
+        )?;
+    }
+    Ok(())
 }
 
 /// The NATS server the tests of several nodes start (each its own, on a
