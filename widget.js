@@ -3,7 +3,9 @@
  * Self-hosted (a copy among the site's own files, pinned with integrity=):
  * data-chat="https://CHAT" names the chat server; data-file-cache-mb="200" caps
  * the received files kept for offline use (Natter.init({fileCacheMb})).
- * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)).
+ * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)),
+ * Natter.on("tokenexpired", fn()): hand a fresh token to setToken; the chat
+ * stays connected meanwhile.
  * Calls made before it loads are queued:
  *   window.Natter = window.Natter || {q: []}; Natter.q.push(["open", "r_1"]);
  * Launcher in a shadow root (the page's CSS cannot reach it, nor its CSS
@@ -22,7 +24,7 @@
   var queued = (w.Natter && w.Natter.q) || [];
   var origin = "", site = "", token = null, room = null, open = false, cacheMb = null;
   var host = null, root = null, button = null, frame = null, booting = false;
-  var listeners = { unread: [] };
+  var listeners = { unread: [], tokenexpired: [] };
 
   // Runs fn, logging instead of throwing: the host page must never break.
   function safe(fn) {
@@ -151,6 +153,9 @@
     if (m.type === "natter:ready") post();
     if (m.type === "natter:unread" && typeof m.count === "number") {
       listeners.unread.forEach(function (fn) { safe(fn)(m.count); });
+    }
+    if (m.type === "natter:token-expired") {
+      listeners.tokenexpired.forEach(function (fn) { safe(fn)(); });
     }
   }));
 

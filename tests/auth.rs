@@ -2,6 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
 use natter_server::auth::{Claims, Secret, sign};
 use natter_shared::{ClientFrame, ErrorCode, ServerFrame};
 use natter_tests::*;
@@ -137,6 +138,25 @@ async fn upgrade_status(
 }
 
 #[tokio::test]
+async fn with_a_public_url_only_it_is_the_servers_own_origin() {
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.public_url = Some("https://chat.example.com".into());
+    })
+    .await;
+    let site = app.site.id.to_string();
+    // A page on a rebound name that points here sends its own name as
+    // both Host and Origin: no longer enough.
+    let own = format!("http://{}", app.addr);
+    let (status, _) = upgrade_status(&app, &site, Some(&own), Some("natter.v1")).await;
+    assert_eq!(status, 403);
+    for origin in ["https://chat.example.com", ORIGIN] {
+        let (status, _) = upgrade_status(&app, &site, Some(origin), Some("natter.v1")).await;
+        assert_eq!(status, 101, "{origin}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_foreign_origin_is_refused_before_the_upgrade() {
     let app = spawn_app(Db::Sqlite).await;
     let site = app.site.id.to_string();
@@ -172,5 +192,71 @@ async fn a_foreign_origin_is_refused_before_the_upgrade() {
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_input"))
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_renewed_on_the_open_connection_or_it_closes() {
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.limits.heartbeat_secs = 1;
+        c.guard.token_grace_secs = 2;
+    })
+    .await;
+    // Past its `exp` already, but within the 30 s leeway: accepted now,
+    // expired a couple of seconds later.
+    let expiring = |user: &str| token_for(&app.site, user, -28);
+    fn expired(frame: &ServerFrame) -> bool {
+        matches!(
+            frame,
+            ServerFrame::Error {
+                code: ErrorCode::TokenExpired,
+                client_id: None,
+                ..
+            }
+        )
+    }
+
+    let mut renewing = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    renewing.auth(&expiring("alice")).await;
+    renewing.sync(vec![]).await;
+    let mut lapsing = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    lapsing.auth(&expiring("bob")).await;
+    // Bob never renews: told, then closed after the grace period. Read
+    // meanwhile (a socket that is not read does not answer pings).
+    let lapsed = tokio::spawn(async move {
+        lapsing.recv_until(expired).await;
+        lapsing.closed().await.expect("a close frame")
+    });
+
+    renewing.recv_until(expired).await;
+    // Another user's token does not take the connection over.
+    renewing
+        .send(&ClientFrame::Auth {
+            token: app.token("mallory"),
+        })
+        .await;
+    match renewing.recv().await {
+        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::InvalidInput),
+        other => panic!("expected invalid_input, got {other:?}"),
+    }
+    renewing.auth(&app.token("alice")).await;
+
+    let close = lapsed.await.expect("bob's task");
+    assert_eq!(u16::from(close.code), 4001);
+    assert_eq!(close.reason.as_str(), "token_expired");
+
+    // Alice's connection outlives both the old token and the grace.
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while let Ok(next) = tokio::time::timeout_at(until, renewing.ws.next()).await {
+        assert!(
+            matches!(next, Some(Ok(ref m)) if !m.is_close()),
+            "alice's connection ended: {next:?}"
+        );
+    }
+    renewing.send(&ClientFrame::Ping { nonce: Some(7) }).await;
+    let pong = renewing
+        .recv_until(|f| matches!(f, ServerFrame::Pong { .. }))
+        .await;
+    assert_eq!(pong, ServerFrame::Pong { nonce: Some(7) });
     app.stop().await;
 }

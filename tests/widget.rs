@@ -7,12 +7,18 @@ use std::path::{Path, PathBuf};
 
 const HASHED_JS: &str = "natter-client-0123456789abcdef.js";
 
+/// A page with an inline bootstrap, as trunk writes it.
+const INDEX: &str = "<!doctype html><title>w</title><script type=\"module\">boot()</script>";
+
+/// `'sha256-…'` of `boot()`: `printf 'boot()' | openssl dgst -sha256 -binary | base64`.
+const BOOT_HASH: &str = "'sha256-MeZS89WlF0u+o0hCvHTBt4q1WHU+U+sJKgbdRUc36mY='";
+
 /// A widget build as trunk lays it out: a page, files named by their
 /// hash, and the host page's loader.
 fn fake_build() -> PathBuf {
     let dir = std::env::temp_dir().join(unique("natter-widget"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<!doctype html><title>w</title>").unwrap();
+    std::fs::write(dir.join("index.html"), INDEX).unwrap();
     std::fs::write(dir.join(HASHED_JS), "export default 1;").unwrap();
     std::fs::write(dir.join("widget.js"), "/* loader */").unwrap();
     dir
@@ -44,15 +50,27 @@ async fn the_widget_may_be_framed_only_by_the_sites_origins() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let csp = header(&res, "content-security-policy");
-    assert_eq!(csp, format!("frame-ancestors 'self' {ORIGIN}"));
-    assert!(!csp.contains("other.example"));
-    let res = app.http.get(app.url("/widget/")).send().await.unwrap();
-    assert_eq!(
-        header(&res, "content-security-policy"),
-        "frame-ancestors 'self'"
+    assert!(
+        csp.ends_with(&format!("; frame-ancestors 'self' {ORIGIN}")),
+        "{csp}"
     );
+    assert!(!csp.contains("other.example"));
+    // The page runs only its own files and its bootstrap, by hash.
+    for part in [
+        "default-src 'self';",
+        &format!("script-src 'self' 'wasm-unsafe-eval' {BOOT_HASH};"),
+        "object-src 'none';",
+        "base-uri 'none';",
+        "connect-src 'self' blob:;",
+    ] {
+        assert!(csp.contains(part), "{part} missing from {csp}");
+    }
+    assert_eq!(header(&res, "x-content-type-options"), "nosniff");
+    let res = app.http.get(app.url("/widget/")).send().await.unwrap();
+    assert!(header(&res, "content-security-policy").ends_with("; frame-ancestors 'self'"));
     let res = app.http.get(app.url("/widget.js")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-content-type-options"), "nosniff");
     assert_eq!(res.text().await.unwrap(), "/* loader */");
 
     // The site is read as the app reads it: encoded names count, and a
@@ -63,9 +81,9 @@ async fn the_widget_may_be_framed_only_by_the_sites_origins() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        header(&res, "content-security-policy"),
-        format!("frame-ancestors 'self' {ORIGIN}")
+    assert!(
+        header(&res, "content-security-policy")
+            .ends_with(&format!("; frame-ancestors 'self' {ORIGIN}"))
     );
     for query in [
         format!("%73ite={}&site={}", app.site.id, app.other.id),

@@ -19,6 +19,8 @@ const OPEN_MESSAGE: &str = "natter:open";
 const READY_MESSAGE: &str = "natter:ready";
 /// The message that carries the total unread count to the parent.
 const UNREAD_MESSAGE: &str = "natter:unread";
+/// The message that asks the parent for a fresh token.
+const TOKEN_EXPIRED_MESSAGE: &str = "natter:token-expired";
 /// The message that says whether the person can see the chat.
 const VIEW_MESSAGE: &str = "natter:view";
 
@@ -156,16 +158,30 @@ thread_local! {
 }
 
 /// Tells the embedding page the total unread count (`widget.js` hands it
-/// to `Natter.on('unread', fn)` listeners), addressed to the origin that
-/// gave us the token; nothing before that.
+/// to `Natter.on('unread', fn)` listeners); nothing before a token came.
 pub fn post_unread(total: u32) {
+    // Only changes are news to the page.
+    if PARENT_ORIGIN.with(|o| o.borrow().is_none())
+        || LAST_UNREAD.with(|last| last.replace(Some(total))) == Some(total)
+    {
+        return;
+    }
+    post_to_host(UNREAD_MESSAGE, Some(("count", total.into())));
+}
+
+/// Tells the embedding page the token expired (`widget.js` calls its
+/// `Natter.on('tokenexpired', fn)` listeners, which hand a fresh one to
+/// `Natter.setToken`); the connection stays open meanwhile.
+pub fn post_token_expired() {
+    post_to_host(TOKEN_EXPIRED_MESSAGE, None);
+}
+
+/// Posts `{type, [field]: value}` to the page that gave us the token, at
+/// its origin only; nothing before a token came.
+fn post_to_host(kind: &str, field: Option<(&str, JsValue)>) {
     let Some(origin) = PARENT_ORIGIN.with(|o| o.borrow().clone()) else {
         return;
     };
-    // Only changes are news to the page.
-    if LAST_UNREAD.with(|last| last.replace(Some(total))) == Some(total) {
-        return;
-    }
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -176,8 +192,10 @@ pub fn post_unread(total: u32) {
         return;
     }
     let message = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&message, &"type".into(), &UNREAD_MESSAGE.into());
-    let _ = js_sys::Reflect::set(&message, &"count".into(), &total.into());
+    let _ = js_sys::Reflect::set(&message, &"type".into(), &kind.into());
+    if let Some((name, value)) = field {
+        let _ = js_sys::Reflect::set(&message, &name.into(), &value);
+    }
     // Lost only if the parent navigated away; nothing to do then.
     let _ = parent.post_message(&message, &origin);
 }

@@ -8,7 +8,7 @@
 
 use crate::link;
 use leptos::prelude::{TimeoutHandle, set_timeout_with_handle};
-use natter_shared::{ClientFrame, PROTOCOL, ServerFrame};
+use natter_shared::{ClientFrame, ErrorCode, PROTOCOL, ServerFrame};
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -60,6 +60,9 @@ struct State {
     /// Failed attempts since the last `hello`.
     attempt: u32,
     closed: bool,
+    /// The current socket's user was welcomed (`hello`): a new token is
+    /// sent on it (`auth` again) instead of connecting anew.
+    welcomed: bool,
 }
 
 /// An open (or closing) socket with the callbacks it holds.
@@ -95,16 +98,24 @@ impl Link {
     /// Uses `token` from now on, connecting again unless it is the token
     /// of the socket already open: a new token may name another user, and
     /// the host page posts the same one more than once.
+    ///
+    /// A token of the same user for a socket already welcomed (a fresh one
+    /// before or after the old one expired) goes out on that socket as
+    /// `auth`: the session goes on.
     pub fn set_token(&self, token: String) {
-        let connect = {
+        let (connect, renew) = {
             let mut st = self.0.state.borrow_mut();
             let same = st.token.as_deref() == Some(token.as_str());
-            st.token = Some(token);
+            st.token = Some(token.clone());
             st.attempt = 0;
-            let reuse = same && st.socket.as_ref().is_some_and(|s| is_live(&s.ws));
-            !st.closed && !reuse
+            let live = st.socket.as_ref().is_some_and(|s| is_live(&s.ws));
+            let renew = !same && live && st.welcomed && !st.closed;
+            let reuse = same && live;
+            (!(st.closed || reuse || renew), renew)
         };
-        if connect {
+        if renew {
+            self.send(&ClientFrame::Auth { token });
+        } else if connect {
             self.connect();
         }
     }
@@ -159,6 +170,7 @@ impl Link {
                 retry.clear();
             }
             st.socket = None;
+            st.welcomed = false;
             st.token.clone()
         };
         let Some(token) = token else {
@@ -196,8 +208,19 @@ impl Link {
             };
             match serde_json::from_str::<ServerFrame>(&text) {
                 Ok(frame) => {
-                    if matches!(frame, ServerFrame::Hello { .. }) {
-                        link.0.state.borrow_mut().attempt = 0;
+                    match &frame {
+                        ServerFrame::Hello { .. } => {
+                            let mut st = link.0.state.borrow_mut();
+                            st.attempt = 0;
+                            st.welcomed = true;
+                        }
+                        // The session goes on for a while: ask the page.
+                        ServerFrame::Error {
+                            code: ErrorCode::TokenExpired,
+                            client_id: None,
+                            ..
+                        } => crate::embed::post_token_expired(),
+                        _ => {}
                     }
                     link.report(Incoming::Frame(frame));
                 }
@@ -210,6 +233,9 @@ impl Link {
             let Some(link) = upgrade(&weak) else { return };
             if ev.code() == natter_shared::close::AUTH {
                 // Retrying the same token would be refused again.
+                if ev.reason() == ErrorCode::TokenExpired.as_str() {
+                    crate::embed::post_token_expired();
+                }
                 link.report(Incoming::State(LinkState::Refused {
                     reason: ev.reason(),
                 }));

@@ -60,6 +60,9 @@ pub struct Identity {
     pub site: SiteId,
     pub user: UserId,
     pub name: Option<String>,
+    /// When the token expires, seconds since the Unix epoch: a connection
+    /// lives past it only with a fresh token.
+    pub exp: i64,
 }
 
 /// Why a token is refused. Each maps to a stable error code.
@@ -183,6 +186,7 @@ pub fn verify(
         site: site.clone(),
         user,
         name,
+        exp: claims.exp,
     })
 }
 

@@ -54,6 +54,14 @@ pub struct Config {
     )]
     pub database_url: String,
 
+    /// The address people reach this server at, e.g.
+    /// `https://chat.example.com`: the widget's own origin (WebSocket
+    /// `Origin` checks compare with it, not with the request's `Host`, so
+    /// DNS rebinding cannot pass) and its page's `connect-src`. Without
+    /// it, the request's `Host` names the server's own origin.
+    #[arg(long, env = "NATTER_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
     /// Directory of the built widget app (trunk's `dist/`), served under
     /// `/widget/`; its `widget.js` is served at `/widget.js`.
     #[arg(long, env = "NATTER_WIDGET_DIR", default_value = "dist")]
@@ -137,6 +145,11 @@ pub struct GuardConfig {
         default_value_t = 86_400
     )]
     pub max_token_ttl_secs: i64,
+
+    /// Seconds a connection whose token expired has to send `auth` with a
+    /// fresh one (it is told when the token expires) before it is closed.
+    #[arg(long, env = "NATTER_TOKEN_GRACE_SECS", default_value_t = 60)]
+    pub token_grace_secs: u64,
 
     /// Seconds a write to a WebSocket may wait for the client to take it;
     /// a client that stops reading is dropped after it.
@@ -245,6 +258,15 @@ pub struct FilesConfig {
     /// Seconds a signed file link (for `<img>`, `<audio>`, downloads) stays valid.
     #[arg(long, env = "NATTER_FILE_LINK_SECS", default_value_t = 600)]
     pub file_link_secs: u64,
+}
+
+/// `scheme://host[:port]` of an http(s) URL, without a trailing `/`.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("give an http:// or https:// URL with a host".into());
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 /// A parsed allow-list of file types.

@@ -10,8 +10,8 @@ use crate::store::writer::WriteOp;
 use crate::store::{Store, StoreError, now_ms};
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::Html;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse};
 use natter_shared::text::Body;
 use natter_shared::{ErrorCode, Member, RoomId, SiteId, UserId};
 use serde::{Deserialize, Serialize};
@@ -162,8 +162,11 @@ fn slides() -> Vec<u8> {
 }
 
 /// `GET /demo`: the page.
-pub async fn page() -> Html<&'static str> {
-    Html(include_str!("demo.html"))
+pub async fn page() -> impl IntoResponse {
+    (
+        [(header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        Html(include_str!("demo.html")),
+    )
 }
 
 /// `?user=` of `/demo/token`.

@@ -60,6 +60,11 @@ impl Chat {
 
     /// `hello`: who we are and the limits in force; we answer with `sync`.
     fn on_hello(&mut self, user: UserId, name: Option<String>, limits: Limits) -> Vec<ClientFrame> {
+        // A renewed token on a live connection: the same session.
+        if self.live && self.me.as_ref().is_some_and(|me| me.id == user) {
+            self.limits = limits;
+            return Vec::new();
+        }
         if self.me.as_ref().is_some_and(|me| me.id != user) {
             // Another user (the host page switched tokens): nothing
             // of the previous one may show, or be sent as the new one.
@@ -196,7 +201,8 @@ impl Chat {
     }
 
     /// Any other `error`: shown as a notice; `not_member` of a room
-    /// forgets it; `too_many_requests` (a request held back) shows nothing.
+    /// forgets it; `too_many_requests` (a request held back) and
+    /// `token_expired` (a fresh token is on its way) show nothing.
     fn on_error(
         &mut self,
         code: ErrorCode,
@@ -208,7 +214,9 @@ impl Chat {
         }
         // Throttled: the server holds the request and answers it later;
         // nothing failed.
-        if code == ErrorCode::TooManyRequests {
+        // The token expired: the page is asked for a fresh one while the
+        // connection goes on.
+        if matches!(code, ErrorCode::TooManyRequests | ErrorCode::TokenExpired) {
             return Vec::new();
         }
         self.notice = Some(format!("{}: {message}", code.as_str()));

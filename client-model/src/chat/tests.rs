@@ -137,6 +137,27 @@ fn another_user_starts_from_scratch() {
 }
 
 #[test]
+fn a_renewed_token_goes_on_with_the_session_silently() {
+    let mut chat = synced_alice();
+    let expired = ServerFrame::error(ErrorCode::TokenExpired, "renew");
+    assert!(chat.apply(expired).is_empty());
+    assert_eq!(
+        chat.notice(),
+        None,
+        "nothing to show: a token is on its way"
+    );
+    // `hello` again for the same user: no second catch-up.
+    assert!(chat.apply(hello("alice")).is_empty());
+    assert_eq!(bodies(&chat), bodies(&synced_alice()));
+    // After a reconnect, `hello` asks for catch-up as always.
+    chat.on_disconnect();
+    assert!(matches!(
+        chat.apply(hello("alice"))[..],
+        [ClientFrame::Sync { .. }]
+    ));
+}
+
+#[test]
 fn a_dialog_is_named_after_the_other_member() {
     let chat = synced_alice();
     assert_eq!(chat.room_entries()[0].name, "Bob");
@@ -315,6 +336,7 @@ fn membership_events_update_members_and_removal_drops_the_room() {
         },
     ));
     assert!(chat.room_entries().is_empty());
+    chat.on_disconnect();
     assert_eq!(
         chat.apply(hello("alice")),
         [ClientFrame::Sync { cursors: vec![] }]

@@ -50,6 +50,10 @@ pub fn routes(state: AppState, shell: Arc<Shell>) -> Router {
                         if res.status().is_success() {
                             res.headers_mut().insert(header::CACHE_CONTROL, loader);
                         }
+                        res.headers_mut().insert(
+                            header::X_CONTENT_TYPE_OPTIONS,
+                            HeaderValue::from_static("nosniff"),
+                        );
                         res
                     }
                 }),
@@ -95,6 +99,26 @@ async fn headers(State(widget): State<Widget>, req: Request, next: Next) -> Resp
     let mut res = frame_ancestors(&widget.state, req, next).await;
     if !res.status().is_success() && res.status() != StatusCode::NOT_MODIFIED {
         return res;
+    }
+    if page {
+        let build = widget.shell.build().await;
+        let own = widget
+            .state
+            .config
+            .public_url
+            .as_deref()
+            .and_then(websocket_origin);
+        if let Some(csp) = res.headers().get(header::CONTENT_SECURITY_POLICY)
+            && let Ok(ancestors) = csp.to_str()
+            && let Ok(value) = HeaderValue::from_str(&page_policy(
+                ancestors,
+                &build.inline_scripts,
+                own.as_deref(),
+            ))
+        {
+            res.headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, value);
+        }
     }
     let headers = res.headers_mut();
     headers.insert(
@@ -149,6 +173,42 @@ async fn frame_ancestors(state: &AppState, req: Request, next: Next) -> Response
     res
 }
 
+/// The whole policy of the app's page: its own files only, trunk's
+/// bootstrap by its hash, WebAssembly compiled, pictures and media also
+/// from the `blob:` URLs of files on the device, no plugins, no `<base>`,
+/// no forms; framed as `ancestors` says.
+fn page_policy(ancestors: &str, inline_scripts: &[String], websocket: Option<&str>) -> String {
+    let mut scripts = String::from("'self' 'wasm-unsafe-eval'");
+    for hash in inline_scripts {
+        scripts.push(' ');
+        scripts.push_str(hash);
+    }
+    let connect = match websocket {
+        Some(ws) => format!("'self' blob: {ws}"),
+        None => "'self' blob:".to_string(),
+    };
+    format!(
+        "default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' blob: data:; media-src 'self' blob:; connect-src {connect}; \
+         object-src 'none'; base-uri 'none'; form-action 'none'; {ancestors}"
+    )
+}
+
+/// `wss://host` for `https://host` (`ws://` for `http://`).
+fn websocket_origin(public_url: &str) -> Option<String> {
+    let url = url::Url::parse(public_url).ok()?;
+    let scheme = match url.scheme() {
+        "https" => "wss",
+        "http" => "ws",
+        _ => return None,
+    };
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
 /// Only `scheme://host[:port]` may go into the policy: nothing that could
 /// end the directive or add another.
 fn is_plain_origin(origin: &str) -> bool {
@@ -161,6 +221,31 @@ fn is_plain_origin(origin: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_policy_allows_its_bootstrap_and_the_public_websocket() {
+        let hashes = ["'sha256-AAAA'".to_string()];
+        let policy = page_policy(
+            "frame-ancestors 'self' https://shop.example",
+            &hashes,
+            websocket_origin("https://chat.example.com/").as_deref(),
+        );
+        for part in [
+            "default-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval' 'sha256-AAAA';",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "connect-src 'self' blob: wss://chat.example.com;",
+            "frame-ancestors 'self' https://shop.example",
+        ] {
+            assert!(policy.contains(part), "{part} missing from {policy}");
+        }
+        assert_eq!(
+            websocket_origin("http://127.0.0.1:8080").as_deref(),
+            Some("ws://127.0.0.1:8080")
+        );
+        assert_eq!(websocket_origin("ftp://x"), None);
+    }
 
     #[test]
     fn only_plain_origins_enter_the_policy() {

@@ -32,6 +32,9 @@ pub struct Build {
     pub version: Option<String>,
     /// The service worker for this build.
     pub script: Option<String>,
+    /// `'sha256-…'` of each inline script of `index.html` (trunk's
+    /// bootstrap), for the page's `script-src`.
+    pub inline_scripts: Vec<String>,
 }
 
 /// The current build of the widget in one directory.
@@ -88,6 +91,7 @@ impl Build {
             stamp: None,
             version: None,
             script: None,
+            inline_scripts: Vec::new(),
         }
     }
 }
@@ -107,6 +111,9 @@ fn scan(dir: &Path, patience_ms: u64) -> Build {
     let mut files = Vec::new();
     collect(dir, "", &mut files);
     files.sort();
+    let inline_scripts = std::fs::read_to_string(&index)
+        .map(|page| inline_script_hashes(&page))
+        .unwrap_or_default();
     let mut hash = Sha256::new();
     let mut urls = Vec::new();
     for path in &files {
@@ -131,7 +138,33 @@ fn scan(dir: &Path, patience_ms: u64) -> Build {
         stamp,
         version: Some(version),
         script: Some(script),
+        inline_scripts,
     }
+}
+
+/// The CSP source (`'sha256-BASE64'`) of each inline `<script>` of a page.
+fn inline_script_hashes(page: &str) -> Vec<String> {
+    use base64::Engine;
+    let mut hashes = Vec::new();
+    let mut rest = page;
+    while let Some(start) = rest.find("<script") {
+        rest = &rest[start..];
+        let Some(open_end) = rest.find('>') else {
+            break;
+        };
+        let open = &rest[..open_end];
+        let body_and_more = &rest[open_end + 1..];
+        let Some(close) = body_and_more.find("</script") else {
+            break;
+        };
+        if !open.contains(" src=") {
+            let digest = Sha256::digest(&body_and_more.as_bytes()[..close]);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
+            hashes.push(format!("'sha256-{b64}'"));
+        }
+        rest = &body_and_more[close..];
+    }
+    hashes
 }
 
 /// Relative paths (with `/`) of the shell's files under `dir`.
@@ -201,6 +234,17 @@ mod tests {
         assert_eq!(cache_control("a-b.css"), "no-cache");
         assert_eq!(cache_control("-0123456789abcdef.js"), "no-cache");
         assert_eq!(cache_control("x-0123456789abcdeg.js"), "no-cache");
+    }
+
+    #[test]
+    fn inline_scripts_are_hashed_and_external_ones_are_not() {
+        let page = "<script type=\"module\">\nboot()\n</script><script src=\"/a.js\"></script>";
+        // printf '\nboot()\n' | openssl dgst -sha256 -binary | base64
+        assert_eq!(
+            inline_script_hashes(page),
+            ["'sha256-MsQIqUyF3n5qKLwoypQIm/cf3oaOStVZMVqfUcsezpU='"]
+        );
+        assert!(inline_script_hashes("<p>no scripts</p>").is_empty());
     }
 
     #[test]

@@ -72,6 +72,17 @@ pub(super) struct Conn<S> {
     /// A request over its rate, answered when the deadline passes; the
     /// socket is not read until then.
     pub(super) held: Option<Box<(ClientFrame, Instant)>>,
+    /// When the client was told its token expired (Unix seconds).
+    pub(super) told_expired: Option<i64>,
+}
+
+/// Where a connection's token stands, checked at each heartbeat.
+enum TokenCheck {
+    Valid,
+    /// Expired just now: tell the client.
+    Expired,
+    /// Expired, told, and the grace period is over.
+    Over,
 }
 
 /// A synced connection counted in its user's presence; its end is told
@@ -119,6 +130,7 @@ impl<S: FrameSink> Conn<S> {
             here: None,
             key,
             held: None,
+            told_expired: None,
         }
     }
 
@@ -176,6 +188,24 @@ impl<S: FrameSink> Conn<S> {
                         Box::pin(close_with(&mut self.sink, close::HEARTBEAT, "heartbeat timeout")).await;
                         break Ok(());
                     }
+                    match self.token_check() {
+                        TokenCheck::Valid => {}
+                        TokenCheck::Expired => {
+                            let told = Box::pin(self.send_error(ErrorCode::TokenExpired, format!(
+                                "the token expired; send auth with a fresh one within {} s",
+                                self.state.config.guard.token_grace_secs
+                            ))).await;
+                            if let Err(gone) = told {
+                                break Err(gone);
+                            }
+                        }
+                        TokenCheck::Over => {
+                            tracing::info!("token expired and not renewed; closing");
+                            let reason = ErrorCode::TokenExpired.as_str();
+                            Box::pin(close_with(&mut self.sink, close::AUTH, reason)).await;
+                            break Ok(());
+                        }
+                    }
                     self.sink.send(Message::Ping(Default::default())).await.map_err(|_| Gone)
                 }
             };
@@ -184,6 +214,24 @@ impl<S: FrameSink> Conn<S> {
             }
         };
         tracing::debug!(ended_by_peer = result.is_err(), "connection closed");
+    }
+
+    /// Whether the token still holds: it expires at its `exp` (with the
+    /// usual leeway); the client then has `--token-grace-secs` to renew it.
+    fn token_check(&mut self) -> TokenCheck {
+        let now = crate::store::now_ms() / 1000;
+        if now <= self.identity.exp + crate::auth::LEEWAY_SECS {
+            return TokenCheck::Valid;
+        }
+        let grace = i64::try_from(self.state.config.guard.token_grace_secs).unwrap_or(i64::MAX);
+        match self.told_expired {
+            None => {
+                self.told_expired = Some(now);
+                TokenCheck::Expired
+            }
+            Some(told) if now.saturating_sub(told) >= grace => TokenCheck::Over,
+            Some(_) => TokenCheck::Valid,
+        }
     }
 
     /// Sends one frame now.

@@ -130,7 +130,13 @@ async fn welcome<S: FrameSink>(
         close_with(sink, close::INTERNAL, "internal").await;
         return None;
     }
-    let hello = ServerFrame::Hello {
+    let hello = hello(state, site, &identity);
+    send_frame(sink, &hello).await.ok().map(|_| identity)
+}
+
+/// `hello` for a verified user: who they are and the limits in force.
+pub(super) fn hello(state: &AppState, site: &Site, identity: &Identity) -> ServerFrame {
+    ServerFrame::Hello {
         protocol: PROTOCOL.to_string(),
         site: site.id.clone(),
         user: identity.user.clone(),
@@ -143,6 +149,5 @@ async fn welcome<S: FrameSink>(
             max_files_per_message: state.config.files.max_files_per_message,
             file_types: crate::files::site_types(state, site),
         },
-    };
-    send_frame(sink, &hello).await.ok().map(|_| identity)
+    }
 }

@@ -24,7 +24,7 @@ mod upgrade;
 #[cfg(test)]
 mod tests;
 
-pub use upgrade::{WsQuery, handler, origin_allowed};
+pub use upgrade::{Own, WsQuery, handler, origin_allowed};
 
 use deadline::Deadline;
 

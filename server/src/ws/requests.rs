@@ -55,10 +55,7 @@ impl<S: FrameSink> Conn<S> {
                 .await;
         }
         match frame {
-            ClientFrame::Auth { .. } => {
-                self.send_error(ErrorCode::InvalidInput, "already authenticated")
-                    .await
-            }
+            ClientFrame::Auth { token } => self.renew(&token).await,
             ClientFrame::Sync { cursors } => self.sync(cursors).await,
             ClientFrame::Send {
                 client_id,
@@ -74,6 +71,36 @@ impl<S: FrameSink> Conn<S> {
             ClientFrame::Typing { room } => self.typing(room).await,
             ClientFrame::Read { room, seq } => self.read(room, seq).await,
             ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
+        }
+    }
+
+    /// `auth` on an authenticated connection: a fresh token of the same
+    /// user, before (or soon after) the old one expires. Answered with
+    /// `hello`; nothing else changes. A token for someone else is refused
+    /// and the connection stays the old user's.
+    async fn renew(&mut self, token: &str) -> Result<(), Gone> {
+        let Ok(Some(site)) = self.state.store.site_cached(&self.identity.site).await else {
+            return self
+                .send_error(ErrorCode::Internal, "could not read the site")
+                .await;
+        };
+        let now = crate::store::now_ms() / 1000;
+        let max_ttl = self.state.config.guard.max_token_ttl_secs;
+        match crate::auth::verify(token, &site.id, &site.token_secret, now, max_ttl) {
+            Err(err) => self.send_error(err.code(), err.to_string()).await,
+            Ok(fresh) if fresh.user != self.identity.user => {
+                self.send_error(
+                    ErrorCode::InvalidInput,
+                    "a token of another user: reconnect to change users",
+                )
+                .await
+            }
+            Ok(fresh) => {
+                self.identity.exp = fresh.exp;
+                self.told_expired = None;
+                let hello = super::handshake::hello(&self.state, &site, &self.identity);
+                self.send(&hello).await
+            }
         }
     }
 

@@ -130,7 +130,8 @@ async fn accept(state: &AppState, query: WsQuery, headers: &HeaderMap) -> Result
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or_default();
-        if !origin_allowed(origin, host, &site.origins) {
+        let own = Own::new(state.config.public_url.as_deref(), host);
+        if !origin_allowed(origin, own, &site.origins) {
             tracing::info!(site = %site.id, origin, "refused WebSocket from a foreign origin");
             return Err(ApiError::client(
                 StatusCode::FORBIDDEN,
@@ -153,15 +154,36 @@ async fn accept(state: &AppState, query: WsQuery, headers: &HeaderMap) -> Result
     Ok(site)
 }
 
+/// The server's own origin: the configured public URL, or else whatever
+/// `Host` the request named.
+#[derive(Debug, Clone, Copy)]
+pub enum Own<'a> {
+    /// `scheme://host[:port]` from `--public-url`.
+    Public(&'a str),
+    /// The request's `Host` header, with either scheme.
+    Host(&'a str),
+}
+
+impl<'a> Own<'a> {
+    pub fn new(public_url: Option<&'a str>, host: &'a str) -> Own<'a> {
+        public_url.map_or(Own::Host(host), Own::Public)
+    }
+}
+
 /// An origin is allowed when the site registered it, or when it is the
 /// chat server's own (the widget's iframe runs there).
-pub fn origin_allowed(origin: &str, host: &str, registered: &[String]) -> bool {
+pub fn origin_allowed(origin: &str, own: Own<'_>, registered: &[String]) -> bool {
     let origin = origin.trim_end_matches('/');
     if registered.iter().any(|o| o.trim_end_matches('/') == origin) {
         return true;
     }
-    let own = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"));
-    matches!(own, Some(h) if !host.is_empty() && h.eq_ignore_ascii_case(host))
+    match own {
+        Own::Public(public) => origin.eq_ignore_ascii_case(public),
+        Own::Host(host) => {
+            let own = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            matches!(own, Some(h) if !host.is_empty() && h.eq_ignore_ascii_case(host))
+        }
+    }
 }
