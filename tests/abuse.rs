@@ -414,3 +414,130 @@ async fn api_calls_over_the_rate_get_429_with_retry_after() {
     assert_eq!(res.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_in_two_thousand_rooms_gets_them_all_in_frames_within_the_limit() {
+    let app = spawn_app(Db::Sqlite).await;
+    const ROOMS: usize = 2_000;
+    let api = app.api_client();
+    // Sixteen at a time: the store commits them in groups.
+    let mut created = Vec::new();
+    for chunk in (0..ROOMS).collect::<Vec<_>>().chunks(16) {
+        let batch = chunk.iter().map(|i| {
+            let api = api.clone();
+            async move {
+                let other = format!("u{i}");
+                api.dialog(User::id("alice"), User::id(&other)).await.id
+            }
+        });
+        created.extend(futures_util::future::join_all(batch).await);
+    }
+    let mut alice = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    alice.auth(&app.token("alice")).await;
+    alice.send(&ClientFrame::Sync { cursors: vec![] }).await;
+    let limit = natter_shared::limits::MAX_FRAME_BYTES;
+    let (mut frames, mut listed) = (0, std::collections::HashSet::new());
+    loop {
+        let Some(Ok(tungstenite::Message::Text(text))) = alice.ws.next().await else {
+            panic!("the connection ended during catch-up");
+        };
+        match serde_json::from_str::<ServerFrame>(&text).expect("a frame") {
+            ServerFrame::Rooms { rooms } => {
+                assert!(text.len() <= limit, "a rooms frame of {} bytes", text.len());
+                frames += 1;
+                listed.extend(rooms.into_iter().map(|r| r.id));
+            }
+            ServerFrame::Synced {} => break,
+            _ => {}
+        }
+    }
+    assert!(frames > 1, "{ROOMS} rooms in one frame");
+    assert_eq!(listed.len(), ROOMS);
+    assert!(created.iter().all(|id| listed.contains(id)));
+
+    // The API lists them in pages.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = match &after {
+            Some(id) => format!("/users/alice/rooms?limit=500&after={id}"),
+            None => "/users/alice/rooms?limit=500".to_string(),
+        };
+        let page: serde_json::Value = app
+            .api(reqwest::Method::GET, &query)
+            .send()
+            .await
+            .expect("api")
+            .json()
+            .await
+            .expect("json");
+        let rooms = page["rooms"].as_array().expect("rooms");
+        assert!(rooms.len() <= 500);
+        seen.extend(
+            rooms
+                .iter()
+                .map(|r| r["id"].as_str().expect("id").to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), ROOMS);
+    let res = app
+        .api(reqwest::Method::GET, "/users/alice/rooms?limit=5000")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(res.status(), 400, "over the most rooms a page may hold");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cursor_far_behind_gets_the_latest_page_afresh() {
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.limits.page_size = 10;
+        c.limits.max_catch_up_pages = 3;
+    })
+    .await;
+    let room = app.dialog("alice", "bob").await;
+    let api = app.api_client();
+    for i in 0..20 {
+        api.post(room.id.as_str(), "bob", &format!("m{i}")).await;
+    }
+    // 15 behind with pages of 10: caught up in pages.
+    let pages = |cursor: u64| {
+        let app = &app;
+        let room = room.id.clone();
+        async move {
+            let mut client = Client::connect(app, &app.site.id, Some(ORIGIN)).await;
+            client.auth(&app.token("alice")).await;
+            let cursor = natter_shared::Cursor::new(room, cursor);
+            client
+                .send(&ClientFrame::Sync {
+                    cursors: vec![cursor],
+                })
+                .await;
+            let mut got = Vec::new();
+            loop {
+                match client.recv().await {
+                    ServerFrame::Page { events, reset, .. } => {
+                        got.push((events.first().map(|e| e.seq), events.len(), reset))
+                    }
+                    ServerFrame::Synced {} => break got,
+                    _ => {}
+                }
+            }
+        }
+    };
+    let near = pages(5).await;
+    assert!(near.iter().all(|p| !p.2), "{near:?}");
+    assert_eq!(near.iter().map(|p| p.1).sum::<usize>(), 15, "{near:?}");
+    for _ in 0..20 {
+        api.post(room.id.as_str(), "bob", "more").await;
+    }
+    // 35 behind is more than 3 pages: the latest page, to start afresh.
+    let far = pages(5).await;
+    assert_eq!(far, [(Some(31), 10, true)], "{far:?}");
+    app.stop().await;
+}

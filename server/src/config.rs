@@ -292,6 +292,12 @@ pub struct LimitsConfig {
     #[arg(long, env = "NATTER_PAGE_SIZE", default_value_t = natter_shared::limits::PAGE_SIZE)]
     pub page_size: u32,
 
+    /// Pages of catch-up one room gets in a `sync`; a client further
+    /// behind gets the room's latest page afresh (`reset`) and reads older
+    /// events with `history` as it scrolls.
+    #[arg(long, env = "NATTER_MAX_CATCH_UP_PAGES", default_value_t = 10)]
+    pub max_catch_up_pages: u32,
+
     /// Live frames queued per connection before it is told to resync.
     #[arg(long, env = "NATTER_CONN_QUEUE", default_value_t = 256)]
     pub conn_queue: usize,

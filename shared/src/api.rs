@@ -65,6 +65,9 @@ pub struct EventPage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomList {
     pub rooms: Vec<RoomInfo>,
+    /// More rooms follow: ask again with `after` set to this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<RoomId>,
 }
 
 /// `GET`/`PUT /api/v1/settings`: what a site shows its people of each

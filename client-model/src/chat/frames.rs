@@ -77,18 +77,14 @@ impl Chat {
         vec![self.sync()]
     }
 
-    /// `rooms`: in answer to `sync` the list is complete: rooms missing
-    /// from it are rooms we were removed from. Later it announces one room
-    /// we joined.
+    /// `rooms`: in answer to `sync`, the frames up to `synced` list every
+    /// room: rooms missing from them are rooms we were removed from (see
+    /// [`Chat::on_synced`]). Later it announces one room we joined.
     fn on_rooms(&mut self, rooms: Vec<RoomInfo>) -> Vec<ClientFrame> {
-        if !self.live {
-            let gone: Vec<RoomId> = (self.rooms.iter())
-                .map(|r| r.info.id.clone())
-                .filter(|id| rooms.iter().all(|info| info.id != *id))
-                .collect();
-            gone.iter().for_each(|id| self.forget(id));
-        }
         let ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
+        if !self.live {
+            (self.listed.get_or_insert_with(Default::default)).extend(ids.iter().cloned());
+        }
         for info in rooms {
             self.upsert_room(info.clone());
             self.settle_counts(&info);
@@ -131,9 +127,17 @@ impl Chat {
         if gap { vec![self.sync()] } else { Vec::new() }
     }
 
-    /// `synced`: caught up; live events flow, markers moved offline and
-    /// the outbox go out.
+    /// `synced`: caught up; rooms no `rooms` frame of this catch-up listed
+    /// are forgotten; live events flow, markers moved offline and the
+    /// outbox go out.
     fn on_synced(&mut self) -> Vec<ClientFrame> {
+        if let Some(listed) = self.listed.take() {
+            let gone: Vec<RoomId> = (self.rooms.iter())
+                .map(|r| r.info.id.clone())
+                .filter(|id| !listed.contains(id))
+                .collect();
+            gone.iter().for_each(|id| self.forget(id));
+        }
         self.live = true;
         let mut frames = self.unsent_reads();
         frames.extend(self.sends());
@@ -249,6 +253,7 @@ impl Chat {
     /// The `sync` frame from our cursors; live events stop until `synced`.
     fn sync(&mut self) -> ClientFrame {
         self.live = false;
+        self.listed = None;
         self.cursors.sync_frame()
     }
 

@@ -73,6 +73,9 @@ pub struct Chat {
     presence: BTreeMap<UserId, Presence>,
     /// What must be stored, oldest first.
     changes: Vec<Change>,
+    /// During catch-up, the rooms `rooms` frames listed so far (a long
+    /// list comes in several); at `synced` the others are forgotten.
+    listed: Option<std::collections::HashSet<RoomId>>,
 }
 
 /// A change to store, in the order it happened.
@@ -163,6 +166,7 @@ impl Default for Chat {
             reading: false,
             presence: BTreeMap::new(),
             changes: Vec::new(),
+            listed: None,
         }
     }
 }

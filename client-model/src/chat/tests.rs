@@ -158,6 +158,45 @@ fn a_renewed_token_goes_on_with_the_session_silently() {
 }
 
 #[test]
+fn a_room_list_in_several_frames_forgets_only_what_none_listed() {
+    let mut chat = synced_alice();
+    let group = |id: &str| {
+        let mut info = dialog();
+        info.id = RoomId::parse(id).unwrap();
+        info.kind = RoomKind::Group;
+        info
+    };
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![group("g1"), group("g2")],
+    });
+    chat.on_disconnect();
+    chat.apply(hello("alice"));
+    // The dialog is gone; the catch-up lists g1, then g2 in a second frame.
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![group("g1")],
+    });
+    assert_eq!(
+        chat.room_entries().len(),
+        3,
+        "nothing forgotten before synced"
+    );
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![group("g2")],
+    });
+    chat.apply(ServerFrame::Synced {});
+    let ids: Vec<String> = chat
+        .room_entries()
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(
+        ids.contains(&"g1".to_string()) && ids.contains(&"g2".to_string()),
+        "{ids:?}"
+    );
+}
+
+#[test]
 fn a_dialog_is_named_after_the_other_member() {
     let chat = synced_alice();
     assert_eq!(chat.room_entries()[0].name, "Bob");

@@ -418,12 +418,47 @@ async fn history(
     Ok(Json(page))
 }
 
+/// `?limit=&after=` of `GET /users/{user}/rooms`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomPage {
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// Rooms per page of `GET /users/{user}/rooms` unless `limit` says.
+pub const ROOM_PAGE: usize = 100;
+/// The most rooms one page may hold.
+pub const MAX_ROOM_PAGE: usize = 1000;
+
 async fn user_rooms(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
     Path(user): Path<String>,
+    query: Result<Query<RoomPage>, QueryRejection>,
 ) -> Result<Json<RoomList>, ApiError> {
     let user = parse_user(user)?;
-    let rooms = state.store.rooms_for_user(&site.id, &user).await?;
-    Ok(Json(RoomList { rooms }))
+    let Query(page) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = page.limit.unwrap_or(ROOM_PAGE);
+    if !(1..=MAX_ROOM_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_ROOM_PAGE}"
+        )));
+    }
+    let after = match page.after {
+        Some(id) => Some(RoomId::parse(id).map_err(|e| ApiError::invalid(format!("after: {e}")))?),
+        None => None,
+    };
+    let mut rooms = state.store.rooms_for_user(&site.id, &user).await?;
+    rooms.sort_by(|a, b| a.id.cmp(&b.id));
+    let start = after.map_or(0, |after| rooms.partition_point(|r| r.id <= after));
+    let mut rooms: Vec<RoomInfo> = rooms.into_iter().skip(start).take(limit + 1).collect();
+    let next = (rooms.len() > limit).then(|| {
+        rooms.truncate(limit);
+        rooms.last().map(|r| r.id.clone())
+    });
+    Ok(Json(RoomList {
+        rooms,
+        next: next.flatten(),
+    }))
 }

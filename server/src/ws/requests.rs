@@ -166,7 +166,7 @@ impl<S: FrameSink> Conn<S> {
             rooms.iter().map(|r| (r.id.clone(), r.last_seq)).collect();
         let room_ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
         let mates = room_mates(&rooms, user);
-        self.send(&ServerFrame::Rooms { rooms }).await?;
+        self.send_rooms(rooms).await?;
         if self.settings.presence {
             if self.here.is_none() {
                 let key = (site.clone(), user.clone());
@@ -189,10 +189,15 @@ impl<S: FrameSink> Conn<S> {
             if !known.insert(cursor.room.clone()) {
                 continue;
             }
+            let pages = u64::from(self.state.config.limits.max_catch_up_pages.max(1));
             if cursor.seq > last_seq {
                 // The client holds more than the room has: its copy is of
                 // another history (a database restored from a backup).
                 tracing::info!(room = %cursor.room, cursor = cursor.seq, last_seq, "a client is ahead of the room; sending it afresh");
+                self.latest_page(cursor.room, true).await?;
+            } else if last_seq - cursor.seq > pages * u64::from(self.page_size()) {
+                // Too far behind to page it all now: the latest page, and
+                // the rest by `history` as the person scrolls.
                 self.latest_page(cursor.room, true).await?;
             } else {
                 self.page_after(cursor).await?;
@@ -205,6 +210,33 @@ impl<S: FrameSink> Conn<S> {
             }
         }
         self.send(&ServerFrame::Synced {}).await
+    }
+
+    /// The user's rooms in as many `rooms` frames as it takes to keep each
+    /// within `max_frame_bytes` (one, empty, when there are none); the
+    /// client knows the list is complete at `synced`.
+    async fn send_rooms(&mut self, rooms: Vec<RoomInfo>) -> Result<(), Gone> {
+        // What a frame adds around its rooms: `{"type":"rooms","rooms":[]}`.
+        const FRAME: usize = 32;
+        let budget = self
+            .state
+            .config
+            .limits
+            .max_frame_bytes
+            .saturating_sub(FRAME);
+        let mut frame = Vec::new();
+        let mut size = 0;
+        for room in rooms {
+            let bytes = serde_json::to_vec(&room).map_or(0, |json| json.len()) + 1;
+            if !frame.is_empty() && size + bytes > budget {
+                let full = std::mem::take(&mut frame);
+                self.send(&ServerFrame::Rooms { rooms: full }).await?;
+                size = 0;
+            }
+            size += bytes;
+            frame.push(room);
+        }
+        self.send(&ServerFrame::Rooms { rooms: frame }).await
     }
 
     /// Tells the client who of its room-mates is online, and when the
