@@ -5,7 +5,9 @@
  * the received files kept for offline use (Natter.init({fileCacheMb})).
  * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)),
  * Natter.on("tokenexpired", fn()): hand a fresh token to setToken; the chat
- * stays connected meanwhile.
+ * stays connected meanwhile. Natter.logout({force}) signs out and wipes the
+ * user's stored chat; Natter.on("unsent", fn(count)) when messages would be
+ * lost (call logout({force: true}) to go on), on("loggedout", fn()) once done.
  * Calls made before it loads are queued:
  *   window.Natter = window.Natter || {q: []}; Natter.q.push(["open", "r_1"]);
  * Launcher in a shadow root (the page's CSS cannot reach it, nor its CSS
@@ -24,7 +26,9 @@
   var queued = (w.Natter && w.Natter.q) || [];
   var origin = "", site = "", token = null, room = null, open = false, cacheMb = null;
   var host = null, root = null, button = null, frame = null, booting = false;
-  var listeners = { unread: [], tokenexpired: [] };
+  var listeners = { unread: [], tokenexpired: [], unsent: [], loggedout: [] };
+  // A sign-out asked for and not yet confirmed by the chat: {force}.
+  var leaving = null;
 
   // Runs fn, logging instead of throwing: the host page must never break.
   function safe(fn) {
@@ -54,6 +58,7 @@
   // Token (and room) to the chat iframe, at the chat origin only.
   function post() {
     var cw = frame && frame.contentWindow;
+    if (cw && leaving) cw.postMessage({ type: "natter:logout", force: leaving.force }, origin);
     if (cw && token) {
       cw.postMessage({ type: "natter:token", token: token }, origin);
       if (room) cw.postMessage({ type: "natter:open", room: room }, origin);
@@ -157,6 +162,14 @@
     if (m.type === "natter:token-expired") {
       listeners.tokenexpired.forEach(function (fn) { safe(fn)(); });
     }
+    if (m.type === "natter:unsent" && typeof m.count === "number") {
+      leaving = null;
+      listeners.unsent.forEach(function (fn) { safe(fn)(m.count); });
+    }
+    if (m.type === "natter:logged-out") {
+      leaving = null;
+      listeners.loggedout.forEach(function (fn) { safe(fn)(); });
+    }
   }));
 
   d.addEventListener("visibilitychange", safe(shown));
@@ -187,6 +200,19 @@
       token = t ? String(t) : null;
       boot();
       post();
+    }),
+    // Signs out of the chat in this browser: the connection closes, the
+    // user's stored chat is wiped (other tabs sign out too). With messages
+    // not yet sent, nothing happens and "unsent" listeners get their
+    // number: call again with {force: true} to drop them.
+    logout: safe(function (opts) {
+      leaving = { force: !!(opts && opts.force) };
+      token = null;
+      whenReady(function () {
+        draw();
+        if (!frame) makeFrame();
+        post();
+      });
     }),
     open: safe(function (id) {
       room = id ? String(id) : null;

@@ -39,6 +39,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
         owner_live: RwSignal::new(None),
         progress: RwSignal::new(Default::default()),
         previews: RwSignal::new(Default::default()),
+        signed_out: RwSignal::new(0),
     };
     provide_context(crate::files::Sending {
         progress: view.progress,
@@ -74,6 +75,45 @@ fn ChatWidget(location: Location) -> impl IntoView {
     // The user of the latest token and that token, set at once: an engine
     // takes a moment to start and tokens come in twice (load and ready).
     let wanted = StoredValue::new(None::<(natter_shared::UserId, String)>);
+    // Ends this tab's session: the connection closes, nothing of the user
+    // stays on screen or open in the store (so it can be deleted).
+    let end_session = move || {
+        if let Some(old) = engine.try_update_value(Option::take).flatten() {
+            old.close();
+        }
+        wanted.set_value(None);
+        has_token.set(false);
+        files.token.set(None);
+        chat.set(Chat::default());
+        keeper.db.set_value(None);
+        view.link.set(None);
+        view.open.set(None);
+    };
+    // Another tab signed out: this one ends too.
+    Effect::new(move |seen: Option<u32>| {
+        let now = view.signed_out.get();
+        if seen.is_some_and(|seen| seen != now) {
+            end_session();
+        }
+        now
+    });
+    let logout_site = site.clone();
+    let on_logout = move |force: bool| {
+        let unsent = chat.with_untracked(Chat::unsent);
+        if unsent > 0 && !force {
+            embed::post_unsent(unsent);
+            return;
+        }
+        let user = wanted.get_value().map(|(user, _)| user);
+        end_session();
+        let site = logout_site.clone();
+        leptos::task::spawn_local(async move {
+            if let Err(err) = crate::sync::sign_out(&site, user.as_ref()).await {
+                view.error.set(Some(err.to_string()));
+            }
+            embed::post_logged_out();
+        });
+    };
     embed::listen_for_tokens(
         move |token| {
             has_token.set(true);
@@ -121,6 +161,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
         },
         on_open,
         move |now_shown| shown.set(now_shown),
+        on_logout,
     );
     on_network_change(move |online| {
         browser_online.set(online);

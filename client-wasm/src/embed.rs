@@ -19,6 +19,12 @@ const OPEN_MESSAGE: &str = "natter:open";
 const READY_MESSAGE: &str = "natter:ready";
 /// The message that carries the total unread count to the parent.
 const UNREAD_MESSAGE: &str = "natter:unread";
+/// The message that asks the widget to sign out.
+const LOGOUT_MESSAGE: &str = "natter:logout";
+/// The message that says signing out would drop unsent messages.
+const UNSENT_MESSAGE: &str = "natter:unsent";
+/// The message that says the sign-out is done.
+const LOGGED_OUT_MESSAGE: &str = "natter:logged-out";
 /// The message that asks the parent for a fresh token.
 const TOKEN_EXPIRED_MESSAGE: &str = "natter:token-expired";
 /// The message that says whether the person can see the chat.
@@ -67,6 +73,7 @@ pub fn listen_for_tokens(
     on_token: impl Fn(String) + 'static,
     on_open: impl Fn(RoomId) + 'static,
     on_view: impl Fn(bool) + 'static,
+    on_logout: impl Fn(bool) + 'static,
 ) {
     let Some(window) = web_sys::window() else {
         return;
@@ -90,6 +97,10 @@ pub fn listen_for_tokens(
         }
         if let Some(shown) = shown_of(&ev.data()) {
             on_view(shown);
+        }
+        if let Some(force) = logout_of(&ev.data()) {
+            PARENT_ORIGIN.with(|o| *o.borrow_mut() = Some(ev.origin()));
+            on_logout(force);
         }
         if let Some(token) = token_of(&ev.data()) {
             // The page that hands us tokens is the one to tell of unread
@@ -130,6 +141,26 @@ fn shown_of(data: &JsValue) -> Option<bool> {
         return None;
     }
     field("shown")?.as_bool()
+}
+
+/// `force` of a `{type: "natter:logout", force: bool}` message.
+fn logout_of(data: &JsValue) -> Option<bool> {
+    let field = |name: &str| js_sys::Reflect::get(data, &name.into()).ok();
+    if !data.is_object() || field("type")?.as_string()? != LOGOUT_MESSAGE {
+        return None;
+    }
+    Some(field("force").and_then(|f| f.as_bool()).unwrap_or(false))
+}
+
+/// Tells the embedding page that signing out would drop `count` messages
+/// not yet sent (`Natter.on('unsent', fn)`); nothing was wiped.
+pub fn post_unsent(count: usize) {
+    post_to_host(UNSENT_MESSAGE, Some(("count", (count as u32).into())));
+}
+
+/// Tells the embedding page the sign-out is done (`Natter.on('loggedout', fn)`).
+pub fn post_logged_out() {
+    post_to_host(LOGGED_OUT_MESSAGE, None);
 }
 
 /// The room of a `{type: "natter:open", room: "..."}` message.

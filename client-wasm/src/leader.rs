@@ -35,6 +35,9 @@ pub enum News {
     Presence { users: Vec<Presence> },
     /// A tab started: the owner says how its connection stands.
     Ask,
+    /// The person signed out in one tab: the others close too (the
+    /// database is being deleted).
+    SignedOut,
 }
 
 impl News {

@@ -51,6 +51,7 @@ on_both_databases!(
     history::cached_history_shows_before_any_server_reply,
     absence::a_long_absence_ends_complete_and_in_order,
     tabs::two_tabs_share_one_connection_and_hand_it_over,
+    tabs::logout_wipes_the_user_and_signs_out_every_tab,
     crash::a_server_killed_mid_burst_loses_and_doubles_nothing,
     safety::the_host_page_is_safe_from_the_chat,
     screenshots::the_readme_screenshots,

@@ -137,3 +137,122 @@ async fn settle_sockets(person: &Person, n: usize, when: &str) {
         person.user
     );
 }
+
+/// The names of the chat origin's IndexedDB databases, read in the chat's
+/// frame (the host page is another origin).
+async fn databases(person: &Person) -> Vec<String> {
+    let names = person
+        .js_async(
+            "var done = arguments[arguments.length - 1];
+             indexedDB.databases().then(function (l) { done(l.map(function (d) { return d.name; })); },
+                                        function (e) { done(String(e)); });",
+            vec![],
+        )
+        .await;
+    serde_json::from_value(names.clone()).unwrap_or_else(|_| panic!("databases: {names}"))
+}
+
+/// Scenario: signing out with `Natter.logout()` asks first when messages
+/// would be lost, then closes the connection, wipes the user's database
+/// and signs the other tab out too.
+pub async fn logout_wipes_the_user_and_signs_out_every_tab(db: Db) {
+    let (world, _room, alice, bob) = World::dialog_of_two(db).await;
+    let name = format!("natter:{}:alice", world.site.id);
+    let first = alice.browser.window().await.expect("first tab");
+    alice.open_chat().await;
+    alice.choose("Bob").await;
+    alice.type_and_send("before signing out").await;
+    bob.wait_message("before signing out", PATIENCE).await;
+    assert!(
+        databases(&alice).await.contains(&name),
+        "alice's chat is kept"
+    );
+
+    let second = alice
+        .browser
+        .new_window(true)
+        .await
+        .expect("second tab")
+        .handle;
+    alice
+        .browser
+        .switch_to_window(second.clone())
+        .await
+        .expect("second tab");
+    alice
+        .browser
+        .goto(&alice.page_url(Page::Plain))
+        .await
+        .expect("host page");
+    alice.open_chat().await;
+    alice.choose("Bob").await;
+    alice.wait_status("Online (through another tab)").await;
+
+    // A message that cannot go out: signing out would lose it.
+    alice.proxy.set(Link::NoSocket);
+    alice.wait_status("Offline (through another tab)").await;
+    alice.type_and_send("never sent").await;
+    alice.wait_pending(1, "the message waiting").await;
+    let host = "window.__unsent = null; window.__out = false;
+        Natter.on('unsent', function (n) { window.__unsent = n; });
+        Natter.on('loggedout', function () { window.__out = true; });
+        Natter.logout();";
+    alice
+        .browser
+        .enter_parent_frame()
+        .await
+        .expect("the host page");
+    alice.js(host, vec![]).await;
+    alice
+        .wait(
+            "the page told of one unsent message",
+            "return window.__unsent === 1;",
+        )
+        .await;
+    alice.open_chat().await;
+    assert!(
+        databases(&alice).await.contains(&name),
+        "nothing wiped while a message waits"
+    );
+
+    alice
+        .browser
+        .enter_parent_frame()
+        .await
+        .expect("the host page");
+    alice.js("Natter.logout({force: true});", vec![]).await;
+    alice
+        .wait(
+            "the page told of the sign-out",
+            "return window.__out === true;",
+        )
+        .await;
+    alice.open_chat().await;
+    alice.wait_status("Waiting for sign-in…").await;
+    assert!(
+        !databases(&alice).await.contains(&name),
+        "alice's database is gone"
+    );
+    assert_eq!(
+        alice.bodies().await,
+        Vec::<String>::new(),
+        "nothing of alice shows"
+    );
+
+    // The first tab, which held the connection, is signed out too.
+    alice
+        .browser
+        .switch_to_window(first)
+        .await
+        .expect("first tab");
+    alice.open_chat().await;
+    alice.wait_status("Waiting for sign-in…").await;
+    assert_eq!(
+        alice.bodies().await,
+        Vec::<String>::new(),
+        "nor in the other tab"
+    );
+    assert!(!databases(&alice).await.contains(&name));
+    alice.proxy.set(Link::Up);
+    world.finish(vec![alice, bob]).await;
+}

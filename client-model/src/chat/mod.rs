@@ -226,6 +226,12 @@ impl Chat {
         self.open = room;
     }
 
+    /// Messages in the outbox: not yet acknowledged by the server, or
+    /// refused and kept for the person to retry or discard.
+    pub fn unsent(&self) -> usize {
+        self.outbox.len()
+    }
+
     /// Unread messages in all rooms.
     pub fn unread_total(&self) -> u32 {
         self.rooms.iter().map(|r| r.unread).sum()

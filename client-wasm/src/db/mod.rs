@@ -45,7 +45,7 @@ use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, RexieBuilder, Transa
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Blob, IdbDatabase, IdbTransaction};
 
 pub mod files;
@@ -178,6 +178,31 @@ impl Db {
     #[cfg(feature = "testing")]
     pub fn version(&self) -> Result<u32, ClientError> {
         Ok(self.rexie()?.version()?)
+    }
+
+    /// The names of this origin's databases that start with `prefix`
+    /// (`indexedDB.databases()`).
+    pub async fn names(prefix: &str) -> Result<Vec<String>, ClientError> {
+        let factory = web_sys::window()
+            .and_then(|w| w.indexed_db().ok().flatten())
+            .ok_or(ClientError::NoStorage)?;
+        let list = js_sys::Reflect::get(&factory, &"databases".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .ok_or(ClientError::NoStorage)?;
+        let promise = list.call0(&factory).map_err(|e| ClientError::from_js(&e))?;
+        let found = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
+            .await
+            .map_err(|e| ClientError::from_js(&e))?;
+        Ok(js_sys::Array::from(&found)
+            .iter()
+            .filter_map(|info| {
+                js_sys::Reflect::get(&info, &"name".into())
+                    .ok()?
+                    .as_string()
+            })
+            .filter(|name| name.starts_with(prefix))
+            .collect())
     }
 
     /// Deletes a database; it must be closed in every tab first.

@@ -54,6 +54,27 @@ pub struct View {
     /// Files on their way: a local address (`blob:`) to preview each
     /// image by (by key).
     pub previews: RwSignal<HashMap<String, String>>,
+    /// Counts sign-outs another tab told of: the app closes this tab's
+    /// session on each.
+    pub signed_out: RwSignal<u32>,
+}
+
+/// Signs out of `site` in this browser: every tab of the user (of every
+/// user of the site, when none is known) is told to close, then the
+/// user's database (messages, outbox, kept files) is deleted. The
+/// deletion waits for the other tabs to let go of it.
+pub async fn sign_out(site: &str, user: Option<&UserId>) -> Result<(), ClientError> {
+    let names = match user {
+        Some(user) => vec![db::db_name(site, user.as_str())],
+        None => Db::names(&db::db_name(site, "")).await?,
+    };
+    for name in names {
+        let tabs = Tabs::new(&name);
+        tabs.say(News::SignedOut);
+        tabs.close();
+        Db::delete(&name).await?;
+    }
+    Ok(())
 }
 
 /// A file the person attached: what the message says of it, and its bytes.

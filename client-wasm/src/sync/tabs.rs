@@ -83,6 +83,7 @@ impl Engine {
             News::Typing { room, user } if !owner => self.show_typing(room, user),
             News::SayTyping { room } if owner => self.say_typing(room),
             News::Link { live } if !owner => self.0.view.owner_live.set(Some(live)),
+            News::SignedOut => self.0.view.signed_out.update(|n| *n += 1),
             News::Ask if owner => {
                 self.announce_link();
                 let users = self.0.view.chat.with_untracked(Chat::presences);
