@@ -1,23 +1,9 @@
-/*! Natter widget loader. <script src="https://CHAT/widget.js" data-site="SITE"
- * data-token="..." defer></script>, or Natter.init({token}) later.
- * Self-hosted (a copy among the site's own files, pinned with integrity=):
- * data-chat="https://CHAT" names the chat server; data-file-cache-mb="200" caps
- * the received files kept for offline use (Natter.init({fileCacheMb})).
- * API: Natter.setToken(t), Natter.open(roomId), Natter.on("unread", fn(count)),
- * Natter.on("tokenexpired", fn()): hand a fresh token to setToken; the chat
- * stays connected meanwhile. Natter.logout({force}) signs out and wipes the
- * user's stored chat; Natter.on("unsent", fn(count)) when messages would be
- * lost (call logout({force: true}) to go on), on("loggedout", fn()) once done.
- * Calls made before it loads are queued:
- *   window.Natter = window.Natter || {q: []}; Natter.q.push(["open", "r_1"]);
- * Launcher in a shadow root (the page's CSS cannot reach it, nor its CSS
- * the page); once the page has loaded and a token is known, a hidden
- * iframe on the chat origin, which gets the token by postMessage to that
- * origin only (never in a URL): it keeps the unread count current and
- * sends what was written offline even before the chat is opened. It is
- * told whether the person can see it (open, page visible): only then are
- * messages marked read.
- * Nothing here throws into the page.
+/*! Natter widget loader: <script src="https://CHAT/widget.js" data-site="SITE"
+ * data-token="..." defer></script>. Options and API (Natter.init, setToken,
+ * open, logout, on): the README's Embedding section. A launcher in a shadow
+ * root; the chat in an iframe on the chat origin, which gets the token by
+ * postMessage to that origin only, never in a URL. It never throws into
+ * the page.
  */
 (function () {
   "use strict";

@@ -10,25 +10,7 @@ pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
     let (world, room, alice, bob) = World::dialog_of_two(db).await;
     let first = alice.browser.window().await.expect("first tab");
 
-    let second = alice
-        .browser
-        .new_window(true)
-        .await
-        .expect("second tab")
-        .handle;
-    alice
-        .browser
-        .switch_to_window(second.clone())
-        .await
-        .expect("second tab");
-    alice
-        .browser
-        .goto(&alice.page_url(Page::Plain))
-        .await
-        .expect("host page");
-    alice.open_chat().await;
-    alice.choose("Bob").await;
-    alice.wait_status("Online (through another tab)").await;
+    let second = second_tab(&alice).await;
     settle_sockets(&alice, 1, "with two tabs open").await;
 
     // The tab without the connection shows typing and says it.
@@ -114,6 +96,25 @@ pub async fn two_tabs_share_one_connection_and_hand_it_over(db: Db) {
     world.finish(vec![alice, bob]).await;
 }
 
+/// Opens the host page in a second tab of the person's browser, opens the
+/// chat there on Bob, and waits until it says the first tab holds the
+/// connection; returns the tab.
+async fn second_tab(person: &Person) -> fantoccini::wd::WindowHandle {
+    let tab = person
+        .browser
+        .new_window(true)
+        .await
+        .expect("second tab")
+        .handle;
+    (person.browser.switch_to_window(tab.clone()).await).expect("second tab");
+    let page = person.page_url(Page::Plain);
+    person.browser.goto(&page).await.expect("host page");
+    person.open_chat().await;
+    person.choose("Bob").await;
+    person.wait_status("Online (through another tab)").await;
+    tab
+}
+
 /// Waits for the person's WebSockets to number `n`, then checks they stay so
 /// for a second.
 async fn settle_sockets(person: &Person, n: usize, when: &str) {
@@ -168,25 +169,7 @@ pub async fn logout_wipes_the_user_and_signs_out_every_tab(db: Db) {
         "alice's chat is kept"
     );
 
-    let second = alice
-        .browser
-        .new_window(true)
-        .await
-        .expect("second tab")
-        .handle;
-    alice
-        .browser
-        .switch_to_window(second.clone())
-        .await
-        .expect("second tab");
-    alice
-        .browser
-        .goto(&alice.page_url(Page::Plain))
-        .await
-        .expect("host page");
-    alice.open_chat().await;
-    alice.choose("Bob").await;
-    alice.wait_status("Online (through another tab)").await;
+    second_tab(&alice).await;
 
     // A message that cannot go out: signing out would lose it.
     alice.proxy.set(Link::NoSocket);
