@@ -51,6 +51,30 @@ fn site_add_prints_credentials_and_site_list_shows_the_site() {
         list.contains(&id) && list.contains("Clinic") && list.contains("https://clinic.example")
     );
 
+    // Options go on either side of the subcommand, as the README's
+    // readers type them.
+    let other = format!("sqlite://{}", dir.join("other.db").display());
+    let out = natter(
+        &db,
+        &[
+            "site",
+            "add",
+            "Shop",
+            "--origin",
+            "https://shop.example",
+            "--database-url",
+            &other,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = natter(&db, &["site", "list", "--database-url", &other]);
+    let list = String::from_utf8(out.stdout).unwrap();
+    assert!(list.contains("Shop") && !list.contains("Clinic"), "{list}");
+
     // Bad input is a clear message and a failure exit, not a panic.
     let out = natter(&db, &["site", "add", "X", "--origin", "clinic.example"]);
     assert!(!out.status.success());
