@@ -576,3 +576,93 @@ async fn names_and_titles_lose_characters_that_hide_or_reorder_text() {
     }
     app.stop().await;
 }
+
+/// `natter site …` run as the real binary against the server's database.
+fn site_command(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(natter_bin())
+        .arg("site")
+        .args(args)
+        .args(["--database-url", &app.database_url])
+        .arg("--files-dir")
+        .arg(files_dir_for(&app.database_url))
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("natter runs")
+}
+
+async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.group("Doomed", &["alice", "bob"]).await;
+    app.api_client()
+        .post(room.id.as_str(), "alice", "hello")
+        .await;
+    let other = app.api_client_of(&app.other);
+    let kept = other.group("Kept", &[User::id("carol")]).await;
+    other.post(kept.id.as_str(), "carol", "still here").await;
+    let site = app.site.id.to_string();
+
+    // A new API key: the old one stops working at once.
+    let out = site_command(&app, &["rotate-key", &site]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("api key:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no key in {text}"))
+        .to_string();
+    let old = app
+        .api(reqwest::Method::GET, "/settings")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(old.status(), 401);
+    let fresh = ApiClient::new(app.http.clone(), app.addr, &key);
+    let res = fresh
+        .request(reqwest::Method::GET, "/settings")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(res.status(), 200);
+
+    // Removing asks for --yes; an unknown site is a clear message.
+    let out = site_command(&app, &["remove", &site]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    let out = site_command(&app, &["remove", "s_nope", "--yes"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no site"));
+    let res = fresh
+        .request(reqwest::Method::GET, &format!("/rooms/{}", room.id))
+        .send()
+        .await;
+    assert_eq!(res.expect("api").status(), 200, "nothing removed yet");
+
+    let out = site_command(&app, &["remove", &site, "--yes"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = fresh
+        .request(reqwest::Method::GET, "/settings")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(res.status(), 401, "the site and its key are gone");
+    let list = String::from_utf8_lossy(&site_command(&app, &["list"]).stdout).to_string();
+    assert!(
+        !list.contains(&site) && list.contains(app.other.id.as_str()),
+        "{list}"
+    );
+    // The other site keeps everything.
+    let page = other.messages(&kept.id, "").await;
+    assert_eq!(page["events"][0]["body"], "still here", "{page}");
+    app.stop().await;
+}
+
+on_both!(site_commands_rotate_the_key_and_remove_a_site_with_everything);

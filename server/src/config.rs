@@ -37,6 +37,20 @@ pub enum SiteCommand {
     },
     /// List the sites with their origins.
     List,
+    /// Replace a site's API key; prints the new one (the old one stops
+    /// working at once).
+    RotateKey {
+        /// The site's id.
+        site: String,
+    },
+    /// Delete a site with all its rooms, messages, users and files.
+    Remove {
+        /// The site's id.
+        site: String,
+        /// Really delete it (without it, nothing is deleted).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Everything the server needs to run.

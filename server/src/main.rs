@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use natter_server::config::{Cli, Command, SiteCommand};
+use natter_server::config::{Cli, Command, Config, SiteCommand};
+use natter_server::files::Files;
 use natter_server::store::Store;
 use natter_server::{App, telemetry};
 use std::io::Write;
@@ -13,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init("info,sqlx=warn,async_nats=warn,tower_http=info");
     match cli.command {
-        Some(Command::Site(cmd)) => site_command(&cli.config.database_url, cmd).await,
+        Some(Command::Site(cmd)) => site_command(&cli.config, cmd).await,
         None => serve(cli.config).await,
     }
 }
@@ -65,7 +66,18 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: closing connections, committing writes");
 }
 
-async fn site_command(database_url: &str, cmd: SiteCommand) -> anyhow::Result<()> {
+/// The site `id` names, or a clear message that there is none.
+async fn existing_site(store: &Store, id: &str) -> anyhow::Result<natter_server::store::Site> {
+    let id = natter_shared::SiteId::parse(id).map_err(|e| anyhow::anyhow!("site {id:?}: {e}"))?;
+    store
+        .site(&id)
+        .await
+        .context("reading the site")?
+        .ok_or_else(|| anyhow::anyhow!("no site {id}"))
+}
+
+async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
+    let database_url = &config.database_url;
     let store = Store::connect(database_url, 2)
         .await
         .with_context(|| format!("opening {}", natter_server::store::redact_url(database_url)))?;
@@ -100,6 +112,48 @@ async fn site_command(database_url: &str, cmd: SiteCommand) -> anyhow::Result<()
                     site.origins.join(" ")
                 )?;
             }
+        }
+        SiteCommand::RotateKey { site } => {
+            let site = existing_site(&store, &site).await?;
+            let key = store
+                .rotate_api_key(&site.id)
+                .await
+                .context("replacing the API key")?;
+            writeln!(out, "api key:      {}", key.expose())?;
+            writeln!(
+                out,
+                "The old key no longer works. Keep this one: it is shown only now."
+            )?;
+        }
+        SiteCommand::Remove { site, yes } => {
+            let site = existing_site(&store, &site).await?;
+            if !yes {
+                anyhow::bail!(
+                    "this deletes site {} ({}) with all its rooms, messages, users and files; \
+                     run again with --yes to do it",
+                    site.id,
+                    site.name
+                );
+            }
+            let files = store
+                .remove_site(&site.id)
+                .await
+                .context("deleting the site")?;
+            let bytes = match &config.files.files_url {
+                Some(url) => Files::at_url(url),
+                None => Files::in_dir(&config.files.files_dir),
+            }
+            .context("opening the file store")?;
+            for file in &files {
+                bytes.remove(file).await;
+            }
+            writeln!(
+                out,
+                "removed site {} ({}) and {} files",
+                site.id,
+                site.name,
+                files.len()
+            )?;
         }
     }
     store.close().await;

@@ -4,8 +4,8 @@
 use super::rows::parse_id;
 use super::{Store, StoreError, conflict_on_unique, new_id, now_ms};
 use crate::auth::{self, Secret};
-use natter_shared::SiteId;
 use natter_shared::api::{Receipts, Settings};
+use natter_shared::{FileId, SiteId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
@@ -137,6 +137,44 @@ impl Store {
             self.sites.forget(site);
         }
         Ok(())
+    }
+
+    /// Deletes a site and everything of it (events, members, rooms,
+    /// users, files, origins) in one transaction; returns the ids of its
+    /// files, whose bytes the caller deletes from the file store.
+    pub async fn remove_site(&self, site: &SiteId) -> Result<Vec<FileId>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT id FROM files WHERE site_id = ?")
+            .bind(site.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        let files = rows
+            .iter()
+            .map(|row| parse_id(FileId::parse, row.try_get::<String, _>("id")?))
+            .collect::<Result<Vec<_>, _>>()?;
+        for sql in [
+            "DELETE FROM events WHERE room_id IN (SELECT id FROM rooms WHERE site_id = ?)",
+            "DELETE FROM members WHERE site_id = ?",
+            "DELETE FROM files WHERE site_id = ?",
+            "DELETE FROM rooms WHERE site_id = ?",
+            "DELETE FROM users WHERE site_id = ?",
+            "DELETE FROM site_origins WHERE site_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(site.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM sites WHERE id = ?")
+            .bind(site.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        self.sites.forget(site);
+        Ok(files)
     }
 
     /// Replaces a site's API key; returns the new one.
