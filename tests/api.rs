@@ -1,6 +1,7 @@
 //! The HTTP API: each endpoint's success and its errors, one test per
 //! behaviour, each on its own server.
 
+use natter_shared::{ClientFrame, ServerFrame};
 use natter_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -628,6 +629,53 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         .await
         .expect("api");
     assert_eq!(res.status(), 200);
+
+    // A new token secret: tokens of the old one work during the grace
+    // period only.
+    let old_token = app.token("alice");
+    let rotated = |grace: &str| {
+        let out = site_command(&app, &["rotate-secret", &site, "--grace-secs", grace]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let secret = text.lines().find_map(|l| l.strip_prefix("token secret:"));
+        let secret = secret.map(str::trim).unwrap_or_else(|| panic!("{text}"));
+        natter_server::auth::Secret::new(secret.to_string())
+    };
+    let secret = rotated("3600");
+    let new_site = TestSite {
+        secret,
+        ..app.site.clone()
+    };
+    let signs_in = async |token: String| {
+        let mut client = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+        client.send(&ClientFrame::Auth { token }).await;
+        matches!(client.recv().await, ServerFrame::Hello { .. })
+    };
+    // The site is read afresh after its cache's two seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(
+        signs_in(old_token.clone()).await,
+        "the old secret, within its grace"
+    );
+    assert!(
+        signs_in(token_for(&new_site, "alice", 600)).await,
+        "the new secret"
+    );
+    let latest = rotated("0");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(
+        !signs_in(token_for(&new_site, "alice", 600)).await,
+        "no grace left"
+    );
+    let newest = TestSite {
+        secret: latest,
+        ..app.site.clone()
+    };
+    assert!(signs_in(token_for(&newest, "alice", 600)).await);
 
     // Removing asks for --yes; an unknown site is a clear message.
     let out = site_command(&app, &["remove", &site]);

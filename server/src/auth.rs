@@ -190,6 +190,23 @@ pub fn verify(
     })
 }
 
+/// [`verify`] against the site's secret, or within the grace period of a
+/// rotation against the one before it.
+pub fn verify_for(
+    token: &str,
+    site: &crate::store::Site,
+    now: i64,
+    max_ttl: i64,
+) -> Result<Identity, TokenError> {
+    match verify(token, &site.id, &site.token_secret, now, max_ttl) {
+        Err(TokenError::Signature) => match &site.previous_secret {
+            Some((old, until)) if now <= *until => verify(token, &site.id, old, now, max_ttl),
+            _ => Err(TokenError::Signature),
+        },
+        other => other,
+    }
+}
+
 fn decode_part<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result<T, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)

@@ -37,6 +37,16 @@ pub enum SiteCommand {
     },
     /// List the sites with their origins.
     List,
+    /// Replace a site's token secret; prints the new one. Tokens signed
+    /// with the old one keep working for `--grace-secs`, so people signed
+    /// in are not thrown out while the site's backend moves to the new one.
+    RotateSecret {
+        /// The site's id.
+        site: String,
+        /// Seconds the old secret still verifies tokens.
+        #[arg(long, default_value_t = 86_400)]
+        grace_secs: u64,
+    },
     /// Replace a site's API key; prints the new one (the old one stops
     /// working at once).
     RotateKey {

@@ -113,6 +113,20 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
                 )?;
             }
         }
+        SiteCommand::RotateSecret { site, grace_secs } => {
+            let site = existing_site(&store, &site).await?;
+            let grace = i64::try_from(grace_secs).context("--grace-secs is too large")?;
+            let until = natter_server::store::now_ms() / 1000 + grace;
+            let secret = store
+                .rotate_token_secret(&site.id, until)
+                .await
+                .context("replacing the token secret")?;
+            writeln!(out, "token secret: {}", secret.expose())?;
+            writeln!(
+                out,
+                "Tokens signed with the old secret work for {grace_secs} s more; sign new ones with this."
+            )?;
+        }
         SiteCommand::RotateKey { site } => {
             let site = existing_site(&store, &site).await?;
             let key = store

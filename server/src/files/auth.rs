@@ -65,13 +65,7 @@ impl Caller {
             return Err(unauthorized(ErrorCode::UnknownSite, "no such site"));
         };
         let now = crate::store::now_ms() / 1000;
-        match auth::verify(
-            bearer,
-            &site.id,
-            &site.token_secret,
-            now,
-            state.config.guard.max_token_ttl_secs,
-        ) {
+        match auth::verify_for(bearer, &site, now, state.config.guard.max_token_ttl_secs) {
             Ok(identity) => Ok(Caller::User {
                 site,
                 user: identity.user,

@@ -23,6 +23,9 @@ pub struct Site {
     pub file_types: Option<String>,
     /// What it shows its people of each other.
     pub settings: Settings,
+    /// The token secret before the last rotation, and until when (Unix
+    /// seconds) tokens it signed are still taken.
+    pub previous_secret: Option<(Secret, i64)>,
 }
 
 /// How long a site looked up by an unauthenticated request is taken from
@@ -63,8 +66,8 @@ impl SiteCache {
 }
 
 /// The columns [`Store::site_from_row`] reads.
-const SITE_COLUMNS: &str =
-    "id, name, token_secret, file_types, receipts_dialog, receipts_group, presence";
+const SITE_COLUMNS: &str = "id, name, token_secret, file_types, receipts_dialog, receipts_group, \
+     presence, previous_secret, previous_until";
 
 /// A site just created, with its API key (shown once, stored hashed).
 #[derive(Debug, Clone)]
@@ -116,6 +119,7 @@ impl Store {
                 origins: origins.to_vec(),
                 file_types: None,
                 settings: Settings::default(),
+                previous_secret: None,
             },
             api_key,
         })
@@ -175,6 +179,30 @@ impl Store {
         tx.commit().await?;
         self.sites.forget(site);
         Ok(files)
+    }
+
+    /// Replaces a site's token secret; the old one still verifies tokens
+    /// until `keep_until` (Unix seconds). Returns the new secret.
+    pub async fn rotate_token_secret(
+        &self,
+        site: &SiteId,
+        keep_until: i64,
+    ) -> Result<Secret, StoreError> {
+        let secret = Secret::new(auth::random_secret());
+        let done = sqlx::query(
+            "UPDATE sites SET previous_secret = token_secret, previous_until = ?, \
+             token_secret = ? WHERE id = ?",
+        )
+        .bind(keep_until)
+        .bind(secret.expose())
+        .bind(site.as_str())
+        .execute(&self.pool)
+        .await?;
+        self.sites.forget(site);
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(secret)
     }
 
     /// Replaces a site's API key; returns the new one.
@@ -263,6 +291,13 @@ impl Store {
                     group: row.try_get::<i64, _>("receipts_group")? != 0,
                 },
                 presence: row.try_get::<i64, _>("presence")? != 0,
+            },
+            previous_secret: match (
+                row.try_get::<Option<String>, _>("previous_secret")?,
+                row.try_get::<Option<i64>, _>("previous_until")?,
+            ) {
+                (Some(secret), Some(until)) => Some((Secret::new(secret), until)),
+                _ => None,
             },
         })
     }

@@ -52,13 +52,7 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
         let refusal = match ClientFrame::decode(&text) {
             Ok(ClientFrame::Auth { token }) => {
                 let now = crate::store::now_ms() / 1000;
-                match auth::verify(
-                    &token,
-                    &site.id,
-                    &site.token_secret,
-                    now,
-                    state.config.guard.max_token_ttl_secs,
-                ) {
+                match auth::verify_for(&token, site, now, state.config.guard.max_token_ttl_secs) {
                     Ok(identity) => return admit(state, site, sink, identity).await,
                     Err(err) => (err.code(), err.to_string()),
                 }

@@ -86,7 +86,7 @@ impl<S: FrameSink> Conn<S> {
         };
         let now = crate::store::now_ms() / 1000;
         let max_ttl = self.state.config.guard.max_token_ttl_secs;
-        match crate::auth::verify(token, &site.id, &site.token_secret, now, max_ttl) {
+        match crate::auth::verify_for(token, &site, now, max_ttl) {
             Err(err) => self.send_error(err.code(), err.to_string()).await,
             Ok(fresh) if fresh.user != self.identity.user => {
                 self.send_error(
