@@ -260,3 +260,46 @@ async fn an_expired_token_is_renewed_on_the_open_connection_or_it_closes() {
     assert_eq!(pong, ServerFrame::Pong { nonce: Some(7) });
     app.stop().await;
 }
+
+async fn a_banned_user_is_closed_at_once_and_kept_out_until_the_ban_is_lifted(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.dialog("alice", "bob").await;
+    let (mut alice, _) = app.login("alice").await;
+    let (mut second, _) = app.login("alice").await;
+    let (mut bob, _) = app.login("bob").await;
+
+    let ban = |method| app.api(method, "/users/alice/ban");
+    let res = ban(reqwest::Method::PUT).send().await.expect("api");
+    assert_eq!(res.status(), 204);
+    for conn in [&mut alice, &mut second] {
+        match conn.recv().await {
+            ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::Banned),
+            other => panic!("expected banned, got {other:?}"),
+        }
+        let close = conn.closed().await.expect("a close frame");
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (4001, "banned")
+        );
+    }
+    // Her token no longer connects; Bob is not affected.
+    let mut again = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    again
+        .send(&ClientFrame::Auth {
+            token: app.token("alice"),
+        })
+        .await;
+    match again.recv().await {
+        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::Banned),
+        other => panic!("expected banned, got {other:?}"),
+    }
+    bob.say(&room.id, "still here").await;
+
+    let res = ban(reqwest::Method::DELETE).send().await.expect("api");
+    assert_eq!(res.status(), 204);
+    let (mut alice, _) = app.login("alice").await;
+    alice.say(&room.id, "back").await;
+    app.stop().await;
+}
+
+on_both!(a_banned_user_is_closed_at_once_and_kept_out_until_the_ban_is_lifted);

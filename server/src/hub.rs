@@ -53,22 +53,35 @@ pub struct Published {
     pub member: Option<(UserId, bool)>,
 }
 
-/// Raised by the hub when a connection's queue overflowed.
+/// Raised by the hub when a connection's queue overflowed, or when its
+/// user was banned.
 #[derive(Debug, Default)]
 pub struct LagSignal {
     lagged: AtomicBool,
+    banned: AtomicBool,
     notify: Notify,
 }
 
 impl LagSignal {
-    /// Waits until the connection is marked lagged, and clears the mark.
+    /// Waits until the connection is marked lagged (and clears the mark)
+    /// or banned (which stays).
     pub async fn wait(&self) {
         loop {
-            if self.lagged.swap(false, Ordering::AcqRel) {
+            if self.banned.load(Ordering::Acquire) || self.lagged.swap(false, Ordering::AcqRel) {
                 return;
             }
             self.notify.notified().await;
         }
+    }
+
+    /// Whether the connection's user was banned: it is to close.
+    pub fn is_banned(&self) -> bool {
+        self.banned.load(Ordering::Acquire)
+    }
+
+    fn ban(&self) {
+        self.banned.store(true, Ordering::Release);
+        self.notify.notify_one();
     }
 
     fn raise(&self) {
@@ -475,6 +488,22 @@ impl Hub {
         }
     }
 
+    /// The user was banned: every connection of theirs on this node
+    /// closes.
+    pub fn ban(&self, site: &SiteId, user: &UserId) {
+        let inner = self.lock();
+        for id in inner
+            .users
+            .get(&(site.clone(), user.clone()))
+            .into_iter()
+            .flatten()
+        {
+            if let Some(entry) = inner.conns.get(id) {
+                entry.signal.ban();
+            }
+        }
+    }
+
     /// The latest seq of a room known to have reached this node, if
     /// someone here follows it.
     pub fn head(&self, room: &RoomId) -> Option<Seq> {
@@ -595,6 +624,23 @@ mod tests {
         assert!(hub.typing(&other, &user("a")), "another room");
         hub.set_typing_interval(Duration::ZERO);
         assert!(hub.typing(&room(), &user("a")), "no interval: every one");
+    }
+
+    #[tokio::test]
+    async fn a_ban_reaches_every_connection_of_the_user_and_no_other() {
+        let hub = Hub::default();
+        let site = SiteId::parse("s_1").expect("a site id");
+        let one = hub.register(site.clone(), user("a"), 4);
+        let two = hub.register(site.clone(), user("a"), 4);
+        let other = hub.register(site.clone(), user("b"), 4);
+        hub.ban(&site, &user("a"));
+        for reg in [&one, &two] {
+            tokio::time::timeout(std::time::Duration::from_secs(1), reg.signal.wait())
+                .await
+                .expect("told at once");
+            assert!(reg.signal.is_banned());
+        }
+        assert!(!other.signal.is_banned());
     }
 
     #[tokio::test]

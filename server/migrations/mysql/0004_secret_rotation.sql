@@ -3,3 +3,7 @@
 -- are not thrown out at once.
 ALTER TABLE sites ADD COLUMN previous_secret VARCHAR(255);
 ALTER TABLE sites ADD COLUMN previous_until BIGINT;
+
+-- A user the site banned (1): their connections close, their tokens no
+-- longer connect, until the ban is lifted.
+ALTER TABLE users ADD COLUMN banned BIGINT NOT NULL DEFAULT 0;

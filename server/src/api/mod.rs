@@ -44,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/members/{user}/read", put(people::set_read))
         .route("/users/{user}/rooms", get(user_rooms))
         .route("/users/{user}/unread", get(people::unread))
+        .route("/users/{user}/ban", put(people::ban).delete(people::unban))
         .route(
             "/settings",
             get(people::get_settings).put(people::put_settings),

@@ -85,3 +85,30 @@ pub(super) async fn put_settings(
     state.store.set_site_settings(&site.id, settings).await?;
     Ok(Json(settings))
 }
+
+/// `PUT /api/v1/users/{user}/ban`: bans a user from the site. Their
+/// connections on every node close at once (`banned`), and their tokens
+/// no longer connect. 204.
+pub(super) async fn ban(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(user): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let user = parse_user(user)?;
+    state.store.set_banned(&site.id, &user, true).await?;
+    state.broker.ban(&site.id, &user);
+    tracing::info!(site = %site.id, %user, "banned");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/users/{user}/ban`: lifts a ban. 204.
+pub(super) async fn unban(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(user): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let user = parse_user(user)?;
+    state.store.set_banned(&site.id, &user, false).await?;
+    tracing::info!(site = %site.id, %user, "ban lifted");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

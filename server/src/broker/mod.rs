@@ -152,6 +152,18 @@ impl Broker {
         }
     }
 
+    /// A site banned a user: their connections close, here and on the
+    /// other nodes.
+    pub fn ban(&self, site: &SiteId, user: &UserId) {
+        self.hub.ban(site, user);
+        if let Some(link) = &self.link {
+            link.offer(Msg::Ban {
+                site: site.clone(),
+                user: user.clone(),
+            });
+        }
+    }
+
     /// A connection of the user synced, following `rooms`: they are
     /// online, for the people who share a room with them.
     pub fn arrive(&self, key: &Key, rooms: &[RoomId]) {

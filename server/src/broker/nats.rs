@@ -448,6 +448,7 @@ async fn receive(
                 tracing::info!(from = %envelope.node, "another node may have missed publishing; resyncing");
                 resyncs.request();
             }
+            Msg::Ban { site, user } => hub.ban(&site, &user),
         }
     }
 }

@@ -62,6 +62,8 @@ pub(super) enum Msg {
     /// The sender may have failed to publish some events: every node tells
     /// its connections to resync from their cursors.
     Resync,
+    /// A site banned a user: their connections on every node close.
+    Ban { site: SiteId, user: UserId },
 }
 
 impl Msg {
@@ -76,6 +78,7 @@ impl Msg {
             Msg::Depart { .. } => "depart",
             Msg::Holding { .. } => "holding",
             Msg::Resync => "resync",
+            Msg::Ban { .. } => "ban",
         }
     }
 }

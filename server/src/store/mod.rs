@@ -24,6 +24,7 @@ pub use events::PageFrom;
 pub use files::{AttachError, Completed, FileRow};
 pub use reads::Unread;
 pub use sites::{NewSite, Site};
+pub use users::Standing;
 
 use natter_shared::Seq;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -7,6 +7,14 @@ use natter_shared::{SiteId, UserId};
 use sqlx::Row;
 use std::collections::HashMap;
 
+/// Whether a verified user may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Welcome,
+    /// The site banned them.
+    Banned,
+}
+
 impl Store {
     /// Records a user; a given name replaces the stored one.
     pub async fn upsert_user(
@@ -33,19 +41,40 @@ impl Store {
         site: &SiteId,
         user: &UserId,
         name: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let row = sqlx::query("SELECT name FROM users WHERE site_id = ? AND id = ?")
+    ) -> Result<Standing, StoreError> {
+        let row = sqlx::query("SELECT name, banned FROM users WHERE site_id = ? AND id = ?")
             .bind(site.as_str())
             .bind(user.as_str())
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = row {
+            if row.try_get::<i64, _>("banned")? != 0 {
+                return Ok(Standing::Banned);
+            }
             let stored: Option<String> = row.try_get("name")?;
             if name.is_none() || name == stored.as_deref() {
-                return Ok(());
+                return Ok(Standing::Welcome);
             }
         }
-        self.upsert_user(site, user, name).await
+        self.upsert_user(site, user, name).await?;
+        Ok(Standing::Welcome)
+    }
+
+    /// Bans a user of a site (recording them if new), or lifts the ban.
+    pub async fn set_banned(
+        &self,
+        site: &SiteId,
+        user: &UserId,
+        banned: bool,
+    ) -> Result<(), StoreError> {
+        self.upsert_user(site, user, None).await?;
+        sqlx::query("UPDATE users SET banned = ? WHERE site_id = ? AND id = ?")
+            .bind(i64::from(banned))
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Keeps when a user was last online (milliseconds).

@@ -151,7 +151,15 @@ impl<S: FrameSink> Conn<S> {
                     Box::pin(close_with(&mut self.sink, close::GOING_AWAY, "server shutting down")).await;
                     break Ok(());
                 }
-                _ = signal.wait() => Box::pin(self.resync()).await,
+                _ = signal.wait() => {
+                    if signal.is_banned() {
+                        tracing::info!("the user was banned; closing");
+                        let _ = Box::pin(self.send_error(ErrorCode::Banned, "this site has banned you")).await;
+                        Box::pin(close_with(&mut self.sink, close::AUTH, ErrorCode::Banned.as_str())).await;
+                        break Ok(());
+                    }
+                    Box::pin(self.resync()).await
+                }
                 Some(committed) = self.commits.next(), if !self.commits.is_empty() => {
                     Box::pin(self.answer_ready_commits(committed)).await
                 }

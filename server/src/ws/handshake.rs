@@ -6,7 +6,7 @@ use super::{FrameSink, FrameStream, close_with, is_too_big, send_frame};
 use crate::auth::{self, Identity};
 use crate::gate::Held;
 use crate::state::AppState;
-use crate::store::Site;
+use crate::store::{Site, Standing};
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::StreamExt;
 use natter_shared::{ClientFrame, ErrorCode, Limits, PROTOCOL, ServerFrame, close};
@@ -113,16 +113,26 @@ async fn welcome<S: FrameSink>(
     identity: Identity,
 ) -> Option<Identity> {
     let name = identity.name.as_deref();
-    if let Err(err) = state
+    match state
         .store
         .ensure_user(&site.id, &identity.user, name)
         .await
     {
-        tracing::error!(error = %err, "could not record the user");
-        let frame = ServerFrame::error(ErrorCode::Internal, "internal error");
-        let _ = send_frame(sink, &frame).await; // closing anyway
-        close_with(sink, close::INTERNAL, "internal").await;
-        return None;
+        Ok(Standing::Welcome) => {}
+        Ok(Standing::Banned) => {
+            tracing::info!(site = %site.id, user = %identity.user, "refused a banned user");
+            let frame = ServerFrame::error(ErrorCode::Banned, "this site has banned you");
+            let _ = send_frame(sink, &frame).await; // closing anyway
+            close_with(sink, close::AUTH, ErrorCode::Banned.as_str()).await;
+            return None;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not record the user");
+            let frame = ServerFrame::error(ErrorCode::Internal, "internal error");
+            let _ = send_frame(sink, &frame).await; // closing anyway
+            close_with(sink, close::INTERNAL, "internal").await;
+            return None;
+        }
     }
     let hello = hello(state, site, &identity);
     send_frame(sink, &hello).await.ok().map(|_| identity)

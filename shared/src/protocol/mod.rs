@@ -478,6 +478,9 @@ error_codes! {
     LinkExpired => "link_expired",
     /// A signed file link's signature is wrong.
     LinkInvalid => "link_invalid",
+    /// The site banned this user: their connections close and their
+    /// tokens no longer connect, until the ban is lifted.
+    Banned => "banned",
 }
 
 /// Why a client frame could not be decoded.
