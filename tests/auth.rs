@@ -294,6 +294,19 @@ async fn a_banned_user_is_closed_at_once_and_kept_out_until_the_ban_is_lifted(db
         other => panic!("expected banned, got {other:?}"),
     }
     bob.say(&room.id, "still here").await;
+    // Nor may the site post as her.
+    let res = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/rooms/{}/messages", room.id),
+        )
+        .json(&serde_json::json!({"from": "alice", "body": "as alice"}))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(res.status(), 403);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "banned");
 
     let res = ban(reqwest::Method::DELETE).send().await.expect("api");
     assert_eq!(res.status(), 204);

@@ -295,6 +295,15 @@ async fn post_message(
             e.to_string(),
         )
     })?;
+    if let Some(from) = &req.from
+        && state.store.is_banned(&site.id, from).await?
+    {
+        return Err(ApiError::client(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Banned,
+            "the site has banned this user",
+        ));
+    }
     let files = attach(&state, &site, &room, req.from.as_ref(), &req.files).await?;
     let op = WriteOp::Message {
         site: site.id.clone(),

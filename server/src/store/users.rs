@@ -60,6 +60,19 @@ impl Store {
         Ok(Standing::Welcome)
     }
 
+    /// Whether the site banned the user.
+    pub async fn is_banned(&self, site: &SiteId, user: &UserId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT banned FROM users WHERE site_id = ? AND id = ?")
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<i64, _>("banned")? != 0,
+            None => false,
+        })
+    }
+
     /// Bans a user of a site (recording them if new), or lifts the ban.
     pub async fn set_banned(
         &self,
