@@ -962,7 +962,7 @@ fn is_event(frame: &ServerFrame, room: &RoomId, seq: Seq) -> bool {
 }
 
 #[tokio::test]
-async fn read_markers_and_presence_reach_every_node() {
+async fn read_markers_presence_and_bans_reach_every_node() {
     let cluster = Cluster::start("natter_people", 2, NO_SWEEP).await;
     let room = cluster.nodes[0]
         .api(&cluster.site)
@@ -1006,6 +1006,17 @@ async fn read_markers_and_presence_reach_every_node() {
     drop(b);
     a.recv_until(|f| presence_of_b(f) == Some((false, true)))
         .await;
+
+    // A ban through node 1 closes a's connection on node 0 at once.
+    let res = cluster.nodes[1]
+        .api(&cluster.site)
+        .request(reqwest::Method::PUT, "/users/a/ban")
+        .send()
+        .await
+        .expect("ban");
+    assert_eq!(res.status(), 204);
+    let close = a.closed().await.expect("a close frame");
+    assert_eq!(close.reason.as_str(), "banned");
     cluster.stop().await;
 }
 
