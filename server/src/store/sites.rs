@@ -181,6 +181,16 @@ impl Store {
         Ok(files)
     }
 
+    /// After an UPDATE of one site's row: the cached copy is forgotten;
+    /// `NotFound` when no row changed (no such site).
+    fn site_updated(&self, site: &SiteId, rows: u64) -> Result<(), StoreError> {
+        self.sites.forget(site);
+        if rows == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
     /// Replaces a site's token secret; the old one still verifies tokens
     /// until `keep_until` (Unix seconds). Returns the new secret.
     pub async fn rotate_token_secret(
@@ -198,10 +208,7 @@ impl Store {
         .bind(site.as_str())
         .execute(&self.pool)
         .await?;
-        self.sites.forget(site);
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        self.site_updated(site, done.rows_affected())?;
         Ok(secret)
     }
 
@@ -317,10 +324,6 @@ impl Store {
         .bind(site.as_str())
         .execute(&self.pool)
         .await?;
-        self.sites.forget(site);
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.site_updated(site, done.rows_affected())
     }
 }
