@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Markers noted per user, by room.
-type Pending = HashMap<(SiteId, UserId), BTreeMap<RoomId, Seq>>;
+/// Markers to write: by site, then user, then room. Nested so that noting
+/// one more marker of a known site or user clones none of their ids.
+type Pending = HashMap<SiteId, HashMap<UserId, BTreeMap<RoomId, Seq>>>;
 
 /// The markers waiting to be written; cheap to clone.
 #[derive(Clone)]
@@ -53,14 +55,31 @@ impl ReadMarkers {
     /// Notes a marker to write (the higher one wins).
     pub fn note(&self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) {
         let mut pending = self.pending();
-        let rooms = pending.entry((site.clone(), user.clone())).or_default();
-        let marker = rooms.entry(room.clone()).or_default();
-        *marker = (*marker).max(seq);
+        if !pending.contains_key(site) {
+            pending.insert(site.clone(), HashMap::new());
+        }
+        let Some(users) = pending.get_mut(site) else {
+            return;
+        };
+        if !users.contains_key(user) {
+            users.insert(user.clone(), BTreeMap::new());
+        }
+        let Some(rooms) = users.get_mut(user) else {
+            return;
+        };
+        match rooms.get_mut(room) {
+            Some(marker) => *marker = (*marker).max(seq),
+            None => {
+                rooms.insert(room.clone(), seq);
+            }
+        }
     }
 
     /// True when markers of this user wait to be written.
     pub fn has_pending(&self, site: &SiteId, user: &UserId) -> bool {
-        self.pending().contains_key(&(site.clone(), user.clone()))
+        self.pending()
+            .get(site)
+            .is_some_and(|users| users.contains_key(user))
     }
 
     /// Writes every marker noted so far. On failure they are noted again,
@@ -72,8 +91,9 @@ impl ReadMarkers {
             return Ok(());
         }
         let markers: Vec<(RoomId, UserId, Seq)> = taken
-            .iter()
-            .flat_map(|((_, user), rooms)| {
+            .values()
+            .flat_map(|users| users.iter())
+            .flat_map(|(user, rooms)| {
                 rooms
                     .iter()
                     .map(|(room, seq)| (room.clone(), user.clone(), *seq))
@@ -81,9 +101,11 @@ impl ReadMarkers {
             .collect();
         let written = self.inner.store.advance_read_markers(&markers).await;
         if written.is_err() {
-            for ((site, user), rooms) in taken {
-                for (room, seq) in rooms {
-                    self.note(&site, &room, &user, seq);
+            for (site, users) in taken {
+                for (user, rooms) in users {
+                    for (room, seq) in rooms {
+                        self.note(&site, &room, &user, seq);
+                    }
                 }
             }
         }

@@ -500,7 +500,13 @@ impl<S: FrameSink> Conn<S> {
     async fn read(&mut self, room: RoomId, seq: Seq) -> Result<(), Gone> {
         let known = match (self.sent.get(&room), self.marks.get(&room)) {
             (Some(&sent), Some(&(kind, marker))) => {
-                let head = self.state.hub.head(&room).unwrap_or(0).max(sent);
+                // Within what this connection was sent, the room's head
+                // need not be asked for.
+                let head = if seq <= sent {
+                    sent
+                } else {
+                    self.state.hub.head(&room).unwrap_or(0).max(sent)
+                };
                 Some((kind, marker, head, true))
             }
             _ => {
@@ -518,8 +524,8 @@ impl<S: FrameSink> Conn<S> {
         if seq <= marker {
             return Ok(());
         }
-        if followed {
-            self.marks.insert(room.clone(), (kind, seq));
+        if followed && let Some(mark) = self.marks.get_mut(&room) {
+            mark.1 = seq;
         }
         let user = &self.identity.user;
         self.state.reads.note(&self.identity.site, &room, user, seq);
