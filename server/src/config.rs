@@ -222,13 +222,14 @@ pub struct GuardConfig {
     )]
     pub token_grace_secs: u64,
 
-    /// Seconds a write to a WebSocket may wait for the client to take it;
-    /// a client that stops reading is dropped after it.
+    /// Seconds a write to a WebSocket may wait for the client to take it
+    /// (a large history page on a slow link takes a while); a client that
+    /// stops reading is dropped after it.
     #[arg(
         long,
         global = true,
         env = "NATTER_WRITE_TIMEOUT_SECS",
-        default_value_t = 10
+        default_value_t = 30
     )]
     pub write_timeout_secs: u64,
 

@@ -67,6 +67,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
+/// How long shutdown waits for the WebSocket connections to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(8);
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -256,10 +259,17 @@ impl App {
         )
         .await;
         let _ = prune.await; // it only ever returns
-        // No new connections now; wait for the WebSocket tasks to close.
+        // No new connections now; wait for the WebSocket tasks to close
+        // (each answers the sends it took, for up to 5 s), but not for a
+        // connection stuck writing to a client that stopped reading.
         self.state.shutdown.cancel();
         self.state.connections.close();
-        self.state.connections.wait().await;
+        if tokio::time::timeout(CLOSE_WAIT, self.state.connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still writing to clients at shutdown were cut off");
+        }
         if let Err(err) = sweep.await {
             tracing::error!(error = %err, "upload sweep failed");
         }

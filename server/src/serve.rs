@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 /// How long connections still being served may finish their request once
 /// the server stops accepting.
-const DRAIN: Duration = Duration::from_secs(5);
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Serves `router` on `listener` until `stop` fires, then lets requests
 /// in progress finish (for at most [`DRAIN`]).
