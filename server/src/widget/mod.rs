@@ -92,58 +92,67 @@ async fn service_worker(State(widget): State<Widget>) -> Response {
     }
 }
 
-/// The widget's headers on everything under `/widget/`.
+/// The widget's headers on everything under `/widget/`: the framing
+/// policy (the whole page policy on the app's page), `nosniff`,
+/// `no-referrer`, and on what was found, its caching and the page's build.
 async fn headers(State(widget): State<Widget>, req: Request, next: Next) -> Response {
     let path = req.uri().path().trim_start_matches('/').to_string();
     let page = path.is_empty() || path == "index.html";
-    let mut res = frame_ancestors(&widget.state, req, next).await;
-    if !res.status().is_success() && res.status() != StatusCode::NOT_MODIFIED {
+    let ancestors = match frame_ancestors(&widget.state, req.uri().query()).await {
+        Ok(ancestors) => ancestors,
+        Err(refusal) => return refusal,
+    };
+    let mut res = next.run(req).await;
+    let found = res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED;
+    let build = match page && found {
+        true => Some(widget.shell.build().await),
+        false => None,
+    };
+    let policy = match &build {
+        Some(build) => {
+            let public = widget.state.config.public_url.as_deref();
+            let own = public.and_then(websocket_origin);
+            page_policy(&ancestors, &build.inline_scripts, own.as_deref())
+        }
+        None => ancestors,
+    };
+    let headers = res.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !found {
         return res;
     }
-    if page {
-        let build = widget.shell.build().await;
-        let own = widget
-            .state
-            .config
-            .public_url
-            .as_deref()
-            .and_then(websocket_origin);
-        if let Some(csp) = res.headers().get(header::CONTENT_SECURITY_POLICY)
-            && let Ok(ancestors) = csp.to_str()
-            && let Ok(value) = HeaderValue::from_str(&page_policy(
-                ancestors,
-                &build.inline_scripts,
-                own.as_deref(),
-            ))
-        {
-            res.headers_mut()
-                .insert(header::CONTENT_SECURITY_POLICY, value);
-        }
-    }
-    let headers = res.headers_mut();
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(shell::cache_control(&path)),
     );
-    if page
-        && let Some(version) = widget.shell.build().await.version.clone()
-        && let Ok(value) = HeaderValue::from_str(&version)
+    if let Some(version) = build.as_ref().and_then(|b| b.version.as_deref())
+        && let Ok(value) = HeaderValue::from_str(version)
     {
         headers.insert("x-natter-shell", value);
     }
     res
 }
 
-/// Adds `frame-ancestors` for `?site=SITE` (just `'self'` without a known
-/// site), plus `nosniff` and `no-referrer`; 400 for a query that names the
-/// site twice or is not valid percent-encoding.
-async fn frame_ancestors(state: &AppState, req: Request, next: Next) -> Response {
+/// `frame-ancestors` for `?site=SITE` (just `'self'` without a known
+/// site); a 400 to answer instead for a query that names the site twice
+/// or is not valid percent-encoding.
+async fn frame_ancestors(state: &AppState, query: Option<&str>) -> Result<String, Response> {
     // Read as the app reads it; a site named twice is refused, so that no
     // spelling of the URL gets one site's origins and runs as another.
-    let site = match natter_shared::query::site(req.uri().query().unwrap_or("")) {
+    let site = match natter_shared::query::site(query.unwrap_or("")) {
         Ok(site) => site,
         Err(natter_shared::query::QueryError::BadSite(_)) => None,
-        Err(err) => return crate::error::ApiError::invalid(err.to_string()).into_response(),
+        Err(err) => return Err(crate::error::ApiError::invalid(err.to_string()).into_response()),
     };
     let mut origins = vec!["'self'".to_string()];
     if let Some(site) = site {
@@ -155,22 +164,7 @@ async fn frame_ancestors(state: &AppState, req: Request, next: Next) -> Response
             Err(err) => tracing::warn!(error = %err, "could not read the site's origins"),
         }
     }
-    let mut res = next.run(req).await;
-    let policy = format!("frame-ancestors {}", origins.join(" "));
-    if let Ok(value) = HeaderValue::from_str(&policy) {
-        res.headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, value);
-    }
-    let headers = res.headers_mut();
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    res
+    Ok(format!("frame-ancestors {}", origins.join(" ")))
 }
 
 /// The whole policy of the app's page: its own files only, trunk's
