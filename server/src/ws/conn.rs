@@ -5,7 +5,7 @@
 //! (read only while fewer than `max_inflight_sends` sends are waiting for
 //! their commit) and a heartbeat. Either side ending ends both.
 
-use super::{FrameSink, FrameStream, Gone, close_with, is_too_big, send_frame};
+use super::{FrameSink, FrameStream, Gone, close_with, is_too_big, refuse, send_frame};
 use crate::auth::Identity;
 use crate::broker::Broker;
 use crate::error::store_error_parts;
@@ -154,8 +154,8 @@ impl<S: FrameSink> Conn<S> {
                 _ = signal.wait() => {
                     if signal.is_banned() {
                         tracing::info!("the user was banned; closing");
-                        let _ = Box::pin(self.send_error(ErrorCode::Banned, "this site has banned you")).await;
-                        Box::pin(close_with(&mut self.sink, close::AUTH, ErrorCode::Banned.as_str())).await;
+                        let code = ErrorCode::Banned;
+                        Box::pin(refuse(&mut self.sink, code, super::BANNED, close::AUTH, code.as_str())).await;
                         break Ok(());
                     }
                     Box::pin(self.resync()).await

@@ -2,7 +2,7 @@
 //! user is recorded and greeted with `hello` (who they are, the limits);
 //! refused, the client gets an error frame naming why, then a close.
 
-use super::{FrameSink, FrameStream, close_with, is_too_big, send_frame};
+use super::{BANNED, FrameSink, FrameStream, close_with, is_too_big, refuse, send_frame};
 use crate::auth::{self, Identity};
 use crate::gate::Held;
 use crate::state::AppState;
@@ -33,9 +33,8 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
         };
         let text = match msg {
             Err(_) => {
-                let frame = ServerFrame::error(ErrorCode::Unauthenticated, "no auth frame in time");
-                let _ = send_frame(sink, &frame).await; // closing anyway
-                close_with(sink, close::AUTH_TIMEOUT, "auth_timeout").await;
+                let (error, message) = (ErrorCode::Unauthenticated, "no auth frame in time");
+                refuse(sink, error, message, close::AUTH_TIMEOUT, "auth_timeout").await;
                 return None;
             }
             Ok(Some(Err(err))) => {
@@ -63,8 +62,7 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
             ),
         };
         tracing::info!(site = %site.id, code = refusal.0.as_str(), reason = %refusal.1, "refused a connection");
-        let _ = send_frame(sink, &ServerFrame::error(refusal.0, refusal.1)).await; // closing anyway
-        close_with(sink, close::AUTH, refusal.0.as_str()).await;
+        refuse(sink, refusal.0, refusal.1, close::AUTH, refusal.0.as_str()).await;
         return None;
     }
 }
@@ -92,9 +90,8 @@ async fn admit<S: FrameSink>(
         tracing::info!(site = %site.id, user = %identity.user, max, "refused a connection over the per-user cap");
         crate::metrics::inc(&state.metrics.connections_refused);
         let code = ErrorCode::TooManyConnections;
-        let frame = ServerFrame::error(code, format!("at most {max} connections per user"));
-        let _ = send_frame(sink, &frame).await; // closing anyway
-        close_with(sink, close::TOO_MANY, code.as_str()).await;
+        let message = format!("at most {max} connections per user");
+        refuse(sink, code, message, close::TOO_MANY, code.as_str()).await;
         return None;
     };
     let identity = welcome(state, site, sink, identity).await?;
@@ -121,16 +118,14 @@ async fn welcome<S: FrameSink>(
         Ok(Standing::Welcome) => {}
         Ok(Standing::Banned) => {
             tracing::info!(site = %site.id, user = %identity.user, "refused a banned user");
-            let frame = ServerFrame::error(ErrorCode::Banned, "this site has banned you");
-            let _ = send_frame(sink, &frame).await; // closing anyway
-            close_with(sink, close::AUTH, ErrorCode::Banned.as_str()).await;
+            let code = ErrorCode::Banned;
+            refuse(sink, code, BANNED, close::AUTH, code.as_str()).await;
             return None;
         }
         Err(err) => {
             tracing::error!(error = %err, "could not record the user");
-            let frame = ServerFrame::error(ErrorCode::Internal, "internal error");
-            let _ = send_frame(sink, &frame).await; // closing anyway
-            close_with(sink, close::INTERNAL, "internal").await;
+            let code = ErrorCode::Internal;
+            refuse(sink, code, "internal error", close::INTERNAL, "internal").await;
             return None;
         }
     }

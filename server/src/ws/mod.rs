@@ -33,7 +33,7 @@ use crate::state::AppState;
 use crate::store::Site;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream};
-use natter_shared::ServerFrame;
+use natter_shared::{ErrorCode, ServerFrame};
 
 /// Where a connection writes its frames.
 pub trait FrameSink: Sink<Message, Error = axum::Error> + Unpin + Send {}
@@ -127,6 +127,22 @@ async fn feed_frame<S: FrameSink>(sink: &mut S, frame: &ServerFrame) -> Result<(
     sink.feed(Message::Text(json.into()))
         .await
         .map_err(|_| Gone)
+}
+
+/// What a banned user is told, at `auth` or when the ban comes.
+const BANNED: &str = "this site has banned you";
+
+/// Ends a connection that is refused: says why in an `error` frame, then
+/// closes with `code` and `reason`.
+async fn refuse<S: FrameSink>(
+    sink: &mut S,
+    error: ErrorCode,
+    message: impl Into<String>,
+    code: u16,
+    reason: &'static str,
+) {
+    let _ = send_frame(sink, &ServerFrame::error(error, message)).await; // closing anyway
+    close_with(sink, code, reason).await;
 }
 
 /// Sends a Close frame with `code` and `reason`, then closes the sink.
