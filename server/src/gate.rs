@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// What is rate-limited.
@@ -33,7 +33,9 @@ pub struct Gate {
     max_per_ip: u32,
     max_per_user: u32,
     header: Option<String>,
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Connections held, by the key of their address.
+    per_ip: Mutex<HashMap<u64, u32>>,
+    /// Connections held, by the key of their user.
     per_user: Mutex<HashMap<u64, u32>>,
     sends: Option<DefaultKeyedRateLimiter<u64>>,
     requests: Option<DefaultKeyedRateLimiter<u64>>,
@@ -49,8 +51,9 @@ pub struct Held {
     slot: Slot,
 }
 
+/// Which cap a connection counts against, and its key there.
 enum Slot {
-    Ip(IpAddr),
+    Ip(u64),
     User(u64),
 }
 
@@ -101,21 +104,38 @@ impl Gate {
 
     /// Counts one more connection from `ip`, or `None` at the cap.
     pub fn hold_ip(self: &Arc<Self>, ip: IpAddr) -> Option<Held> {
-        let mut counts = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        hold(&mut counts, ip, self.max_per_ip)?;
-        Some(Held {
-            gate: self.clone(),
-            slot: Slot::Ip(ip),
-        })
+        self.hold(Slot::Ip(self.key(&ip)))
     }
 
     /// Counts one more connection of the user `key`, or `None` at the cap.
     pub fn hold_user(self: &Arc<Self>, key: u64) -> Option<Held> {
-        let mut counts = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
-        hold(&mut counts, key, self.max_per_user)?;
+        self.hold(Slot::User(key))
+    }
+
+    /// The counts a slot is in, its key there, and its cap.
+    fn counts(&self, slot: &Slot) -> (MutexGuard<'_, HashMap<u64, u32>>, u64, u32) {
+        let (counts, key, max) = match *slot {
+            Slot::Ip(key) => (&self.per_ip, key, self.max_per_ip),
+            Slot::User(key) => (&self.per_user, key, self.max_per_user),
+        };
+        (
+            counts.lock().unwrap_or_else(PoisonError::into_inner),
+            key,
+            max,
+        )
+    }
+
+    fn hold(self: &Arc<Self>, slot: Slot) -> Option<Held> {
+        let (mut counts, key, max) = self.counts(&slot);
+        let count = counts.entry(key).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        drop(counts);
         Some(Held {
             gate: self.clone(),
-            slot: Slot::User(key),
+            slot,
         })
     }
 
@@ -173,35 +193,13 @@ impl Gate {
     }
 }
 
-fn hold<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, u32>, key: K, max: u32) -> Option<()> {
-    let count = counts.entry(key).or_insert(0);
-    if *count >= max {
-        return None;
-    }
-    *count += 1;
-    Some(())
-}
-
-fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, u32>, key: &K) {
-    if let Some(count) = counts.get_mut(key) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(key);
-        }
-    }
-}
-
 impl Drop for Held {
     fn drop(&mut self) {
-        match &self.slot {
-            Slot::Ip(ip) => {
-                let mut counts = (self.gate.per_ip.lock()).unwrap_or_else(PoisonError::into_inner);
-                release(&mut counts, ip);
-            }
-            Slot::User(key) => {
-                let mut counts =
-                    (self.gate.per_user.lock()).unwrap_or_else(PoisonError::into_inner);
-                release(&mut counts, key);
+        let (mut counts, key, _) = self.gate.counts(&self.slot);
+        if let Some(count) = counts.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&key);
             }
         }
     }
