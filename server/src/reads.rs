@@ -12,6 +12,7 @@
 use crate::store::{Store, StoreError};
 use natter_shared::{RoomId, Seq, SiteId, UserId};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -21,6 +22,18 @@ use tokio_util::sync::CancellationToken;
 /// Markers to write: by site, then user, then room. Nested so that noting
 /// one more marker of a known site or user clones none of their ids.
 type Pending = HashMap<SiteId, HashMap<UserId, BTreeMap<RoomId, Seq>>>;
+
+/// The value under `key`, made empty first if there is none: the key is
+/// cloned only then.
+fn slot<'m, K: Eq + Hash + Clone, V: Default>(
+    map: &'m mut HashMap<K, V>,
+    key: &K,
+) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.clone(), V::default());
+    }
+    map.get_mut(key)
+}
 
 /// The markers waiting to be written; cheap to clone.
 #[derive(Clone)]
@@ -55,16 +68,7 @@ impl ReadMarkers {
     /// Notes a marker to write (the higher one wins).
     pub fn note(&self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) {
         let mut pending = self.pending();
-        if !pending.contains_key(site) {
-            pending.insert(site.clone(), HashMap::new());
-        }
-        let Some(users) = pending.get_mut(site) else {
-            return;
-        };
-        if !users.contains_key(user) {
-            users.insert(user.clone(), BTreeMap::new());
-        }
-        let Some(rooms) = users.get_mut(user) else {
+        let Some(rooms) = slot(&mut pending, site).and_then(|users| slot(users, user)) else {
             return;
         };
         match rooms.get_mut(room) {

@@ -9,6 +9,7 @@ use crate::gate::Rate;
 use crate::metrics;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
+use axum::extract::ws::Message;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use natter_shared::protocol::DecodeError;
 use natter_shared::text::Body;
@@ -216,27 +217,15 @@ impl<S: FrameSink> Conn<S> {
     /// within `max_frame_bytes` (one, empty, when there are none); the
     /// client knows the list is complete at `synced`.
     async fn send_rooms(&mut self, rooms: Vec<RoomInfo>) -> Result<(), Gone> {
-        // What a frame adds around its rooms: `{"type":"rooms","rooms":[]}`.
-        const FRAME: usize = 32;
-        let budget = self
-            .state
-            .config
-            .limits
-            .max_frame_bytes
-            .saturating_sub(FRAME);
-        let mut frame = Vec::new();
-        let mut size = 0;
-        for room in rooms {
-            let bytes = serde_json::to_vec(&room).map_or(0, |json| json.len()) + 1;
-            if !frame.is_empty() && size + bytes > budget {
-                let full = std::mem::take(&mut frame);
-                self.send(&ServerFrame::Rooms { rooms: full }).await?;
-                size = 0;
-            }
-            size += bytes;
-            frame.push(room);
+        let limit = self.state.config.limits.max_frame_bytes;
+        let frames = rooms_frames(&rooms, limit).map_err(|_| Gone)?;
+        for frame in frames {
+            self.sink
+                .send(Message::Text(frame.into()))
+                .await
+                .map_err(|_| Gone)?;
         }
-        self.send(&ServerFrame::Rooms { rooms: frame }).await
+        Ok(())
     }
 
     /// Tells the client who of its room-mates is online, and when the
@@ -545,6 +534,34 @@ impl<S: FrameSink> Conn<S> {
             self.not_member(room).await
         }
     }
+}
+
+/// `rooms` frames listing `rooms` in order, each within `limit` bytes
+/// (a room larger than that alone still goes, in a frame of its own), and
+/// one empty frame when there are none. Each room is serialised once:
+/// the frames are `ServerFrame::Rooms` as serde writes it, joined by hand.
+pub(super) fn rooms_frames(
+    rooms: &[RoomInfo],
+    limit: usize,
+) -> Result<Vec<String>, serde_json::Error> {
+    const HEAD: &str = r#"{"type":"rooms","rooms":["#;
+    const TAIL: &str = "]}";
+    let mut frames = Vec::new();
+    let mut frame = String::from(HEAD);
+    for room in rooms {
+        let json = serde_json::to_string(room)?;
+        let empty = frame.len() == HEAD.len();
+        if !empty && frame.len() + 1 + json.len() + TAIL.len() > limit {
+            frame.push_str(TAIL);
+            frames.push(std::mem::replace(&mut frame, String::from(HEAD)));
+        } else if !empty {
+            frame.push(',');
+        }
+        frame.push_str(&json);
+    }
+    frame.push_str(TAIL);
+    frames.push(frame);
+    Ok(frames)
 }
 
 /// Everyone who shares a room with `me`, once each.

@@ -256,3 +256,40 @@ async fn a_silent_client_is_closed_after_the_auth_timeout() {
         other => panic!("expected a close, got {other:?}"),
     }
 }
+
+#[test]
+fn the_room_list_is_split_into_frames_serde_would_write_each_within_the_limit() {
+    let room = |i: usize| natter_shared::RoomInfo {
+        id: RoomId::parse(format!("r_{i:04}")).expect("a room id"),
+        kind: natter_shared::RoomKind::Group,
+        title: Some(format!("room {i}")),
+        members: vec![Member::new(
+            UserId::parse("alice").expect("a user id"),
+            None,
+        )],
+        last_seq: i as u64,
+        created_at: 1,
+        read: 0,
+        unread: 0,
+    };
+    let rooms: Vec<_> = (0..50).map(room).collect();
+    let limit = 600;
+    let frames = super::requests::rooms_frames(&rooms, limit).expect("serialises");
+    assert!(frames.len() > 1, "50 rooms in {} frame(s)", frames.len());
+    let mut listed = Vec::new();
+    for frame in &frames {
+        assert!(frame.len() <= limit, "a frame of {} bytes", frame.len());
+        let ServerFrame::Rooms { rooms } = serde_json::from_str(frame).expect("a frame") else {
+            panic!("not a rooms frame: {frame}");
+        };
+        let again = serde_json::to_string(&ServerFrame::Rooms {
+            rooms: rooms.clone(),
+        })
+        .expect("serialises");
+        assert_eq!(&again, frame, "as serde writes it");
+        listed.extend(rooms);
+    }
+    assert_eq!(listed, rooms);
+    let none = super::requests::rooms_frames(&[], limit).expect("serialises");
+    assert_eq!(none, [r#"{"type":"rooms","rooms":[]}"#]);
+}
