@@ -75,19 +75,23 @@ fn ChatWidget(location: Location) -> impl IntoView {
     // The user of the latest token and that token, set at once: an engine
     // takes a moment to start and tokens come in twice (load and ready).
     let wanted = StoredValue::new(None::<(natter_shared::UserId, String)>);
-    // Ends this tab's session: the connection closes, nothing of the user
+    // Drops the user's session: the connection closes, nothing of them
     // stays on screen or open in the store (so it can be deleted).
-    let end_session = move || {
+    let drop_session = move || {
         if let Some(old) = engine.try_update_value(Option::take).flatten() {
             old.close();
         }
-        wanted.set_value(None);
-        has_token.set(false);
-        files.token.set(None);
         chat.set(Chat::default());
         keeper.db.set_value(None);
         view.link.set(None);
         view.open.set(None);
+    };
+    // Signed out: the session, and the token it came with.
+    let end_session = move || {
+        drop_session();
+        wanted.set_value(None);
+        has_token.set(false);
+        files.token.set(None);
     };
     // Another tab signed out: this one ends too.
     Effect::new(move |seen: Option<u32>| {
@@ -133,13 +137,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
                 return;
             }
             // Another user: nothing of the previous one may show or be sent.
-            if let Some(old) = engine.try_update_value(Option::take).flatten() {
-                old.close();
-            }
-            chat.set(Chat::default());
-            keeper.db.set_value(None);
-            view.link.set(None);
-            view.open.set(None);
+            drop_session();
             let (site, url) = (site.clone(), url.clone());
             leptos::task::spawn_local(async move {
                 match Engine::start(&site, user.clone(), url, token, view).await {
