@@ -13,6 +13,7 @@ on_both!(
     a_cursor_from_another_history_gets_the_room_afresh,
     room_mates_see_who_is_online_with_a_grace,
     a_client_of_the_real_history_is_never_sent_it_afresh,
+    a_large_room_lists_its_readers_and_pages_the_rest,
 );
 
 fn room_of<'a>(rooms: &'a [RoomInfo], id: &RoomId) -> &'a RoomInfo {
@@ -483,5 +484,110 @@ async fn a_client_of_the_real_history_is_never_sent_it_afresh(db: Db) {
         assert!(cursor.seq >= seq);
     }
     assert_eq!(resets, 0, "a real history is never sent afresh");
+    app.stop().await;
+}
+
+/// Every page of `members` frames for `room`, `limit` at a time.
+async fn all_members(client: &mut Client, room: &RoomId, limit: u32) -> Vec<String> {
+    let (mut ids, mut after) = (Vec::new(), None);
+    loop {
+        let ask = ClientFrame::Members {
+            room: room.clone(),
+            after: after.take(),
+            limit: Some(limit),
+        };
+        client.send(&ask).await;
+        let ServerFrame::Members { members, next, .. } = client
+            .recv_until(|f| matches!(f, ServerFrame::Members { .. }))
+            .await
+        else {
+            unreachable!()
+        };
+        assert!(members.len() <= limit as usize);
+        ids.extend(members.into_iter().map(|m| m.id.as_str().to_string()));
+        match next {
+            Some(next) => after = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+async fn a_large_room_lists_its_readers_and_pages_the_rest(db: Db) {
+    let app = spawn_app_with(db, |c| c.limits.members_listed = 10).await;
+    let names: Vec<String> = (0..250).map(|i| format!("m{i:03}")).collect();
+    let mut people: Vec<&str> = names.iter().map(String::as_str).collect();
+    people.extend(["alice", "bob"]);
+    let room = app.group("Assembly", &people).await;
+    assert_eq!((room.member_count, room.members.len()), (252, 10));
+    let (mut alice, _) = app.login("alice").await;
+    for i in 0..3 {
+        alice.say(&room.id, &format!("hello {i}")).await;
+    }
+    // Bob reads furthest: he is listed whoever else is.
+    let path = format!("/rooms/{}/members/bob/read", room.id);
+    let (status, _) = api_json(&app, Method::PUT, &path, Some(json!({"seq": 3}))).await;
+    assert_eq!(status, 200);
+
+    let (mut carol, rooms) = app.login("m007").await;
+    let listed = room_of(&rooms, &room.id);
+    assert_eq!((listed.member_count, listed.members.len()), (252, 10));
+    let ids: Vec<&str> = listed.members.iter().map(|m| m.id.as_str()).collect();
+    assert!(ids.contains(&"bob"), "{ids:?}");
+    assert!(ids.is_sorted(), "{ids:?}");
+
+    let ids = all_members(&mut carol, &room.id, 100).await;
+    let mut want: Vec<String> = people.iter().map(|p| p.to_string()).collect();
+    want.sort();
+    assert_eq!(ids, want, "every member once, by id");
+
+    // Someone outside the room learns nothing.
+    let (mut eve, _) = app.login("eve").await;
+    eve.send(&ClientFrame::Members {
+        room: room.id.clone(),
+        after: None,
+        limit: None,
+    })
+    .await;
+    match eve
+        .recv_until(|f| matches!(f, ServerFrame::Error { .. }))
+        .await
+    {
+        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::NotMember),
+        _ => unreachable!(),
+    }
+
+    // The API pages them too, and the room itself lists ten.
+    let (status, info) = api_json(&app, Method::GET, &format!("/rooms/{}", room.id), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(info["member_count"], 252);
+    assert_eq!(info["members"].as_array().map(Vec::len), Some(10));
+    let (mut seen, mut after) = (Vec::new(), String::new());
+    loop {
+        let path = format!("/rooms/{}/members?limit=60&after={after}", room.id);
+        let path = if after.is_empty() {
+            path.replace("&after=", "")
+        } else {
+            path
+        };
+        let (status, page) = api_json(&app, Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        let members = page["members"].as_array().expect("members");
+        seen.extend(
+            members
+                .iter()
+                .map(|m| m["id"].as_str().expect("id").to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, want);
+    let path = format!("/rooms/{}/members?limit=501", room.id);
+    let (status, body) = api_json(&app, Method::GET, &path, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
     app.stop().await;
 }

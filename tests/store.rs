@@ -149,7 +149,7 @@ async fn membership_and_sites_are_enforced(db: Db) {
     assert!(f.store.room(&f.other, &room.id).await.unwrap().is_none());
     assert!(
         f.store
-            .rooms_for_user(&f.other, &user("alice"))
+            .rooms_for_user(&f.other, &user("alice"), None, usize::MAX)
             .await
             .unwrap()
             .is_empty()
@@ -247,7 +247,7 @@ async fn dialogs_are_unique_per_pair_and_rooms_list_members(db: Db) {
         .unwrap();
     let rooms = f
         .store
-        .rooms_for_user(&f.site, &user("alice"))
+        .rooms_for_user(&f.site, &user("alice"), None, usize::MAX)
         .await
         .unwrap();
     let mut ids: Vec<_> = rooms.iter().map(|r| r.id.clone()).collect();

@@ -50,6 +50,7 @@ fn record() -> RoomRecord {
         kind: RoomKind::Dialog,
         title: None,
         members: vec![],
+        member_count: 0,
         last_seq: 0,
         created_at: 0,
         read: 0,

@@ -420,6 +420,18 @@ pub struct LimitsConfig {
     )]
     pub max_catch_up_pages: u32,
 
+    /// Members a room's listing carries (in `rooms` frames and the HTTP
+    /// API); beyond it, the user and those who read furthest, and
+    /// `members` requests page through the rest.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_MEMBERS_LISTED",
+        default_value_t = natter_shared::limits::MEMBERS_LISTED,
+        value_parser = clap::value_parser!(u32).range(2..=10_000)
+    )]
+    pub members_listed: u32,
+
     /// Live frames queued per connection before it is told to resync.
     #[arg(long, global = true, env = "NATTER_CONN_QUEUE", default_value_t = 256)]
     pub conn_queue: usize,

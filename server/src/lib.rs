@@ -105,7 +105,8 @@ impl App {
             .map_err(|source| StartError::Store {
                 url: store::redact_url(&config.database_url),
                 source,
-            })?;
+            })?
+            .with_members_listed(config.limits.members_listed);
         let new_lobby = if config.demo {
             demo::setup(&store, config.bind)
                 .await

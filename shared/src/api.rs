@@ -70,6 +70,15 @@ pub struct RoomList {
     pub next: Option<RoomId>,
 }
 
+/// Answer of `GET /api/v1/rooms/{room}/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberList {
+    pub members: Vec<crate::Member>,
+    /// More members follow: ask again with `after` set to this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<crate::UserId>,
+}
+
 /// `GET`/`PUT /api/v1/settings`: what a site shows its people of each
 /// other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

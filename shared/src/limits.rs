@@ -16,6 +16,11 @@ pub const MAX_TITLE_BYTES: usize = 200;
 pub const MAX_NAME_BYTES: usize = 100;
 /// Most members one room may have.
 pub const MAX_MEMBERS: usize = 10_000;
+/// Members a room's `RoomInfo` lists; the rest are read page by page
+/// (`members`).
+pub const MEMBERS_LISTED: u32 = 100;
+/// Most members one `members` answer (or API page) holds.
+pub const MEMBERS_PAGE: u32 = 500;
 /// Largest file, in bytes.
 pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
 /// Most files one message may carry.

@@ -53,6 +53,7 @@ impl Chat {
             ServerFrame::History { room, events, more } => self.on_history(&room, events, more),
             ServerFrame::Read { room, user, seq } => self.on_read(&room, user, seq),
             ServerFrame::Presence { users } => self.on_presence(users),
+            ServerFrame::Members { room, members, .. } => self.on_members(&room, members),
             // Typing is the engine's (it never touches the store).
             ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => Vec::new(),
         }
@@ -90,6 +91,23 @@ impl Chat {
             self.settle_counts(&info);
         }
         let records = ids.iter().filter_map(|id| self.record(id)).collect();
+        self.changes.push(Change::Rooms(records));
+        Vec::new()
+    }
+
+    /// `members`: a page of a room's members joins the ones it lists.
+    fn on_members(&mut self, room: &RoomId, members: Vec<Member>) -> Vec<ClientFrame> {
+        let Some(r) = self.room_mut(room) else {
+            return Vec::new();
+        };
+        for m in members {
+            match r.info.members.iter_mut().find(|x| x.id == m.id) {
+                Some(known) => *known = m,
+                None => r.info.members.push(m),
+            }
+        }
+        r.info.members.sort_by(|a, b| a.id.cmp(&b.id));
+        let records = self.record(room).into_iter().collect();
         self.changes.push(Change::Rooms(records));
         Vec::new()
     }

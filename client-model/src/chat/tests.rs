@@ -36,6 +36,7 @@ fn dialog() -> RoomInfo {
         kind: RoomKind::Dialog,
         title: None,
         members: vec![member("alice", "Alice"), member("bob", "Bob")],
+        member_count: 0,
         last_seq: 0,
         created_at: 0,
         read: 0,
@@ -468,6 +469,7 @@ fn unread_counts_others_messages_until_the_person_sees_them() {
 
 fn counted_dialog(last_seq: Seq, read: Seq, unread: u32) -> RoomInfo {
     RoomInfo {
+        member_count: 0,
         last_seq,
         read,
         unread,

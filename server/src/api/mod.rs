@@ -19,9 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use natter_shared::api::{
-    AddMember, CreateRoom, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
+    AddMember, CreateRoom, EventPage, FileTypes, MemberList, OpenDialog, PostMessage, RoomList,
 };
-use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES};
+use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES, MEMBERS_PAGE};
 use natter_shared::text::{Body, clean_label};
 use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId};
 use serde::Deserialize;
@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms", post(create_room))
         .route("/dialogs", post(open_dialog))
         .route("/rooms/{room}", get(get_room))
-        .route("/rooms/{room}/members", post(add_member))
+        .route("/rooms/{room}/members", post(add_member).get(members))
         .route("/rooms/{room}/members/{user}", delete(remove_member))
         .route("/rooms/{room}/messages", post(post_message).get(history))
         .route("/rooms/{room}/members/{user}/read", put(people::set_read))
@@ -237,6 +237,40 @@ async fn get_room(
     let info = state.store.room(&site.id, &room).await?;
     info.map(Json)
         .ok_or_else(|| crate::store::StoreError::RoomNotFound.into())
+}
+
+/// `?limit=&after=` of `GET /rooms/{room}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberPage {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+async fn members(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(room): Path<String>,
+    query: Result<Query<MemberPage>, QueryRejection>,
+) -> Result<Json<MemberList>, ApiError> {
+    let room = parse_room(room)?;
+    let Query(page) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = page.limit.unwrap_or(ROOM_PAGE as u32);
+    if !(1..=MEMBERS_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MEMBERS_PAGE}"
+        )));
+    }
+    let after = match page.after {
+        Some(id) => Some(UserId::parse(id).map_err(|e| ApiError::invalid(format!("after: {e}")))?),
+        None => None,
+    };
+    ensure_room(&state, &site, &room).await?;
+    let (members, next) = state
+        .store
+        .members_page(&room, after.as_ref(), limit)
+        .await?;
+    Ok(Json(MemberList { members, next }))
 }
 
 async fn add_member(
@@ -459,10 +493,11 @@ async fn user_rooms(
         Some(id) => Some(RoomId::parse(id).map_err(|e| ApiError::invalid(format!("after: {e}")))?),
         None => None,
     };
-    let mut rooms = state.store.rooms_for_user(&site.id, &user).await?;
-    rooms.sort_by(|a, b| a.id.cmp(&b.id));
-    let start = after.map_or(0, |after| rooms.partition_point(|r| r.id <= after));
-    let mut rooms: Vec<RoomInfo> = rooms.into_iter().skip(start).take(limit + 1).collect();
+    let ask = limit.saturating_add(1);
+    let mut rooms = (state
+        .store
+        .rooms_for_user(&site.id, &user, after.as_ref(), ask))
+    .await?;
     let next = (rooms.len() > limit).then(|| {
         rooms.truncate(limit);
         rooms.last().map(|r| r.id.clone())

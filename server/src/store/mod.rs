@@ -132,6 +132,8 @@ pub struct Store {
     reader: Option<std::sync::Arc<reader::Reader>>,
     /// Sites looked up by unauthenticated requests.
     sites: std::sync::Arc<sites::SiteCache>,
+    /// Most members a room lists (`--members-listed`).
+    members_listed: u32,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -212,7 +214,14 @@ impl Store {
             sqlite_path,
             reader,
             sites: Default::default(),
+            members_listed: natter_shared::limits::MEMBERS_LISTED,
         })
+    }
+
+    /// Sets how many members a room lists (the rest are paged).
+    pub fn with_members_listed(mut self, listed: u32) -> Store {
+        self.members_listed = listed.max(2);
+        self
     }
 
     /// Which database this is.

@@ -8,6 +8,31 @@ use natter_shared::{Member, RoomId, RoomInfo, Seq, SiteId, UserId};
 use sqlx::Row;
 use std::collections::HashMap;
 
+/// The members a `RoomInfo` lists, of the rooms `$rooms` picks (one `?`
+/// or more), then a `?` for how many per room: the ones who read
+/// furthest, then by user id; each row with `room_id`, the member's
+/// columns and `cnt`, the room's member count; ordered by room and user.
+macro_rules! listed_members {
+    ($rooms:literal) => {
+        concat!(
+            "SELECT t.room_id, t.user_id, u.name, t.read_seq, t.cnt FROM (\
+             SELECT m.room_id, m.site_id, m.user_id, m.read_seq, \
+             ROW_NUMBER() OVER (PARTITION BY m.room_id ORDER BY m.read_seq DESC, m.user_id) AS rn, \
+             COUNT(*) OVER (PARTITION BY m.room_id) AS cnt \
+             FROM members m WHERE ",
+            $rooms,
+            ") t LEFT JOIN users u ON u.site_id = t.site_id AND u.id = t.user_id \
+             WHERE t.rn <= ? ORDER BY t.room_id, t.user_id"
+        )
+    };
+}
+
+/// A [`listed_members!`] row's `cnt`.
+fn member_count(row: &sqlx::any::AnyRow) -> Result<u32, StoreError> {
+    let count: i64 = row.try_get("cnt")?;
+    u32::try_from(count).map_err(|_| StoreError::Corrupt(format!("member count {count}")))
+}
+
 /// Rooms per query of [`Store::last_seqs`]: well within every database's
 /// limit on binds.
 const ROOMS_PER_QUERY: usize = 500;
@@ -139,8 +164,9 @@ impl Store {
         }
     }
 
-    /// A room of a site, with its members; `None` if it does not exist in
-    /// that site.
+    /// A room of a site, with its member count and the members it lists
+    /// (all up to `--members-listed`; past it, those who read furthest);
+    /// `None` if it does not exist in that site.
     pub async fn room(&self, site: &SiteId, room: &RoomId) -> Result<Option<RoomInfo>, StoreError> {
         let row = sqlx::query(
             "SELECT id, kind, title, last_seq, created_at FROM rooms WHERE id = ? AND site_id = ?",
@@ -151,15 +177,14 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut info = room_from_row(&row)?;
-        let rows = sqlx::query(
-            "SELECT m.user_id, u.name, m.read_seq FROM members m \
-             LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
-             WHERE m.room_id = ? ORDER BY m.user_id",
-        )
-        .bind(room.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = listed_members!("m.room_id = ?");
+        let rows = sqlx::query(sql)
+            .bind(room.as_str())
+            .bind(i64::from(self.members_listed))
+            .fetch_all(&self.pool)
+            .await?;
         for row in rows {
+            info.member_count = member_count(&row)?;
             info.members.push(member_from_row(&row)?);
         }
         Ok(Some(info))
@@ -176,39 +201,51 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Every room the user is a member of, with members (and their read
-    /// markers), the user's marker and unread count, by id.
+    /// The rooms the user is a member of, by id, after `after` and at most
+    /// `limit` of them: each with the members [`listed`](Self::room) (and
+    /// their read markers), the user's marker and unread count.
     pub async fn rooms_for_user(
         &self,
         site: &SiteId,
         user: &UserId,
+        after: Option<&RoomId>,
+        limit: usize,
     ) -> Result<Vec<RoomInfo>, StoreError> {
         let sql = concat!(
             "SELECT r.id, r.kind, r.title, r.last_seq, r.created_at, me.read_seq, ",
             unread_after_marker!(),
             " AS unread FROM rooms r \
              JOIN members me ON me.room_id = r.id \
-             WHERE me.site_id = ? AND me.user_id = ? ORDER BY r.id"
+             WHERE me.site_id = ? AND me.user_id = ? AND me.room_id > ? \
+             ORDER BY me.room_id LIMIT ?"
         );
+        let after = after.map_or("", RoomId::as_str);
         let rows = counting_unread(sql, user)
             .bind(site.as_str())
             .bind(user.as_str())
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
         let mut rooms = rows
             .iter()
             .map(room_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let rows = sqlx::query(
-            "SELECT m.room_id, m.user_id, u.name, m.read_seq FROM members me \
-             JOIN members m ON m.room_id = me.room_id \
-             LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
-             WHERE me.site_id = ? AND me.user_id = ? ORDER BY m.room_id, m.user_id",
-        )
-        .bind(site.as_str())
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let Some(last) = rooms.last().map(|r| r.id.clone()) else {
+            return Ok(rooms);
+        };
+        let sql = listed_members!(
+            "m.room_id IN (SELECT me.room_id FROM members me \
+             WHERE me.site_id = ? AND me.user_id = ? AND me.room_id > ? AND me.room_id <= ?)"
+        );
+        let rows = sqlx::query(sql)
+            .bind(site.as_str())
+            .bind(user.as_str())
+            .bind(after)
+            .bind(last.as_str())
+            .bind(i64::from(self.members_listed))
+            .fetch_all(&self.pool)
+            .await?;
         // Both queries are ordered by room id, so members are merged in one pass.
         let mut idx = 0;
         for row in rows {
@@ -219,10 +256,40 @@ impl Store {
             if let Some(room) = rooms.get_mut(idx)
                 && room.id.as_str() == room_id
             {
+                room.member_count = member_count(&row)?;
                 room.members.push(member_from_row(&row)?);
             }
         }
         Ok(rooms)
+    }
+
+    /// A room's members by user id after `after`, at most `limit` of them,
+    /// and the `after` of the next page when there is one.
+    pub async fn members_page(
+        &self,
+        room: &RoomId,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<(Vec<Member>, Option<UserId>), StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, u.name, m.read_seq FROM members m \
+             LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
+             WHERE m.room_id = ? AND m.user_id > ? ORDER BY m.user_id LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(after.map_or("", UserId::as_str))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut members = rows
+            .iter()
+            .map(member_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = (members.len() > limit as usize).then(|| {
+            members.truncate(limit as usize);
+            members.last().map(|m| m.id.clone())
+        });
+        Ok((members, next.flatten()))
     }
 
     /// The ids of the rooms the user is a member of.

@@ -42,6 +42,7 @@ pub(crate) fn room_from_row(row: &AnyRow) -> Result<RoomInfo, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))?,
         title: row.try_get("title")?,
         members: Vec::new(),
+        member_count: 0,
         last_seq: seq_from_db(row.try_get("last_seq")?)?,
         created_at: row.try_get("created_at")?,
         read,

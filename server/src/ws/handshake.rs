@@ -147,6 +147,7 @@ pub(super) fn hello(state: &AppState, site: &Site, identity: &Identity) -> Serve
             max_file_bytes: state.config.files.max_file_bytes,
             max_files_per_message: state.config.files.max_files_per_message,
             file_types: crate::files::site_types(state, site),
+            members_listed: state.config.limits.members_listed,
         },
     }
 }

@@ -11,6 +11,7 @@ use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
 use axum::extract::ws::Message;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use natter_shared::limits::MEMBERS_PAGE;
 use natter_shared::protocol::DecodeError;
 use natter_shared::text::Body;
 use natter_shared::{
@@ -38,7 +39,9 @@ impl<S: FrameSink> Conn<S> {
     pub(super) async fn on_frame(&mut self, frame: ClientFrame) -> Result<(), Gone> {
         let rate = match &frame {
             ClientFrame::Send { .. } => Some(Rate::Sends),
-            ClientFrame::Sync { .. } | ClientFrame::History { .. } => Some(Rate::Requests),
+            ClientFrame::Sync { .. }
+            | ClientFrame::History { .. }
+            | ClientFrame::Members { .. } => Some(Rate::Requests),
             _ => None,
         };
         if let Some(Err(wait)) = rate.map(|rate| self.state.gate.take(rate, self.key)) {
@@ -71,6 +74,7 @@ impl<S: FrameSink> Conn<S> {
             } => self.history(room, before, limit).await,
             ClientFrame::Typing { room } => self.typing(room).await,
             ClientFrame::Read { room, seq } => self.read(room, seq).await,
+            ClientFrame::Members { room, after, limit } => self.members(room, after, limit).await,
             ClientFrame::Ping { nonce } => self.send(&ServerFrame::Pong { nonce }).await,
         }
     }
@@ -139,7 +143,7 @@ impl<S: FrameSink> Conn<S> {
         {
             return self.store_failed(err).await;
         }
-        let rooms = match store.rooms_for_user(site, user).await {
+        let rooms = match store.rooms_for_user(site, user, None, usize::MAX).await {
             Ok(rooms) => rooms,
             Err(err) => return self.store_failed(err).await,
         };
@@ -479,6 +483,48 @@ impl<S: FrameSink> Conn<S> {
             }
             Err(err) => self.store_failed(err).await,
         }
+    }
+
+    /// A page of a room's members, by user id; other members' markers
+    /// hidden where the site shows no receipts.
+    async fn members(
+        &mut self,
+        room: RoomId,
+        after: Option<UserId>,
+        limit: Option<u32>,
+    ) -> Result<(), Gone> {
+        let (site, user) = (&self.identity.site, &self.identity.user);
+        let kind = match self.marks.get(&room) {
+            Some(&(kind, _)) => match self.state.store.is_member(site, &room, user).await {
+                Ok(true) => Some(kind),
+                Ok(false) => None,
+                Err(err) => return self.store_failed(err).await,
+            },
+            None => match self.state.store.room_for_user(site, &room, user).await {
+                Ok(info) => info.map(|info| info.kind),
+                Err(err) => return self.store_failed(err).await,
+            },
+        };
+        let Some(kind) = kind else {
+            return self.not_member(room).await;
+        };
+        let limit = limit.map_or(MEMBERS_PAGE, |l| l.clamp(1, MEMBERS_PAGE));
+        let page = self.state.store.members_page(&room, after.as_ref(), limit);
+        let (mut members, next) = match page.await {
+            Ok(page) => page,
+            Err(err) => return self.store_failed(err).await,
+        };
+        if !self.settings.receipts(kind) {
+            for m in members.iter_mut().filter(|m| m.id != *user) {
+                m.read = None;
+            }
+        }
+        self.send(&ServerFrame::Members {
+            room,
+            members,
+            next,
+        })
+        .await
     }
 
     /// Moves the user's read marker: never back, and never past what the

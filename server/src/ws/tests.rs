@@ -267,6 +267,7 @@ fn the_room_list_is_split_into_frames_serde_would_write_each_within_the_limit() 
             UserId::parse("alice").expect("a user id"),
             None,
         )],
+        member_count: 0,
         last_seq: i as u64,
         created_at: 1,
         read: 0,

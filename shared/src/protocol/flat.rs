@@ -9,7 +9,9 @@
 //! variant needs and the object lacks is reported as missing, as a
 //! derived decoder would. Unknown fields are ignored, as before.
 
-use super::{Attachment, ErrorCode, Event, EventKind, Limits, Presence, RoomInfo, ServerFrame};
+use super::{
+    Attachment, ErrorCode, Event, EventKind, Limits, Member, Presence, RoomInfo, ServerFrame,
+};
 use crate::ids::{ClientId, RoomId, Seq, SiteId, UserId};
 use serde::de::{Error, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -24,6 +26,7 @@ enum FrameType {
     Event,
     Ack,
     History,
+    Members,
     Typing,
     Presence,
     Read,
@@ -53,6 +56,8 @@ struct FrameFields {
     seq: Option<Seq>,
     ts: Option<i64>,
     users: Option<Vec<Presence>>,
+    members: Option<Vec<Member>>,
+    next: Option<UserId>,
     reason: Option<String>,
     code: Option<ErrorCode>,
     message: Option<String>,
@@ -98,6 +103,11 @@ impl FrameFields {
                 room: need(self.room, "room")?,
                 events: need(self.events, "events")?,
                 more: need(self.more, "more")?,
+            },
+            FrameType::Members => ServerFrame::Members {
+                room: need(self.room, "room")?,
+                members: need(self.members, "members")?,
+                next: self.next,
             },
             FrameType::Typing => ServerFrame::Typing {
                 room: need(self.room, "room")?,

@@ -79,6 +79,14 @@ pub enum ClientFrame {
     /// moves there (never back). Answered by nothing; the user's other
     /// devices, and the room's members where receipts are on, get `read`.
     Read { room: RoomId, seq: Seq },
+    /// A room's members by user id, after `after`: answered by `members`.
+    Members {
+        room: RoomId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<UserId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Application-level keepalive (browsers cannot send WebSocket pings).
     Ping {
         #[serde(default)]
@@ -145,6 +153,14 @@ pub enum ServerFrame {
         room: RoomId,
         events: Vec<Event>,
         more: bool,
+    },
+    /// Answer to `members`: the next members by user id; `next` is the
+    /// `after` of the following page, absent on the last.
+    Members {
+        room: RoomId,
+        members: Vec<Member>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<UserId>,
     },
     /// Someone else is typing in a room.
     Typing { room: RoomId, user: UserId },
@@ -214,6 +230,13 @@ pub struct Limits {
     /// or `*`. The server checks the type it sniffs from the bytes.
     #[serde(default)]
     pub file_types: Vec<String>,
+    /// Most members a room's [`RoomInfo`] lists; `members` pages the rest.
+    #[serde(default = "default_members_listed")]
+    pub members_listed: u32,
+}
+
+fn default_members_listed() -> u32 {
+    crate::limits::MEMBERS_LISTED
 }
 
 fn default_max_file_bytes() -> u64 {
@@ -236,6 +259,7 @@ impl Default for Limits {
                 .split(',')
                 .map(str::to_string)
                 .collect(),
+            members_listed: crate::limits::MEMBERS_LISTED,
         }
     }
 }
@@ -300,6 +324,11 @@ pub struct RoomInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub members: Vec<Member>,
+    /// How many members the room has. `members` lists all of them up to
+    /// [`Limits::members_listed`]; past it, the user and the members who
+    /// read furthest, and the request `members` pages through everyone.
+    #[serde(default)]
+    pub member_count: u32,
     /// The seq of the room's latest event (0 for an empty room).
     pub last_seq: Seq,
     /// Creation time, milliseconds since the Unix epoch.
