@@ -239,32 +239,16 @@ async fn get_room(
         .ok_or_else(|| crate::store::StoreError::RoomNotFound.into())
 }
 
-/// `?limit=&after=` of `GET /rooms/{room}/members`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemberPage {
-    limit: Option<u32>,
-    after: Option<String>,
-}
-
 async fn members(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
     Path(room): Path<String>,
-    query: Result<Query<MemberPage>, QueryRejection>,
+    query: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<MemberList>, ApiError> {
     let room = parse_room(room)?;
     let Query(page) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = page.limit.unwrap_or(ROOM_PAGE as u32);
-    if !(1..=MEMBERS_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MEMBERS_PAGE}"
-        )));
-    }
-    let after = match page.after {
-        Some(id) => Some(UserId::parse(id).map_err(|e| ApiError::invalid(format!("after: {e}")))?),
-        None => None,
-    };
+    let limit = page.limit(ROOM_PAGE, MEMBERS_PAGE as usize)? as u32;
+    let after = page.after(UserId::parse)?;
     ensure_room(&state, &site, &room).await?;
     let (members, next) = state
         .store
@@ -462,12 +446,35 @@ async fn history(
     Ok(Json(page))
 }
 
-/// `?limit=&after=` of `GET /users/{user}/rooms`.
+/// `?limit=&after=` of a listing by id.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RoomPage {
+struct Paging {
     limit: Option<usize>,
     after: Option<String>,
+}
+
+impl Paging {
+    /// `limit`, or `default`; within 1..=`max`.
+    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(default);
+        if !(1..=max).contains(&limit) {
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and {max}"
+            )));
+        }
+        Ok(limit)
+    }
+
+    /// `after`, parsed as the listing's ids.
+    fn after<T, E: std::fmt::Display>(
+        &self,
+        parse: impl FnOnce(String) -> Result<T, E>,
+    ) -> Result<Option<T>, ApiError> {
+        (self.after.clone())
+            .map(|id| parse(id).map_err(|e| ApiError::invalid(format!("after: {e}"))))
+            .transpose()
+    }
 }
 
 /// Rooms per page of `GET /users/{user}/rooms` unless `limit` says.
@@ -479,20 +486,12 @@ async fn user_rooms(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
     Path(user): Path<String>,
-    query: Result<Query<RoomPage>, QueryRejection>,
+    query: Result<Query<Paging>, QueryRejection>,
 ) -> Result<Json<RoomList>, ApiError> {
     let user = parse_user(user)?;
     let Query(page) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = page.limit.unwrap_or(ROOM_PAGE);
-    if !(1..=MAX_ROOM_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_ROOM_PAGE}"
-        )));
-    }
-    let after = match page.after {
-        Some(id) => Some(RoomId::parse(id).map_err(|e| ApiError::invalid(format!("after: {e}")))?),
-        None => None,
-    };
+    let limit = page.limit(ROOM_PAGE, MAX_ROOM_PAGE)?;
+    let after = page.after(RoomId::parse)?;
     let ask = limit.saturating_add(1);
     let mut rooms = (state
         .store
