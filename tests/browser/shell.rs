@@ -282,8 +282,9 @@ fn next_build(from: &Path, to: &Path) -> NextBuild {
     let old = index
         .split("natter-client-")
         .nth(1)
-        .and_then(|rest| rest.get(..16))
-        .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+        // Trunk writes the hash without leading zeros: up to 16 digits.
+        .map(|rest| &rest[..rest.bytes().take_while(u8::is_ascii_hexdigit).count()])
+        .filter(|h| (8..=16).contains(&h.len()))
         .expect("index.html names the widget's files by their hash")
         .to_string();
     let hash: String = old
