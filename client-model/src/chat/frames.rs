@@ -241,6 +241,7 @@ impl Chat {
         if matches!(code, ErrorCode::TooManyRequests | ErrorCode::TokenExpired) {
             return Vec::new();
         }
+        self.forget_asked();
         self.notice = Some(format!("{}: {message}", code.as_str()));
         Vec::new()
     }
@@ -255,6 +256,7 @@ impl Chat {
         let older: Vec<Event> = events.into_iter().filter(|e| e.seq <= cursor).collect();
         if let Some(r) = self.room_mut(room) {
             r.complete = !more;
+            r.asked = None;
             if let Some(first) = older.first() {
                 r.oldest = Some(r.oldest.map_or(first.seq, |o| o.min(first.seq)));
             }

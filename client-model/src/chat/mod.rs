@@ -131,6 +131,9 @@ struct Room {
     last: Option<Preview>,
     oldest: Option<Seq>,
     complete: bool,
+    /// A history page asked for (the events before this seq) and not yet
+    /// answered: scrolling on asks for it once, not once per scroll.
+    asked: Option<Seq>,
     /// Events by seq. Keyed so that an ack and the event of the same
     /// message, or a page repeating a gap's event, land on one line.
     events: BTreeMap<Seq, Event>,
@@ -147,6 +150,7 @@ impl Room {
             last: None,
             oldest: None,
             complete: false,
+            asked: None,
             events: BTreeMap::new(),
         }
     }
@@ -239,8 +243,9 @@ impl Chat {
 
     /// The `history` request for the room's next older page, unless all
     /// of it is held.
-    pub fn older(&self, room: &RoomId) -> Option<ClientFrame> {
-        let r = self.room(room)?;
+    pub fn older(&mut self, room: &RoomId) -> Option<ClientFrame> {
+        let cursor = self.cursors.get(room).unwrap_or(0);
+        let r = self.room_mut(room)?;
         if r.complete {
             return None;
         }
@@ -250,8 +255,12 @@ impl Chat {
             .next()
             .copied()
             .or(r.oldest)
-            .unwrap_or_else(|| self.cursors.get(room).unwrap_or(0) + 1);
-        (before > 1).then(|| ClientFrame::History {
+            .unwrap_or(cursor + 1);
+        if before <= 1 || r.asked == Some(before) {
+            return None;
+        }
+        r.asked = Some(before);
+        Some(ClientFrame::History {
             room: room.clone(),
             before,
             limit: Some(PAGE),
@@ -288,6 +297,15 @@ impl Chat {
     pub fn on_disconnect(&mut self) {
         self.live = false;
         self.outbox.on_disconnect();
+        self.forget_asked();
+    }
+
+    /// Pages asked for will not be answered (the connection dropped, or
+    /// the server refused one): scrolling asks again.
+    fn forget_asked(&mut self) {
+        for r in &mut self.rooms {
+            r.asked = None;
+        }
     }
 
     /// The room as the store keeps it.

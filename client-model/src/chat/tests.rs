@@ -652,6 +652,48 @@ fn history_adds_older_lines_and_says_when_all_is_held() {
 }
 
 #[test]
+fn a_page_is_asked_for_once_until_it_is_answered_or_the_link_drops() {
+    let mut chat = synced_alice();
+    chat.apply(page(vec![message(5, "bob", "five", None)]));
+    assert!(chat.older(&r_ab()).is_some());
+    assert!(
+        chat.older(&r_ab()).is_none(),
+        "scrolling on while the page is on its way asks for nothing more"
+    );
+    chat.on_disconnect();
+    assert!(
+        matches!(
+            chat.older(&r_ab()),
+            Some(ClientFrame::History { before: 5, .. })
+        ),
+        "a page lost with the connection is asked for again"
+    );
+    chat.apply(ServerFrame::History {
+        room: r_ab(),
+        events: vec![message(4, "bob", "four", None)],
+        more: true,
+    });
+    assert!(
+        matches!(
+            chat.older(&r_ab()),
+            Some(ClientFrame::History { before: 4, .. })
+        ),
+        "once answered, the next page is asked for"
+    );
+    chat.apply(ServerFrame::Error {
+        code: ErrorCode::Internal,
+        message: "the store failed".into(),
+        client_id: None,
+        room: None,
+        retry_after_ms: None,
+    });
+    assert!(
+        chat.older(&r_ab()).is_some(),
+        "a refused page is asked for again"
+    );
+}
+
+#[test]
 fn a_chat_rebuilt_from_the_store_syncs_from_its_cursors_and_resends_its_outbox() {
     let mut record = RoomRecord::new(dialog());
     record.cursor = 7;

@@ -415,7 +415,7 @@ impl Engine {
                     None => Vec::new(),
                 };
                 if cached.is_empty() {
-                    let request = chat.with_untracked(|c| c.older(&room));
+                    let request = chat.try_update_untracked(|c| c.older(&room)).flatten();
                     self.send(&request.into_iter().collect::<Vec<_>>());
                 } else {
                     chat.update(|c| c.load(&room, cached));
