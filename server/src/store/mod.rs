@@ -218,7 +218,9 @@ impl Store {
         })
     }
 
-    /// Sets how many members a room lists (the rest are paged).
+    /// Sets how many members a room lists (the rest are paged): at least
+    /// 2, so a dialog always lists both (the flag's range says the same
+    /// for the server; this holds for a store built without it).
     pub fn with_members_listed(mut self, listed: u32) -> Store {
         self.members_listed = listed.max(2);
         self

@@ -4,7 +4,7 @@
 use super::reads::{counting_unread, unread_after_marker};
 use super::rows::{member_from_row, parse_id, room_from_row, seq_from_db};
 use super::{Store, StoreError, conflict_on_unique, is_unique_violation, new_id, now_ms};
-use natter_shared::{Member, RoomId, RoomInfo, Seq, SiteId, UserId};
+use natter_shared::{Member, RoomId, RoomInfo, RoomKind, Seq, SiteId, UserId};
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -323,6 +323,30 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(row.is_some())
+    }
+
+    /// The room's kind when the user is a member of it (one indexed
+    /// lookup, no member list); `None` otherwise.
+    pub async fn member_room_kind(
+        &self,
+        site: &SiteId,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<RoomKind>, StoreError> {
+        let row = sqlx::query(
+            "SELECT r.kind FROM members m JOIN rooms r ON r.id = m.room_id \
+             WHERE m.room_id = ? AND m.site_id = ? AND m.user_id = ?",
+        )
+        .bind(room.as_str())
+        .bind(site.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let kind: String = row.try_get("kind")?;
+        RoomKind::parse(&kind)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))
     }
 }
 

@@ -19,6 +19,7 @@ mod deadline;
 mod deliver;
 mod handshake;
 mod requests;
+mod sync;
 mod upgrade;
 
 #[cfg(test)]
@@ -130,7 +131,7 @@ async fn feed_frame<S: FrameSink>(sink: &mut S, frame: &ServerFrame) -> Result<(
 }
 
 /// What a banned user is told, at `auth` or when the ban comes.
-const BANNED: &str = "this site has banned you";
+pub(crate) const BANNED: &str = "this site has banned you";
 
 /// Ends a connection that is refused: says why in an `error` frame, then
 /// closes with `code` and `reason`.

@@ -1,24 +1,20 @@
-//! What a client asks for once authenticated: `sync` (catch-up), `send`,
-//! `history`, `typing` and `ping`. Each answer is a frame; a refusal is an
-//! error frame naming the room or the message it concerns.
+//! What a client asks for once authenticated, besides catch-up (`sync`,
+//! in [`super::sync`]): `send`, `history`, `members`, `read`, `typing` and
+//! `ping`. Each answer is a frame; a refusal is an error frame naming the
+//! room or the message it concerns.
 
-use super::conn::{Committed, Conn, Here};
+use super::conn::{Committed, Conn};
 use super::{FrameSink, Gone, feed_frame};
 use crate::error::store_error_parts;
 use crate::gate::Rate;
 use crate::metrics;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
-use axum::extract::ws::Message;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use natter_shared::limits::MEMBERS_PAGE;
 use natter_shared::protocol::DecodeError;
 use natter_shared::text::Body;
-use natter_shared::{
-    ClientFrame, ClientId, Cursor, ErrorCode, FileId, Presence, RoomId, RoomInfo, Seq, ServerFrame,
-    UserId,
-};
-use std::collections::{HashMap, HashSet};
+use natter_shared::{ClientFrame, ClientId, ErrorCode, FileId, RoomId, Seq, ServerFrame, UserId};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -105,238 +101,6 @@ impl<S: FrameSink> Conn<S> {
                 self.told_expired = None;
                 let hello = super::handshake::hello(&self.state, &site, &self.identity);
                 self.send(&hello).await
-            }
-        }
-    }
-
-    /// The page size the server was configured with (at least 1).
-    fn page_size(&self) -> u32 {
-        self.state.config.limits.page_size.max(1)
-    }
-
-    /// Catch-up: announce rooms, page what each gained since its cursor,
-    /// then `synced`. Live events are subscribed to first, so none is
-    /// missed; those already paged are skipped when they arrive.
-    async fn sync(&mut self, cursors: Vec<Cursor>) -> Result<(), Gone> {
-        if cursors.len() > natter_shared::limits::MAX_CURSORS {
-            return self
-                .send_error(
-                    ErrorCode::InvalidInput,
-                    format!(
-                        "at most {} cursors per sync",
-                        natter_shared::limits::MAX_CURSORS
-                    ),
-                )
-                .await;
-        }
-        // Go live first (so a join or a new room during the sync reaches
-        // this connection), then read the rooms and follow them, then read
-        // the memberships again: a room left in between is dropped.
-        self.sent.clear();
-        self.state.hub.begin_sync(self.reg.id);
-        let store = self.state.store.clone();
-        let (site, user) = (&self.identity.site.clone(), &self.identity.user.clone());
-        // This user's markers noted here but not yet written: written
-        // first, so the counts read below include them.
-        if self.state.reads.has_pending(site, user)
-            && let Err(err) = self.state.reads.flush().await
-        {
-            return self.store_failed(err).await;
-        }
-        let rooms = match store.rooms_for_user(site, user, None, usize::MAX).await {
-            Ok(rooms) => rooms,
-            Err(err) => return self.store_failed(err).await,
-        };
-        self.state.hub.follow(
-            self.reg.id,
-            rooms.iter().map(|r| (r.id.clone(), r.last_seq)),
-        );
-        let still = match store.room_ids_for_user(site, user).await {
-            Ok(ids) => ids,
-            Err(err) => return self.store_failed(err).await,
-        };
-        let (mut rooms, gone): (Vec<_>, Vec<_>) =
-            rooms.into_iter().partition(|r| still.contains(&r.id));
-        for room in gone {
-            self.state.hub.unfollow(self.reg.id, &room.id);
-        }
-        self.marks.clear();
-        for room in &mut rooms {
-            self.settle_marks(room);
-        }
-        // Room -> its last seq when read: a cursor beyond it (a client that
-        // kept a cache the server no longer has) is taken back to it, so
-        // live events are not mistaken for ones already held.
-        let member_of: HashMap<RoomId, Seq> =
-            rooms.iter().map(|r| (r.id.clone(), r.last_seq)).collect();
-        let room_ids: Vec<RoomId> = rooms.iter().map(|r| r.id.clone()).collect();
-        let mates = room_mates(&rooms, user);
-        self.send_rooms(rooms).await?;
-        if self.settings.presence {
-            if self.here.is_none() {
-                let key = (site.clone(), user.clone());
-                self.here = Some(Here::new(self.state.broker.clone(), key, &room_ids));
-            }
-            self.tell_presence(mates).await?;
-        }
-
-        let mut known = HashSet::new();
-        for cursor in cursors {
-            let Some(&last_seq) = member_of.get(&cursor.room) else {
-                self.room_error(
-                    ErrorCode::NotMember,
-                    "you are not a member of this room (or it does not exist)",
-                    cursor.room,
-                )
-                .await?;
-                continue;
-            };
-            if !known.insert(cursor.room.clone()) {
-                continue;
-            }
-            let pages = u64::from(self.state.config.limits.max_catch_up_pages.max(1));
-            if cursor.seq > last_seq {
-                // The client holds more than the room has: its copy is of
-                // another history (a database restored from a backup).
-                tracing::info!(room = %cursor.room, cursor = cursor.seq, last_seq, "a client is ahead of the room; sending it afresh");
-                self.latest_page(cursor.room, true).await?;
-            } else if last_seq - cursor.seq > pages * u64::from(self.page_size()) {
-                // Too far behind to page it all now: the latest page, and
-                // the rest by `history` as the person scrolls.
-                self.latest_page(cursor.room, true).await?;
-            } else {
-                self.page_after(cursor).await?;
-            }
-        }
-        // Rooms the client holds nothing of: their latest page only.
-        for room in room_ids {
-            if !known.contains(&room) {
-                self.latest_page(room, false).await?;
-            }
-        }
-        self.send(&ServerFrame::Synced {}).await
-    }
-
-    /// The user's rooms in as many `rooms` frames as it takes to keep each
-    /// within `max_frame_bytes` (one, empty, when there are none); the
-    /// client knows the list is complete at `synced`.
-    async fn send_rooms(&mut self, rooms: Vec<RoomInfo>) -> Result<(), Gone> {
-        let limit = self.state.config.limits.max_frame_bytes;
-        let frames = rooms_frames(&rooms, limit).map_err(|_| Gone)?;
-        for frame in frames {
-            self.sink
-                .send(Message::Text(frame.into()))
-                .await
-                .map_err(|_| Gone)?;
-        }
-        Ok(())
-    }
-
-    /// Tells the client who of its room-mates is online, and when the
-    /// others were last seen.
-    async fn tell_presence(&mut self, mates: Vec<UserId>) -> Result<(), Gone> {
-        if mates.is_empty() {
-            return Ok(());
-        }
-        let site = &self.identity.site;
-        let online = self.state.broker.presence().online(site, &mates);
-        let away: Vec<UserId> = (mates.iter().zip(&online))
-            .filter(|(_, on)| !**on)
-            .map(|(u, _)| u.clone())
-            .collect();
-        let seen = match self.state.store.last_seen(site, &away).await {
-            Ok(seen) => seen,
-            Err(err) => return self.store_failed(err).await,
-        };
-        let users = (mates.into_iter().zip(online))
-            .map(|(user, online)| Presence {
-                last_seen: (!online).then(|| seen.get(&user).copied()).flatten(),
-                user,
-                online,
-            })
-            .collect();
-        self.send(&ServerFrame::Presence { users }).await
-    }
-
-    /// Keeps a room's kind and the user's marker, and hides the other
-    /// members' markers where the site shows no receipts.
-    pub(super) fn settle_marks(&mut self, room: &mut RoomInfo) {
-        if !self.settings.receipts(room.kind) {
-            for m in &mut room.members {
-                if m.id != self.identity.user {
-                    m.read = None;
-                }
-            }
-        }
-        self.marks.insert(room.id.clone(), (room.kind, room.read));
-    }
-
-    /// Sends a room's latest page; `reset` tells the client to drop what it
-    /// holds of the room first.
-    async fn latest_page(&mut self, room: RoomId, reset: bool) -> Result<(), Gone> {
-        let latest =
-            self.state
-                .store
-                .events_page(&room, PageFrom::Before(Seq::MAX), self.page_size());
-        let events = match latest.await {
-            Ok(page) => page.events,
-            Err(err) => return self.store_failed(err).await,
-        };
-        let last = events.last().map_or(0, |e| e.seq);
-        self.sent.insert(room.clone(), last);
-        self.send(&ServerFrame::Page {
-            room,
-            events,
-            more: false,
-            reset,
-        })
-        .await
-    }
-
-    /// Sends every event after the cursor in pages, and records the last.
-    /// When the cursor names its event's time, the first page starts at
-    /// that event to check it: another event there means the client's copy
-    /// is of another history, and the room is sent afresh instead.
-    async fn page_after(&mut self, cursor: Cursor) -> Result<(), Gone> {
-        let room = cursor.room;
-        let mut last = cursor.seq;
-        let mut check = cursor.ts.filter(|_| cursor.seq > 0);
-        loop {
-            let from = if check.is_some() { last - 1 } else { last };
-            let page = self
-                .state
-                .store
-                .events_page(&room, PageFrom::After(from), self.page_size());
-            let page = match page.await {
-                Ok(page) => page,
-                Err(err) => return self.store_failed(err).await,
-            };
-            let mut events = page.events;
-            if let Some(ts) = check.take() {
-                match events.first() {
-                    Some(e) if e.seq == last && e.ts == ts => {
-                        events.remove(0);
-                    }
-                    other => {
-                        tracing::info!(%room, cursor = last, ts, found = ?other.map(|e| (e.seq, e.ts)), "a client holds another event at its cursor; sending the room afresh");
-                        return self.latest_page(room, true).await;
-                    }
-                }
-            }
-            if let Some(e) = events.last() {
-                last = e.seq;
-            }
-            self.sent.insert(room.clone(), last);
-            let more = page.more;
-            self.send(&ServerFrame::Page {
-                room: room.clone(),
-                events,
-                more,
-                reset: false,
-            })
-            .await?;
-            if !more {
-                return Ok(());
             }
         }
     }
@@ -494,16 +258,9 @@ impl<S: FrameSink> Conn<S> {
         limit: Option<u32>,
     ) -> Result<(), Gone> {
         let (site, user) = (&self.identity.site, &self.identity.user);
-        let kind = match self.marks.get(&room) {
-            Some(&(kind, _)) => match self.state.store.is_member(site, &room, user).await {
-                Ok(true) => Some(kind),
-                Ok(false) => None,
-                Err(err) => return self.store_failed(err).await,
-            },
-            None => match self.state.store.room_for_user(site, &room, user).await {
-                Ok(info) => info.map(|info| info.kind),
-                Err(err) => return self.store_failed(err).await,
-            },
+        let kind = match self.state.store.member_room_kind(site, &room, user).await {
+            Ok(kind) => kind,
+            Err(err) => return self.store_failed(err).await,
         };
         let Some(kind) = kind else {
             return self.not_member(room).await;
@@ -580,44 +337,6 @@ impl<S: FrameSink> Conn<S> {
             self.not_member(room).await
         }
     }
-}
-
-/// `rooms` frames listing `rooms` in order, each within `limit` bytes
-/// (a room larger than that alone still goes, in a frame of its own), and
-/// one empty frame when there are none. Each room is serialised once:
-/// the frames are `ServerFrame::Rooms` as serde writes it, joined by hand.
-pub(super) fn rooms_frames(
-    rooms: &[RoomInfo],
-    limit: usize,
-) -> Result<Vec<String>, serde_json::Error> {
-    const HEAD: &str = r#"{"type":"rooms","rooms":["#;
-    const TAIL: &str = "]}";
-    let mut frames = Vec::new();
-    let mut frame = String::from(HEAD);
-    for room in rooms {
-        let json = serde_json::to_string(room)?;
-        let empty = frame.len() == HEAD.len();
-        if !empty && frame.len() + 1 + json.len() + TAIL.len() > limit {
-            frame.push_str(TAIL);
-            frames.push(std::mem::replace(&mut frame, String::from(HEAD)));
-        } else if !empty {
-            frame.push(',');
-        }
-        frame.push_str(&json);
-    }
-    frame.push_str(TAIL);
-    frames.push(frame);
-    Ok(frames)
-}
-
-/// Everyone who shares a room with `me`, once each.
-fn room_mates(rooms: &[RoomInfo], me: &UserId) -> Vec<UserId> {
-    let mates: std::collections::BTreeSet<&UserId> = rooms
-        .iter()
-        .flat_map(|r| r.members.iter().map(|m| &m.id))
-        .filter(|id| *id != me)
-        .collect();
-    mates.into_iter().cloned().collect()
 }
 
 /// The answer to a send once its commit is decided: `ack`, or an error.

@@ -275,7 +275,7 @@ fn the_room_list_is_split_into_frames_serde_would_write_each_within_the_limit() 
     };
     let rooms: Vec<_> = (0..50).map(room).collect();
     let limit = 600;
-    let frames = super::requests::rooms_frames(&rooms, limit).expect("serialises");
+    let frames = super::sync::rooms_frames(&rooms, limit).expect("serialises");
     assert!(frames.len() > 1, "50 rooms in {} frame(s)", frames.len());
     let mut listed = Vec::new();
     for frame in &frames {
@@ -291,6 +291,6 @@ fn the_room_list_is_split_into_frames_serde_would_write_each_within_the_limit() 
         listed.extend(rooms);
     }
     assert_eq!(listed, rooms);
-    let none = super::requests::rooms_frames(&[], limit).expect("serialises");
+    let none = super::sync::rooms_frames(&[], limit).expect("serialises");
     assert_eq!(none, [r#"{"type":"rooms","rooms":[]}"#]);
 }
