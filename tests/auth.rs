@@ -315,4 +315,79 @@ async fn a_banned_user_is_closed_at_once_and_kept_out_until_the_ban_is_lifted(db
     app.stop().await;
 }
 
-on_both!(a_banned_user_is_closed_at_once_and_kept_out_until_the_ban_is_lifted);
+/// `GET /session`: the widget asks whether the server takes a token before
+/// it shows what the browser kept for the token's user.
+async fn the_session_route_says_whether_a_token_is_taken(db: Db) {
+    let app = spawn_app(db).await;
+    let http = reqwest::Client::new();
+    let ask = |token: &str| {
+        http.get(app.url("/session"))
+            .bearer_auth(token)
+            .header("X-Natter-Site", app.site.id.as_str())
+            .send()
+    };
+    let answer = |res: reqwest::Response| async move {
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.expect("a JSON body");
+        (status, body)
+    };
+
+    let (status, body) = answer(ask(&app.token("alice")).await.expect("http")).await;
+    assert_eq!((status, &body["user"]), (200, &serde_json::json!("alice")));
+
+    let now = now_secs();
+    let site = app.site.id.to_string();
+    let forged = sign(
+        &claims(&site, "alice", now + 600),
+        &Secret::new("not-the-secret"),
+    );
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload =
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(&site, "alice", now + 600)).unwrap());
+    let unsigned = format!("{header}.{payload}.");
+    for (token, code) in [
+        (forged, "token_invalid"),
+        (unsigned, "token_algorithm"),
+        (token_for(&app.site, "alice", -60), "token_expired"),
+        (token_for(&app.other, "alice", 600), "token_wrong_site"),
+    ] {
+        let (status, body) = answer(ask(&token).await.expect("http")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (401, Some(code)));
+    }
+    let (status, body) = answer(ask(&app.site.api_key).await.expect("http")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    let res = http
+        .get(app.url("/session"))
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .expect("http");
+    let (status, body) = answer(res).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unknown_site"))
+    );
+
+    let res = app
+        .api(reqwest::Method::PUT, "/users/alice/ban")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(res.status(), 204);
+    let (status, body) = answer(ask(&app.token("alice")).await.expect("http")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("banned"))
+    );
+    let (status, _) = answer(ask(&app.token("bob")).await.expect("http")).await;
+    assert_eq!(status, 200, "only alice is banned");
+    app.stop().await;
+}
+
+on_both!(
+    a_banned_user_is_closed_at_once_and_kept_out_until_the_ban_is_lifted,
+    the_session_route_says_whether_a_token_is_taken
+);

@@ -39,6 +39,7 @@ pub mod leader;
 pub mod net;
 pub mod shell;
 pub mod sync;
+pub mod trust;
 
 pub use natter_client_model::{chat, link, typing};
 

@@ -120,6 +120,11 @@ impl Link {
         }
     }
 
+    /// The token of the latest `auth` (the one a `hello` answers).
+    pub fn token(&self) -> Option<String> {
+        self.0.state.borrow().token.clone()
+    }
+
     /// Sends a frame if the socket is open; false when it is not.
     pub fn send(&self, frame: &ClientFrame) -> bool {
         let st = self.0.state.borrow();

@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod presence;
 pub mod reads;
 pub mod serve;
+pub mod session;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -207,6 +208,7 @@ impl App {
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics_text))
             .route("/ws", get(ws::handler))
+            .route("/session", get(session::check))
             .merge(files::routes())
             .nest(
                 "/api/v1",

@@ -70,6 +70,12 @@ pub struct RoomList {
     pub next: Option<RoomId>,
 }
 
+/// Answer of `GET /session`: the server takes the token, for this user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub user: crate::UserId,
+}
+
 /// Answer of `GET /api/v1/rooms/{room}/members`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberList {

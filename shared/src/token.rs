@@ -25,6 +25,22 @@ pub fn unverified_subject(token: &str) -> Option<UserId> {
     struct Claims {
         sub: String,
     }
+    let claims: Claims = unverified_claims(token)?;
+    UserId::parse(claims.sub).ok()
+}
+
+/// When a token expires (its `exp` claim, Unix seconds), read WITHOUT
+/// checking the signature. `None` when it is not a JWT or has no `exp`.
+pub fn unverified_expiry(token: &str) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Claims {
+        exp: i64,
+    }
+    unverified_claims::<Claims>(token).map(|c| c.exp)
+}
+
+/// The claims part of a JWT, decoded.
+fn unverified_claims<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
     let claims = token.split('.').nth(1)?;
     // The standard alphabet is read too, as the browser's `atob` would.
     let claims: String = claims
@@ -36,8 +52,7 @@ pub fn unverified_subject(token: &str) -> Option<UserId> {
         })
         .collect();
     let json = CLAIMS_B64.decode(claims).ok()?;
-    let claims: Claims = serde_json::from_slice(&json).ok()?;
-    UserId::parse(claims.sub).ok()
+    serde_json::from_slice(&json).ok()
 }
 
 #[cfg(test)]
@@ -59,6 +74,9 @@ mod tests {
             &URL_SAFE_NO_PAD,
         );
         assert_eq!(unverified_subject(&t), UserId::parse("alice").ok());
+        assert_eq!(unverified_expiry(&t), Some(1764312000));
+        let forever = token(r#"{"sub":"alice"}"#, &URL_SAFE_NO_PAD);
+        assert_eq!(unverified_expiry(&forever), None);
     }
 
     #[test]

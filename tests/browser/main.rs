@@ -21,6 +21,7 @@ mod safety;
 mod screenshots;
 mod shell;
 mod tabs;
+mod trust;
 
 /// Runs each scenario once per database, as `SCENARIO::browser_on_DB`
 /// (`cargo xtask test --quick` skips them by that name).
@@ -52,6 +53,7 @@ on_both_databases!(
     absence::a_long_absence_ends_complete_and_in_order,
     tabs::two_tabs_share_one_connection_and_hand_it_over,
     tabs::logout_wipes_the_user_and_signs_out_every_tab,
+    trust::a_token_the_server_never_took_shows_nothing_of_the_cache,
     crash::a_server_killed_mid_burst_loses_and_doubles_nothing,
     safety::the_host_page_is_safe_from_the_chat,
     screenshots::the_readme_screenshots,

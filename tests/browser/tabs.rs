@@ -141,7 +141,7 @@ async fn settle_sockets(person: &Person, n: usize, when: &str) {
 
 /// The names of the chat origin's IndexedDB databases, read in the chat's
 /// frame (the host page is another origin).
-async fn databases(person: &Person) -> Vec<String> {
+pub async fn databases(person: &Person) -> Vec<String> {
     let names = person
         .js_async(
             "var done = arguments[arguments.length - 1];

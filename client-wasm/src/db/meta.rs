@@ -1,5 +1,6 @@
-//! The `meta` store: whose database this is, its schema version, and the
-//! room the person left open.
+//! The `meta` store: whose database this is, its schema version, the
+//! room the person left open, and the digest of the last sign-in token
+//! the server accepted for it.
 
 use super::{Db, META, META_OPEN, META_USER, done};
 use crate::error::ClientError;
@@ -7,7 +8,23 @@ use natter_shared::{RoomId, UserId};
 use rexie::TransactionMode;
 use wasm_bindgen::JsValue;
 
+/// Key of the SHA-256 digest (hex) of the last token the server accepted
+/// for this database (see [`crate::trust`]).
+const META_VERIFIED: &str = "verified";
+
 impl Db {
+    /// The digest of the last token the server accepted, if any.
+    pub async fn verified(&self) -> Result<Option<String>, ClientError> {
+        let tx = self.tx(&[META], TransactionMode::ReadOnly)?;
+        let value = tx.store(META)?.get(META_VERIFIED.into()).await?;
+        Ok(value.and_then(|v| v.as_string()))
+    }
+
+    /// Remembers the digest of a token the server accepted.
+    pub async fn set_verified(&self, digest: &str) -> Result<(), ClientError> {
+        self.put_meta(META_VERIFIED, &JsValue::from(digest)).await
+    }
+
     /// The user this database belongs to, once known.
     #[cfg(feature = "testing")]
     pub async fn user(&self) -> Result<Option<UserId>, ClientError> {

@@ -100,6 +100,9 @@ enum Work {
     Older(RoomId),
     Reload,
     OutboxChanged,
+    /// The server took this token (`hello`, or `GET /session`): the
+    /// database may show.
+    Confirmed(String),
 }
 
 /// A running engine for one user; clones share it.
@@ -133,6 +136,11 @@ struct Inner {
     /// Whether the person can see the open room's end (kept across the
     /// chat's rebuilds).
     reading: Cell<bool>,
+    /// Whether the server took a token of this user that the database
+    /// knows (see [`crate::trust`]); until then nothing of it shows.
+    trusted: Cell<bool>,
+    /// Whether this tab is asking the server about its token.
+    asking: Cell<bool>,
 }
 
 impl Engine {
@@ -147,6 +155,8 @@ impl Engine {
     ) -> Result<Engine, ClientError> {
         let name = db::db_name(site, user.as_str());
         let db = Db::open(&name).await?;
+        let known = db.verified().await?;
+        let trusted = crate::trust::is_known(&token, known.as_deref()).await;
         db.set_user(&user).await?;
         let engine = Engine(Rc::new(Inner {
             site: site.to_string(),
@@ -164,12 +174,16 @@ impl Engine {
             synced_on: Cell::new(0),
             uploads: uploads::State::default(),
             reading: Cell::new(false),
+            trusted: Cell::new(trusted),
+            asking: Cell::new(false),
         }));
-        // The store first, before any network; the room left open shows again.
-        if let Some(room) = engine.0.db.open_room().await? {
+        // The store first, before any network (for a token it knows); the
+        // room left open shows again.
+        if trusted && let Some(room) = engine.0.db.open_room().await? {
             view.open.set(Some(room));
         }
         engine.reload().await?;
+        engine.ask();
         let weak = Rc::downgrade(&engine.0);
         engine.0.tabs.listen(move |news| {
             if let Some(inner) = weak.upgrade() {
@@ -202,6 +216,78 @@ impl Engine {
         if let Some(link) = self.0.link.borrow().clone() {
             link.set_token(token);
         }
+        self.ask();
+    }
+
+    /// Until the server took a token of this user, asks it about the
+    /// latest one, again and again while it cannot be reached.
+    fn ask(&self) {
+        if self.0.trusted.get() || self.0.asking.replace(true) {
+            return;
+        }
+        let engine = self.clone();
+        leptos::task::spawn_local(async move {
+            let mut attempt = 0;
+            while !engine.0.closed.get() && !engine.0.trusted.get() {
+                let token = engine.0.token.borrow().clone();
+                match crate::trust::ask(&engine.0.site, &token).await {
+                    crate::trust::Verdict::Taken => {
+                        engine.push(Work::Confirmed(token));
+                        break;
+                    }
+                    crate::trust::Verdict::Refused { code, reason } => {
+                        if code == ErrorCode::TokenExpired {
+                            crate::embed::post_token_expired();
+                        }
+                        let reason = format!("The chat server refused the sign-in: {reason}");
+                        engine.0.view.error.set(Some(reason));
+                        break;
+                    }
+                    crate::trust::Verdict::Banned(reason) => {
+                        engine.banned(reason);
+                        break;
+                    }
+                    crate::trust::Verdict::Unreachable => {
+                        let random = js_sys::Math::random();
+                        uploads::sleep(crate::link::backoff_ms(attempt, random)).await;
+                        attempt = attempt.saturating_add(1);
+                    }
+                }
+            }
+            engine.0.asking.set(false);
+        });
+    }
+
+    /// The site banned the user: every tab of theirs signs out (this one
+    /// too) and what this browser kept of them is deleted.
+    fn banned(&self, reason: String) {
+        self.0.view.error.set(Some(format!(
+            "The chat is closed to you ({reason}); what this browser kept of it is deleted."
+        )));
+        self.0.view.signed_out.update(|n| *n += 1);
+        let (site, user, error) = (self.0.site.clone(), self.0.user.clone(), self.0.view.error);
+        leptos::task::spawn_local(async move {
+            if let Err(err) = sign_out(&site, Some(&user)).await {
+                error.set(Some(err.to_string()));
+            }
+        });
+    }
+
+    /// The server took `token`: the database remembers its digest, and
+    /// shows what it holds if it did not yet.
+    async fn confirmed(&self, token: &str) -> Result<(), ClientError> {
+        if let Some(digest) = crate::trust::digest(token).await
+            && self.0.db.verified().await?.as_deref() != Some(digest.as_str())
+        {
+            self.0.db.set_verified(&digest).await?;
+        }
+        if !self.0.trusted.replace(true) {
+            if let Some(room) = self.0.db.open_room().await? {
+                self.0.view.open.set(Some(room));
+            }
+            self.reload().await?;
+        }
+        Ok(())
     }
 
     /// Writes a new message, with the files attached to it; it shows as
@@ -291,7 +377,14 @@ impl Engine {
 
     async fn handle(&self, work: Work) -> Result<(), ClientError> {
         let chat = self.0.view.chat;
+        // Nothing of the store shows before the server took a token.
+        if !self.0.trusted.get()
+            && matches!(work, Work::Open(_) | Work::Older(_) | Work::OutboxChanged)
+        {
+            return Ok(());
+        }
         match work {
+            Work::Confirmed(token) => self.confirmed(&token).await?,
             Work::Frame(frame, socket) => {
                 let synced = matches!(frame, ServerFrame::Synced {});
                 if synced {
@@ -469,6 +562,9 @@ impl Engine {
     /// Rebuilds the chat from the store (at start, and in a follower when
     /// the owner stored something).
     async fn reload(&self) -> Result<(), ClientError> {
+        if !self.0.trusted.get() {
+            return Ok(());
+        }
         let rooms = self.0.db.rooms().await?;
         let outbox = self.0.db.outbox().await?;
         let open = self.0.view.open.get_untracked();
@@ -529,11 +625,16 @@ impl Engine {
             return;
         }
         let weak = Rc::downgrade(&self.0);
-        let link = Link::new(self.0.url.clone(), move |_link, incoming| {
+        let link = Link::new(self.0.url.clone(), move |link, incoming| {
             let Some(inner) = weak.upgrade() else { return };
             let engine = Engine(inner);
             match incoming {
                 Incoming::State(state) => {
+                    if let LinkState::Refused { reason } = &state
+                        && reason == ErrorCode::Banned.as_str()
+                    {
+                        engine.banned(reason.clone());
+                    }
                     if state == LinkState::Open {
                         engine.0.socket.set(engine.0.socket.get() + 1);
                     } else {
@@ -542,6 +643,9 @@ impl Engine {
                     engine.0.view.link.set(Some(state));
                 }
                 Incoming::Frame(frame) => {
+                    if let (ServerFrame::Hello { .. }, Some(token)) = (&frame, link.token()) {
+                        engine.push(Work::Confirmed(token));
+                    }
                     engine.heard(&frame);
                     let socket = engine.0.socket.get();
                     engine.push(Work::Frame(frame, socket));

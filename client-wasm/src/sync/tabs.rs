@@ -77,6 +77,10 @@ impl Engine {
     /// What another tab said.
     pub(super) fn hear_tab(&self, news: News) {
         let owner = self.0.link.borrow().is_some();
+        // Before the server took this tab's token, only a sign-out counts.
+        if !self.0.trusted.get() && !matches!(news, News::SignedOut) {
+            return;
+        }
         match news {
             News::Room => self.push(Work::Reload),
             News::Outbox => self.push(Work::OutboxChanged),

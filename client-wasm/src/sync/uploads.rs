@@ -305,7 +305,7 @@ fn slice(blob: &Blob, offset: u64) -> Result<Blob, UploadError> {
         .map_err(|e| UploadError::Interrupted(format!("{e:?}")))
 }
 
-async fn sleep(ms: u32) {
+pub(super) async fn sleep(ms: u32) {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         if let Some(window) = web_sys::window() {
             let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(

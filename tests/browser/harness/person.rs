@@ -104,6 +104,14 @@ impl Person {
         self.open_chat().await;
     }
 
+    /// Opens the plain host page with `token` in place of the one the site
+    /// signs, and the chat on it.
+    pub async fn visit_with_token(&self, token: &str) {
+        let url = format!("{}&token={token}", self.page_url(Page::Plain));
+        self.browser.goto(&url).await.expect("the host page loads");
+        self.open_chat().await;
+    }
+
     /// Loads the page again, as a person reloads it (WebDriver's Refresh
     /// is a reload that bypasses caches and the service worker in
     /// Firefox, like Shift+Reload; this is a plain one).

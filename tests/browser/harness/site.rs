@@ -5,8 +5,9 @@
 //! Subresource Integrity, or with a wrong hash).
 
 use natter_tests::{TestSite, token_named};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 /// The embedding site: its pages carry the widget's script tag with a token
@@ -61,13 +62,16 @@ impl HostSite {
             chat: String,
             #[serde(default)]
             page: Option<String>,
+            /// A token to embed instead of the one the site signs.
+            #[serde(default)]
+            token: Option<String>,
         }
         let addr = listener.local_addr().expect("host address");
         let app = axum::Router::new()
             .route(
                 "/",
                 axum::routing::get(
-                    |State(site): State<Arc<TestSite>>, Query(v): Query<Visit>| async move {
+                    |State(site): State<Arc<Signer>>, Query(v): Query<Visit>| async move {
                         let page = [
                             Page::Hostile,
                             Page::HostileBare,
@@ -77,7 +81,8 @@ impl HostSite {
                         .into_iter()
                         .find(|p| Some(p.name()) == v.page.as_deref())
                         .unwrap_or(Page::Plain);
-                        Html(host_page(&site, &v.user, &v.chat, page))
+                        let token = v.token.unwrap_or_else(|| site.token(&v.user));
+                        Html(host_page(&site.site, &token, &v.chat, page))
                     },
                 ),
             )
@@ -90,7 +95,10 @@ impl HostSite {
                     )
                 }),
             )
-            .with_state(Arc::new(site));
+            .with_state(Arc::new(Signer {
+                site,
+                tokens: Mutex::default(),
+            }));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -100,6 +108,25 @@ impl HostSite {
     /// The site's origin, registered for it on the chat server.
     pub fn origin(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+/// The site's backend: it signs a token for each visitor once and hands
+/// the same one on every page while it lasts, as the README asks (the
+/// widget opens what the browser keeps offline for a token the server
+/// took before).
+struct Signer {
+    site: TestSite,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl Signer {
+    fn token(&self, user: &str) -> String {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens
+            .entry(user.to_string())
+            .or_insert_with(|| token_named(&self.site, user, &name_of(user), 3600))
+            .clone()
     }
 }
 
@@ -138,8 +165,7 @@ fn integrity(bytes: &[u8]) -> String {
     )
 }
 
-fn host_page(site: &TestSite, user: &str, chat: &str, page: Page) -> String {
-    let token = token_named(site, user, &name_of(user), 3600);
+fn host_page(site: &TestSite, token: &str, chat: &str, page: Page) -> String {
     let css = match page {
         Page::Hostile | Page::HostileBare => HOSTILE_CSS,
         _ => "",

@@ -1,0 +1,110 @@
+//! Whether a sign-in token may open what the browser keeps for its user
+//! before the server has seen it. The token's user is read, not verified,
+//! in the browser (only the server holds the site's secret), so anyone
+//! could write a token naming someone else. Each user's database keeps the
+//! SHA-256 digest of the last token the server accepted for it (never the
+//! token): only that token, while it is not expired, shows the database at
+//! once, also offline. Any other token is asked about first
+//! (`GET /session`, or the `hello` of the connection): the database shows
+//! once the server takes the token, never while it refuses it, and is
+//! deleted when the server says the site banned the user.
+
+use crate::files::caller_headers;
+use natter_shared::ErrorCode;
+use serde::Deserialize;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// The SHA-256 digest of `token`, in hex; `None` where the browser offers
+/// no SubtleCrypto (a page neither on HTTPS nor on localhost): there every
+/// start waits for the server's word.
+pub async fn digest(token: &str) -> Option<String> {
+    let subtle = web_sys::window()?.crypto().ok()?.subtle();
+    let promise = subtle
+        .digest_with_str_and_u8_array("SHA-256", token.as_bytes())
+        .ok()?;
+    let hash = JsFuture::from(promise).await.ok()?;
+    let bytes = js_sys::Uint8Array::new(&hash).to_vec();
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `token` is the one the server last accepted for this database
+/// (`known`: that token's digest), and not expired by its own `exp`.
+pub async fn is_known(token: &str, known: Option<&str>) -> bool {
+    let unexpired = natter_shared::token::unverified_expiry(token)
+        .is_some_and(|exp| exp as f64 * 1000.0 > js_sys::Date::now());
+    unexpired && known.is_some() && digest(token).await.as_deref() == known
+}
+
+/// The server's word on a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It takes the token.
+    Taken,
+    /// It refuses the token (a bad signature, expired, another site's).
+    Refused { code: ErrorCode, reason: String },
+    /// The site banned the token's user.
+    Banned(String),
+    /// No answer (offline, the server down or busy): ask again later.
+    Unreachable,
+}
+
+/// Asks the server whether it takes `token` for `site` now.
+pub async fn ask(site: &str, token: &str) -> Verdict {
+    match fetch_session(site, token).await {
+        Some((status, body)) => verdict(status, body),
+        None => Verdict::Unreachable,
+    }
+}
+
+/// The answer's status and, for a refusal, its error.
+async fn fetch_session(site: &str, token: &str) -> Option<(u16, Option<ErrorBody>)> {
+    let init = web_sys::RequestInit::new();
+    let headers = web_sys::Headers::new().ok()?;
+    for (name, value) in caller_headers(site, token) {
+        headers.set(name, &value).ok()?;
+    }
+    init.set_headers(&headers);
+    let request = web_sys::Request::new_with_str_and_init("/session", &init).ok()?;
+    let response = JsFuture::from(web_sys::window()?.fetch_with_request(&request))
+        .await
+        .ok()?;
+    let response: web_sys::Response = response.dyn_into().ok()?;
+    let body = match response.json() {
+        Ok(json) if !response.ok() => JsFuture::from(json)
+            .await
+            .ok()
+            .and_then(|v| serde_wasm_bindgen::from_value(v).ok()),
+        _ => None,
+    };
+    Some((response.status(), body))
+}
+
+/// The JSON body of an HTTP refusal.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    code: ErrorCode,
+    message: String,
+}
+
+fn verdict(status: u16, body: Option<ErrorBody>) -> Verdict {
+    let detail = body.map(|b| b.error);
+    match (status, detail) {
+        (200, _) => Verdict::Taken,
+        (403, Some(d)) if d.code == ErrorCode::Banned => Verdict::Banned(d.message),
+        (400..=499, Some(d)) if d.code != ErrorCode::TooManyRequests => Verdict::Refused {
+            code: d.code,
+            reason: d.message,
+        },
+        (401 | 403, None) => Verdict::Refused {
+            code: ErrorCode::Unauthorized,
+            reason: format!("the chat server answered {status}"),
+        },
+        _ => Verdict::Unreachable,
+    }
+}
