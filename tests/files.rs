@@ -749,7 +749,138 @@ async fn the_sites_backend_posts_a_message_with_a_file(db: Db) {
     app.stop().await;
 }
 
+/// The site deletes a message: its body and files go for everyone, a
+/// tombstone reaches the room, history keeps only who and when, a retry
+/// of the sender's send adds nothing, and nothing else can be deleted.
+async fn a_deleted_message_goes_for_everyone_with_its_files(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.dialog("alice", "bob").await;
+    let (mut bob, _) = app.login("bob").await;
+    let bytes = pdf(4000, 3);
+    let id = upload(&app, &As::User(&app.site, "alice"), "plan.pdf", &bytes, 1).await;
+    let (mut alice, _) = app.login("alice").await;
+    let secret = cid();
+    alice
+        .send(&ClientFrame::Send {
+            client_id: secret,
+            room: room.id.clone(),
+            body: "the secret plan".into(),
+            files: vec![id.clone()],
+        })
+        .await;
+    let target = match alice
+        .recv_until(|f| matches!(f, ServerFrame::Ack { .. }))
+        .await
+    {
+        ServerFrame::Ack { seq, .. } => seq,
+        other => panic!("expected an ack, got {other:?}"),
+    };
+    let kept = alice.say(&room.id, "kept").await;
+    let messages = |seq: u64| format!("/rooms/{}/messages/{seq}", room.id);
+
+    let res = app
+        .api(Method::DELETE, &messages(target))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 200);
+    let tombstone: Value = res.json().await.expect("the tombstone");
+    assert_eq!(
+        (&tombstone["kind"], &tombstone["target"], &tombstone["seq"]),
+        (&json!("message_deleted"), &json!(target), &json!(kept + 1))
+    );
+    // The room hears of it live.
+    let heard = bob
+        .recv_until(|f| {
+            matches!(f, ServerFrame::Event { event } if matches!(event.kind, EventKind::MessageDeleted { .. }))
+        })
+        .await;
+    assert!(
+        matches!(&heard, ServerFrame::Event { event } if event.kind == EventKind::MessageDeleted { target }),
+        "{heard:?}"
+    );
+    // History keeps who and when only; the file is gone.
+    let page = app.messages(&room.id, "").await;
+    let events = page["events"].as_array().expect("events");
+    let gone = events
+        .iter()
+        .find(|e| e["seq"] == json!(target))
+        .expect("the deleted message");
+    assert_eq!(gone["kind"], "deleted");
+    assert_eq!(gone["sender"], "alice");
+    assert!(
+        gone.get("body").is_none() && gone.get("files").is_none(),
+        "{gone}"
+    );
+    for who in [As::User(&app.site, "bob"), As::User(&app.site, "alice")] {
+        let (status, _, _) = get(&app, &format!("/files/{id}"), &who, None).await;
+        assert_eq!(status, 404, "the deleted message's file");
+    }
+    // Deleting again answers what stands; the sender's retry adds nothing.
+    let res = app
+        .api(Method::DELETE, &messages(target))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 200);
+    let again: Value = res.json().await.expect("event");
+    assert_eq!(again["kind"], "deleted");
+    alice
+        .send(&ClientFrame::Send {
+            client_id: secret,
+            room: room.id.clone(),
+            body: "the secret plan".into(),
+            files: Vec::new(),
+        })
+        .await;
+    match alice
+        .recv_until(|f| matches!(f, ServerFrame::Ack { .. }))
+        .await
+    {
+        ServerFrame::Ack { seq, .. } => assert_eq!(seq, target, "the retry is the deleted message"),
+        other => panic!("expected an ack, got {other:?}"),
+    }
+    let after = app.messages(&room.id, "").await;
+    assert_eq!(after["events"].as_array().map(Vec::len), Some(events.len()));
+    // Only messages can be deleted, and only the site's own.
+    let joined = events
+        .iter()
+        .find(|e| e["kind"] == "member_joined")
+        .and_then(|e| e["seq"].as_u64());
+    for seq in joined.into_iter().chain([kept + 1, 999]) {
+        let res = app
+            .api(Method::DELETE, &messages(seq))
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(res.status(), 404, "seq {seq}");
+    }
+    for bad in ["0", "x", "-1"] {
+        let path = format!("/rooms/{}/messages/{bad}", room.id);
+        let res = app.api(Method::DELETE, &path).send().await.expect("delete");
+        assert_eq!(res.status(), 400, "seq {bad}");
+    }
+    let other = app.api_client_of(&app.other);
+    let res = other
+        .request(Method::DELETE, &messages(kept))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 404, "another site's message");
+    // Nothing of it counts as unread.
+    let unread = app
+        .api(Method::GET, "/users/bob/unread")
+        .send()
+        .await
+        .expect("unread");
+    let unread: Value = unread.json().await.expect("json");
+    assert_eq!(unread["total"], 1, "only `kept` is unread: {unread}");
+    crate::assert_no_panics();
+    app.stop().await;
+}
+
 on_both!(
+    a_deleted_message_goes_for_everyone_with_its_files,
     a_file_goes_up_in_parts_and_down_to_members_only,
     an_upload_cut_off_continues_where_it_stopped,
     refusals_are_clear_and_leave_nothing_behind,

@@ -836,6 +836,13 @@ fn line(event: &Event) -> String {
         ),
         EventKind::MemberJoined { user } => format!("{} member_joined {user}", event.seq),
         EventKind::MemberLeft { user } => format!("{} member_left {user}", event.seq),
+        EventKind::Deleted { client_id } => format!(
+            "{} deleted {:?} {:?}",
+            event.seq,
+            sender,
+            client_id.map(|c| c.to_string())
+        ),
+        EventKind::MessageDeleted { target } => format!("{} message_deleted {target}", event.seq),
     }
 }
 

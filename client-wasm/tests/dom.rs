@@ -72,6 +72,7 @@ fn markup_in_names_and_bodies_is_shown_as_text() {
         seen_by: Vec::new(),
         seq: Some(1),
         in_group: false,
+        deleted: false,
     }];
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }
@@ -191,6 +192,7 @@ fn own_messages_say_sent_then_read_and_by_whom() {
         seen_by: seen_by.iter().map(|s| s.to_string()).collect(),
         seq: Some(seq),
         in_group,
+        deleted: false,
     };
     let lines = vec![
         line(1, &[], false),

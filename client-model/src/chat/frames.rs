@@ -2,7 +2,7 @@
 //! [`Chat::apply`]. Each returns the frames to send in answer, and records
 //! what must be stored as [`Change`]s.
 
-use super::{Change, Chat, Preview, Room};
+use super::{Change, Chat, DELETED, Preview, Room};
 use natter_shared::sync::{Incoming, Settled};
 use natter_shared::{
     ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo, Seq,
@@ -294,10 +294,22 @@ impl Chat {
 
     /// New events of a room the cursors accepted: held, counted, and
     /// recorded for the store with the room as it is after them.
-    fn store_events(&mut self, room: &RoomId, events: Vec<Event>) {
-        if !self.absorb(room, &events)
-            && let Some(record) = self.record(room)
-        {
+    fn store_events(&mut self, room: &RoomId, mut events: Vec<Event>) {
+        if self.absorb(room, &events) {
+            return;
+        }
+        // A deleted message held here is stored as it is now too (the
+        // store also empties one it holds and this chat does not).
+        let targets: Vec<Seq> = (events.iter())
+            .filter_map(|e| match e.kind {
+                EventKind::MessageDeleted { target } => Some(target),
+                _ => None,
+            })
+            .collect();
+        if let Some(r) = self.room(room) {
+            events.extend(targets.iter().filter_map(|t| r.events.get(t)).cloned());
+        }
+        if let Some(record) = self.record(room) {
             self.changes.push(Change::Events(record, events));
         }
     }
@@ -308,12 +320,21 @@ impl Chat {
         let me = self.me.as_ref().map(|m| m.id.clone());
         if let Some(r) = self.room_mut(room) {
             for e in events {
-                if let EventKind::Message { body, .. } = &e.kind {
-                    r.last = Some(Preview {
-                        sender: e.sender.clone(),
-                        body: body.clone(),
-                        ts: e.ts,
-                    });
+                match &e.kind {
+                    EventKind::Message { body, .. } => {
+                        r.last = Some(Preview {
+                            sender: e.sender.clone(),
+                            body: body.clone(),
+                            ts: e.ts,
+                            seq: Some(e.seq),
+                        });
+                    }
+                    EventKind::MessageDeleted { target } => {
+                        if let Some(last) = r.last.as_mut().filter(|l| l.seq == Some(*target)) {
+                            last.body = DELETED.into();
+                        }
+                    }
+                    _ => {}
                 }
                 if r.oldest.is_none_or(|o| e.seq < o) {
                     r.oldest = Some(e.seq);
@@ -357,7 +378,12 @@ impl Chat {
             return;
         };
         match &event.kind {
-            EventKind::Message { .. } => {}
+            EventKind::Message { .. } | EventKind::Deleted { .. } => {}
+            EventKind::MessageDeleted { target } => {
+                if let Some(held) = r.events.get_mut(target) {
+                    held.kind = held.kind.deleted();
+                }
+            }
             EventKind::MemberJoined { user } => {
                 if r.info.members.iter().all(|m| m.id != *user) {
                     r.info.members.push(Member::new(user.clone(), None));

@@ -47,6 +47,9 @@ use std::collections::BTreeMap;
 /// older ones.
 pub const PAGE: u32 = 50;
 
+/// What a deleted message shows instead of its text.
+pub const DELETED: &str = "Message deleted";
+
 /// Everything the widget knows about the user's chats.
 #[derive(Debug, Clone)]
 pub struct Chat {

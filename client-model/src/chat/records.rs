@@ -66,4 +66,7 @@ pub struct Preview {
     pub body: String,
     /// Milliseconds since the Unix epoch.
     pub ts: i64,
+    /// The message's seq (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<Seq>,
 }

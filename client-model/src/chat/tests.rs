@@ -1,6 +1,6 @@
 //! The chat's behaviour, frame by frame, without a socket or a browser.
 
-use super::{Change, Chat, ComposeError, Delivery, RoomRecord};
+use super::{Change, Chat, ComposeError, DELETED, Delivery, RoomRecord};
 use natter_shared::sync::{EntryState, OutboxEntry, OutgoingFile};
 use natter_shared::{
     ClientFrame, ClientId, Cursor, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo,
@@ -818,4 +818,59 @@ fn a_message_still_uploading_can_be_cancelled_and_a_refused_upload_shows() {
     );
     chat.retry(&cid(2));
     assert_eq!(chat.uploads().len(), 1);
+}
+
+#[test]
+fn a_deletion_empties_the_message_everywhere_and_counts_for_nothing() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "bob", "keep this", None)));
+    chat.apply(live(message(2, "bob", "a secret", None)));
+    chat.set_open(Some(r_ab()));
+    chat.set_reading(true);
+    chat.take_changes();
+    let tombstone = Event {
+        room: r_ab(),
+        seq: 3,
+        ts: 3_000,
+        sender: None,
+        kind: EventKind::MessageDeleted { target: 2 },
+    };
+    chat.apply(live(tombstone.clone()));
+
+    let lines = chat.lines(&r_ab());
+    let shown: Vec<(&str, bool)> = lines.iter().map(|l| (l.body.as_str(), l.deleted)).collect();
+    assert_eq!(
+        shown,
+        [("keep this", false), (DELETED, true)],
+        "the message shows as deleted, the tombstone not at all"
+    );
+    assert_eq!(lines[1].author.as_deref(), Some("Bob"));
+    assert_eq!(chat.unread_total(), 0);
+    let entry = &chat.room_entries()[0];
+    assert_eq!(
+        entry.preview.as_deref(),
+        Some(format!("Bob: {DELETED}").as_str())
+    );
+    // The store gets the tombstone and the emptied message, with the
+    // cursor past both.
+    let changes = chat.take_changes();
+    let stored = changes.iter().find_map(|c| match c {
+        Change::Events(room, events) => Some((room.cursor, events.clone())),
+        _ => None,
+    });
+    let (cursor, events) = stored.expect("the events are stored");
+    assert_eq!(cursor, 3);
+    assert!(events.contains(&tombstone));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.seq == 2 && matches!(e.kind, EventKind::Deleted { client_id: None })),
+        "{events:?}"
+    );
+    // A page that repeats the deleted message as the server keeps it
+    // changes nothing.
+    let mut repeat = message(2, "bob", "", None);
+    repeat.kind = EventKind::Deleted { client_id: None };
+    chat.apply(page(vec![repeat]));
+    assert_eq!(bodies(&chat), ["keep this", DELETED]);
 }

@@ -2,7 +2,7 @@
 //! from the held events each time they are read, with the names the room
 //! knows now, so a member renamed later shows under the new name.
 
-use super::{Chat, Room};
+use super::{Chat, DELETED, Room};
 use natter_shared::sync::{EntryState, OutgoingFile};
 use natter_shared::{
     Attachment, ClientId, Event, EventKind, Member, RoomId, RoomInfo, RoomKind, Seq, UserId,
@@ -48,6 +48,8 @@ pub struct Line {
     pub seq: Option<Seq>,
     /// The line is in a group room (receipts read "read by N").
     pub in_group: bool,
+    /// A message the site deleted: `body` says so, and it has no files.
+    pub deleted: bool,
 }
 
 /// What the room list shows for one room.
@@ -140,7 +142,10 @@ impl Chat {
         };
         let me = self.me.as_ref().map(|m| &m.id);
         let author = me.map(|id| r.name_of(id));
-        let stored = r.events.values().map(|e| r.line(e, me));
+        // A deletion's tombstone shows as the message it emptied.
+        let stored = (r.events.values())
+            .filter(|e| !matches!(e.kind, EventKind::MessageDeleted { .. }))
+            .map(|e| r.line(e, me));
         let outgoing = self
             .outbox
             .entries()
@@ -168,6 +173,7 @@ impl Chat {
                     seen_by: Vec::new(),
                     seq: None,
                     in_group: r.info.kind == RoomKind::Group,
+                    deleted: false,
                 }
             });
         stored.chain(outgoing).collect()
@@ -198,7 +204,15 @@ impl Room {
             EventKind::MemberLeft { user } => {
                 (None, format!("{} left", self.name_of(user)), Vec::new())
             }
+            EventKind::Deleted { .. } => (
+                event.sender.as_ref().map(|id| self.name_of(id)),
+                DELETED.to_string(),
+                Vec::new(),
+            ),
+            // Not shown (see `lines`).
+            EventKind::MessageDeleted { .. } => (None, String::new(), Vec::new()),
         };
+        let deleted = matches!(event.kind, EventKind::Deleted { .. });
         let mine = event.sender.is_some() && event.sender.as_ref() == me;
         let seen_by: Vec<String> = if mine {
             (self.info.members.iter())
@@ -214,12 +228,13 @@ impl Room {
             // seq), the name shown, so the view redraws a line after a
             // rename, and who has read it.
             key: format!(
-                "s{}/{}/{}/{}/{}",
+                "s{}/{}/{}/{}/{}{}",
                 event.room,
                 event.seq,
                 event.ts,
                 author.as_deref().unwrap_or(&body),
-                seen_by.len()
+                seen_by.len(),
+                if deleted { "/deleted" } else { "" }
             ),
             author,
             body,
@@ -232,6 +247,7 @@ impl Room {
             seen_by,
             seq: Some(event.seq),
             in_group: self.info.kind == RoomKind::Group,
+            deleted,
         }
     }
 

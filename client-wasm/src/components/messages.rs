@@ -101,6 +101,7 @@ fn MessageItem(
         seen_by,
         seq,
         in_group,
+        deleted,
         ..
     } = line;
     let uploading = outgoing.iter().any(|f| f.id.is_none());
@@ -128,7 +129,7 @@ fn MessageItem(
         Delivery::Stored => None,
     };
     // Our stored messages: sent, then read (who, on hover or tap).
-    let receipt = (mine && delivery == Delivery::Stored).then(|| {
+    let receipt = (mine && delivery == Delivery::Stored && !deleted).then(|| {
         let label = match (seen_by.len(), in_group) {
             (0, _) => "sent".to_string(),
             (_, false) => "read".to_string(),
@@ -147,6 +148,7 @@ fn MessageItem(
             class="msg"
             class:mine=mine
             class:system=system
+            class:deleted=deleted
             class:pending=delivery == Delivery::Pending
             class:failed=matches!(delivery, Delivery::Failed(_))
         >

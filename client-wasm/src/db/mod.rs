@@ -19,7 +19,8 @@
 //!   this layout also wrote a copy under `[room, "pending", client_id]` in
 //!   `messages`; such a copy is deleted when its message is acknowledged
 //!   or discarded, and never read.)
-//! - `meta`: the schema version and the user the database belongs to.
+//! - `meta`: the schema version, the user the database belongs to, the
+//!   room left open and the digest of the last token the server accepted.
 //! - `blobs` (key `key`, schema v3): the bytes of each file attached to a
 //!   message in the outbox, and where its upload stands ([`files`]).
 //! - `cached` (key `key`, index `used`, schema v3): files kept to open
@@ -40,7 +41,7 @@ use crate::chat::{Change, RoomRecord};
 use crate::error::ClientError;
 use js_sys::Array;
 use natter_shared::sync::{EntryState, OutboxEntry};
-use natter_shared::{ClientId, Event, RoomId, Seq};
+use natter_shared::{ClientId, Event, EventKind, RoomId, Seq};
 use rexie::{Direction, Index, KeyRange, ObjectStore, Rexie, RexieBuilder, TransactionMode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -560,14 +561,27 @@ async fn delete_events(messages: &rexie::Store, room: &RoomId) -> Result<(), Cli
 /// Caches events under their room and seq.
 async fn put_events(messages: &rexie::Store, events: &[Event]) -> Result<(), ClientError> {
     for event in events {
-        let record = StoredEvent {
-            rec: Rec::Stored,
-            event,
-        };
-        messages
-            .put(&encode(&record)?, Some(&stored_key(&event.room, event.seq)))
-            .await?;
+        put_event(messages, event).await?;
+        // A deletion empties the message it names, wherever it is kept.
+        if let EventKind::MessageDeleted { target } = event.kind
+            && let Some(value) = messages.get(stored_key(&event.room, target)).await?
+        {
+            let mut held = decode::<MessageRecord>(value)?.event;
+            held.kind = held.kind.deleted();
+            put_event(messages, &held).await?;
+        }
     }
+    Ok(())
+}
+
+async fn put_event(messages: &rexie::Store, event: &Event) -> Result<(), ClientError> {
+    let record = StoredEvent {
+        rec: Rec::Stored,
+        event,
+    };
+    messages
+        .put(&encode(&record)?, Some(&stored_key(&event.room, event.seq)))
+        .await?;
     Ok(())
 }
 

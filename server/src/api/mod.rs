@@ -23,7 +23,9 @@ use natter_shared::api::{
 };
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES, MEMBERS_PAGE};
 use natter_shared::text::{Body, clean_label};
-use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId};
+use natter_shared::{
+    Attachment, ErrorCode, Event, EventKind, FileId, Member, RoomId, RoomInfo, Seq, UserId,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -41,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route("/rooms/{room}/members", post(add_member).get(members))
         .route("/rooms/{room}/members/{user}", delete(remove_member))
         .route("/rooms/{room}/messages", post(post_message).get(history))
+        .route("/rooms/{room}/messages/{seq}", delete(delete_message))
         .route("/rooms/{room}/members/{user}/read", put(people::set_read))
         .route("/users/{user}/rooms", get(user_rooms))
         .route("/users/{user}/unread", get(people::unread))
@@ -290,6 +293,47 @@ async fn remove_member(
         user: parse_user(user)?,
     };
     let written = state.writer.write(op).await?;
+    Ok(Json(written.event))
+}
+
+/// `DELETE /rooms/{room}/messages/{seq}`: deletes a message for everyone.
+/// Its row keeps only its sender and time, a `message_deleted` tombstone
+/// goes to the room (and to every client's cache through it), and its files
+/// are deleted. Answers the tombstone; a message deleted before answers
+/// as it stands (`deleted`); any other event, or none, is 404.
+async fn delete_message(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path((room, seq)): Path<(String, String)>,
+) -> Result<Json<Event>, ApiError> {
+    let room = parse_room(room)?;
+    let seq: Seq = seq
+        .parse()
+        .ok()
+        .filter(|&seq| seq > 0)
+        .ok_or_else(|| ApiError::invalid("the seq is a whole number from 1"))?;
+    let files = match state.store.events_before(&room, seq + 1, 1).await?.pop() {
+        Some(Event {
+            seq: found,
+            kind: EventKind::Message { files, .. },
+            ..
+        }) if found == seq => files,
+        _ => Vec::new(),
+    };
+    let op = WriteOp::Delete {
+        site: site.id.clone(),
+        room,
+        seq,
+    };
+    let written = state.writer.write(op).await?;
+    if !written.duplicate {
+        for file in files {
+            state.files.remove(&file.id).await;
+            if let Err(err) = state.store.delete_file(&file.id).await {
+                tracing::warn!(file = %file.id, error = %err, "a deleted message's file row stayed");
+            }
+        }
+    }
     Ok(Json(written.event))
 }
 

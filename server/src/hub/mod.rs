@@ -362,7 +362,9 @@ impl Hub {
         let member = match &event.kind {
             EventKind::MemberJoined { user } => Some((user.clone(), true)),
             EventKind::MemberLeft { user } => Some((user.clone(), false)),
-            EventKind::Message { .. } => None,
+            EventKind::Message { .. }
+            | EventKind::Deleted { .. }
+            | EventKind::MessageDeleted { .. } => None,
         };
         let published = Arc::new(Published {
             room: event.room.clone(),

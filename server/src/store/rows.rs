@@ -90,13 +90,14 @@ pub(crate) struct EventColumns {
 
 pub(crate) fn event_from_columns(c: EventColumns) -> Result<Event, StoreError> {
     let subject = |s: Option<String>| parse_id(UserId::parse, s.unwrap_or_default());
+    let client_id = |id: Option<String>| {
+        id.map(|id| ClientId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    };
     let kind = match c.kind.as_str() {
         "message" => EventKind::Message {
             body: c.body.unwrap_or_default(),
-            client_id: c
-                .client_id
-                .map(|id| ClientId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .transpose()?,
+            client_id: client_id(c.client_id)?,
             files: match c.files {
                 Some(json) => serde_json::from_str(&json)
                     .map_err(|e| StoreError::Corrupt(format!("attachments: {e}")))?,
@@ -108,6 +109,16 @@ pub(crate) fn event_from_columns(c: EventColumns) -> Result<Event, StoreError> {
         },
         "member_left" => EventKind::MemberLeft {
             user: subject(c.subject)?,
+        },
+        "deleted" => EventKind::Deleted {
+            client_id: client_id(c.client_id)?,
+        },
+        "message_deleted" => EventKind::MessageDeleted {
+            target: c
+                .body
+                .as_deref()
+                .and_then(|b| b.trim().parse().ok())
+                .ok_or_else(|| StoreError::Corrupt("a tombstone without its target".into()))?,
         },
         other => return Err(StoreError::Corrupt(format!("event kind {other}"))),
     };

@@ -148,6 +148,8 @@ enum KindTag {
     Message,
     MemberJoined,
     MemberLeft,
+    Deleted,
+    MessageDeleted,
 }
 
 /// Every field of every kind of event.
@@ -163,6 +165,7 @@ struct EventFields {
     #[serde(default)]
     files: Vec<Attachment>,
     user: Option<UserId>,
+    target: Option<Seq>,
 }
 
 impl<'de> Deserialize<'de> for Event {
@@ -179,6 +182,12 @@ impl<'de> Deserialize<'de> for Event {
             },
             KindTag::MemberLeft => EventKind::MemberLeft {
                 user: need(f.user, "user")?,
+            },
+            KindTag::Deleted => EventKind::Deleted {
+                client_id: f.client_id,
+            },
+            KindTag::MessageDeleted => EventKind::MessageDeleted {
+                target: need(f.target, "target")?,
             },
         };
         Ok(Event {
@@ -253,6 +262,8 @@ mod tests {
             r#"{"room":"r1","seq":3,"ts":9,"sender":"al","kind":"message","body":"hi","files":[]}"#,
             r#"{"room":"r1","seq":4,"ts":9,"kind":"member_joined","user":"bo"}"#,
             r#"{"room":"r1","seq":5,"ts":9,"sender":"al","kind":"member_left","user":"bo"}"#,
+            r#"{"room":"r1","seq":3,"ts":9,"sender":"al","kind":"deleted"}"#,
+            r#"{"room":"r1","seq":6,"ts":9,"kind":"message_deleted","target":3}"#,
         ];
         for text in texts {
             let event: Event = serde_json::from_str(text).expect("decode");

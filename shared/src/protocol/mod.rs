@@ -376,6 +376,16 @@ pub enum EventKind {
     MemberJoined { user: UserId },
     /// `user` stopped being a member.
     MemberLeft { user: UserId },
+    /// A message the site deleted: what is left of it where it was (its
+    /// sender and time; no body, no files). `client_id` still answers the
+    /// sender's retries.
+    Deleted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<ClientId>,
+    },
+    /// The tombstone of a deletion, appended to the room: the message at
+    /// seq `target` was deleted (clients holding it drop its content).
+    MessageDeleted { target: Seq },
 }
 
 /// A file as a message carries it. The type is the one the server sniffed
@@ -405,6 +415,19 @@ impl EventKind {
             EventKind::Message { .. } => "message",
             EventKind::MemberJoined { .. } => "member_joined",
             EventKind::MemberLeft { .. } => "member_left",
+            EventKind::Deleted { .. } => "deleted",
+            EventKind::MessageDeleted { .. } => "message_deleted",
+        }
+    }
+
+    /// What is left of the event once deleted: a message becomes
+    /// [`EventKind::Deleted`] with its client id; any other kind stays.
+    pub fn deleted(&self) -> EventKind {
+        match self {
+            EventKind::Message { client_id, .. } => EventKind::Deleted {
+                client_id: *client_id,
+            },
+            other => other.clone(),
         }
     }
 }
@@ -421,6 +444,7 @@ pub fn counts_as_unread(event: &Event, me: &UserId) -> bool {
     match &event.kind {
         EventKind::Message { .. } => true,
         EventKind::MemberJoined { user } | EventKind::MemberLeft { user } => user == me,
+        EventKind::Deleted { .. } | EventKind::MessageDeleted { .. } => false,
     }
 }
 

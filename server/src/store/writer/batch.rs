@@ -11,7 +11,9 @@ use super::{WriteOp, Written};
 use crate::store::StoreError;
 use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::text::Body;
-use natter_shared::{Attachment, ClientId, Event, EventKind, RoomId, RoomKind, SiteId, UserId};
+use natter_shared::{
+    Attachment, ClientId, Event, EventKind, RoomId, RoomKind, Seq, SiteId, UserId,
+};
 use std::collections::{HashMap, HashSet};
 
 /// The key that makes a send idempotent: room, sender (none for a system
@@ -46,6 +48,8 @@ pub(super) struct Needs<'a> {
     pub keys: Vec<(IdemKey, String)>,
     /// Rooms someone joins: their member count is checked.
     pub joined: Vec<&'a RoomId>,
+    /// Events to delete: their rows are read.
+    pub targets: Vec<(&'a RoomId, Seq)>,
 }
 
 impl<'a> Needs<'a> {
@@ -55,6 +59,7 @@ impl<'a> Needs<'a> {
             pairs: Vec::with_capacity(ops.len()),
             keys: Vec::new(),
             joined: Vec::new(),
+            targets: Vec::new(),
         };
         for op in ops {
             match op {
@@ -82,6 +87,10 @@ impl<'a> Needs<'a> {
                     needs.rooms.push(room);
                     needs.pairs.push((room, user));
                 }
+                WriteOp::Delete { room, seq, .. } => {
+                    needs.rooms.push(room);
+                    needs.targets.push((room, *seq));
+                }
             }
         }
         for list in [&mut needs.rooms, &mut needs.joined] {
@@ -92,6 +101,8 @@ impl<'a> Needs<'a> {
         needs.pairs.dedup();
         needs.keys.sort_unstable();
         needs.keys.dedup();
+        needs.targets.sort_unstable();
+        needs.targets.dedup();
         needs
     }
 }
@@ -107,6 +118,27 @@ pub(super) struct Reads {
     pub stored: HashMap<IdemKey, Event>,
     /// Member counts of the rooms someone joins (absent: none).
     pub counts: HashMap<RoomId, i64>,
+    /// The events to delete that exist, by room and seq.
+    pub targets: HashMap<(RoomId, Seq), Event>,
+}
+
+impl Reads {
+    /// Keeps a stored event read back under its idempotency key, if it
+    /// has one (a message, or what is left of a deleted one).
+    pub(super) fn keep_stored(&mut self, event: Event) {
+        let (EventKind::Message {
+            client_id: Some(client_id),
+            ..
+        }
+        | EventKind::Deleted {
+            client_id: Some(client_id),
+        }) = &event.kind
+        else {
+            return;
+        };
+        let key = (event.room.clone(), event.sender.clone(), *client_id);
+        self.stored.insert(key, event);
+    }
 }
 
 /// What a decided batch writes, owned so that its statements
@@ -122,6 +154,8 @@ pub(super) struct Writes {
     pub removed: Vec<(RoomId, UserId)>,
     /// Each room whose counter moved, with its new value.
     pub counters: Vec<(RoomId, i64)>,
+    /// Messages deleted: their rows are emptied.
+    pub deleted: Vec<(RoomId, Seq)>,
 }
 
 struct PlannedRoom {
@@ -146,6 +180,9 @@ pub(super) struct Plan {
     /// Sites of the rooms people join, for the members' rows, and each
     /// room's seq before the join.
     joined_sites: HashMap<(RoomId, UserId), (SiteId, i64)>,
+    /// The events to delete, as they stand after the writes decided so far.
+    targets: HashMap<(RoomId, Seq), Event>,
+    deleted: Vec<(RoomId, Seq)>,
     now: i64,
 }
 
@@ -167,6 +204,8 @@ impl Plan {
             pending: HashMap::new(),
             events: Vec::new(),
             joined_sites: HashMap::new(),
+            targets: reads.targets,
+            deleted: Vec::new(),
             now,
         }
     }
@@ -217,6 +256,28 @@ impl Plan {
                 }
                 self.append(room, None, EventKind::MemberLeft { user: user.clone() })
             }
+            WriteOp::Delete { site, room, seq } => self.delete(site, room, *seq),
+        }
+    }
+
+    /// Deletes a message: a message deleted before is answered as a
+    /// repeat; any other event (or none) is not found.
+    fn delete(&mut self, site: &SiteId, room: &RoomId, seq: Seq) -> Result<Written, StoreError> {
+        self.room(site, room)?;
+        let Some(target) = self.targets.get_mut(&(room.clone(), seq)) else {
+            return Err(StoreError::NotFound);
+        };
+        match target.kind {
+            EventKind::Message { .. } => {
+                target.kind = target.kind.deleted();
+                self.deleted.push((room.clone(), seq));
+                self.append(room, None, EventKind::MessageDeleted { target: seq })
+            }
+            EventKind::Deleted { .. } => Ok(Written {
+                event: target.clone(),
+                duplicate: true,
+            }),
+            _ => Err(StoreError::NotFound),
         }
     }
 
@@ -249,6 +310,7 @@ impl Plan {
             added,
             removed,
             counters,
+            deleted: self.deleted,
         }
     }
 

@@ -26,7 +26,7 @@ mod statements;
 use super::{Store, StoreError};
 use crate::metrics::{self, Metrics};
 use natter_shared::text::Body;
-use natter_shared::{Attachment, ClientId, Event, RoomId, SiteId, UserId};
+use natter_shared::{Attachment, ClientId, Event, RoomId, Seq, SiteId, UserId};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,13 @@ pub enum WriteOp {
         room: RoomId,
         user: UserId,
     },
+    /// The message at `seq` is deleted: its row keeps its sender and time
+    /// only, and a `message_deleted` tombstone is appended to the room.
+    Delete {
+        site: SiteId,
+        room: RoomId,
+        seq: Seq,
+    },
 }
 
 impl WriteOp {
@@ -64,7 +71,8 @@ impl WriteOp {
         match self {
             WriteOp::Message { site, .. }
             | WriteOp::Join { site, .. }
-            | WriteOp::Leave { site, .. } => site,
+            | WriteOp::Leave { site, .. }
+            | WriteOp::Delete { site, .. } => site,
         }
     }
 }

@@ -8,7 +8,7 @@ use super::statements::{self, Arg, Statement};
 use super::{WriteOp, Written};
 use crate::store::rows::{event_from_row, parse_id};
 use crate::store::{Store, StoreError, now_ms};
-use natter_shared::{EventKind, RoomId, RoomKind, UserId};
+use natter_shared::{RoomId, RoomKind, UserId};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
@@ -78,15 +78,11 @@ async fn read(tx: &mut Transaction<'_, Any>, needs: &Needs<'_>) -> Result<Reads,
         ));
     }
     for row in fetch(tx, statements::stored_messages(&needs.keys)).await? {
+        reads.keep_stored(event_from_row(&row)?);
+    }
+    for row in fetch(tx, statements::events_at(&needs.targets)?).await? {
         let event = event_from_row(&row)?;
-        if let EventKind::Message {
-            client_id: Some(client_id),
-            ..
-        } = &event.kind
-        {
-            let key = (event.room.clone(), event.sender.clone(), *client_id);
-            reads.stored.insert(key, event);
-        }
+        reads.targets.insert((event.room.clone(), event.seq), event);
     }
     for row in fetch(tx, statements::member_counts(&needs.joined)).await? {
         reads.counts.insert(

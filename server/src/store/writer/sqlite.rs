@@ -9,7 +9,7 @@ use super::statements::{self, Arg, Statement};
 use super::{WriteOp, Written};
 use crate::store::rows::{EventColumns, event_from_columns, parse_id};
 use crate::store::{StoreError, now_ms};
-use natter_shared::{EventKind, RoomId, RoomKind, UserId};
+use natter_shared::{RoomId, RoomKind, UserId};
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior, params_from_iter};
 use std::path::Path;
@@ -112,14 +112,22 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
             subject: row.get("subject")?,
             files: row.get("files")?,
         })?;
-        if let EventKind::Message {
-            client_id: Some(client_id),
-            ..
-        } = &event.kind
-        {
-            let key = (event.room.clone(), event.sender.clone(), *client_id);
-            reads.stored.insert(key, event);
-        }
+        reads.keep_stored(event);
+        Ok(())
+    })?;
+    fetch(conn, statements::events_at(&needs.targets)?, |row| {
+        let event = event_from_columns(EventColumns {
+            room_id: row.get("room_id")?,
+            seq: row.get("seq")?,
+            ts: row.get("ts")?,
+            kind: row.get("kind")?,
+            sender: row.get("sender")?,
+            client_id: row.get("client_id")?,
+            body: row.get("body")?,
+            subject: row.get("subject")?,
+            files: row.get("files")?,
+        })?;
+        reads.targets.insert((event.room.clone(), event.seq), event);
         Ok(())
     })?;
     fetch(conn, statements::member_counts(&needs.joined), |row| {

@@ -11,7 +11,7 @@
 
 use super::batch::{IdemKey, NewMember, Writes};
 use crate::store::StoreError;
-use natter_shared::{Event, EventKind, RoomId, UserId};
+use natter_shared::{Event, EventKind, RoomId, Seq, UserId};
 
 /// Most rows or keys one statement carries.
 pub(super) const CHUNK: usize = 256;
@@ -193,7 +193,49 @@ pub(super) fn writes(writes: &Writes) -> Result<Vec<Statement<'_>>, StoreError> 
             .map_err(|_| StoreError::Corrupt("a seq beyond i64".into()))?,
     );
     all.extend(write_counters(&writes.counters));
+    all.extend(empty_deleted(&writes.deleted)?);
     Ok(all)
+}
+
+/// Empties the rows of deleted messages: kind `deleted`, no body, no
+/// files (the sender, time and client id stay).
+fn empty_deleted(deleted: &[(RoomId, Seq)]) -> Result<Vec<Statement<'_>>, StoreError> {
+    deleted
+        .iter()
+        .map(|(room, seq)| {
+            Ok(Statement {
+                sql: "UPDATE events SET kind = 'deleted', body = NULL, files = NULL \
+                      WHERE room_id = ? AND seq = ?"
+                    .into(),
+                args: vec![Arg::Text(room.as_str()), Arg::Int(seq_arg(*seq)?)],
+            })
+        })
+        .collect()
+}
+
+/// A seq as the database takes it.
+fn seq_arg(seq: Seq) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt("a seq beyond i64".into()))
+}
+
+/// The events at these places: rows of the event columns.
+pub(super) fn events_at<'a>(
+    places: &[(&'a RoomId, Seq)],
+) -> Result<Vec<Statement<'a>>, StoreError> {
+    places
+        .iter()
+        .map(|(room, seq)| {
+            Ok(Statement {
+                sql: concat!(
+                    "SELECT ",
+                    crate::store::rows::event_columns!(),
+                    " FROM events WHERE room_id = ? AND seq = ?"
+                )
+                .into(),
+                args: vec![Arg::Text(room.as_str()), Arg::Int(seq_arg(*seq)?)],
+            })
+        })
+        .collect()
 }
 
 /// Inserts the new events; `client_ids` holds their client ids' text and
@@ -209,11 +251,14 @@ fn insert_events<'a>(
         let mut args = Vec::with_capacity(chunk.len() * 9);
         let extra = client_ids[offset..].iter().zip(&files[offset..]);
         for (event, (client_id, files)) in chunk.iter().zip(extra) {
-            let (body, subject) = match &event.kind {
-                EventKind::Message { body, .. } => (Some(body.as_str()), None),
+            let (body, subject): (Arg<'_>, Option<&str>) = match &event.kind {
+                EventKind::Message { body, .. } => (Arg::Text(body.as_str()), None),
                 EventKind::MemberJoined { user } | EventKind::MemberLeft { user } => {
-                    (None, Some(user.as_str()))
+                    (Arg::Null, Some(user.as_str()))
                 }
+                // The tombstone's target, in the body column.
+                EventKind::MessageDeleted { target } => (Arg::Int(i64::try_from(*target)?), None),
+                EventKind::Deleted { .. } => (Arg::Null, None),
             };
             args.extend([
                 Arg::Text(event.room.as_str()),
@@ -222,7 +267,7 @@ fn insert_events<'a>(
                 Arg::Text(event.kind.name()),
                 event.sender.as_ref().map(|s| s.as_str()).into(),
                 client_id.as_deref().into(),
-                body.into(),
+                body,
                 subject.into(),
                 files.as_deref().into(),
             ]);
