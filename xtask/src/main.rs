@@ -16,7 +16,7 @@ mod tools;
 
 use anyhow::{Context, Result, bail};
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 use tools::Env;
@@ -85,7 +85,54 @@ fn build_dist(env: &Env) -> Result<()> {
         "trunk build --release",
         env.command("trunk", ["build", "--release"]),
     )?;
+    minify_glue(env)?;
     print_sizes(&env.root.join("dist"))
+}
+
+/// Minifies wasm-bindgen's JS glue in `dist/` with terser (trunk's own
+/// minifier leaves it as it is) and gives the page's `integrity` hash of
+/// it the new file's. The file keeps its name: trunk's hash in it already
+/// changes with the source.
+fn minify_glue(env: &Env) -> Result<()> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let dist = env.root.join("dist");
+    let integrity = |bytes: &[u8]| {
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(bytes))
+    };
+    let glue: Vec<PathBuf> = std::fs::read_dir(&dist)
+        .with_context(|| format!("reading {}", dist.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().and_then(OsStr::to_str).unwrap_or_default();
+            name.starts_with("natter-client-") && name.ends_with(".js")
+        })
+        .collect();
+    let [glue] = glue.as_slice() else {
+        bail!(
+            "expected one natter-client-*.js in {}, found {}",
+            dist.display(),
+            glue.len()
+        );
+    };
+    let before = std::fs::read(glue)?;
+    let terser = env.root.join("node_modules/.bin/terser");
+    let mut cmd = env.command(&terser, ["--module", "--compress", "--mangle", "-o"]);
+    cmd.arg(glue).arg(glue);
+    env.step("terser (the JS glue)", cmd)?;
+    let after = std::fs::read(glue)?;
+    let page = dist.join("index.html");
+    let html = std::fs::read_to_string(&page)?;
+    let (old, new) = (integrity(&before), integrity(&after));
+    if !html.contains(&old) {
+        bail!(
+            "{} names no integrity hash of {}",
+            page.display(),
+            glue.display()
+        );
+    }
+    std::fs::write(&page, html.replace(&old, &new))?;
+    Ok(())
 }
 
 /// Runs the server in demo mode on the fresh `dist/`.
@@ -209,6 +256,9 @@ fn test(env: &Env, ci: bool, suite: Suite) -> Result<()> {
     // their widget; the size-optimised release build is `cargo xtask
     // dist`'s job.
     timer.step(env, "trunk build", env.command("trunk", ["build"]))?;
+    // The glue as `cargo xtask dist` ships it, so the browser scenarios
+    // run what the demo and a deployment serve.
+    minify_glue(env)?;
     if suite == Suite::Quick {
         // `--workspace` and the same features as the full run, so both
         // share one build. Browser scenarios are named `…::browser_on_DB`.
