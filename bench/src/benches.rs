@@ -12,6 +12,7 @@ pub mod chat_latency;
 pub mod durable_writes;
 pub mod fanout;
 pub mod files;
+pub mod flood;
 pub mod growth;
 pub mod idle_connections;
 pub mod nodes;

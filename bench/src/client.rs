@@ -317,7 +317,10 @@ pub enum Next {
 
 /// The next text frame before `deadline`, skipping pings and pongs;
 /// counts `resync`, `error` and how a connection ended.
-pub async fn next_text(ws: &mut Ws, deadline: Instant) -> Next {
+pub async fn next_text<S>(ws: &mut S, deadline: Instant) -> Next
+where
+    S: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
     loop {
         let Ok(msg) = tokio::time::timeout_at(deadline.into(), ws.next()).await else {
             return Next::TimedOut;

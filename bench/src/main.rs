@@ -19,7 +19,7 @@ mod sys;
 
 use anyhow::{Context, Result, bail};
 use benches::{
-    catch_up, chat_latency, durable_writes, fanout, files, growth, idle_connections, nodes,
+    catch_up, chat_latency, durable_writes, fanout, files, flood, growth, idle_connections, nodes,
     read_state, reconnect_storm, relay, widget_size, write_floor,
 };
 use plan::{FULL, Plan, QUICK};
@@ -166,6 +166,12 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
     report.lap("B5", t0);
 
     let t0 = Instant::now();
+    if only.has("B12") {
+        flood::run(plan, &paths, &mut report).await;
+    }
+    report.lap("B12", t0);
+
+    let t0 = Instant::now();
     if only.has("B6") {
         reconnect_storm::run(plan, &natter, &node, &mut report).await;
     }
@@ -237,8 +243,8 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 struct Only(Vec<String>);
 
 impl Only {
-    const NAMES: [&str; 12] = [
-        "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "growth",
+    const NAMES: [&str; 13] = [
+        "B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "growth",
     ];
 
     fn parse(list: &str) -> Result<Self> {

@@ -265,6 +265,12 @@ pub async fn drop_mysql_databases() {
 
 /// Starts natter on a fresh database with a site; pinned to core 0.
 pub async fn start_natter(paths: &Paths, db: Db) -> Result<Server> {
+    start_natter_with(paths, db, &[]).await
+}
+
+/// [`start_natter`] with more arguments (later ones override the
+/// benchmarks' own, such as the rates).
+pub async fn start_natter_with(paths: &Paths, db: Db, extra: &[&str]) -> Result<Server> {
     let dir = paths.scratch.join(unique("natter"));
     std::fs::create_dir_all(&dir)?;
     let database_url = match db {
@@ -272,7 +278,7 @@ pub async fn start_natter(paths: &Paths, db: Db) -> Result<Server> {
         Db::MariaDb => fresh_mysql().await?,
     };
     let site = add_site(paths, &database_url)?;
-    spawn_natter(paths, &dir, &database_url, site, &[])
+    spawn_natter(paths, &dir, &database_url, site, extra)
 }
 
 /// Starts `n` natter nodes on one fresh MariaDB database, fanning out to

@@ -48,7 +48,7 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64, u64, u64)>
     let what = format!("B5 {}", server.ep.kind.label());
     log(&what);
     let t0 = Instant::now();
-    let mut fleet = chatters(&server.ep, plan.chat_conns).await?;
+    let mut fleet = chatters(&server.ep, plan.chat_conns, "c").await?;
     let t1 = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..RUNS {
@@ -66,17 +66,18 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64, u64, u64)>
 }
 
 /// B5's connections: both sides of each dialog synced.
-struct Chatters {
+pub(super) struct Chatters {
     conns: Vec<Follower>,
 }
 
-async fn chatters(ep: &Endpoint, n: usize) -> Result<Chatters> {
-    let rooms = dialogs(ep, "c", n / 2).await?;
+/// `n` connections in `n / 2` dialogs of users named from `prefix`.
+pub(super) async fn chatters(ep: &Endpoint, n: usize, prefix: &str) -> Result<Chatters> {
+    let rooms = dialogs(ep, prefix, n / 2).await?;
     let conns = each(n / 2 * 2, SETUP_PARALLEL, |i| {
         let (ep, (room, seq)) = (ep.clone(), rooms[i / 2].clone());
         async move {
             let side = if i % 2 == 0 { "a" } else { "b" };
-            receiver(&ep, &format!("c{}{side}", i / 2), &room, seq).await
+            receiver(&ep, &format!("{prefix}{}{side}", i / 2), &room, seq).await
         }
     })
     .await?;
@@ -85,7 +86,7 @@ async fn chatters(ep: &Endpoint, n: usize) -> Result<Chatters> {
 
 /// B5: every connection sends one message a second to its dialog for
 /// `secs`; latency from send to the partner's frame.
-async fn chat(server: &Server, fleet: &mut Chatters, secs: u64) -> Result<Relay> {
+pub(super) async fn chat(server: &Server, fleet: &mut Chatters, secs: u64) -> Result<Relay> {
     let n = fleet.conns.len();
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let deadline = Instant::now() + Duration::from_secs(secs + 15);
