@@ -344,6 +344,16 @@ fn add_site(paths: &Paths, database_url: &str) -> Result<SiteKeys> {
     })
 }
 
+/// natter's caps and rates, off for the benchmarks.
+const NO_LIMITS: [(&str, &str); 6] = [
+    ("--max-connections-per-ip", "1000000"),
+    ("--max-connections-per-user", "1000000"),
+    ("--connect-rate", "0"),
+    ("--send-rate", "0"),
+    ("--request-rate", "0"),
+    ("--api-rate", "0"),
+];
+
 /// Starts one natter process on `database_url`, logging into `dir`.
 fn spawn_natter(
     paths: &Paths,
@@ -363,11 +373,14 @@ fn spawn_natter(
         .arg(dir.join("files"))
         .args(["--conn-queue", "8192", "--max-inflight-sends", "256"])
         // Every client of a benchmark comes from this machine, and the
-        // peers have no limits: natter's caps and rates are off here.
-        .args(["--max-connections-per-ip", "1000000"])
-        .args(["--max-connections-per-user", "1000000"])
-        .args(["--connect-rate", "0", "--send-rate", "0"])
-        .args(["--request-rate", "0", "--api-rate", "0"])
+        // peers have no limits: natter's caps and rates are off here,
+        // unless `extra` sets one (a flag is taken once).
+        .args(
+            NO_LIMITS
+                .iter()
+                .filter(|(flag, _)| !extra.contains(flag))
+                .flat_map(|(flag, value)| [*flag, *value]),
+        )
         .args(extra)
         .stdout(Stdio::null())
         .stderr(log)

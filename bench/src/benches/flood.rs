@@ -102,7 +102,9 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<Measured> {
     }
     counts.stop.store(true, Ordering::Relaxed);
     for f in floods {
-        f.await?;
+        if tokio::time::timeout(Duration::from_secs(10), f).await.is_err() {
+            log("B12: a flooding connection did not end within 10 s");
+        }
     }
     log_phases(what, t0, t1);
     Ok(Measured {
@@ -149,7 +151,9 @@ async fn flood(ws: client::Ws, room: String, counts: Arc<Counts>) {
                     Ok(Err(_)) => break,
                 }
             }
-            let _ = sink.close().await;
+            // The server may be holding the connection (not reading it):
+            // closing waits only so long, then the socket is dropped.
+            let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
         }
     };
     let reader = async {
