@@ -11,7 +11,6 @@
 
 use crate::files::caller_headers;
 use natter_shared::ErrorCode;
-use serde::Deserialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -24,8 +23,14 @@ pub async fn digest(token: &str) -> Option<String> {
         .digest_with_str_and_u8_array("SHA-256", token.as_bytes())
         .ok()?;
     let hash = JsFuture::from(promise).await.ok()?;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = js_sys::Uint8Array::new(&hash).to_vec();
-    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let hex = bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect();
+    Some(hex)
 }
 
 /// Whether `token` is the one the server last accepted for this database
@@ -57,8 +62,8 @@ pub async fn ask(site: &str, token: &str) -> Verdict {
     }
 }
 
-/// The answer's status and, for a refusal, its error.
-async fn fetch_session(site: &str, token: &str) -> Option<(u16, Option<ErrorBody>)> {
+/// The answer's status and, for a refusal, its error's code and message.
+async fn fetch_session(site: &str, token: &str) -> Option<(u16, Option<(String, String)>)> {
     let init = web_sys::RequestInit::new();
     let headers = web_sys::Headers::new().ok()?;
     for (name, value) in caller_headers(site, token) {
@@ -70,37 +75,38 @@ async fn fetch_session(site: &str, token: &str) -> Option<(u16, Option<ErrorBody
         .await
         .ok()?;
     let response: web_sys::Response = response.dyn_into().ok()?;
-    let body = match response.json() {
-        Ok(json) if !response.ok() => JsFuture::from(json)
-            .await
-            .ok()
-            .and_then(|v| serde_wasm_bindgen::from_value(v).ok()),
+    let error = match response.json() {
+        Ok(json) if !response.ok() => JsFuture::from(json).await.ok().and_then(|body| {
+            // `{"error": {"code", "message"}}`, read as it is (no decoder
+            // of its own in the widget).
+            let error = js_sys::Reflect::get(&body, &"error".into()).ok()?;
+            let field = |name: &str| js_sys::Reflect::get(&error, &name.into()).ok()?.as_string();
+            Some((field("code")?, field("message").unwrap_or_default()))
+        }),
         _ => None,
     };
-    Some((response.status(), body))
+    Some((response.status(), error))
 }
 
-/// The JSON body of an HTTP refusal.
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: ErrorCode,
-    message: String,
-}
-
-fn verdict(status: u16, body: Option<ErrorBody>) -> Verdict {
-    let detail = body.map(|b| b.error);
-    match (status, detail) {
+fn verdict(status: u16, error: Option<(String, String)>) -> Verdict {
+    let code = |name: &str| {
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == name)
+            .unwrap_or(ErrorCode::Unauthorized)
+    };
+    match (status, error) {
         (200, _) => Verdict::Taken,
-        (403, Some(d)) if d.code == ErrorCode::Banned => Verdict::Banned(d.message),
-        (400..=499, Some(d)) if d.code != ErrorCode::TooManyRequests => Verdict::Refused {
-            code: d.code,
-            reason: d.message,
-        },
+        (403, Some((name, message))) if name == ErrorCode::Banned.as_str() => {
+            Verdict::Banned(message)
+        }
+        (400..=499, Some((name, message))) if name != ErrorCode::TooManyRequests.as_str() => {
+            Verdict::Refused {
+                code: code(&name),
+                reason: message,
+            }
+        }
         (401 | 403, None) => Verdict::Refused {
             code: ErrorCode::Unauthorized,
             reason: format!("the chat server answered {status}"),
