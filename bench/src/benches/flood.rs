@@ -102,7 +102,10 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<Measured> {
     }
     counts.stop.store(true, Ordering::Relaxed);
     for f in floods {
-        if tokio::time::timeout(Duration::from_secs(10), f).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .is_err()
+        {
             log("B12: a flooding connection did not end within 10 s");
         }
     }

@@ -78,6 +78,21 @@ fn fetch(
     Ok(())
 }
 
+/// An event from a row of the event columns.
+fn event_of(row: &rusqlite::Row<'_>) -> Result<natter_shared::Event, StoreError> {
+    event_from_columns(EventColumns {
+        room_id: row.get("room_id")?,
+        seq: row.get("seq")?,
+        ts: row.get("ts")?,
+        kind: row.get("kind")?,
+        sender: row.get("sender")?,
+        client_id: row.get("client_id")?,
+        body: row.get("body")?,
+        subject: row.get("subject")?,
+        files: row.get("files")?,
+    })
+}
+
 fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
     let mut reads = Reads::default();
     fetch(conn, statements::lock_rooms(&needs.rooms, false), |row| {
@@ -101,32 +116,11 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
         Ok(())
     })?;
     fetch(conn, statements::stored_messages(&needs.keys), |row| {
-        let event = event_from_columns(EventColumns {
-            room_id: row.get("room_id")?,
-            seq: row.get("seq")?,
-            ts: row.get("ts")?,
-            kind: row.get("kind")?,
-            sender: row.get("sender")?,
-            client_id: row.get("client_id")?,
-            body: row.get("body")?,
-            subject: row.get("subject")?,
-            files: row.get("files")?,
-        })?;
-        reads.keep_stored(event);
+        reads.keep_stored(event_of(row)?);
         Ok(())
     })?;
     fetch(conn, statements::events_at(&needs.targets)?, |row| {
-        let event = event_from_columns(EventColumns {
-            room_id: row.get("room_id")?,
-            seq: row.get("seq")?,
-            ts: row.get("ts")?,
-            kind: row.get("kind")?,
-            sender: row.get("sender")?,
-            client_id: row.get("client_id")?,
-            body: row.get("body")?,
-            subject: row.get("subject")?,
-            files: row.get("files")?,
-        })?;
+        let event = event_of(row)?;
         reads.targets.insert((event.room.clone(), event.seq), event);
         Ok(())
     })?;
