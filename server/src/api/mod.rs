@@ -23,9 +23,7 @@ use natter_shared::api::{
 };
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES, MEMBERS_PAGE};
 use natter_shared::text::{Body, clean_label};
-use natter_shared::{
-    Attachment, ErrorCode, Event, EventKind, FileId, Member, RoomId, RoomInfo, Seq, UserId,
-};
+use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -312,26 +310,16 @@ async fn delete_message(
         .ok()
         .filter(|&seq| seq > 0)
         .ok_or_else(|| ApiError::invalid("the seq is a whole number from 1"))?;
-    let files = match state.store.events_before(&room, seq + 1, 1).await?.pop() {
-        Some(Event {
-            seq: found,
-            kind: EventKind::Message { files, .. },
-            ..
-        }) if found == seq => files,
-        _ => Vec::new(),
-    };
     let op = WriteOp::Delete {
         site: site.id.clone(),
         room,
         seq,
     };
     let written = state.writer.write(op).await?;
-    if !written.duplicate {
-        for file in files {
-            state.files.remove(&file.id).await;
-            if let Err(err) = state.store.delete_file(&file.id).await {
-                tracing::warn!(file = %file.id, error = %err, "a deleted message's file row stayed");
-            }
+    for file in &written.freed {
+        state.files.remove(&file.id).await;
+        if let Err(err) = state.store.delete_file(&file.id).await {
+            tracing::warn!(file = %file.id, error = %err, "a deleted message's file row stayed");
         }
     }
     Ok(Json(written.event))

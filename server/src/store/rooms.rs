@@ -2,7 +2,7 @@
 //! and who is a member of what.
 
 use super::reads::{counting_unread, unread_after_marker};
-use super::rows::{member_from_row, parse_id, room_from_row, seq_from_db};
+use super::rows::{member_from_row, parse_id, room_from_row, room_kind, seq_from_db};
 use super::{Store, StoreError, conflict_on_unique, is_unique_violation, new_id, now_ms};
 use natter_shared::{Member, RoomId, RoomInfo, RoomKind, Seq, SiteId, UserId};
 use sqlx::Row;
@@ -344,9 +344,7 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let kind: String = row.try_get("kind")?;
-        RoomKind::parse(&kind)
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))
+        room_kind(&kind).map(Some)
     }
 }
 

@@ -27,6 +27,11 @@ pub(crate) fn parse_id<T, E: std::fmt::Display>(
     parse(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A room's kind as stored.
+pub(crate) fn room_kind(kind: &str) -> Result<RoomKind, StoreError> {
+    RoomKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))
+}
+
 /// A room's columns: `id, kind, title, last_seq, created_at`, and when the
 /// query is for one member, `read_seq` and `unread`.
 pub(crate) fn room_from_row(row: &AnyRow) -> Result<RoomInfo, StoreError> {
@@ -38,8 +43,7 @@ pub(crate) fn room_from_row(row: &AnyRow) -> Result<RoomInfo, StoreError> {
     };
     Ok(RoomInfo {
         id: parse_id(RoomId::parse, row.try_get::<String, _>("id")?)?,
-        kind: RoomKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))?,
+        kind: room_kind(&kind)?,
         title: row.try_get("title")?,
         members: Vec::new(),
         member_count: 0,

@@ -200,8 +200,7 @@ impl<'de> Deserialize<'de> for Event {
     }
 }
 
-/// Reads an error code by its wire name: one loop over [`ErrorCode::ALL`]
-/// instead of a generated matcher per decoder.
+/// Reads an error code by its wire name ([`ErrorCode::parse`]).
 struct CodeVisitor;
 
 impl Visitor<'_> for CodeVisitor {
@@ -212,9 +211,7 @@ impl Visitor<'_> for CodeVisitor {
     }
 
     fn visit_str<E: Error>(self, text: &str) -> Result<ErrorCode, E> {
-        (ErrorCode::ALL.iter().copied())
-            .find(|code| code.as_str() == text)
-            .ok_or_else(|| E::invalid_value(Unexpected::Str(text), &self))
+        ErrorCode::parse(text).ok_or_else(|| E::invalid_value(Unexpected::Str(text), &self))
     }
 }
 

@@ -469,6 +469,12 @@ macro_rules! error_codes {
                     $(ErrorCode::$variant => $name,)*
                 }
             }
+
+            /// The code of a wire name: one loop over [`ErrorCode::ALL`]
+            /// (no generated matcher per caller).
+            pub fn parse(name: &str) -> Option<ErrorCode> {
+                ErrorCode::ALL.iter().copied().find(|code| code.as_str() == name)
+            }
         }
     };
 }

@@ -267,15 +267,18 @@ impl Plan {
         let Some(target) = self.targets.get_mut(&(room.clone(), seq)) else {
             return Err(StoreError::NotFound);
         };
-        match target.kind {
-            EventKind::Message { .. } => {
+        match &target.kind {
+            EventKind::Message { files, .. } => {
+                let freed = files.clone();
                 target.kind = target.kind.deleted();
                 self.deleted.push((room.clone(), seq));
-                self.append(room, None, EventKind::MessageDeleted { target: seq })
+                let written = self.append(room, None, EventKind::MessageDeleted { target: seq })?;
+                Ok(Written { freed, ..written })
             }
             EventKind::Deleted { .. } => Ok(Written {
                 event: target.clone(),
                 duplicate: true,
+                freed: Vec::new(),
             }),
             _ => Err(StoreError::NotFound),
         }
@@ -385,6 +388,7 @@ impl Plan {
         Ok(Written {
             event,
             duplicate: false,
+            freed: Vec::new(),
         })
     }
 
@@ -422,6 +426,7 @@ impl Plan {
             return Ok(Written {
                 event: event.clone(),
                 duplicate: true,
+                freed: Vec::new(),
             });
         }
         let written = self.append(room, sender.clone(), kind)?;

@@ -84,6 +84,9 @@ pub struct Written {
     /// The write repeated an earlier one (same client id): `event` is the
     /// one stored then, and nothing new was published.
     pub duplicate: bool,
+    /// The files a deletion took off its message: their bytes and rows
+    /// are the caller's to delete.
+    pub freed: Vec<Attachment>,
 }
 
 type Reply = oneshot::Sender<Result<Written, StoreError>>;

@@ -6,9 +6,9 @@
 use super::batch::{Needs, Plan, Reads, RoomRow};
 use super::statements::{self, Arg, Statement};
 use super::{WriteOp, Written};
-use crate::store::rows::{event_from_row, parse_id};
+use crate::store::rows::{event_from_row, parse_id, room_kind};
 use crate::store::{Store, StoreError, now_ms};
-use natter_shared::{RoomId, RoomKind, UserId};
+use natter_shared::{RoomId, UserId};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
@@ -65,8 +65,7 @@ async fn read(tx: &mut Transaction<'_, Any>, needs: &Needs<'_>) -> Result<Reads,
             parse_id(RoomId::parse, row.try_get::<String, _>("id")?)?,
             RoomRow {
                 site: row.try_get("site_id")?,
-                kind: RoomKind::parse(&kind)
-                    .ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))?,
+                kind: room_kind(&kind)?,
                 last_seq: row.try_get("last_seq")?,
             },
         );
@@ -80,7 +79,7 @@ async fn read(tx: &mut Transaction<'_, Any>, needs: &Needs<'_>) -> Result<Reads,
     for row in fetch(tx, statements::stored_messages(&needs.keys)).await? {
         reads.keep_stored(event_from_row(&row)?);
     }
-    for row in fetch(tx, statements::events_at(&needs.targets)?).await? {
+    for row in fetch(tx, statements::events_at(&needs.targets)).await? {
         let event = event_from_row(&row)?;
         reads.targets.insert((event.room.clone(), event.seq), event);
     }

@@ -7,9 +7,9 @@
 use super::batch::{Needs, Plan, Reads, RoomRow};
 use super::statements::{self, Arg, Statement};
 use super::{WriteOp, Written};
-use crate::store::rows::{EventColumns, event_from_columns, parse_id};
+use crate::store::rows::{EventColumns, event_from_columns, parse_id, room_kind};
 use crate::store::{StoreError, now_ms};
-use natter_shared::{RoomId, RoomKind, UserId};
+use natter_shared::{RoomId, UserId};
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior, params_from_iter};
 use std::path::Path;
@@ -101,8 +101,7 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
             parse_id(RoomId::parse, row.get::<_, String>("id")?)?,
             RoomRow {
                 site: row.get("site_id")?,
-                kind: RoomKind::parse(&kind)
-                    .ok_or_else(|| StoreError::Corrupt(format!("room kind {kind}")))?,
+                kind: room_kind(&kind)?,
                 last_seq: row.get("last_seq")?,
             },
         );
@@ -119,7 +118,7 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
         reads.keep_stored(event_of(row)?);
         Ok(())
     })?;
-    fetch(conn, statements::events_at(&needs.targets)?, |row| {
+    fetch(conn, statements::events_at(&needs.targets), |row| {
         let event = event_of(row)?;
         reads.targets.insert((event.room.clone(), event.seq), event);
         Ok(())

@@ -10,7 +10,7 @@
 //! never formatted in.
 
 use super::batch::{IdemKey, NewMember, Writes};
-use crate::store::StoreError;
+use crate::store::{StoreError, seq_to_db};
 use natter_shared::{Event, EventKind, RoomId, Seq, UserId};
 
 /// Most rows or keys one statement carries.
@@ -193,47 +193,37 @@ pub(super) fn writes(writes: &Writes) -> Result<Vec<Statement<'_>>, StoreError> 
             .map_err(|_| StoreError::Corrupt("a seq beyond i64".into()))?,
     );
     all.extend(write_counters(&writes.counters));
-    all.extend(empty_deleted(&writes.deleted)?);
+    all.extend(empty_deleted(&writes.deleted));
     Ok(all)
 }
 
 /// Empties the rows of deleted messages: kind `deleted`, no body, no
 /// files (the sender, time and client id stay).
-fn empty_deleted(deleted: &[(RoomId, Seq)]) -> Result<Vec<Statement<'_>>, StoreError> {
+fn empty_deleted(deleted: &[(RoomId, Seq)]) -> Vec<Statement<'_>> {
     deleted
         .iter()
-        .map(|(room, seq)| {
-            Ok(Statement {
-                sql: "UPDATE events SET kind = 'deleted', body = NULL, files = NULL \
-                      WHERE room_id = ? AND seq = ?"
-                    .into(),
-                args: vec![Arg::Text(room.as_str()), Arg::Int(seq_arg(*seq)?)],
-            })
+        .map(|(room, seq)| Statement {
+            sql: "UPDATE events SET kind = 'deleted', body = NULL, files = NULL \
+                  WHERE room_id = ? AND seq = ?"
+                .into(),
+            args: vec![Arg::Text(room.as_str()), Arg::Int(seq_to_db(*seq))],
         })
         .collect()
 }
 
-/// A seq as the database takes it.
-fn seq_arg(seq: Seq) -> Result<i64, StoreError> {
-    i64::try_from(seq).map_err(|_| StoreError::Corrupt("a seq beyond i64".into()))
-}
-
 /// The events at these places: rows of the event columns.
-pub(super) fn events_at<'a>(
-    places: &[(&'a RoomId, Seq)],
-) -> Result<Vec<Statement<'a>>, StoreError> {
+pub(super) fn events_at<'a>(places: &[(&'a RoomId, Seq)]) -> Vec<Statement<'a>> {
     places
         .iter()
-        .map(|(room, seq)| {
-            Ok(Statement {
-                sql: concat!(
-                    "SELECT ",
-                    crate::store::rows::event_columns!(),
-                    " FROM events WHERE room_id = ? AND seq = ?"
-                )
-                .into(),
-                args: vec![Arg::Text(room.as_str()), Arg::Int(seq_arg(*seq)?)],
-            })
+        .map(|(room, seq)| Statement {
+            sql: concat!(
+                "SELECT ",
+                crate::store::rows::event_columns!(),
+                " FROM events WHERE room_id = ? AND seq = ?"
+            )
+            .into(),
+            // A seq beyond the database's finds nothing: not found.
+            args: vec![Arg::Text(room.as_str()), Arg::Int(seq_to_db(*seq))],
         })
         .collect()
 }
