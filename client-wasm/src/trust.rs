@@ -9,9 +9,8 @@
 //! once the server takes the token, never while it refuses it, and is
 //! deleted when the server says the site banned the user.
 
-use crate::files::caller_headers;
+use crate::files::fetch_as_user;
 use natter_shared::ErrorCode;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 /// The SHA-256 digest of `token`, in hex; `None` where the browser offers
@@ -62,48 +61,34 @@ pub async fn ask(site: &str, token: &str) -> Verdict {
     }
 }
 
-/// The answer's status and, for a refusal, its error's code and message.
-async fn fetch_session(site: &str, token: &str) -> Option<(u16, Option<(String, String)>)> {
-    let init = web_sys::RequestInit::new();
-    let headers = web_sys::Headers::new().ok()?;
-    for (name, value) in caller_headers(site, token) {
-        headers.set(name, &value).ok()?;
-    }
-    init.set_headers(&headers);
-    let request = web_sys::Request::new_with_str_and_init("/session", &init).ok()?;
-    let response = JsFuture::from(web_sys::window()?.fetch_with_request(&request))
-        .await
-        .ok()?;
-    let response: web_sys::Response = response.dyn_into().ok()?;
+/// A refusal's error: its code (`None` for one this widget does not
+/// know) and message.
+type Refusal = (Option<ErrorCode>, String);
+
+/// The answer's status and, for a refusal, its error.
+async fn fetch_session(site: &str, token: &str) -> Option<(u16, Option<Refusal>)> {
+    let response = fetch_as_user("GET", "/session", site, token).await?;
     let error = match response.json() {
         Ok(json) if !response.ok() => JsFuture::from(json).await.ok().and_then(|body| {
             // `{"error": {"code", "message"}}`, read as it is (no decoder
             // of its own in the widget).
             let error = js_sys::Reflect::get(&body, &"error".into()).ok()?;
             let field = |name: &str| js_sys::Reflect::get(&error, &name.into()).ok()?.as_string();
-            Some((field("code")?, field("message").unwrap_or_default()))
+            let code = ErrorCode::parse(&field("code")?);
+            Some((code, field("message").unwrap_or_default()))
         }),
         _ => None,
     };
     Some((response.status(), error))
 }
 
-fn verdict(status: u16, error: Option<(String, String)>) -> Verdict {
-    let code = |name: &str| {
-        ErrorCode::ALL
-            .iter()
-            .copied()
-            .find(|c| c.as_str() == name)
-            .unwrap_or(ErrorCode::Unauthorized)
-    };
+fn verdict(status: u16, error: Option<Refusal>) -> Verdict {
     match (status, error) {
         (200, _) => Verdict::Taken,
-        (403, Some((name, message))) if name == ErrorCode::Banned.as_str() => {
-            Verdict::Banned(message)
-        }
-        (400..=499, Some((name, message))) if name != ErrorCode::TooManyRequests.as_str() => {
+        (403, Some((Some(ErrorCode::Banned), message))) => Verdict::Banned(message),
+        (400..=499, Some((code, message))) if code != Some(ErrorCode::TooManyRequests) => {
             Verdict::Refused {
-                code: code(&name),
+                code: code.unwrap_or(ErrorCode::Unauthorized),
                 reason: message,
             }
         }

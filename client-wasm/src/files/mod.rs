@@ -111,23 +111,33 @@ pub fn caller_headers(site: &str, token: &str) -> [(&'static str, String); 2] {
     ]
 }
 
-/// Asks the server for links to file `id`; `None` when it cannot be
-/// reached or refuses (the view then shows the name only).
-async fn fetch_links(site: &str, token: &str, id: &str) -> Option<Links> {
+/// `method url` on the chat server as the user of `token`; `None` when
+/// the request could not be made or got no answer.
+pub async fn fetch_as_user(
+    method: &str,
+    url: &str,
+    site: &str,
+    token: &str,
+) -> Option<web_sys::Response> {
     let init = web_sys::RequestInit::new();
-    init.set_method("POST");
+    init.set_method(method);
     let headers = web_sys::Headers::new().ok()?;
     for (name, value) in caller_headers(site, token) {
         headers.set(name, &value).ok()?;
     }
     init.set_headers(&headers);
-    let request =
-        web_sys::Request::new_with_str_and_init(&format!("/files/{id}/links"), &init).ok()?;
+    let request = web_sys::Request::new_with_str_and_init(url, &init).ok()?;
     let window = web_sys::window()?;
     let response = JsFuture::from(window.fetch_with_request(&request))
         .await
         .ok()?;
-    let response: web_sys::Response = response.dyn_into().ok()?;
+    response.dyn_into().ok()
+}
+
+/// Asks the server for links to file `id`; `None` when it cannot be
+/// reached or refuses (the view then shows the name only).
+async fn fetch_links(site: &str, token: &str, id: &str) -> Option<Links> {
+    let response = fetch_as_user("POST", &format!("/files/{id}/links"), site, token).await?;
     if !response.ok() {
         return None;
     }

@@ -177,12 +177,10 @@ impl Engine {
             trusted: Cell::new(trusted),
             asking: Cell::new(false),
         }));
-        // The store first, before any network (for a token it knows); the
-        // room left open shows again.
-        if trusted && let Some(room) = engine.0.db.open_room().await? {
-            view.open.set(Some(room));
+        // The store first, before any network, for a token it knows.
+        if trusted {
+            engine.show_store().await?;
         }
-        engine.reload().await?;
         engine.ask();
         let weak = Rc::downgrade(&engine.0);
         engine.0.tabs.listen(move |news| {
@@ -282,12 +280,17 @@ impl Engine {
             self.0.db.set_verified(&digest).await?;
         }
         if !self.0.trusted.replace(true) {
-            if let Some(room) = self.0.db.open_room().await? {
-                self.0.view.open.set(Some(room));
-            }
-            self.reload().await?;
+            self.show_store().await?;
         }
         Ok(())
+    }
+
+    /// Shows what the store holds: the chat, with the room left open.
+    async fn show_store(&self) -> Result<(), ClientError> {
+        if let Some(room) = self.0.db.open_room().await? {
+            self.0.view.open.set(Some(room));
+        }
+        self.reload().await
     }
 
     /// Writes a new message, with the files attached to it; it shows as
