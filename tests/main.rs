@@ -30,6 +30,7 @@ mod people;
 mod robustness;
 mod s3;
 mod store;
+mod webhooks;
 mod widget;
 
 /// Fails the test if anything in the process panicked.

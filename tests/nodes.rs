@@ -156,7 +156,7 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    async fn spawn(&mut self) {
+    pub(crate) async fn spawn(&mut self) {
         let (out, err) = log_file(&self.log);
         let child = Command::new(nats_bin())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
@@ -194,7 +194,7 @@ impl Drop for Nats {
 }
 
 /// One `natter` process, restartable on the same port.
-struct Node {
+pub(crate) struct Node {
     addr: SocketAddr,
     args: Vec<String>,
     log: PathBuf,
@@ -202,7 +202,13 @@ struct Node {
 }
 
 impl Node {
-    async fn start(name: &str, dir: &Path, database_url: &str, broker: &[String]) -> Node {
+    /// Starts a node; `extra` are more arguments (the broker's, say).
+    pub(crate) async fn start(
+        name: &str,
+        dir: &Path,
+        database_url: &str,
+        extra: &[String],
+    ) -> Node {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut args = vec![
             "--bind".to_string(),
@@ -218,7 +224,7 @@ impl Node {
             "--presence-grace-secs".to_string(),
             "1".to_string(),
         ];
-        args.extend_from_slice(broker);
+        args.extend_from_slice(extra);
         let mut node = Node {
             addr,
             args,
@@ -229,7 +235,7 @@ impl Node {
         node
     }
 
-    async fn spawn(&mut self) {
+    pub(crate) async fn spawn(&mut self) {
         let (out, err) = log_file(&self.log);
         let child = Command::new(natter_bin())
             .args(&self.args)
@@ -255,7 +261,7 @@ impl Node {
     }
 
     /// `kill -9`: no shutdown, no flush.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         kill(&mut self.child);
     }
 
@@ -265,7 +271,7 @@ impl Node {
         self.spawn().await;
     }
 
-    fn api(&self, site: &TestSite) -> ApiClient {
+    pub(crate) fn api(&self, site: &TestSite) -> ApiClient {
         ApiClient::new(reqwest::Client::new(), self.addr, &site.api_key)
     }
 
@@ -280,7 +286,7 @@ impl Node {
         metric_in(&text, name)
     }
 
-    fn assert_no_panic(&self) {
+    pub(crate) fn assert_no_panic(&self) {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         assert!(
             !text.contains("panicked"),

@@ -171,6 +171,77 @@ pub struct Config {
 
     #[command(flatten)]
     pub guard: GuardConfig,
+
+    #[command(flatten)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// Delivering webhooks to the sites' endpoints.
+#[derive(Debug, Clone, Args)]
+pub struct WebhooksConfig {
+    /// Seconds an endpoint has to answer a webhook.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_WEBHOOK_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub webhook_timeout_secs: u64,
+
+    /// Milliseconds before the first retry of a failed webhook; each
+    /// further retry waits twice as long, up to `--webhook-backoff-max-secs`.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_WEBHOOK_BACKOFF_MS",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub webhook_backoff_ms: u64,
+
+    /// Longest wait between two retries of a webhook, in seconds.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_WEBHOOK_BACKOFF_MAX_SECS",
+        default_value_t = 3_600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub webhook_backoff_max_secs: u64,
+
+    /// Seconds a webhook is retried for; an endpoint whose oldest waiting
+    /// webhook failed for longer is paused until it is resumed.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_WEBHOOK_RETRY_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub webhook_retry_secs: u64,
+
+    /// Seconds a node holds an endpoint's lease (one node at a time
+    /// delivers an endpoint's webhooks); a node that died lets go after it.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_WEBHOOK_LEASE_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(2..)
+    )]
+    pub webhook_lease_secs: u64,
+
+    /// Milliseconds between looks for webhooks written by other nodes
+    /// (this node's own are sent at once).
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_WEBHOOK_POLL_MS",
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    pub webhook_poll_ms: u64,
 }
 
 /// Limits against exhaustion and abuse. A rate of 0 turns that limit off.

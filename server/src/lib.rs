@@ -20,6 +20,8 @@
 //! - [`reads`]: read markers, noted at once and written in batches.
 //! - [`api`]: the HTTP API for the site's backend; [`error`] maps failures
 //!   to JSON errors.
+//! - [`webhooks`]: telling the site's backend what happened, signed,
+//!   from an outbox the writer fills in the events' own transaction.
 //! - [`widget`]: serving the widget app, framed only by the site's origins.
 //! - [`demo`]: the demo site and page of `natter --demo`.
 //!
@@ -43,6 +45,7 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 pub mod widget;
 pub mod ws;
 
@@ -84,6 +87,8 @@ pub enum StartError {
     Broker { url: String, source: BrokerError },
     #[error("could not open the file store: {0}")]
     Files(#[from] files::FilesError),
+    #[error(transparent)]
+    Webhooks(#[from] webhooks::WebhookError),
 }
 
 /// A built server: state plus the writer task and the broker link.
@@ -94,6 +99,8 @@ pub struct App {
     reads: JoinHandle<()>,
     reads_stop: CancellationToken,
     broker: Option<BrokerTask>,
+    webhooks: JoinHandle<()>,
+    webhooks_stop: CancellationToken,
     shell: Arc<widget::shell::Shell>,
 }
 
@@ -141,10 +148,20 @@ impl App {
                 (broker, Some(task))
             }
         };
+        let webhooks_stop = CancellationToken::new();
+        let (wake, webhooks_task) = webhooks::spawn(
+            store.clone(),
+            config.webhooks.clone(),
+            webhooks_stop.clone(),
+        )?;
         let writer_stop = CancellationToken::new();
         let publish = {
             let broker = broker.clone();
-            move |site: &SiteId, event: &Event| broker.event(site, event)
+            let wake = wake.clone();
+            move |site: &SiteId, event: &Event| {
+                broker.event(site, event);
+                wake.wake();
+            }
         };
         let (writer, writer_task) = Writer::spawn(
             store.clone(),
@@ -175,6 +192,7 @@ impl App {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             metrics,
+            webhooks: wake,
         };
         if let Some(lobby) = new_lobby {
             demo::seed(&state, lobby)
@@ -193,6 +211,8 @@ impl App {
             reads: reads_task,
             reads_stop,
             broker: broker_task,
+            webhooks: webhooks_task,
+            webhooks_stop,
         })
     }
 
@@ -285,6 +305,12 @@ impl App {
         self.writer_stop.cancel();
         if let Err(err) = self.writer.await {
             tracing::error!(error = %err, "writer task failed");
+        }
+        // Webhooks in flight are answered and recorded; the rest wait in
+        // the outbox for the next start (or another node).
+        self.webhooks_stop.cancel();
+        if let Err(err) = self.webhooks.await {
+            tracing::error!(error = %err, "webhook task failed");
         }
         // The last commits are published; hand them to the other nodes.
         if let Some(broker) = self.broker {

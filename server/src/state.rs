@@ -35,4 +35,6 @@ pub struct AppState {
     pub files: Files,
     /// Connection caps and rate limits.
     pub gate: Arc<Gate>,
+    /// Wakes the webhook dispatcher when something was queued.
+    pub webhooks: crate::webhooks::Wake,
 }

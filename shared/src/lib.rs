@@ -11,6 +11,9 @@
 //! - [`protocol`]: every frame a client and a server exchange over the
 //!   WebSocket, the events a room is made of, and the error codes.
 //!
+//! - [`webhooks`]: what a site's backend is told of its chats, and the
+//!   bodies that set webhooks up.
+//!
 //! - [`token`]: what a client may read from a sign-in token unverified
 //!   (the user it names), to pick local state before the server answers.
 //!
@@ -33,6 +36,7 @@ pub mod query;
 pub mod sync;
 pub mod text;
 pub mod token;
+pub mod webhooks;
 
 pub use ids::{ClientId, FileId, IdError, RoomId, Seq, SiteId, UserId};
 pub use protocol::{

@@ -20,6 +20,7 @@ use natter_shared::api::{
     AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
     RoomUnread, SetRead, Settings, UnreadCounts,
 };
+use natter_shared::webhooks::{NewWebhook, Webhook, WebhookAttempts, WebhookPayload};
 use natter_shared::{
     ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, PROTOCOL, RoomId, RoomInfo,
     ServerFrame, SiteId, UserId, limits,
@@ -263,6 +264,10 @@ impl Examples {
             "room-unread" => drop(self.check::<RoomUnread>(line, tag, body)),
             "set-read" => drop(self.check::<SetRead>(line, tag, body)),
             "settings" => drop(self.check::<Settings>(line, tag, body)),
+            "new-webhook" => drop(self.check::<NewWebhook>(line, tag, body)),
+            "webhook" => drop(self.check::<Webhook>(line, tag, body)),
+            "webhook-attempts" => drop(self.check::<WebhookAttempts>(line, tag, body)),
+            "webhook-payload" => drop(self.check::<WebhookPayload>(line, tag, body)),
             "jwt-claims" => match serde_json::from_str(body) {
                 Ok(claims) => self.jwt_claims = Some(claims),
                 Err(e) => self.fail(line, format!("jwt-claims: not JSON: {e}")),

@@ -8,7 +8,8 @@
 //! for the scenarios also run in those engines,
 //! nats-server for the tests of several nodes, moto's S3 server (pip) for
 //! the test of files in a bucket, and npm's binaryen for
-//! wasm-opt and terser for the JS glue. The npm binaries go first on PATH so that
+//! wasm-opt, terser for the JS glue and the Standard Webhooks verifier for
+//! the webhook tests. The npm binaries go first on PATH so that
 //! trunk picks wasm-opt 132, not a system binaryen (Debian's 108 produces a
 //! wasm that crashes Chromium).
 
@@ -158,7 +159,11 @@ pub fn ensure_build_tools(env: &Env) -> Result<()> {
         )?;
     }
 
-    let npm_tools = ["node_modules/binaryen", "node_modules/terser"];
+    let npm_tools = [
+        "node_modules/binaryen",
+        "node_modules/terser",
+        "node_modules/standardwebhooks",
+    ];
     if !npm_tools.iter().all(|dir| env.root.join(dir).is_dir()) {
         if env.which("npm".as_ref()).is_none() {
             bail!("npm is missing: install Node.js (20 or later) with npm, then retry");

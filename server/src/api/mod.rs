@@ -2,6 +2,7 @@
 //! the site's API key (`Authorization: Bearer …`). Every error is JSON with
 //! a stable code (see [`crate::error`]).
 
+mod hooks;
 mod people;
 
 use crate::error::ApiError;
@@ -51,6 +52,13 @@ pub fn router() -> Router<AppState> {
             get(people::get_settings).put(people::put_settings),
         )
         .route("/file-types", get(get_file_types).put(put_file_types))
+        .route("/webhooks", post(hooks::create).get(hooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(hooks::get).patch(hooks::change).delete(hooks::remove),
+        )
+        .route("/webhooks/{id}/resume", post(hooks::resume))
+        .route("/webhooks/{id}/attempts", get(hooks::attempts))
         .fallback(|| async {
             ApiError::client(
                 StatusCode::NOT_FOUND,
@@ -201,6 +209,7 @@ async fn create_room(
         .await?;
     let members: Vec<UserId> = room.members.iter().map(|m| m.id.clone()).collect();
     state.broker.announce_room(&site.id, &room.id, &members);
+    state.webhooks.wake();
     tracing::info!(site = %site.id, room = %room.id, "group room created");
     Ok((StatusCode::CREATED, Json(room)))
 }
@@ -224,6 +233,7 @@ async fn open_dialog(
         state
             .broker
             .announce_room(&site.id, &room.id, &[a.id.clone(), b.id.clone()]);
+        state.webhooks.wake();
         return Ok((StatusCode::CREATED, Json(room)));
     }
     Ok((StatusCode::OK, Json(room)))

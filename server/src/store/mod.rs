@@ -4,7 +4,7 @@
 //! differ live in [`Backend`].
 //!
 //! Reads and rare writes go straight to the pool, one file per resource:
-//! [`sites`], [`users`], [`rooms`], [`events`], [`reads`]; [`rows`] decodes what they
+//! [`sites`], [`users`], [`rooms`], [`events`], [`reads`], [`webhooks`]; [`rows`] decodes what they
 //! read; on SQLite, pages of events come through [`reader`] instead.
 //! Everything that takes a room's next seq goes through the
 //! [`writer`], which commits many of them in one transaction (group
@@ -18,6 +18,7 @@ mod rooms;
 mod rows;
 mod sites;
 mod users;
+mod webhooks;
 pub mod writer;
 
 pub use events::PageFrom;
@@ -25,6 +26,7 @@ pub use files::{AttachError, Completed, FileRow};
 pub use reads::Unread;
 pub use sites::{NewSite, Site};
 pub use users::Standing;
+pub use webhooks::{Outcome, Queued, Target};
 
 use natter_shared::Seq;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -86,6 +86,7 @@ impl Store {
         for m in members {
             insert_member(&mut tx, &id, site, &m.id, now).await?;
         }
+        super::webhooks::queue_room_created(&mut tx, site, &id, now).await?;
         tx.commit().await?;
         self.room(site, &id).await?.ok_or(StoreError::RoomNotFound)
     }
@@ -137,6 +138,7 @@ impl Store {
         }
         insert_member(&mut tx, &id, site, &x.id, now).await?;
         insert_member(&mut tx, &id, site, &y.id, now).await?;
+        super::webhooks::queue_room_created(&mut tx, site, &id, now).await?;
         tx.commit().await?;
         let room = self
             .room(site, &id)

@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// Deletes a site and everything of it (events, members, rooms,
-    /// users, files, origins) in one transaction; returns the ids of its
+    /// users, files, origins, webhooks) in one transaction; returns the ids of its
     /// files, whose bytes the caller deletes from the file store.
     pub async fn remove_site(&self, site: &SiteId) -> Result<Vec<FileId>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -157,6 +157,9 @@ impl Store {
             .map(|row| parse_id(FileId::parse, row.try_get::<String, _>("id")?))
             .collect::<Result<Vec<_>, _>>()?;
         for sql in [
+            "DELETE FROM webhook_outbox WHERE webhook_id IN (SELECT id FROM webhooks WHERE site_id = ?)",
+            "DELETE FROM webhook_attempts WHERE webhook_id IN (SELECT id FROM webhooks WHERE site_id = ?)",
+            "DELETE FROM webhooks WHERE site_id = ?",
             "DELETE FROM events WHERE room_id IN (SELECT id FROM rooms WHERE site_id = ?)",
             "DELETE FROM members WHERE site_id = ?",
             "DELETE FROM files WHERE site_id = ?",

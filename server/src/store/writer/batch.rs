@@ -11,6 +11,7 @@ use super::{WriteOp, Written};
 use crate::store::StoreError;
 use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::text::Body;
+use natter_shared::webhooks::WebhookType;
 use natter_shared::{
     Attachment, ClientId, Event, EventKind, RoomId, RoomKind, Seq, SiteId, UserId,
 };
@@ -156,6 +157,20 @@ pub(super) struct Writes {
     pub counters: Vec<(RoomId, i64)>,
     /// Messages deleted: their rows are emptied.
     pub deleted: Vec<(RoomId, Seq)>,
+    /// What the site's webhooks may be told of: one per new event that
+    /// has a webhook type.
+    pub hooks: Vec<HookEvent>,
+}
+
+/// A new event as the webhook outbox takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct HookEvent {
+    pub site: String,
+    pub room: RoomId,
+    pub seq: i64,
+    /// Its [`WebhookType`]'s bit.
+    pub kind: i64,
+    pub ts: i64,
 }
 
 struct PlannedRoom {
@@ -306,7 +321,23 @@ impl Plan {
                 _ => None,
             })
             .collect();
+        let hooks = self
+            .events
+            .iter()
+            .filter_map(|e| {
+                let kind = WebhookType::of_event(&e.kind)?;
+                let room = self.rooms.get(&e.room)?;
+                Some(HookEvent {
+                    site: room.row.site.clone(),
+                    room: e.room.clone(),
+                    seq: i64::try_from(e.seq).ok()?,
+                    kind: kind.bit(),
+                    ts: e.ts,
+                })
+            })
+            .collect();
         Writes {
+            hooks,
             events: self.events,
             client_ids,
             files,

@@ -9,7 +9,7 @@
 //! The SQL is fixed text and `?` placeholders only: every value is bound,
 //! never formatted in.
 
-use super::batch::{IdemKey, NewMember, Writes};
+use super::batch::{HookEvent, IdemKey, NewMember, Writes};
 use crate::store::{StoreError, seq_to_db};
 use natter_shared::{Event, EventKind, RoomId, Seq, UserId};
 
@@ -194,7 +194,44 @@ pub(super) fn writes(writes: &Writes) -> Result<Vec<Statement<'_>>, StoreError> 
     );
     all.extend(write_counters(&writes.counters));
     all.extend(empty_deleted(&writes.deleted));
+    all.extend(queue_webhooks(&writes.hooks));
     Ok(all)
+}
+
+/// Queues the new events for every webhook of their site that wants their
+/// type, in the events' transaction. One statement per chunk whatever the
+/// number of endpoints (none: nothing is inserted); rows are inserted in
+/// room and seq order, so ids follow each room's seqs.
+fn queue_webhooks(hooks: &[HookEvent]) -> Vec<Statement<'_>> {
+    exact_chunks(hooks)
+        .map(|chunk| {
+            let mut rows =
+                String::from("SELECT ? AS site_id, ? AS room_id, ? AS seq, ? AS type, ? AS ts");
+            for _ in 1..chunk.len() {
+                rows.push_str(" UNION ALL SELECT ?, ?, ?, ?, ?");
+            }
+            Statement {
+                sql: format!(
+                    "INSERT INTO webhook_outbox (webhook_id, room_id, seq, type, created_at) \
+                     SELECT w.id, v.room_id, v.seq, v.type, v.ts FROM ({rows}) v \
+                     JOIN webhooks w ON w.site_id = v.site_id AND (w.events & v.type) <> 0 \
+                     ORDER BY v.room_id, v.seq, w.id"
+                ),
+                args: chunk
+                    .iter()
+                    .flat_map(|h| {
+                        [
+                            Arg::Text(h.site.as_str()),
+                            Arg::Text(h.room.as_str()),
+                            Arg::Int(h.seq),
+                            Arg::Int(h.kind),
+                            Arg::Int(h.ts),
+                        ]
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// Empties the rows of deleted messages: kind `deleted`, no body, no

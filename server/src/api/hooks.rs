@@ -1,0 +1,163 @@
+//! A site's webhook endpoints, through the API: add, list, change,
+//! delete, resume one that was paused, and read its delivery log.
+
+use super::{ApiJson, ApiSite};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::webhooks::sign;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use natter_shared::webhooks::{
+    NewWebhook, Webhook, WebhookAttempts, WebhookChange, WebhookList, WebhookType,
+};
+use serde::Deserialize;
+
+/// Most endpoints a site may have.
+pub const MAX_WEBHOOKS: usize = 16;
+
+/// Longest endpoint URL, in bytes.
+const MAX_URL_BYTES: usize = 2048;
+
+/// Most attempts one request of the log returns.
+const MAX_ATTEMPTS_PAGE: u32 = 1000;
+
+/// An endpoint URL: absolute http(s), with a host.
+fn check_url(url: &str) -> Result<(), ApiError> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(ApiError::invalid(format!(
+            "url: at most {MAX_URL_BYTES} bytes"
+        )));
+    }
+    let parsed = url::Url::parse(url).map_err(|e| ApiError::invalid(format!("url: {e}")))?;
+    if !matches!(parsed.scheme(), "https" | "http") || parsed.host().is_none() {
+        return Err(ApiError::invalid(
+            "url: an absolute https:// (or http://) URL with a host",
+        ));
+    }
+    Ok(())
+}
+
+/// At least one type, each once.
+fn check_events(events: &[WebhookType]) -> Result<Vec<WebhookType>, ApiError> {
+    let mut events = events.to_vec();
+    events.sort_unstable();
+    events.dedup();
+    if events.is_empty() {
+        let all: Vec<&str> = WebhookType::ALL.iter().map(|t| t.name()).collect();
+        return Err(ApiError::invalid(format!(
+            "events: at least one of {}",
+            all.join(", ")
+        )));
+    }
+    Ok(events)
+}
+
+/// `POST /api/v1/webhooks`: 201 with the endpoint and its secret.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    ApiJson(req): ApiJson<NewWebhook>,
+) -> Result<(StatusCode, Json<Webhook>), ApiError> {
+    check_url(&req.url)?;
+    let events = check_events(&req.events)?;
+    if state.store.webhooks(&site.id).await?.len() >= MAX_WEBHOOKS {
+        return Err(ApiError::invalid(format!(
+            "a site has at most {MAX_WEBHOOKS} webhook endpoints"
+        )));
+    }
+    let webhook = state
+        .store
+        .create_webhook(&site.id, &req.url, &events, &sign::new_secret())
+        .await?;
+    tracing::info!(site = %site.id, webhook = %webhook.id, "webhook endpoint added");
+    Ok((StatusCode::CREATED, Json(webhook)))
+}
+
+/// `GET /api/v1/webhooks`.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+) -> Result<Json<WebhookList>, ApiError> {
+    let webhooks = state.store.webhooks(&site.id).await?;
+    Ok(Json(WebhookList { webhooks }))
+}
+
+/// `GET /api/v1/webhooks/{id}`.
+pub(super) async fn get(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(id): Path<String>,
+) -> Result<Json<Webhook>, ApiError> {
+    let webhook = state.store.webhook(&site.id, &id).await?;
+    webhook.map(Json).ok_or_else(|| StoreError::NotFound.into())
+}
+
+/// `PATCH /api/v1/webhooks/{id}`: a new URL and/or types.
+pub(super) async fn change(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<WebhookChange>,
+) -> Result<Json<Webhook>, ApiError> {
+    if let Some(url) = &req.url {
+        check_url(url)?;
+    }
+    let events = req.events.as_deref().map(check_events).transpose()?;
+    let webhook = state
+        .store
+        .update_webhook(&site.id, &id, req.url.as_deref(), events.as_deref())
+        .await?;
+    Ok(Json(webhook))
+}
+
+/// `DELETE /api/v1/webhooks/{id}`: with what waits for it.
+pub(super) async fn remove(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_webhook(&site.id, &id).await?;
+    tracing::info!(site = %site.id, webhook = %id, "webhook endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/webhooks/{id}/resume`: delivers again, starting with
+/// everything that waited while it was paused.
+pub(super) async fn resume(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(id): Path<String>,
+) -> Result<Json<Webhook>, ApiError> {
+    let webhook = state.store.resume_webhook(&site.id, &id).await?;
+    state.webhooks.wake();
+    tracing::info!(site = %site.id, webhook = %id, "webhook endpoint resumed");
+    Ok(Json(webhook))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AttemptsQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/webhooks/{id}/attempts?limit=N`: the latest attempts,
+/// newest first (50 unless asked, at most 1000).
+pub(super) async fn attempts(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path(id): Path<String>,
+    query: Result<Query<AttemptsQuery>, QueryRejection>,
+) -> Result<Json<WebhookAttempts>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_ATTEMPTS_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit: 1 to {MAX_ATTEMPTS_PAGE}"
+        )));
+    }
+    let attempts = state.store.webhook_attempts(&site.id, &id, limit).await?;
+    Ok(Json(WebhookAttempts { attempts }))
+}

@@ -1,0 +1,715 @@
+//! Webhooks: a real local endpoint (`webhooks/receiver.mjs`) checks every
+//! request's signature with the Standard Webhooks reference library from
+//! npm; the tests check what arrived: every event, in seq order per room,
+//! repeats only under the same `webhook-id`, through an endpoint that is
+//! down for a while, one that keeps failing (paused, then resumed), and a
+//! server killed with SIGKILL mid-delivery. Each test runs on SQLite and
+//! on MariaDB.
+
+use crate::nodes::{Node, log_dir, site_on};
+use natter_shared::webhooks::{Webhook, WebhookAttempts, WebhookStatus, WebhookType};
+use natter_tests::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+/// How long a test waits for webhooks that retries deliver.
+const SLOW: Duration = Duration::from_secs(30);
+
+/// One request the endpoint took and verified.
+#[derive(Debug, Clone)]
+struct Delivery {
+    id: String,
+    status: u16,
+    kind: String,
+    room: String,
+    /// 0 for `room.created`.
+    seq: u64,
+    payload: Value,
+}
+
+impl Delivery {
+    fn accepted(&self) -> bool {
+        self.status == 204
+    }
+}
+
+/// The site's endpoint: a Node.js process checking signatures with the
+/// reference verifier.
+struct Receiver {
+    port: u16,
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::UnboundedReceiver<Value>,
+    got: Vec<Delivery>,
+}
+
+impl Receiver {
+    /// Starts listening on `port` (0: any).
+    async fn start(port: u16) -> Receiver {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks/receiver.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs the test receiver (npm ci installs its verifier)");
+        let stdin = child.stdin.take().expect("the receiver's stdin");
+        let stdout = child.stdout.take().expect("the receiver's stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let value: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("the receiver wrote {line:?}: {e}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut receiver = Receiver {
+            port,
+            child,
+            stdin,
+            lines,
+            got: Vec::new(),
+        };
+        let first = receiver.line().await;
+        receiver.port = first["listening"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("the receiver said {first}"));
+        receiver
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks", self.port)
+    }
+
+    async fn line(&mut self) -> Value {
+        tokio::time::timeout(WAIT, self.lines.recv())
+            .await
+            .expect("the receiver said something in time")
+            .expect("the receiver runs")
+    }
+
+    /// Tells the receiver something and waits until it took it.
+    async fn command(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("the receiver reads commands");
+        loop {
+            let value = self.line().await;
+            if value.get("command").is_some() {
+                return;
+            }
+            self.take(value);
+        }
+    }
+
+    fn take(&mut self, value: Value) {
+        assert_eq!(
+            value["verified"],
+            json!(true),
+            "the reference verifier refused a webhook: {value}"
+        );
+        let payload = value["payload"].clone();
+        let data = &payload["data"];
+        let (room, seq) = match data["event"].as_object() {
+            Some(event) => (
+                event["room"].as_str().unwrap_or_default().to_string(),
+                event["seq"].as_u64().unwrap_or_default(),
+            ),
+            None => (
+                data["room"]["id"].as_str().unwrap_or_default().to_string(),
+                0,
+            ),
+        };
+        self.got.push(Delivery {
+            id: value["id"].as_str().unwrap_or_default().to_string(),
+            status: value["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(0),
+            kind: payload["type"].as_str().unwrap_or_default().to_string(),
+            room,
+            seq,
+            payload,
+        });
+    }
+
+    /// Takes deliveries until `done` holds for the accepted ones.
+    async fn until(&mut self, within: Duration, what: &str, done: impl Fn(&[Delivery]) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(&self.accepted()) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Ok(Some(value)) = tokio::time::timeout(left, self.lines.recv()).await else {
+                panic!(
+                    "waited {within:?} for {what}; accepted: {:#?}",
+                    self.accepted()
+                        .iter()
+                        .map(|d| (&d.kind, &d.room, d.seq))
+                        .collect::<Vec<_>>()
+                );
+            };
+            self.take(value);
+        }
+    }
+
+    fn accepted(&self) -> Vec<Delivery> {
+        self.got.iter().filter(|d| d.accepted()).cloned().collect()
+    }
+
+    /// Stops listening: the endpoint is down.
+    async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Adds an endpoint through the API.
+async fn add_hook(api: &ApiClient, url: &str, events: &[WebhookType]) -> Webhook {
+    let res = api
+        .request(Method::POST, "/webhooks")
+        .json(&json!({ "url": url, "events": events }))
+        .send()
+        .await
+        .expect("the webhook request is answered");
+    assert_eq!(res.status(), StatusCode::CREATED, "adding a webhook");
+    res.json().await.expect("a webhook")
+}
+
+async fn get_hook(api: &ApiClient, id: &str) -> Webhook {
+    let res = api
+        .request(Method::GET, &format!("/webhooks/{id}"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.expect("a webhook")
+}
+
+async fn attempts(api: &ApiClient, id: &str) -> WebhookAttempts {
+    let res = api
+        .request(Method::GET, &format!("/webhooks/{id}/attempts?limit=1000"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.expect("attempts")
+}
+
+/// Each room's accepted deliveries of `kind`, in arrival order, as seqs.
+fn seqs_by_room(got: &[Delivery], kind: &str) -> BTreeMap<String, Vec<u64>> {
+    let mut rooms: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for d in got.iter().filter(|d| d.kind == kind) {
+        rooms.entry(d.room.clone()).or_default().push(d.seq);
+    }
+    rooms
+}
+
+/// Every delivery of one event came with one `webhook-id`, and no two
+/// events share one.
+fn assert_one_id_per_event(got: &[Delivery]) {
+    let mut ids: HashMap<(String, String, u64), String> = HashMap::new();
+    let mut events: HashMap<String, (String, String, u64)> = HashMap::new();
+    for d in got {
+        let event = (d.kind.clone(), d.room.clone(), d.seq);
+        let id = ids.entry(event.clone()).or_insert_with(|| d.id.clone());
+        assert_eq!(
+            *id, d.id,
+            "{event:?} was sent again under another webhook-id"
+        );
+        let owner = events.entry(d.id.clone()).or_insert_with(|| event.clone());
+        assert_eq!(*owner, event, "one webhook-id for two events");
+    }
+}
+
+/// In order within each room: seqs never go back (a repeat may follow
+/// its own event, never a later one).
+fn assert_in_seq_order(got: &[Delivery]) {
+    let mut last: HashMap<&str, u64> = HashMap::new();
+    for d in got {
+        let before = last.insert(d.room.as_str(), d.seq).unwrap_or(0);
+        assert!(
+            d.seq >= before,
+            "room {} went from seq {before} back to {} ({})",
+            d.room,
+            d.seq,
+            d.kind
+        );
+    }
+}
+
+async fn signed_and_in_order_per_room(db: Db) {
+    let app = spawn_app(db).await;
+    let api = app.api_client();
+    let mut all = Receiver::start(0).await;
+    let mut messages = Receiver::start(0).await;
+    let hook_all = add_hook(&api, &all.url(), &WebhookType::ALL).await;
+    assert!(hook_all.secret.starts_with("whsec_"), "{}", hook_all.secret);
+    assert_eq!(hook_all.status, WebhookStatus::Active);
+    assert_eq!(hook_all.events, WebhookType::ALL.to_vec());
+    let hook_messages = add_hook(&api, &messages.url(), &[WebhookType::MessageCreated]).await;
+    assert_ne!(hook_all.secret, hook_messages.secret);
+    all.command(&format!("secret {}", hook_all.secret)).await;
+    messages
+        .command(&format!("secret {}", hook_messages.secret))
+        .await;
+
+    let team = app.group("Team", &["alice", "bob"]).await;
+    let room = team.id.as_str();
+    for body in ["one", "two", "three"] {
+        api.post(room, "alice", body).await;
+    }
+    let res = api
+        .request(Method::POST, &format!("/rooms/{room}/members"))
+        .json(&json!({"user": {"id": "carol"}}))
+        .send()
+        .await
+        .expect("answered");
+    assert!(res.status().is_success());
+    let res = api
+        .request(Method::DELETE, &format!("/rooms/{room}/members/carol"))
+        .send()
+        .await
+        .expect("answered");
+    assert!(res.status().is_success());
+    let res = api
+        .request(Method::DELETE, &format!("/rooms/{room}/messages/1"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    let dialog = app.dialog("alice", "dave").await;
+    api.post(dialog.id.as_str(), "dave", "hi").await;
+    // Another site's chat is never this site's business.
+    let other = app.api_client_of(&app.other);
+    let elsewhere = other.group("Elsewhere", &[User::id("zed")]).await;
+    other
+        .post(elsewhere.id.as_str(), "zed", "not for you")
+        .await;
+
+    all.until(WAIT, "nine webhooks", |got| got.len() >= 9).await;
+    messages
+        .until(WAIT, "four messages", |got| got.len() >= 4)
+        .await;
+    let got = all.accepted();
+    let team_kinds: Vec<(&str, u64)> = got
+        .iter()
+        .filter(|d| d.room == room)
+        .map(|d| (d.kind.as_str(), d.seq))
+        .collect();
+    assert_eq!(
+        team_kinds,
+        vec![
+            ("room.created", 0),
+            ("message.created", 1),
+            ("message.created", 2),
+            ("message.created", 3),
+            ("member.joined", 4),
+            ("member.left", 5),
+            ("message.deleted", 6),
+        ],
+        "the room's webhooks, in seq order"
+    );
+    let created = got
+        .iter()
+        .find(|d| d.room == room && d.seq == 0)
+        .expect("room.created");
+    assert_eq!(created.payload["data"]["room"]["title"], json!("Team"));
+    assert_eq!(created.payload["data"]["site"], json!(app.site.id.as_str()));
+    let second = got
+        .iter()
+        .find(|d| d.room == room && d.seq == 2)
+        .expect("seq 2");
+    assert_eq!(second.payload["data"]["event"]["body"], json!("two"));
+    assert_eq!(second.payload["data"]["event"]["sender"], json!("alice"));
+    assert!(
+        second.payload["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{}",
+        second.payload
+    );
+    let joined = got
+        .iter()
+        .find(|d| d.kind == "member.joined")
+        .expect("joined");
+    assert_eq!(joined.payload["data"]["event"]["user"], json!("carol"));
+    let deleted = got
+        .iter()
+        .find(|d| d.kind == "message.deleted")
+        .expect("deleted");
+    assert_eq!(deleted.payload["data"]["event"]["target"], json!(1));
+    let dialog_kinds: Vec<&str> = got
+        .iter()
+        .filter(|d| d.room == dialog.id.as_str())
+        .map(|d| d.kind.as_str())
+        .collect();
+    assert_eq!(dialog_kinds, vec!["room.created", "message.created"]);
+    assert!(
+        got.iter().all(|d| d.room != elsewhere.id.as_str()),
+        "another site's events came to this site's endpoint"
+    );
+    assert_one_id_per_event(&got);
+
+    let only = messages.accepted();
+    assert_eq!(only.len(), 4, "{only:?}");
+    assert!(only.iter().all(|d| d.kind == "message.created"), "{only:?}");
+
+    // The log shows each attempt; nothing waits any more.
+    let id = hook_all.id.as_str();
+    let log = eventually(WAIT, "the attempts logged", async || {
+        let log = attempts(&api, id).await;
+        (log.attempts.len() >= 9).then_some(log)
+    })
+    .await;
+    assert!(log.attempts.iter().all(|a| a.ok && a.status == Some(204)));
+    let ids: Vec<&str> = got.iter().map(|d| d.id.as_str()).collect();
+    assert!(
+        log.attempts
+            .iter()
+            .all(|a| ids.contains(&a.message_id.as_str()))
+    );
+    eventually(WAIT, "nothing pending", async || {
+        (get_hook(&api, id).await.pending == 0).then_some(())
+    })
+    .await;
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
+async fn an_endpoint_down_for_a_while_gets_everything_in_order(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.webhooks.webhook_backoff_ms = 100;
+        c.webhooks.webhook_backoff_max_secs = 1;
+    })
+    .await;
+    let api = app.api_client();
+    let mut receiver = Receiver::start(0).await;
+    let port = receiver.port;
+    let hook = add_hook(&api, &receiver.url(), &WebhookType::ALL).await;
+    receiver.command(&format!("secret {}", hook.secret)).await;
+    let rooms = [
+        app.group("A", &["alice"]).await,
+        app.group("B", &["alice"]).await,
+    ];
+    receiver
+        .until(WAIT, "both rooms", |got| got.len() >= 2)
+        .await;
+    // Recorded as delivered (the receiver reports before it answers).
+    eventually(WAIT, "nothing pending", async || {
+        (get_hook(&api, &hook.id).await.pending == 0).then_some(())
+    })
+    .await;
+    receiver.kill().await;
+    for n in 0..20 {
+        let room = rooms[n % 2].id.as_str();
+        api.post(room, "alice", &format!("m{n}")).await;
+    }
+    eventually(WAIT, "a failed attempt", async || {
+        attempts(&api, &hook.id)
+            .await
+            .attempts
+            .iter()
+            .find(|a| !a.ok)
+            .map(|a| assert!(a.error.is_some() && a.status.is_none(), "{a:?}"))
+    })
+    .await;
+    assert_eq!(get_hook(&api, &hook.id).await.pending, 20);
+
+    let mut back = Receiver::start(port).await;
+    back.command(&format!("secret {}", hook.secret)).await;
+    back.until(SLOW, "the 20 messages", |got| {
+        got.iter().filter(|d| d.kind == "message.created").count() >= 20
+    })
+    .await;
+    let got = back.accepted();
+    assert_in_seq_order(&got);
+    assert_one_id_per_event(&got);
+    let by_room = seqs_by_room(&got, "message.created");
+    for room in &rooms {
+        assert_eq!(
+            by_room.get(room.id.as_str()),
+            Some(&(1..=10).collect::<Vec<u64>>()),
+            "room {} got every message once, in order",
+            room.id
+        );
+    }
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
+async fn an_endpoint_that_keeps_failing_is_paused_until_resumed(db: Db) {
+    let app = spawn_app_with(db, |c| {
+        c.webhooks.webhook_backoff_ms = 100;
+        c.webhooks.webhook_backoff_max_secs = 1;
+        c.webhooks.webhook_retry_secs = 2;
+    })
+    .await;
+    let api = app.api_client();
+    let mut receiver = Receiver::start(0).await;
+    let hook = add_hook(&api, &receiver.url(), &WebhookType::ALL).await;
+    receiver.command(&format!("secret {}", hook.secret)).await;
+    receiver.command("fail").await;
+    let room = app.group("Room", &["alice"]).await;
+    let paused = eventually(SLOW, "the endpoint paused", async || {
+        let hook = get_hook(&api, &hook.id).await;
+        (hook.status == WebhookStatus::Paused).then_some(hook)
+    })
+    .await;
+    assert!(paused.paused_at.is_some());
+    let log = attempts(&api, &hook.id).await;
+    assert!(log.attempts.len() >= 2, "it was retried first: {log:?}");
+    assert!(log.attempts.iter().all(|a| !a.ok && a.status == Some(500)));
+
+    // While paused nothing is sent, and what happens waits.
+    api.post(room.id.as_str(), "alice", "while paused").await;
+    let tried = log.attempts.len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        attempts(&api, &hook.id).await.attempts.len(),
+        tried,
+        "sent while paused"
+    );
+    assert_eq!(get_hook(&api, &hook.id).await.pending, 2);
+
+    receiver.command("ok").await;
+    let res = api
+        .request(Method::POST, &format!("/webhooks/{}/resume", hook.id))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    let resumed: Webhook = res.json().await.expect("a webhook");
+    assert_eq!(resumed.status, WebhookStatus::Active);
+    receiver
+        .until(WAIT, "both webhooks after the resume", |got| got.len() >= 2)
+        .await;
+    let kinds: Vec<(String, u64)> = receiver
+        .accepted()
+        .iter()
+        .map(|d| (d.kind.clone(), d.seq))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("room.created".to_string(), 0),
+            ("message.created".to_string(), 1)
+        ]
+    );
+    assert_one_id_per_event(&receiver.got);
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
+async fn a_server_killed_mid_delivery_loses_nothing(db: Db) {
+    let (url, _scratch) = fresh_database(db).await;
+    let site = site_on(&url).await;
+    let dir = log_dir("webhooks-kill");
+    let mut receiver = Receiver::start(0).await;
+    // Slow answers, so that the kill lands while requests are in flight.
+    receiver.command("delay 100").await;
+    let args: Vec<String> = [
+        "--webhook-lease-secs",
+        "2",
+        "--webhook-backoff-ms",
+        "100",
+        "--webhook-backoff-max-secs",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut node = Node::start("natter", &dir, &url, &args).await;
+    let api = node.api(&site);
+    let hook = add_hook(&api, &receiver.url(), &[WebhookType::MessageCreated]).await;
+    receiver.command(&format!("secret {}", hook.secret)).await;
+    let room = api.group("Busy", &[User::id("alice")]).await;
+    for n in 0..30 {
+        api.post(room.id.as_str(), "alice", &format!("m{n}")).await;
+    }
+    receiver
+        .until(WAIT, "a few webhooks", |got| got.len() >= 3)
+        .await;
+    node.kill();
+    node.spawn().await;
+    receiver
+        .until(SLOW, "all 30 after the restart", |got| {
+            let mut seqs: Vec<u64> = got.iter().map(|d| d.seq).collect();
+            seqs.sort_unstable();
+            seqs.dedup();
+            seqs.len() >= 30
+        })
+        .await;
+    let got = receiver.accepted();
+    assert_one_id_per_event(&got);
+    assert_in_seq_order(&got);
+    let mut seqs: Vec<u64> = got.iter().map(|d| d.seq).collect();
+    seqs.dedup();
+    assert_eq!(seqs, (1..=30).collect::<Vec<u64>>(), "each once, in order");
+    node.assert_no_panic();
+}
+
+async fn two_nodes_send_each_webhook_once(db: Db) {
+    let (url, _scratch) = fresh_database(db).await;
+    let site = site_on(&url).await;
+    let dir = log_dir("webhooks-nodes");
+    let mut receiver = Receiver::start(0).await;
+    // Both nodes look for work often, so both try for the endpoint.
+    let args: Vec<String> = ["--webhook-poll-ms", "20"].map(String::from).to_vec();
+    let a = Node::start("a", &dir, &url, &args).await;
+    let b = Node::start("b", &dir, &url, &args).await;
+    let (api_a, api_b) = (a.api(&site), b.api(&site));
+    let hook = add_hook(&api_a, &receiver.url(), &WebhookType::ALL).await;
+    receiver.command(&format!("secret {}", hook.secret)).await;
+    let room = api_a.group("Shared", &[User::id("alice")]).await;
+    for n in 0..40 {
+        let api = if n % 2 == 0 { &api_a } else { &api_b };
+        api.post(room.id.as_str(), "alice", &format!("m{n}")).await;
+    }
+    receiver
+        .until(WAIT, "all 41 webhooks", |got| got.len() >= 41)
+        .await;
+    eventually(WAIT, "nothing pending", async || {
+        (get_hook(&api_b, &hook.id).await.pending == 0).then_some(())
+    })
+    .await;
+    // Anything sent twice would have come by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(value) = receiver.lines.try_recv() {
+        receiver.take(value);
+    }
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 41, "each event once, not once per node");
+    assert_in_seq_order(&got);
+    assert_one_id_per_event(&got);
+    a.assert_no_panic();
+    b.assert_no_panic();
+}
+
+async fn the_api_checks_what_it_is_given(db: Db) {
+    let app = spawn_app(db).await;
+    let api = app.api_client();
+    let post = async |body: Value| {
+        let res = api
+            .request(Method::POST, "/webhooks")
+            .json(&body)
+            .send()
+            .await
+            .expect("answered");
+        let status = res.status();
+        let body: Value = res.json().await.expect("a JSON body");
+        (status, body)
+    };
+    for bad in [
+        json!({"url": "ftp://example.com/x", "events": ["message.created"]}),
+        json!({"url": "not a url", "events": ["message.created"]}),
+        json!({"url": format!("https://example.com/{}", "x".repeat(2100)), "events": ["message.created"]}),
+        json!({"url": "https://example.com/x", "events": []}),
+        json!({"url": "https://example.com/x", "events": ["message.reported"]}),
+        json!({"url": "https://example.com/x"}),
+        json!({"url": "https://example.com/x", "events": ["message.created"], "more": 1}),
+    ] {
+        let (status, body) = post(bad.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], json!("invalid_input"), "{body}");
+    }
+    let first = add_hook(&api, "https://example.com/a", &[WebhookType::MemberJoined]).await;
+    // Changed in place.
+    let res = api
+        .request(Method::PATCH, &format!("/webhooks/{}", first.id))
+        .json(&json!({"url": "https://example.com/b", "events": ["member.left", "member.left"]}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    let changed: Webhook = res.json().await.expect("a webhook");
+    assert_eq!(changed.url, "https://example.com/b");
+    assert_eq!(changed.events, vec![WebhookType::MemberLeft]);
+    assert_eq!(changed.secret, first.secret);
+    // Not another site's.
+    let other = app.api_client_of(&app.other);
+    for (method, path) in [
+        (Method::GET, format!("/webhooks/{}", first.id)),
+        (Method::PATCH, format!("/webhooks/{}", first.id)),
+        (Method::DELETE, format!("/webhooks/{}", first.id)),
+        (Method::POST, format!("/webhooks/{}/resume", first.id)),
+        (Method::GET, format!("/webhooks/{}/attempts", first.id)),
+    ] {
+        let res = other
+            .request(method.clone(), &path)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let res = other
+        .request(Method::GET, "/webhooks")
+        .send()
+        .await
+        .expect("answered");
+    let list: Value = res.json().await.expect("a list");
+    assert_eq!(list["webhooks"], json!([]));
+    let res = api
+        .request(
+            Method::GET,
+            &format!("/webhooks/{}/attempts?limit=0", first.id),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // At most 16 per site.
+    for n in 1..16 {
+        add_hook(
+            &api,
+            &format!("https://example.com/{n}"),
+            &[WebhookType::RoomCreated],
+        )
+        .await;
+    }
+    let (status, body) =
+        post(json!({"url": "https://example.com/17", "events": ["room.created"]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Deleted with what waits for it.
+    app.group("Queued", &["alice"]).await;
+    let res = api
+        .request(Method::DELETE, &format!("/webhooks/{}", first.id))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = api
+        .request(Method::GET, &format!("/webhooks/{}", first.id))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = api
+        .request(Method::GET, "/webhooks")
+        .send()
+        .await
+        .expect("answered");
+    let list: Value = res.json().await.expect("a list");
+    assert_eq!(list["webhooks"].as_array().map(Vec::len), Some(15));
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
+on_both!(
+    signed_and_in_order_per_room,
+    an_endpoint_down_for_a_while_gets_everything_in_order,
+    an_endpoint_that_keeps_failing_is_paused_until_resumed,
+    a_server_killed_mid_delivery_loses_nothing,
+    two_nodes_send_each_webhook_once,
+    the_api_checks_what_it_is_given,
+);
