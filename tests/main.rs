@@ -26,6 +26,7 @@ mod demo;
 mod files;
 mod isolation;
 mod nodes;
+mod openapi;
 mod people;
 mod robustness;
 mod s3;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/rooms`: create a group room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
     pub title: String,
@@ -16,6 +17,7 @@ pub struct CreateRoom {
 
 /// `POST /api/v1/dialogs`: open (or find) the dialog between two users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OpenDialog {
     pub users: Vec<Member>,
@@ -23,6 +25,7 @@ pub struct OpenDialog {
 
 /// `POST /api/v1/rooms/{room}/members`: add a member to a group room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     pub user: Member,
@@ -31,6 +34,7 @@ pub struct AddMember {
 /// `POST /api/v1/rooms/{room}/messages`: post a message as a member, or
 /// as the system when `from` is absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     #[serde(default)]
@@ -49,12 +53,14 @@ pub struct PostMessage {
 /// (comma-separated types, families like `image/*`, or `*`), or `null`
 /// for the server's default. The answer gives the list in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileTypes {
     pub types: Option<String>,
 }
 
 /// Answer of `GET /api/v1/rooms/{room}/messages`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPage {
     pub events: Vec<Event>,
     /// More events exist beyond this page in the direction asked.
@@ -63,6 +69,7 @@ pub struct EventPage {
 
 /// Answer of `GET /api/v1/users/{user}/rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomList {
     pub rooms: Vec<RoomInfo>,
     /// More rooms follow: ask again with `after` set to this id.
@@ -72,12 +79,14 @@ pub struct RoomList {
 
 /// Answer of `GET /session`: the server takes the token, for this user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     pub user: crate::UserId,
 }
 
 /// Answer of `GET /api/v1/rooms/{room}/members`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberList {
     pub members: Vec<crate::Member>,
     /// More members follow: ask again with `after` set to this id.
@@ -88,6 +97,7 @@ pub struct MemberList {
 /// `GET`/`PUT /api/v1/settings`: what a site shows its people of each
 /// other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Whether members see each other's read markers, per kind of room.
@@ -99,6 +109,7 @@ pub struct Settings {
 
 /// Read receipts per kind of room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Receipts {
     pub dialog: bool,
@@ -130,6 +141,7 @@ impl Settings {
 /// Answer of `GET /api/v1/users/{user}/unread`: what waits for a user
 /// (for e-mail digests, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnreadCounts {
     /// The sum over the rooms.
     pub total: u64,
@@ -139,6 +151,7 @@ pub struct UnreadCounts {
 
 /// One room's read state for a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomUnread {
     pub room: RoomId,
     /// The user's read marker.
@@ -151,6 +164,7 @@ pub struct RoomUnread {
 /// member's read marker to `seq` (never back). The answer is a
 /// [`RoomUnread`] for that member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetRead {
     pub seq: Seq,
@@ -158,12 +172,14 @@ pub struct SetRead {
 
 /// Body of every HTTP error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// A stable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,

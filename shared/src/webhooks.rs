@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a webhook may be sent for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WebhookType {
     /// A message was posted.
     #[serde(rename = "message.created")]
@@ -85,6 +86,7 @@ impl WebhookType {
 
 /// The body of every webhook request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookPayload {
     #[serde(rename = "type")]
     pub kind: WebhookType,
@@ -95,6 +97,7 @@ pub struct WebhookPayload {
 
 /// What a webhook is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum WebhookData {
     /// `message.*` and `member.*`: the room's event, as clients receive it
@@ -110,6 +113,7 @@ pub enum WebhookData {
 
 /// `POST /api/v1/webhooks`: a new endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
     /// `https://…` (or `http://…`) where the site receives them.
@@ -120,6 +124,7 @@ pub struct NewWebhook {
 
 /// `PATCH /api/v1/webhooks/{id}`: what changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,6 +135,7 @@ pub struct WebhookChange {
 
 /// Whether an endpoint is being delivered to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookStatus {
     Active,
@@ -140,6 +146,7 @@ pub enum WebhookStatus {
 
 /// An endpoint, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -158,12 +165,14 @@ pub struct Webhook {
 
 /// `GET /api/v1/webhooks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookList {
     pub webhooks: Vec<Webhook>,
 }
 
 /// One delivery attempt, as logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookAttempt {
     /// The `webhook-id` it was sent with (the same on every retry).
     pub message_id: String,
@@ -183,6 +192,7 @@ pub struct WebhookAttempt {
 
 /// `GET /api/v1/webhooks/{id}/attempts`: newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookAttempts {
     pub attempts: Vec<WebhookAttempt>,
 }

@@ -17,10 +17,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use natter_shared::api::{
-    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, OpenDialog, PostMessage, RoomList,
-    RoomUnread, SetRead, Settings, UnreadCounts,
+    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, OpenDialog, PostMessage,
+    RoomList, RoomUnread, SetRead, Settings, UnreadCounts,
 };
-use natter_shared::webhooks::{NewWebhook, Webhook, WebhookAttempts, WebhookPayload};
+use natter_shared::webhooks::{
+    NewWebhook, Webhook, WebhookAttempts, WebhookChange, WebhookList, WebhookPayload,
+};
 use natter_shared::{
     ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, PROTOCOL, RoomId, RoomInfo,
     ServerFrame, SiteId, UserId, limits,
@@ -266,6 +268,9 @@ impl Examples {
             "settings" => drop(self.check::<Settings>(line, tag, body)),
             "new-webhook" => drop(self.check::<NewWebhook>(line, tag, body)),
             "webhook" => drop(self.check::<Webhook>(line, tag, body)),
+            "webhook-list" => drop(self.check::<WebhookList>(line, tag, body)),
+            "webhook-change" => drop(self.check::<WebhookChange>(line, tag, body)),
+            "member-list" => drop(self.check::<MemberList>(line, tag, body)),
             "webhook-attempts" => drop(self.check::<WebhookAttempts>(line, tag, body)),
             "webhook-payload" => drop(self.check::<WebhookPayload>(line, tag, body)),
             "jwt-claims" => match serde_json::from_str(body) {

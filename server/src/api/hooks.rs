@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use natter_shared::api::ErrorBody;
 use natter_shared::webhooks::{
     NewWebhook, Webhook, WebhookAttempts, WebhookChange, WebhookList, WebhookType,
 };
@@ -56,6 +57,7 @@ fn check_events(events: &[WebhookType]) -> Result<Vec<WebhookType>, ApiError> {
 }
 
 /// `POST /api/v1/webhooks`: 201 with the endpoint and its secret.
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = NewWebhook, responses((status = 201, description = "The endpoint, with its signing secret", body = Webhook), (status = 400, description = "A bad URL or type, or too many endpoints", body = ErrorBody)))]
 pub(super) async fn create(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -77,6 +79,7 @@ pub(super) async fn create(
 }
 
 /// `GET /api/v1/webhooks`.
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", responses((status = 200, description = "The site's endpoints", body = WebhookList)))]
 pub(super) async fn list(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -86,6 +89,7 @@ pub(super) async fn list(
 }
 
 /// `GET /api/v1/webhooks/{id}`.
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "Endpoint id")), responses((status = 200, description = "The endpoint", body = Webhook), (status = 404, description = "No such endpoint", body = ErrorBody)))]
 pub(super) async fn get(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -96,6 +100,7 @@ pub(super) async fn get(
 }
 
 /// `PATCH /api/v1/webhooks/{id}`: a new URL and/or types.
+#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "Endpoint id")), request_body = WebhookChange, responses((status = 200, description = "The endpoint", body = Webhook), (status = 404, description = "No such endpoint", body = ErrorBody)))]
 pub(super) async fn change(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -114,6 +119,7 @@ pub(super) async fn change(
 }
 
 /// `DELETE /api/v1/webhooks/{id}`: with what waits for it.
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "Endpoint id")), responses((status = 204, description = "Deleted, with what waited for it"), (status = 404, description = "No such endpoint", body = ErrorBody)))]
 pub(super) async fn remove(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -126,6 +132,7 @@ pub(super) async fn remove(
 
 /// `POST /api/v1/webhooks/{id}/resume`: delivers again, starting with
 /// everything that waited while it was paused.
+#[utoipa::path(post, path = "/webhooks/{id}/resume", tag = "webhooks", params(("id" = String, Path, description = "Endpoint id")), responses((status = 200, description = "The endpoint, active", body = Webhook), (status = 404, description = "No such endpoint", body = ErrorBody)))]
 pub(super) async fn resume(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -145,6 +152,7 @@ pub(super) struct AttemptsQuery {
 
 /// `GET /api/v1/webhooks/{id}/attempts?limit=N`: the latest attempts,
 /// newest first (50 unless asked, at most 1000).
+#[utoipa::path(get, path = "/webhooks/{id}/attempts", tag = "webhooks", params(("id" = String, Path, description = "Endpoint id"), ("limit" = Option<u32>, Query, description = "1 to 1000, 50 unless given")), responses((status = 200, description = "The latest attempts, newest first", body = WebhookAttempts), (status = 404, description = "No such endpoint", body = ErrorBody)))]
 pub(super) async fn attempts(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,

@@ -3,6 +3,7 @@
 //! a stable code (see [`crate::error`]).
 
 mod hooks;
+mod openapi;
 mod people;
 
 use crate::error::ApiError;
@@ -17,10 +18,11 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use natter_shared::api::{
-    AddMember, CreateRoom, EventPage, FileTypes, MemberList, OpenDialog, PostMessage, RoomList,
+    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, OpenDialog, PostMessage,
+    RoomList,
 };
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES, MEMBERS_PAGE};
 use natter_shared::text::{Body, clean_label};
@@ -29,36 +31,61 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The most events one history request may ask for.
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
 
-/// The `/api/v1` routes.
+/// The `/api/v1` routes, each registered with its OpenAPI description,
+/// so the document cannot leave one out.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(create_room))
+        .routes(routes!(open_dialog))
+        .routes(routes!(get_room))
+        .routes(routes!(add_member, members))
+        .routes(routes!(remove_member))
+        .routes(routes!(post_message, history))
+        .routes(routes!(delete_message))
+        .routes(routes!(people::set_read))
+        .routes(routes!(user_rooms))
+        .routes(routes!(people::unread))
+        .routes(routes!(people::ban, people::unban))
+        .routes(routes!(people::get_settings, people::put_settings))
+        .routes(routes!(get_file_types, put_file_types))
+        .routes(routes!(hooks::create, hooks::list))
+        .routes(routes!(hooks::get, hooks::change, hooks::remove))
+        .routes(routes!(hooks::resume))
+        .routes(routes!(hooks::attempts))
+}
+
+/// The OpenAPI 3.1 document of the `/api/v1` routes.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, api) = routes().split_for_parts();
+    openapi::finish(api)
+}
+
+/// The `/api/v1` routes, with their document at `/api/v1/openapi.json`.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms", post(create_room))
-        .route("/dialogs", post(open_dialog))
-        .route("/rooms/{room}", get(get_room))
-        .route("/rooms/{room}/members", post(add_member).get(members))
-        .route("/rooms/{room}/members/{user}", delete(remove_member))
-        .route("/rooms/{room}/messages", post(post_message).get(history))
-        .route("/rooms/{room}/messages/{seq}", delete(delete_message))
-        .route("/rooms/{room}/members/{user}/read", put(people::set_read))
-        .route("/users/{user}/rooms", get(user_rooms))
-        .route("/users/{user}/unread", get(people::unread))
-        .route("/users/{user}/ban", put(people::ban).delete(people::unban))
+    let (router, api) = routes().split_for_parts();
+    let json: std::sync::Arc<str> = openapi::finish(api)
+        .to_json()
+        .unwrap_or_else(|_| "{}".into())
+        .into();
+    router
         .route(
-            "/settings",
-            get(people::get_settings).put(people::put_settings),
+            "/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        json.to_string(),
+                    )
+                }
+            }),
         )
-        .route("/file-types", get(get_file_types).put(put_file_types))
-        .route("/webhooks", post(hooks::create).get(hooks::list))
-        .route(
-            "/webhooks/{id}",
-            get(hooks::get).patch(hooks::change).delete(hooks::remove),
-        )
-        .route("/webhooks/{id}/resume", post(hooks::resume))
-        .route("/webhooks/{id}/attempts", get(hooks::attempts))
         .fallback(|| async {
             ApiError::client(
                 StatusCode::NOT_FOUND,
@@ -179,6 +206,7 @@ fn check_member(m: &mut Member) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/rooms", tag = "rooms", request_body = CreateRoom, responses((status = 201, description = "The new group room", body = RoomInfo), (status = 400, description = "A bad title or member list", body = ErrorBody)))]
 async fn create_room(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -214,6 +242,7 @@ async fn create_room(
     Ok((StatusCode::CREATED, Json(room)))
 }
 
+#[utoipa::path(post, path = "/dialogs", tag = "rooms", request_body = OpenDialog, responses((status = 201, description = "The dialog, new", body = RoomInfo), (status = 200, description = "The dialog, as it already was", body = RoomInfo), (status = 400, description = "Not two different users", body = ErrorBody)))]
 async fn open_dialog(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -239,6 +268,7 @@ async fn open_dialog(
     Ok((StatusCode::OK, Json(room)))
 }
 
+#[utoipa::path(get, path = "/rooms/{room}", tag = "rooms", params(("room" = String, Path, description = "Room id")), responses((status = 200, description = "The room with its members", body = RoomInfo), (status = 404, description = "No such room in this site", body = ErrorBody)))]
 async fn get_room(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -250,6 +280,7 @@ async fn get_room(
         .ok_or_else(|| crate::store::StoreError::RoomNotFound.into())
 }
 
+#[utoipa::path(get, path = "/rooms/{room}/members", tag = "rooms", params(("room" = String, Path, description = "Room id"), ("limit" = Option<u32>, Query, description = "1 to 500, 100 unless given"), ("after" = Option<String>, Query, description = "The user id the page starts after")), responses((status = 200, description = "A page of the members, by user id", body = MemberList), (status = 404, description = "No such room", body = ErrorBody)))]
 async fn members(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -268,6 +299,7 @@ async fn members(
     Ok(Json(MemberList { members, next }))
 }
 
+#[utoipa::path(post, path = "/rooms/{room}/members", tag = "rooms", params(("room" = String, Path, description = "Room id")), request_body = AddMember, responses((status = 201, description = "The member_joined event", body = Event), (status = 409, description = "Already a member", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody)))]
 async fn add_member(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -290,6 +322,7 @@ async fn add_member(
     Ok((StatusCode::CREATED, Json(written.event)))
 }
 
+#[utoipa::path(delete, path = "/rooms/{room}/members/{user}", tag = "rooms", params(("room" = String, Path, description = "Room id"), ("user" = String, Path, description = "User id")), responses((status = 200, description = "The member_left event", body = Event), (status = 404, description = "No such room, or not a member", body = ErrorBody)))]
 async fn remove_member(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -309,6 +342,7 @@ async fn remove_member(
 /// goes to the room (and to every client's cache through it), and its files
 /// are deleted. Answers the tombstone; a message deleted before answers
 /// as it stands (`deleted`); any other event, or none, is 404.
+#[utoipa::path(delete, path = "/rooms/{room}/messages/{seq}", tag = "messages", params(("room" = String, Path, description = "Room id"), ("seq" = u64, Path, description = "The message's seq")), responses((status = 200, description = "The message_deleted tombstone (again: the deleted message)", body = Event), (status = 404, description = "No such room or message", body = ErrorBody)))]
 async fn delete_message(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -335,6 +369,7 @@ async fn delete_message(
     Ok(Json(written.event))
 }
 
+#[utoipa::path(post, path = "/rooms/{room}/messages", tag = "messages", params(("room" = String, Path, description = "Room id")), request_body = PostMessage, responses((status = 201, description = "The stored message", body = Event), (status = 200, description = "The message stored before under this client_id", body = Event), (status = 403, description = "`from` is not a member", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody), (status = 422, description = "A file that cannot be posted", body = ErrorBody)))]
 async fn post_message(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -420,6 +455,7 @@ async fn attach(
 }
 
 /// `GET /api/v1/file-types`: the list in force for the site.
+#[utoipa::path(get, path = "/file-types", tag = "site", responses((status = 200, description = "The file types in force", body = Vec<String>)))]
 async fn get_file_types(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -429,6 +465,7 @@ async fn get_file_types(
 
 /// `PUT /api/v1/file-types`: sets the site's own list (`null`: the
 /// server's default); answers the list in force.
+#[utoipa::path(put, path = "/file-types", tag = "site", request_body = FileTypes, responses((status = 200, description = "The file types in force", body = Vec<String>)))]
 async fn put_file_types(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -462,6 +499,7 @@ struct HistoryQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/rooms/{room}/messages", tag = "messages", params(("room" = String, Path, description = "Room id"), ("before" = Option<u64>, Query, description = "Events before this seq (the latest unless given)"), ("after" = Option<u64>, Query, description = "Events after this seq"), ("limit" = Option<u32>, Query, description = "1 to 1000")), responses((status = 200, description = "Events, ascending", body = EventPage), (status = 404, description = "No such room", body = ErrorBody)))]
 async fn history(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -524,6 +562,7 @@ pub const ROOM_PAGE: usize = 100;
 /// The most rooms one page may hold.
 pub const MAX_ROOM_PAGE: usize = 1000;
 
+#[utoipa::path(get, path = "/users/{user}/rooms", tag = "users", params(("user" = String, Path, description = "User id"), ("limit" = Option<u32>, Query, description = "1 to 100"), ("after" = Option<String>, Query, description = "The room id the page starts after")), responses((status = 200, description = "A page of the user's rooms", body = RoomList)))]
 async fn user_rooms(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,

@@ -8,10 +8,11 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use axum::Json;
 use axum::extract::{Path, State};
-use natter_shared::api::{RoomUnread, SetRead, Settings, UnreadCounts};
+use natter_shared::api::{ErrorBody, RoomUnread, SetRead, Settings, UnreadCounts};
 
 /// `GET /api/v1/users/{user}/unread`: the user's marker and unread count
 /// in each of their rooms, and the total.
+#[utoipa::path(get, path = "/users/{user}/unread", tag = "users", params(("user" = String, Path, description = "User id")), responses((status = 200, description = "Read markers and unread counts", body = UnreadCounts)))]
 pub(super) async fn unread(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -39,6 +40,7 @@ pub(super) async fn unread(
 /// `PUT /api/v1/rooms/{room}/members/{user}/read`: moves the member's
 /// marker (never back, never past the room's latest event), tells their
 /// devices and, where receipts show, the room; answers where it stands.
+#[utoipa::path(put, path = "/rooms/{room}/members/{user}/read", tag = "rooms", params(("room" = String, Path, description = "Room id"), ("user" = String, Path, description = "User id")), request_body = SetRead, responses((status = 200, description = "Where the marker stands", body = RoomUnread), (status = 403, description = "Not a member", body = ErrorBody)))]
 pub(super) async fn set_read(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -71,12 +73,14 @@ pub(super) async fn set_read(
 }
 
 /// `GET /api/v1/settings`.
+#[utoipa::path(get, path = "/settings", tag = "site", responses((status = 200, description = "What the site shows its people", body = Settings)))]
 pub(super) async fn get_settings(ApiSite(site): ApiSite) -> Json<Settings> {
     Json(site.settings)
 }
 
 /// `PUT /api/v1/settings`: replaces them; connections opened from now on
 /// follow the new ones.
+#[utoipa::path(put, path = "/settings", tag = "site", request_body = Settings, responses((status = 200, description = "The settings now", body = Settings)))]
 pub(super) async fn put_settings(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -89,6 +93,7 @@ pub(super) async fn put_settings(
 /// `PUT /api/v1/users/{user}/ban`: bans a user from the site. Their
 /// connections on every node close at once (`banned`), and their tokens
 /// no longer connect. 204.
+#[utoipa::path(put, path = "/users/{user}/ban", tag = "users", params(("user" = String, Path, description = "User id")), responses((status = 204, description = "Banned")))]
 pub(super) async fn ban(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
@@ -102,6 +107,7 @@ pub(super) async fn ban(
 }
 
 /// `DELETE /api/v1/users/{user}/ban`: lifts a ban. 204.
+#[utoipa::path(delete, path = "/users/{user}/ban", tag = "users", params(("user" = String, Path, description = "User id")), responses((status = 204, description = "The ban is lifted")))]
 pub(super) async fn unban(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,

@@ -267,6 +267,7 @@ impl Default for Limits {
 /// A 1:1 dialog or a group room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RoomKind {
     Dialog,
     Group,
@@ -293,6 +294,7 @@ impl RoomKind {
 
 /// A member of a room, with the display name the site gave them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     pub id: UserId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +319,7 @@ impl Member {
 
 /// What a client needs to show a room in its list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomInfo {
     pub id: RoomId,
     pub kind: RoomKind,
@@ -346,6 +349,7 @@ pub struct RoomInfo {
 /// next seq, so one cursor per room catches up on everything. Decoded by
 /// [`flat`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub room: RoomId,
     pub seq: Seq,
@@ -361,6 +365,7 @@ pub struct Event {
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// A message. `client_id` is the sender's id for it (absent for
     /// messages posted through the HTTP API without one).
@@ -392,6 +397,7 @@ pub enum EventKind {
 /// from the bytes; images have their size (so a client lays them out
 /// before loading) and, when `thumb`, a thumbnail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attachment {
     pub id: FileId,
     /// The name the uploader gave it: text, never markup.
@@ -583,6 +589,24 @@ impl ClientFrame {
                 }
             }
         }
+    }
+}
+
+/// The codes as an OpenAPI string enum of their wire names.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ErrorCode {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ErrorCode")
     }
 }
 
