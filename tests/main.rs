@@ -25,6 +25,7 @@ mod chat;
 mod demo;
 mod files;
 mod isolation;
+mod moderation;
 mod nodes;
 mod openapi;
 mod people;

@@ -143,6 +143,8 @@ fn schema_of(tag: &str) -> Option<&'static str> {
         "webhook-list" => "WebhookList",
         "webhook-change" => "WebhookChange",
         "member-list" => "MemberList",
+        "mute" => "Mute",
+        "muted" => "Muted",
         _ => return None,
     })
 }

@@ -68,6 +68,14 @@ pub fn store_error_parts(err: &StoreError) -> (StatusCode, ErrorCode, String) {
             ErrorCode::NotMember,
             "the user is not a member of this room".into(),
         ),
+        StoreError::Muted(until) => (
+            StatusCode::FORBIDDEN,
+            ErrorCode::Muted,
+            format!(
+                "muted in this room until {}",
+                crate::webhooks::rfc3339(*until)
+            ),
+        ),
         StoreError::Conflict => (
             StatusCode::CONFLICT,
             ErrorCode::Conflict,

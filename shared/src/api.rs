@@ -138,6 +138,26 @@ impl Settings {
     }
 }
 
+/// `PUT /api/v1/rooms/{room}/members/{user}/mute`: mute a member for a
+/// while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Mute {
+    /// Seconds from now, at most a year.
+    pub secs: u64,
+}
+
+/// The answer to a mute: until when the member may not post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Muted {
+    pub room: RoomId,
+    pub user: UserId,
+    /// Milliseconds since the Unix epoch.
+    pub until: i64,
+}
+
 /// Answer of `GET /api/v1/users/{user}/unread`: what waits for a user
 /// (for e-mail digests, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

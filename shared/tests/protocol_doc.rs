@@ -17,8 +17,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use natter_shared::api::{
-    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, OpenDialog, PostMessage,
-    RoomList, RoomUnread, SetRead, Settings, UnreadCounts,
+    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, Mute, Muted, OpenDialog,
+    PostMessage, RoomList, RoomUnread, SetRead, Settings, UnreadCounts,
 };
 use natter_shared::webhooks::{
     NewWebhook, Webhook, WebhookAttempts, WebhookChange, WebhookList, WebhookPayload,
@@ -271,6 +271,8 @@ impl Examples {
             "webhook-list" => drop(self.check::<WebhookList>(line, tag, body)),
             "webhook-change" => drop(self.check::<WebhookChange>(line, tag, body)),
             "member-list" => drop(self.check::<MemberList>(line, tag, body)),
+            "mute" => drop(self.check::<Mute>(line, tag, body)),
+            "muted" => drop(self.check::<Muted>(line, tag, body)),
             "webhook-attempts" => drop(self.check::<WebhookAttempts>(line, tag, body)),
             "webhook-payload" => drop(self.check::<WebhookPayload>(line, tag, body)),
             "jwt-claims" => match serde_json::from_str(body) {

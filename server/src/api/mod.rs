@@ -49,6 +49,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(post_message, history))
         .routes(routes!(delete_message))
         .routes(routes!(people::set_read))
+        .routes(routes!(people::mute, people::unmute))
         .routes(routes!(user_rooms))
         .routes(routes!(people::unread))
         .routes(routes!(people::ban, people::unban))

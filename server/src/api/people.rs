@@ -1,6 +1,6 @@
-//! What people see of each other, through the API: a user's unread counts
-//! (for digests), moving a member's read marker, and the site's settings
-//! for receipts and presence.
+//! People, through the API: a user's unread counts (for digests), moving
+//! a member's read marker, the site's settings for receipts and presence,
+//! and moderation (bans from the site, mutes in a room).
 
 use super::{ApiJson, ApiSite, parse_room, parse_user};
 use crate::error::ApiError;
@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use axum::Json;
 use axum::extract::{Path, State};
-use natter_shared::api::{ErrorBody, RoomUnread, SetRead, Settings, UnreadCounts};
+use natter_shared::api::{ErrorBody, Mute, Muted, RoomUnread, SetRead, Settings, UnreadCounts};
 
 /// `GET /api/v1/users/{user}/unread`: the user's marker and unread count
 /// in each of their rooms, and the total.
@@ -116,5 +116,46 @@ pub(super) async fn unban(
     let user = parse_user(user)?;
     state.store.set_banned(&site.id, &user, false).await?;
     tracing::info!(site = %site.id, %user, "ban lifted");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// The longest mute, in seconds (a year).
+const MAX_MUTE_SECS: u64 = 366 * 24 * 3600;
+
+#[utoipa::path(put, path = "/rooms/{room}/members/{user}/mute", tag = "rooms", params(("room" = String, Path, description = "Room id"), ("user" = String, Path, description = "User id")), request_body = Mute, responses((status = 200, description = "Muted until then", body = Muted), (status = 400, description = "A duration out of range", body = ErrorBody), (status = 403, description = "Not a member", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody)))]
+/// `PUT /api/v1/rooms/{room}/members/{user}/mute`: the member reads the
+/// room but may not post in it for `secs` (a new mute replaces the last).
+pub(super) async fn mute(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path((room, user)): Path<(String, String)>,
+    ApiJson(req): ApiJson<Mute>,
+) -> Result<Json<Muted>, ApiError> {
+    let (room, user) = (parse_room(room)?, parse_user(user)?);
+    if !(1..=MAX_MUTE_SECS).contains(&req.secs) {
+        return Err(ApiError::invalid(format!(
+            "secs: 1 to {MAX_MUTE_SECS} (a year)"
+        )));
+    }
+    let secs = i64::try_from(req.secs).map_err(|_| ApiError::invalid("secs: too large"))?;
+    let until = crate::store::now_ms().saturating_add(secs.saturating_mul(1000));
+    state
+        .store
+        .set_muted(&site.id, &room, &user, Some(until))
+        .await?;
+    tracing::info!(site = %site.id, room = %room, user = %user, until, "member muted");
+    Ok(Json(Muted { room, user, until }))
+}
+
+#[utoipa::path(delete, path = "/rooms/{room}/members/{user}/mute", tag = "rooms", params(("room" = String, Path, description = "Room id"), ("user" = String, Path, description = "User id")), responses((status = 204, description = "The member may post again"), (status = 403, description = "Not a member", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody)))]
+/// `DELETE /api/v1/rooms/{room}/members/{user}/mute`: lifts a mute.
+pub(super) async fn unmute(
+    State(state): State<AppState>,
+    ApiSite(site): ApiSite,
+    Path((room, user)): Path<(String, String)>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let (room, user) = (parse_room(room)?, parse_user(user)?);
+    state.store.set_muted(&site.id, &room, &user, None).await?;
+    tracing::info!(site = %site.id, room = %room, user = %user, "member unmuted");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

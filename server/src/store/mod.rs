@@ -42,6 +42,9 @@ pub enum StoreError {
     RoomNotFound,
     #[error("not a member of the room")]
     NotMember,
+    /// Muted in the room until this time (ms since the Unix epoch).
+    #[error("muted in the room")]
+    Muted(i64),
     #[error("already exists")]
     Conflict,
     #[error("not found")]

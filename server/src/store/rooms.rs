@@ -327,6 +327,34 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Mutes a member of a room until `until` (ms since the Unix epoch),
+    /// or lifts the mute (`None`): their sends are refused with `muted`
+    /// meanwhile. `RoomNotFound` / `NotMember` otherwise.
+    pub async fn set_muted(
+        &self,
+        site: &SiteId,
+        room: &RoomId,
+        user: &UserId,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        if !self.room_exists(site, room).await? {
+            return Err(StoreError::RoomNotFound);
+        }
+        if !self.is_member(site, room, user).await? {
+            return Err(StoreError::NotMember);
+        }
+        sqlx::query(
+            "UPDATE members SET muted_until = ? WHERE room_id = ? AND site_id = ? AND user_id = ?",
+        )
+        .bind(until)
+        .bind(room.as_str())
+        .bind(site.as_str())
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The room's kind when the user is a member of it (one indexed
     /// lookup, no member list); `None` otherwise.
     pub async fn member_room_kind(

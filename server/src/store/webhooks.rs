@@ -71,6 +71,12 @@ fn webhook_from_row(row: &AnyRow) -> Result<Webhook, StoreError> {
     })
 }
 
+/// The `type` column: a [`WebhookType`]'s bit.
+fn type_column(row: &AnyRow) -> Result<WebhookType, StoreError> {
+    let bit: i64 = row.try_get("type")?;
+    WebhookType::from_bit(bit).ok_or_else(|| StoreError::Corrupt(format!("webhook type {bit}")))
+}
+
 /// Queues a new room for the site's webhooks that want `room.created`,
 /// inside the room's transaction.
 pub(super) async fn queue_room_created(
@@ -239,11 +245,9 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let kind: i64 = row.try_get("type")?;
                 Ok(WebhookAttempt {
                     message_id: row.try_get("message_id")?,
-                    kind: WebhookType::from_bit(kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("webhook type {kind}")))?,
+                    kind: type_column(row)?,
                     at: row.try_get("at")?,
                     status: row
                         .try_get::<Option<i64>, _>("status")?
@@ -339,7 +343,6 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                let kind: i64 = row.try_get("type")?;
                 Ok(Queued {
                     id: row.try_get("id")?,
                     room: super::rows::parse_id(
@@ -347,8 +350,7 @@ impl Store {
                         row.try_get::<String, _>("room_id")?,
                     )?,
                     seq: seq_from_db(row.try_get("seq")?)?,
-                    kind: WebhookType::from_bit(kind)
-                        .ok_or_else(|| StoreError::Corrupt(format!("webhook type {kind}")))?,
+                    kind: type_column(row)?,
                     attempts: row.try_get("attempts")?,
                     first_failed_at: row.try_get("first_failed_at")?,
                 })

@@ -342,7 +342,7 @@ fn describe(err: &reqwest::Error) -> String {
 }
 
 /// Milliseconds since the Unix epoch as RFC 3339 in UTC.
-fn rfc3339(ms: i64) -> String {
+pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

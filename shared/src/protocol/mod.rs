@@ -546,6 +546,9 @@ error_codes! {
     /// The site banned this user: their connections close and their
     /// tokens no longer connect, until the ban is lifted.
     Banned => "banned",
+    /// The site muted the user in this room for a while: they read it but
+    /// cannot post in it until then (the message says until when).
+    Muted => "muted",
 }
 
 /// Why a client frame could not be decoded.

@@ -115,6 +115,8 @@ pub(super) struct Reads {
     pub rooms: HashMap<RoomId, RoomRow>,
     /// Of the pairs asked, those that are memberships.
     pub members: HashSet<(RoomId, UserId)>,
+    /// Of those, the members muted until a time (ms).
+    pub muted: HashMap<(RoomId, UserId), i64>,
     /// Messages already stored, by idempotency key.
     pub stored: HashMap<IdemKey, Event>,
     /// Member counts of the rooms someone joins (absent: none).
@@ -124,6 +126,14 @@ pub(super) struct Reads {
 }
 
 impl Reads {
+    /// Keeps a membership read back, with its mute if it has one.
+    pub(super) fn keep_member(&mut self, pair: (RoomId, UserId), muted_until: Option<i64>) {
+        if let Some(until) = muted_until {
+            self.muted.insert(pair.clone(), until);
+        }
+        self.members.insert(pair);
+    }
+
     /// Keeps a stored event read back under its idempotency key, if it
     /// has one (a message, or what is left of a deleted one).
     pub(super) fn keep_stored(&mut self, event: Event) {
@@ -186,6 +196,8 @@ pub(super) struct Plan {
     members: HashSet<(RoomId, UserId)>,
     /// Memberships as they stood before the batch.
     members_before: HashSet<(RoomId, UserId)>,
+    /// Members muted until a time (ms), as before the batch.
+    muted: HashMap<(RoomId, UserId), i64>,
     counts: HashMap<RoomId, i64>,
     stored: HashMap<IdemKey, Event>,
     /// Messages new in this batch, by idempotency key: index in `events`.
@@ -214,6 +226,7 @@ impl Plan {
                 .collect(),
             members_before: reads.members.clone(),
             members: reads.members,
+            muted: reads.muted,
             counts: reads.counts,
             stored: reads.stored,
             pending: HashMap::new(),
@@ -433,10 +446,19 @@ impl Plan {
         files: &[Attachment],
     ) -> Result<Written, StoreError> {
         self.room(site, room)?;
-        if let Some(sender) = sender
-            && !self.members.contains(&(room.clone(), sender.clone()))
-        {
-            return Err(StoreError::NotMember);
+        if let Some(sender) = sender {
+            let pair = (room.clone(), sender.clone());
+            if !self.members.contains(&pair) {
+                return Err(StoreError::NotMember);
+            }
+            // A member who left and joined again in this batch starts unmuted.
+            if let Some(&until) = self.muted.get(&pair)
+                && until > self.now
+                && self.members_before.contains(&pair)
+                && !self.joined_sites.contains_key(&pair)
+            {
+                return Err(StoreError::Muted(until));
+            }
         }
         let kind = EventKind::Message {
             body: body.as_str().to_owned(),

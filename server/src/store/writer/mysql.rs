@@ -71,10 +71,13 @@ async fn read(tx: &mut Transaction<'_, Any>, needs: &Needs<'_>) -> Result<Reads,
         );
     }
     for row in fetch(tx, statements::members(&needs.pairs)).await? {
-        reads.members.insert((
-            parse_id(RoomId::parse, row.try_get::<String, _>("room_id")?)?,
-            parse_id(UserId::parse, row.try_get::<String, _>("user_id")?)?,
-        ));
+        reads.keep_member(
+            (
+                parse_id(RoomId::parse, row.try_get::<String, _>("room_id")?)?,
+                parse_id(UserId::parse, row.try_get::<String, _>("user_id")?)?,
+            ),
+            row.try_get("muted_until")?,
+        );
     }
     for row in fetch(tx, statements::stored_messages(&needs.keys)).await? {
         reads.keep_stored(event_from_row(&row)?);

@@ -108,10 +108,13 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
         Ok(())
     })?;
     fetch(conn, statements::members(&needs.pairs), |row| {
-        reads.members.insert((
-            parse_id(RoomId::parse, row.get::<_, String>("room_id")?)?,
-            parse_id(UserId::parse, row.get::<_, String>("user_id")?)?,
-        ));
+        reads.keep_member(
+            (
+                parse_id(RoomId::parse, row.get::<_, String>("room_id")?)?,
+                parse_id(UserId::parse, row.get::<_, String>("user_id")?)?,
+            ),
+            row.get("muted_until")?,
+        );
         Ok(())
     })?;
     fetch(conn, statements::stored_messages(&needs.keys), |row| {

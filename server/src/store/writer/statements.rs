@@ -115,14 +115,14 @@ pub(super) fn lock_rooms<'a>(rooms: &[&'a RoomId], lock: bool) -> Vec<Statement<
 }
 
 /// Which of these (room, user) pairs are memberships: rows of
-/// `room_id, user_id`.
+/// `room_id, user_id, muted_until`.
 pub(super) fn members<'a>(pairs: &[(&'a RoomId, &'a UserId)]) -> Vec<Statement<'a>> {
     padded_chunks(pairs)
         .map(|chunk| {
             let pairs: Vec<_> = chunk.into_iter().copied().collect();
             let (condition, args) = pairs_where(&pairs);
             Statement {
-                sql: format!("SELECT room_id, user_id FROM members WHERE {condition}"),
+                sql: format!("SELECT room_id, user_id, muted_until FROM members WHERE {condition}"),
                 args,
             }
         })

@@ -1,0 +1,168 @@
+//! Moderation through the API: a member muted in a room reads it but
+//! cannot post in it, over the WebSocket or through the API, until the
+//! mute ends or is lifted; other rooms and other members are untouched.
+//! Each test runs on SQLite and on MariaDB.
+
+use natter_shared::api::Muted;
+use natter_shared::{ClientFrame, ErrorCode, RoomId, ServerFrame};
+use natter_tests::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Sends and waits for the answer: the seq, or the refusal.
+async fn try_send(
+    client: &mut Client,
+    room: &RoomId,
+    body: &str,
+) -> Result<u64, (ErrorCode, String)> {
+    let client_id = cid();
+    client
+        .send(&ClientFrame::Send {
+            client_id,
+            room: room.clone(),
+            body: body.to_string(),
+            files: Vec::new(),
+        })
+        .await;
+    loop {
+        match client.recv().await {
+            ServerFrame::Ack {
+                client_id: c, seq, ..
+            } if c == client_id => return Ok(seq),
+            ServerFrame::Error {
+                client_id: Some(c),
+                code,
+                message,
+                ..
+            } if c == client_id => return Err((code, message)),
+            _ => continue,
+        }
+    }
+}
+
+async fn mute(app: &TestApp, room: &RoomId, user: &str, body: Value) -> (StatusCode, Value) {
+    let res = app
+        .api(Method::PUT, &format!("/rooms/{room}/members/{user}/mute"))
+        .json(&body)
+        .send()
+        .await
+        .expect("answered");
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn a_muted_member_reads_but_cannot_post_until_the_mute_ends(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.group("Class", &["alice", "mallory"]).await;
+    let other = app.group("Other", &["mallory"]).await;
+    let (mut mallory, _) = app.login("mallory").await;
+    let (mut alice, _) = app.login("alice").await;
+
+    let (status, body) = mute(&app, &room.id, "mallory", json!({"secs": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let muted: Muted = serde_json::from_value(body).expect("a mute");
+    assert_eq!(muted.user.as_str(), "mallory");
+    let soon = now_secs() * 1000;
+    assert!(
+        muted.until > soon && muted.until <= soon + 3_000,
+        "{muted:?}"
+    );
+
+    // Refused in that room, over the socket and through the API.
+    let (code, message) = try_send(&mut mallory, &room.id, "spam")
+        .await
+        .expect_err("a muted member's send is refused");
+    assert_eq!(code, ErrorCode::Muted);
+    assert!(message.contains("until"), "{message}");
+    let res = app
+        .api(Method::POST, &format!("/rooms/{}/messages", room.id))
+        .json(&json!({"from": "mallory", "body": "spam"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let body: Value = res.json().await.expect("an error body");
+    assert_eq!(body["error"]["code"], json!("muted"));
+    // Elsewhere, and for others, nothing changed; they still read.
+    try_send(&mut mallory, &other.id, "fine here")
+        .await
+        .expect("posting in another room");
+    let seq = alice.say(&room.id, "class starts").await;
+    let event = mallory
+        .recv_until(|f| matches!(f, ServerFrame::Event { event } if event.room == room.id))
+        .await;
+    assert!(matches!(event, ServerFrame::Event { event } if event.seq == seq));
+    let history = app.messages(&room.id, "").await;
+    assert_eq!(
+        history["events"].as_array().map(Vec::len),
+        Some(1),
+        "nothing of mallory's was stored: {history}"
+    );
+
+    // The mute ends on its own.
+    eventually(Duration::from_secs(5), "the mute to end", async || {
+        try_send(&mut mallory, &room.id, "back").await.ok()
+    })
+    .await;
+
+    // A new mute, lifted early.
+    let (status, _) = mute(&app, &room.id, "mallory", json!({"secs": 3600})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(try_send(&mut mallory, &room.id, "again").await.is_err());
+    let res = app
+        .api(
+            Method::DELETE,
+            &format!("/rooms/{}/members/mallory/mute", room.id),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    try_send(&mut mallory, &room.id, "unmuted")
+        .await
+        .expect("posting after the mute was lifted");
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
+async fn a_mute_is_refused_what_it_cannot_mean(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.group("Class", &["alice"]).await;
+    for (body, want) in [
+        (json!({"secs": 0}), StatusCode::BAD_REQUEST),
+        (json!({"secs": 400 * 24 * 3600}), StatusCode::BAD_REQUEST),
+        (json!({"secs": -1}), StatusCode::BAD_REQUEST),
+        (json!({}), StatusCode::BAD_REQUEST),
+        (json!({"secs": 60, "why": "x"}), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, answer) = mute(&app, &room.id, "alice", body.clone()).await;
+        assert_eq!(status, want, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], json!("invalid_input"), "{answer}");
+    }
+    let (status, answer) = mute(&app, &room.id, "stranger", json!({"secs": 60})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["error"]["code"], json!("not_member"));
+    let missing = RoomId::parse("r_0000").expect("a room id");
+    let (status, answer) = mute(&app, &missing, "alice", json!({"secs": 60})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    // Another site's room is not this site's to mute in.
+    let res = app
+        .api_as(
+            &app.other,
+            Method::PUT,
+            &format!("/rooms/{}/members/alice/mute", room.id),
+        )
+        .json(&json!({"secs": 60}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
+on_both!(
+    a_muted_member_reads_but_cannot_post_until_the_mute_ends,
+    a_mute_is_refused_what_it_cannot_mean,
+);
