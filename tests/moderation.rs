@@ -1,7 +1,9 @@
-//! Moderation through the API: a member muted in a room reads it but
-//! cannot post in it, over the WebSocket or through the API, until the
-//! mute ends or is lifted; other rooms and other members are untouched.
-//! Each test runs on SQLite and on MariaDB.
+//! Moderation: a member muted in a room reads it but cannot post in it,
+//! over the WebSocket or through the API, until the mute ends or is
+//! lifted; other rooms and other members are untouched. Members report
+//! someone else's message (`POST /reports`), and the site reads and
+//! dismisses reports through the API. Each test runs on SQLite and on
+//! MariaDB.
 
 use natter_shared::api::Muted;
 use natter_shared::{ClientFrame, ErrorCode, RoomId, ServerFrame};
@@ -162,7 +164,189 @@ async fn a_mute_is_refused_what_it_cannot_mean(db: Db) {
     crate::assert_no_panics();
 }
 
+/// `POST /reports` as `user` of the app's first site.
+async fn report(app: &TestApp, user: &str, body: Value) -> (StatusCode, Value) {
+    let res = app
+        .http
+        .post(app.url("/reports"))
+        .bearer_auth(app.token(user))
+        .header("X-Natter-Site", app.site.id.as_str())
+        .json(&body)
+        .send()
+        .await
+        .expect("answered");
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn reports(app: &TestApp, query: &str) -> Value {
+    let res = app
+        .api(Method::GET, &format!("/reports{query}"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.expect("reports")
+}
+
+async fn members_report_messages_and_the_site_reads_them(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.group("Class", &["alice", "bob", "carol"]).await;
+    let api = app.api_client();
+    let spam = api.post(room.id.as_str(), "bob", "buy pills").await["seq"]
+        .as_u64()
+        .expect("a seq");
+    let own = api.post(room.id.as_str(), "alice", "hello").await["seq"]
+        .as_u64()
+        .expect("a seq");
+    api.post(room.id.as_str(), "bob", "more spam").await;
+    let r = room.id.as_str();
+
+    let (status, first) = report(
+        &app,
+        "alice",
+        json!({"room": r, "seq": spam, "note": " spam\u{200b} "}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["reporter"], json!("alice"));
+    assert_eq!(first["note"], json!("spam"), "the note is cleaned");
+    // Again: the first report stands.
+    let (status, again) = report(
+        &app,
+        "alice",
+        json!({"room": r, "seq": spam, "note": "other"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["note"], json!("spam"));
+    let (status, _) = report(&app, "carol", json!({"room": r, "seq": spam})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Through the backend, for a user it names.
+    let res = app
+        .http
+        .post(app.url("/reports"))
+        .bearer_auth(&app.site.api_key)
+        .header("X-Natter-User", "carol")
+        .json(&json!({"room": r, "seq": spam + 2}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    // What cannot be reported.
+    for (user, body, want, code) in [
+        (
+            "alice",
+            json!({"room": r, "seq": own}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "alice",
+            json!({"room": r, "seq": 99}),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "dave",
+            json!({"room": r, "seq": spam}),
+            StatusCode::FORBIDDEN,
+            "not_member",
+        ),
+        (
+            "alice",
+            json!({"room": r, "seq": spam, "note": "x".repeat(1001)}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "alice",
+            json!({"room": r}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            "alice",
+            json!({"room": "r_0", "seq": 1}),
+            StatusCode::FORBIDDEN,
+            "not_member",
+        ),
+    ] {
+        let (status, answer) = report(&app, user, body.clone()).await;
+        assert_eq!(status, want, "{user} {body}: {answer}");
+        assert_eq!(answer["error"]["code"], json!(code), "{answer}");
+    }
+    let res = app
+        .http
+        .post(app.url("/reports"))
+        .bearer_auth(token_for(&app.other, "alice", 3600))
+        .header("X-Natter-Site", app.site.id.as_str())
+        .json(&json!({"room": r, "seq": spam}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "a token of another site"
+    );
+
+    // The site reads them, newest first, a page at a time.
+    let all = reports(&app, "").await;
+    let listed: Vec<(&str, u64)> = all["reports"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["reporter"].as_str().unwrap_or(""),
+                r["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("carol", spam + 2), ("carol", spam), ("alice", spam)]
+    );
+    let page = reports(&app, "?limit=2").await;
+    assert_eq!(page["reports"].as_array().map(Vec::len), Some(2));
+    let next = page["next"].as_str().expect("a next page");
+    let rest = reports(&app, &format!("?limit=2&before={next}")).await;
+    assert_eq!(rest["reports"][0]["id"], first["id"]);
+    assert!(rest.get("next").is_none(), "{rest}");
+    // Another site sees none of them; a dismissed one is gone.
+    let res = app
+        .api_as(&app.other, Method::GET, "/reports")
+        .send()
+        .await
+        .expect("answered");
+    let theirs: Value = res.json().await.expect("reports");
+    assert_eq!(theirs["reports"], json!([]));
+    let id = first["id"].as_str().expect("an id");
+    let res = app
+        .api_as(&app.other, Method::DELETE, &format!("/reports/{id}"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = app
+        .api(Method::DELETE, &format!("/reports/{id}"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        reports(&app, "").await["reports"].as_array().map(Vec::len),
+        Some(2)
+    );
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
 on_both!(
     a_muted_member_reads_but_cannot_post_until_the_mute_ends,
     a_mute_is_refused_what_it_cannot_mean,
+    members_report_messages_and_the_site_reads_them,
 );

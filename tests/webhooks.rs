@@ -595,6 +595,41 @@ async fn two_nodes_send_each_webhook_once(db: Db) {
     b.assert_no_panic();
 }
 
+async fn a_report_goes_out_as_message_reported(db: Db) {
+    let app = spawn_app(db).await;
+    let api = app.api_client();
+    let mut receiver = Receiver::start(0).await;
+    let hook = add_hook(&api, &receiver.url(), &[WebhookType::MessageReported]).await;
+    receiver.command(&format!("secret {}", hook.secret)).await;
+    let room = app.group("Class", &["alice", "bob"]).await;
+    let seq = api.post(room.id.as_str(), "bob", "buy pills").await["seq"]
+        .as_u64()
+        .expect("a seq");
+    let res = app
+        .http
+        .post(app.url("/reports"))
+        .bearer_auth(app.token("alice"))
+        .header("X-Natter-Site", app.site.id.as_str())
+        .json(&json!({"room": room.id.as_str(), "seq": seq, "note": "spam"}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let report: Value = res.json().await.expect("a report");
+    receiver
+        .until(WAIT, "the report's webhook", |got| !got.is_empty())
+        .await;
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 1, "only what the endpoint asked for");
+    let data = &got[0].payload["data"];
+    assert_eq!(got[0].kind, "message.reported");
+    assert_eq!(data["report"], report);
+    assert_eq!(data["event"]["body"], json!("buy pills"));
+    assert_eq!(data["event"]["sender"], json!("bob"));
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
 async fn the_api_checks_what_it_is_given(db: Db) {
     let app = spawn_app(db).await;
     let api = app.api_client();
@@ -614,7 +649,7 @@ async fn the_api_checks_what_it_is_given(db: Db) {
         json!({"url": "not a url", "events": ["message.created"]}),
         json!({"url": format!("https://example.com/{}", "x".repeat(2100)), "events": ["message.created"]}),
         json!({"url": "https://example.com/x", "events": []}),
-        json!({"url": "https://example.com/x", "events": ["message.reported"]}),
+        json!({"url": "https://example.com/x", "events": ["message.flagged"]}),
         json!({"url": "https://example.com/x"}),
         json!({"url": "https://example.com/x", "events": ["message.created"], "more": 1}),
     ] {
@@ -711,5 +746,6 @@ on_both!(
     an_endpoint_that_keeps_failing_is_paused_until_resumed,
     a_server_killed_mid_delivery_loses_nothing,
     two_nodes_send_each_webhook_once,
+    a_report_goes_out_as_message_reported,
     the_api_checks_what_it_is_given,
 );

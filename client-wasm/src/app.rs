@@ -7,13 +7,15 @@
 //! database; a token for another user starts another engine.
 
 use crate::chat::Chat;
-use crate::components::{Composer, ConnectionStatus, Draft, MessageList, RoomList, Status, attach};
+use crate::components::{
+    Composer, ConnectionStatus, Draft, MessageList, Reporting, RoomList, Status, attach,
+};
 use crate::embed::{self, Location};
 use crate::net::LinkState;
 use crate::sync::{Engine, View};
 use crate::typing::Typing;
 use leptos::prelude::*;
-use natter_shared::{ClientId, RoomId};
+use natter_shared::{ClientId, RoomId, Seq};
 
 /// The widget, or an explanation when it was opened without a site.
 #[component]
@@ -329,6 +331,17 @@ fn ChatWidget(location: Location) -> impl IntoView {
     let discard = move |client_id: ClientId| {
         engine.with_value(|e| e.as_ref().map(|e| e.discard(client_id)));
     };
+    let report = move |(seq, note, state): (Seq, Option<String>, RwSignal<Reporting>)| {
+        let (Some(room), Some(engine)) = (current.get_untracked(), engine.get_value()) else {
+            return;
+        };
+        leptos::task::spawn_local(async move {
+            state.set(match engine.report(room, seq, note).await {
+                Ok(()) => Reporting::Done,
+                Err(why) => Reporting::Failed(why),
+            });
+        });
+    };
     let older = move || {
         if let Some(room) = current.get_untracked() {
             engine.with_value(|e| e.as_ref().map(|e| e.older(room)));
@@ -372,6 +385,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
                     on_top=Callback::new(move |()| older())
                     at_end
                     on_seen=Callback::new(on_seen)
+                    on_report=Callback::new(report)
                 />
                 <p class="typing" aria-live="polite">{move || typing.get()}</p>
                 <Composer

@@ -67,7 +67,7 @@ type Refusal = (Option<ErrorCode>, String);
 
 /// The answer's status and, for a refusal, its error.
 async fn fetch_session(site: &str, token: &str) -> Option<(u16, Option<Refusal>)> {
-    let response = fetch_as_user("GET", "/session", site, token).await?;
+    let response = fetch_as_user("GET", "/session", site, token, None).await?;
     let error = match response.json() {
         Ok(json) if !response.ok() => JsFuture::from(json).await.ok().and_then(|body| {
             // `{"error": {"code", "message"}}`, read as it is (no decoder

@@ -17,6 +17,7 @@
 //!   database stays the record, so whatever the broker drops is filled
 //!   from it.
 //! - [`presence`]: who is online, for the people who share a room.
+//! - [`reports`]: messages members report to the site's moderators.
 //! - [`reads`]: read markers, noted at once and written in batches.
 //! - [`api`]: the HTTP API for the site's backend; [`error`] maps failures
 //!   to JSON errors.
@@ -40,6 +41,7 @@ pub mod hub;
 pub mod metrics;
 pub mod presence;
 pub mod reads;
+pub mod reports;
 pub mod serve;
 pub mod session;
 pub mod state;
@@ -229,6 +231,11 @@ impl App {
             .route("/metrics", get(metrics_text))
             .route("/ws", get(ws::handler))
             .route("/session", get(session::check))
+            .route(
+                "/reports",
+                axum::routing::post(reports::create)
+                    .layer(DefaultBodyLimit::max(config.limits.max_request_bytes)),
+            )
             .merge(files::routes())
             .nest(
                 "/api/v1",

@@ -158,6 +158,46 @@ pub struct Muted {
     pub until: i64,
 }
 
+/// `POST /reports`: report someone else's message to the site's
+/// moderators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewReport {
+    pub room: RoomId,
+    /// The message's seq.
+    pub seq: Seq,
+    /// Why, in the reporter's words (at most 1000 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A message a member reported to the site's moderators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Report {
+    pub id: String,
+    pub room: RoomId,
+    /// The reported message's seq.
+    pub seq: Seq,
+    pub reporter: UserId,
+    /// What the reporter said, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/reports`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportList {
+    pub reports: Vec<Report>,
+    /// Older reports follow: ask again with `before` set to this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// Answer of `GET /api/v1/users/{user}/unread`: what waits for a user
 /// (for e-mail digests, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,8 +17,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use natter_shared::api::{
-    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, Mute, Muted, OpenDialog,
-    PostMessage, RoomList, RoomUnread, SetRead, Settings, UnreadCounts,
+    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, Mute, Muted, NewReport,
+    OpenDialog, PostMessage, Report, ReportList, RoomList, RoomUnread, SetRead, Settings,
+    UnreadCounts,
 };
 use natter_shared::webhooks::{
     NewWebhook, Webhook, WebhookAttempts, WebhookChange, WebhookList, WebhookPayload,
@@ -272,6 +273,9 @@ impl Examples {
             "webhook-change" => drop(self.check::<WebhookChange>(line, tag, body)),
             "member-list" => drop(self.check::<MemberList>(line, tag, body)),
             "mute" => drop(self.check::<Mute>(line, tag, body)),
+            "report-list" => drop(self.check::<ReportList>(line, tag, body)),
+            "new-report" => drop(self.check::<NewReport>(line, tag, body)),
+            "report" => drop(self.check::<Report>(line, tag, body)),
             "muted" => drop(self.check::<Muted>(line, tag, body)),
             "webhook-attempts" => drop(self.check::<WebhookAttempts>(line, tag, body)),
             "webhook-payload" => drop(self.check::<WebhookPayload>(line, tag, body)),

@@ -49,6 +49,7 @@ macro_rules! on_both_databases {
 on_both_databases!(
     chat::two_people_chat_in_a_dialog,
     moderation::a_deleted_message_goes_from_every_screen_and_cache,
+    moderation::a_member_reports_a_message_from_the_widget,
     offline::messages_written_offline_arrive_once_in_order,
     offline::a_reload_or_a_new_tab_keeps_the_offline_messages,
     history::cached_history_shows_before_any_server_reply,

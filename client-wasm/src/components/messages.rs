@@ -21,6 +21,7 @@ pub fn MessageList(
     #[prop(optional)] on_top: Option<Callback<()>>,
     #[prop(optional)] at_end: Option<RwSignal<bool>>,
     #[prop(optional)] on_seen: Option<Callback<Seq>>,
+    #[prop(optional)] on_report: Option<OnReport>,
 ) -> impl IntoView {
     let list = NodeRef::<leptos::html::Ol>::new();
     // Pushes the view outward only: keep the newest line in sight, unless
@@ -61,7 +62,7 @@ pub fn MessageList(
             <For
                 each=move || lines.get()
                 key=|line| line.key.clone()
-                children=move |line| view! { <MessageItem line on_retry on_discard /> }
+                children=move |line| view! { <MessageItem line on_retry on_discard on_report /> }
             />
         </ol>
     }
@@ -82,12 +83,66 @@ fn last_in_sight(list: &web_sys::HtmlOListElement) -> Option<Seq> {
         .and_then(|li| li.get_attribute("data-seq")?.parse().ok())
 }
 
+/// Reports a message: its seq, the reporter's note, and where the report
+/// stands (for the caller to set once it knows).
+pub type OnReport = Callback<(Seq, Option<String>, RwSignal<Reporting>)>;
+
+/// Where a report of someone else's message stands, as its button says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reporting {
+    Idle,
+    Sending,
+    Done,
+    /// Why it did not go.
+    Failed(String),
+}
+
+/// A "Report" button for someone else's message: asks why in the
+/// browser's own prompt (its answer is text, never markup), then hands
+/// seq and note to `on_report`, which says how it went.
+#[component]
+fn ReportButton(seq: Seq, on_report: OnReport) -> impl IntoView {
+    let state = RwSignal::new(Reporting::Idle);
+    let click = move |_| {
+        let asked = web_sys::window().map(|w| {
+            w.prompt_with_message("Report this message to the site's moderators. Why? (optional)")
+        });
+        // Cancelled, or no window to ask in: nothing is reported.
+        let Some(Ok(Some(note))) = asked else {
+            return;
+        };
+        let note = Some(note.trim().to_string()).filter(|n| !n.is_empty());
+        state.set(Reporting::Sending);
+        on_report.run((seq, note, state));
+    };
+    view! {
+        <button
+            type="button"
+            class="report"
+            disabled=move || matches!(state.get(), Reporting::Sending | Reporting::Done)
+            title=move || match state.get() {
+                Reporting::Failed(why) => Some(format!("Not reported: {why}")),
+                _ => None,
+            }
+            on:click=click
+        >
+            {move || match state.get() {
+                Reporting::Idle => "Report",
+                Reporting::Sending => "Reporting…",
+                Reporting::Done => "Reported",
+                Reporting::Failed(_) => "Report again",
+            }}
+        </button>
+    }
+}
+
 /// One line. The body is a text node: markup in it is shown, not run.
 #[component]
 fn MessageItem(
     line: Line,
     on_retry: Option<Callback<ClientId>>,
     on_discard: Option<Callback<ClientId>>,
+    on_report: Option<OnReport>,
 ) -> impl IntoView {
     let Line {
         author,
@@ -122,6 +177,11 @@ fn MessageItem(
         _ => None,
     };
     let system = author.is_none();
+    // Someone else's message, as stored: it may be reported.
+    let report = match (mine || system || deleted, seq, on_report) {
+        (false, Some(seq), Some(on_report)) => Some(view! { <ReportButton seq on_report /> }),
+        _ => None,
+    };
     let note = match &delivery {
         Delivery::Pending if uploading => Some("uploading…".to_string()),
         Delivery::Pending => Some("sending…".to_string()),
@@ -163,6 +223,7 @@ fn MessageItem(
             {receipt}
             {retry}
             {discard}
+            {report}
         </li>
     }
 }

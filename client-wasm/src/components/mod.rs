@@ -8,6 +8,6 @@ mod rooms;
 mod status;
 
 pub use composer::{Composer, Draft, attach};
-pub use messages::{MessageList, clock};
+pub use messages::{MessageList, Reporting, clock};
 pub use rooms::RoomList;
 pub use status::{ConnectionStatus, Status};

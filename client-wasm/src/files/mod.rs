@@ -111,19 +111,25 @@ pub fn caller_headers(site: &str, token: &str) -> [(&'static str, String); 2] {
     ]
 }
 
-/// `method url` on the chat server as the user of `token`; `None` when
-/// the request could not be made or got no answer.
+/// `method url` on the chat server as the user of `token`, with a JSON
+/// body if given; `None` when the request could not be made or got no
+/// answer.
 pub async fn fetch_as_user(
     method: &str,
     url: &str,
     site: &str,
     token: &str,
+    json: Option<&str>,
 ) -> Option<web_sys::Response> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     let headers = web_sys::Headers::new().ok()?;
     for (name, value) in caller_headers(site, token) {
         headers.set(name, &value).ok()?;
+    }
+    if let Some(json) = json {
+        headers.set("Content-Type", "application/json").ok()?;
+        init.set_body(&json.into());
     }
     init.set_headers(&headers);
     let request = web_sys::Request::new_with_str_and_init(url, &init).ok()?;
@@ -137,7 +143,7 @@ pub async fn fetch_as_user(
 /// Asks the server for links to file `id`; `None` when it cannot be
 /// reached or refuses (the view then shows the name only).
 async fn fetch_links(site: &str, token: &str, id: &str) -> Option<Links> {
-    let response = fetch_as_user("POST", &format!("/files/{id}/links"), site, token).await?;
+    let response = fetch_as_user("POST", &format!("/files/{id}/links"), site, token, None).await?;
     if !response.ok() {
         return None;
     }

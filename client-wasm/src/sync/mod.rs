@@ -337,6 +337,22 @@ impl Engine {
         self.push(Work::Older(room));
     }
 
+    /// Reports someone else's message to the site's moderators (`POST
+    /// /reports`, from any tab); the error says why it did not go.
+    pub async fn report(&self, room: RoomId, seq: Seq, note: Option<String>) -> Result<(), String> {
+        let body = serde_json::to_string(&natter_shared::api::NewReport { room, seq, note })
+            .map_err(|e| e.to_string())?;
+        let token = self.0.token.borrow().clone();
+        let answer =
+            crate::files::fetch_as_user("POST", "/reports", &self.0.site, &token, Some(&body))
+                .await;
+        match answer {
+            Some(response) if response.ok() => Ok(()),
+            Some(response) => Err(format!("the server refused it ({})", response.status())),
+            None => Err("no connection: try again later".into()),
+        }
+    }
+
     /// The browser says the network is back: reconnect and continue
     /// uploads now.
     pub fn online(&self) {

@@ -5,6 +5,7 @@
 mod hooks;
 mod openapi;
 mod people;
+mod reports;
 
 use crate::error::ApiError;
 use crate::gate::Rate;
@@ -59,6 +60,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::get, hooks::change, hooks::remove))
         .routes(routes!(hooks::resume))
         .routes(routes!(hooks::attempts))
+        .routes(routes!(reports::list))
+        .routes(routes!(reports::dismiss))
 }
 
 /// The OpenAPI 3.1 document of the `/api/v1` routes.

@@ -29,6 +29,21 @@ impl Caller {
         }
     }
 
+    /// The user the request acts for: the token's, or the one a backend
+    /// names in `X-Natter-User`.
+    pub fn acting_user(&self, headers: &HeaderMap) -> Result<UserId, ApiError> {
+        match self {
+            Caller::User { user, .. } => Ok(user.clone()),
+            Caller::Backend { .. } => headers
+                .get(USER_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| UserId::parse(v.trim()).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("with an API key, name the user in X-Natter-User")
+                }),
+        }
+    }
+
     /// Reads the caller from the request's headers.
     pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let unauthorized =

@@ -11,7 +11,7 @@
 //! allow-list, strips images of their metadata and writes `files/ID`; a
 //! thumbnail (`thumbs/ID`) follows in the background.
 
-mod auth;
+pub mod auth;
 mod download;
 mod finish;
 pub mod kinds;

@@ -3,7 +3,7 @@
 //! sends bytes from the offset the server holds, `HEAD` tells that
 //! offset (after a cut, to continue from it), `DELETE` cancels.
 
-use super::auth::{Caller, USER_HEADER};
+use super::auth::Caller;
 use super::{Files, finish};
 use crate::error::ApiError;
 use crate::metrics::add;
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Bytes, BytesMut};
-use natter_shared::{ErrorCode, FileId, UserId};
+use natter_shared::{ErrorCode, FileId};
 use object_store::{ObjectStoreExt, PutPayload};
 
 /// The protocol version spoken.
@@ -114,21 +114,6 @@ fn metadata_name(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok("file".into())
 }
 
-/// The user an upload belongs to: the token's, or the one a backend
-/// names in `X-Natter-User`.
-fn uploader(caller: &Caller, headers: &HeaderMap) -> Result<UserId, ApiError> {
-    match caller {
-        Caller::User { user, .. } => Ok(user.clone()),
-        Caller::Backend { .. } => headers
-            .get(USER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| UserId::parse(v.trim()).ok())
-            .ok_or_else(|| {
-                ApiError::invalid("with an API key, name the uploading user in X-Natter-User")
-            }),
-    }
-}
-
 /// `POST /files`: announces an upload of `Upload-Length` bytes.
 pub async fn create(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(res) = check_version(&headers) {
@@ -142,7 +127,7 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap) -> Respon
 
 async fn create_upload(state: &AppState, headers: &HeaderMap) -> Result<Response, ApiError> {
     let caller = Caller::from_headers(state, headers).await?;
-    let user = uploader(&caller, headers)?;
+    let user = caller.acting_user(headers)?;
     let limits = &state.config.files;
     let length = header_u64(headers, "upload-length").ok_or_else(|| {
         ApiError::invalid(
@@ -214,7 +199,7 @@ async fn own_upload(
     id: &str,
 ) -> Result<crate::store::FileRow, ApiError> {
     let caller = Caller::from_headers(state, headers).await?;
-    let user = uploader(&caller, headers)?;
+    let user = caller.acting_user(headers)?;
     let not_found =
         || ApiError::client(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such upload");
     let id = FileId::parse(id).map_err(|_| not_found())?;

@@ -4,7 +4,8 @@
 //! differ live in [`Backend`].
 //!
 //! Reads and rare writes go straight to the pool, one file per resource:
-//! [`sites`], [`users`], [`rooms`], [`events`], [`reads`], [`webhooks`]; [`rows`] decodes what they
+//! [`sites`], [`users`], [`rooms`], [`events`], [`reads`], [`reports`],
+//! [`webhooks`]; [`rows`] decodes what they
 //! read; on SQLite, pages of events come through [`reader`] instead.
 //! Everything that takes a room's next seq goes through the
 //! [`writer`], which commits many of them in one transaction (group
@@ -14,6 +15,7 @@ mod events;
 mod files;
 mod reader;
 mod reads;
+mod reports;
 mod rooms;
 mod rows;
 mod sites;

@@ -160,6 +160,7 @@ impl Store {
             "DELETE FROM webhook_outbox WHERE webhook_id IN (SELECT id FROM webhooks WHERE site_id = ?)",
             "DELETE FROM webhook_attempts WHERE webhook_id IN (SELECT id FROM webhooks WHERE site_id = ?)",
             "DELETE FROM webhooks WHERE site_id = ?",
+            "DELETE FROM reports WHERE site_id = ?",
             "DELETE FROM events WHERE room_id IN (SELECT id FROM rooms WHERE site_id = ?)",
             "DELETE FROM members WHERE site_id = ?",
             "DELETE FROM files WHERE site_id = ?",

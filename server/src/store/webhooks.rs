@@ -30,6 +30,8 @@ pub struct Queued {
     pub attempts: i64,
     /// When it first failed, if it has.
     pub first_failed_at: Option<i64>,
+    /// The report a `message.reported` is about.
+    pub report: Option<String>,
 }
 
 /// What became of one delivery attempt.
@@ -330,7 +332,7 @@ impl Store {
     /// its retry time has come; oldest first.
     pub async fn webhook_heads(&self, id: &str, limit: u32) -> Result<Vec<Queued>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.id, o.room_id, o.seq, o.type, o.attempts, o.first_failed_at \
+            "SELECT o.id, o.room_id, o.seq, o.type, o.attempts, o.first_failed_at, o.report_id \
              FROM webhook_outbox o WHERE o.webhook_id = ? AND o.next_at <= ? \
              AND NOT EXISTS (SELECT 1 FROM webhook_outbox p \
                  WHERE p.webhook_id = o.webhook_id AND p.room_id = o.room_id AND p.id < o.id) \
@@ -353,6 +355,7 @@ impl Store {
                     kind: type_column(row)?,
                     attempts: row.try_get("attempts")?,
                     first_failed_at: row.try_get("first_failed_at")?,
+                    report: row.try_get("report_id")?,
                 })
             })
             .collect()

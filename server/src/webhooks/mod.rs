@@ -288,7 +288,7 @@ impl Dispatcher {
                 let ts = room.created_at;
                 (WebhookData::Room { site, room }, ts)
             }
-            _ => {
+            kind => {
                 let after = queued.seq.saturating_sub(1);
                 let event = self
                     .store
@@ -297,9 +297,24 @@ impl Dispatcher {
                     .into_iter()
                     .find(|e| e.seq == queued.seq);
                 let Some(event) = event else { return Ok(None) };
-                let ts = event.ts;
                 let room = queued.room.clone();
-                (WebhookData::Event { site, room, event }, ts)
+                if kind != WebhookType::MessageReported {
+                    let ts = event.ts;
+                    (WebhookData::Event { site, room, event }, ts)
+                } else {
+                    let id = queued.report.as_deref().unwrap_or_default();
+                    let Some(report) = self.store.report_by_id(&site, id).await? else {
+                        return Ok(None);
+                    };
+                    let ts = report.created_at;
+                    let data = WebhookData::Report {
+                        site,
+                        room,
+                        report,
+                        event,
+                    };
+                    (data, ts)
+                }
             }
         };
         Ok(Some(WebhookPayload {
