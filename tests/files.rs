@@ -158,29 +158,7 @@ async fn send_files(
     body: &str,
     files: Vec<FileId>,
 ) -> Result<u64, (ErrorCode, String)> {
-    let client_id = cid();
-    client
-        .send(&ClientFrame::Send {
-            client_id,
-            room: room.clone(),
-            body: body.into(),
-            files,
-        })
-        .await;
-    loop {
-        match client.recv().await {
-            ServerFrame::Ack {
-                client_id: c, seq, ..
-            } if c == client_id => return Ok(seq),
-            ServerFrame::Error {
-                client_id: Some(c),
-                code,
-                message,
-                ..
-            } if c == client_id => return Err((code, message)),
-            _ => {}
-        }
-    }
+    client.try_send(room, body, files, cid()).await
 }
 
 /// The attachments of the next message event a client receives.

@@ -6,7 +6,9 @@ use futures_util::{SinkExt, StreamExt};
 use natter_server::App;
 use natter_server::auth::{self, Claims, Secret};
 use natter_server::config::Config;
-use natter_shared::{ClientFrame, ClientId, Cursor, RoomId, RoomInfo, ServerFrame, SiteId};
+use natter_shared::{
+    ClientFrame, ClientId, Cursor, ErrorCode, FileId, RoomId, RoomInfo, ServerFrame, SiteId,
+};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -757,26 +759,39 @@ impl Client {
 
     /// Sends with a given client id and waits for the ack.
     pub async fn send_with(&mut self, room: &RoomId, body: &str, client_id: ClientId) -> u64 {
+        match self.try_send(room, body, Vec::new(), client_id).await {
+            Ok(seq) => seq,
+            Err((code, message)) => panic!("send refused: {code:?} {message}"),
+        }
+    }
+
+    /// Sends (with files, if any) and waits for the answer: the ack's
+    /// seq, or the refusal's code and message.
+    pub async fn try_send(
+        &mut self,
+        room: &RoomId,
+        body: &str,
+        files: Vec<FileId>,
+        client_id: ClientId,
+    ) -> Result<u64, (ErrorCode, String)> {
         self.send(&ClientFrame::Send {
             client_id,
             room: room.clone(),
             body: body.to_string(),
-            files: Vec::new(),
+            files,
         })
         .await;
         loop {
             match self.recv().await {
                 ServerFrame::Ack {
                     client_id: c, seq, ..
-                } if c == client_id => return seq,
+                } if c == client_id => return Ok(seq),
                 ServerFrame::Error {
                     client_id: Some(c),
                     code,
                     message,
                     ..
-                } if c == client_id => {
-                    panic!("send refused: {code:?} {message}")
-                }
+                } if c == client_id => return Err((code, message)),
                 _ => continue,
             }
         }

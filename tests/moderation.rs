@@ -6,7 +6,7 @@
 //! MariaDB.
 
 use natter_shared::api::Muted;
-use natter_shared::{ClientFrame, ErrorCode, RoomId, ServerFrame};
+use natter_shared::{ErrorCode, RoomId, ServerFrame};
 use natter_tests::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -18,29 +18,7 @@ async fn try_send(
     room: &RoomId,
     body: &str,
 ) -> Result<u64, (ErrorCode, String)> {
-    let client_id = cid();
-    client
-        .send(&ClientFrame::Send {
-            client_id,
-            room: room.clone(),
-            body: body.to_string(),
-            files: Vec::new(),
-        })
-        .await;
-    loop {
-        match client.recv().await {
-            ServerFrame::Ack {
-                client_id: c, seq, ..
-            } if c == client_id => return Ok(seq),
-            ServerFrame::Error {
-                client_id: Some(c),
-                code,
-                message,
-                ..
-            } if c == client_id => return Err((code, message)),
-            _ => continue,
-        }
-    }
+    client.try_send(room, body, Vec::new(), cid()).await
 }
 
 async fn mute(app: &TestApp, room: &RoomId, user: &str, body: Value) -> (StatusCode, Value) {
