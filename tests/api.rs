@@ -676,6 +676,32 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         ..app.site.clone()
     };
     assert!(signs_in(token_for(&newest, "alice", 600)).await);
+    // Each change is in the site's audit log, made from the command line.
+    let res = fresh
+        .request(reqwest::Method::GET, "/audit")
+        .send()
+        .await
+        .expect("api");
+    let log: serde_json::Value = res.json().await.expect("the log");
+    let done: Vec<(&str, &str)> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        done,
+        [
+            ("cli", "site.rotate_secret"),
+            ("cli", "site.rotate_secret"),
+            ("cli", "site.rotate_key")
+        ]
+    );
 
     // Removing asks for --yes; an unknown site is a clear message.
     let out = site_command(&app, &["remove", &site]);

@@ -2,8 +2,8 @@
 //! over the WebSocket or through the API, until the mute ends or is
 //! lifted; other rooms and other members are untouched. Members report
 //! someone else's message (`POST /reports`), and the site reads and
-//! dismisses reports through the API. Each test runs on SQLite and on
-//! MariaDB.
+//! dismisses reports through the API. Each such change is in the site's
+//! audit log. Each test runs on SQLite and on MariaDB.
 
 use natter_shared::api::Muted;
 use natter_shared::{ErrorCode, RoomId, ServerFrame};
@@ -323,7 +323,142 @@ async fn members_report_messages_and_the_site_reads_them(db: Db) {
     crate::assert_no_panics();
 }
 
+/// What the API did, from the audit log: `(actor, action, subject)`,
+/// newest first.
+async fn audited(
+    app: &TestApp,
+    site: &TestSite,
+    query: &str,
+) -> (Vec<(String, String, String)>, Value) {
+    let res = app
+        .api_as(site, Method::GET, &format!("/audit{query}"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    let log: Value = res.json().await.expect("the log");
+    let entries = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (text("actor"), text("action"), text("subject"))
+        })
+        .collect();
+    (entries, log)
+}
+
+async fn the_audit_log_keeps_what_the_site_did(db: Db) {
+    let app = spawn_app(db).await;
+    let api = app.api_client();
+    let room = app.group("Class", &["alice", "bob"]).await;
+    let r = room.id.as_str();
+    let seq = api.post(r, "bob", "spam").await["seq"]
+        .as_u64()
+        .expect("a seq");
+    let (status, _) = report(&app, "alice", json!({"room": r, "seq": seq})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let report_id = reports(&app, "").await["reports"][0]["id"]
+        .as_str()
+        .expect("a report")
+        .to_string();
+    let call = async |method: Method, path: String, body: Option<Value>| {
+        let mut req = app.api(method.clone(), &path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("answered");
+        assert!(
+            res.status().is_success(),
+            "{method} {path}: {}",
+            res.status()
+        );
+        res.json::<Value>().await.unwrap_or(Value::Null)
+    };
+    call(Method::DELETE, format!("/rooms/{r}/messages/{seq}"), None).await;
+    // Deleting again changes nothing, and is not logged again.
+    call(Method::DELETE, format!("/rooms/{r}/messages/{seq}"), None).await;
+    call(Method::DELETE, format!("/reports/{report_id}"), None).await;
+    call(Method::PUT, "/users/bob/ban".into(), None).await;
+    call(Method::DELETE, "/users/bob/ban".into(), None).await;
+    call(
+        Method::PUT,
+        format!("/rooms/{r}/members/bob/mute"),
+        Some(json!({"secs": 60})),
+    )
+    .await;
+    call(Method::DELETE, format!("/rooms/{r}/members/bob/mute"), None).await;
+    let settings = json!({"receipts": {"dialog": true, "group": false}, "presence": true});
+    call(Method::PUT, "/settings".into(), Some(settings)).await;
+    call(
+        Method::PUT,
+        "/file-types".into(),
+        Some(json!({"types": "image/*"})),
+    )
+    .await;
+    let hook = call(
+        Method::POST,
+        "/webhooks".into(),
+        Some(json!({"url": "https://example.com/h", "events": ["message.created"]})),
+    )
+    .await;
+    let hook = hook["id"].as_str().expect("an endpoint").to_string();
+    call(
+        Method::PATCH,
+        format!("/webhooks/{hook}"),
+        Some(json!({"events": ["member.left"]})),
+    )
+    .await;
+    call(Method::POST, format!("/webhooks/{hook}/resume"), None).await;
+    call(Method::DELETE, format!("/webhooks/{hook}"), None).await;
+
+    let (entries, log) = audited(&app, &app.site, "").await;
+    let expected: Vec<(String, String, String)> = [
+        ("webhook.delete", hook.clone()),
+        ("webhook.resume", hook.clone()),
+        ("webhook.change", hook.clone()),
+        ("webhook.create", hook.clone()),
+        ("file_types.change", "file-types".into()),
+        ("settings.change", "settings".into()),
+        ("member.unmute", format!("{r}/bob")),
+        ("member.mute", format!("{r}/bob")),
+        ("user.unban", "bob".into()),
+        ("user.ban", "bob".into()),
+        ("report.dismiss", report_id),
+        ("message.delete", format!("{r}/{seq}")),
+    ]
+    .into_iter()
+    .map(|(action, subject)| ("api".to_string(), action.to_string(), subject))
+    .collect();
+    assert_eq!(entries, expected, "{log}");
+    assert!(log["entries"][0]["at"].as_i64().is_some_and(|at| at > 0));
+    assert_eq!(
+        log["entries"][7]["detail"]
+            .as_str()
+            .map(|d| d.starts_with("until ")),
+        Some(true)
+    );
+    // A page at a time; another site's log is its own.
+    let (page, log) = audited(&app, &app.site, "?limit=5").await;
+    assert_eq!(page, expected[..5]);
+    let next = log["next"].as_u64().expect("a next page");
+    let (rest, _) = audited(&app, &app.site, &format!("?limit=100&before={next}")).await;
+    assert_eq!(rest, expected[5..]);
+    let (theirs, _) = audited(&app, &app.other, "").await;
+    assert!(theirs.is_empty(), "{theirs:?}");
+    let res = app
+        .api(Method::GET, "/audit?limit=0")
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+    crate::assert_no_panics();
+}
+
 on_both!(
+    the_audit_log_keeps_what_the_site_did,
     a_muted_member_reads_but_cannot_post_until_the_mute_ends,
     a_mute_is_refused_what_it_cannot_mean,
     members_report_messages_and_the_site_reads_them,

@@ -145,6 +145,7 @@ fn schema_of(tag: &str) -> Option<&'static str> {
         "member-list" => "MemberList",
         "mute" => "Mute",
         "report-list" => "ReportList",
+        "audit-log" => "AuditLog",
         "report" => "Report",
         "muted" => "Muted",
         _ => return None,

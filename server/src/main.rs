@@ -126,6 +126,8 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
                 out,
                 "Tokens signed with the old secret work for {grace_secs} s more; sign new ones with this."
             )?;
+            let detail = format!("the old secret works for {grace_secs} s more");
+            audit(&store, &site.id, "site.rotate_secret", Some(&detail)).await;
         }
         SiteCommand::RotateKey { site } => {
             let site = existing_site(&store, &site).await?;
@@ -138,6 +140,7 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
                 out,
                 "The old key no longer works. Keep this one: it is shown only now."
             )?;
+            audit(&store, &site.id, "site.rotate_key", None).await;
         }
         SiteCommand::Remove { site, yes } => {
             let site = existing_site(&store, &site).await?;
@@ -172,4 +175,15 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// Records a change made from the command line in the site's audit log,
+/// after it was made and shown: a failure to record it is logged.
+async fn audit(store: &Store, site: &natter_shared::SiteId, action: &str, detail: Option<&str>) {
+    let recorded = store
+        .record_audit(site, "cli", action, site.as_str(), detail)
+        .await;
+    if let Err(err) = recorded {
+        tracing::warn!(site = %site, action, error = %err, "could not record the change in the audit log");
+    }
 }

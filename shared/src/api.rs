@@ -198,6 +198,34 @@ pub struct ReportList {
     pub next: Option<String>,
 }
 
+/// One entry of a site's audit log: who did what, to what, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    pub id: u64,
+    /// `api` for the site's backend (its API key), `cli` for the command
+    /// line.
+    pub actor: String,
+    /// What was done, e.g. `message.delete`, `user.ban`, `member.mute`.
+    pub action: String,
+    /// What it was done to: a room and seq, a user, an endpoint…
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// `GET /api/v1/audit`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+    /// Older entries follow: ask again with `before` set to this id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
 /// Answer of `GET /api/v1/users/{user}/unread`: what waits for a user
 /// (for e-mail digests, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

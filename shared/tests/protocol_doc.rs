@@ -17,9 +17,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use natter_shared::api::{
-    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, Mute, Muted, NewReport,
-    OpenDialog, PostMessage, Report, ReportList, RoomList, RoomUnread, SetRead, Settings,
-    UnreadCounts,
+    AddMember, AuditLog, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, Mute, Muted,
+    NewReport, OpenDialog, PostMessage, Report, ReportList, RoomList, RoomUnread, SetRead,
+    Settings, UnreadCounts,
 };
 use natter_shared::webhooks::{
     NewWebhook, Webhook, WebhookAttempts, WebhookChange, WebhookList, WebhookPayload,
@@ -274,6 +274,7 @@ impl Examples {
             "member-list" => drop(self.check::<MemberList>(line, tag, body)),
             "mute" => drop(self.check::<Mute>(line, tag, body)),
             "report-list" => drop(self.check::<ReportList>(line, tag, body)),
+            "audit-log" => drop(self.check::<AuditLog>(line, tag, body)),
             "new-report" => drop(self.check::<NewReport>(line, tag, body)),
             "report" => drop(self.check::<Report>(line, tag, body)),
             "muted" => drop(self.check::<Muted>(line, tag, body)),

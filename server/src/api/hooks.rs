@@ -41,6 +41,11 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The types' wire names, for the log.
+fn names(types: &[WebhookType]) -> Vec<&'static str> {
+    types.iter().map(|t| t.name()).collect()
+}
+
 /// At least one type, each once.
 fn check_events(events: &[WebhookType]) -> Result<Vec<WebhookType>, ApiError> {
     let mut events = events.to_vec();
@@ -74,6 +79,15 @@ pub(super) async fn create(
         .store
         .create_webhook(&site.id, &req.url, &events, &sign::new_secret())
         .await?;
+    let detail = format!("{} {:?}", webhook.url, names(&webhook.events));
+    super::audit::record(
+        &state,
+        &site.id,
+        "webhook.create",
+        &webhook.id,
+        Some(&detail),
+    )
+    .await;
     tracing::info!(site = %site.id, webhook = %webhook.id, "webhook endpoint added");
     Ok((StatusCode::CREATED, Json(webhook)))
 }
@@ -115,6 +129,8 @@ pub(super) async fn change(
         .store
         .update_webhook(&site.id, &id, req.url.as_deref(), events.as_deref())
         .await?;
+    let detail = format!("{} {:?}", webhook.url, names(&webhook.events));
+    super::audit::record(&state, &site.id, "webhook.change", &id, Some(&detail)).await;
     Ok(Json(webhook))
 }
 
@@ -126,6 +142,7 @@ pub(super) async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_webhook(&site.id, &id).await?;
+    super::audit::record(&state, &site.id, "webhook.delete", &id, None).await;
     tracing::info!(site = %site.id, webhook = %id, "webhook endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -139,6 +156,7 @@ pub(super) async fn resume(
     Path(id): Path<String>,
 ) -> Result<Json<Webhook>, ApiError> {
     let webhook = state.store.resume_webhook(&site.id, &id).await?;
+    super::audit::record(&state, &site.id, "webhook.resume", &id, None).await;
     state.webhooks.wake();
     tracing::info!(site = %site.id, webhook = %id, "webhook endpoint resumed");
     Ok(Json(webhook))

@@ -2,6 +2,7 @@
 //! the site's API key (`Authorization: Bearer …`). Every error is JSON with
 //! a stable code (see [`crate::error`]).
 
+mod audit;
 mod hooks;
 mod openapi;
 mod people;
@@ -62,6 +63,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hooks::attempts))
         .routes(routes!(reports::list))
         .routes(routes!(reports::dismiss))
+        .routes(routes!(audit::list))
 }
 
 /// The OpenAPI 3.1 document of the `/api/v1` routes.
@@ -360,10 +362,14 @@ async fn delete_message(
         .ok_or_else(|| ApiError::invalid("the seq is a whole number from 1"))?;
     let op = WriteOp::Delete {
         site: site.id.clone(),
-        room,
+        room: room.clone(),
         seq,
     };
     let written = state.writer.write(op).await?;
+    if !written.duplicate {
+        let subject = format!("{room}/{seq}");
+        audit::record(&state, &site.id, "message.delete", &subject, None).await;
+    }
     for file in &written.freed {
         state.files.remove(&file.id).await;
         if let Err(err) = state.store.delete_file(&file.id).await {
@@ -487,6 +493,15 @@ async fn put_file_types(
         .store
         .set_site_file_types(&site.id, list.as_deref())
         .await?;
+    let detail = list.as_deref().unwrap_or("the server's default");
+    audit::record(
+        &state,
+        &site.id,
+        "file_types.change",
+        "file-types",
+        Some(detail),
+    )
+    .await;
     let site = Site {
         file_types: list,
         ..site

@@ -87,6 +87,15 @@ pub(super) async fn put_settings(
     ApiJson(settings): ApiJson<Settings>,
 ) -> Result<Json<Settings>, ApiError> {
     state.store.set_site_settings(&site.id, settings).await?;
+    let detail = serde_json::to_string(&settings).ok();
+    super::audit::record(
+        &state,
+        &site.id,
+        "settings.change",
+        "settings",
+        detail.as_deref(),
+    )
+    .await;
     Ok(Json(settings))
 }
 
@@ -102,6 +111,7 @@ pub(super) async fn ban(
     let user = parse_user(user)?;
     state.store.set_banned(&site.id, &user, true).await?;
     state.broker.ban(&site.id, &user);
+    super::audit::record(&state, &site.id, "user.ban", user.as_str(), None).await;
     tracing::info!(site = %site.id, %user, "banned");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -115,6 +125,7 @@ pub(super) async fn unban(
 ) -> Result<axum::http::StatusCode, ApiError> {
     let user = parse_user(user)?;
     state.store.set_banned(&site.id, &user, false).await?;
+    super::audit::record(&state, &site.id, "user.unban", user.as_str(), None).await;
     tracing::info!(site = %site.id, %user, "ban lifted");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
@@ -143,6 +154,8 @@ pub(super) async fn mute(
         .store
         .set_muted(&site.id, &room, &user, Some(until))
         .await?;
+    let (subject, detail) = (format!("{room}/{user}"), format!("until {until}"));
+    super::audit::record(&state, &site.id, "member.mute", &subject, Some(&detail)).await;
     tracing::info!(site = %site.id, room = %room, user = %user, until, "member muted");
     Ok(Json(Muted { room, user, until }))
 }
@@ -156,6 +169,8 @@ pub(super) async fn unmute(
 ) -> Result<axum::http::StatusCode, ApiError> {
     let (room, user) = (parse_room(room)?, parse_user(user)?);
     state.store.set_muted(&site.id, &room, &user, None).await?;
+    let subject = format!("{room}/{user}");
+    super::audit::record(&state, &site.id, "member.unmute", &subject, None).await;
     tracing::info!(site = %site.id, room = %room, user = %user, "member unmuted");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

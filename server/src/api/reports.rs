@@ -49,6 +49,7 @@ pub(super) async fn dismiss(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.store.dismiss_report(&site.id, &id).await?;
+    super::audit::record(&state, &site.id, "report.dismiss", &id, None).await;
     tracing::info!(site = %site.id, report = %id, "report dismissed");
     Ok(StatusCode::NO_CONTENT)
 }

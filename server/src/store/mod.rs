@@ -5,12 +5,13 @@
 //!
 //! Reads and rare writes go straight to the pool, one file per resource:
 //! [`sites`], [`users`], [`rooms`], [`events`], [`reads`], [`reports`],
-//! [`webhooks`]; [`rows`] decodes what they
+//! [`webhooks`], [`audit`]; [`rows`] decodes what they
 //! read; on SQLite, pages of events come through [`reader`] instead.
 //! Everything that takes a room's next seq goes through the
 //! [`writer`], which commits many of them in one transaction (group
 //! commit).
 
+mod audit;
 mod events;
 mod files;
 mod reader;

@@ -161,6 +161,7 @@ impl Store {
             "DELETE FROM webhook_attempts WHERE webhook_id IN (SELECT id FROM webhooks WHERE site_id = ?)",
             "DELETE FROM webhooks WHERE site_id = ?",
             "DELETE FROM reports WHERE site_id = ?",
+            "DELETE FROM audit_log WHERE site_id = ?",
             "DELETE FROM events WHERE room_id IN (SELECT id FROM rooms WHERE site_id = ?)",
             "DELETE FROM members WHERE site_id = ?",
             "DELETE FROM files WHERE site_id = ?",
