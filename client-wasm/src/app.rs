@@ -230,6 +230,11 @@ fn ChatWidget(location: Location) -> impl IntoView {
             (false, None) => "offline".to_string(),
         })
     });
+    // A group's members: how many, who is online.
+    let group = Memo::new(move |_| {
+        let room = current.get()?;
+        chat.with(|c| c.group_members(&room))
+    });
     let lines = Memo::new(move |_| {
         current
             .get()
@@ -377,6 +382,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
                     </Show>
                     <span class="title">{move || title.get()}</span>
                     {move || presence.get().map(|p| view! { <small class="presence">{p}</small> })}
+                    {move || group.get().map(|(count, members)| view! { <GroupMembers count members /> })}
                 </h2>
                 <MessageList
                     lines
@@ -398,6 +404,26 @@ fn ChatWidget(location: Location) -> impl IntoView {
             </section>
             </div>
         </div>
+    }
+}
+
+/// A group's members in its header: "N members, M online", opening to the
+/// listed names (online ones marked) and how many more there are.
+#[component]
+fn GroupMembers(count: u32, members: Vec<(String, bool)>) -> impl IntoView {
+    let online = members.iter().filter(|(_, on)| *on).count();
+    let more = (count as usize).saturating_sub(members.len());
+    view! {
+        <details class="members">
+            <summary>{format!("{count} members, {online} online")}</summary>
+            <ul>
+                {members
+                    .into_iter()
+                    .map(|(name, on)| view! { <li class:online=on>{name}</li> })
+                    .collect_view()}
+                {(more > 0).then(|| view! { <li class="more">{format!("and {more} more")}</li> })}
+            </ul>
+        </details>
     }
 }
 

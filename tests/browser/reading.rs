@@ -155,3 +155,41 @@ pub async fn a_room_restored_from_a_backup_is_rebuilt(db: Db) {
     );
     world.finish(vec![alice, bob]).await;
 }
+
+/// Scenario: a group's header says how many members it has and how many
+/// are online, and opens to their names, online ones marked: Alice sees
+/// only herself online, then Bob too once his browser opens the chat.
+pub async fn a_group_shows_its_members_and_who_is_online(db: Db) {
+    let world = World::new(db).await;
+    world
+        .group(
+            "Team",
+            &[("alice", "Alice"), ("bob", "Bob"), ("carol", "Carol")],
+        )
+        .await;
+    let alice = world.person("alice").await;
+    alice.visit().await;
+    alice.choose("Team").await;
+    alice
+        .wait(
+            "the group's members",
+            "var s = document.querySelector('details.members summary');
+             return s !== null && s.textContent === '3 members, 1 online';",
+        )
+        .await;
+    let bob = world.person("bob").await;
+    bob.visit().await;
+    alice
+        .wait(
+            "Bob online in the list",
+            "var s = document.querySelector('details.members summary');
+             var on = Array.from(document.querySelectorAll('details.members li.online'))
+               .map(l => l.textContent).join(',');
+             var all = Array.from(document.querySelectorAll('details.members li'))
+               .map(l => l.textContent).join(',');
+             return s.textContent === '3 members, 2 online' && on === 'Alice,Bob'
+               && all === 'Alice,Bob,Carol';",
+        )
+        .await;
+    world.finish(vec![alice, bob]).await;
+}

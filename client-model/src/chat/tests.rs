@@ -612,6 +612,49 @@ fn a_dialog_shows_whether_the_other_is_online() {
 }
 
 #[test]
+fn a_group_lists_its_members_online_first() {
+    let mut chat = synced_alice();
+    let mut group = dialog();
+    group.id = RoomId::parse("r_group").unwrap();
+    group.kind = RoomKind::Group;
+    group.title = Some("Team".into());
+    group.members.push(Member::new(user("carol"), Some("Carol".into())));
+    group.member_count = 5;
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![group.clone()],
+    });
+    assert_eq!(chat.group_members(&r_ab()), None, "a dialog lists none");
+    let listed = |chat: &Chat| chat.group_members(&group.id).expect("a group");
+    // Alice (the user) is online; nobody else is known to be.
+    assert_eq!(
+        listed(&chat),
+        (
+            5,
+            vec![
+                ("Alice".to_string(), true),
+                ("Bob".to_string(), false),
+                ("Carol".to_string(), false)
+            ]
+        )
+    );
+    chat.apply(ServerFrame::Presence {
+        users: vec![natter_shared::Presence {
+            user: user("carol"),
+            online: true,
+            last_seen: None,
+        }],
+    });
+    assert_eq!(
+        listed(&chat).1,
+        vec![
+            ("Alice".to_string(), true),
+            ("Carol".to_string(), true),
+            ("Bob".to_string(), false)
+        ]
+    );
+}
+
+#[test]
 fn the_same_seq_in_two_rooms_makes_two_lines() {
     let mut chat = synced_alice();
     let mut lobby = dialog();

@@ -135,6 +135,29 @@ impl Chat {
         self.presence_of(other).map(|p| (p.online, p.last_seen))
     }
 
+    /// A group's members for its header: how many it has in all, and the
+    /// listed ones by name with whether each is online (the user is),
+    /// online first, then by name. `None` for a dialog.
+    pub fn group_members(&self, room: &RoomId) -> Option<(u32, Vec<(String, bool)>)> {
+        let r = self.room(room)?;
+        if r.info.kind != RoomKind::Group {
+            return None;
+        }
+        let me = self.me.as_ref().map(|m| &m.id);
+        let mut members: Vec<(String, bool)> = r
+            .info
+            .members
+            .iter()
+            .map(|m| {
+                let online = Some(&m.id) == me || self.presence_of(&m.id).is_some_and(|p| p.online);
+                (r.name_of(&m.id), online)
+            })
+            .collect();
+        members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let listed = u32::try_from(members.len()).unwrap_or(u32::MAX);
+        Some((r.info.member_count.max(listed), members))
+    }
+
     /// The room's lines: its history, then our messages still on their way.
     pub fn lines(&self, room: &RoomId) -> Vec<Line> {
         let Some(r) = self.room(room) else {
