@@ -618,7 +618,9 @@ fn a_group_lists_its_members_online_first() {
     group.id = RoomId::parse("r_group").unwrap();
     group.kind = RoomKind::Group;
     group.title = Some("Team".into());
-    group.members.push(Member::new(user("carol"), Some("Carol".into())));
+    group
+        .members
+        .push(Member::new(user("carol"), Some("Carol".into())));
     group.member_count = 5;
     chat.apply(ServerFrame::Rooms {
         rooms: vec![group.clone()],
