@@ -19,6 +19,7 @@ macro_rules! on_both {
 }
 
 mod abuse;
+mod admin;
 mod api;
 mod auth;
 mod chat;

@@ -200,7 +200,7 @@ pub fn verify_for(
 ) -> Result<Identity, TokenError> {
     match verify(token, &site.id, &site.token_secret, now, max_ttl) {
         Err(TokenError::Signature) => match &site.previous_secret {
-            Some((old, until)) if now <= *until => verify(token, &site.id, old, now, max_ttl),
+            Some((old, until)) if now < *until => verify(token, &site.id, old, now, max_ttl),
             _ => Err(TokenError::Signature),
         },
         other => other,

@@ -21,6 +21,36 @@ pub enum Command {
     /// Manage the sites (tenants) this server serves.
     #[command(subcommand)]
     Site(SiteCommand),
+    /// Manage the accounts of the admin panel (`/admin`).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `natter admin …`. Passwords are read from standard input (asked for
+/// when it is a terminal), never from the command line.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account.
+    Add {
+        /// The admin's e-mail address, which they sign in with.
+        email: String,
+        /// A site this admin may manage (repeat for several); without it,
+        /// every site, and creating new ones.
+        #[arg(long = "site")]
+        sites: Vec<String>,
+    },
+    /// Set a new password (signs the admin out everywhere).
+    Password {
+        /// The admin's e-mail address.
+        email: String,
+    },
+    /// List the admins and the sites they manage.
+    List,
+    /// Delete an admin account (signs them out).
+    Remove {
+        /// The admin's e-mail address.
+        email: String,
+    },
 }
 
 /// `natter site …`
@@ -174,6 +204,33 @@ pub struct Config {
 
     #[command(flatten)]
     pub webhooks: WebhooksConfig,
+
+    #[command(flatten)]
+    pub admin: AdminConfig,
+}
+
+/// The admin panel at `/admin`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminConfig {
+    /// Seconds an admin stays signed in.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_ADMIN_SESSION_SECS",
+        default_value_t = 8 * 3600,
+        value_parser = clap::value_parser!(u64).range(60..=30 * 24 * 3600)
+    )]
+    pub admin_session_secs: u64,
+
+    /// Sign-in attempts a minute, per client address and per e-mail
+    /// address (0: no limit).
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_ADMIN_SIGN_IN_PER_MINUTE",
+        default_value_t = 5
+    )]
+    pub admin_sign_in_per_minute: u32,
 }
 
 /// Delivering webhooks to the sites' endpoints.

@@ -29,6 +29,7 @@
 //! [`App::build`] connects everything; [`App::run`] serves on a listener
 //! until a shutdown future resolves, so tests run it on port 0.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod broker;
@@ -39,6 +40,7 @@ pub mod files;
 pub mod gate;
 pub mod hub;
 pub mod metrics;
+pub mod moderation;
 pub mod presence;
 pub mod reads;
 pub mod reports;
@@ -182,6 +184,7 @@ impl App {
             Some(url) => files::Files::at_url(url)?,
             None => files::Files::in_dir(&config.files.files_dir)?,
         };
+        let config_admin = config.admin.clone();
         let state = AppState {
             files,
             gate: gate::Gate::new(&config.guard),
@@ -195,6 +198,7 @@ impl App {
             connections: TaskTracker::new(),
             metrics,
             webhooks: wake,
+            admin: Arc::new(admin::Panel::new(&config_admin)),
         };
         if let Some(lobby) = new_lobby {
             demo::seed(&state, lobby)
@@ -237,6 +241,7 @@ impl App {
                     .layer(DefaultBodyLimit::max(config.limits.max_request_bytes)),
             )
             .merge(files::routes())
+            .merge(admin::router())
             .nest(
                 "/api/v1",
                 api::router()
@@ -280,6 +285,10 @@ impl App {
                 .clone()
                 .prune_every(Duration::from_secs(60), self.state.shutdown.clone()),
         );
+        let live = tokio::spawn(admin::Live::run(
+            self.state.clone(),
+            self.state.shutdown.clone(),
+        ));
         let header_timeout = Duration::from_secs(self.state.config.guard.header_timeout_secs);
         let served = serve::serve(
             listener,
@@ -289,6 +298,7 @@ impl App {
         )
         .await;
         let _ = prune.await; // it only ever returns
+        let _ = live.await;
         // No new connections now; wait for the WebSocket tasks to close
         // (each answers the sends it took, for up to 5 s), but not for a
         // connection stuck writing to a client that stopped reading.

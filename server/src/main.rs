@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use natter_server::config::{Cli, Command, Config, SiteCommand};
+use natter_server::config::{AdminCommand, Cli, Command, Config, SiteCommand};
 use natter_server::files::Files;
 use natter_server::store::Store;
 use natter_server::{App, telemetry};
@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init("info,sqlx=warn,async_nats=warn,tower_http=info");
     match cli.command {
         Some(Command::Site(cmd)) => site_command(&cli.config, cmd).await,
+        Some(Command::Admin(cmd)) => admin_command(&cli.config, cmd).await,
         None => serve(cli.config).await,
     }
 }
@@ -175,6 +176,104 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The password of `natter admin add|password`: asked twice without echo
+/// on a terminal, else the first line of standard input.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("Again: ").context("reading the password")?;
+        anyhow::ensure!(
+            first == again,
+            "the two passwords differ; nothing was changed"
+        );
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
+
+async fn admin_command(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
+    let database_url = &config.database_url;
+    let store = Store::connect(database_url, 2)
+        .await
+        .with_context(|| format!("opening {}", natter_server::store::redact_url(database_url)))?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        AdminCommand::Add { email, sites } => {
+            let email = email.trim().to_lowercase();
+            anyhow::ensure!(
+                email.contains('@') && email.len() <= 255,
+                "{email:?} is not an e-mail address"
+            );
+            let mut ids = Vec::with_capacity(sites.len());
+            for site in &sites {
+                ids.push(existing_site(&store, site).await?.id);
+            }
+            let hash = hash_password(&read_password()?)?;
+            let limited = (!ids.is_empty()).then_some(ids.as_slice());
+            match store.add_admin(&email, &hash, limited).await {
+                Err(natter_server::store::StoreError::Conflict) => {
+                    anyhow::bail!(
+                        "there is already an admin {email}; `natter admin password {email}` sets a new password"
+                    )
+                }
+                other => other.context("adding the admin")?,
+            }
+            let scope = if ids.is_empty() {
+                "every site".to_string()
+            } else {
+                sites.join(" ")
+            };
+            writeln!(
+                out,
+                "admin {email} added, managing {scope}; sign in at /admin"
+            )?;
+        }
+        AdminCommand::Password { email } => {
+            let email = email.trim().to_lowercase();
+            let hash = hash_password(&read_password()?)?;
+            match store.set_admin_password(&email, &hash).await {
+                Err(natter_server::store::StoreError::NotFound) => {
+                    anyhow::bail!("no admin {email}")
+                }
+                other => other.context("setting the password")?,
+            }
+            writeln!(out, "new password set for {email}; their sessions ended")?;
+        }
+        AdminCommand::List => {
+            for admin in store.admins().await.context("listing admins")? {
+                let scope = admin.sites.map_or_else(
+                    || "every site".to_string(),
+                    |s| s.iter().map(|id| id.as_str()).collect::<Vec<_>>().join(" "),
+                );
+                writeln!(out, "{}\t{scope}", admin.email)?;
+            }
+        }
+        AdminCommand::Remove { email } => {
+            let email = email.trim().to_lowercase();
+            match store.remove_admin(&email).await {
+                Err(natter_server::store::StoreError::NotFound) => {
+                    anyhow::bail!("no admin {email}")
+                }
+                other => other.context("removing the admin")?,
+            }
+            writeln!(out, "admin {email} removed")?;
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn hash_password(password: &str) -> anyhow::Result<String> {
+    Ok(natter_server::admin::session::hash_password(password)?)
 }
 
 /// Records a change made from the command line in the site's audit log,

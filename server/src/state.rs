@@ -37,4 +37,6 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// Wakes the webhook dispatcher when something was queued.
     pub webhooks: crate::webhooks::Wake,
+    /// The admin panel's sign-in limits and live numbers.
+    pub admin: Arc<crate::admin::Panel>,
 }

@@ -27,13 +27,7 @@ pub(super) async fn record(
     subject: &str,
     detail: Option<&str>,
 ) {
-    let recorded = state
-        .store
-        .record_audit(site, API_ACTOR, action, subject, detail)
-        .await;
-    if let Err(err) = recorded {
-        tracing::error!(site = %site, action, subject, error = %err, "could not record an audit entry");
-    }
+    crate::moderation::record(state, site, API_ACTOR, action, subject, detail).await;
 }
 
 #[derive(Debug, Deserialize)]

@@ -155,9 +155,8 @@ pub(super) async fn resume(
     ApiSite(site): ApiSite,
     Path(id): Path<String>,
 ) -> Result<Json<Webhook>, ApiError> {
-    let webhook = state.store.resume_webhook(&site.id, &id).await?;
-    super::audit::record(&state, &site.id, "webhook.resume", &id, None).await;
-    state.webhooks.wake();
+    let webhook =
+        crate::moderation::resume_webhook(&state, &site.id, &id, super::audit::API_ACTOR).await?;
     tracing::info!(site = %site.id, webhook = %id, "webhook endpoint resumed");
     Ok(Json(webhook))
 }

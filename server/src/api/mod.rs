@@ -360,22 +360,8 @@ async fn delete_message(
         .ok()
         .filter(|&seq| seq > 0)
         .ok_or_else(|| ApiError::invalid("the seq is a whole number from 1"))?;
-    let op = WriteOp::Delete {
-        site: site.id.clone(),
-        room: room.clone(),
-        seq,
-    };
-    let written = state.writer.write(op).await?;
-    if !written.duplicate {
-        let subject = format!("{room}/{seq}");
-        audit::record(&state, &site.id, "message.delete", &subject, None).await;
-    }
-    for file in &written.freed {
-        state.files.remove(&file.id).await;
-        if let Err(err) = state.store.delete_file(&file.id).await {
-            tracing::warn!(file = %file.id, error = %err, "a deleted message's file row stayed");
-        }
-    }
+    let written =
+        crate::moderation::delete_message(&state, &site.id, &room, seq, audit::API_ACTOR).await?;
     Ok(Json(written.event))
 }
 

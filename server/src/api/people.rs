@@ -2,8 +2,10 @@
 //! a member's read marker, the site's settings for receipts and presence,
 //! and moderation (bans from the site, mutes in a room).
 
+use super::audit::API_ACTOR;
 use super::{ApiJson, ApiSite, parse_room, parse_user};
 use crate::error::ApiError;
+use crate::moderation;
 use crate::state::AppState;
 use crate::store::StoreError;
 use axum::Json;
@@ -109,10 +111,7 @@ pub(super) async fn ban(
     Path(user): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let user = parse_user(user)?;
-    state.store.set_banned(&site.id, &user, true).await?;
-    state.broker.ban(&site.id, &user);
-    super::audit::record(&state, &site.id, "user.ban", user.as_str(), None).await;
-    tracing::info!(site = %site.id, %user, "banned");
+    moderation::set_ban(&state, &site.id, &user, true, API_ACTOR).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -124,14 +123,9 @@ pub(super) async fn unban(
     Path(user): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let user = parse_user(user)?;
-    state.store.set_banned(&site.id, &user, false).await?;
-    super::audit::record(&state, &site.id, "user.unban", user.as_str(), None).await;
-    tracing::info!(site = %site.id, %user, "ban lifted");
+    moderation::set_ban(&state, &site.id, &user, false, API_ACTOR).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
-
-/// The longest mute, in seconds (a year).
-const MAX_MUTE_SECS: u64 = 366 * 24 * 3600;
 
 #[utoipa::path(put, path = "/rooms/{room}/members/{user}/mute", tag = "rooms", params(("room" = String, Path, description = "Room id"), ("user" = String, Path, description = "User id")), request_body = Mute, responses((status = 200, description = "Muted until then", body = Muted), (status = 400, description = "A duration out of range", body = ErrorBody), (status = 403, description = "Not a member", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody)))]
 /// `PUT /api/v1/rooms/{room}/members/{user}/mute`: the member reads the
@@ -143,20 +137,9 @@ pub(super) async fn mute(
     ApiJson(req): ApiJson<Mute>,
 ) -> Result<Json<Muted>, ApiError> {
     let (room, user) = (parse_room(room)?, parse_user(user)?);
-    if !(1..=MAX_MUTE_SECS).contains(&req.secs) {
-        return Err(ApiError::invalid(format!(
-            "secs: 1 to {MAX_MUTE_SECS} (a year)"
-        )));
-    }
-    let secs = i64::try_from(req.secs).map_err(|_| ApiError::invalid("secs: too large"))?;
-    let until = crate::store::now_ms().saturating_add(secs.saturating_mul(1000));
-    state
-        .store
-        .set_muted(&site.id, &room, &user, Some(until))
-        .await?;
-    let (subject, detail) = (format!("{room}/{user}"), format!("until {until}"));
-    super::audit::record(&state, &site.id, "member.mute", &subject, Some(&detail)).await;
-    tracing::info!(site = %site.id, room = %room, user = %user, until, "member muted");
+    let until = moderation::set_mute(&state, &site.id, &room, &user, Some(req.secs), API_ACTOR)
+        .await?
+        .unwrap_or_default();
     Ok(Json(Muted { room, user, until }))
 }
 
@@ -168,9 +151,6 @@ pub(super) async fn unmute(
     Path((room, user)): Path<(String, String)>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let (room, user) = (parse_room(room)?, parse_user(user)?);
-    state.store.set_muted(&site.id, &room, &user, None).await?;
-    let subject = format!("{room}/{user}");
-    super::audit::record(&state, &site.id, "member.unmute", &subject, None).await;
-    tracing::info!(site = %site.id, room = %room, user = %user, "member unmuted");
+    moderation::set_mute(&state, &site.id, &room, &user, None, API_ACTOR).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -48,8 +48,7 @@ pub(super) async fn dismiss(
     ApiSite(site): ApiSite,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.dismiss_report(&site.id, &id).await?;
-    super::audit::record(&state, &site.id, "report.dismiss", &id, None).await;
+    crate::moderation::dismiss_report(&state, &site.id, &id, super::audit::API_ACTOR).await?;
     tracing::info!(site = %site.id, report = %id, "report dismissed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,7 +11,9 @@
 //! [`writer`], which commits many of them in one transaction (group
 //! commit).
 
+mod admins;
 mod audit;
+mod browse;
 mod events;
 mod files;
 mod reader;
@@ -24,6 +26,8 @@ mod users;
 mod webhooks;
 pub mod writer;
 
+pub use admins::Admin;
+pub use browse::{RoomRow, UserRow};
 pub use events::PageFrom;
 pub use files::{AttachError, Completed, FileRow};
 pub use reads::Unread;

@@ -1,0 +1,136 @@
+//! Live numbers for the panel: this node's open connections and messages
+//! per minute, sampled every [`EVERY`] for the last [`KEPT`] samples.
+
+use super::session::Viewer;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often the numbers are sampled.
+pub const EVERY: Duration = Duration::from_secs(10);
+
+/// Samples kept: an hour.
+const KEPT: usize = 360;
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: i64,
+    connections: u64,
+    events: u64,
+}
+
+/// One point of the chart.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Point {
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub connections: u64,
+    /// Events committed per minute over the sample before.
+    pub per_minute: f64,
+}
+
+/// What `GET /admin/live` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Numbers {
+    pub connections: u64,
+    pub per_minute: f64,
+    pub points: Vec<Point>,
+}
+
+/// The samples of this node.
+#[derive(Default)]
+pub struct Live {
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+impl Live {
+    fn sample(&self, metrics: &Metrics) {
+        let sample = Sample {
+            at: crate::store::now_ms(),
+            connections: metrics.connections_open.load(Ordering::Relaxed),
+            events: metrics.events_committed.load(Ordering::Relaxed),
+        };
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        if samples.len() == KEPT {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    fn numbers(&self, metrics: &Metrics) -> Numbers {
+        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let points: Vec<Point> = samples
+            .iter()
+            .zip(samples.iter().skip(1))
+            .map(|(before, now)| Point {
+                at: now.at,
+                connections: now.connections,
+                per_minute: rate(before, now),
+            })
+            .collect();
+        Numbers {
+            connections: metrics.connections_open.load(Ordering::Relaxed),
+            per_minute: points.last().map_or(0.0, |p| p.per_minute),
+            points,
+        }
+    }
+
+    /// Samples every [`EVERY`] until `stop` fires.
+    pub async fn run(state: AppState, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    state.admin.live.sample(&state.metrics);
+                    state.admin.sign_ins.prune();
+                }
+            }
+        }
+    }
+}
+
+/// Events a minute between two samples.
+fn rate(before: &Sample, now: &Sample) -> f64 {
+    let ms = (now.at - before.at).max(1) as f64;
+    now.events.saturating_sub(before.events) as f64 * 60_000.0 / ms
+}
+
+/// `GET /admin/live`: the numbers as JSON, for the chart.
+pub async fn numbers(State(state): State<AppState>, _viewer: Viewer) -> Json<Numbers> {
+    Json(state.admin.live.numbers(&state.metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_per_minute_between_samples() {
+        let live = Live::default();
+        let metrics = Metrics::default();
+        live.sample(&metrics);
+        metrics.events_committed.store(30, Ordering::Relaxed);
+        metrics.connections_open.store(4, Ordering::Relaxed);
+        {
+            let mut samples = live.samples.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = samples[0];
+            samples.push_back(Sample {
+                at: first.at + 30_000,
+                connections: 4,
+                events: 30,
+            });
+        }
+        let numbers = live.numbers(&metrics);
+        assert_eq!(numbers.connections, 4);
+        assert_eq!(numbers.points.len(), 1);
+        assert!((numbers.per_minute - 60.0).abs() < 1e-9);
+    }
+}
