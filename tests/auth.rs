@@ -241,7 +241,18 @@ async fn an_expired_token_is_renewed_on_the_open_connection_or_it_closes() {
     }
     renewing.auth(&app.token("alice")).await;
 
-    let close = lapsed.await.expect("bob's task");
+    // Keep reading Alice's socket while Bob's grace runs out: an unread
+    // socket answers no pings and would be dropped as silent.
+    let mut lapsed = lapsed;
+    let close = loop {
+        tokio::select! {
+            done = &mut lapsed => break done.expect("bob's task"),
+            next = renewing.ws.next() => assert!(
+                matches!(next, Some(Ok(ref m)) if !m.is_close()),
+                "alice's connection ended: {next:?}"
+            ),
+        }
+    };
     assert_eq!(u16::from(close.code), 4001);
     assert_eq!(close.reason.as_str(), "token_expired");
 
