@@ -9,8 +9,8 @@ use crate::serve::Peer;
 use crate::state::AppState;
 use crate::store::Admin;
 use argon2::Argon2;
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
@@ -42,9 +42,9 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(PasswordError::TooShort);
     }
-    let salt = SaltString::generate(&mut OsRng);
+    // A fresh random salt each time (the OS's random numbers).
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
@@ -345,6 +345,8 @@ mod tests {
     fn passwords_verify_against_their_hash_only() {
         let hash = hash_password("correct horse battery").expect("hash");
         assert!(hash.starts_with("$argon2id$"));
+        let again = hash_password("correct horse battery").expect("hash");
+        assert_ne!(hash, again, "each hash has its own salt");
         assert!(verify_password("correct horse battery", &hash));
         assert!(!verify_password("correct horse batterY", &hash));
         assert!(!verify_password("anything", "not a hash"));
