@@ -204,7 +204,7 @@ pub struct ReportList {
 pub struct AuditEntry {
     pub id: u64,
     /// `api` for the site's backend (its API key), `cli` for the command
-    /// line.
+    /// line, `admin:EMAIL` for an admin in the panel.
     pub actor: String,
     /// What was done, e.g. `message.delete`, `user.ban`, `member.mute`.
     pub action: String,
