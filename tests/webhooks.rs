@@ -369,6 +369,53 @@ async fn two_nodes_send_each_webhook_once(db: Db) {
     b.assert_no_panic();
 }
 
+/// An endpoint slower than the lease: the node sending keeps renewing it
+/// while its requests are out, so the other node never takes the
+/// endpoint over and sends the same events again.
+async fn a_round_slower_than_the_lease_is_sent_once(db: Db) {
+    let (url, _scratch) = fresh_database(db).await;
+    let site = site_on(&url).await;
+    let dir = log_dir("webhooks-slow");
+    let mut receiver = Receiver::start(0).await;
+    let args: Vec<String> = ["--webhook-poll-ms", "20", "--webhook-lease-secs", "2"]
+        .map(String::from)
+        .to_vec();
+    let a = Node::start("a", &dir, &url, &args).await;
+    let b = Node::start("b", &dir, &url, &args).await;
+    let (api_a, api_b) = (a.api(&site), b.api(&site));
+    let hook = add_hook(&api_a, &receiver.url(), &[WebhookType::MessageCreated]).await;
+    receiver.command(&format!("secret {}", hook.secret)).await;
+    // Each answer takes longer than the whole lease.
+    receiver.command("delay 3000").await;
+    let one = api_a.group("One", &[User::id("alice")]).await;
+    let two = api_b.group("Two", &[User::id("alice")]).await;
+    for n in 0..2 {
+        api_a.post(one.id.as_str(), "alice", &format!("a{n}")).await;
+        api_b.post(two.id.as_str(), "alice", &format!("b{n}")).await;
+    }
+    receiver
+        .until(WAIT, "all 4 webhooks", |got| got.len() >= 4)
+        .await;
+    eventually(WAIT, "nothing pending", async || {
+        (get_hook(&api_b, &hook.id).await.pending == 0).then_some(())
+    })
+    .await;
+    // A second sending would be answered by now.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    while let Ok(value) = receiver.lines.try_recv() {
+        receiver.take(value);
+    }
+    let got = receiver.accepted();
+    assert_eq!(
+        got.len(),
+        4,
+        "each event once, though every round outlived the lease"
+    );
+    assert_in_seq_order(&got);
+    a.assert_no_panic();
+    b.assert_no_panic();
+}
+
 async fn a_report_goes_out_as_message_reported(db: Db) {
     let app = spawn_app(db).await;
     let api = app.api_client();
@@ -520,6 +567,7 @@ on_both!(
     an_endpoint_that_keeps_failing_is_paused_until_resumed,
     a_server_killed_mid_delivery_loses_nothing,
     two_nodes_send_each_webhook_once,
+    a_round_slower_than_the_lease_is_sent_once,
     a_report_goes_out_as_message_reported,
     the_api_checks_what_it_is_given,
 );

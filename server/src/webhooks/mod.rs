@@ -131,13 +131,12 @@ impl Dispatcher {
     /// something is due or soon due.
     async fn deliver(self: Arc<Self>, id: String) {
         let lease = Duration::from_secs(self.config.webhook_lease_secs);
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let mut paused = false;
         loop {
             if self.stop.is_cancelled() {
                 break;
             }
-            match self.round(&id, lease_ms).await {
+            match self.round(&id, lease).await {
                 Ok(Round::Sent) => {}
                 Ok(Round::Paused) => {
                     paused = true;
@@ -168,14 +167,21 @@ impl Dispatcher {
         }
     }
 
-    /// One round: renews the lease, sends what is due (one per room, some
-    /// rooms at once), records the outcomes.
-    async fn round(&self, id: &str, lease_ms: i64) -> Result<Round, StoreError> {
-        if !self
-            .store
+    /// Takes or renews the endpoint's lease for `lease` from now.
+    async fn renew(&self, id: &str, lease: Duration) -> Result<bool, StoreError> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        self.store
             .lease_webhook(id, &self.owner, now_ms().saturating_add(lease_ms))
-            .await?
-        {
+            .await
+    }
+
+    /// One round: renews the lease, sends what is due (one per room, some
+    /// rooms at once), records the outcomes. The lease is renewed every
+    /// third of its length while the round's requests are out, so a round
+    /// of slow endpoints never outlives it and lets another node send the
+    /// same events meanwhile.
+    async fn round(&self, id: &str, lease: Duration) -> Result<Round, StoreError> {
+        if !self.renew(id, lease).await? {
             return Ok(Round::Done);
         }
         let Some(target) = self.store.webhook_target(id).await? else {
@@ -191,13 +197,24 @@ impl Dispatcher {
                 None => Round::Done,
             });
         }
-        let outcomes: Vec<Outcome> = futures_util::stream::iter(heads)
+        let sends = futures_util::stream::iter(heads)
             .map(|queued| self.send(id, &target, queued))
             .buffer_unordered(PARALLEL)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+            .collect::<Vec<_>>();
+        tokio::pin!(sends);
+        let every = (lease / 3).max(Duration::from_millis(100));
+        let mut renewal = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let sent = loop {
+            tokio::select! {
+                sent = &mut sends => break sent,
+                _ = renewal.tick() => {
+                    if !self.renew(id, lease).await? {
+                        tracing::warn!(webhook = %id, "the webhook lease was lost mid-round");
+                    }
+                }
+            }
+        };
+        let outcomes: Vec<Outcome> = sent.into_iter().collect::<Result<_, _>>()?;
         let now = now_ms();
         self.store.settle_webhook(id, &outcomes, now).await?;
         let retry_ms =
