@@ -236,8 +236,9 @@ pub async fn an_admin_signs_in_and_moderates_from_the_panel(db: Db) {
     )
     .await;
 
-    // A change sent from another site's page carries no session cookie
-    // (SameSite=Strict) and changes nothing.
+    // A change sent from another site's page is refused (the browser says
+    // where it came from, and sends no session cookie with it) and
+    // changes nothing.
     admin
         .person
         .browser
@@ -253,7 +254,9 @@ pub async fn an_admin_signs_in_and_moderates_from_the_panel(db: Db) {
             vec![serde_json::json!(format!("{}{site}/rename", admin.base))],
         )
         .await;
-    admin.wait_text("Sign in").await;
+    admin
+        .wait_text("this change was sent from another site")
+        .await;
     admin.open(&site).await;
     admin.wait_text("A shop").await;
     assert!(!admin.text().await.contains("Taken over"));

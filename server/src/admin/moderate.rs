@@ -141,7 +141,14 @@ pub async fn room(
         .events_page(&room, PageFrom::Before(before), HISTORY)
         .await?;
     let base = format!("{}/rooms/{}", site_base(&site), seg(room.as_str()));
-    let title = info.title.clone().unwrap_or_else(|| room.to_string());
+    let title = info.title.clone().unwrap_or_else(|| {
+        let names: Vec<&str> = info
+            .members
+            .iter()
+            .map(|m| m.name.as_deref().unwrap_or(m.id.as_str()))
+            .collect();
+        format!("Dialog of {}", names.join(" and "))
+    });
     Ok(page(
         &title,
         Some(&viewer),

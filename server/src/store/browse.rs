@@ -54,15 +54,6 @@ fn page<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
     (rows, more)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn patterns_take_wildcards_literally() {
-        assert_eq!(super::contains("50%_Off!"), "%50!%!_off!!%");
-        assert_eq!(super::contains(""), "%%");
-    }
-}
-
 impl Store {
     /// A site's rooms whose id or title contains `query`, by id after
     /// `after`; true when more follow.
@@ -181,5 +172,14 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn patterns_take_wildcards_literally() {
+        assert_eq!(super::contains("50%_Off!"), "%50!%!_off!!%");
+        assert_eq!(super::contains(""), "%%");
     }
 }
