@@ -108,6 +108,20 @@ pub struct App {
     shell: Arc<widget::shell::Shell>,
 }
 
+/// How the admin panel names this node: its host's name and the address
+/// it listens on.
+fn node_label(addr: Option<std::net::SocketAddr>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string());
+    match addr {
+        Some(addr) => format!("{host} {addr}"),
+        None => host,
+    }
+}
+
 impl App {
     /// Opens the store (running migrations), starts the writer, and sets
     /// up demo mode when asked.
@@ -285,8 +299,10 @@ impl App {
                 .clone()
                 .prune_every(Duration::from_secs(60), self.state.shutdown.clone()),
         );
+        let label = node_label(listener.local_addr().ok());
         let live = tokio::spawn(admin::Live::run(
             self.state.clone(),
+            label,
             self.state.shutdown.clone(),
         ));
         let header_timeout = Duration::from_secs(self.state.config.guard.header_timeout_secs);

@@ -16,3 +16,13 @@ CREATE TABLE admin_sessions (
     expires_at BIGINT NOT NULL,
     KEY admin_sessions_expiry (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+-- Each running node's latest live numbers, written every 10 s, so the
+-- panel shows every node's whichever one it is served by.
+CREATE TABLE node_stats (
+    id VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+    label VARCHAR(255) NOT NULL,
+    connections BIGINT NOT NULL,
+    per_minute BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -15,3 +15,13 @@ CREATE TABLE admin_sessions (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX admin_sessions_expiry ON admin_sessions (expires_at);
+
+-- Each running node's latest live numbers, written every 10 s, so the
+-- panel shows every node's whichever one it is served by.
+CREATE TABLE node_stats (
+    id TEXT PRIMARY KEY NOT NULL,
+    label TEXT NOT NULL,
+    connections INTEGER NOT NULL,
+    per_minute INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL
+);

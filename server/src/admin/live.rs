@@ -1,9 +1,13 @@
 //! Live numbers for the panel: this node's open connections and messages
-//! per minute, sampled every [`EVERY`] for the last [`KEPT`] samples.
+//! per minute, sampled every [`EVERY`] for the last [`KEPT`] samples; and
+//! every node's latest, which each node writes to the database as it
+//! samples.
 
+use super::AdminError;
 use super::session::Viewer;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::store::NodeStats;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -39,10 +43,17 @@ pub struct Point {
 /// What `GET /admin/live` answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Numbers {
+    /// This node's.
     pub connections: u64,
     pub per_minute: f64,
     pub points: Vec<Point>,
+    /// Every node heard of in the last [`NODE_FRESH_MS`], this one
+    /// included.
+    pub nodes: Vec<NodeStats>,
 }
+
+/// A node not heard of for this long (ms) is not shown.
+const NODE_FRESH_MS: i64 = 3 * 10_000;
 
 /// The samples of this node.
 #[derive(Default)]
@@ -79,11 +90,14 @@ impl Live {
             connections: metrics.connections_open.load(Ordering::Relaxed),
             per_minute: points.last().map_or(0.0, |p| p.per_minute),
             points,
+            nodes: Vec::new(),
         }
     }
 
-    /// Samples every [`EVERY`] until `stop` fires.
-    pub async fn run(state: AppState, stop: CancellationToken) {
+    /// Samples every [`EVERY`] until `stop` fires, and writes this node's
+    /// latest numbers (as `label`) for the other nodes' panels.
+    pub async fn run(state: AppState, label: String, stop: CancellationToken) {
+        let id = format!("n_{}", uuid::Uuid::new_v4().simple());
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tokio::select! {
@@ -91,6 +105,16 @@ impl Live {
                 _ = tick.tick() => {
                     state.admin.live.sample(&state.metrics);
                     state.admin.sign_ins.prune();
+                    let now = state.admin.live.numbers(&state.metrics);
+                    let stats = NodeStats {
+                        label: label.clone(),
+                        connections: now.connections,
+                        per_minute: now.per_minute.round() as u64,
+                        seen_at: crate::store::now_ms(),
+                    };
+                    if let Err(err) = state.store.put_node_stats(&id, &stats).await {
+                        tracing::warn!(error = %err, "could not record this node's live numbers");
+                    }
                 }
             }
         }
@@ -103,9 +127,21 @@ fn rate(before: &Sample, now: &Sample) -> f64 {
     now.events.saturating_sub(before.events) as f64 * 60_000.0 / ms
 }
 
-/// `GET /admin/live`: the numbers as JSON, for the chart.
-pub async fn numbers(State(state): State<AppState>, _viewer: Viewer) -> Json<Numbers> {
-    Json(state.admin.live.numbers(&state.metrics))
+/// `GET /admin/live`: the numbers as JSON, for the chart (admins of every
+/// site only: the numbers are the server's, not one site's).
+pub async fn numbers(
+    State(state): State<AppState>,
+    viewer: Viewer,
+) -> Result<Json<Numbers>, AdminError> {
+    if viewer.admin.sites.is_some() {
+        return Err(AdminError::NotFound);
+    }
+    let mut numbers = state.admin.live.numbers(&state.metrics);
+    numbers.nodes = state
+        .store
+        .node_stats(crate::store::now_ms() - NODE_FRESH_MS)
+        .await?;
+    Ok(Json(numbers))
 }
 
 #[cfg(test)]

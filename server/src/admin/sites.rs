@@ -130,6 +130,20 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Result<Marku
                 }
             }
             @if may_create {
+                section.live data-live="/admin/live" {
+                    h2 { "Live" }
+                    p {
+                        "This node: connections " strong data-field="connections" { "…" }
+                        " · messages a minute " strong data-field="per_minute" { "…" }
+                    }
+                    svg.chart viewBox="0 0 600 120" preserveAspectRatio="none" role="img" aria-label="This node's connections (blue) and messages a minute (green), last hour" {}
+                    table.nodes {
+                        thead { tr { th { "Node" } th { "Connections" } th { "Messages a minute" } th { "Heard from" } } }
+                        tbody {}
+                    }
+                }
+            }
+            @if may_create {
                 h2 { "New site" }
                 form.stack method="post" action="/admin/sites" {
                     (csrf(&viewer))
@@ -240,14 +254,6 @@ pub async fn show(
                 a href={(base) "/rooms"} { "Rooms" }
                 a href={(base) "/users"} { "Users" }
                 a href={(base) "/audit"} { "Audit log" }
-            }
-            section.live data-live="/admin/live" {
-                h2 { "Live (this node)" }
-                p {
-                    "Connections: " strong data-field="connections" { "…" }
-                    " · Messages a minute: " strong data-field="per_minute" { "…" }
-                }
-                svg.chart viewBox="0 0 600 120" preserveAspectRatio="none" role="img" aria-label="Connections and messages a minute, last hour" {}
             }
             section {
                 h2 { "Reported messages" }

@@ -173,3 +173,61 @@ impl Store {
         Ok(())
     }
 }
+
+/// One node's latest live numbers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStats {
+    pub label: String,
+    pub connections: u64,
+    pub per_minute: u64,
+    /// Milliseconds since the Unix epoch.
+    pub seen_at: i64,
+}
+
+/// Nodes not heard of for this long (ms) are forgotten.
+const NODE_FORGOTTEN_MS: i64 = 10 * 60 * 1000;
+
+impl Store {
+    /// Keeps this node's latest numbers (and forgets nodes long gone).
+    pub async fn put_node_stats(&self, id: &str, stats: &NodeStats) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM node_stats WHERE id = ? OR seen_at < ?")
+            .bind(id)
+            .bind(stats.seen_at.saturating_sub(NODE_FORGOTTEN_MS))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO node_stats (id, label, connections, per_minute, seen_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(&stats.label)
+        .bind(i64::try_from(stats.connections).unwrap_or(i64::MAX))
+        .bind(i64::try_from(stats.per_minute).unwrap_or(i64::MAX))
+        .bind(stats.seen_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The nodes heard of since `since` (ms), by label.
+    pub async fn node_stats(&self, since: i64) -> Result<Vec<NodeStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT label, connections, per_minute, seen_at FROM node_stats \
+             WHERE seen_at >= ? ORDER BY label",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(NodeStats {
+                    label: row.try_get("label")?,
+                    connections: u64::try_from(row.try_get::<i64, _>("connections")?).unwrap_or(0),
+                    per_minute: u64::try_from(row.try_get::<i64, _>("per_minute")?).unwrap_or(0),
+                    seen_at: row.try_get("seen_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -26,7 +26,7 @@ mod users;
 mod webhooks;
 pub mod writer;
 
-pub use admins::Admin;
+pub use admins::{Admin, NodeStats};
 pub use browse::{RoomRow, UserRow};
 pub use events::PageFrom;
 pub use files::{AttachError, Completed, FileRow};

@@ -1,6 +1,6 @@
-// The live numbers on a site's page: polls /admin/live every 10 s and
-// draws connections (blue) and messages a minute (green) for the last hour.
-// Numbers only; nothing here is markup.
+// The live numbers on the sites page: polls /admin/live every 10 s, draws
+// this node's connections (blue) and messages a minute (green) for the
+// last hour, and lists every node's latest. Text only, never markup.
 (function () {
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
@@ -31,6 +31,20 @@
         var msgs = data.points.map(function (p) { return p.per_minute; });
         line(svg, "connections", conns, Math.max(1, Math.max.apply(null, conns.concat([1]))));
         line(svg, "messages", msgs, Math.max(1, Math.max.apply(null, msgs.concat([1]))));
+        var body = section.querySelector("table.nodes tbody");
+        if (body) {
+          while (body.firstChild) body.removeChild(body.firstChild);
+          data.nodes.forEach(function (node) {
+            var row = document.createElement("tr");
+            [node.label, String(node.connections), String(node.per_minute),
+             new Date(node.seen_at).toISOString().slice(11, 19) + " UTC"].forEach(function (text) {
+              var cell = document.createElement("td");
+              cell.textContent = text;
+              row.appendChild(cell);
+            });
+            body.appendChild(row);
+          });
+        }
       })
       .catch(function () {});
   }
