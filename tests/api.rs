@@ -739,4 +739,120 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
     app.stop().await;
 }
 
-on_both!(site_commands_rotate_the_key_and_remove_a_site_with_everything);
+/// The site's backend reads and changes its site: name, origins, token
+/// secret (with a grace), API key; bad input changes nothing.
+async fn the_site_is_read_and_changed_through_the_api(db: Db) {
+    let app = spawn_app(db).await;
+    let (status, site) = call(&app, Method::GET, "/site", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(site["id"], json!(app.site.id.as_str()));
+    assert_eq!(site["origins"], json!([ORIGIN]));
+    assert!(site.get("previous_secret_until").is_none());
+
+    // A bad origin with a good name: neither is made.
+    let bad = json!({"name": "Renamed", "origins": ["https://ok.example", "not an origin"]});
+    let (status, body) = call(&app, Method::PATCH, "/site", Some(bad)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not an origin")
+    );
+    let (status, _) = call(&app, Method::PATCH, "/site", Some(json!({"name": " "}))).await;
+    assert_eq!(status, 400);
+    let (status, _) = call(&app, Method::PATCH, "/site", Some(json!({"colour": "red"}))).await;
+    assert_eq!(status, 400);
+    let (_, site) = call(&app, Method::GET, "/site", None).await;
+    assert_eq!(site["name"], json!("test"));
+
+    let change = json!({"name": "Renamed", "origins": ["https://New.example/", ORIGIN]});
+    let (status, site) = call(&app, Method::PATCH, "/site", Some(change)).await;
+    assert_eq!(status, 200);
+    assert_eq!(site["name"], json!("Renamed"));
+    assert_eq!(site["origins"], json!(["https://new.example", ORIGIN]));
+    let mut client = Client::connect(&app, &app.site.id, Some("https://new.example")).await;
+    client.auth(&app.token("alice")).await;
+
+    // A new secret with a grace: old tokens still work, new ones too.
+    let old_token = app.token("alice");
+    let (status, rotated) = call(
+        &app,
+        Method::POST,
+        "/site/rotate-secret",
+        Some(json!({"grace_secs": 3600})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let until = rotated["previous_secret_until"].as_i64().expect("until");
+    assert!((until - now_secs() - 3600).abs() <= 2, "{rotated}");
+    let fresh = TestSite {
+        secret: natter_server::auth::Secret::new(
+            rotated["token_secret"]
+                .as_str()
+                .expect("secret")
+                .to_string(),
+        ),
+        ..app.site.clone()
+    };
+    let signs_in = async |token: String| {
+        let mut client = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+        client.send(&ClientFrame::Auth { token }).await;
+        matches!(client.recv().await, ServerFrame::Hello { .. })
+    };
+    assert!(signs_in(old_token.clone()).await, "within the grace");
+    assert!(signs_in(token_for(&fresh, "alice", 600)).await);
+    let (_, site) = call(&app, Method::GET, "/site", None).await;
+    assert_eq!(site["previous_secret_until"], json!(until));
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/site/rotate-secret",
+        Some(json!({"grace_secs": 31 * 24 * 3600})),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // A new key: this one stops at once.
+    let (status, key) = call(&app, Method::POST, "/site/rotate-key", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&app, Method::GET, "/site", None).await;
+    assert_eq!(status, 401);
+    let api = ApiClient::new(
+        app.http.clone(),
+        app.addr,
+        key["api_key"].as_str().expect("key"),
+    );
+    let log: Value = api
+        .request(Method::GET, "/audit")
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let actions: Vec<&str> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "site.rotate_key",
+            "site.rotate_secret",
+            "site.origins",
+            "site.rename"
+        ]
+    );
+    app.stop().await;
+}
+
+on_both!(
+    site_commands_rotate_the_key_and_remove_a_site_with_everything,
+    the_site_is_read_and_changed_through_the_api,
+);

@@ -85,11 +85,8 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         SiteCommand::Add { name, origins } => {
-            for origin in &origins {
-                if !(origin.starts_with("https://") || origin.starts_with("http://")) {
-                    anyhow::bail!("origin {origin:?} must start with https:// or http://");
-                }
-            }
+            let origins =
+                natter_server::moderation::parse_origins(origins.iter().map(String::as_str))?;
             let new = store
                 .create_site(None, &name, &origins)
                 .await

@@ -139,3 +139,172 @@ pub async fn dismiss_report(
     record(state, site, actor, "report.dismiss", id, None).await;
     Ok(())
 }
+
+/// The longest grace the old token secret may get: 30 days.
+pub const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+
+/// The longest site name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Most origins a site may list.
+pub const MAX_ORIGINS: usize = 50;
+
+/// `scheme://host[:port]`, the origin `text` names; an error says why not.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let has_path = url.path() != "/" && !url.path().is_empty();
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || has_path
+        || url.query().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(format!(
+            "{text:?} is not an origin: give https://host or http://host:port, nothing after"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// A site's origins, checked and normalized, each once; at least one.
+pub fn parse_origins<'a>(
+    list: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, StoreError> {
+    let mut origins = Vec::new();
+    for text in list.into_iter().map(str::trim).filter(|l| !l.is_empty()) {
+        let origin = parse_origin(text).map_err(StoreError::Invalid)?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    if origins.is_empty() {
+        return Err(StoreError::Invalid(
+            "give at least one origin allowed to embed the widget".into(),
+        ));
+    }
+    if origins.len() > MAX_ORIGINS {
+        return Err(StoreError::Invalid(format!(
+            "at most {MAX_ORIGINS} origins"
+        )));
+    }
+    Ok(origins)
+}
+
+/// A site's name, trimmed: 1 to [`MAX_NAME_CHARS`] characters.
+pub fn parse_name(text: &str) -> Result<&str, StoreError> {
+    let name = text.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "a site's name is 1 to {MAX_NAME_CHARS} characters"
+        )));
+    }
+    Ok(name)
+}
+
+/// Renames a site.
+pub async fn rename_site(
+    state: &AppState,
+    site: &SiteId,
+    name: &str,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let name = parse_name(name)?;
+    state.store.rename_site(site, name).await?;
+    record(state, site, actor, "site.rename", site.as_str(), Some(name)).await;
+    Ok(())
+}
+
+/// Replaces the origins allowed to embed a site's widget; returns them
+/// as kept (normalized).
+pub async fn set_origins<'a>(
+    state: &AppState,
+    site: &SiteId,
+    origins: impl IntoIterator<Item = &'a str>,
+    actor: &str,
+) -> Result<Vec<String>, StoreError> {
+    let origins = parse_origins(origins)?;
+    state.store.set_origins(site, &origins).await?;
+    let detail = origins.join(" ");
+    record(
+        state,
+        site,
+        actor,
+        "site.origins",
+        site.as_str(),
+        Some(&detail),
+    )
+    .await;
+    Ok(origins)
+}
+
+/// Replaces a site's token secret; the old one verifies tokens for
+/// `grace_secs` more (up to [`MAX_GRACE_SECS`]). Returns the new secret
+/// and until when (Unix seconds) the old one works.
+pub async fn rotate_secret(
+    state: &AppState,
+    site: &SiteId,
+    grace_secs: u64,
+    actor: &str,
+) -> Result<(crate::auth::Secret, i64), StoreError> {
+    if grace_secs > MAX_GRACE_SECS {
+        return Err(StoreError::Invalid(format!(
+            "grace_secs: 0 to {MAX_GRACE_SECS} (30 days)"
+        )));
+    }
+    let until = crate::store::now_ms() / 1000 + grace_secs as i64;
+    let secret = state.store.rotate_token_secret(site, until).await?;
+    let detail = format!("the old secret works for {grace_secs} s more");
+    record(
+        state,
+        site,
+        actor,
+        "site.rotate_secret",
+        site.as_str(),
+        Some(&detail),
+    )
+    .await;
+    Ok((secret, until))
+}
+
+/// Replaces a site's API key; the old one stops working at once.
+pub async fn rotate_key(
+    state: &AppState,
+    site: &SiteId,
+    actor: &str,
+) -> Result<crate::auth::Secret, StoreError> {
+    let key = state.store.rotate_api_key(site).await?;
+    record(state, site, actor, "site.rotate_key", site.as_str(), None).await;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalized_or_refused() {
+        assert_eq!(
+            parse_origin("https://Example.com").as_deref(),
+            Ok("https://example.com")
+        );
+        assert_eq!(
+            parse_origin("http://localhost:8080/").as_deref(),
+            Ok("http://localhost:8080")
+        );
+        assert!(parse_origin("https://example.com/path").is_err());
+        assert!(parse_origin("ftp://example.com").is_err());
+        assert!(parse_origin("example.com").is_err());
+        assert_eq!(
+            parse_origins(["https://a.example", " https://a.example/ ", ""]).ok(),
+            Some(vec!["https://a.example".to_string()])
+        );
+        assert!(parse_origins(["", " "]).is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(parse_name("  Shop ").ok(), Some("Shop"));
+        assert!(parse_name("   ").is_err());
+        assert!(parse_name(&"x".repeat(MAX_NAME_CHARS + 1)).is_err());
+    }
+}

@@ -94,6 +94,60 @@ pub struct MemberList {
     pub next: Option<crate::UserId>,
 }
 
+/// `GET /api/v1/site`: the site as its backend sees it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SiteInfo {
+    pub id: crate::ids::SiteId,
+    pub name: String,
+    /// The origins allowed to embed the widget.
+    pub origins: Vec<String>,
+    /// Until when (Unix seconds) tokens signed with the token secret
+    /// before the last rotation still work, if that is still ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<i64>,
+}
+
+/// `PATCH /api/v1/site`: what to change; what is left out stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SiteChange {
+    /// 1 to 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `https://host` or `http://host:port` each, 1 to 50 of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origins: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/site/rotate-secret`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// Seconds the old secret keeps verifying tokens: 0 to 2592000 (30
+    /// days).
+    pub grace_secs: u64,
+}
+
+/// The answer to `POST /api/v1/site/rotate-secret`: shown only now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewTokenSecret {
+    pub token_secret: String,
+    /// Until when (Unix seconds) tokens signed with the old one work.
+    pub previous_secret_until: i64,
+}
+
+/// The answer to `POST /api/v1/site/rotate-key`: shown only now; the key
+/// used for the call no longer works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewApiKey {
+    pub api_key: String,
+}
+
 /// `GET`/`PUT /api/v1/settings`: what a site shows its people of each
 /// other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

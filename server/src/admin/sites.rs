@@ -6,7 +6,7 @@
 use super::pages::{csrf, notice, page, seg, when};
 use super::session::{Change, Viewer};
 use super::{AdminError, managed_site};
-use crate::moderation::record;
+use crate::moderation::{self, MAX_GRACE_SECS, MAX_NAME_CHARS, record};
 use crate::state::AppState;
 use crate::store::{Site, StoreError};
 use axum::extract::{Path, Query, State};
@@ -14,15 +14,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use natter_shared::EventKind;
 use serde::Deserialize;
-
-/// The longest grace the old token secret may get: 30 days.
-const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
-
-/// The longest site name.
-const MAX_NAME_CHARS: usize = 200;
-
-/// Most origins a site may list.
-const MAX_ORIGINS: usize = 50;
 
 /// What a page's query may carry: the notice of a change just made, a
 /// search and where a page starts.
@@ -46,55 +37,6 @@ fn site_crumbs(site: &Site) -> Vec<(&str, String)> {
             format!("/admin/sites/{}", seg(site.id.as_str())),
         ),
     ]
-}
-
-/// `https://host[:port]`, the origin `text` names; an error says why not.
-pub fn parse_origin(text: &str) -> Result<String, String> {
-    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    let has_path = url.path() != "/" && !url.path().is_empty();
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host_str().is_none()
-        || has_path
-        || url.query().is_some()
-        || !url.username().is_empty()
-    {
-        return Err(format!(
-            "{text:?} is not an origin: give https://host or http://host:port, nothing after"
-        ));
-    }
-    Ok(url.origin().ascii_serialization())
-}
-
-/// The origins of a textarea, one per line (blank lines skipped).
-fn parse_origins(text: &str) -> Result<Vec<String>, AdminError> {
-    let mut origins = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let origin = parse_origin(line).map_err(AdminError::Invalid)?;
-        if !origins.contains(&origin) {
-            origins.push(origin);
-        }
-    }
-    if origins.is_empty() {
-        return Err(AdminError::Invalid(
-            "give at least one origin allowed to embed the widget".into(),
-        ));
-    }
-    if origins.len() > MAX_ORIGINS {
-        return Err(AdminError::Invalid(format!(
-            "at most {MAX_ORIGINS} origins"
-        )));
-    }
-    Ok(origins)
-}
-
-fn parse_name(text: &str) -> Result<&str, AdminError> {
-    let name = text.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(AdminError::Invalid(format!(
-            "a site's name is 1 to {MAX_NAME_CHARS} characters"
-        )));
-    }
-    Ok(name)
 }
 
 /// `GET /admin/sites`: the sites this admin manages; a form for a new one
@@ -191,8 +133,8 @@ pub async fn create(State(state): State<AppState>, change: Change) -> Result<Mar
             "only an admin of every site may create sites".into(),
         ));
     }
-    let name = parse_name(change.field("name"))?;
-    let origins = parse_origins(change.field("origins"))?;
+    let name = moderation::parse_name(change.field("name"))?;
+    let origins = moderation::parse_origins(change.field("origins").lines())?;
     let new = state.store.create_site(None, name, &origins).await?;
     let detail = format!("{name} {}", origins.join(" "));
     record(
@@ -433,17 +375,7 @@ pub async fn rename(
     change: Change,
 ) -> Result<Response, AdminError> {
     let site = managed_site(&state, &change.admin, &id).await?;
-    let name = parse_name(change.field("name"))?;
-    state.store.rename_site(&site.id, name).await?;
-    record(
-        &state,
-        &site.id,
-        &change.actor(),
-        "site.rename",
-        site.id.as_str(),
-        Some(name),
-    )
-    .await;
+    moderation::rename_site(&state, &site.id, change.field("name"), &change.actor()).await?;
     Ok(back_to(&site, "renamed"))
 }
 
@@ -454,18 +386,8 @@ pub async fn origins(
     change: Change,
 ) -> Result<Response, AdminError> {
     let site = managed_site(&state, &change.admin, &id).await?;
-    let origins = parse_origins(change.field("origins"))?;
-    state.store.set_origins(&site.id, &origins).await?;
-    let detail = origins.join(" ");
-    record(
-        &state,
-        &site.id,
-        &change.actor(),
-        "site.origins",
-        site.id.as_str(),
-        Some(&detail),
-    )
-    .await;
+    let lines = change.field("origins").lines();
+    moderation::set_origins(&state, &site.id, lines, &change.actor()).await?;
     Ok(back_to(&site, "origins"))
 }
 
@@ -481,21 +403,8 @@ pub async fn rotate_secret(
     let grace: u64 = change
         .field("grace_secs")
         .parse()
-        .ok()
-        .filter(|g| *g <= MAX_GRACE_SECS)
-        .ok_or_else(|| AdminError::Invalid(format!("grace: 0 to {MAX_GRACE_SECS} seconds")))?;
-    let until = crate::store::now_ms() / 1000 + grace as i64;
-    let secret = state.store.rotate_token_secret(&site.id, until).await?;
-    let detail = format!("the old secret works for {grace} s more");
-    record(
-        &state,
-        &site.id,
-        &change.actor(),
-        "site.rotate_secret",
-        site.id.as_str(),
-        Some(&detail),
-    )
-    .await;
+        .map_err(|_| AdminError::Invalid(format!("grace: 0 to {MAX_GRACE_SECS} seconds")))?;
+    let (secret, _) = moderation::rotate_secret(&state, &site.id, grace, &change.actor()).await?;
     Ok(credentials(
         &viewer,
         &site,
@@ -516,16 +425,7 @@ pub async fn rotate_key(
 ) -> Result<Markup, AdminError> {
     let viewer = change.viewer();
     let site = managed_site(&state, &change.admin, &id).await?;
-    let key = state.store.rotate_api_key(&site.id).await?;
-    record(
-        &state,
-        &site.id,
-        &change.actor(),
-        "site.rotate_key",
-        site.id.as_str(),
-        None,
-    )
-    .await;
+    let key = moderation::rotate_key(&state, &site.id, &change.actor()).await?;
     Ok(credentials(
         &viewer,
         &site,
@@ -586,24 +486,4 @@ pub async fn delete(
     }
     tracing::info!(site = %site.id, name = %site.name, admin = %change.admin.email, files = files.len(), "site deleted from the admin panel");
     Ok(Redirect::to("/admin/sites").into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins_are_normalized_or_refused() {
-        assert_eq!(
-            parse_origin("https://Example.com").as_deref(),
-            Ok("https://example.com")
-        );
-        assert_eq!(
-            parse_origin("http://localhost:8080/").as_deref(),
-            Ok("http://localhost:8080")
-        );
-        assert!(parse_origin("https://example.com/path").is_err());
-        assert!(parse_origin("ftp://example.com").is_err());
-        assert!(parse_origin("example.com").is_err());
-    }
 }

@@ -7,6 +7,7 @@ mod hooks;
 mod openapi;
 mod people;
 mod reports;
+mod site;
 
 use crate::error::ApiError;
 use crate::gate::Rate;
@@ -64,6 +65,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::list))
         .routes(routes!(reports::dismiss))
         .routes(routes!(audit::list))
+        .routes(routes!(site::get, site::change))
+        .routes(routes!(site::rotate_secret))
+        .routes(routes!(site::rotate_key))
 }
 
 /// The OpenAPI 3.1 document of the `/api/v1` routes.
