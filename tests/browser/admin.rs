@@ -6,9 +6,9 @@
 //! rate-limited after too many wrong passwords. On SQLite it also takes the
 //! README's screenshots of the panel.
 
-use crate::harness::{PATIENCE, Person, World};
+use crate::harness::{HostSite, PATIENCE, Person, World};
 use fantoccini::Locator;
-use natter_tests::{Db, natter_bin};
+use natter_tests::{ApiClient, Db, TestSite, User, natter_bin};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -121,6 +121,34 @@ impl Admin<'_> {
             "no {label:?} button:\n{}",
             self.text().await
         );
+    }
+
+    /// The value shown after the label `label` on a credentials page.
+    async fn shown(&self, label: &str) -> String {
+        let v = self
+            .person
+            .js(
+                "var dt = Array.from(document.querySelectorAll('dt')).find(d => d.textContent === arguments[0]);
+                 return dt ? dt.nextElementSibling.textContent : null;",
+                vec![serde_json::json!(label)],
+            )
+            .await;
+        v.as_str()
+            .unwrap_or_else(|| panic!("no {label} shown"))
+            .to_string()
+    }
+
+    /// Fills the field `name` of the page's forms.
+    async fn fill(&self, name: &str, value: &str) {
+        let filled = self
+            .person
+            .js(
+                "var f = document.querySelector('[name=\"' + arguments[0] + '\"]');
+                 if (!f) return false; f.value = arguments[1]; return true;",
+                vec![serde_json::json!(name), serde_json::json!(value)],
+            )
+            .await;
+        assert_eq!(filled, serde_json::json!(true), "no field {name}");
     }
 
     async fn shot(&self, name: &str) {
@@ -280,4 +308,65 @@ pub async fn an_admin_signs_in_and_moderates_from_the_panel(db: Db) {
     admin.sign_in(PASSWORD).await;
     admin.wait_text("too many sign-in attempts").await;
     world.finish(vec![alice, bob, browser]).await;
+}
+
+/// Scenario: the admin creates a site in the panel for a new host site;
+/// its credentials then work: its backend opens a dialog with the API key
+/// and its pages sign tokens with the secret, and Ann and Ben chat on it.
+/// The admin rotates the token secret with a 3 s grace: a reload within
+/// it still signs in with the page's old token; after it the server
+/// refuses that token.
+pub async fn a_site_created_in_the_panel_chats_until_its_secret_is_rotated(db: Db) {
+    let world = World::new(db).await;
+    add_admin(&world);
+    let browser = world.person("moderator").await;
+    let admin = Admin {
+        person: &browser,
+        base: format!("http://{}", world.server.addr),
+    };
+    admin.sign_in(PASSWORD).await;
+    admin.wait_text("New site").await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("host binds");
+    let origin = format!("http://{}", listener.local_addr().expect("address"));
+    admin.fill("name", "Clinic").await;
+    admin.fill("origins", &origin).await;
+    admin.click("Create the site").await;
+    admin.wait_text("Site created").await;
+    let clinic = TestSite {
+        id: natter_shared::SiteId::parse(admin.shown("Site id").await).expect("a site id"),
+        secret: natter_server::auth::Secret::new(admin.shown("Token secret").await),
+        api_key: admin.shown("API key").await,
+    };
+    let host = HostSite::start(listener, clinic.clone()).await;
+    let api = ApiClient::new(world.http.clone(), world.server.addr, &clinic.api_key);
+    api.dialog(User::named("ann", "Ann"), User::named("ben", "Ben"))
+        .await;
+    let ann = world.person_at("ann", host.origin()).await;
+    let ben = world.person_at("ben", host.origin()).await;
+    tokio::join!(ann.visit(), ben.visit());
+    tokio::join!(ann.choose("Ben"), ben.choose("Ann"));
+    ann.type_and_send("Hello from the clinic").await;
+    ben.wait_message("Hello from the clinic", PATIENCE).await;
+
+    // A new secret, the old one good for 3 s more.
+    admin.open(&format!("/admin/sites/{}", clinic.id)).await;
+    admin.fill("grace_secs", "3").await;
+    admin.click("Rotate the token secret").await;
+    admin.wait_text("New token secret").await;
+    let started = Instant::now();
+    ben.reload().await;
+    ben.open_chat().await;
+    ben.wait_status("Online").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "signed in within the grace"
+    );
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(started.elapsed())).await;
+    ben.reload().await;
+    ben.open_chat().await;
+    ben.wait_status("Sign-in refused (token_invalid)").await;
+    world.finish(vec![ann, ben, browser]).await;
 }

@@ -49,6 +49,7 @@ macro_rules! on_both_databases {
 
 on_both_databases!(
     admin::an_admin_signs_in_and_moderates_from_the_panel,
+    admin::a_site_created_in_the_panel_chats_until_its_secret_is_rotated,
     chat::two_people_chat_in_a_dialog,
     moderation::a_deleted_message_goes_from_every_screen_and_cache,
     moderation::a_member_reports_a_message_from_the_widget,

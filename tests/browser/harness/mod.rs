@@ -17,7 +17,7 @@ mod world;
 pub use driver::Engine;
 pub use person::Person;
 pub use proxy::Link;
-pub use site::Page;
+pub use site::{HostSite, Page};
 pub use world::World;
 
 use std::time::Duration;

@@ -91,6 +91,16 @@ impl World {
     /// other engines' drivers take one session each, so such a person
     /// brings their own.
     pub async fn person_in(&self, user: &str, engine: Engine) -> Person {
+        self.person_with(user, engine, self.host.origin()).await
+    }
+
+    /// A person in Chromium who visits the host site at `host` (another
+    /// site's pages) instead of the scenario's.
+    pub async fn person_at(&self, user: &str, host: String) -> Person {
+        self.person_with(user, Engine::Chromium, host).await
+    }
+
+    async fn person_with(&self, user: &str, engine: Engine, host: String) -> Person {
         let proxy = Proxy::start(self.server.addr).await;
         let profile = self.dir.join(unique(user));
         std::fs::create_dir_all(&profile).expect("browser profile");
@@ -114,7 +124,7 @@ impl World {
             engine,
             browser,
             proxy,
-            host: self.host.origin(),
+            host,
             _driver: own,
         }
     }
