@@ -9,31 +9,15 @@ use natter_shared::{ErrorCode, ServerFrame};
 use natter_tests::*;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use std::process::Stdio;
 
 const PASSWORD: &str = "correct horse battery staple";
 
 /// How long the first sample of the live numbers may take.
 const WAIT_LIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// `natter admin …` run as the real binary on the server's database, with
-/// `stdin` as the password.
+/// `natter admin …` on the server's database, `stdin` the password.
 fn admin_command(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new(natter_bin())
-        .arg("admin")
-        .args(args)
-        .args(["--database-url", &app.database_url])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("natter runs");
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.as_bytes()).expect("password written");
-    }
-    child.wait_with_output().expect("natter ends")
+    natter_admin(&app.database_url, args, stdin)
 }
 
 fn add_admin(app: &TestApp, email: &str, sites: &[&str]) {

@@ -805,6 +805,30 @@ pub fn metric_in(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
 }
 
+/// `natter admin ARGS` run as the real binary on the database at
+/// `database_url`, with `stdin` as its standard input (the password).
+pub fn natter_admin(database_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(natter_bin())
+        .arg("admin")
+        .args(args)
+        .args(["--database-url", database_url])
+        .env("RUST_LOG", "error")
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("natter runs");
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin.as_bytes())
+            .expect("standard input written");
+    }
+    child.wait_with_output().expect("natter ends")
+}
+
 /// The built `natter` binary for tests that start it as a process:
 /// `NATTER_BIN`, or the one beside the test binary
 /// (target/debug/deps/e2e-HASH -> target/debug/natter), refused when the

@@ -77,11 +77,16 @@ async fn existing_site(store: &Store, id: &str) -> anyhow::Result<natter_server:
         .ok_or_else(|| anyhow::anyhow!("no site {id}"))
 }
 
-async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
-    let database_url = &config.database_url;
-    let store = Store::connect(database_url, 2)
+/// The store the command line works on: the server's `--database-url`.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = &config.database_url;
+    Store::connect(url, 2)
         .await
-        .with_context(|| format!("opening {}", natter_server::store::redact_url(database_url)))?;
+        .with_context(|| format!("opening {}", natter_server::store::redact_url(url)))
+}
+
+async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
     let mut out = std::io::stdout().lock();
     match cmd {
         SiteCommand::Add { name, origins } => {
@@ -198,10 +203,7 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 async fn admin_command(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
-    let database_url = &config.database_url;
-    let store = Store::connect(database_url, 2)
-        .await
-        .with_context(|| format!("opening {}", natter_server::store::redact_url(database_url)))?;
+    let store = open_store(config).await?;
     let mut out = std::io::stdout().lock();
     match cmd {
         AdminCommand::Add { email, sites } => {

@@ -8,9 +8,8 @@
 
 use crate::harness::{HostSite, PATIENCE, Person, World};
 use fantoccini::Locator;
-use natter_tests::{ApiClient, Db, TestSite, User, natter_bin};
+use natter_tests::{ApiClient, Db, TestSite, User, natter_admin};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const EMAIL: &str = "moderator@example.com";
@@ -19,25 +18,8 @@ const PASSWORD: &str = "a long enough password";
 /// `natter admin add EMAIL` on the world's database, the password on
 /// standard input.
 fn add_admin(world: &World) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(natter_bin())
-        .args([
-            "admin",
-            "add",
-            EMAIL,
-            "--database-url",
-            &world.server.database_url,
-        ])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("natter runs");
-    if let Some(mut input) = child.stdin.take() {
-        writeln!(input, "{PASSWORD}").expect("password written");
-    }
-    let out = child.wait_with_output().expect("natter ends");
+    let password = format!("{PASSWORD}\n");
+    let out = natter_admin(&world.server.database_url, &["add", EMAIL], &password);
     assert!(
         out.status.success(),
         "{}",

@@ -3,13 +3,13 @@
 //! history, a user's rooms; deleting a message, muting a member, banning
 //! a user, dismissing a report, resuming a paused webhook endpoint.
 
-use super::pages::{csrf, notice, page, seg, when};
+use super::pages::{crumbs, csrf, notice, page, seg, site_base, when};
 use super::session::{Change, Viewer};
 use super::sites::PageQuery;
 use super::{AdminError, managed_site};
 use crate::moderation;
 use crate::state::AppState;
-use crate::store::{PageFrom, Site};
+use crate::store::PageFrom;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -28,17 +28,6 @@ const MUTES: [(u64, &str); 4] = [
     (86_400, "a day"),
     (604_800, "a week"),
 ];
-
-fn site_base(site: &Site) -> String {
-    format!("/admin/sites/{}", seg(site.id.as_str()))
-}
-
-fn crumbs(site: &Site) -> Vec<(&str, String)> {
-    vec![
-        ("Sites", "/admin/sites".to_string()),
-        (site.name.as_str(), site_base(site)),
-    ]
-}
 
 fn room_id(text: String) -> Result<RoomId, AdminError> {
     RoomId::parse(text).map_err(|_| AdminError::NotFound)

@@ -141,6 +141,19 @@ pub fn when(ms: i64) -> String {
     )
 }
 
+/// The panel's page of a site.
+pub fn site_base(site: &crate::store::Site) -> String {
+    format!("/admin/sites/{}", seg(site.id.as_str()))
+}
+
+/// The crumbs of a page of a site: the sites, the site.
+pub fn crumbs(site: &crate::store::Site) -> Vec<(&str, String)> {
+    vec![
+        ("Sites", "/admin/sites".to_string()),
+        (site.name.as_str(), site_base(site)),
+    ]
+}
+
 /// A path segment, percent-encoded.
 pub fn seg(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()

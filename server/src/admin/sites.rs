@@ -3,7 +3,7 @@
 //! audit log), renaming, allowed origins, rotating the token secret (with
 //! a grace period) and the API key, and deleting it (asked twice).
 
-use super::pages::{csrf, notice, page, seg, when};
+use super::pages::{crumbs, csrf, notice, page, seg, site_base, when};
 use super::session::{Change, Viewer};
 use super::{AdminError, managed_site};
 use crate::moderation::{self, MAX_GRACE_SECS, MAX_NAME_CHARS, record};
@@ -27,16 +27,6 @@ pub struct PageQuery {
 
 fn sites_crumb() -> Vec<(&'static str, String)> {
     vec![("Sites", "/admin/sites".to_string())]
-}
-
-fn site_crumbs(site: &Site) -> Vec<(&str, String)> {
-    vec![
-        ("Sites", "/admin/sites".to_string()),
-        (
-            site.name.as_str(),
-            format!("/admin/sites/{}", seg(site.id.as_str())),
-        ),
-    ]
 }
 
 /// `GET /admin/sites`: the sites this admin manages; a form for a new one
@@ -110,7 +100,7 @@ fn credentials(
     page(
         title,
         Some(viewer),
-        &site_crumbs(site),
+        &crumbs(site),
         html! {
             p.notice role="status" { (note) }
             dl.secrets {
@@ -168,7 +158,7 @@ pub async fn show(
     Query(query): Query<PageQuery>,
 ) -> Result<Markup, AdminError> {
     let site = managed_site(&state, &viewer.admin, &id).await?;
-    let base = format!("/admin/sites/{}", seg(site.id.as_str()));
+    let base = site_base(&site);
     let (reports, _) = state.store.reports(&site.id, None, 50).await?;
     let mut reported = Vec::with_capacity(reports.len());
     for report in reports {
@@ -350,7 +340,7 @@ pub async fn audit(
     Ok(page(
         "Audit log",
         Some(&viewer),
-        &site_crumbs(&site),
+        &crumbs(&site),
         html! {
             (audit_table(&entries))
             @if let Some(next) = next {
@@ -361,11 +351,7 @@ pub async fn audit(
 }
 
 fn back_to(site: &Site, done: &str) -> Response {
-    Redirect::to(&format!(
-        "/admin/sites/{}?done={done}",
-        seg(site.id.as_str())
-    ))
-    .into_response()
+    Redirect::to(&format!("{}?done={done}", site_base(site))).into_response()
 }
 
 /// `POST /admin/sites/{site}/rename`.
@@ -446,7 +432,7 @@ pub async fn confirm_delete(
     Ok(page(
         "Delete the site?",
         Some(&viewer),
-        &site_crumbs(&site),
+        &crumbs(&site),
         html! {
             p.problem {
                 "This deletes " strong { (site.name) } " with all its rooms, messages, users, files, webhooks, reports and audit log. It cannot be undone."
