@@ -510,6 +510,53 @@ async fn admins_moderate_and_see_only_their_sites(db: Db) {
     let (_, page) = panel.get(&format!("{base}/users/mallory")).await;
     assert!(!page.contains("Banned from the site."));
 
+    // A webhook endpoint: its status and attempts; paused, it is resumed.
+    let res = app
+        .api(reqwest::Method::POST, "/webhooks")
+        .json(
+            &serde_json::json!({"url": "http://127.0.0.1:9/hooks", "events": ["message.created"]}),
+        )
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(res.status(), 201);
+    let hook: serde_json::Value = res.json().await.expect("json");
+    let hook = hook["id"].as_str().expect("an id").to_string();
+    let (_, page) = panel.get(&base).await;
+    assert!(page.contains("http://127.0.0.1:9/hooks") && !page.contains("Resume and replay"));
+    let store = natter_server::store::Store::connect(&app.database_url, 1)
+        .await
+        .expect("the database");
+    store.pause_webhook(&hook).await.expect("paused");
+    store.close().await;
+    let (status, page) = panel.get(&format!("{base}/webhooks/{hook}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("paused") && page.contains("Resume and replay"),
+        "{page}"
+    );
+    let (status, to) = panel
+        .post(&format!("{base}/webhooks/{hook}/resume"), &[])
+        .await;
+    assert_eq!(
+        (status, to),
+        (
+            StatusCode::SEE_OTHER,
+            format!("-> {base}/webhooks/{hook}?done=resumed")
+        )
+    );
+    let (_, page) = panel
+        .get(&format!("{base}/webhooks/{hook}?done=resumed"))
+        .await;
+    assert!(
+        page.contains("active") && !page.contains("Resume and replay"),
+        "{page}"
+    );
+    assert_eq!(
+        panel.get(&format!("{base}/webhooks/no-such-hook")).await.0,
+        StatusCode::NOT_FOUND
+    );
+
     // The report is dismissed; the audit log says who did all of it.
     let reports = app
         .api(reqwest::Method::GET, "/reports")
@@ -528,6 +575,7 @@ async fn admins_moderate_and_see_only_their_sites(db: Db) {
     assert_eq!(status, StatusCode::SEE_OTHER);
     let (_, page) = panel.get(&format!("{base}/audit")).await;
     for action in [
+        "webhook.resume",
         "message.delete",
         "member.mute",
         "user.ban",
