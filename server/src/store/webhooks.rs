@@ -234,7 +234,12 @@ impl Store {
         id: &str,
         limit: u32,
     ) -> Result<Vec<WebhookAttempt>, StoreError> {
-        if self.webhook(site, id).await?.is_none() {
+        let exists = sqlx::query("SELECT 1 FROM webhooks WHERE site_id = ? AND id = ?")
+            .bind(site.as_str())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if exists.is_none() {
             return Err(StoreError::NotFound);
         }
         let rows = sqlx::query(
