@@ -200,26 +200,31 @@ impl Change {
 
 /// Whether the browser says the request came from another site. The
 /// session cookie is `SameSite=Strict`, so such a request carries none;
-/// this refuses it even when a browser sends one anyway.
-fn cross_site(headers: &HeaderMap) -> bool {
+/// this refuses it even when a browser sends one anyway. The request's
+/// own origin is its `Host` (or, behind a proxy, `X-Forwarded-Host`) or
+/// `--public-url`.
+fn cross_site(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     let fetch_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == "cross-site" || v == "same-site");
-    let host = headers.get("host").and_then(|v| v.to_str().ok());
-    let origin = headers
+    let Some(origin) = headers
         .get("origin")
         .and_then(|v| v.to_str().ok())
-        .filter(|o| *o != "null");
-    let foreign_origin = match (origin, host) {
-        (Some(origin), Some(host)) => {
-            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            authority != host
-        }
-        (Some(_), None) => true,
-        (None, _) => false,
+        .filter(|o| *o != "null")
+    else {
+        return fetch_site;
     };
-    fetch_site || foreign_origin
+    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let named = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|host| host.eq_ignore_ascii_case(authority))
+    };
+    let public =
+        public_url.is_some_and(|url| url.trim_end_matches('/').eq_ignore_ascii_case(origin));
+    fetch_site || !(named("host") || named("x-forwarded-host") || public)
 }
 
 impl FromRequest<AppState> for Change {
@@ -227,7 +232,7 @@ impl FromRequest<AppState> for Change {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AdminError> {
         let (parts, body) = req.into_parts();
-        if cross_site(&parts.headers) {
+        if cross_site(&parts.headers, state.config.public_url.as_deref()) {
             return Err(AdminError::Forbidden(
                 "this change was sent from another site".into(),
             ));
@@ -269,7 +274,7 @@ pub async fn sign_in(
     headers: HeaderMap,
     axum::Form(form): axum::Form<HashMap<String, String>>,
 ) -> Result<Response, AdminError> {
-    if cross_site(&headers) {
+    if cross_site(&headers, state.config.public_url.as_deref()) {
         return Err(AdminError::Forbidden(
             "sign in from this server's own page".into(),
         ));
@@ -372,17 +377,31 @@ mod tests {
     fn requests_from_other_sites_are_told_apart() {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("chat.example.com"));
-        assert!(!cross_site(&headers));
+        assert!(!cross_site(&headers, None));
         headers.insert(
             "origin",
             HeaderValue::from_static("https://chat.example.com"),
         );
-        assert!(!cross_site(&headers));
+        assert!(!cross_site(&headers, None));
         headers.insert("origin", HeaderValue::from_static("https://evil.example"));
-        assert!(cross_site(&headers));
+        assert!(cross_site(&headers, None));
+        // Behind a proxy that rewrites Host: the forwarded host, or the
+        // public URL, is the panel's own origin.
+        headers.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        headers.insert(
+            "origin",
+            HeaderValue::from_static("https://chat.example.com"),
+        );
+        assert!(cross_site(&headers, None));
+        assert!(!cross_site(&headers, Some("https://chat.example.com")));
+        headers.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("chat.example.com"),
+        );
+        assert!(!cross_site(&headers, None));
         headers.remove("origin");
         headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(cross_site(&headers));
+        assert!(cross_site(&headers, None));
     }
 
     #[test]
