@@ -78,7 +78,21 @@ fn site_add_prints_credentials_and_site_list_shows_the_site() {
     // Bad input is a clear message and a failure exit, not a panic.
     let out = natter(&db, &["site", "add", "X", "--origin", "clinic.example"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must start with https://"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"clinic.example\" is not a URL"), "{err}");
+    let out = natter(
+        &db,
+        &[
+            "site",
+            "add",
+            "X",
+            "--origin",
+            "https://clinic.example/path",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not an origin"), "{err}");
     let out = natter("postgres://nope", &["site", "list"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database url"));
