@@ -18,8 +18,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use natter_shared::api::{
     AddMember, AuditLog, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, Mute, Muted,
-    NewReport, OpenDialog, PostMessage, Report, ReportList, RoomList, RoomUnread, SetRead,
-    Settings, UnreadCounts,
+    NewApiKey, NewReport, NewTokenSecret, OpenDialog, PostMessage, Report, ReportList, RoomList,
+    RoomUnread, RotateSecret, SetRead, Settings, SiteChange, SiteInfo, UnreadCounts,
 };
 use natter_shared::webhooks::{
     NewWebhook, Webhook, WebhookAttempts, WebhookChange, WebhookList, WebhookPayload,
@@ -267,6 +267,11 @@ impl Examples {
             "room-unread" => drop(self.check::<RoomUnread>(line, tag, body)),
             "set-read" => drop(self.check::<SetRead>(line, tag, body)),
             "settings" => drop(self.check::<Settings>(line, tag, body)),
+            "site-info" => drop(self.check::<SiteInfo>(line, tag, body)),
+            "site-change" => drop(self.check::<SiteChange>(line, tag, body)),
+            "rotate-secret" => drop(self.check::<RotateSecret>(line, tag, body)),
+            "new-token-secret" => drop(self.check::<NewTokenSecret>(line, tag, body)),
+            "new-api-key" => drop(self.check::<NewApiKey>(line, tag, body)),
             "new-webhook" => drop(self.check::<NewWebhook>(line, tag, body)),
             "webhook" => drop(self.check::<Webhook>(line, tag, body)),
             "webhook-list" => drop(self.check::<WebhookList>(line, tag, body)),
