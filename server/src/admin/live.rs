@@ -75,6 +75,17 @@ impl Live {
         samples.push_back(sample);
     }
 
+    /// Events a minute between the last two samples (0 before there are
+    /// two): what each tick writes, without the whole chart.
+    fn latest_rate(&self) -> f64 {
+        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = samples.iter().rev();
+        match (last.next(), last.next()) {
+            (Some(now), Some(before)) => rate(before, now),
+            _ => 0.0,
+        }
+    }
+
     fn numbers(&self, metrics: &Metrics) -> Numbers {
         let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
         let points: Vec<Point> = samples
@@ -105,11 +116,10 @@ impl Live {
                 _ = tick.tick() => {
                     state.admin.live.sample(&state.metrics);
                     state.admin.sign_ins.prune();
-                    let now = state.admin.live.numbers(&state.metrics);
                     let stats = NodeStats {
                         label: label.clone(),
-                        connections: now.connections,
-                        per_minute: now.per_minute.round() as u64,
+                        connections: state.metrics.connections_open.load(Ordering::Relaxed),
+                        per_minute: state.admin.live.latest_rate().round() as u64,
                         seen_at: crate::store::now_ms(),
                     };
                     if let Err(err) = state.store.put_node_stats(&id, &stats).await {
@@ -168,5 +178,6 @@ mod tests {
         assert_eq!(numbers.connections, 4);
         assert_eq!(numbers.points.len(), 1);
         assert!((numbers.per_minute - 60.0).abs() < 1e-9);
+        assert!((live.latest_rate() - numbers.per_minute).abs() < 1e-9);
     }
 }
