@@ -645,6 +645,11 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         let secret = secret.map(str::trim).unwrap_or_else(|| panic!("{text}"));
         natter_server::auth::Secret::new(secret.to_string())
     };
+    // A grace beyond 30 days is refused (and not in the audit log below).
+    let out = site_command(&app, &["rotate-secret", &site, "--grace-secs", "2592001"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--grace-secs"), "{said}");
     let secret = rotated("3600");
     let new_site = TestSite {
         secret,

@@ -73,8 +73,9 @@ pub enum SiteCommand {
     RotateSecret {
         /// The site's id.
         site: String,
-        /// Seconds the old secret still verifies tokens.
-        #[arg(long, default_value_t = 86_400)]
+        /// Seconds the old secret still verifies tokens (at most 30 days).
+        #[arg(long, default_value_t = 86_400,
+              value_parser = clap::value_parser!(u64).range(..=crate::moderation::MAX_GRACE_SECS))]
         grace_secs: u64,
     },
     /// Replace a site's API key; prints the new one (the old one stops

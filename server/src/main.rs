@@ -6,8 +6,11 @@ use clap::Parser;
 use natter_server::config::{AdminCommand, Cli, Command, Config, SiteCommand};
 use natter_server::files::Files;
 use natter_server::store::Store;
-use natter_server::{App, telemetry};
+use natter_server::{App, moderation, telemetry};
 use std::io::Write;
+
+/// Who the audit log names for a change made from the command line.
+const CLI_ACTOR: &str = "cli";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -90,8 +93,7 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         SiteCommand::Add { name, origins } => {
-            let origins =
-                natter_server::moderation::parse_origins(origins.iter().map(String::as_str))?;
+            let origins = moderation::parse_origins(origins.iter().map(String::as_str))?;
             let new = store
                 .create_site(None, &name, &origins)
                 .await
@@ -118,10 +120,7 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
         }
         SiteCommand::RotateSecret { site, grace_secs } => {
             let site = existing_site(&store, &site).await?;
-            let grace = i64::try_from(grace_secs).context("--grace-secs is too large")?;
-            let until = natter_server::store::now_ms() / 1000 + grace;
-            let secret = store
-                .rotate_token_secret(&site.id, until)
+            let (secret, _) = moderation::rotate_secret(&store, &site.id, grace_secs, CLI_ACTOR)
                 .await
                 .context("replacing the token secret")?;
             writeln!(out, "token secret: {}", secret.expose())?;
@@ -129,13 +128,10 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
                 out,
                 "Tokens signed with the old secret work for {grace_secs} s more; sign new ones with this."
             )?;
-            let detail = format!("the old secret works for {grace_secs} s more");
-            audit(&store, &site.id, "site.rotate_secret", Some(&detail)).await;
         }
         SiteCommand::RotateKey { site } => {
             let site = existing_site(&store, &site).await?;
-            let key = store
-                .rotate_api_key(&site.id)
+            let key = moderation::rotate_key(&store, &site.id, CLI_ACTOR)
                 .await
                 .context("replacing the API key")?;
             writeln!(out, "api key:      {}", key.expose())?;
@@ -143,7 +139,6 @@ async fn site_command(config: &Config, cmd: SiteCommand) -> anyhow::Result<()> {
                 out,
                 "The old key no longer works. Keep this one: it is shown only now."
             )?;
-            audit(&store, &site.id, "site.rotate_key", None).await;
         }
         SiteCommand::Remove { site, yes } => {
             let site = existing_site(&store, &site).await?;
@@ -273,15 +268,4 @@ async fn admin_command(config: &Config, cmd: AdminCommand) -> anyhow::Result<()>
 
 fn hash_password(password: &str) -> anyhow::Result<String> {
     Ok(natter_server::admin::session::hash_password(password)?)
-}
-
-/// Records a change made from the command line in the site's audit log,
-/// after it was made and shown: a failure to record it is logged.
-async fn audit(store: &Store, site: &natter_shared::SiteId, action: &str, detail: Option<&str>) {
-    let recorded = store
-        .record_audit(site, "cli", action, site.as_str(), detail)
-        .await;
-    if let Err(err) = recorded {
-        tracing::warn!(site = %site, action, error = %err, "could not record the change in the audit log");
-    }
 }

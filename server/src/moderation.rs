@@ -5,8 +5,8 @@
 //! `admin:EMAIL` for an admin, `cli` for the command line.
 
 use crate::state::AppState;
-use crate::store::StoreError;
 use crate::store::writer::{WriteOp, Written};
+use crate::store::{Store, StoreError};
 use natter_shared::{RoomId, Seq, SiteId, UserId};
 
 /// The longest mute, in seconds (a year).
@@ -15,15 +15,14 @@ pub const MAX_MUTE_SECS: u64 = 366 * 24 * 3600;
 /// Records a change once made. The change stands whatever happens here: a
 /// failure to record it is logged.
 pub async fn record(
-    state: &AppState,
+    store: &Store,
     site: &SiteId,
     actor: &str,
     action: &str,
     subject: &str,
     detail: Option<&str>,
 ) {
-    let recorded = state
-        .store
+    let recorded = store
         .record_audit(site, actor, action, subject, detail)
         .await;
     if let Err(err) = recorded {
@@ -48,7 +47,7 @@ pub async fn delete_message(
     let written = state.writer.write(op).await?;
     if !written.duplicate {
         let subject = format!("{room}/{seq}");
-        record(state, site, actor, "message.delete", &subject, None).await;
+        record(&state.store, site, actor, "message.delete", &subject, None).await;
     }
     for file in &written.freed {
         state.files.remove(&file.id).await;
@@ -75,7 +74,7 @@ pub async fn set_ban(
     } else {
         "user.unban"
     };
-    record(state, site, actor, action, user.as_str(), None).await;
+    record(&state.store, site, actor, action, user.as_str(), None).await;
     tracing::info!(site = %site, %user, banned, actor, "ban changed");
     Ok(())
 }
@@ -107,9 +106,17 @@ pub async fn set_mute(
     match until {
         Some(until) => {
             let detail = format!("until {until}");
-            record(state, site, actor, "member.mute", &subject, Some(&detail)).await;
+            record(
+                &state.store,
+                site,
+                actor,
+                "member.mute",
+                &subject,
+                Some(&detail),
+            )
+            .await;
         }
-        None => record(state, site, actor, "member.unmute", &subject, None).await,
+        None => record(&state.store, site, actor, "member.unmute", &subject, None).await,
     }
     tracing::info!(site = %site, room = %room, user = %user, until, actor, "mute changed");
     Ok(until)
@@ -123,7 +130,7 @@ pub async fn resume_webhook(
     actor: &str,
 ) -> Result<natter_shared::webhooks::Webhook, StoreError> {
     let webhook = state.store.resume_webhook(site, id).await?;
-    record(state, site, actor, "webhook.resume", id, None).await;
+    record(&state.store, site, actor, "webhook.resume", id, None).await;
     state.webhooks.wake();
     Ok(webhook)
 }
@@ -136,7 +143,7 @@ pub async fn dismiss_report(
     actor: &str,
 ) -> Result<(), StoreError> {
     state.store.dismiss_report(site, id).await?;
-    record(state, site, actor, "report.dismiss", id, None).await;
+    record(&state.store, site, actor, "report.dismiss", id, None).await;
     Ok(())
 }
 
@@ -210,7 +217,15 @@ pub async fn rename_site(
 ) -> Result<(), StoreError> {
     let name = parse_name(name)?;
     state.store.rename_site(site, name).await?;
-    record(state, site, actor, "site.rename", site.as_str(), Some(name)).await;
+    record(
+        &state.store,
+        site,
+        actor,
+        "site.rename",
+        site.as_str(),
+        Some(name),
+    )
+    .await;
     Ok(())
 }
 
@@ -226,7 +241,7 @@ pub async fn set_origins<'a>(
     state.store.set_origins(site, &origins).await?;
     let detail = origins.join(" ");
     record(
-        state,
+        &state.store,
         site,
         actor,
         "site.origins",
@@ -241,7 +256,7 @@ pub async fn set_origins<'a>(
 /// `grace_secs` more (up to [`MAX_GRACE_SECS`]). Returns the new secret
 /// and until when (Unix seconds) the old one works.
 pub async fn rotate_secret(
-    state: &AppState,
+    store: &Store,
     site: &SiteId,
     grace_secs: u64,
     actor: &str,
@@ -252,10 +267,10 @@ pub async fn rotate_secret(
         )));
     }
     let until = crate::store::now_ms() / 1000 + grace_secs as i64;
-    let secret = state.store.rotate_token_secret(site, until).await?;
+    let secret = store.rotate_token_secret(site, until).await?;
     let detail = format!("the old secret works for {grace_secs} s more");
     record(
-        state,
+        store,
         site,
         actor,
         "site.rotate_secret",
@@ -268,12 +283,12 @@ pub async fn rotate_secret(
 
 /// Replaces a site's API key; the old one stops working at once.
 pub async fn rotate_key(
-    state: &AppState,
+    store: &Store,
     site: &SiteId,
     actor: &str,
 ) -> Result<crate::auth::Secret, StoreError> {
-    let key = state.store.rotate_api_key(site).await?;
-    record(state, site, actor, "site.rotate_key", site.as_str(), None).await;
+    let key = store.rotate_api_key(site).await?;
+    record(store, site, actor, "site.rotate_key", site.as_str(), None).await;
     Ok(key)
 }
 

@@ -128,7 +128,7 @@ pub async fn create(State(state): State<AppState>, change: Change) -> Result<Mar
     let new = state.store.create_site(None, name, &origins).await?;
     let detail = format!("{name} {}", origins.join(" "));
     record(
-        &state,
+        &state.store,
         &new.site.id,
         &change.actor(),
         "site.create",
@@ -390,7 +390,8 @@ pub async fn rotate_secret(
         .field("grace_secs")
         .parse()
         .map_err(|_| AdminError::Invalid(format!("grace: 0 to {MAX_GRACE_SECS} seconds")))?;
-    let (secret, _) = moderation::rotate_secret(&state, &site.id, grace, &change.actor()).await?;
+    let (secret, _) =
+        moderation::rotate_secret(&state.store, &site.id, grace, &change.actor()).await?;
     Ok(credentials(
         &viewer,
         &site,
@@ -411,7 +412,7 @@ pub async fn rotate_key(
 ) -> Result<Markup, AdminError> {
     let viewer = change.viewer();
     let site = managed_site(&state, &change.admin, &id).await?;
-    let key = moderation::rotate_key(&state, &site.id, &change.actor()).await?;
+    let key = moderation::rotate_key(&state.store, &site.id, &change.actor()).await?;
     Ok(credentials(
         &viewer,
         &site,

@@ -27,7 +27,7 @@ pub(super) async fn record(
     subject: &str,
     detail: Option<&str>,
 ) {
-    crate::moderation::record(state, site, API_ACTOR, action, subject, detail).await;
+    crate::moderation::record(&state.store, site, API_ACTOR, action, subject, detail).await;
 }
 
 #[derive(Debug, Deserialize)]

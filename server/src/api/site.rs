@@ -72,7 +72,7 @@ pub(super) async fn rotate_secret(
     ApiJson(req): ApiJson<RotateSecret>,
 ) -> Result<Json<NewTokenSecret>, ApiError> {
     let (secret, until) =
-        moderation::rotate_secret(&state, &site.id, req.grace_secs, API_ACTOR).await?;
+        moderation::rotate_secret(&state.store, &site.id, req.grace_secs, API_ACTOR).await?;
     Ok(Json(NewTokenSecret {
         token_secret: secret.expose().to_string(),
         previous_secret_until: until,
@@ -85,7 +85,7 @@ pub(super) async fn rotate_key(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
 ) -> Result<Json<NewApiKey>, ApiError> {
-    let key = moderation::rotate_key(&state, &site.id, API_ACTOR).await?;
+    let key = moderation::rotate_key(&state.store, &site.id, API_ACTOR).await?;
     Ok(Json(NewApiKey {
         api_key: key.expose().to_string(),
     }))
