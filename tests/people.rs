@@ -10,6 +10,7 @@ use std::time::Duration;
 on_both!(
     markers_move_forward_and_counts_follow,
     receipts_off_show_a_marker_to_its_owner_only,
+    a_receipt_reaches_the_authors_of_what_it_passed,
     a_cursor_from_another_history_gets_the_room_afresh,
     room_mates_see_who_is_online_with_a_grace,
     a_client_of_the_real_history_is_never_sent_it_afresh,
@@ -232,6 +233,46 @@ async fn markers_move_forward_and_counts_follow(db: Db) {
     assert_eq!(status, 400, "a marker is not set by creating a room");
     crate::assert_no_panics();
     app.stop().await;
+}
+
+/// `client` reads `room` up to `seq`, once it has the event.
+async fn reads_up_to(client: &mut Client, room: &RoomId, seq: u64) {
+    client
+        .recv_until(|f| matches!(f, ServerFrame::Event { event } if event.seq == seq))
+        .await;
+    client
+        .send(&ClientFrame::Read {
+            room: room.clone(),
+            seq,
+        })
+        .await;
+}
+
+async fn a_receipt_reaches_the_authors_of_what_it_passed(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.group("Team", &["alice", "bob", "carol"]).await;
+    let (mut alice, _) = app.login("alice").await;
+    let (mut bob, _) = app.login("bob").await;
+    let (mut carol, _) = app.login("carol").await;
+    let is_read = |f: &ServerFrame| matches!(f, ServerFrame::Read { .. });
+
+    // Bob reads past Alice's message: she hears it, Carol does not.
+    let first = alice.say(&room.id, "from alice").await;
+    reads_up_to(&mut bob, &room.id, first).await;
+    assert_eq!(read_of(&mut alice, "bob").await, first);
+    let seen = frames_until_message(&mut alice, &mut carol, &room.id).await;
+    assert!(!seen.iter().any(is_read), "not Carol's message: {seen:?}");
+    // (That made one more message of Alice's: Bob reads it too.)
+    let marker = first + 1;
+    reads_up_to(&mut bob, &room.id, marker).await;
+    assert_eq!(read_of(&mut alice, "bob").await, marker);
+
+    // Past Carol's: she hears it, Alice does not.
+    let hers = carol.say(&room.id, "from carol").await;
+    reads_up_to(&mut bob, &room.id, hers).await;
+    assert_eq!(read_of(&mut carol, "bob").await, hers);
+    let seen = frames_until_message(&mut carol, &mut alice, &room.id).await;
+    assert!(!seen.iter().any(is_read), "not Alice's message: {seen:?}");
 }
 
 async fn receipts_off_show_a_marker_to_its_owner_only(db: Db) {

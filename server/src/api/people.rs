@@ -5,6 +5,7 @@
 use super::audit::API_ACTOR;
 use super::{ApiJson, ApiSite, parse_room, parse_user};
 use crate::error::ApiError;
+use crate::hub::Moved;
 use crate::moderation;
 use crate::state::AppState;
 use crate::store::StoreError;
@@ -60,7 +61,11 @@ pub(super) async fn set_read(
         state.reads.note(&site.id, &room, &user, seq);
         state.reads.flush().await?;
         let public = site.settings.receipts(info.kind);
-        state.broker.read(&room, &user, seq, public, None);
+        let moved = Moved {
+            after: info.read,
+            seq,
+        };
+        state.broker.read(&room, &user, moved, public, None);
     }
     let info = state
         .store

@@ -29,11 +29,11 @@ mod wire;
 
 pub use nats::{BrokerError, BrokerTask};
 
-use crate::hub::{ConnId, Hub};
+use crate::hub::{ConnId, Hub, Moved};
 use crate::metrics::Metrics;
 use crate::presence::{Key, Presence};
 use crate::store::Store;
-use natter_shared::{Event, RoomId, Seq, SiteId, UserId};
+use natter_shared::{Event, RoomId, SiteId, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 use wire::Msg;
@@ -140,13 +140,21 @@ impl Broker {
     /// node (but `from`, the one that said so), and to the room's when
     /// `public` (receipts shown). A message lost between nodes shows at
     /// the next sync, from the database.
-    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool, from: Option<ConnId>) {
-        self.hub.read(room, user, seq, public, from);
+    pub fn read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        moved: Moved,
+        public: bool,
+        from: Option<ConnId>,
+    ) {
+        self.hub.read(room, user, moved, public, from);
         if let Some(link) = &self.link {
             link.offer(Msg::Read {
                 room: room.clone(),
                 user: user.clone(),
-                seq,
+                after: moved.after,
+                seq: moved.seq,
                 public,
             });
         }

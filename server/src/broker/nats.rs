@@ -14,7 +14,7 @@
 //! - The sweeper (`sweep.rs`) catches what got lost unnoticed.
 
 use super::wire::{Envelope, Msg, Outgoing, valid_prefix};
-use crate::hub::Hub;
+use crate::hub::{Hub, Moved};
 use crate::metrics::{self, Metrics};
 use crate::presence::Presence;
 use crate::store::{Store, now_ms, redact_url};
@@ -432,9 +432,10 @@ async fn receive(
             Msg::Read {
                 room,
                 user,
+                after,
                 seq,
                 public,
-            } => hub.read(&room, &user, seq, public, None),
+            } => hub.read(&room, &user, Moved { after, seq }, public, None),
             Msg::Arrive { site, user, rooms } => {
                 presence.remote_arrive(&envelope_node, &(site, user), rooms);
             }

@@ -40,6 +40,10 @@ pub(super) enum Msg {
     Read {
         room: RoomId,
         user: UserId,
+        /// Where the marker was (0 from a node that did not say: the
+        /// receipt then goes to the whole room).
+        #[serde(default)]
+        after: Seq,
         seq: Seq,
         public: bool,
     },

@@ -10,7 +10,7 @@
 use axum::extract::ws::Utf8Bytes;
 use natter_shared::{Event, EventKind, RoomId, Seq, SiteId, UserId};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -51,6 +51,14 @@ pub struct Published {
     pub frame: Utf8Bytes,
     /// Set for member events: whose membership changed and how.
     pub member: Option<(UserId, bool)>,
+}
+
+/// A read marker's move: from `after` (what it was, as far as the mover
+/// knows; lower is safe) to `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub after: Seq,
+    pub seq: Seq,
 }
 
 /// Raised by the hub when a connection's queue overflowed, or when its
@@ -94,6 +102,8 @@ impl LagSignal {
 struct ConnEntry {
     site: SiteId,
     user: UserId,
+    /// `user_key(&user)`, to match receipts with authors.
+    user_key: u64,
     tx: mpsc::Sender<Delivery>,
     signal: Arc<LagSignal>,
     rooms: HashSet<RoomId>,
@@ -107,14 +117,83 @@ struct Inner {
     rooms: HashMap<RoomId, HashSet<ConnId>>,
     users: HashMap<(SiteId, UserId), HashSet<ConnId>>,
     /// For each followed room, the latest seq known to have reached this
-    /// hub (published here, or read from the store by a sync).
-    heads: HashMap<RoomId, Seq>,
+    /// hub (published here, or read from the store by a sync), with the
+    /// authors of the latest events.
+    heads: HashMap<RoomId, Head>,
     /// When each (room, user) last had a `typing` passed on.
     typed: HashMap<(RoomId, UserId), Instant>,
     /// When `typed` was last rid of its old entries.
     typed_pruned: Instant,
     /// At most one `typing` per (room, user) this often; zero: every one.
     typing_every: Duration,
+}
+
+/// How many of a room's latest events the hub keeps the authors of.
+const AUTHORS_KEPT: usize = 32;
+
+/// A key for a user to match authors with: a fixed hash of their id,
+/// never 0 (which stands for an event without a sender). Two users with
+/// the same key would only mean one more receipt sent than needed.
+fn user_key(user: &UserId) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    user.hash(&mut hasher);
+    hasher.finish() | 1
+}
+
+/// What the hub knows of a followed room: its latest seq, and who wrote
+/// the events just before it, so that a receipt goes only to those whose
+/// messages it passes.
+#[derive(Default)]
+struct Head {
+    /// The latest seq known to have reached this hub.
+    seq: Seq,
+    /// The authors (`user_key`, 0 for none) of the events up to `seq`,
+    /// without a gap: the last is `seq`'s.
+    authors: VecDeque<u64>,
+}
+
+impl Head {
+    /// An event published here.
+    fn published(&mut self, seq: Seq, author: u64) {
+        if seq <= self.seq {
+            return;
+        }
+        if seq != self.seq.saturating_add(1) {
+            // Past a gap: what came before is not known.
+            self.authors.clear();
+        }
+        if self.authors.len() >= AUTHORS_KEPT {
+            self.authors.pop_front();
+        }
+        self.authors.push_back(author);
+        self.seq = seq;
+    }
+
+    /// A sync read the room up to `seq` from the store: the authors of
+    /// what this hub did not see are not known.
+    fn synced(&mut self, seq: Seq) {
+        if seq > self.seq {
+            self.authors.clear();
+            self.seq = seq;
+        }
+    }
+
+    /// The authors of the events after `after` up to `upto` (sorted, each
+    /// once), if all are known.
+    fn authors_between(&self, after: Seq, upto: Seq) -> Option<Vec<u64>> {
+        let kept = self.authors.len() as Seq;
+        let first = self.seq.saturating_add(1).saturating_sub(kept);
+        if upto > self.seq || after.saturating_add(1) < first || after >= upto {
+            return None;
+        }
+        let from = usize::try_from(after + 1 - first).ok()?;
+        let to = usize::try_from(upto + 1 - first).ok()?;
+        let mut keys: Vec<u64> = self.authors.range(from..to).copied().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Some(keys)
+    }
 }
 
 impl Default for Inner {
@@ -276,6 +355,7 @@ impl Hub {
             id,
             ConnEntry {
                 site,
+                user_key: user_key(&user),
                 user,
                 tx,
                 signal: signal.clone(),
@@ -322,8 +402,7 @@ impl Hub {
         if inner.conns.get(&id).is_some_and(|c| c.live) {
             for (room, seq) in rooms {
                 inner.subscribe_one(id, &room);
-                let head = inner.heads.entry(room).or_default();
-                *head = (*head).max(seq);
+                inner.heads.entry(room).or_default().synced(seq);
             }
         }
     }
@@ -384,8 +463,9 @@ impl Hub {
             .map(|ids| ids.iter().copied().collect())
             .unwrap_or_default();
         if !targets.is_empty() {
+            let author = event.sender.as_ref().map_or(0, user_key);
             let head = inner.heads.entry(event.room.clone()).or_default();
-            *head = (*head).max(event.seq);
+            head.published(event.seq, author);
         }
         for id in targets {
             inner.offer(id, Delivery::Event(published.clone()));
@@ -454,17 +534,37 @@ impl Hub {
         true
     }
 
-    /// Sends a `read` frame to the connections following the room: all of
-    /// them when the room shows receipts (`public`), otherwise only the
-    /// reader's own; never to `from`, the connection that moved it (it
-    /// knows). A connection too full for it is told to resync (its `rooms`
-    /// then carry the marker).
-    pub fn read(&self, room: &RoomId, user: &UserId, seq: Seq, public: bool, from: Option<ConnId>) {
+    /// Sends a `read` frame (the marker moved from `after` to `seq`) to the
+    /// reader's own connections following the room and, when the room
+    /// shows receipts (`public`), to those of the authors of the events it
+    /// passed: a receipt shows only on one's own messages. Where this hub
+    /// does not know all those authors, to every connection following the
+    /// room. Never to `from`, the connection that moved it (it knows). A
+    /// connection too full for it is told to resync (its `rooms` then
+    /// carry the marker).
+    pub fn read(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        moved: Moved,
+        public: bool,
+        from: Option<ConnId>,
+    ) {
+        let Moved { after, seq } = moved;
         let Some(frame) = shared_frame(&ReadFrame { room, user, seq }) else {
             return;
         };
         let mut inner = self.lock();
-        let targets = inner.followers(room, |c| public || &c.user == user);
+        let authors = match inner.heads.get(room) {
+            Some(head) if public => head.authors_between(after, seq),
+            _ => Some(Vec::new()),
+        };
+        let targets = inner.followers(room, |c| {
+            &c.user == user
+                || authors
+                    .as_ref()
+                    .is_none_or(|keys| keys.binary_search(&c.user_key).is_ok())
+        });
         for id in targets.into_iter().filter(|id| Some(*id) != from) {
             inner.offer(id, Delivery::Notice(frame.clone()));
         }
@@ -509,7 +609,7 @@ impl Hub {
     /// The latest seq of a room known to have reached this node, if
     /// someone here follows it.
     pub fn head(&self, room: &RoomId) -> Option<Seq> {
-        self.lock().heads.get(room).copied()
+        self.lock().heads.get(room).map(|h| h.seq)
     }
 
     /// The live connections: synced, and following their rooms.
@@ -549,7 +649,7 @@ impl Hub {
             .rooms
             .iter()
             .filter(|(_, subs)| !subs.is_empty())
-            .map(|(room, _)| (room.clone(), inner.heads.get(room).copied().unwrap_or(0)))
+            .map(|(room, _)| (room.clone(), inner.heads.get(room).map_or(0, |h| h.seq)))
             .collect()
     }
 

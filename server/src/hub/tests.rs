@@ -140,3 +140,149 @@ async fn resync_tells_live_connections_and_unsubscribes_them() {
         "nobody follows the room"
     );
 }
+
+/// A message of `author` at `seq` in `room()`.
+fn message_by(author: &str, seq: Seq) -> Event {
+    Event {
+        room: room(),
+        seq,
+        ts: 0,
+        sender: Some(user(author)),
+        kind: EventKind::Message {
+            body: "x".into(),
+            client_id: None,
+            files: Vec::new(),
+        },
+    }
+}
+
+/// How many `read` frames wait in the connection's queue (the rest of
+/// what waits is dropped).
+fn reads_waiting(reg: &mut Registration) -> usize {
+    let mut reads = 0;
+    while let Ok(delivery) = reg.rx.try_recv() {
+        if matches!(&delivery, Delivery::Notice(frame) if frame.as_str().starts_with(r#"{"type":"read""#))
+        {
+            reads += 1;
+        }
+    }
+    reads
+}
+
+#[test]
+fn a_receipt_goes_to_the_authors_it_passes_and_the_readers_own_devices() {
+    let hub = Hub::default();
+    let site = SiteId::parse("s_1").expect("a site id");
+    let mut regs: Vec<Registration> = ["alice", "bob", "bob", "carol"]
+        .into_iter()
+        .map(|name| {
+            let reg = hub.register(site.clone(), user(name), 64);
+            hub.begin_sync(reg.id);
+            hub.follow(reg.id, [(room(), 0)]);
+            reg
+        })
+        .collect();
+    for (seq, author) in [(1, "alice"), (2, "carol"), (3, "alice")] {
+        hub.publish_event(&site, &message_by(author, seq));
+    }
+    let counts = |regs: &mut Vec<Registration>| -> Vec<usize> {
+        regs.iter_mut().map(reads_waiting).collect()
+    };
+    counts(&mut regs);
+    let from = Some(regs[1].id);
+    let moved = |after, seq| Moved { after, seq };
+
+    // Past Alice's message only: Alice and Bob's other device.
+    hub.read(&room(), &user("bob"), moved(2, 3), true, from);
+    assert_eq!(counts(&mut regs), [1, 0, 1, 0]);
+    // Past Carol's too: Carol as well.
+    hub.read(&room(), &user("bob"), moved(1, 3), true, from);
+    assert_eq!(counts(&mut regs), [1, 0, 1, 1]);
+    // Receipts off: Bob's own devices only.
+    hub.read(&room(), &user("bob"), moved(0, 3), false, from);
+    assert_eq!(counts(&mut regs), [0, 0, 1, 0]);
+    // Past one's own message only: nobody else.
+    hub.read(&room(), &user("carol"), moved(1, 2), true, None);
+    assert_eq!(counts(&mut regs), [0, 0, 0, 1]);
+}
+
+#[test]
+fn a_receipt_past_what_the_hub_knows_goes_to_the_whole_room() {
+    let hub = Hub::default();
+    let site = SiteId::parse("s_1").expect("a site id");
+    let mut regs: Vec<Registration> = ["alice", "bob", "carol"]
+        .into_iter()
+        .map(|name| {
+            let reg = hub.register(site.clone(), user(name), 256);
+            hub.begin_sync(reg.id);
+            // The room held 5 events when they synced: their authors are
+            // not known here.
+            hub.follow(reg.id, [(room(), 5)]);
+            reg
+        })
+        .collect();
+    let counts = |regs: &mut Vec<Registration>| -> Vec<usize> {
+        regs.iter_mut().map(reads_waiting).collect()
+    };
+    hub.read(
+        &room(),
+        &user("bob"),
+        Moved { after: 3, seq: 5 },
+        true,
+        None,
+    );
+    assert_eq!(counts(&mut regs), [1, 1, 1], "authors unknown: everyone");
+    for seq in 6..6 + AUTHORS_KEPT as Seq + 2 {
+        hub.publish_event(&site, &message_by("alice", seq));
+    }
+    counts(&mut regs);
+    let head = hub.head(&room()).expect("followed");
+    hub.read(
+        &room(),
+        &user("bob"),
+        Moved {
+            after: head - 1,
+            seq: head,
+        },
+        true,
+        None,
+    );
+    assert_eq!(counts(&mut regs), [1, 1, 0], "the latest: known");
+    hub.read(
+        &room(),
+        &user("bob"),
+        Moved {
+            after: 5,
+            seq: head,
+        },
+        true,
+        None,
+    );
+    assert_eq!(counts(&mut regs), [1, 1, 1], "further back than kept");
+    // A gap in what reached this node (a lost broker message): what came
+    // before it is not known any more.
+    hub.publish_event(&site, &message_by("alice", head + 2));
+    counts(&mut regs);
+    hub.read(
+        &room(),
+        &user("bob"),
+        Moved {
+            after: head,
+            seq: head + 2,
+        },
+        true,
+        None,
+    );
+    assert_eq!(counts(&mut regs), [1, 1, 1], "across the gap");
+    hub.read(
+        &room(),
+        &user("bob"),
+        Moved {
+            after: head + 1,
+            seq: head + 2,
+        },
+        true,
+        None,
+    );
+    assert_eq!(counts(&mut regs), [1, 1, 0], "after it");
+}

@@ -7,6 +7,7 @@ use super::conn::{Committed, Conn};
 use super::{FrameSink, Gone, feed_frame};
 use crate::error::store_error_parts;
 use crate::gate::Rate;
+use crate::hub::Moved;
 use crate::metrics;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
@@ -322,9 +323,13 @@ impl<S: FrameSink> Conn<S> {
         let user = &self.identity.user;
         self.state.reads.note(&self.identity.site, &room, user, seq);
         let public = self.settings.receipts(kind);
-        self.state
-            .broker
-            .read(&room, user, seq, public, Some(self.reg.id));
+        self.state.broker.read(
+            &room,
+            user,
+            Moved { after: marker, seq },
+            public,
+            Some(self.reg.id),
+        );
         Ok(())
     }
 
