@@ -1,10 +1,15 @@
-//! B11: what read state costs the server: connections in group rooms send
-//! `typing` frames, then as many `read` frames (each moving the marker one
-//! message on), at the same rate; server CPU per frame for each, the read
-//! markers' batched writes included (each run ends after the next write).
+//! B11: what read state costs the server. Rooms of three members (a, b
+//! and a poster who is not connected), a and b connected, the messages
+//! b's. Each a sends `typing` frames, then as many `read` frames (each
+//! moving the marker one of b's messages on), at the same rate; server
+//! CPU per frame for each, the read markers' batched writes included
+//! (each run ends after the next write). Both kinds reach exactly one
+//! other connection, b's: typing goes to the room's other members, a
+//! receipt to the author of what it passed. Each a types less often than
+//! the server's typing interval (2 s), so none is dropped.
 
-use super::{SETUP_PARALLEL, cpu_us, each, log_phases, post_bulk, trios};
-use crate::client::{self, Next, Ws};
+use super::{SETUP_PARALLEL, cpu_us, each, log_phases, trios};
+use crate::client::{self, Next, Ws, frame_type};
 use crate::log;
 use crate::plan::{Plan, RUNS};
 use crate::report::{Report, Row, med, set, why_start};
@@ -44,16 +49,22 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
     log(what);
     let t0 = Instant::now();
     let rooms = trios(&server.ep, "rs", plan.read_conns / 2).await?;
-    let names: Vec<String> = rooms.iter().map(|r| r.0.clone()).collect();
-    // Each run's reads move the markers further on: enough messages for all.
-    post_bulk(&server.ep, "poster", &names, plan.read_frames * RUNS, 8).await?;
+    // Each run's reads move the markers further on: enough of b's
+    // messages for all.
+    let per_room = plan.read_frames * RUNS;
+    each(rooms.len(), SETUP_PARALLEL, |i| {
+        let (ep, room) = (server.ep.clone(), rooms[i].0.clone());
+        async move { post_as(&ep, &format!("rs{i}b"), &room, per_room).await }
+    })
+    .await?;
     let mut conns = each(rooms.len() * 2, SETUP_PARALLEL, |i| {
-        let (ep, room) = (server.ep.clone(), rooms[i / 2].0.clone());
+        let (ep, (room, before)) = (server.ep.clone(), rooms[i / 2].clone());
         async move {
             let side = if i % 2 == 0 { "a" } else { "b" };
             let mut ws = client::login(&ep, &format!("rs{}{side}", i / 2)).await?;
             client::sync(&mut ws, &[(&room, 0)]).await?;
-            Ok((room, ws))
+            // `before`: the seq before b's messages (the members' joining).
+            Ok((room, ws, (side == "a").then_some(before)))
         }
     })
     .await?;
@@ -61,14 +72,14 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
     let (mut typing, mut read) = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         typing.push(
-            blast(server, &mut conns, plan, |room, _| {
+            blast("typing", server, &mut conns, plan, |room, _| {
                 format!(r#"{{"type":"typing","room":"{room}"}}"#)
             })
             .await?,
         );
         let base = (run * plan.read_frames) as u64;
         read.push(
-            blast(server, &mut conns, plan, move |room, k| {
+            blast("read", server, &mut conns, plan, move |room, k| {
                 format!(r#"{{"type":"read","room":"{room}","seq":{}}}"#, base + k)
             })
             .await?,
@@ -78,47 +89,79 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
     Ok((med(&typing, |v| *v), med(&read, |v| *v)))
 }
 
-/// Every connection sends `plan.read_frames` frames made by `frame(room,
-/// k)` (k from 1), spread evenly at `plan.read_rate` in all, and reads
-/// what comes meanwhile; server CPU µs per frame sent.
+/// Sends `n` messages to `room` as `user` over one connection, 64 in
+/// flight; returns when all are acked.
+async fn post_as(ep: &crate::sys::Endpoint, user: &str, room: &str, n: usize) -> Result<()> {
+    let mut ws = client::login(ep, user).await?;
+    let (mut sent, mut acked) = (0, 0);
+    while acked < n {
+        while sent < n && sent - acked < 64 {
+            client::feed_text(&mut ws, client::send_frame(room, sent as u64)).await?;
+            sent += 1;
+        }
+        futures_util::SinkExt::flush(&mut ws).await?;
+        let text = client::recv(&mut ws, "ack").await?;
+        match frame_type(&text) {
+            "ack" => acked += 1,
+            "error" => bail!("a send was refused: {text}"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every sending connection (those with the seq their room's frames
+/// count from) sends `plan.read_frames` frames made by `frame(room, seq +
+/// k)` (k from 1), spread evenly at `plan.read_rate` in all; every
+/// connection reads what comes meanwhile. Server CPU µs per frame sent.
 async fn blast(
+    what: &str,
     server: &Server,
-    conns: &mut Vec<(String, Ws)>,
+    conns: &mut Vec<(String, Ws, Option<u64>)>,
     plan: &Plan,
     frame: impl Fn(&str, u64) -> String + Clone + Send + 'static,
 ) -> Result<f64> {
-    let n = conns.len();
+    let n = conns.iter().filter(|c| c.2.is_some()).count();
     let k = plan.read_frames;
     let period = Duration::from_secs_f64(n as f64 / plan.read_rate);
     let until = Instant::now() + period * (k as u32 + 1) + SETTLE;
     let start = tokio::time::Instant::now() + Duration::from_millis(20);
     let cpu0 = server.cpu();
     let mut tasks = Vec::with_capacity(n);
-    for (i, (room, mut ws)) in conns.drain(..).enumerate() {
-        let offset = period.mul_f64(i as f64 / n as f64);
+    for (i, (room, mut ws, sends)) in conns.drain(..).enumerate() {
+        let offset = period.mul_f64((i / 2) as f64 / n as f64);
+        let (k, from) = (if sends.is_some() { k } else { 0 }, sends.unwrap_or(0));
         let frame = frame.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(start + offset, period);
             tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-            let mut sent = 0;
+            let (mut sent, mut got_n) = (0, 0u64);
             loop {
                 tokio::select! {
                     _ = tick.tick(), if sent < k => {
                         sent += 1;
-                        client::send_text(&mut ws, frame(&room, sent as u64)).await?;
+                        client::send_text(&mut ws, frame(&room, from + sent as u64)).await?;
                     }
                     got = client::next_text(&mut ws, until) => match got {
-                        Next::Text(_) => {}
+                        Next::Text(_) => got_n += 1,
                         Next::Ended(how) => bail!("a connection ended: {how}"),
                         Next::TimedOut => break,
                     }
                 }
             }
-            Ok::<_, anyhow::Error>((room, ws))
+            Ok::<_, anyhow::Error>((room, ws, sends, got_n))
         }));
     }
+    let mut received = 0;
     for task in tasks {
-        conns.push(task.await??);
+        let (room, ws, sends, got_n) = task.await??;
+        received += got_n;
+        conns.push((room, ws, sends));
     }
-    Ok(cpu_us(server, cpu0) / (n * k) as f64)
+    let per_frame = cpu_us(server, cpu0) / (n * k) as f64;
+    log(format!(
+        "B11 {what}: {per_frame:.1} µs/frame, {:.2} frames received per frame sent",
+        received as f64 / (n * k) as f64
+    ));
+    Ok(per_frame)
 }
