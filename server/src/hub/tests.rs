@@ -169,25 +169,32 @@ fn reads_waiting(reg: &mut Registration) -> usize {
     reads
 }
 
+/// A connection of each of `names`, synced with `room()` at `seq`.
+fn following(hub: &Hub, site: &SiteId, names: &[&str], seq: Seq) -> Vec<Registration> {
+    names
+        .iter()
+        .map(|name| {
+            let reg = hub.register(site.clone(), user(name), 256);
+            hub.begin_sync(reg.id);
+            hub.follow(reg.id, [(room(), seq)]);
+            reg
+        })
+        .collect()
+}
+
+/// The `read` frames waiting for each connection.
+fn counts(regs: &mut [Registration]) -> Vec<usize> {
+    regs.iter_mut().map(reads_waiting).collect()
+}
+
 #[test]
 fn a_receipt_goes_to_the_authors_it_passes_and_the_readers_own_devices() {
     let hub = Hub::default();
     let site = SiteId::parse("s_1").expect("a site id");
-    let mut regs: Vec<Registration> = ["alice", "bob", "bob", "carol"]
-        .into_iter()
-        .map(|name| {
-            let reg = hub.register(site.clone(), user(name), 64);
-            hub.begin_sync(reg.id);
-            hub.follow(reg.id, [(room(), 0)]);
-            reg
-        })
-        .collect();
+    let mut regs = following(&hub, &site, &["alice", "bob", "bob", "carol"], 0);
     for (seq, author) in [(1, "alice"), (2, "carol"), (3, "alice")] {
         hub.publish_event(&site, &message_by(author, seq));
     }
-    let counts = |regs: &mut Vec<Registration>| -> Vec<usize> {
-        regs.iter_mut().map(reads_waiting).collect()
-    };
     counts(&mut regs);
     let from = Some(regs[1].id);
     let moved = |after, seq| Moved { after, seq };
@@ -210,20 +217,9 @@ fn a_receipt_goes_to_the_authors_it_passes_and_the_readers_own_devices() {
 fn a_receipt_past_what_the_hub_knows_goes_to_the_whole_room() {
     let hub = Hub::default();
     let site = SiteId::parse("s_1").expect("a site id");
-    let mut regs: Vec<Registration> = ["alice", "bob", "carol"]
-        .into_iter()
-        .map(|name| {
-            let reg = hub.register(site.clone(), user(name), 256);
-            hub.begin_sync(reg.id);
-            // The room held 5 events when they synced: their authors are
-            // not known here.
-            hub.follow(reg.id, [(room(), 5)]);
-            reg
-        })
-        .collect();
-    let counts = |regs: &mut Vec<Registration>| -> Vec<usize> {
-        regs.iter_mut().map(reads_waiting).collect()
-    };
+    // The room held 5 events when they synced: their authors are not
+    // known here.
+    let mut regs = following(&hub, &site, &["alice", "bob", "carol"], 5);
     hub.read(
         &room(),
         &user("bob"),
