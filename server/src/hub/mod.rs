@@ -555,9 +555,13 @@ impl Hub {
             return;
         };
         let mut inner = self.lock();
-        let authors = match inner.heads.get(room) {
-            Some(head) if public => head.authors_between(after, seq),
-            _ => Some(Vec::new()),
+        let authors = if public {
+            inner
+                .heads
+                .get(room)
+                .and_then(|head| head.authors_between(after, seq))
+        } else {
+            Some(Vec::new())
         };
         let targets = inner.followers(room, |c| {
             &c.user == user
