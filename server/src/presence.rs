@@ -136,6 +136,12 @@ impl Presence {
         Some(departure)
     }
 
+    /// True while this departure is the user's latest on this node and
+    /// they have not come back.
+    pub fn is_leaving(&self, key: &Key, departure: u64) -> bool {
+        self.lock().local.get(key).and_then(|l| l.leaving) == Some(departure)
+    }
+
     /// The grace period of a departure passed: unless the user came back,
     /// they are gone from this node (and offline, unless another node
     /// holds them).
@@ -313,6 +319,7 @@ mod tests {
 
         assert_eq!(presence.depart(&bob), None, "one tab is still open");
         let last = presence.depart(&bob).expect("the last one closed");
+        assert!(presence.is_leaving(&bob, last));
         assert!(
             told(&mut watcher.rx).is_empty(),
             "still online in the grace"
@@ -324,6 +331,7 @@ mod tests {
 
         // Back within the grace: the old departure ends nothing.
         presence.arrive(&bob, &[room()]);
+        assert!(!presence.is_leaving(&bob, last));
         assert_eq!(presence.expire(&bob, last, 5), None);
         assert!(told(&mut watcher.rx).is_empty(), "no flicker");
 

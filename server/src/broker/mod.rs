@@ -196,7 +196,15 @@ impl Broker {
         let broker = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(broker.grace).await;
+            if !broker.presence.is_leaving(&key, departure) {
+                return;
+            }
+            // Kept before anyone is told: a room-mate who reloads on
+            // seeing them go offline reads it back.
             let now = crate::store::now_ms();
+            if let Err(err) = broker.store.set_last_seen(&key.0, &key.1, now).await {
+                tracing::warn!(error = %err, "could not keep when a user was last seen");
+            }
             let Some(gone) = broker.presence.expire(&key, departure, now) else {
                 return;
             };
@@ -206,9 +214,6 @@ impl Broker {
                     user: key.1.clone(),
                     last_seen: gone.last_seen,
                 });
-            }
-            if let Err(err) = broker.store.set_last_seen(&key.0, &key.1, now).await {
-                tracing::warn!(error = %err, "could not keep when a user was last seen");
             }
         });
     }
