@@ -164,6 +164,28 @@ fn latencies(stamps: &[(u64, u64)]) -> impl Iterator<Item = u64> + '_ {
     stamps.iter().map(move |(ts, _)| now.saturating_sub(*ts))
 }
 
+/// Sends one message to each of `rooms` (a room may come again) over
+/// `ws`, 64 in flight; returns when all are acked.
+async fn send_acked(ws: &mut Ws, rooms: &[String]) -> Result<()> {
+    let mut next = 0;
+    let mut inflight = 0usize;
+    while next < rooms.len() || inflight > 0 {
+        while inflight < 64 && next < rooms.len() {
+            client::feed_text(ws, client::send_frame(&rooms[next], 0)).await?;
+            next += 1;
+            inflight += 1;
+        }
+        futures_util::SinkExt::flush(ws).await?;
+        let text = client::recv(ws, "ack").await?;
+        match frame_type(&text) {
+            "ack" => inflight -= 1,
+            "error" => bail!("a bulk send was refused: {text}"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Sends `per_room` messages to each room over `conns` connections of
 /// `user`, 64 in flight per connection; returns when all are acked.
 async fn post_bulk(
@@ -179,25 +201,9 @@ async fn post_bulk(
     for part in work.chunks(chunk) {
         let part = part.to_vec();
         let mut ws = client::login(ep, user).await?;
-        tasks.push(tokio::spawn(async move {
-            let mut next = 0;
-            let mut inflight = 0usize;
-            while next < part.len() || inflight > 0 {
-                while inflight < 64 && next < part.len() {
-                    client::feed_text(&mut ws, client::send_frame(&part[next], 0)).await?;
-                    next += 1;
-                    inflight += 1;
-                }
-                futures_util::SinkExt::flush(&mut ws).await?;
-                let text = client::recv(&mut ws, "ack").await?;
-                match frame_type(&text) {
-                    "ack" => inflight -= 1,
-                    "error" => bail!("a bulk send was refused: {text}"),
-                    _ => {}
-                }
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
+        tasks.push(tokio::spawn(
+            async move { send_acked(&mut ws, &part).await },
+        ));
     }
     for t in tasks {
         t.await??;

@@ -56,6 +56,11 @@ struct Remote {
 }
 
 impl Inner {
+    /// This departure is the user's latest here, and they did not come back.
+    fn is_leaving(&self, key: &Key, departure: u64) -> bool {
+        self.local.get(key).and_then(|l| l.leaving) == Some(departure)
+    }
+
     fn online(&self, key: &Key) -> bool {
         self.local.contains_key(key) || self.remote.get(key).is_some_and(|n| !n.is_empty())
     }
@@ -139,7 +144,7 @@ impl Presence {
     /// True while this departure is the user's latest on this node and
     /// they have not come back.
     pub fn is_leaving(&self, key: &Key, departure: u64) -> bool {
-        self.lock().local.get(key).and_then(|l| l.leaving) == Some(departure)
+        self.lock().is_leaving(key, departure)
     }
 
     /// The grace period of a departure passed: unless the user came back,
@@ -147,7 +152,7 @@ impl Presence {
     /// holds them).
     pub fn expire(&self, key: &Key, departure: u64, now_ms: i64) -> Option<Gone> {
         let mut inner = self.lock();
-        if inner.local.get(key).and_then(|l| l.leaving) != Some(departure) {
+        if !inner.is_leaving(key, departure) {
             return None;
         }
         let rooms = inner.rooms_of(key);

@@ -8,8 +8,8 @@
 //! receipt to the author of what it passed. Each a types less often than
 //! the server's typing interval (2 s), so none is dropped.
 
-use super::{SETUP_PARALLEL, cpu_us, each, log_phases, trios};
-use crate::client::{self, Next, Ws, frame_type};
+use super::{SETUP_PARALLEL, cpu_us, each, log_phases, send_acked, trios};
+use crate::client::{self, Next, Ws};
 use crate::log;
 use crate::plan::{Plan, RUNS};
 use crate::report::{Report, Row, med, set, why_start};
@@ -89,25 +89,11 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
     Ok((med(&typing, |v| *v), med(&read, |v| *v)))
 }
 
-/// Sends `n` messages to `room` as `user` over one connection, 64 in
-/// flight; returns when all are acked.
+/// Sends `n` messages to `room` as `user` over one connection; returns
+/// when all are acked.
 async fn post_as(ep: &crate::sys::Endpoint, user: &str, room: &str, n: usize) -> Result<()> {
     let mut ws = client::login(ep, user).await?;
-    let (mut sent, mut acked) = (0, 0);
-    while acked < n {
-        while sent < n && sent - acked < 64 {
-            client::feed_text(&mut ws, client::send_frame(room, sent as u64)).await?;
-            sent += 1;
-        }
-        futures_util::SinkExt::flush(&mut ws).await?;
-        let text = client::recv(&mut ws, "ack").await?;
-        match frame_type(&text) {
-            "ack" => acked += 1,
-            "error" => bail!("a send was refused: {text}"),
-            _ => {}
-        }
-    }
-    Ok(())
+    send_acked(&mut ws, &vec![room.to_string(); n]).await
 }
 
 /// Every sending connection (those with the seq their room's frames
