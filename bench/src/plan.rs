@@ -35,6 +35,8 @@ pub struct Plan {
     pub read_conns: usize,
     /// B11: frames each sending connection sends per run.
     pub read_frames: usize,
+    /// B11: pairs of runs (typing, then read) measured.
+    pub read_pairs: usize,
     /// B11: frames per second offered, all connections together: at most
     /// `read_conns / 2 / 2.5` so that each sender types less often than
     /// the server's typing interval (2 s) and no typing is dropped.
@@ -66,6 +68,7 @@ pub const QUICK: Plan = Plan {
     cluster_idle_n: 1500,
     read_conns: 500,
     read_frames: 2,
+    read_pairs: 3,
     read_rate: 100.0,
 };
 
@@ -100,6 +103,7 @@ pub const FULL: Plan = Plan {
     history_msgs_mariadb: 10_000,
     cluster_idle_n: 45_000,
     read_conns: 5000,
-    read_frames: 10,
+    read_frames: 5,
+    read_pairs: 5,
     read_rate: 1000.0,
 };

@@ -7,11 +7,18 @@
 //! other connection, b's: typing goes to the room's other members, a
 //! receipt to the author of what it passed. Each a types less often than
 //! the server's typing interval (2 s), so none is dropped.
+//!
+//! The runs alternate, typing then read, and each pair gives a ratio:
+//! this machine's CPU time drifts by a tenth or more from one half-minute
+//! to the next, which a pair's two runs share. A short pair comes first
+//! and is not counted: the first markers written to each member's row,
+//! and the presence of the connections just made, cost once and would
+//! fall on whichever run came first.
 
-use super::{SETUP_PARALLEL, cpu_us, each, log_phases, send_acked, trios};
+use super::{SETUP_PARALLEL, cpu_us, each, send_acked, trios};
 use crate::client::{self, Next, Ws};
 use crate::log;
-use crate::plan::{Plan, RUNS};
+use crate::plan::Plan;
 use crate::report::{Report, Row, med, set, why_start};
 use crate::sys::Server;
 use anyhow::{Result, bail};
@@ -21,6 +28,9 @@ use tokio::time::MissedTickBehavior;
 /// How long after its last frame a run still counts: past the next write
 /// of the read markers (every second by default).
 const SETTLE: Duration = Duration::from_millis(1500);
+
+/// Frames per sender in the warm-up round.
+const WARM_UP_FRAMES: usize = 1;
 
 /// B11 on natter (the other servers have no read state).
 pub async fn run(plan: &Plan, natter: &Server, report: &mut Report) {
@@ -32,26 +42,32 @@ pub async fn run(plan: &Plan, natter: &Server, report: &mut Report) {
     };
     let mut typing = Row::new("B11", label("typing"), "—");
     let mut read = Row::new("B11", label("read (batched writes included)"), "≤ typing");
+    let mut ratio = Row::new(
+        "B11",
+        format!("read ÷ typing, median of {} pairs of runs", plan.read_pairs),
+        "≤ 1.0",
+    );
     why_start();
     match on_server(plan, natter).await {
-        Ok((t, r)) => {
-            set(&mut typing, natter.ep.kind, t);
-            set(&mut read, natter.ep.kind, r);
+        Ok(pairs) => {
+            set(&mut typing, natter.ep.kind, med(&pairs, |p| p.0));
+            set(&mut read, natter.ep.kind, med(&pairs, |p| p.1));
+            set(&mut ratio, natter.ep.kind, med(&pairs, |p| p.1 / p.0));
         }
         Err(e) => report.fail("B11 natter", e),
     }
-    report.rows.extend([typing, read]);
+    report.rows.extend([typing, read, ratio]);
 }
 
-/// Medians of the typing and the read runs, µs per frame.
-async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
+/// Each pair of runs: typing and read, µs per frame.
+async fn on_server(plan: &Plan, server: &Server) -> Result<Vec<(f64, f64)>> {
     let what = "B11 natter";
     log(what);
     let t0 = Instant::now();
     let rooms = trios(&server.ep, "rs", plan.read_conns / 2).await?;
     // Each run's reads move the markers further on: enough of b's
     // messages for all.
-    let per_room = plan.read_frames * RUNS;
+    let per_room = WARM_UP_FRAMES + plan.read_frames * plan.read_pairs;
     each(rooms.len(), SETUP_PARALLEL, |i| {
         let (ep, room) = (server.ep.clone(), rooms[i].0.clone());
         async move { post_as(&ep, &format!("rs{i}b"), &room, per_room).await }
@@ -69,24 +85,45 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<(f64, f64)> {
     })
     .await?;
     let t1 = Instant::now();
-    let (mut typing, mut read) = (Vec::new(), Vec::new());
-    for run in 0..RUNS {
-        typing.push(
-            blast("typing", server, &mut conns, plan, |room, _| {
-                format!(r#"{{"type":"typing","room":"{room}"}}"#)
-            })
-            .await?,
-        );
-        let base = (run * plan.read_frames) as u64;
-        read.push(
-            blast("read", server, &mut conns, plan, move |room, k| {
-                format!(r#"{{"type":"read","room":"{room}","seq":{}}}"#, base + k)
-            })
-            .await?,
-        );
+    let mut pairs = Vec::new();
+    // Pair 0 warms up; its figures are not kept.
+    let mut base = 0;
+    for pair in 0..=plan.read_pairs {
+        let (k, warm) = match pair {
+            0 => (WARM_UP_FRAMES, " (warm-up)"),
+            _ => (plan.read_frames, ""),
+        };
+        let t = blast(
+            &format!("typing{warm}"),
+            server,
+            &mut conns,
+            plan,
+            k,
+            |room, _| format!(r#"{{"type":"typing","room":"{room}"}}"#),
+        )
+        .await?;
+        let r = blast(
+            &format!("read{warm}"),
+            server,
+            &mut conns,
+            plan,
+            k,
+            move |room, n| format!(r#"{{"type":"read","room":"{room}","seq":{}}}"#, base + n),
+        )
+        .await?;
+        base += k as u64;
+        if pair > 0 {
+            log(format!("B11 pair {pair}: read ÷ typing {:.2}", r / t));
+            pairs.push((t, r));
+        }
     }
-    log_phases(what, t0, t1);
-    Ok((med(&typing, |v| *v), med(&read, |v| *v)))
+    log(format!(
+        "{what}: set-up {:.1} s, {} pairs of runs {:.1} s",
+        (t1 - t0).as_secs_f64(),
+        plan.read_pairs,
+        t1.elapsed().as_secs_f64()
+    ));
+    Ok(pairs)
 }
 
 /// Sends `n` messages to `room` as `user` over one connection; returns
@@ -97,18 +134,18 @@ async fn post_as(ep: &crate::sys::Endpoint, user: &str, room: &str, n: usize) ->
 }
 
 /// Every sending connection (those with the seq their room's frames
-/// count from) sends `plan.read_frames` frames made by `frame(room, seq +
-/// k)` (k from 1), spread evenly at `plan.read_rate` in all; every
-/// connection reads what comes meanwhile. Server CPU µs per frame sent.
+/// count from) sends `k` frames made by `frame(room, seq + i)` (i from
+/// 1), spread evenly at `plan.read_rate` in all; every connection reads
+/// what comes meanwhile. Server CPU µs per frame sent.
 async fn blast(
     what: &str,
     server: &Server,
     conns: &mut Vec<(String, Ws, Option<u64>)>,
     plan: &Plan,
+    k: usize,
     frame: impl Fn(&str, u64) -> String + Clone + Send + 'static,
 ) -> Result<f64> {
     let n = conns.iter().filter(|c| c.2.is_some()).count();
-    let k = plan.read_frames;
     let period = Duration::from_secs_f64(n as f64 / plan.read_rate);
     let until = Instant::now() + period * (k as u32 + 1) + SETTLE;
     let start = tokio::time::Instant::now() + Duration::from_millis(20);
