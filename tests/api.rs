@@ -1,7 +1,7 @@
 //! The HTTP API: each endpoint's success and its errors, one test per
 //! behaviour, each on its own server.
 
-use natter_shared::{ClientFrame, ServerFrame};
+use natter_shared::{ClientFrame, ErrorCode, ServerFrame};
 use natter_tests::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -592,7 +592,8 @@ fn site_command(app: &TestApp, args: &[&str]) -> std::process::Output {
 }
 
 async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) {
-    let app = spawn_app(db).await;
+    // Short heartbeats: a removed site's connections close at the next.
+    let app = spawn_app_with(db, |c| c.limits.heartbeat_secs = 2).await;
     let room = app.group("Doomed", &["alice", "bob"]).await;
     app.api_client()
         .post(room.id.as_str(), "alice", "hello")
@@ -721,12 +722,49 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         .await;
     assert_eq!(res.expect("api").status(), 200, "nothing removed yet");
 
+    // Users of both sites online while the site goes.
+    let mut alice = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    alice.auth(&token_for(&newest, "alice", 600)).await;
+    alice.sync(vec![]).await;
+    let mut carol = Client::connect(&app, &app.other.id, Some("https://other.example")).await;
+    carol.auth(&token_for(&app.other, "carol", 600)).await;
+    carol.sync(vec![]).await;
+
     let out = site_command(&app, &["remove", &site, "--yes"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Alice's connection closes at a heartbeat after the site cache's two
+    // seconds. Carol's stays, answering meanwhile (the same heartbeats
+    // check her site).
+    let alice_closed = async {
+        match alice.recv().await {
+            ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::UnknownSite),
+            other => panic!("expected unknown_site, got {other:?}"),
+        }
+        alice.closed().await.expect("a close frame")
+    };
+    let carol_stays = async {
+        for nonce in 0.. {
+            carol.send(&ClientFrame::Ping { nonce: Some(nonce) }).await;
+            assert_eq!(carol.recv().await, ServerFrame::Pong { nonce: Some(nonce) });
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    let alice_closed = tokio::time::timeout(WAIT, alice_closed);
+    let close = tokio::select! {
+        close = alice_closed => close.expect("Alice's connection closed within the wait"),
+        () = carol_stays => unreachable!("pings go on until Alice's close"),
+    };
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4001, "unknown_site")
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    carol.send(&ClientFrame::Ping { nonce: Some(0) }).await;
+    assert_eq!(carol.recv().await, ServerFrame::Pong { nonce: Some(0) });
     let res = fresh
         .request(reqwest::Method::GET, "/settings")
         .send()

@@ -13,13 +13,15 @@ use crate::hub::Registration;
 use crate::metrics::{self, Metrics};
 use crate::presence::Key;
 use crate::state::AppState;
-use crate::store::StoreError;
 use crate::store::writer::Written;
+use crate::store::{Store, StoreError};
 use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use natter_shared::api::Settings;
-use natter_shared::{ClientFrame, ClientId, ErrorCode, RoomId, RoomKind, Seq, ServerFrame, close};
+use natter_shared::{
+    ClientFrame, ClientId, ErrorCode, RoomId, RoomKind, Seq, ServerFrame, SiteId, close,
+};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -77,6 +79,14 @@ pub(super) struct Conn<S> {
 }
 
 /// Where a connection's token stands, checked at each heartbeat.
+/// True when the site no longer exists: removed from the panel, the
+/// command line or another node, it is seen at the connection's first
+/// heartbeat after the site cache's TTL. A store that cannot answer keeps
+/// the connection.
+async fn site_removed(store: &Store, site: &SiteId) -> bool {
+    matches!(store.site_cached(site).await, Ok(None))
+}
+
 enum TokenCheck {
     Valid,
     /// Expired just now: tell the client.
@@ -213,6 +223,12 @@ impl<S: FrameSink> Conn<S> {
                             Box::pin(close_with(&mut self.sink, close::AUTH, reason)).await;
                             break Ok(());
                         }
+                    }
+                    if site_removed(&self.state.store, &self.identity.site).await {
+                        tracing::info!("the site was removed; closing");
+                        let code = ErrorCode::UnknownSite;
+                        Box::pin(refuse(&mut self.sink, code, "the site was removed", close::AUTH, code.as_str())).await;
+                        break Ok(());
                     }
                     self.sink.send(Message::Ping(Default::default())).await.map_err(|_| Gone)
                 }
