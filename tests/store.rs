@@ -307,6 +307,59 @@ async fn history_pages_both_ways(db: Db) {
     f.scratch.remove().await;
 }
 
+async fn events_are_read_by_place_in_one_go(db: Db) {
+    let f = fixture(db).await;
+    let mut rooms = Vec::new();
+    for name in ["P", "Q"] {
+        let room = f
+            .store
+            .create_group(&f.site, name, &[member("alice")])
+            .await
+            .unwrap();
+        for i in 1..=3 {
+            f.writer
+                .write(msg(&f.site, &room.id, "alice", &format!("{name}{i}"), None))
+                .await
+                .unwrap();
+        }
+        rooms.push(room.id);
+    }
+    let (p, q) = (&rooms[0], &rooms[1]);
+    let places = [
+        (q.clone(), 3),
+        (p.clone(), 2),
+        (p.clone(), 99),
+        (q.clone(), 1),
+    ];
+    let mut found: Vec<(RoomId, u64, String)> = f
+        .store
+        .events_at(&places)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let body = match e.kind {
+                EventKind::Message { body, .. } => body,
+                other => panic!("expected a message, got {other:?}"),
+            };
+            (e.room, e.seq, body)
+        })
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        (p.clone(), 2, "P2".to_string()),
+        (q.clone(), 1, "Q1".to_string()),
+        (q.clone(), 3, "Q3".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(found, expected, "the place without an event is left out");
+    assert!(f.store.events_at(&[]).await.unwrap().is_empty());
+    // More places than one query takes.
+    let many: Vec<(RoomId, u64)> = (1..=250).map(|s| (p.clone(), s)).collect();
+    assert_eq!(f.store.events_at(&many).await.unwrap().len(), 3);
+    f.scratch.remove().await;
+}
+
 async fn sites_are_found_by_hashed_api_key(db: Db) {
     let f = fixture(db).await;
     let new = f
@@ -464,5 +517,6 @@ on_both!(
     membership_and_sites_are_enforced,
     dialogs_are_unique_per_pair_and_rooms_list_members,
     history_pages_both_ways,
+    events_are_read_by_place_in_one_go,
     sites_are_found_by_hashed_api_key,
 );

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use natter_shared::EventKind;
 use serde::Deserialize;
+use std::collections::HashMap;
 
 /// What a page's query may carry: the notice of a change just made, a
 /// search and where a page starts.
@@ -160,19 +161,18 @@ pub async fn show(
     let site = managed_site(&state, &viewer.admin, &id).await?;
     let base = site_base(&site);
     let (reports, _) = state.store.reports(&site.id, None, 50).await?;
-    let mut reported = Vec::with_capacity(reports.len());
-    for report in reports {
-        let page = state
-            .store
-            .events_page(
-                &report.room,
-                crate::store::PageFrom::After(report.seq.saturating_sub(1)),
-                1,
-            )
-            .await?;
-        let event = page.events.into_iter().find(|e| e.seq == report.seq);
-        reported.push((report, event));
-    }
+    let places: Vec<_> = reports.iter().map(|r| (r.room.clone(), r.seq)).collect();
+    let events: HashMap<_, _> = (state.store.events_at(&places).await?)
+        .into_iter()
+        .map(|e| ((e.room.clone(), e.seq), e))
+        .collect();
+    let reported: Vec<_> = reports
+        .into_iter()
+        .map(|report| {
+            let event = events.get(&(report.room.clone(), report.seq)).cloned();
+            (report, event)
+        })
+        .collect();
     let webhooks = state.store.webhooks(&site.id).await?;
     let (audit, _) = state.store.audit_log(&site.id, None, 15).await?;
     let grace = site.previous_secret.as_ref().map(|(_, until)| *until);

@@ -7,6 +7,10 @@ use super::{Store, StoreError, seq_to_db};
 use natter_shared::api::EventPage;
 use natter_shared::{Event, RoomId, Seq};
 
+/// Most places [`Store::events_at`] asks for in one query (two bound
+/// values each, well within every driver's limit).
+const EVENTS_AT_PER_QUERY: usize = 100;
+
 /// Where a page of events starts, exclusive of the seq given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageFrom {
@@ -70,6 +74,29 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    /// The events at these places (room, seq), in one query; a place
+    /// without an event is left out. In no particular order.
+    pub async fn events_at(&self, places: &[(RoomId, Seq)]) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::with_capacity(places.len());
+        for chunk in places.chunks(EVENTS_AT_PER_QUERY) {
+            // Only placeholders are formatted in; the values are bound.
+            let sql = format!(
+                "SELECT {} FROM events WHERE {}",
+                event_columns!(),
+                vec!["(room_id = ? AND seq = ?)"; chunk.len()].join(" OR ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (room, seq) in chunk {
+                query = query.bind(room.as_str()).bind(seq_to_db(*seq));
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            for row in &rows {
+                events.push(event_from_row(row)?);
+            }
+        }
+        Ok(events)
     }
 
     /// Up to `limit` events with seq < `before`, returned ascending (the
