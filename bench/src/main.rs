@@ -275,7 +275,8 @@ fn loadavg() -> String {
 fn build_natter(root: &Path) -> Result<()> {
     log("cargo build --release -p natter-server --bin natter");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
+    let mut build = std::process::Command::new(cargo);
+    build
         .args([
             "build",
             "--release",
@@ -284,8 +285,20 @@ fn build_natter(root: &Path) -> Result<()> {
             "--bin",
             "natter",
         ])
-        .current_dir(root)
-        .status()?;
+        .current_dir(root);
+    // Without what `cargo run` set for this program: some build scripts
+    // (ring's) watch those variables, and would rebuild on every change
+    // between a bench started by `cargo run` and one started by hand.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(&*name, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "OUT_DIR")
+        {
+            build.env_remove(&key);
+        }
+    }
+    let status = build.status()?;
     if !status.success() {
         bail!("building natter failed: {status}");
     }

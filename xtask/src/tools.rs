@@ -81,13 +81,21 @@ impl Env {
         cmd
     }
 
-    /// `cargo args` with the cargo that runs xtask.
+    /// `cargo args` with the cargo that runs xtask, without the variables
+    /// `cargo run` gave xtask: some build scripts (ring's) watch them, so
+    /// a cargo that sees them rebuilds what a cargo run by hand built.
     pub fn cargo<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.command(&self.cargo, args)
+        let mut cmd = self.command(&self.cargo, args);
+        for (key, _) in std::env::vars_os() {
+            if set_by_cargo_run(&key.to_string_lossy()) {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
     }
 
     /// Runs one named step; an error names the step and how it ended.
@@ -395,4 +403,14 @@ fn cargo_bin_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))?;
     Some(home.join("bin"))
+}
+
+/// A variable `cargo run` sets for the program it runs.
+fn set_by_cargo_run(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+        )
 }
