@@ -160,7 +160,9 @@ async fn flood(ws: client::Ws, room: String, counts: Arc<Counts>) {
         }
     };
     let reader = async {
-        loop {
+        // Once told to stop, what the server still answers to the backlog
+        // is not read: the connection is dropped.
+        while !counts.stop.load(Ordering::Relaxed) {
             let deadline = Instant::now() + Duration::from_millis(500);
             match client::next_text(&mut stream, deadline).await {
                 Next::Text(t) => match client::frame_type(&t) {
@@ -172,7 +174,6 @@ async fn flood(ws: client::Ws, room: String, counts: Arc<Counts>) {
                     }
                     _ => {}
                 },
-                Next::TimedOut if counts.stop.load(Ordering::Relaxed) => return,
                 Next::TimedOut => {}
                 Next::Ended(_) => {
                     if !counts.stop.load(Ordering::Relaxed) {
