@@ -67,7 +67,8 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<Vec<(f64, f64)>> {
     let rooms = trios(&server.ep, "rs", plan.read_conns / 2).await?;
     // Each run's reads move the markers further on: enough of b's
     // messages for all.
-    let per_room = WARM_UP_FRAMES + plan.read_frames * plan.read_pairs;
+    let warm_up = if plan.read_warm_up { WARM_UP_FRAMES } else { 0 };
+    let per_room = warm_up + plan.read_frames * plan.read_pairs;
     each(rooms.len(), SETUP_PARALLEL, |i| {
         let (ep, room) = (server.ep.clone(), rooms[i].0.clone());
         async move { post_as(&ep, &format!("rs{i}b"), &room, per_room).await }
@@ -86,9 +87,10 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<Vec<(f64, f64)>> {
     .await?;
     let t1 = Instant::now();
     let mut pairs = Vec::new();
-    // Pair 0 warms up; its figures are not kept.
+    // Pair 0 warms up (where the plan has it); its figures are not kept.
     let mut base = 0;
-    for pair in 0..=plan.read_pairs {
+    let first = if plan.read_warm_up { 0 } else { 1 };
+    for pair in first..=plan.read_pairs {
         let (k, warm) = match pair {
             0 => (WARM_UP_FRAMES, " (warm-up)"),
             _ => (plan.read_frames, ""),

@@ -78,7 +78,6 @@ pub(super) struct Conn<S> {
     pub(super) told_expired: Option<i64>,
 }
 
-/// Where a connection's token stands, checked at each heartbeat.
 /// True when the site no longer exists: removed from the panel, the
 /// command line or another node, it is seen at the connection's first
 /// heartbeat after the site cache's TTL. A store that cannot answer keeps
@@ -87,6 +86,7 @@ async fn site_removed(store: &Store, site: &SiteId) -> bool {
     matches!(store.site_cached(site).await, Ok(None))
 }
 
+/// Where a connection's token stands, checked at each heartbeat.
 enum TokenCheck {
     Valid,
     /// Expired just now: tell the client.
