@@ -762,7 +762,9 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         (u16::from(close.code), close.reason.as_str()),
         (4001, "unknown_site")
     );
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // One heartbeat more (her last ping is at most half a second old, so
+    // well within the two silent heartbeats that would drop her).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     carol.send(&ClientFrame::Ping { nonce: Some(0) }).await;
     assert_eq!(carol.recv().await, ServerFrame::Pong { nonce: Some(0) });
     let res = fresh
