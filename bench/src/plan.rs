@@ -37,8 +37,9 @@ pub struct Plan {
     pub read_frames: usize,
     /// B11: pairs of runs (typing, then read) measured.
     pub read_pairs: usize,
-    /// B11: a pair of one frame per sender first, not counted.
-    pub read_warm_up: bool,
+    /// B11: frames per sender of a first pair that is not counted (0:
+    /// none).
+    pub read_warm_up_frames: usize,
     /// B11: frames per second offered, all connections together: at most
     /// `read_conns / 2 / 2.5` so that each sender types less often than
     /// the server's typing interval (2 s) and no typing is dropped.
@@ -71,7 +72,7 @@ pub const QUICK: Plan = Plan {
     read_conns: 500,
     read_frames: 1,
     read_pairs: 1,
-    read_warm_up: false,
+    read_warm_up_frames: 0,
     read_rate: 100.0,
 };
 
@@ -108,6 +109,6 @@ pub const FULL: Plan = Plan {
     read_conns: 5000,
     read_frames: 5,
     read_pairs: 5,
-    read_warm_up: true,
+    read_warm_up_frames: 1,
     read_rate: 1000.0,
 };

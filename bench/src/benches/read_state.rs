@@ -29,9 +29,6 @@ use tokio::time::MissedTickBehavior;
 /// of the read markers (every second by default).
 const SETTLE: Duration = Duration::from_millis(1500);
 
-/// Frames per sender in the warm-up round.
-const WARM_UP_FRAMES: usize = 1;
-
 /// B11 on natter (the other servers have no read state).
 pub async fn run(plan: &Plan, natter: &Server, report: &mut Report) {
     let label = |what: &str| {
@@ -67,8 +64,7 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<Vec<(f64, f64)>> {
     let rooms = trios(&server.ep, "rs", plan.read_conns / 2).await?;
     // Each run's reads move the markers further on: enough of b's
     // messages for all.
-    let warm_up = if plan.read_warm_up { WARM_UP_FRAMES } else { 0 };
-    let per_room = warm_up + plan.read_frames * plan.read_pairs;
+    let per_room = plan.read_warm_up_frames + plan.read_frames * plan.read_pairs;
     each(rooms.len(), SETUP_PARALLEL, |i| {
         let (ep, room) = (server.ep.clone(), rooms[i].0.clone());
         async move { post_as(&ep, &format!("rs{i}b"), &room, per_room).await }
@@ -89,10 +85,10 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<Vec<(f64, f64)>> {
     let mut pairs = Vec::new();
     // Pair 0 warms up (where the plan has it); its figures are not kept.
     let mut base = 0;
-    let first = if plan.read_warm_up { 0 } else { 1 };
+    let first = if plan.read_warm_up_frames > 0 { 0 } else { 1 };
     for pair in first..=plan.read_pairs {
         let (k, warm) = match pair {
-            0 => (WARM_UP_FRAMES, " (warm-up)"),
+            0 => (plan.read_warm_up_frames, " (warm-up)"),
             _ => (plan.read_frames, ""),
         };
         let t = blast(
