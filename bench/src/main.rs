@@ -271,6 +271,17 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// A variable `cargo run` sets for the program it runs (the same list as
+/// xtask's, which shares no crate with the bench).
+fn set_by_cargo_run(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+        )
+}
+
 /// Builds the release `natter` binary the benchmarks start.
 fn build_natter(root: &Path) -> Result<()> {
     log("cargo build --release -p natter-server --bin natter");
@@ -290,11 +301,7 @@ fn build_natter(root: &Path) -> Result<()> {
     // (ring's) watch those variables, and would rebuild on every change
     // between a bench started by `cargo run` and one started by hand.
     for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || matches!(&*name, "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "OUT_DIR")
-        {
+        if set_by_cargo_run(&key.to_string_lossy()) {
             build.env_remove(&key);
         }
     }
