@@ -8,9 +8,11 @@
 //! receipt to the author of what it passed. Each a types less often than
 //! the server's typing interval (2 s), so none is dropped.
 //!
-//! The runs alternate, typing then read, and each pair gives a ratio:
-//! this machine's CPU time drifts by a tenth or more from one half-minute
-//! to the next, which a pair's two runs share. A short pair comes first
+//! The runs come in pairs, one of each kind, and each pair gives a
+//! ratio: this machine's CPU time drifts by a tenth or more from one
+//! half-minute to the next, which a pair's two runs share. Every other
+//! pair runs its read first, so that a drift within a pair does not
+//! always fall on the same kind. A short pair comes first
 //! and is not counted: the first markers written to each member's row,
 //! and the presence of the connections just made, cost once and would
 //! fall on whichever run came first.
@@ -91,24 +93,35 @@ async fn on_server(plan: &Plan, server: &Server) -> Result<Vec<(f64, f64)>> {
             0 => (plan.read_warm_up_frames, " (warm-up)"),
             _ => (plan.read_frames, ""),
         };
-        let t = blast(
-            &format!("typing{warm}"),
-            server,
-            &mut conns,
-            plan,
-            k,
-            |room, _| format!(r#"{{"type":"typing","room":"{room}"}}"#),
-        )
-        .await?;
-        let r = blast(
-            &format!("read{warm}"),
-            server,
-            &mut conns,
-            plan,
-            k,
-            move |room, n| format!(r#"{{"type":"read","room":"{room}","seq":{}}}"#, base + n),
-        )
-        .await?;
+        // Every other counted pair runs its read first, so that a drift
+        // within a pair weighs on both kinds alike.
+        let read_first = pair % 2 == 0 && pair > 0;
+        let (mut t, mut r) = (0.0, 0.0);
+        for read in [read_first, !read_first] {
+            if read {
+                r = blast(
+                    &format!("read{warm}"),
+                    server,
+                    &mut conns,
+                    plan,
+                    k,
+                    move |room, n| {
+                        format!(r#"{{"type":"read","room":"{room}","seq":{}}}"#, base + n)
+                    },
+                )
+                .await?;
+            } else {
+                t = blast(
+                    &format!("typing{warm}"),
+                    server,
+                    &mut conns,
+                    plan,
+                    k,
+                    |room, _| format!(r#"{{"type":"typing","room":"{room}"}}"#),
+                )
+                .await?;
+            }
+        }
         base += k as u64;
         if pair > 0 {
             log(format!("B11 pair {pair}: read ÷ typing {:.2}", r / t));
