@@ -19,6 +19,7 @@
 //! - [`presence`]: who is online, for the people who share a room.
 //! - [`reports`]: messages members report to the site's moderators.
 //! - [`reads`]: read markers, noted at once and written in batches.
+//! - [`maps`]: the hash maps looked up on every frame.
 //! - [`api`]: the HTTP API for the site's backend; [`error`] maps failures
 //!   to JSON errors.
 //! - [`webhooks`]: telling the site's backend what happened, signed,
@@ -39,6 +40,7 @@ pub mod error;
 pub mod files;
 pub mod gate;
 pub mod hub;
+pub mod maps;
 pub mod metrics;
 pub mod moderation;
 pub mod presence;

@@ -7,10 +7,11 @@
 //! and told (through its [`LagSignal`]) to ask the client to resync from
 //! its cursor. A slow or dead client never slows a room down.
 
+use crate::maps::{FastMap, FastSet};
 use axum::extract::ws::Utf8Bytes;
 use natter_shared::{Event, EventKind, RoomId, Seq, SiteId, UserId};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -106,22 +107,22 @@ struct ConnEntry {
     user_key: u64,
     tx: mpsc::Sender<Delivery>,
     signal: Arc<LagSignal>,
-    rooms: HashSet<RoomId>,
+    rooms: FastSet<RoomId>,
     /// Subscribed after a sync, and not lagged since.
     live: bool,
 }
 
 struct Inner {
     next_id: ConnId,
-    conns: HashMap<ConnId, ConnEntry>,
-    rooms: HashMap<RoomId, HashSet<ConnId>>,
-    users: HashMap<(SiteId, UserId), HashSet<ConnId>>,
+    conns: FastMap<ConnId, ConnEntry>,
+    rooms: FastMap<RoomId, FastSet<ConnId>>,
+    users: FastMap<(SiteId, UserId), FastSet<ConnId>>,
     /// For each followed room, the latest seq known to have reached this
     /// hub (published here, or read from the store by a sync), with the
     /// authors of the latest events.
-    heads: HashMap<RoomId, Head>,
+    heads: FastMap<RoomId, Head>,
     /// When each (room, user) last had a `typing` passed on.
-    typed: HashMap<(RoomId, UserId), Instant>,
+    typed: FastMap<(RoomId, UserId), Instant>,
     /// When `typed` was last rid of its old entries.
     typed_pruned: Instant,
     /// At most one `typing` per (room, user) this often; zero: every one.
@@ -179,9 +180,13 @@ impl Head {
         }
     }
 
-    /// The authors of the events after `after` up to `upto` (sorted, each
-    /// once), if all are known.
-    fn authors_between(&self, after: Seq, upto: Seq) -> Option<Vec<u64>> {
+    /// The authors of the events after `after` up to `upto`, if all are
+    /// known.
+    fn authors_between(
+        &self,
+        after: Seq,
+        upto: Seq,
+    ) -> Option<std::collections::vec_deque::Iter<'_, u64>> {
         let kept = self.authors.len() as Seq;
         let first = self.seq.saturating_add(1).saturating_sub(kept);
         if upto > self.seq || after.saturating_add(1) < first || after >= upto {
@@ -189,10 +194,7 @@ impl Head {
         }
         let from = usize::try_from(after + 1 - first).ok()?;
         let to = usize::try_from(upto + 1 - first).ok()?;
-        let mut keys: Vec<u64> = self.authors.range(from..to).copied().collect();
-        keys.sort_unstable();
-        keys.dedup();
-        Some(keys)
+        Some(self.authors.range(from..to))
     }
 }
 
@@ -200,11 +202,11 @@ impl Default for Inner {
     fn default() -> Self {
         Inner {
             next_id: 0,
-            conns: HashMap::new(),
-            rooms: HashMap::new(),
-            users: HashMap::new(),
-            heads: HashMap::new(),
-            typed: HashMap::new(),
+            conns: FastMap::default(),
+            rooms: FastMap::default(),
+            users: FastMap::default(),
+            heads: FastMap::default(),
+            typed: FastMap::default(),
             typed_pruned: Instant::now(),
             typing_every: TYPING_EVERY,
         }
@@ -359,7 +361,7 @@ impl Hub {
                 user,
                 tx,
                 signal: signal.clone(),
-                rooms: HashSet::new(),
+                rooms: FastSet::default(),
                 live: false,
             },
         );
@@ -555,20 +557,23 @@ impl Hub {
             return;
         };
         let mut inner = self.lock();
-        let authors = if public {
-            inner
-                .heads
-                .get(room)
-                .and_then(|head| head.authors_between(after, seq))
-        } else {
-            Some(Vec::new())
+        let targets = {
+            let authors = if public {
+                inner
+                    .heads
+                    .get(room)
+                    .and_then(|head| head.authors_between(after, seq))
+            } else {
+                Some(Default::default())
+            };
+            // At most AUTHORS_KEPT authors: a scan is cheaper than a sort.
+            inner.followers(room, |c| {
+                &c.user == user
+                    || authors
+                        .as_ref()
+                        .is_none_or(|keys| keys.clone().any(|k| *k == c.user_key))
+            })
         };
-        let targets = inner.followers(room, |c| {
-            &c.user == user
-                || authors
-                    .as_ref()
-                    .is_none_or(|keys| keys.binary_search(&c.user_key).is_ok())
-        });
         for id in targets.into_iter().filter(|id| Some(*id) != from) {
             inner.offer(id, Delivery::Notice(frame.clone()));
         }
@@ -581,7 +586,7 @@ impl Hub {
             return;
         };
         let inner = self.lock();
-        let mut told = HashSet::new();
+        let mut told = FastSet::default();
         for room in rooms {
             for id in inner.rooms.get(room).into_iter().flatten() {
                 let Some(entry) = inner.conns.get(id) else {

@@ -10,6 +10,7 @@ use crate::auth::Identity;
 use crate::broker::Broker;
 use crate::error::store_error_parts;
 use crate::hub::Registration;
+use crate::maps::FastMap;
 use crate::metrics::{self, Metrics};
 use crate::presence::Key;
 use crate::state::AppState;
@@ -22,7 +23,6 @@ use natter_shared::api::Settings;
 use natter_shared::{
     ClientFrame, ClientId, ErrorCode, RoomId, RoomKind, Seq, ServerFrame, SiteId, close,
 };
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,14 +58,14 @@ pub(super) struct Conn<S> {
     pub(super) reg: Registration,
     pub(super) sink: S,
     /// Last seq delivered per room the connection follows.
-    pub(super) sent: HashMap<RoomId, Seq>,
+    pub(super) sent: FastMap<RoomId, Seq>,
     /// Sends awaiting their commit, answered in order.
     pub(super) commits: FuturesOrdered<Commit>,
     /// What the site shows its people of each other.
     pub(super) settings: Settings,
     /// Per room the connection follows: its kind, and the user's read
     /// marker as this connection last knew it.
-    pub(super) marks: HashMap<RoomId, (RoomKind, Seq)>,
+    pub(super) marks: FastMap<RoomId, (RoomKind, Seq)>,
     /// Set once the first sync made the user present; dropped with the
     /// connection.
     pub(super) here: Option<Here>,
@@ -133,10 +133,10 @@ impl<S: FrameSink> Conn<S> {
             identity,
             reg,
             sink,
-            sent: HashMap::new(),
+            sent: FastMap::default(),
             commits: FuturesOrdered::new(),
             settings,
-            marks: HashMap::new(),
+            marks: FastMap::default(),
             here: None,
             key,
             held: None,
