@@ -9,24 +9,115 @@
 //! sync of the same user on this node writes their pending markers
 //! first, so the counts it reads are right.
 
+use crate::maps::FastMap;
 use crate::store::{Store, StoreError};
 use natter_shared::{RoomId, Seq, SiteId, UserId};
-use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Markers noted per user, by room.
-/// Markers to write: by site, then user, then room. Nested so that noting
-/// one more marker of a known site or user clones none of their ids.
-type Pending = HashMap<SiteId, HashMap<UserId, BTreeMap<RoomId, Seq>>>;
+/// How many writes a marker is kept after it was last noted. A member's
+/// entries stay while they keep reading, so that noting their next
+/// marker allocates nothing; then they go.
+const KEEP_WRITES: u64 = 60;
+
+/// A member's marker as noted.
+struct Mark {
+    seq: Seq,
+    /// Noted since the last write took it.
+    dirty: bool,
+    /// The number of the write it was last noted before.
+    noted: u64,
+}
+
+/// One user's markers, by room.
+#[derive(Default)]
+struct UserMarks {
+    rooms: FastMap<RoomId, Mark>,
+    /// How many of `rooms` are dirty.
+    dirty: usize,
+}
+
+/// Markers by site, then user, then room. Nested so that noting one more
+/// marker of a known site or user clones none of their ids.
+#[derive(Default)]
+struct Pending {
+    sites: FastMap<SiteId, FastMap<UserId, UserMarks>>,
+    /// Writes taken so far.
+    writes: u64,
+}
+
+impl Pending {
+    /// Notes `seq` for (room, user) unless a higher marker is noted.
+    fn note(&mut self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) {
+        let writes = self.writes;
+        let Some(marks) = slot(&mut self.sites, site).and_then(|users| slot(users, user)) else {
+            return;
+        };
+        let mark = match marks.rooms.get_mut(room) {
+            Some(mark) => mark,
+            None => marks.rooms.entry(room.clone()).or_insert(Mark {
+                seq: 0,
+                dirty: false,
+                noted: writes,
+            }),
+        };
+        if seq <= mark.seq {
+            return;
+        }
+        mark.seq = seq;
+        mark.noted = writes;
+        if !mark.dirty {
+            mark.dirty = true;
+            marks.dirty += 1;
+        }
+    }
+
+    /// Takes the dirty markers for a write, and lets go of those not
+    /// noted for [`KEEP_WRITES`] writes (one taken now stays until the
+    /// next, in case its write fails).
+    fn take(&mut self) -> Vec<(RoomId, UserId, Seq)> {
+        self.writes += 1;
+        let now = self.writes;
+        let mut taken = Vec::new();
+        self.sites.retain(|_, users| {
+            users.retain(|user, marks| {
+                marks.rooms.retain(|room, mark| {
+                    if mark.dirty {
+                        mark.dirty = false;
+                        taken.push((room.clone(), user.clone(), mark.seq));
+                        return true;
+                    }
+                    now.saturating_sub(mark.noted) <= KEEP_WRITES
+                });
+                marks.dirty = 0;
+                !marks.rooms.is_empty()
+            });
+            !users.is_empty()
+        });
+        taken
+    }
+
+    /// A taken marker whose write failed: dirty again, for the next one.
+    fn redo(&mut self, room: &RoomId, user: &UserId) {
+        for users in self.sites.values_mut() {
+            if let Some(marks) = users.get_mut(user)
+                && let Some(mark) = marks.rooms.get_mut(room)
+                && !mark.dirty
+            {
+                mark.dirty = true;
+                marks.dirty += 1;
+            }
+        }
+    }
+}
 
 /// The value under `key`, made empty first if there is none: the key is
 /// cloned only then.
 fn slot<'m, K: Eq + Hash + Clone, V: Default>(
-    map: &'m mut HashMap<K, V>,
+    map: &'m mut FastMap<K, V>,
     key: &K,
 ) -> Option<&'m mut V> {
     if !map.contains_key(key) {
@@ -55,7 +146,7 @@ impl ReadMarkers {
         ReadMarkers {
             inner: Arc::new(Inner {
                 store,
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Pending::default()),
                 writing: tokio::sync::Mutex::new(()),
             }),
         }
@@ -67,50 +158,35 @@ impl ReadMarkers {
 
     /// Notes a marker to write (the higher one wins).
     pub fn note(&self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) {
-        let mut pending = self.pending();
-        let Some(rooms) = slot(&mut pending, site).and_then(|users| slot(users, user)) else {
-            return;
-        };
-        match rooms.get_mut(room) {
-            Some(marker) => *marker = (*marker).max(seq),
-            None => {
-                rooms.insert(room.clone(), seq);
-            }
-        }
+        self.pending().note(site, room, user, seq);
     }
 
     /// True when markers of this user wait to be written.
     pub fn has_pending(&self, site: &SiteId, user: &UserId) -> bool {
         self.pending()
+            .sites
             .get(site)
-            .is_some_and(|users| users.contains_key(user))
+            .and_then(|users| users.get(user))
+            .is_some_and(|marks| marks.dirty > 0)
     }
 
     /// Writes every marker noted so far. On failure they are noted again,
     /// for the next try.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let _writing = self.inner.writing.lock().await;
-        let taken = std::mem::take(&mut *self.pending());
+        let taken = Arc::new(self.pending().take());
         if taken.is_empty() {
             return Ok(());
         }
-        let markers: Vec<(RoomId, UserId, Seq)> = taken
-            .values()
-            .flat_map(|users| users.iter())
-            .flat_map(|(user, rooms)| {
-                rooms
-                    .iter()
-                    .map(|(room, seq)| (room.clone(), user.clone(), *seq))
-            })
-            .collect();
-        let written = self.inner.store.advance_read_markers(&markers).await;
+        let written = self
+            .inner
+            .store
+            .advance_read_markers(Arc::clone(&taken))
+            .await;
         if written.is_err() {
-            for (site, users) in taken {
-                for (user, rooms) in users {
-                    for (room, seq) in rooms {
-                        self.note(&site, &room, &user, seq);
-                    }
-                }
+            let mut pending = self.pending();
+            for (room, user, _) in taken.iter() {
+                pending.redo(room, user);
             }
         }
         written
@@ -135,5 +211,64 @@ impl ReadMarkers {
                 tracing::error!(error = %err, "could not write the last read markers");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(room: &str, user: &str) -> (SiteId, RoomId, UserId) {
+        (
+            SiteId::parse("site").expect("site id"),
+            RoomId::parse(room).expect("room id"),
+            UserId::parse(user).expect("user id"),
+        )
+    }
+
+    #[test]
+    fn a_marker_is_taken_once_and_only_forward() {
+        let mut pending = Pending::default();
+        let (site, room, user) = ids("r1", "ann");
+        pending.note(&site, &room, &user, 5);
+        pending.note(&site, &room, &user, 3);
+        pending.note(&site, &room, &user, 7);
+        assert_eq!(pending.take(), vec![(room.clone(), user.clone(), 7)]);
+        assert!(pending.take().is_empty(), "nothing new was noted");
+        pending.note(&site, &room, &user, 6);
+        assert!(pending.take().is_empty(), "a marker never goes back");
+        pending.note(&site, &room, &user, 8);
+        assert_eq!(pending.take(), vec![(room, user, 8)]);
+    }
+
+    #[test]
+    fn a_failed_write_is_taken_again() {
+        let mut pending = Pending::default();
+        let (site, room, user) = ids("r1", "ann");
+        pending.note(&site, &room, &user, 2);
+        let taken = pending.take();
+        assert_eq!(taken.len(), 1);
+        pending.redo(&room, &user);
+        assert_eq!(pending.take(), taken);
+    }
+
+    #[test]
+    fn idle_markers_go_after_a_while_and_pending_says_who_waits() {
+        let mut pending = Pending::default();
+        let (site, room, user) = ids("r1", "ann");
+        let (_, other_room, other) = ids("r2", "bob");
+        pending.note(&site, &room, &user, 1);
+        pending.note(&site, &other_room, &other, 1);
+        pending.take();
+        for _ in 0..KEEP_WRITES {
+            pending.note(&site, &other_room, &other, pending.writes + 2);
+            pending.take();
+        }
+        let users = pending.sites.get(&site).expect("the site's users");
+        assert!(users.contains_key(&other), "bob keeps reading");
+        assert!(!users.contains_key(&user), "ann stopped long ago");
+        assert!(users.get(&other).is_some_and(|m| m.dirty == 0));
+        pending.note(&site, &other_room, &other, 1_000);
+        assert_eq!(pending.sites[&site][&other].dirty, 1);
     }
 }

@@ -142,6 +142,8 @@ pub struct Store {
     sqlite_path: Option<std::sync::Arc<std::path::Path>>,
     /// With SQLite: pages of events are read through rusqlite.
     reader: Option<std::sync::Arc<reader::Reader>>,
+    /// With SQLite: read markers are written through rusqlite.
+    marker_writer: Option<std::sync::Arc<reader::Reader>>,
     /// Sites looked up by unauthenticated requests.
     sites: std::sync::Arc<sites::SiteCache>,
     /// Most members a room lists (`--members-listed`).
@@ -220,11 +222,15 @@ impl Store {
         let reader = sqlite_path
             .clone()
             .map(|path| std::sync::Arc::new(reader::Reader::new(path)));
+        let marker_writer = sqlite_path
+            .clone()
+            .map(|path| std::sync::Arc::new(reader::Reader::writing(path)));
         Ok(Store {
             pool,
             backend,
             sqlite_path,
             reader,
+            marker_writer,
             sites: Default::default(),
             members_listed: natter_shared::limits::MEMBERS_LISTED,
         })

@@ -3,6 +3,8 @@
 //! driver hands every row from its worker thread through a channel and
 //! its `Any` driver copies every value once more. Catch-up and history
 //! are the reads that move many rows; everything else stays on the pool.
+//! The batched writes of read markers take the same way, on connections
+//! of their own that may write ([`Reader::writing`]).
 
 use super::rows::{EventColumns, event_columns, event_from_columns};
 use super::{StoreError, seq_to_db};
@@ -12,11 +14,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Read-only connections to one database file, opened on first use and
-/// kept for the next read.
+/// Connections to one database file, opened on first use and kept for
+/// the next: read-only unless made by [`Reader::writing`].
 pub(super) struct Reader {
     path: Arc<Path>,
     idle: Mutex<Vec<Connection>>,
+    writes: bool,
 }
 
 /// Connections kept between reads; more may be open while reads overlap.
@@ -27,15 +30,33 @@ impl Reader {
         Reader {
             path,
             idle: Mutex::new(Vec::new()),
+            writes: false,
+        }
+    }
+
+    /// Connections that may write. Their commits do not wait for the disk
+    /// (`synchronous = NORMAL`): what they write may be lost to a power
+    /// cut, never half-written, and the writer's next commit makes it
+    /// durable with its own. Only for what may be lost so (read markers).
+    pub(super) fn writing(path: Arc<Path>) -> Reader {
+        Reader {
+            writes: true,
+            ..Reader::new(path)
         }
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let flags = if self.writes {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        };
+        let conn =
+            Connection::open_with_flags(&self.path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        if self.writes {
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        }
         // As the pool's connections: pages through a memory map, and a
         // cache larger than the default 2 MiB.
         conn.execute_batch("PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;")?;
@@ -44,7 +65,7 @@ impl Reader {
     }
 
     /// Runs `f` on an idle connection (or a new one) on a blocking thread.
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
