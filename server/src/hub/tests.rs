@@ -1,5 +1,6 @@
 //! The hub's unit tests.
 
+use super::head::AUTHORS_KEPT;
 use super::*;
 use natter_shared::ServerFrame;
 
