@@ -511,7 +511,23 @@ async fn one_batch_decides_each_write_in_order(db: Db) {
     f.scratch.remove().await;
 }
 
+async fn a_removed_site_is_seen_through_the_cache(db: Db) {
+    let f = fixture(db).await;
+    assert!(f.store.site_exists_cached(&f.site).await.unwrap());
+    // Cached now: still there from the cache, then gone once removed
+    // (removing forgets the cached copy).
+    assert!(f.store.site_exists_cached(&f.site).await.unwrap());
+    f.store.remove_site(&f.site).await.unwrap();
+    assert!(!f.store.site_exists_cached(&f.site).await.unwrap());
+    assert!(!f.store.site_exists_cached(&f.site).await.unwrap());
+    assert!(f.store.site_exists_cached(&f.other).await.unwrap());
+    let never = SiteId::parse("never-made").unwrap();
+    assert!(!f.store.site_exists_cached(&never).await.unwrap());
+    f.scratch.remove().await;
+}
+
 on_both!(
+    a_removed_site_is_seen_through_the_cache,
     one_batch_decides_each_write_in_order,
     seqs_are_gap_free_per_room_and_retries_are_stored_once,
     membership_and_sites_are_enforced,

@@ -51,6 +51,13 @@ impl SiteCache {
         (at.elapsed() < SITE_TTL).then(|| site.clone())
     }
 
+    /// Whether the site exists, as cached (`None`: not cached, or stale).
+    fn exists(&self, id: &SiteId) -> Option<bool> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, site) = entries.get(id)?;
+        (at.elapsed() < SITE_TTL).then_some(site.is_some())
+    }
+
     fn put(&self, id: SiteId, site: Option<Site>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_CACHED_SITES {
@@ -277,6 +284,15 @@ impl Store {
         let site = self.site(id).await?;
         self.sites.put(id.clone(), site.clone());
         Ok(site)
+    }
+
+    /// Whether a site exists, through the same cache as
+    /// [`Store::site_cached`] but without copying the site.
+    pub async fn site_exists_cached(&self, id: &SiteId) -> Result<bool, StoreError> {
+        match self.sites.exists(id) {
+            Some(exists) => Ok(exists),
+            None => Ok(self.site_cached(id).await?.is_some()),
+        }
     }
 
     /// A site by id.

@@ -83,7 +83,7 @@ pub(super) struct Conn<S> {
 /// heartbeat after the site cache's TTL. A store that cannot answer keeps
 /// the connection.
 async fn site_removed(store: &Store, site: &SiteId) -> bool {
-    matches!(store.site_cached(site).await, Ok(None))
+    matches!(store.site_exists_cached(site).await, Ok(false))
 }
 
 /// Where a connection's token stands, checked at each heartbeat.
