@@ -161,13 +161,16 @@ impl ReadMarkers {
         self.pending().note(site, room, user, seq);
     }
 
-    /// True when markers of this user wait to be written.
+    /// True when markers of this user may wait to be written: noted and
+    /// not yet taken, or a write is under way (it may hold theirs).
     pub fn has_pending(&self, site: &SiteId, user: &UserId) -> bool {
-        self.pending()
+        let noted = self
+            .pending()
             .sites
             .get(site)
             .and_then(|users| users.get(user))
-            .is_some_and(|marks| marks.dirty > 0)
+            .is_some_and(|marks| marks.dirty > 0);
+        noted || self.inner.writing.try_lock().is_err()
     }
 
     /// Writes every marker noted so far. On failure they are noted again,
@@ -239,6 +242,29 @@ mod tests {
         assert!(pending.take().is_empty(), "a marker never goes back");
         pending.note(&site, &room, &user, 8);
         assert_eq!(pending.take(), vec![(room, user, 8)]);
+    }
+
+    #[tokio::test]
+    async fn a_write_under_way_counts_as_pending() {
+        let path = std::env::temp_dir().join(format!("natter-reads-{}.db", uuid::Uuid::now_v7()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
+            .await
+            .expect("a store");
+        let markers = ReadMarkers::new(store);
+        let (site, room, user) = ids("r1", "ann");
+        assert!(!markers.has_pending(&site, &user));
+        markers.note(&site, &room, &user, 3);
+        assert!(markers.has_pending(&site, &user), "noted");
+        // A write that has taken the marker and not yet committed it.
+        let taken = markers.pending().take();
+        assert_eq!(taken.len(), 1);
+        let writing = markers.inner.writing.lock().await;
+        assert!(markers.has_pending(&site, &user), "taken, being written");
+        drop(writing);
+        assert!(!markers.has_pending(&site, &user), "written");
+        for end in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{end}", path.display()));
+        }
     }
 
     #[test]
