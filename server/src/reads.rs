@@ -246,10 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_under_way_counts_as_pending() {
-        let path = std::env::temp_dir().join(format!("natter-reads-{}.db", uuid::Uuid::now_v7()));
-        let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
-            .await
-            .expect("a store");
+        let (store, path) = crate::store::scratch::open("reads").await;
         let markers = ReadMarkers::new(store);
         let (site, room, user) = ids("r1", "ann");
         assert!(!markers.has_pending(&site, &user));
@@ -262,9 +259,7 @@ mod tests {
         assert!(markers.has_pending(&site, &user), "taken, being written");
         drop(writing);
         assert!(!markers.has_pending(&site, &user), "written");
-        for end in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{end}", path.display()));
-        }
+        crate::store::scratch::remove(&path);
     }
 
     #[test]

@@ -294,6 +294,31 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Stores on SQLite files of their own, for unit tests.
+#[cfg(test)]
+pub(crate) mod scratch {
+    use super::Store;
+    use std::path::{Path, PathBuf};
+
+    /// A new store on a fresh file under the temp directory, named after
+    /// `what`.
+    pub(crate) async fn open(what: &str) -> (Store, PathBuf) {
+        let path = std::env::temp_dir().join(format!("natter-{what}-{}.db", uuid::Uuid::now_v7()));
+        let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
+            .await
+            .expect("a store");
+        (store, path)
+    }
+
+    /// Removes the file and its WAL. Best effort: a leftover temp file
+    /// harms nothing.
+    pub(crate) fn remove(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
+
 /// Seqs are u64 on the wire and BIGINT in the database; real ones stay far
 /// below i64::MAX, and larger cursors clamp.
 pub(crate) fn seq_to_db(seq: Seq) -> i64 {

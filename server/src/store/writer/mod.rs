@@ -344,10 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_are_published_after_commit_in_seq_order_and_repeats_again_as_stored() {
-        let path = std::env::temp_dir().join(format!("natter-writer-{}.db", uuid::Uuid::now_v7()));
-        let store = Store::connect(&format!("sqlite://{}", path.display()), 2)
-            .await
-            .expect("a store");
+        let (store, path) = crate::store::scratch::open("writer").await;
         let site = store
             .create_site(None, "s", &[])
             .await
@@ -399,9 +396,6 @@ mod tests {
             "the repeat is published again as the event stored the first time"
         );
         store.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            // Best effort: a leftover temp file harms nothing.
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-        }
+        crate::store::scratch::remove(&path);
     }
 }
