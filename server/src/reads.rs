@@ -33,11 +33,11 @@ struct Mark {
 }
 
 /// One user's markers, by room.
-#[derive(Default)]
-struct UserMarks {
-    rooms: FastMap<RoomId, Mark>,
-    /// How many of `rooms` are dirty.
-    dirty: usize,
+type UserMarks = FastMap<RoomId, Mark>;
+
+/// How many of a user's markers wait for a write.
+fn dirty(marks: &UserMarks) -> usize {
+    marks.values().filter(|mark| mark.dirty).count()
 }
 
 /// Markers by site, then user, then room. Nested so that noting one more
@@ -56,9 +56,9 @@ impl Pending {
         let Some(marks) = slot(&mut self.sites, site).and_then(|users| slot(users, user)) else {
             return;
         };
-        let mark = match marks.rooms.get_mut(room) {
+        let mark = match marks.get_mut(room) {
             Some(mark) => mark,
-            None => marks.rooms.entry(room.clone()).or_insert(Mark {
+            None => marks.entry(room.clone()).or_insert(Mark {
                 seq: 0,
                 dirty: false,
                 noted: writes,
@@ -69,10 +69,7 @@ impl Pending {
         }
         mark.seq = seq;
         mark.noted = writes;
-        if !mark.dirty {
-            mark.dirty = true;
-            marks.dirty += 1;
-        }
+        mark.dirty = true;
     }
 
     /// Takes the dirty markers for a write, and lets go of those not
@@ -84,7 +81,7 @@ impl Pending {
         let mut taken = Vec::new();
         self.sites.retain(|_, users| {
             users.retain(|user, marks| {
-                marks.rooms.retain(|room, mark| {
+                marks.retain(|room, mark| {
                     if mark.dirty {
                         mark.dirty = false;
                         taken.push((room.clone(), user.clone(), mark.seq));
@@ -92,8 +89,7 @@ impl Pending {
                     }
                     now.saturating_sub(mark.noted) <= KEEP_WRITES
                 });
-                marks.dirty = 0;
-                !marks.rooms.is_empty()
+                !marks.is_empty()
             });
             !users.is_empty()
         });
@@ -103,12 +99,8 @@ impl Pending {
     /// A taken marker whose write failed: dirty again, for the next one.
     fn redo(&mut self, room: &RoomId, user: &UserId) {
         for users in self.sites.values_mut() {
-            if let Some(marks) = users.get_mut(user)
-                && let Some(mark) = marks.rooms.get_mut(room)
-                && !mark.dirty
-            {
+            if let Some(mark) = users.get_mut(user).and_then(|marks| marks.get_mut(room)) {
                 mark.dirty = true;
-                marks.dirty += 1;
             }
         }
     }
@@ -169,7 +161,7 @@ impl ReadMarkers {
             .sites
             .get(site)
             .and_then(|users| users.get(user))
-            .is_some_and(|marks| marks.dirty > 0);
+            .is_some_and(|marks| dirty(marks) > 0);
         noted || self.inner.writing.try_lock().is_err()
     }
 
@@ -288,8 +280,8 @@ mod tests {
         let users = pending.sites.get(&site).expect("the site's users");
         assert!(users.contains_key(&other), "bob keeps reading");
         assert!(!users.contains_key(&user), "ann stopped long ago");
-        assert!(users.get(&other).is_some_and(|m| m.dirty == 0));
+        assert!(users.get(&other).is_some_and(|m| dirty(m) == 0));
         pending.note(&site, &other_room, &other, 1_000);
-        assert_eq!(pending.sites[&site][&other].dirty, 1);
+        assert_eq!(dirty(&pending.sites[&site][&other]), 1);
     }
 }
