@@ -66,7 +66,6 @@ impl Store {
             // One prepared statement run per marker, in one transaction,
             // on a blocking thread: no hand-off per statement, and no
             // statement text built per batch.
-            let markers = Arc::clone(&markers);
             return conns
                 .with(move |conn| {
                     let tx = rusqlite::Transaction::new_unchecked(

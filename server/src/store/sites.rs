@@ -45,17 +45,12 @@ pub(super) struct SiteCache {
 }
 
 impl SiteCache {
-    fn get(&self, id: &SiteId) -> Option<Option<Site>> {
+    /// What `look` makes of the cached entry (`None`: not cached, or
+    /// stale).
+    fn read<T>(&self, id: &SiteId, look: impl FnOnce(&Option<Site>) -> T) -> Option<T> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let (at, site) = entries.get(id)?;
-        (at.elapsed() < SITE_TTL).then(|| site.clone())
-    }
-
-    /// Whether the site exists, as cached (`None`: not cached, or stale).
-    fn exists(&self, id: &SiteId) -> Option<bool> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, site) = entries.get(id)?;
-        (at.elapsed() < SITE_TTL).then_some(site.is_some())
+        (at.elapsed() < SITE_TTL).then(|| look(site))
     }
 
     fn put(&self, id: SiteId, site: Option<Site>) {
@@ -278,7 +273,7 @@ impl Store {
     /// A site by id, from memory when it was looked up in the last
     /// [`SITE_TTL`] (changes made through this node show at once).
     pub async fn site_cached(&self, id: &SiteId) -> Result<Option<Site>, StoreError> {
-        if let Some(site) = self.sites.get(id) {
+        if let Some(site) = self.sites.read(id, Option::clone) {
             return Ok(site);
         }
         let site = self.site(id).await?;
@@ -289,7 +284,7 @@ impl Store {
     /// Whether a site exists, through the same cache as
     /// [`Store::site_cached`] but without copying the site.
     pub async fn site_exists_cached(&self, id: &SiteId) -> Result<bool, StoreError> {
-        match self.sites.exists(id) {
+        match self.sites.read(id, Option::is_some) {
             Some(exists) => Ok(exists),
             None => Ok(self.site_cached(id).await?.is_some()),
         }
