@@ -35,7 +35,7 @@ pub struct Plan {
     pub read_conns: usize,
     /// B11: frames each sending connection sends per run.
     pub read_frames: usize,
-    /// B11: pairs of runs (typing, then read) measured.
+    /// B11: pairs of runs (one typing, one read) measured.
     pub read_pairs: usize,
     /// B11: frames per sender of a first pair that is not counted (0:
     /// none).
