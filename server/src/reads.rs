@@ -1,121 +1,134 @@
 //! Read markers on their way to the database. People move their markers
 //! many times a second between them; writing each one would cost a
-//! commit per frame. Markers are noted here instead (a newer one for the
-//! same member replaces the older), and written every `--read-flush-ms`
-//! in one transaction, and once more on shutdown.
+//! commit per frame. Markers are noted here instead, in the order they
+//! come, and written every `--read-flush-ms` in one transaction (sooner
+//! when many wait), and once more on shutdown. A write takes only the
+//! highest marker of each member.
 //!
 //! What is noted but not yet written is already shown: the marker goes
 //! out to the member's devices and the room at once (`Broker::read`). A
 //! sync of the same user on this node writes their pending markers
 //! first, so the counts it reads are right.
 
-use crate::maps::FastMap;
 use crate::store::{Store, StoreError};
 use natter_shared::{RoomId, Seq, SiteId, UserId};
-use std::hash::Hash;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// How many writes a marker is kept after it was last noted. A member's
-/// entries stay while they keep reading, so that noting their next
-/// marker allocates nothing; then they go.
-const KEEP_WRITES: u64 = 60;
+/// Noted markers at which the list is folded (one per member kept) and
+/// a write is asked for before its time: memory stays bounded under a
+/// flood of frames, and so does the scan of [`ReadMarkers::has_pending`].
+const FOLD_AT: usize = 8_192;
 
-/// A member's marker as noted.
-struct Mark {
+/// One noted marker.
+struct Noted {
+    /// The user's key ([`Pending::key`]).
+    key: u64,
+    room: RoomId,
+    user: UserId,
     seq: Seq,
-    /// Noted since the last write took it.
-    dirty: bool,
-    /// The number of the write it was last noted before.
-    noted: u64,
 }
 
-/// One user's markers, by room.
-type UserMarks = FastMap<RoomId, Mark>;
-
-/// How many of a user's markers wait for a write.
-fn dirty(marks: &UserMarks) -> usize {
-    marks.values().filter(|mark| mark.dirty).count()
-}
-
-/// Markers by site, then user, then room. Nested so that noting one more
-/// marker of a known site or user clones none of their ids.
-#[derive(Default)]
+/// The markers noted since the last write, in the order they came.
+/// Noting appends, with no lookup: a member's older markers are dropped
+/// when the list is folded.
 struct Pending {
-    sites: FastMap<SiteId, FastMap<UserId, UserMarks>>,
-    /// Writes taken so far.
-    writes: u64,
+    noted: Vec<Noted>,
+    /// The length at which the list is next folded.
+    fold_at: usize,
+    keys: foldhash::fast::RandomState,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            noted: Vec::new(),
+            fold_at: FOLD_AT,
+            keys: foldhash::fast::RandomState::default(),
+        }
+    }
 }
 
 impl Pending {
-    /// Notes `seq` for (room, user) unless a higher marker is noted.
-    fn note(&mut self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) {
-        let writes = self.writes;
-        let Some(marks) = slot(&mut self.sites, site).and_then(|users| slot(users, user)) else {
-            return;
-        };
-        let mark = match marks.get_mut(room) {
-            Some(mark) => mark,
-            None => marks.entry(room.clone()).or_insert(Mark {
-                seq: 0,
-                dirty: false,
-                noted: writes,
-            }),
-        };
-        if seq <= mark.seq {
-            return;
-        }
-        mark.seq = seq;
-        mark.noted = writes;
-        mark.dirty = true;
+    /// A key for (site, user), the same for the same pair while the
+    /// server runs. Two pairs with one key only make a sync wait for a
+    /// write it did not need.
+    fn key(&self, site: &SiteId, user: &UserId) -> u64 {
+        self.keys.hash_one((site, user))
     }
 
-    /// Takes the dirty markers for a write, and lets go of those not
-    /// noted for [`KEEP_WRITES`] writes (one taken now stays until the
-    /// next, in case its write fails).
-    fn take(&mut self) -> Vec<(RoomId, UserId, Seq)> {
-        self.writes += 1;
-        let now = self.writes;
-        let mut taken = Vec::new();
-        self.sites.retain(|_, users| {
-            users.retain(|user, marks| {
-                marks.retain(|room, mark| {
-                    if mark.dirty {
-                        mark.dirty = false;
-                        taken.push((room.clone(), user.clone(), mark.seq));
-                        return true;
-                    }
-                    now.saturating_sub(mark.noted) <= KEEP_WRITES
-                });
-                !marks.is_empty()
-            });
-            !users.is_empty()
+    /// Notes `seq` for (room, user). True when the list is long enough
+    /// that it should be written before its time.
+    fn note(&mut self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) -> bool {
+        self.noted.push(Noted {
+            key: self.key(site, user),
+            room: room.clone(),
+            user: user.clone(),
+            seq,
         });
-        taken
+        if self.noted.len() < self.fold_at {
+            return false;
+        }
+        self.fold();
+        // Distinct markers may outnumber the bound (a write that keeps
+        // failing): fold again only once the list has doubled.
+        self.fold_at = FOLD_AT.max(self.noted.len() * 2);
+        true
     }
 
-    /// A taken marker whose write failed: dirty again, for the next one.
-    fn redo(&mut self, room: &RoomId, user: &UserId) {
-        for users in self.sites.values_mut() {
-            if let Some(mark) = users.get_mut(user).and_then(|marks| marks.get_mut(room)) {
-                mark.dirty = true;
-            }
-        }
+    /// Keeps only each member's highest marker.
+    fn fold(&mut self) {
+        self.noted.sort_unstable_by(|a, b| {
+            (a.key, &a.room, &a.user)
+                .cmp(&(b.key, &b.room, &b.user))
+                .then(b.seq.cmp(&a.seq))
+        });
+        self.noted.dedup_by(|next, kept| {
+            next.key == kept.key && next.room == kept.room && next.user == kept.user
+        });
+    }
+
+    /// Takes the markers for a write, each member's highest once, with
+    /// their users' keys.
+    fn take(&mut self) -> Taken {
+        self.fold();
+        self.fold_at = FOLD_AT;
+        let capacity = self.noted.len().min(FOLD_AT);
+        let noted = std::mem::replace(&mut self.noted, Vec::with_capacity(capacity));
+        let keys = noted.iter().map(|n| n.key).collect();
+        let markers = Arc::new(noted.into_iter().map(|n| (n.room, n.user, n.seq)).collect());
+        Taken { keys, markers }
+    }
+
+    /// Taken markers whose write failed: noted again, for the next one
+    /// (a newer marker noted meanwhile wins when the list is folded).
+    fn redo(&mut self, taken: &Taken) {
+        let again = taken.keys.iter().zip(taken.markers.iter());
+        self.noted
+            .extend(again.map(|(&key, (room, user, seq))| Noted {
+                key,
+                room: room.clone(),
+                user: user.clone(),
+                seq: *seq,
+            }));
+    }
+
+    /// True when a marker of this user waits.
+    fn has(&self, site: &SiteId, user: &UserId) -> bool {
+        let key = self.key(site, user);
+        self.noted.iter().any(|n| n.key == key)
     }
 }
 
-/// The value under `key`, made empty first if there is none: the key is
-/// cloned only then.
-fn slot<'m, K: Eq + Hash + Clone, V: Default>(
-    map: &'m mut FastMap<K, V>,
-    key: &K,
-) -> Option<&'m mut V> {
-    if !map.contains_key(key) {
-        map.insert(key.clone(), V::default());
-    }
-    map.get_mut(key)
+/// Markers taken for a write.
+struct Taken {
+    /// Their users' keys, in the markers' order.
+    keys: Vec<u64>,
+    markers: Arc<Vec<(RoomId, UserId, Seq)>>,
 }
 
 /// The markers waiting to be written; cheap to clone.
@@ -130,6 +143,8 @@ struct Inner {
     /// Held while writing, so a caller who waits for its markers to be
     /// written sees them committed, whoever took them.
     writing: tokio::sync::Mutex<()>,
+    /// Asks for a write before its time: many markers wait.
+    due: Notify,
 }
 
 impl ReadMarkers {
@@ -140,6 +155,7 @@ impl ReadMarkers {
                 store,
                 pending: Mutex::new(Pending::default()),
                 writing: tokio::sync::Mutex::new(()),
+                due: Notify::new(),
             }),
         }
     }
@@ -150,39 +166,32 @@ impl ReadMarkers {
 
     /// Notes a marker to write (the higher one wins).
     pub fn note(&self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) {
-        self.pending().note(site, room, user, seq);
+        if self.pending().note(site, room, user, seq) {
+            self.inner.due.notify_one();
+        }
     }
 
     /// True when markers of this user may wait to be written: noted and
     /// not yet taken, or a write is under way (it may hold theirs).
     pub fn has_pending(&self, site: &SiteId, user: &UserId) -> bool {
-        let noted = self
-            .pending()
-            .sites
-            .get(site)
-            .and_then(|users| users.get(user))
-            .is_some_and(|marks| dirty(marks) > 0);
-        noted || self.inner.writing.try_lock().is_err()
+        self.pending().has(site, user) || self.inner.writing.try_lock().is_err()
     }
 
     /// Writes every marker noted so far. On failure they are noted again,
     /// for the next try.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let _writing = self.inner.writing.lock().await;
-        let taken = Arc::new(self.pending().take());
-        if taken.is_empty() {
+        let taken = self.pending().take();
+        if taken.markers.is_empty() {
             return Ok(());
         }
         let written = self
             .inner
             .store
-            .advance_read_markers(Arc::clone(&taken))
+            .advance_read_markers(Arc::clone(&taken.markers))
             .await;
         if written.is_err() {
-            let mut pending = self.pending();
-            for (room, user, _) in taken.iter() {
-                pending.redo(room, user);
-            }
+            self.pending().redo(&taken);
         }
         written
     }
@@ -196,6 +205,7 @@ impl ReadMarkers {
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
+                    _ = markers.inner.due.notified() => {}
                     _ = stop.cancelled() => break,
                 }
                 if let Err(err) = markers.flush().await {
@@ -221,19 +231,48 @@ mod tests {
         )
     }
 
+    fn markers(taken: &Taken) -> Vec<(RoomId, UserId, Seq)> {
+        let mut markers = taken.markers.to_vec();
+        markers.sort();
+        markers
+    }
+
     #[test]
-    fn a_marker_is_taken_once_and_only_forward() {
+    fn a_members_highest_marker_is_taken_once() {
         let mut pending = Pending::default();
         let (site, room, user) = ids("r1", "ann");
+        let (_, other_room, other) = ids("r2", "bob");
         pending.note(&site, &room, &user, 5);
-        pending.note(&site, &room, &user, 3);
+        pending.note(&site, &other_room, &other, 2);
         pending.note(&site, &room, &user, 7);
-        assert_eq!(pending.take(), vec![(room.clone(), user.clone(), 7)]);
-        assert!(pending.take().is_empty(), "nothing new was noted");
-        pending.note(&site, &room, &user, 6);
-        assert!(pending.take().is_empty(), "a marker never goes back");
-        pending.note(&site, &room, &user, 8);
-        assert_eq!(pending.take(), vec![(room, user, 8)]);
+        pending.note(&site, &room, &user, 3);
+        pending.note(&site, &other_room, &user, 1);
+        assert_eq!(
+            markers(&pending.take()),
+            vec![
+                (room, user.clone(), 7),
+                (other_room.clone(), user, 1),
+                (other_room, other, 2),
+            ]
+        );
+        assert!(pending.take().markers.is_empty(), "nothing new was noted");
+    }
+
+    #[test]
+    fn pending_says_whose_markers_wait() {
+        let mut pending = Pending::default();
+        let (site, room, user) = ids("r1", "ann");
+        let (other_site, _, other) = ids("r1", "bob");
+        let other_site = SiteId::parse(format!("{}2", other_site.as_str())).expect("site id");
+        pending.note(&site, &room, &user, 1);
+        assert!(pending.has(&site, &user));
+        assert!(!pending.has(&site, &other), "another user");
+        assert!(
+            !pending.has(&other_site, &user),
+            "the same id on another site"
+        );
+        pending.take();
+        assert!(!pending.has(&site, &user), "taken");
     }
 
     #[tokio::test]
@@ -246,7 +285,7 @@ mod tests {
         assert!(markers.has_pending(&site, &user), "noted");
         // A write that has taken the marker and not yet committed it.
         let taken = markers.pending().take();
-        assert_eq!(taken.len(), 1);
+        assert_eq!(taken.markers.len(), 1);
         let writing = markers.inner.writing.lock().await;
         assert!(markers.has_pending(&site, &user), "taken, being written");
         drop(writing);
@@ -255,33 +294,51 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_is_taken_again() {
+    fn a_failed_write_is_taken_again_unless_overtaken() {
         let mut pending = Pending::default();
         let (site, room, user) = ids("r1", "ann");
+        let (_, other_room, _) = ids("r2", "ann");
         pending.note(&site, &room, &user, 2);
+        pending.note(&site, &other_room, &user, 4);
         let taken = pending.take();
-        assert_eq!(taken.len(), 1);
-        pending.redo(&room, &user);
-        assert_eq!(pending.take(), taken);
+        pending.note(&site, &other_room, &user, 6);
+        pending.redo(&taken);
+        assert!(pending.has(&site, &user));
+        assert_eq!(
+            markers(&pending.take()),
+            vec![(room, user.clone(), 2), (other_room, user, 6)]
+        );
     }
 
     #[test]
-    fn idle_markers_go_after_a_while_and_pending_says_who_waits() {
+    fn a_flood_of_markers_is_folded_and_asks_for_a_write() {
         let mut pending = Pending::default();
         let (site, room, user) = ids("r1", "ann");
-        let (_, other_room, other) = ids("r2", "bob");
-        pending.note(&site, &room, &user, 1);
-        pending.note(&site, &other_room, &other, 1);
-        pending.take();
-        for _ in 0..KEEP_WRITES {
-            pending.note(&site, &other_room, &other, pending.writes + 2);
-            pending.take();
+        let asked = (1..=3 * FOLD_AT as Seq)
+            .filter(|&seq| pending.note(&site, &room, &user, seq))
+            .count();
+        assert_eq!(asked, 3, "once each time the list reached the bound");
+        assert!(
+            pending.noted.len() < FOLD_AT,
+            "folded: {}",
+            pending.noted.len()
+        );
+        assert_eq!(
+            markers(&pending.take()),
+            vec![(room, user, 3 * FOLD_AT as Seq)]
+        );
+    }
+
+    #[test]
+    fn distinct_markers_past_the_bound_are_all_kept() {
+        let mut pending = Pending::default();
+        let (site, _, user) = ids("r1", "ann");
+        let rooms = 2 * FOLD_AT;
+        for i in 0..rooms {
+            let room = RoomId::parse(format!("r{i}")).expect("room id");
+            pending.note(&site, &room, &user, 1);
         }
-        let users = pending.sites.get(&site).expect("the site's users");
-        assert!(users.contains_key(&other), "bob keeps reading");
-        assert!(!users.contains_key(&user), "ann stopped long ago");
-        assert!(users.get(&other).is_some_and(|m| dirty(m) == 0));
-        pending.note(&site, &other_room, &other, 1_000);
-        assert_eq!(dirty(&pending.sites[&site][&other]), 1);
+        assert!(pending.fold_at > rooms, "not folded on every note");
+        assert_eq!(pending.take().markers.len(), rooms);
     }
 }
