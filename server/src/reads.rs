@@ -11,8 +11,7 @@
 //! first, so the counts it reads are right.
 
 use crate::store::{Store, StoreError};
-use natter_shared::{RoomId, Seq, SiteId, UserId};
-use std::hash::BuildHasher;
+use natter_shared::{RoomId, Seq, UserId};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -26,7 +25,7 @@ const FOLD_AT: usize = 8_192;
 
 /// One noted marker.
 struct Noted {
-    /// The user's key ([`Pending::key`]).
+    /// The user's key ([`crate::gate::Gate::user_key`]).
     key: u64,
     room: RoomId,
     user: UserId,
@@ -40,7 +39,6 @@ struct Pending {
     noted: Vec<Noted>,
     /// The length at which the list is next folded.
     fold_at: usize,
-    keys: foldhash::fast::RandomState,
 }
 
 impl Default for Pending {
@@ -48,24 +46,16 @@ impl Default for Pending {
         Pending {
             noted: Vec::new(),
             fold_at: FOLD_AT,
-            keys: foldhash::fast::RandomState::default(),
         }
     }
 }
 
 impl Pending {
-    /// A key for (site, user), the same for the same pair while the
-    /// server runs. Two pairs with one key only make a sync wait for a
-    /// write it did not need.
-    fn key(&self, site: &SiteId, user: &UserId) -> u64 {
-        self.keys.hash_one((site, user))
-    }
-
     /// Notes `seq` for (room, user). True when the list is long enough
     /// that it should be written before its time.
-    fn note(&mut self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) -> bool {
+    fn note(&mut self, key: u64, room: &RoomId, user: &UserId, seq: Seq) -> bool {
         self.noted.push(Noted {
-            key: self.key(site, user),
+            key,
             room: room.clone(),
             user: user.clone(),
             seq,
@@ -119,9 +109,8 @@ impl Pending {
             }));
     }
 
-    /// True when a marker of this user waits.
-    fn has(&self, site: &SiteId, user: &UserId) -> bool {
-        let key = self.key(site, user);
+    /// True when a marker of the user with this key waits.
+    fn has(&self, key: u64) -> bool {
         self.noted.iter().any(|n| n.key == key)
     }
 }
@@ -166,17 +155,21 @@ impl ReadMarkers {
         self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes a marker to write (the higher one wins).
-    pub fn note(&self, site: &SiteId, room: &RoomId, user: &UserId, seq: Seq) {
-        if self.pending().note(site, room, user, seq) {
+    /// Notes a marker to write (the higher one wins). `key` is the
+    /// user's [`crate::gate::Gate::user_key`]: the user's markers are
+    /// found by it, without their ids.
+    pub fn note(&self, key: u64, room: &RoomId, user: &UserId, seq: Seq) {
+        if self.pending().note(key, room, user, seq) {
             self.inner.due.notify_one();
         }
     }
 
     /// True when markers of this user may wait to be written: noted and
     /// not yet taken, or a write is under way (it may hold theirs).
-    pub fn has_pending(&self, site: &SiteId, user: &UserId) -> bool {
-        self.pending().has(site, user) || self.inner.writing.try_lock().is_err()
+    /// `key` is the user's [`crate::gate::Gate::user_key`]; another user
+    /// with the same key would only make the caller wait for a write.
+    pub fn has_pending(&self, key: u64) -> bool {
+        self.pending().has(key) || self.inner.writing.try_lock().is_err()
     }
 
     /// Writes every marker noted so far. On failure they are noted again,
@@ -225,9 +218,10 @@ impl ReadMarkers {
 mod tests {
     use super::*;
 
-    fn ids(room: &str, user: &str) -> (SiteId, RoomId, UserId) {
+    /// A user's key (as the gate would make it), room and id.
+    fn ids(room: &str, user: &str) -> (u64, RoomId, UserId) {
         (
-            SiteId::parse("site").expect("site id"),
+            user.bytes().map(u64::from).sum(),
             RoomId::parse(room).expect("room id"),
             UserId::parse(user).expect("user id"),
         )
@@ -241,13 +235,13 @@ mod tests {
     #[test]
     fn a_members_highest_marker_is_taken_once_in_key_order() {
         let mut pending = Pending::default();
-        let (site, room, user) = ids("r1", "ann");
+        let (key, room, user) = ids("r1", "ann");
         let (_, other_room, other) = ids("r2", "bob");
-        pending.note(&site, &room, &user, 5);
-        pending.note(&site, &other_room, &other, 2);
-        pending.note(&site, &room, &user, 7);
-        pending.note(&site, &room, &user, 3);
-        pending.note(&site, &other_room, &user, 1);
+        pending.note(key, &room, &user, 5);
+        pending.note(key, &other_room, &other, 2);
+        pending.note(key, &room, &user, 7);
+        pending.note(key, &room, &user, 3);
+        pending.note(key, &other_room, &user, 1);
         assert_eq!(
             markers(&pending.take()),
             vec![
@@ -262,49 +256,44 @@ mod tests {
     #[test]
     fn pending_says_whose_markers_wait() {
         let mut pending = Pending::default();
-        let (site, room, user) = ids("r1", "ann");
-        let (other_site, _, other) = ids("r1", "bob");
-        let other_site = SiteId::parse(format!("{}2", other_site.as_str())).expect("site id");
-        pending.note(&site, &room, &user, 1);
-        assert!(pending.has(&site, &user));
-        assert!(!pending.has(&site, &other), "another user");
-        assert!(
-            !pending.has(&other_site, &user),
-            "the same id on another site"
-        );
+        let (key, room, user) = ids("r1", "ann");
+        let (other, _, _) = ids("r1", "bob");
+        pending.note(key, &room, &user, 1);
+        assert!(pending.has(key));
+        assert!(!pending.has(other), "another user");
         pending.take();
-        assert!(!pending.has(&site, &user), "taken");
+        assert!(!pending.has(key), "taken");
     }
 
     #[tokio::test]
     async fn a_write_under_way_counts_as_pending() {
         let (store, path) = crate::store::scratch::open("reads").await;
         let markers = ReadMarkers::new(store);
-        let (site, room, user) = ids("r1", "ann");
-        assert!(!markers.has_pending(&site, &user));
-        markers.note(&site, &room, &user, 3);
-        assert!(markers.has_pending(&site, &user), "noted");
+        let (key, room, user) = ids("r1", "ann");
+        assert!(!markers.has_pending(key));
+        markers.note(key, &room, &user, 3);
+        assert!(markers.has_pending(key), "noted");
         // A write that has taken the marker and not yet committed it.
         let taken = markers.pending().take();
         assert_eq!(taken.markers.len(), 1);
         let writing = markers.inner.writing.lock().await;
-        assert!(markers.has_pending(&site, &user), "taken, being written");
+        assert!(markers.has_pending(key), "taken, being written");
         drop(writing);
-        assert!(!markers.has_pending(&site, &user), "written");
+        assert!(!markers.has_pending(key), "written");
         crate::store::scratch::remove(&path);
     }
 
     #[test]
     fn a_failed_write_is_taken_again_unless_overtaken() {
         let mut pending = Pending::default();
-        let (site, room, user) = ids("r1", "ann");
+        let (key, room, user) = ids("r1", "ann");
         let (_, other_room, _) = ids("r2", "ann");
-        pending.note(&site, &room, &user, 2);
-        pending.note(&site, &other_room, &user, 4);
+        pending.note(key, &room, &user, 2);
+        pending.note(key, &other_room, &user, 4);
         let taken = pending.take();
-        pending.note(&site, &other_room, &user, 6);
+        pending.note(key, &other_room, &user, 6);
         pending.redo(&taken);
-        assert!(pending.has(&site, &user));
+        assert!(pending.has(key));
         assert_eq!(
             markers(&pending.take()),
             vec![(room, user.clone(), 2), (other_room, user, 6)]
@@ -314,9 +303,9 @@ mod tests {
     #[test]
     fn a_flood_of_markers_is_folded_and_asks_for_a_write() {
         let mut pending = Pending::default();
-        let (site, room, user) = ids("r1", "ann");
+        let (key, room, user) = ids("r1", "ann");
         let asked = (1..=3 * FOLD_AT as Seq)
-            .filter(|&seq| pending.note(&site, &room, &user, seq))
+            .filter(|&seq| pending.note(key, &room, &user, seq))
             .count();
         assert_eq!(asked, 3, "once each time the list reached the bound");
         assert!(
@@ -333,11 +322,11 @@ mod tests {
     #[test]
     fn distinct_markers_past_the_bound_are_all_kept() {
         let mut pending = Pending::default();
-        let (site, _, user) = ids("r1", "ann");
+        let (key, _, user) = ids("r1", "ann");
         let rooms = 2 * FOLD_AT;
         for i in 0..rooms {
             let room = RoomId::parse(format!("r{i}")).expect("room id");
-            pending.note(&site, &room, &user, 1);
+            pending.note(key, &room, &user, 1);
         }
         assert!(pending.fold_at > rooms, "not folded on every note");
         assert_eq!(pending.take().markers.len(), rooms);

@@ -22,7 +22,10 @@ pub(super) async fn unread(
     Path(user): Path<String>,
 ) -> Result<Json<UnreadCounts>, ApiError> {
     let user = parse_user(user)?;
-    if state.reads.has_pending(&site.id, &user) {
+    if state
+        .reads
+        .has_pending(state.gate.user_key(&site.id, &user))
+    {
         state.reads.flush().await?;
     }
     let rooms: Vec<RoomUnread> = state
@@ -58,7 +61,8 @@ pub(super) async fn set_read(
         .ok_or(StoreError::NotMember)?;
     let seq = req.seq.min(info.last_seq);
     if seq > info.read {
-        state.reads.note(&site.id, &room, &user, seq);
+        let key = state.gate.user_key(&site.id, &user);
+        state.reads.note(key, &room, &user, seq);
         state.reads.flush().await?;
         let public = site.settings.receipts(info.kind);
         let moved = Moved {

@@ -321,7 +321,7 @@ impl<S: FrameSink> Conn<S> {
             mark.1 = seq;
         }
         let user = &self.identity.user;
-        self.state.reads.note(&self.identity.site, &room, user, seq);
+        self.state.reads.note(self.key, &room, user, seq);
         let public = self.settings.receipts(kind);
         self.state.broker.read(
             &room,

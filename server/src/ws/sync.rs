@@ -40,7 +40,7 @@ impl<S: FrameSink> Conn<S> {
         let (site, user) = (&self.identity.site.clone(), &self.identity.user.clone());
         // This user's markers noted here but not yet written: written
         // first, so the counts read below include them.
-        if self.state.reads.has_pending(site, user)
+        if self.state.reads.has_pending(self.key)
             && let Err(err) = self.state.reads.flush().await
         {
             return self.store_failed(err).await;
