@@ -107,8 +107,8 @@ pub const FULL: Plan = Plan {
     history_msgs_mariadb: 10_000,
     cluster_idle_n: 45_000,
     read_conns: 5000,
-    read_frames: 5,
-    read_pairs: 5,
+    read_frames: 3,
+    read_pairs: 9,
     read_warm_up_frames: 1,
     read_rate: 1000.0,
 };
