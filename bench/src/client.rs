@@ -2,7 +2,7 @@
 //! frames (the node peer speaks the same ones) or subscribe to nchan, each
 //! connection from one of 127.0.0.2..=127.0.0.201 so ports never run out.
 //!
-//! The clients also count why messages or clients go missing ([`Why`]):
+//! The clients also count why messages or clients go missing ([`why::Why`]):
 //! `resync` and `error` frames, refused handshakes, connections the server
 //! ended and waits that timed out. `main` takes the count per benchmark and
 //! server.
@@ -10,16 +10,19 @@
 use crate::sys::{Endpoint, Kind};
 use anyhow::{Result, bail};
 use futures_util::{SinkExt, StreamExt};
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+mod why;
+
+use why::{bump, close_label, note_ended, note_frame, socket_label, why};
+pub use why::{take_why, timed_out};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
@@ -37,138 +40,6 @@ pub fn epoch() -> Instant {
 
 pub fn now_ns() -> u64 {
     epoch().elapsed().as_nanos() as u64
-}
-
-// ---------------------------------------------------------------- why
-
-/// Why messages or clients went missing, counted by the clients as it
-/// happens.
-#[derive(Debug, Default)]
-pub struct Why {
-    /// `resync` frames received.
-    pub resyncs: u64,
-    /// `sync` frames a follower sent again (after `resync` or a skipped seq).
-    pub resynced: u64,
-    /// Live events that skipped a seq.
-    pub gaps: u64,
-    /// `error` frames, by code.
-    pub errors: BTreeMap<String, u64>,
-    /// Handshakes refused: HTTP status (and error code), or the connect or
-    /// upgrade error.
-    pub refused: BTreeMap<String, u64>,
-    /// Connections the server ended: close code and reason, or how the
-    /// socket ended without one.
-    pub closes: BTreeMap<String, u64>,
-    /// Clients that gave up waiting, by what they waited for.
-    pub timeouts: BTreeMap<&'static str, u64>,
-}
-
-static WHY: Mutex<Why> = Mutex::new(Why {
-    resyncs: 0,
-    resynced: 0,
-    gaps: 0,
-    errors: BTreeMap::new(),
-    refused: BTreeMap::new(),
-    closes: BTreeMap::new(),
-    timeouts: BTreeMap::new(),
-});
-
-fn why(f: impl FnOnce(&mut Why)) {
-    f(&mut WHY.lock().unwrap_or_else(|e| e.into_inner()));
-}
-
-fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
-    *map.entry(key).or_default() += 1;
-}
-
-/// What was counted since the last call; starts a new count.
-pub fn take_why() -> Why {
-    std::mem::take(&mut *WHY.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-/// A client gave up waiting for `what`.
-pub fn timed_out(what: &'static str) {
-    why(|w| bump(&mut w.timeouts, what));
-}
-
-impl Why {
-    pub fn is_empty(&self) -> bool {
-        self.resyncs == 0
-            && self.resynced == 0
-            && self.gaps == 0
-            && self.errors.is_empty()
-            && self.refused.is_empty()
-            && self.closes.is_empty()
-            && self.timeouts.is_empty()
-    }
-
-    /// `"2 resync (2 re-synced), 0 errors, 0 refused, 1 closes (4000
-    /// heartbeat timeout ×1), 0 timeouts"`.
-    pub fn line(&self) -> String {
-        fn count<K: std::fmt::Display>(name: &str, map: &BTreeMap<K, u64>) -> String {
-            let total: u64 = map.values().sum();
-            if map.is_empty() {
-                return format!("0 {name}");
-            }
-            let parts: Vec<String> = map.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
-            format!("{total} {name} ({})", parts.join(", "))
-        }
-        let mut s = format!("{} resync", self.resyncs);
-        if self.resynced > 0 {
-            s.push_str(&format!(" ({} re-synced)", self.resynced));
-        }
-        if self.gaps > 0 {
-            s.push_str(&format!(", {} live gaps", self.gaps));
-        }
-        for part in [
-            count("errors", &self.errors),
-            count("refused", &self.refused),
-            count("closes", &self.closes),
-            count("timeouts", &self.timeouts),
-        ] {
-            s.push_str(", ");
-            s.push_str(&part);
-        }
-        s
-    }
-}
-
-/// Counts a frame the server sent: `resync`, or `error` by its code.
-fn note_frame(text: &str) {
-    match frame_type(text) {
-        "resync" => why(|w| w.resyncs += 1),
-        "error" => {
-            let code = text
-                .split(r#""code":""#)
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("?")
-                .to_string();
-            why(|w| bump(&mut w.errors, code));
-        }
-        _ => {}
-    }
-}
-
-fn close_label(frame: Option<&CloseFrame>) -> String {
-    match frame {
-        Some(f) => format!("{} {}", u16::from(f.code), f.reason)
-            .trim_end()
-            .to_string(),
-        None => "close without a code".into(),
-    }
-}
-
-fn socket_label(err: &WsError) -> String {
-    match err {
-        WsError::Io(e) => format!("socket {:?}", e.kind()),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => "closed".into(),
-        e => e.to_string(),
-    }
-}
-
-fn note_ended(how: &str) {
-    why(|w| bump(&mut w.closes, how.to_string()));
 }
 
 // ---------------------------------------------------------------- connecting
@@ -613,21 +484,5 @@ mod tests {
     fn an_nchan_subscriber_reads_the_body_itself() {
         let mut t = Track::new(true, "fan", 0);
         assert_eq!(t.on_frame("t55 3 xxxx"), vec![(55, 3)]);
-    }
-
-    #[test]
-    fn the_why_line_is_compact() {
-        let mut w = Why {
-            resyncs: 2,
-            resynced: 2,
-            ..Why::default()
-        };
-        bump(&mut w.closes, "4000 heartbeat timeout".to_string());
-        bump(&mut w.timeouts, "deliveries");
-        bump(&mut w.timeouts, "deliveries");
-        assert_eq!(
-            w.line(),
-            "2 resync (2 re-synced), 0 errors, 0 refused, 1 closes (4000 heartbeat timeout ×1), 2 timeouts (deliveries ×2)"
-        );
     }
 }
