@@ -5,6 +5,7 @@ use natter_server::store::{Store, StoreError};
 use natter_shared::text::Body;
 use natter_shared::{ClientId, Event, EventKind, Member, RoomId, SiteId, UserId};
 use natter_tests::*;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 struct Fixture {
@@ -526,7 +527,42 @@ async fn a_removed_site_is_seen_through_the_cache(db: Db) {
     f.scratch.remove().await;
 }
 
+/// The batched writes of read markers move each one only forward: a lower
+/// marker written after a higher one (another device's, an older batch
+/// retried) changes nothing, nor does one for someone not in the room.
+async fn read_markers_move_only_forward(db: Db) {
+    let f = fixture(db).await;
+    let room = f
+        .store
+        .create_group(&f.site, "R", &[member("alice"), member("bob")])
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let op = msg(&f.site, &room.id, "alice", &format!("m{i}"), Some(cid()));
+        f.writer.write(op).await.unwrap();
+    }
+    let marker = |who: &str, seq| (room.id.clone(), user(who), seq);
+    f.store
+        .advance_read_markers(Arc::new(vec![marker("bob", 3), marker("carol", 2)]))
+        .await
+        .unwrap();
+    f.store
+        .advance_read_markers(Arc::new(vec![marker("bob", 2)]))
+        .await
+        .unwrap();
+    let bob = f.store.room_for_user(&f.site, &room.id, &user("bob")).await;
+    let bob = bob.unwrap().expect("bob is a member");
+    assert_eq!((bob.read, bob.unread), (3, 0), "never back");
+    let carol = f
+        .store
+        .room_for_user(&f.site, &room.id, &user("carol"))
+        .await;
+    assert!(carol.unwrap().is_none(), "no member row made for carol");
+    f.scratch.remove().await;
+}
+
 on_both!(
+    read_markers_move_only_forward,
     a_removed_site_is_seen_through_the_cache,
     one_batch_decides_each_write_in_order,
     seqs_are_gap_free_per_room_and_retries_are_stored_once,

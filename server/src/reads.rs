@@ -236,9 +236,9 @@ mod tests {
     fn a_members_highest_marker_is_taken_once_in_key_order() {
         let mut pending = Pending::default();
         let (key, room, user) = ids("r1", "ann");
-        let (_, other_room, other) = ids("r2", "bob");
+        let (other_key, other_room, other) = ids("r2", "bob");
         pending.note(key, &room, &user, 5);
-        pending.note(key, &other_room, &other, 2);
+        pending.note(other_key, &other_room, &other, 2);
         pending.note(key, &room, &user, 7);
         pending.note(key, &room, &user, 3);
         pending.note(key, &other_room, &user, 1);
