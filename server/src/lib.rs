@@ -201,7 +201,7 @@ impl App {
             None => files::Files::in_dir(&config.files.files_dir)?,
         };
         let config_admin = config.admin.clone();
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             files,
             gate: gate::Gate::new(&config.guard),
             config: Arc::new(config),
@@ -215,7 +215,7 @@ impl App {
             metrics,
             webhooks: wake,
             admin: Arc::new(admin::Panel::new(&config_admin)),
-        };
+        });
         if let Some(lobby) = new_lobby {
             demo::seed(&state, lobby)
                 .await

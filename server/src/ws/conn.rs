@@ -7,8 +7,8 @@
 
 use super::{FrameSink, FrameStream, Gone, close_with, is_too_big, refuse, send_frame};
 use crate::auth::Identity;
-use crate::broker::Broker;
 use crate::error::store_error_parts;
+use crate::gate::Held;
 use crate::hub::Registration;
 use crate::maps::FastMap;
 use crate::metrics::{self, Metrics};
@@ -76,6 +76,16 @@ pub(super) struct Conn<S> {
     pub(super) held: Option<Box<(ClientFrame, Instant)>>,
     /// When the client was told its token expired (Unix seconds).
     pub(super) told_expired: Option<i64>,
+    /// Counts the connection open, and against its address's and its
+    /// user's caps, until it is dropped.
+    _counted: Counted,
+}
+
+/// What counts a connection while it lives.
+pub(super) struct Counted {
+    pub(super) _open: OpenConnection,
+    pub(super) _address: Option<Held>,
+    pub(super) _user: Held,
 }
 
 /// True when the site no longer exists: removed from the panel, the
@@ -98,20 +108,20 @@ enum TokenCheck {
 /// A synced connection counted in its user's presence; its end is told
 /// when it is dropped, however the connection ended.
 pub(super) struct Here {
-    broker: Broker,
+    state: AppState,
     key: Key,
 }
 
 impl Here {
-    pub(super) fn new(broker: Broker, key: Key, rooms: &[RoomId]) -> Here {
-        broker.arrive(&key, rooms);
-        Here { broker, key }
+    pub(super) fn new(state: AppState, key: Key, rooms: &[RoomId]) -> Here {
+        state.broker.arrive(&key, rooms);
+        Here { state, key }
     }
 }
 
 impl Drop for Here {
     fn drop(&mut self) {
-        self.broker.depart(self.key.clone());
+        self.state.broker.depart(self.key.clone());
     }
 }
 
@@ -122,6 +132,7 @@ impl<S: FrameSink> Conn<S> {
         settings: Settings,
         sink: S,
         key: u64,
+        counted: Counted,
     ) -> Self {
         let reg = state.hub.register(
             identity.site.clone(),
@@ -141,12 +152,27 @@ impl<S: FrameSink> Conn<S> {
             key,
             held: None,
             told_expired: None,
+            _counted: counted,
         }
     }
 
     /// Serves the connection until the client leaves, the socket fails,
     /// the heartbeat times out or the server shuts down.
-    pub(super) async fn serve<R: FrameStream>(mut self, mut stream: R) {
+    ///
+    /// Not an `async fn`: one of those keeps a second copy of its
+    /// arguments, and this future lives as long as the connection (B1).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep its arguments twice"
+    )]
+    pub(super) fn serve<R: FrameStream>(
+        mut self,
+        mut stream: R,
+    ) -> impl Future<Output = ()> + Send {
+        async move { self.run_loop(&mut stream).await }
+    }
+
+    async fn run_loop<R: FrameStream>(&mut self, stream: &mut R) {
         let heartbeat = Duration::from_secs(self.state.config.limits.heartbeat_secs.max(1));
         let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -224,7 +250,9 @@ impl<S: FrameSink> Conn<S> {
                             break Ok(());
                         }
                     }
-                    if site_removed(&self.state.store, &self.identity.site).await {
+                    // Boxed, as every future an event sets off: an idle
+                    // connection keeps only the loop's own state (B1).
+                    if Box::pin(site_removed(&self.state.store, &self.identity.site)).await {
                         tracing::info!("the site was removed; closing");
                         let code = ErrorCode::UnknownSite;
                         Box::pin(refuse(&mut self.sink, code, "the site was removed", close::AUTH, code.as_str())).await;

@@ -37,12 +37,18 @@ use futures_util::{Sink, SinkExt, Stream};
 use natter_shared::{ErrorCode, ServerFrame};
 
 /// Where a connection writes its frames.
-pub trait FrameSink: Sink<Message, Error = axum::Error> + Unpin + Send {}
-impl<T> FrameSink for T where T: Sink<Message, Error = axum::Error> + Unpin + Send {}
+pub trait FrameSink: Sink<Message, Error = axum::Error> + Unpin + Send + 'static {}
+impl<T> FrameSink for T where T: Sink<Message, Error = axum::Error> + Unpin + Send + 'static {}
 
 /// Where a connection reads the client's frames from.
-pub trait FrameStream: Stream<Item = Result<Message, axum::Error>> + Unpin + Send {}
-impl<T> FrameStream for T where T: Stream<Item = Result<Message, axum::Error>> + Unpin + Send {}
+pub trait FrameStream:
+    Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static
+{
+}
+impl<T> FrameStream for T where
+    T: Stream<Item = Result<Message, axum::Error>> + Unpin + Send + 'static
+{
+}
 
 /// The connection ended (socket closed or failed); nothing more to send.
 #[derive(Debug)]
@@ -80,7 +86,21 @@ struct Opening<S, R> {
     address: Option<Held>,
 }
 
+/// The connection's loop once the handshake admitted it, boxed at its
+/// own size.
+type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The handshake and the loop each run boxed: what the handshake needs is
+/// freed once it is done, and the task keeps a pointer to the loop, which
+/// is allocated at its own size (B1 in BENCHMARKS.md).
 async fn run<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) {
+    if let Some(serving) = Box::pin(open(opening)).await {
+        serving.await;
+    }
+}
+
+/// Authenticates the connection; `None` when it was refused.
+async fn open<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) -> Option<Serving> {
     let Opening {
         mut sink,
         mut stream,
@@ -88,30 +108,29 @@ async fn run<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) {
         site,
         address,
     } = *opening;
-    let _open = conn::OpenConnection::new(state.metrics.clone());
-    // Boxed: once authenticated, the connection no longer holds its state.
-    let authenticated = Box::pin(handshake::authenticate(
-        &state,
-        &site,
-        &mut sink,
-        &mut stream,
-    ));
+    let open = conn::OpenConnection::new(state.metrics.clone());
     let Some(handshake::Admitted {
         identity,
         key,
         held,
-    }) = authenticated.await
+    }) = handshake::authenticate(&state, &site, &mut sink, &mut stream).await
     else {
         crate::metrics::inc(&state.metrics.auth_failures);
-        return;
+        return None;
     };
     let settings = site.settings;
     drop(site);
-    // Both counts go down when the connection ends.
-    let _held = (address, held);
-    let conn = conn::Conn::new(state, identity, settings, sink, key);
+    let counted = conn::Counted {
+        _open: open,
+        _address: address,
+        _user: held,
+    };
+    let conn = conn::Conn::new(state, identity, settings, sink, key, counted);
     let span = tracing::info_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
-    tracing::Instrument::instrument(conn.serve(stream), span).await;
+    Some(Box::pin(tracing::Instrument::instrument(
+        conn.serve(stream),
+        span,
+    )))
 }
 
 /// Sends one frame and flushes it.

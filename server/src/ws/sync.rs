@@ -77,7 +77,7 @@ impl<S: FrameSink> Conn<S> {
         if self.settings.presence {
             if self.here.is_none() {
                 let key = (site.clone(), user.clone());
-                self.here = Some(Here::new(self.state.broker.clone(), key, &room_ids));
+                self.here = Some(Here::new(self.state.clone(), key, &room_ids));
             }
             self.tell_presence(mates).await?;
         }
