@@ -296,9 +296,9 @@ mod tests {
         RoomId::parse("r_1").expect("a room id")
     }
 
-    fn told(rx: &mut tokio::sync::mpsc::Receiver<Delivery>) -> Vec<Seen> {
+    fn told(mailbox: &crate::hub::Mailbox) -> Vec<Seen> {
         let mut seen = Vec::new();
-        while let Ok(Delivery::Notice(frame)) = rx.try_recv() {
+        while let Some(Delivery::Notice(frame)) = mailbox.try_recv() {
             match serde_json::from_str::<ServerFrame>(frame.as_str()) {
                 Ok(ServerFrame::Presence { users }) => seen.extend(users),
                 other => panic!("not a presence frame: {other:?}"),
@@ -312,13 +312,13 @@ mod tests {
         let hub = Hub::default();
         let presence = Presence::new(hub.clone());
         let (bob, alice) = (key("bob"), key("alice"));
-        let mut watcher = hub.register(alice.0.clone(), alice.1.clone(), 8);
+        let watcher = hub.register(alice.0.clone(), alice.1.clone(), 8);
         hub.begin_sync(watcher.id);
         hub.follow(watcher.id, [(room(), 0)]);
 
         assert!(presence.arrive(&bob, &[room()]));
         assert!(!presence.arrive(&bob, &[room()]), "a second tab");
-        let seen = told(&mut watcher.rx);
+        let seen = told(&watcher.mailbox);
         assert_eq!(seen.len(), 1, "one arrival: {seen:?}");
         assert!(seen[0].online);
 
@@ -326,7 +326,7 @@ mod tests {
         let last = presence.depart(&bob).expect("the last one closed");
         assert!(presence.is_leaving(&bob, last));
         assert!(
-            told(&mut watcher.rx).is_empty(),
+            told(&watcher.mailbox).is_empty(),
             "still online in the grace"
         );
         assert_eq!(
@@ -338,12 +338,12 @@ mod tests {
         presence.arrive(&bob, &[room()]);
         assert!(!presence.is_leaving(&bob, last));
         assert_eq!(presence.expire(&bob, last, 5), None);
-        assert!(told(&mut watcher.rx).is_empty(), "no flicker");
+        assert!(told(&watcher.mailbox).is_empty(), "no flicker");
 
         let last = presence.depart(&bob).expect("gone again");
         let gone = presence.expire(&bob, last, 7).expect("gone for good");
         assert_eq!(gone.rooms, [room()]);
-        let seen = told(&mut watcher.rx);
+        let seen = told(&watcher.mailbox);
         assert_eq!(
             seen,
             [Seen {
@@ -359,16 +359,16 @@ mod tests {
         let hub = Hub::default();
         let presence = Presence::new(hub.clone());
         let bob = key("bob");
-        let mut watcher = hub.register(bob.0.clone(), UserId::parse("alice").expect("id"), 8);
+        let watcher = hub.register(bob.0.clone(), UserId::parse("alice").expect("id"), 8);
         hub.begin_sync(watcher.id);
         hub.follow(watcher.id, [(room(), 0)]);
         let (a, b): (Arc<str>, Arc<str>) = ("node-a".into(), "node-b".into());
 
         presence.remote_arrive(&a, &bob, vec![room()]);
         presence.remote_arrive(&b, &bob, vec![room()]);
-        assert_eq!(told(&mut watcher.rx).len(), 1);
+        assert_eq!(told(&watcher.mailbox).len(), 1);
         presence.remote_depart(&a, &bob, 3);
-        assert!(told(&mut watcher.rx).is_empty(), "node b still holds him");
+        assert!(told(&watcher.mailbox).is_empty(), "node b still holds him");
         presence.remote_still(&b, std::slice::from_ref(&bob));
         presence.forget_stale(Duration::from_secs(60), 4);
         assert_eq!(
@@ -376,7 +376,7 @@ mod tests {
             [true]
         );
         presence.forget_stale(Duration::ZERO, 9);
-        let seen = told(&mut watcher.rx);
+        let seen = told(&watcher.mailbox);
         assert_eq!(seen.len(), 1);
         assert_eq!((seen[0].online, seen[0].last_seen), (false, Some(9)));
     }

@@ -2,22 +2,22 @@
 //! delivery of committed events to them.
 //!
 //! An event is serialised ONCE into a frame and the same bytes are queued
-//! for every subscribed connection. Each connection has a bounded queue;
-//! one that is full is not waited for: it is marked lagged, unsubscribed,
-//! and told (through its [`LagSignal`]) to ask the client to resync from
-//! its cursor. A slow or dead client never slows a room down.
+//! for every subscribed connection. Each connection has a bounded queue
+//! (its [`Mailbox`]); one that is full is not waited for: it is marked
+//! lagged, unsubscribed, and told to ask the client to resync from its
+//! cursor. A slow or dead client never slows a room down.
 
 mod head;
+mod mailbox;
 
 use crate::maps::{FastMap, FastSet};
 use axum::extract::ws::Utf8Bytes;
 use head::{Head, user_key};
+pub use mailbox::{Full, Mailbox};
 use natter_shared::{Event, EventKind, RoomId, Seq, SiteId, UserId};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc};
 
 /// Past this many (room, user) pairs remembered for typing, the ones
 /// older than the interval are forgotten (at most once an interval).
@@ -30,7 +30,7 @@ pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 pub type ConnId = u64;
 
 /// What the hub queues for a connection: one pointer and a tag (16
-/// bytes), since every connection's queue reserves its slots up front.
+/// bytes), so that a busy connection's queue stays small.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     /// A committed event.
@@ -42,7 +42,6 @@ pub enum Delivery {
     Notice(Arc<Utf8Bytes>),
 }
 
-// Each queue reserves a block of 32 slots when it is made.
 const _: () = assert!(std::mem::size_of::<Delivery>() == 16);
 
 /// A committed event and its frame, serialised once.
@@ -64,51 +63,12 @@ pub struct Moved {
     pub seq: Seq,
 }
 
-/// Raised by the hub when a connection's queue overflowed, or when its
-/// user was banned.
-#[derive(Debug, Default)]
-pub struct LagSignal {
-    lagged: AtomicBool,
-    banned: AtomicBool,
-    notify: Notify,
-}
-
-impl LagSignal {
-    /// Waits until the connection is marked lagged (and clears the mark)
-    /// or banned (which stays).
-    pub async fn wait(&self) {
-        loop {
-            if self.banned.load(Ordering::Acquire) || self.lagged.swap(false, Ordering::AcqRel) {
-                return;
-            }
-            self.notify.notified().await;
-        }
-    }
-
-    /// Whether the connection's user was banned: it is to close.
-    pub fn is_banned(&self) -> bool {
-        self.banned.load(Ordering::Acquire)
-    }
-
-    fn ban(&self) {
-        self.banned.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    fn raise(&self) {
-        self.lagged.store(true, Ordering::Release);
-        // notify_one stores a permit when nobody waits, so it is never lost.
-        self.notify.notify_one();
-    }
-}
-
 struct ConnEntry {
     site: SiteId,
     user: UserId,
     /// `user_key(&user)`, to match receipts with authors.
     user_key: u64,
-    tx: mpsc::Sender<Delivery>,
-    signal: Arc<LagSignal>,
+    mailbox: Arc<Mailbox>,
     rooms: FastSet<RoomId>,
     /// Subscribed after a sync, and not lagged since.
     live: bool,
@@ -175,15 +135,10 @@ impl Inner {
         let Some(entry) = self.conns.get(&id) else {
             return;
         };
-        match entry.tx.try_send(delivery) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::debug!(conn = id, "connection fell behind; asking it to resync");
-                entry.signal.raise();
-                self.unsubscribe(id);
-            }
-            // The connection is ending; its registration removes it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if entry.mailbox.offer(delivery).is_err() {
+            tracing::debug!(conn = id, "connection fell behind; asking it to resync");
+            entry.mailbox.raise();
+            self.unsubscribe(id);
         }
     }
 
@@ -224,8 +179,8 @@ pub struct Hub {
 /// A connection's place in the hub; unregisters itself when dropped.
 pub struct Registration {
     pub id: ConnId,
-    pub rx: mpsc::Receiver<Delivery>,
-    pub signal: Arc<LagSignal>,
+    /// What the hub queued for the connection, and its signals.
+    pub mailbox: Arc<Mailbox>,
     hub: Hub,
 }
 
@@ -276,8 +231,7 @@ impl Hub {
 
     /// Registers a connection with a queue of `capacity` deliveries.
     pub fn register(&self, site: SiteId, user: UserId, capacity: usize) -> Registration {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let signal = Arc::new(LagSignal::default());
+        let mailbox = Arc::new(Mailbox::new(capacity));
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
@@ -292,16 +246,14 @@ impl Hub {
                 site,
                 user_key: user_key(&user),
                 user,
-                tx,
-                signal: signal.clone(),
+                mailbox: mailbox.clone(),
                 rooms: FastSet::default(),
                 live: false,
             },
         );
         Registration {
             id,
-            rx,
-            signal,
+            mailbox,
             hub: self.clone(),
         }
     }
@@ -463,7 +415,7 @@ impl Hub {
         for id in inner.followers(room, |c| &c.user != user) {
             // Typing is best effort: never mark a connection lagged for it.
             if let Some(entry) = inner.conns.get(&id) {
-                let _ = entry.tx.try_send(Delivery::Notice(frame.clone()));
+                let _ = entry.mailbox.offer(Delivery::Notice(frame.clone()));
             }
         }
         true
@@ -526,7 +478,7 @@ impl Hub {
                     continue;
                 };
                 if &entry.user != about && told.insert(*id) {
-                    let _ = entry.tx.try_send(Delivery::Notice(frame.clone()));
+                    let _ = entry.mailbox.offer(Delivery::Notice(frame.clone()));
                 }
             }
         }
@@ -543,7 +495,7 @@ impl Hub {
             .flatten()
         {
             if let Some(entry) = inner.conns.get(id) {
-                entry.signal.ban();
+                entry.mailbox.ban();
             }
         }
     }
@@ -576,7 +528,7 @@ impl Hub {
             let Some(entry) = inner.conns.get(&id).filter(|c| c.live) else {
                 continue;
             };
-            entry.signal.raise();
+            entry.mailbox.raise();
             inner.unsubscribe(id);
             told += 1;
         }

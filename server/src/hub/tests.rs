@@ -77,19 +77,19 @@ async fn a_ban_reaches_every_connection_of_the_user_and_no_other() {
     let other = hub.register(site.clone(), user("b"), 4);
     hub.ban(&site, &user("a"));
     for reg in [&one, &two] {
-        tokio::time::timeout(std::time::Duration::from_secs(1), reg.signal.wait())
+        tokio::time::timeout(std::time::Duration::from_secs(1), reg.mailbox.signalled())
             .await
             .expect("told at once");
-        assert!(reg.signal.is_banned());
+        assert!(reg.mailbox.is_banned());
     }
-    assert!(!other.signal.is_banned());
+    assert!(!other.mailbox.is_banned());
 }
 
 #[tokio::test]
 async fn a_full_queue_marks_the_connection_lagged_and_unsubscribes_it() {
     let hub = Hub::default();
     let site = SiteId::parse("s_1").expect("a site id");
-    let mut reg = hub.register(site.clone(), user("b"), 1);
+    let reg = hub.register(site.clone(), user("b"), 1);
     hub.begin_sync(reg.id);
     hub.follow(reg.id, [(room(), 0)]);
     let event = |seq| Event {
@@ -106,13 +106,13 @@ async fn a_full_queue_marks_the_connection_lagged_and_unsubscribes_it() {
     hub.publish_event(&site, &event(1));
     hub.publish_event(&site, &event(2));
     // The second did not fit: the connection is told to resync.
-    tokio::time::timeout(std::time::Duration::from_secs(1), reg.signal.wait())
+    tokio::time::timeout(std::time::Duration::from_secs(1), reg.mailbox.signalled())
         .await
         .expect("the lag signal is raised");
-    assert!(matches!(reg.rx.try_recv(), Ok(Delivery::Event(p)) if p.seq == 1));
+    assert!(matches!(reg.mailbox.try_recv(), Some(Delivery::Event(p)) if p.seq == 1));
     hub.publish_event(&site, &event(3));
     assert!(
-        reg.rx.try_recv().is_err(),
+        reg.mailbox.try_recv().is_none(),
         "unsubscribed until it syncs again"
     );
 }
@@ -132,10 +132,10 @@ async fn resync_tells_live_connections_and_unsubscribes_them() {
         1,
         "only the synced connection is told"
     );
-    tokio::time::timeout(std::time::Duration::from_secs(1), live.signal.wait())
+    tokio::time::timeout(std::time::Duration::from_secs(1), live.mailbox.signalled())
         .await
         .expect("the lag signal is raised");
-    assert!(!waiting.signal.lagged.load(Ordering::Acquire));
+    assert!(!waiting.mailbox.is_lagged());
     assert!(
         !hub.lock().rooms.contains_key(&room()),
         "nobody follows the room"
@@ -161,7 +161,7 @@ fn message_by(author: &str, seq: Seq) -> Event {
 /// what waits is dropped).
 fn reads_waiting(reg: &mut Registration) -> usize {
     let mut reads = 0;
-    while let Ok(delivery) = reg.rx.try_recv() {
+    while let Some(delivery) = reg.mailbox.try_recv() {
         if matches!(&delivery, Delivery::Notice(frame) if frame.as_str().starts_with(r#"{"type":"read""#))
         {
             reads += 1;

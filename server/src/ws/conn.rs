@@ -178,7 +178,7 @@ impl<S: FrameSink> Conn<S> {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let max_inflight = self.state.config.limits.max_inflight_sends.max(1);
-        let signal = self.reg.signal.clone();
+        let mailbox = self.reg.mailbox.clone();
         let shutdown = self.state.shutdown.clone();
         let result: Result<(), Gone> = loop {
             let step = tokio::select! {
@@ -187,8 +187,8 @@ impl<S: FrameSink> Conn<S> {
                     Box::pin(close_with(&mut self.sink, close::GOING_AWAY, "server shutting down")).await;
                     break Ok(());
                 }
-                _ = signal.wait() => {
-                    if signal.is_banned() {
+                _ = mailbox.signalled() => {
+                    if mailbox.is_banned() {
                         tracing::info!("the user was banned; closing");
                         let code = ErrorCode::Banned;
                         Box::pin(refuse(&mut self.sink, code, super::BANNED, close::AUTH, code.as_str())).await;
@@ -199,7 +199,7 @@ impl<S: FrameSink> Conn<S> {
                 Some(committed) = self.commits.next(), if !self.commits.is_empty() => {
                     Box::pin(self.answer_ready_commits(committed)).await
                 }
-                Some(delivery) = self.reg.rx.recv() => Box::pin(self.deliver_queued(delivery)).await,
+                delivery = mailbox.recv() => Box::pin(self.deliver_queued(delivery)).await,
                 _ = tokio::time::sleep_until(self.held.as_ref().map_or(last_heard, |h| h.1)), if self.held.is_some() => {
                     match self.held.take() {
                         Some(held) => Box::pin(self.on_frame(held.0)).await,
@@ -341,7 +341,7 @@ impl<S: FrameSink> Conn<S> {
     /// and ask the client to sync again from its cursors.
     async fn resync(&mut self) -> Result<(), Gone> {
         metrics::inc(&self.state.metrics.resyncs);
-        while self.reg.rx.try_recv().is_ok() {}
+        self.reg.mailbox.clear();
         self.state.hub.unsubscribe_all(self.reg.id);
         self.sent.clear();
         tracing::info!("connection fell behind; told to resync");

@@ -20,9 +20,9 @@ impl<S: FrameSink> Conn<S> {
         const BURST: usize = 64;
         self.deliver(first).await?;
         for _ in 1..BURST {
-            match self.reg.rx.try_recv() {
-                Ok(next) => self.deliver(next).await?,
-                Err(_) => break,
+            match self.reg.mailbox.try_recv() {
+                Some(next) => self.deliver(next).await?,
+                None => break,
             }
         }
         self.sink.flush().await.map_err(|_| Gone)
