@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 /// Bytes a connection reads at a time: client frames are small, and an
 /// idle connection keeps this buffer (4 KiB cost 3 KiB more per idle
 /// connection in B1).
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 512;
 
 /// `?site=` of `/ws`.
 #[derive(Debug, Deserialize)]
