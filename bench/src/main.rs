@@ -98,12 +98,21 @@ fn log(msg: impl AsRef<str>) {
 async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("natter-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
+    // A build of natter given by path (an earlier commit's, to compare
+    // two builds on one host) is run as it is; otherwise this checkout's
+    // is built.
+    let given = std::env::var_os("NATTER_BENCH_NATTER").map(PathBuf::from);
     let paths = Paths {
-        natter: root.join("target/release/natter"),
+        natter: given
+            .clone()
+            .unwrap_or_else(|| root.join("target/release/natter")),
         root: root.clone(),
         scratch: scratch.clone(),
     };
-    build_natter(&root)?;
+    match &given {
+        Some(natter) => log(format!("natter: {}", natter.display())),
+        None => build_natter(&root)?,
+    }
     sys::ensure_node_peer(&paths)?;
     let nchan = sys::ensure_nchan();
     let started = Instant::now();
