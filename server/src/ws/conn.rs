@@ -34,6 +34,43 @@ pub(super) type Committed = (ClientId, RoomId, Result<Written, StoreError>);
 /// A send waiting for its commit.
 pub(super) type Commit = Pin<Box<dyn Future<Output = Committed> + Send>>;
 
+/// Sends awaiting their commit, answered in order. The set is made on a
+/// send and dropped once every send is answered: an idle connection keeps
+/// none (B1 in BENCHMARKS.md).
+#[derive(Default)]
+pub(super) struct Commits(Option<FuturesOrdered<Commit>>);
+
+impl Commits {
+    pub(super) fn push(&mut self, commit: Commit) {
+        self.0
+            .get_or_insert_with(FuturesOrdered::new)
+            .push_back(commit);
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesOrdered::len)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the set is held (it is not while no send waits).
+    #[cfg(test)]
+    pub(super) fn holds_a_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The next send's outcome, in order; `None` when none waits.
+    pub(super) async fn next(&mut self) -> Option<Committed> {
+        let next = self.0.as_mut()?.next().await;
+        if self.0.as_ref().is_some_and(FuturesOrdered::is_empty) {
+            self.0 = None;
+        }
+        next
+    }
+}
+
 /// Counts a connection open for as long as it lives.
 pub(super) struct OpenConnection(Arc<Metrics>);
 
@@ -60,7 +97,7 @@ pub(super) struct Conn<S> {
     /// Last seq delivered per room the connection follows.
     pub(super) sent: FastMap<RoomId, Seq>,
     /// Sends awaiting their commit, answered in order.
-    pub(super) commits: FuturesOrdered<Commit>,
+    pub(super) commits: Commits,
     /// What the site shows its people of each other.
     pub(super) settings: Settings,
     /// Per room the connection follows: its kind, and the user's read
@@ -145,7 +182,7 @@ impl<S: FrameSink> Conn<S> {
             reg,
             sink,
             sent: FastMap::default(),
-            commits: FuturesOrdered::new(),
+            commits: Commits::default(),
             settings,
             marks: FastMap::default(),
             here: None,

@@ -11,7 +11,7 @@ use crate::hub::Moved;
 use crate::metrics;
 use crate::store::writer::{WriteOp, Written};
 use crate::store::{AttachError, PageFrom, StoreError};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt};
 use natter_shared::limits::MEMBERS_PAGE;
 use natter_shared::protocol::DecodeError;
 use natter_shared::text::Body;
@@ -173,7 +173,7 @@ impl<S: FrameSink> Conn<S> {
         };
         match self.state.writer.submit(op).await {
             Ok(rx) => {
-                self.commits.push_back(Box::pin(
+                self.commits.push(Box::pin(
                     rx.map(move |r| (client_id, room, r.unwrap_or(Err(StoreError::Closed)))),
                 ));
                 Ok(())

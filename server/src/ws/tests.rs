@@ -294,3 +294,39 @@ fn the_room_list_is_split_into_frames_serde_would_write_each_within_the_limit() 
     let none = super::sync::rooms_frames(&[], limit).expect("serialises");
     assert_eq!(none, [r#"{"type":"rooms","rooms":[]}"#]);
 }
+
+#[tokio::test]
+async fn sends_are_answered_in_order_and_their_set_goes_when_all_are() {
+    use super::conn::{Commit, Commits};
+    use crate::store::StoreError;
+    let id = |n: u8| {
+        ClientId::parse(&format!("00000000-0000-4000-8000-0000000000{n:02}")).expect("an id")
+    };
+    let commit = |n: u8, after_ms: u64| -> Commit {
+        let client = id(n);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(after_ms)).await;
+            let room = RoomId::parse("r_1").expect("a room id");
+            (client, room, Err(StoreError::Closed))
+        })
+    };
+    let mut commits = Commits::default();
+    assert!(commits.is_empty());
+    assert!(commits.next().await.is_none());
+    // The second send's commit is decided first; the first is still
+    // answered first.
+    commits.push(commit(1, 40));
+    commits.push(commit(2, 1));
+    assert_eq!(commits.len(), 2);
+    assert_eq!(commits.next().await.map(|c| c.0), Some(id(1)));
+    assert_eq!(commits.len(), 1);
+    assert_eq!(commits.next().await.map(|c| c.0), Some(id(2)));
+    assert!(commits.is_empty());
+    assert!(
+        !commits.holds_a_set(),
+        "no set kept once every send is answered"
+    );
+    commits.push(commit(3, 1));
+    assert!(commits.holds_a_set());
+    assert_eq!(commits.next().await.map(|c| c.0), Some(id(3)));
+}
