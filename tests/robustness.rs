@@ -1,7 +1,9 @@
 //! Bad input gets a clear answer and the connection survives; limits hold.
 
+use futures_util::{SinkExt, StreamExt};
 use natter_shared::{ClientFrame, ErrorCode, ServerFrame};
 use natter_tests::*;
+use tokio_tungstenite::tungstenite;
 
 #[tokio::test]
 async fn malformed_and_unknown_frames_get_an_error_and_the_connection_survives() {
@@ -116,6 +118,90 @@ async fn an_oversized_frame_closes_with_1009() {
     // The server is fine: others still chat.
     let (mut bob, _) = app.login("bob").await;
     assert_eq!(bob.say(&room.id, "ok").await, 1);
+    crate::assert_no_panics();
+    app.stop().await;
+}
+
+/// The next raw WebSocket message, controls included.
+async fn raw_next(client: &mut Client) -> Option<tungstenite::Message> {
+    tokio::time::timeout(WAIT, client.ws.next())
+        .await
+        .expect("a message within the wait")
+        .and_then(Result::ok)
+}
+
+#[tokio::test]
+async fn the_socket_speaks_websocket_as_rfc_6455_says() {
+    use tungstenite::protocol::frame::Frame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let app = spawn_app(Db::Sqlite).await;
+    let room = app.dialog("alice", "bob").await;
+    let (mut alice, _) = app.login("alice").await;
+
+    // A message in three fragments, a ping between them.
+    let json = serde_json::to_string(&ClientFrame::Send {
+        client_id: cid(),
+        room: room.id.clone(),
+        body: "in three parts".into(),
+        files: Vec::new(),
+    })
+    .expect("encode");
+    let (head, tail) = json.split_at(10);
+    let (middle, tail) = tail.split_at(10);
+    let fragments = [
+        Frame::message(head.to_string(), OpCode::Data(Data::Text), false),
+        Frame::ping("between"),
+        Frame::message(middle.to_string(), OpCode::Data(Data::Continue), false),
+        Frame::message(tail.to_string(), OpCode::Data(Data::Continue), true),
+    ];
+    for fragment in fragments {
+        alice
+            .ws
+            .feed(tungstenite::Message::Frame(fragment))
+            .await
+            .expect("feed");
+    }
+    alice.ws.flush().await.expect("flush");
+    // The ping is answered with its payload, and the message is stored.
+    let mut ponged = false;
+    loop {
+        match raw_next(&mut alice).await.expect("the connection stays") {
+            tungstenite::Message::Pong(payload) => {
+                assert_eq!(&payload[..], b"between");
+                ponged = true;
+            }
+            tungstenite::Message::Text(text) => {
+                if let Ok(ServerFrame::Ack { seq, .. }) = serde_json::from_str(&text) {
+                    assert_eq!(seq, 1);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(ponged, "the ping came before the message's last fragment");
+
+    // A frame with a reserved bit (no extension was agreed) ends the
+    // connection with 1002.
+    let mut odd = Frame::message("{}", OpCode::Data(Data::Text), true);
+    odd.header_mut().rsv1 = true;
+    alice
+        .ws
+        .send(tungstenite::Message::Frame(odd))
+        .await
+        .expect("send");
+    let close = alice.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1002);
+
+    // A client that closes is answered with a close.
+    let (mut bob, _) = app.login("bob").await;
+    bob.ws.close(None).await.expect("close");
+    match raw_next(&mut bob).await {
+        Some(tungstenite::Message::Close(frame)) => {
+            assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
+        }
+        other => panic!("the server answers a close with one, not {other:?}"),
+    }
     crate::assert_no_panics();
     app.stop().await;
 }

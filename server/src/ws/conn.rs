@@ -5,7 +5,9 @@
 //! (read only while fewer than `max_inflight_sends` sends are waiting for
 //! their commit) and a heartbeat. Either side ending ends both.
 
-use super::{FrameSink, FrameStream, Gone, close_with, is_too_big, refuse, send_frame};
+use super::{
+    FrameSink, FrameStream, Gone, answer_close, close_for, close_with, pong, refuse, send_frame,
+};
 use crate::auth::Identity;
 use crate::error::store_error_parts;
 use crate::gate::Held;
@@ -246,21 +248,21 @@ impl<S: FrameSink> Conn<S> {
                 msg = stream.next(), if self.commits.len() < max_inflight && self.held.is_none() => {
                     last_heard = Instant::now();
                     match msg {
-                        None | Some(Ok(Message::Close(_))) => break Ok(()),
+                        None => break Ok(()),
+                        Some(Ok(Message::Close(_))) => {
+                            Box::pin(answer_close(&mut self.sink)).await;
+                            break Ok(());
+                        }
                         Some(Err(err)) => {
-                            if is_too_big(&err) {
-                                tracing::info!("frame over the size limit; closing with 1009");
-                                Box::pin(close_with(&mut self.sink, close::TOO_BIG, "message too big")).await;
-                            } else {
-                                tracing::debug!(error = %err, "socket error");
-                            }
+                            Box::pin(close_for(&mut self.sink, &err)).await;
                             break Ok(());
                         }
                         Some(Ok(Message::Text(text))) => Box::pin(self.on_text(&text)).await,
                         Some(Ok(Message::Binary(_))) => {
                             Box::pin(self.send_error(ErrorCode::BadFrame, "binary frames are not part of the protocol; send JSON text")).await
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                        Some(Ok(Message::Ping(payload))) => Box::pin(pong(&mut self.sink, payload)).await,
+                        Some(Ok(Message::Pong(_))) => Ok(()),
                     }
                 }
                 _ = tick.tick() => {

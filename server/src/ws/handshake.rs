@@ -2,7 +2,10 @@
 //! user is recorded and greeted with `hello` (who they are, the limits);
 //! refused, the client gets an error frame naming why, then a close.
 
-use super::{BANNED, FrameSink, FrameStream, close_with, is_too_big, refuse, send_frame};
+use super::{
+    BANNED, FrameSink, FrameStream, Gone, answer_close, close_for, close_with, pong, refuse,
+    send_frame,
+};
 use crate::auth::{self, Identity};
 use crate::gate::Held;
 use crate::state::AppState;
@@ -38,13 +41,19 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
                 return None;
             }
             Ok(Some(Err(err))) => {
-                if is_too_big(&err) {
-                    close_with(sink, close::TOO_BIG, "message too big").await;
-                }
+                close_for(sink, &err).await;
                 return None;
             }
-            Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return None,
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Close(_)))) => {
+                answer_close(sink).await;
+                return None;
+            }
+            Ok(None) => return None,
+            Ok(Some(Ok(Message::Ping(payload)))) => match pong(sink, payload).await {
+                Ok(()) => continue,
+                Err(Gone) => return None,
+            },
+            Ok(Some(Ok(Message::Pong(_)))) => continue,
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(Message::Binary(_)))) => Utf8Bytes::from_static(""),
         };

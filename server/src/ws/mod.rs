@@ -3,6 +3,8 @@
 //! - [`upgrade`]: before the upgrade, the site must exist, the `Origin`
 //!   must be one of its registered origins (or the server's own), and the
 //!   client must ask for the `natter.v1` subprotocol.
+//! - [`wire`]: the WebSocket frames, read and written by natter over the
+//!   upgraded TCP socket; an idle connection keeps no buffer.
 //! - [`handshake`]: after it, the first frame must be `auth` with a valid
 //!   token; the answer is `hello`, or an error and a close.
 //! - [`conn`]: one task per connection runs a `select!` over the socket,
@@ -21,6 +23,7 @@ mod handshake;
 mod requests;
 mod sync;
 mod upgrade;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -34,7 +37,7 @@ use crate::state::AppState;
 use crate::store::Site;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream};
-use natter_shared::{ErrorCode, ServerFrame};
+use natter_shared::{ErrorCode, ServerFrame, close};
 
 /// Where a connection writes its frames.
 pub trait FrameSink: Sink<Message, Error = axum::Error> + Unpin + Send + 'static {}
@@ -176,14 +179,25 @@ async fn close_with<S: FrameSink>(sink: &mut S, code: u16, reason: &'static str)
     let _ = sink.close().await;
 }
 
-/// True when a read error is a message over the size limit.
-fn is_too_big(err: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return true;
+/// Ends a connection whose frames failed: a fault of the client's (a
+/// message too big, a broken frame, text that is not UTF-8) is told with
+/// its close code; a socket that failed is left.
+async fn close_for<S: FrameSink>(sink: &mut S, err: &axum::Error) {
+    match wire::wire_error(err).and_then(wire::WireError::close_code) {
+        Some((code, reason)) => {
+            tracing::info!(code, reason, "closing on a bad frame");
+            close_with(sink, code, reason).await;
         }
-        source = e.source();
+        None => tracing::debug!(error = %err, "socket error"),
     }
-    false
+}
+
+/// Answers the client's close with one (RFC 6455 section 5.5.1).
+async fn answer_close<S: FrameSink>(sink: &mut S) {
+    close_with(sink, close::NORMAL, "").await;
+}
+
+/// Answers a ping with a pong of the same payload.
+async fn pong<S: FrameSink>(sink: &mut S, payload: bytes::Bytes) -> Result<(), Gone> {
+    sink.send(Message::Pong(payload)).await.map_err(|_| Gone)
 }

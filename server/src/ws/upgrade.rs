@@ -7,20 +7,17 @@ use crate::metrics;
 use crate::serve::Peer;
 use crate::state::AppState;
 use crate::store::Site;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use base64::Engine;
+use hyper::upgrade::OnUpgrade;
 use natter_shared::{ErrorCode, PROTOCOL, SiteId};
 use serde::Deserialize;
+use sha1::{Digest, Sha1};
 use std::sync::atomic::Ordering;
-
-/// Bytes a connection reads at a time: client frames are small, and an
-/// idle connection keeps this buffer (4 KiB cost 3 KiB more per idle
-/// connection in B1).
-const READ_BUFFER: usize = 512;
 
 /// `?site=` of `/ws`.
 #[derive(Debug, Deserialize)]
@@ -34,7 +31,7 @@ pub async fn handler(
     Query(query): Query<WsQuery>,
     Peer(peer): Peer,
     headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, ApiError>,
 ) -> Response {
     let open = state.metrics.connections_open.load(Ordering::Relaxed);
     if open >= state.config.limits.max_connections as u64 {
@@ -59,30 +56,109 @@ pub async fn handler(
     };
     let upgrade = match upgrade {
         Ok(u) => u,
-        Err(rej) => {
-            return ApiError::client(rej.status(), ErrorCode::InvalidInput, rej.body_text())
-                .into_response();
-        }
+        Err(err) => return err.into_response(),
     };
-    let limit = state.config.limits.max_frame_bytes;
     let tracker = state.connections.clone();
-    // Boxed: the upgrade's task keeps what its callback captured.
+    // Boxed: the connection's task keeps what it starts from until the
+    // upgrade is done.
     let start = Box::new((state, site, held));
-    upgrade
-        .protocols([PROTOCOL])
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        // A small read buffer keeps an idle connection cheap (tungstenite
-        // reserves 128 KiB by default); larger frames still arrive, in more
-        // reads. The write buffer grows only while frames are fed between
-        // flushes.
-        .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| {
-            let (state, site, held) = *start;
-            let (sink, stream) = socket.split();
-            let sink = super::Deadline::new(sink, state.config.guard.write_timeout_secs);
-            tracker.track_future(super::serve(sink, stream, state, site, held))
-        })
+    let Upgrade { on_upgrade, key } = upgrade;
+    tokio::spawn(tracker.track_future(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "the WebSocket upgrade failed");
+                return;
+            }
+        };
+        let (state, site, held) = *start;
+        let limit = state.config.limits.max_frame_bytes;
+        let Some((stream, sink)) = super::wire::split(upgraded, limit) else {
+            tracing::error!("an upgraded connection that is not a TCP socket; dropped");
+            return;
+        };
+        let sink = super::Deadline::new(sink, state.config.guard.write_timeout_secs);
+        super::serve(sink, stream, state, site, held).await;
+    }));
+    switching_protocols(&key)
+}
+
+/// The answer that upgrades the connection, with the subprotocol.
+fn switching_protocols(key: &HeaderValue) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(PROTOCOL),
+    );
+    if let Ok(accept) = HeaderValue::try_from(accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key` (RFC 6455
+/// section 4.2.2).
+fn accept_key(key: &[u8]) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
+}
+
+/// A request to upgrade to a WebSocket (HTTP/1.1): hyper's handle on the
+/// connection, and the client's key.
+pub struct Upgrade {
+    on_upgrade: OnUpgrade,
+    key: HeaderValue,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if parts.method != Method::GET {
+            return Err(ApiError::client(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::InvalidInput,
+                "a WebSocket upgrade is a GET",
+            ));
+        }
+        let headers = &parts.headers;
+        if !has_token(headers, header::CONNECTION, "upgrade") {
+            return Err(ApiError::invalid("the Connection header must say upgrade"));
+        }
+        if !has_token(headers, header::UPGRADE, "websocket") {
+            return Err(ApiError::invalid("the Upgrade header must say websocket"));
+        }
+        if !has_token(headers, header::SEC_WEBSOCKET_VERSION, "13") {
+            return Err(ApiError::invalid("Sec-WebSocket-Version must be 13"));
+        }
+        let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+            return Err(ApiError::invalid("the Sec-WebSocket-Key header is missing"));
+        };
+        let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+            return Err(ApiError::client(
+                StatusCode::UPGRADE_REQUIRED,
+                ErrorCode::InvalidInput,
+                "this connection cannot be upgraded",
+            ));
+        };
+        Ok(Upgrade { on_upgrade, key })
+    }
+}
+
+/// True when a header's comma-separated values hold `token` (in any case).
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case(token))
 }
 
 /// The limits per client address: new connections per second (each one
@@ -140,6 +216,7 @@ async fn accept(state: &AppState, query: WsQuery, headers: &HeaderMap) -> Result
             ));
         }
     }
+    // Subprotocols are matched exactly (RFC 6455 section 4.1).
     let asks_v1 = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -185,5 +262,17 @@ pub fn origin_allowed(origin: &str, own: Own<'_>, registered: &[String]) -> bool
                 .or_else(|| origin.strip_prefix("http://"));
             matches!(own, Some(h) if !host.is_empty() && h.eq_ignore_ascii_case(host))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_accept_key_is_the_rfcs() {
+        // RFC 6455 section 1.3.
+        assert_eq!(
+            super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 }
