@@ -228,7 +228,7 @@ impl<S: FrameSink> Conn<S> {
                 }
                 _ = mailbox.signalled() => {
                     if mailbox.is_banned() {
-                        tracing::info!("the user was banned; closing");
+                        tracing::info!(site = %self.identity.site, user = %self.identity.user, "the user was banned; closing");
                         let code = ErrorCode::Banned;
                         Box::pin(refuse(&mut self.sink, code, super::BANNED, close::AUTH, code.as_str())).await;
                         break Ok(());
@@ -254,7 +254,7 @@ impl<S: FrameSink> Conn<S> {
                             break Ok(());
                         }
                         Some(Err(err)) => {
-                            Box::pin(close_for(&mut self.sink, &err)).await;
+                            Box::pin(close_for(&mut self.sink, &err, &self.identity.site, Some(&self.identity.user))).await;
                             break Ok(());
                         }
                         Some(Ok(Message::Text(text))) => Box::pin(self.on_text(&text)).await,
@@ -267,7 +267,7 @@ impl<S: FrameSink> Conn<S> {
                 }
                 _ = tick.tick() => {
                     if last_heard.elapsed() > heartbeat * 2 {
-                        tracing::info!("no traffic for two heartbeats; dropping the connection");
+                        tracing::info!(site = %self.identity.site, user = %self.identity.user, "no traffic for two heartbeats; dropping the connection");
                         Box::pin(close_with(&mut self.sink, close::HEARTBEAT, "heartbeat timeout")).await;
                         break Ok(());
                     }
@@ -283,7 +283,7 @@ impl<S: FrameSink> Conn<S> {
                             }
                         }
                         TokenCheck::Over => {
-                            tracing::info!("token expired and not renewed; closing");
+                            tracing::info!(site = %self.identity.site, user = %self.identity.user, "token expired and not renewed; closing");
                             let reason = ErrorCode::TokenExpired.as_str();
                             Box::pin(close_with(&mut self.sink, close::AUTH, reason)).await;
                             break Ok(());
@@ -292,7 +292,7 @@ impl<S: FrameSink> Conn<S> {
                     // Boxed, as every future an event sets off: an idle
                     // connection keeps only the loop's own state (B1).
                     if Box::pin(site_removed(&self.state.store, &self.identity.site)).await {
-                        tracing::info!("the site was removed; closing");
+                        tracing::info!(site = %self.identity.site, user = %self.identity.user, "the site was removed; closing");
                         let code = ErrorCode::UnknownSite;
                         Box::pin(refuse(&mut self.sink, code, "the site was removed", close::AUTH, code.as_str())).await;
                         break Ok(());
@@ -383,7 +383,7 @@ impl<S: FrameSink> Conn<S> {
         self.reg.mailbox.clear();
         self.state.hub.unsubscribe_all(self.reg.id);
         self.sent.clear();
-        tracing::info!("connection fell behind; told to resync");
+        tracing::info!(site = %self.identity.site, user = %self.identity.user, "connection fell behind; told to resync");
         self.send(&ServerFrame::Resync {
             reason: format!(
                 "more than {} live frames were waiting for this connection",

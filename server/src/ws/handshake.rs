@@ -41,7 +41,7 @@ pub(super) async fn authenticate<S: FrameSink, R: FrameStream>(
                 return None;
             }
             Ok(Some(Err(err))) => {
-                close_for(sink, &err).await;
+                close_for(sink, &err, &site.id, None).await;
                 return None;
             }
             Ok(Some(Ok(Message::Close(_)))) => {

@@ -37,7 +37,7 @@ use crate::state::AppState;
 use crate::store::Site;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream};
-use natter_shared::{ErrorCode, ServerFrame, close};
+use natter_shared::{ErrorCode, ServerFrame, SiteId, UserId, close};
 
 /// Where a connection writes its frames.
 pub trait FrameSink: Sink<Message, Error = axum::Error> + Unpin + Send + 'static {}
@@ -129,7 +129,10 @@ async fn open<S: FrameSink, R: FrameStream>(opening: Box<Opening<S, R>>) -> Opti
         _user: held,
     };
     let conn = conn::Conn::new(state, identity, settings, sink, key, counted);
-    let span = tracing::info_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
+    // A debug span: an enabled span costs each idle connection about
+    // 430 bytes (B1 in BENCHMARKS.md), so the connection's own events at
+    // info and above name the site and user themselves.
+    let span = tracing::debug_span!("conn", conn = conn.reg.id, site = %conn.identity.site, user = %conn.identity.user);
     Some(Box::pin(tracing::Instrument::instrument(
         conn.serve(stream),
         span,
@@ -182,10 +185,17 @@ async fn close_with<S: FrameSink>(sink: &mut S, code: u16, reason: &'static str)
 /// Ends a connection whose frames failed: a fault of the client's (a
 /// message too big, a broken frame, text that is not UTF-8) is told with
 /// its close code; a socket that failed is left.
-async fn close_for<S: FrameSink>(sink: &mut S, err: &axum::Error) {
+/// `site` and `user` (once known) name the connection in the log.
+async fn close_for<S: FrameSink>(
+    sink: &mut S,
+    err: &axum::Error,
+    site: &SiteId,
+    user: Option<&UserId>,
+) {
     match wire::wire_error(err).and_then(wire::WireError::close_code) {
         Some((code, reason)) => {
-            tracing::info!(code, reason, "closing on a bad frame");
+            let user = user.map(UserId::as_str);
+            tracing::info!(%site, user, code, reason, "closing on a bad frame");
             close_with(sink, code, reason).await;
         }
         None => tracing::debug!(error = %err, "socket error"),

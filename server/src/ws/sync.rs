@@ -100,7 +100,7 @@ impl<S: FrameSink> Conn<S> {
             if cursor.seq > last_seq {
                 // The client holds more than the room has: its copy is of
                 // another history (a database restored from a backup).
-                tracing::info!(room = %cursor.room, cursor = cursor.seq, last_seq, "a client is ahead of the room; sending it afresh");
+                tracing::info!(site = %self.identity.site, user = %self.identity.user, room = %cursor.room, cursor = cursor.seq, last_seq, "a client is ahead of the room; sending it afresh");
                 self.latest_page(cursor.room, true).await?;
             } else if last_seq - cursor.seq > pages * u64::from(self.page_size()) {
                 // Too far behind to page it all now: the latest page, and
@@ -220,7 +220,7 @@ impl<S: FrameSink> Conn<S> {
                         events.remove(0);
                     }
                     other => {
-                        tracing::info!(%room, cursor = last, ts, found = ?other.map(|e| (e.seq, e.ts)), "a client holds another event at its cursor; sending the room afresh");
+                        tracing::info!(site = %self.identity.site, user = %self.identity.user, %room, cursor = last, ts, found = ?other.map(|e| (e.seq, e.ts)), "a client holds another event at its cursor; sending the room afresh");
                         return self.latest_page(room, true).await;
                     }
                 }
