@@ -16,16 +16,23 @@ const PASSWORD: &str = "correct horse battery staple";
 const WAIT_LIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `natter admin …` on the server's database, `stdin` the password.
-fn admin_command(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
-    natter_admin(&app.database_url, args, stdin)
+async fn admin_command(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
+    let url = app.database_url.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.to_string();
+    off_runtime(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        natter_admin(&url, &args, &stdin)
+    })
+    .await
 }
 
-fn add_admin(app: &TestApp, email: &str, sites: &[&str]) {
+async fn add_admin(app: &TestApp, email: &str, sites: &[&str]) {
     let mut args = vec!["add", email];
     for site in sites {
         args.extend(["--site", site]);
     }
-    let out = admin_command(app, &args, &format!("{PASSWORD}\n"));
+    let out = admin_command(app, &args, &format!("{PASSWORD}\n")).await;
     assert!(
         out.status.success(),
         "{}",
@@ -150,12 +157,12 @@ fn shown(html: &str, label: &str) -> String {
 
 async fn admins_sign_in_with_a_cookie_and_every_change_needs_the_csrf_token(db: Db) {
     let app = spawn_app_with(db, |c| c.admin.admin_sign_in_per_minute = 100).await;
-    add_admin(&app, "Root@Example.com", &[]);
+    add_admin(&app, "Root@Example.com", &[]).await;
     // The same address twice is refused, a short password too.
-    let again = admin_command(&app, &["add", "root@example.com"], &format!("{PASSWORD}\n"));
+    let again = admin_command(&app, &["add", "root@example.com"], &format!("{PASSWORD}\n")).await;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already an admin"));
-    let short = admin_command(&app, &["add", "x@example.com"], "short\n");
+    let short = admin_command(&app, &["add", "x@example.com"], "short\n").await;
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("too short"));
 
@@ -238,16 +245,17 @@ async fn admins_sign_in_with_a_cookie_and_every_change_needs_the_csrf_token(db: 
         &app,
         &["password", "root@example.com"],
         "another long password\n",
-    );
+    )
+    .await;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(panel.get("/admin/sites").await.0, StatusCode::SEE_OTHER);
-    let out = admin_command(&app, &["list"], "");
+    let out = admin_command(&app, &["list"], "").await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("root@example.com\tevery site"));
-    let out = admin_command(&app, &["remove", "root@example.com"], "");
+    let out = admin_command(&app, &["remove", "root@example.com"], "").await;
     assert!(out.status.success());
     let (status, _) = panel
         .sign_in("root@example.com", "another long password")
@@ -258,7 +266,7 @@ async fn admins_sign_in_with_a_cookie_and_every_change_needs_the_csrf_token(db: 
 
 async fn sign_in_attempts_are_rate_limited(db: Db) {
     let app = spawn_app_with(db, |c| c.admin.admin_sign_in_per_minute = 3).await;
-    add_admin(&app, "root@example.com", &[]);
+    add_admin(&app, "root@example.com", &[]).await;
     let mut panel = Panel::new(&app);
     for _ in 0..3 {
         assert_eq!(
@@ -276,7 +284,7 @@ async fn sign_in_attempts_are_rate_limited(db: Db) {
 
 async fn sites_are_created_rotated_and_deleted_from_the_panel(db: Db) {
     let app = spawn_app(db).await;
-    add_admin(&app, "root@example.com", &[]);
+    add_admin(&app, "root@example.com", &[]).await;
     let mut panel = Panel::new(&app);
     panel.sign_in("root@example.com", PASSWORD).await;
     panel.get("/admin/sites").await;
@@ -405,7 +413,7 @@ async fn sites_are_created_rotated_and_deleted_from_the_panel(db: Db) {
 
 async fn admins_moderate_and_see_only_their_sites(db: Db) {
     let app = spawn_app(db).await;
-    add_admin(&app, "mod@example.com", &[app.site.id.as_str()]);
+    add_admin(&app, "mod@example.com", &[app.site.id.as_str()]).await;
     let room = app.group("Lobby", &["alice", "mallory"]).await;
     let api = app.api_client();
     let posted = api

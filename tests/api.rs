@@ -579,16 +579,22 @@ async fn names_and_titles_lose_characters_that_hide_or_reorder_text() {
 }
 
 /// `natter site …` run as the real binary against the server's database.
-fn site_command(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(natter_bin())
-        .arg("site")
-        .args(args)
-        .args(["--database-url", &app.database_url])
-        .arg("--files-dir")
-        .arg(files_dir_for(&app.database_url))
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("natter runs")
+async fn site_command(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let url = app.database_url.clone();
+    let files = files_dir_for(&url);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    off_runtime(move || {
+        std::process::Command::new(natter_bin())
+            .arg("site")
+            .args(args)
+            .args(["--database-url", &url])
+            .arg("--files-dir")
+            .arg(files)
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("natter runs")
+    })
+    .await
 }
 
 async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) {
@@ -604,7 +610,7 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
     let site = app.site.id.to_string();
 
     // A new API key: the old one stops working at once.
-    let out = site_command(&app, &["rotate-key", &site]);
+    let out = site_command(&app, &["rotate-key", &site]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -634,8 +640,8 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
     // A new token secret: tokens of the old one work during the grace
     // period only.
     let old_token = app.token("alice");
-    let rotated = |grace: &str| {
-        let out = site_command(&app, &["rotate-secret", &site, "--grace-secs", grace]);
+    let rotated = async |grace: &str| {
+        let out = site_command(&app, &["rotate-secret", &site, "--grace-secs", grace]).await;
         assert!(
             out.status.success(),
             "{}",
@@ -647,11 +653,11 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         natter_server::auth::Secret::new(secret.to_string())
     };
     // A grace beyond 30 days is refused (and not in the audit log below).
-    let out = site_command(&app, &["rotate-secret", &site, "--grace-secs", "2592001"]);
+    let out = site_command(&app, &["rotate-secret", &site, "--grace-secs", "2592001"]).await;
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("--grace-secs"), "{said}");
-    let secret = rotated("3600");
+    let secret = rotated("3600").await;
     let new_site = TestSite {
         secret,
         ..app.site.clone()
@@ -671,7 +677,7 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         signs_in(token_for(&new_site, "alice", 600)).await,
         "the new secret"
     );
-    let latest = rotated("0");
+    let latest = rotated("0").await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert!(
         !signs_in(token_for(&new_site, "alice", 600)).await,
@@ -710,10 +716,10 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
     );
 
     // Removing asks for --yes; an unknown site is a clear message.
-    let out = site_command(&app, &["remove", &site]);
+    let out = site_command(&app, &["remove", &site]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
-    let out = site_command(&app, &["remove", "s_nope", "--yes"]);
+    let out = site_command(&app, &["remove", "s_nope", "--yes"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no site"));
     let res = fresh
@@ -730,7 +736,7 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
     carol.auth(&token_for(&app.other, "carol", 600)).await;
     carol.sync(vec![]).await;
 
-    let out = site_command(&app, &["remove", &site, "--yes"]);
+    let out = site_command(&app, &["remove", &site, "--yes"]).await;
     assert!(
         out.status.success(),
         "{}",
@@ -773,7 +779,7 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
         .await
         .expect("api");
     assert_eq!(res.status(), 401, "the site and its key are gone");
-    let list = String::from_utf8_lossy(&site_command(&app, &["list"]).stdout).to_string();
+    let list = String::from_utf8_lossy(&site_command(&app, &["list"]).await.stdout).to_string();
     assert!(
         !list.contains(&site) && list.contains(app.other.id.as_str()),
         "{list}"

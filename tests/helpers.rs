@@ -805,8 +805,20 @@ pub fn metric_in(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
 }
 
+/// Runs `command` (a blocking one: a child process) on a thread of its
+/// own. A server under test runs on the test's own runtime: a command
+/// that blocked it could wait for the database while the server, unable
+/// to run, held the database's write lock.
+pub async fn off_runtime<T: Send + 'static>(command: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(command)
+        .await
+        .expect("the command's thread ends")
+}
+
 /// `natter admin ARGS` run as the real binary on the database at
 /// `database_url`, with `stdin` as its standard input (the password).
+/// Blocking: with a server on the test's runtime, call it through
+/// [`off_runtime`].
 pub fn natter_admin(database_url: &str, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
     use std::process::Stdio;
