@@ -185,6 +185,7 @@ async fn close_with<S: FrameSink>(sink: &mut S, code: u16, reason: &'static str)
 /// Ends a connection whose frames failed: a fault of the client's (a
 /// message too big, a broken frame, text that is not UTF-8) is told with
 /// its close code; a socket that failed is left.
+///
 /// `site` and `user` (once known) name the connection in the log.
 async fn close_for<S: FrameSink>(
     sink: &mut S,

@@ -151,14 +151,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     }
 }
 
-/// True when a header's comma-separated values hold `token` (in any case).
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+/// The comma-separated values of a header, over all its lines, trimmed.
+fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
-        .iter()
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|v| v.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
+}
+
+/// True when a header's values hold `token` (in any case).
+fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|v| v.eq_ignore_ascii_case(token))
 }
 
 /// The limits per client address: new connections per second (each one
@@ -217,13 +222,7 @@ async fn accept(state: &AppState, query: WsQuery, headers: &HeaderMap) -> Result
         }
     }
     // Subprotocols are matched exactly (RFC 6455 section 4.1).
-    let asks_v1 = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == PROTOCOL);
-    if !asks_v1 {
+    if !tokens(headers, header::SEC_WEBSOCKET_PROTOCOL).any(|p| p == PROTOCOL) {
         return Err(ApiError::invalid(format!(
             "ask for the WebSocket subprotocol {PROTOCOL}"
         )));
