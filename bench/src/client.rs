@@ -147,6 +147,43 @@ pub async fn sync(ws: &mut Ws, cursors: &[(&str, u64)]) -> Result<Vec<u64>> {
     }
 }
 
+/// Reads a room's history back from `before` with `history` frames, as the
+/// widget does when the person scrolls up, until the server says there is
+/// no more; returns the seqs read (newest page first, each in seq order).
+pub async fn history(ws: &mut Ws, room: &str, mut before: u64) -> Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    loop {
+        send_text(
+            ws,
+            format!(r#"{{"type":"history","room":"{room}","before":{before}}}"#),
+        )
+        .await?;
+        let page: HistoryOf = loop {
+            let text = recv(ws, "history").await?;
+            match frame_type(&text) {
+                "history" => break serde_json::from_str(&text)?,
+                "error" => bail!("history refused: {text}"),
+                _ => {}
+            }
+        };
+        let Some(first) = page.events.first() else {
+            return Ok(seqs);
+        };
+        before = first.seq;
+        seqs.extend(page.events.iter().map(|e| e.seq));
+        if !page.more {
+            return Ok(seqs);
+        }
+    }
+}
+
+/// The seqs of a `history` frame, and whether older events exist.
+#[derive(serde::Deserialize)]
+struct HistoryOf {
+    events: Vec<SeqOnly>,
+    more: bool,
+}
+
 /// The seqs of a `page` (`events`) or `event` frame.
 #[derive(serde::Deserialize)]
 struct SeqsOf {
