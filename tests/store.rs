@@ -1,7 +1,7 @@
 //! The store suite, run against SQLite and against MariaDB alike.
 
 use natter_server::store::writer::{WriteOp, Writer};
-use natter_server::store::{Store, StoreError};
+use natter_server::store::{PageFrom, Store, StoreError};
 use natter_shared::text::Body;
 use natter_shared::{ClientId, Event, EventKind, Member, RoomId, SiteId, UserId};
 use natter_tests::*;
@@ -26,6 +26,7 @@ async fn fixture(db: Db) -> Fixture {
         |_: &SiteId, _: &Event| {},
         Default::default(),
         64,
+        4,
         CancellationToken::new(),
     );
     let site = store.create_site(None, "a", &[]).await.unwrap().site.id;
@@ -122,6 +123,118 @@ async fn seqs_are_gap_free_per_room_and_retries_are_stored_once(db: Db) {
         .await
         .unwrap();
     assert_eq!(alices.event.seq, first.event.seq + 1);
+    f.scratch.remove().await;
+}
+
+/// A send stored by an earlier batch, repeated in a batch of new sends to
+/// the same room and another: the repeat is answered with the stored
+/// message, the new ones are stored once each, and no seq is skipped.
+async fn a_repeat_among_new_sends_is_stored_once(db: Db) {
+    let f = fixture(db).await;
+    let a = f
+        .store
+        .create_group(&f.site, "A", &[member("alice")])
+        .await
+        .unwrap();
+    let b = f
+        .store
+        .create_group(&f.site, "B", &[member("alice")])
+        .await
+        .unwrap();
+    let first_id = cid();
+    let first = f
+        .writer
+        .write(msg(&f.site, &a.id, "alice", "first", Some(first_id)))
+        .await
+        .unwrap();
+    // Queued together, so that the repeat shares a batch with new sends.
+    let mut replies = Vec::new();
+    for (n, room) in [(1, &a.id), (2, &b.id), (3, &a.id)] {
+        let op = msg(&f.site, room, "alice", &format!("new {n}"), Some(cid()));
+        replies.push(f.writer.submit(op).await.unwrap());
+        if n == 2 {
+            let again = msg(&f.site, &a.id, "alice", "first", Some(first_id));
+            replies.push(f.writer.submit(again).await.unwrap());
+        }
+    }
+    let mut answers = Vec::new();
+    for reply in replies {
+        let written = reply.await.unwrap().unwrap();
+        answers.push((written.event.room, written.event.seq, written.duplicate));
+    }
+    assert_eq!(
+        answers,
+        [
+            (a.id.clone(), 2, false),
+            (b.id.clone(), 1, false),
+            (a.id.clone(), first.event.seq, true),
+            (a.id.clone(), 3, false),
+        ]
+    );
+    let page = (f.store)
+        .events_page(&a.id, PageFrom::After(0), 10)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3], "the repeat is not stored again");
+    f.scratch.remove().await;
+}
+
+/// Many rooms written at once, through as many writer tasks as MariaDB
+/// gets by default: each room's writes keep the order they were queued
+/// in, and its events are published in seq order.
+async fn writers_side_by_side_keep_each_rooms_order(db: Db) {
+    let f = fixture(db).await;
+    let published = Arc::new(std::sync::Mutex::new(Vec::<(RoomId, u64)>::new()));
+    let seen = published.clone();
+    let stop = CancellationToken::new();
+    let (writer, task) = Writer::spawn(
+        f.store.clone(),
+        move |_: &SiteId, event: &Event| {
+            seen.lock().unwrap().push((event.room.clone(), event.seq));
+        },
+        Default::default(),
+        16,
+        4,
+        stop.clone(),
+    );
+    let mut rooms = Vec::new();
+    for r in 0..12 {
+        let room = f
+            .store
+            .create_group(&f.site, &format!("R{r}"), &[member("alice")])
+            .await
+            .unwrap();
+        rooms.push(room.id);
+    }
+    // Queued round the rooms, without waiting: batches of every writer
+    // are in flight together.
+    let mut replies = Vec::new();
+    for n in 1..=40u64 {
+        for room in &rooms {
+            let op = msg(&f.site, room, "alice", &format!("{n}"), Some(cid()));
+            replies.push((room.clone(), n, writer.submit(op).await.unwrap()));
+        }
+    }
+    for (room, n, reply) in replies {
+        let written = reply.await.unwrap().unwrap();
+        assert_eq!((&written.event.room, written.event.seq), (&room, n));
+        let EventKind::Message { body, .. } = &written.event.kind else {
+            panic!("a message: {:?}", written.event);
+        };
+        assert_eq!(body, &n.to_string());
+    }
+    stop.cancel();
+    task.await.unwrap();
+    let published = published.lock().unwrap().clone();
+    assert_eq!(published.len(), 12 * 40);
+    for room in &rooms {
+        let seqs: Vec<u64> = (published.iter())
+            .filter(|(r, _)| r == room)
+            .map(|(_, seq)| *seq)
+            .collect();
+        assert_eq!(seqs, (1..=40).collect::<Vec<_>>(), "published in order");
+    }
     f.scratch.remove().await;
 }
 
@@ -566,6 +679,8 @@ on_both!(
     a_removed_site_is_seen_through_the_cache,
     one_batch_decides_each_write_in_order,
     seqs_are_gap_free_per_room_and_retries_are_stored_once,
+    writers_side_by_side_keep_each_rooms_order,
+    a_repeat_among_new_sends_is_stored_once,
     membership_and_sites_are_enforced,
     dialogs_are_unique_per_pair_and_rooms_list_members,
     history_pages_both_ways,

@@ -128,7 +128,9 @@ impl App {
     /// Opens the store (running migrations), starts the writer, and sets
     /// up demo mode when asked.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        let store = Store::connect(&config.database_url, config.limits.db_pool)
+        // The writers' connections come on top of the pool's readers.
+        let pool = config.limits.db_pool + config.limits.writers;
+        let store = Store::connect(&config.database_url, pool)
             .await
             .map_err(|source| StartError::Store {
                 url: store::redact_url(&config.database_url),
@@ -188,6 +190,7 @@ impl App {
             publish,
             metrics.clone(),
             config.limits.batch_max,
+            config.limits.writers as usize,
             writer_stop.clone(),
         );
         let reads = reads::ReadMarkers::new(store.clone());

@@ -512,6 +512,19 @@ pub struct LimitsConfig {
     #[arg(long, global = true, env = "NATTER_BATCH_MAX", default_value_t = 1024)]
     pub batch_max: usize,
 
+    /// Writer tasks on MySQL/MariaDB, each committing its own batches on
+    /// a connection of its own, so that one batch's round trips do not
+    /// hold up the next; a room's writes always go through the same one.
+    /// SQLite has one writer whatever this says.
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_WRITERS",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
+    pub writers: u32,
+
     /// Largest HTTP API request body, in bytes; larger gets 413.
     #[arg(long, global = true, env = "NATTER_MAX_REQUEST_BYTES", default_value_t = 256 * 1024)]
     pub max_request_bytes: usize,
@@ -536,7 +549,8 @@ pub struct LimitsConfig {
     )]
     pub typing_interval_ms: u64,
 
-    /// Database connections in the pool.
+    /// Database connections for reading and the HTTP API; the writers'
+    /// (`--writers`) come on top.
     #[arg(long, global = true, env = "NATTER_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,
 }

@@ -9,8 +9,10 @@
 //! the new events are inserted and the counters written in a few
 //! multi-row statements ([`statements`]): seqs commit in order, gap-free,
 //! never from AUTO_INCREMENT. On SQLite the writer is a thread with its
-//! own connection ([`sqlite`]); on MySQL a task using the pool
-//! ([`mysql`]).
+//! own connection ([`sqlite`]). On MySQL there are several writer tasks
+//! using the pool ([`mysql`]), so that one batch's round trips and commit
+//! do not hold up the others': each room always goes through the same
+//! task, which keeps its writes in order.
 //! Only after commit are callers answered and events published, in seq
 //! order. Publishing is a callback the writer is handed (`lib.rs` wires
 //! it to the hub), so storage knows nothing of fan-out.
@@ -75,6 +77,16 @@ impl WriteOp {
             | WriteOp::Delete { site, .. } => site,
         }
     }
+
+    /// The room the write takes a seq in.
+    pub fn room(&self) -> &RoomId {
+        match self {
+            WriteOp::Message { room, .. }
+            | WriteOp::Join { room, .. }
+            | WriteOp::Leave { room, .. }
+            | WriteOp::Delete { room, .. } => room,
+        }
+    }
 }
 
 /// A committed write.
@@ -94,38 +106,68 @@ type Reply = oneshot::Sender<Result<Written, StoreError>>;
 /// The handle that submits writes; cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<(WriteOp, Reply)>,
+    /// One queue per writer task; a room's writes always take the same.
+    lanes: Arc<[mpsc::Sender<(WriteOp, Reply)>]>,
 }
 
-/// The writer task's capacity for queued writes. Past it submitters wait,
+/// A writer task's capacity for queued writes. Past it submitters wait,
 /// which slows the busiest connections first instead of growing memory.
 const QUEUE: usize = 8192;
 
+/// The writer task that takes a room's writes, of `lanes`: the same for
+/// as long as the process runs.
+fn lane_of(room: &RoomId, lanes: usize) -> usize {
+    use std::hash::BuildHasher;
+    let hash = foldhash::fast::FixedState::with_seed(0).hash_one(room.as_str());
+    (hash % lanes.max(1) as u64) as usize
+}
+
 impl Writer {
-    /// Starts the writer task. Each new event is handed to `publish` after
-    /// its commit, in seq order; a repeated send's stored event is published
-    /// again (receivers skip what they hold).
-    /// The task stops taking writes when `stop` fires, commits what is
-    /// queued, then ends.
+    /// Starts the writer: one task on SQLite, `writers` on MySQL. Each
+    /// new event is handed to `publish` after its commit, in seq order
+    /// within its room; a repeated send's stored event is published again
+    /// (receivers skip what they hold).
+    /// The tasks stop taking writes when `stop` fires, commit what is
+    /// queued, then end; so does the handle.
     pub fn spawn(
         store: Store,
-        publish: impl Fn(&SiteId, &Event) + Send + 'static,
+        publish: impl Fn(&SiteId, &Event) + Send + Sync + 'static,
         metrics: Arc<Metrics>,
         batch_max: usize,
+        writers: usize,
         stop: CancellationToken,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let task = Task {
+        let task = |publish| Task {
             publish,
-            metrics,
+            metrics: metrics.clone(),
             batch_max: batch_max.max(1),
-            stop,
+            stop: stop.clone(),
         };
-        let handle = match store.sqlite_path() {
-            Some(path) => spawn_sqlite(path.to_owned(), task, rx),
-            None => tokio::spawn(run_mysql(store, task, rx)),
+        let publish = Arc::new(publish);
+        let (lanes, handle) = match store.sqlite_path() {
+            Some(path) => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let handle = spawn_sqlite(path.to_owned(), task(publish), rx);
+                (vec![tx], handle)
+            }
+            None => {
+                let (lanes, tasks): (Vec<_>, Vec<_>) = (0..writers.max(1))
+                    .map(|_| {
+                        let (tx, rx) = mpsc::channel(QUEUE);
+                        let run = run_mysql(store.clone(), task(publish.clone()), rx);
+                        (tx, tokio::spawn(run))
+                    })
+                    .unzip();
+                let handle = tokio::spawn(async move {
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                });
+                (lanes, handle)
+            }
         };
-        (Writer { tx }, handle)
+        let lanes = lanes.into();
+        (Writer { lanes }, handle)
     }
 
     /// Queues a write; the receiver answers after commit.
@@ -134,8 +176,8 @@ impl Writer {
         op: WriteOp,
     ) -> Result<oneshot::Receiver<Result<Written, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((op, reply))
+        let lane = &self.lanes[lane_of(op.room(), self.lanes.len())];
+        lane.send((op, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
@@ -150,9 +192,10 @@ impl Writer {
     }
 }
 
-/// What the writer needs besides its queue.
+/// What a writer task needs besides its queue.
 struct Task<P> {
-    publish: P,
+    /// Shared by the writer's tasks.
+    publish: Arc<P>,
     metrics: Arc<Metrics>,
     batch_max: usize,
     stop: CancellationToken,
@@ -238,7 +281,7 @@ async fn run_mysql(
 /// server, and a blocking task in flight would stop paused test time.
 fn spawn_sqlite(
     path: std::path::PathBuf,
-    task: Task<impl Fn(&SiteId, &Event) + Send + 'static>,
+    task: Task<impl Fn(&SiteId, &Event) + Send + Sync + 'static>,
     mut rx: mpsc::Receiver<(WriteOp, Reply)>,
 ) -> tokio::task::JoinHandle<()> {
     let runtime = tokio::runtime::Handle::current();
@@ -342,6 +385,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn rooms_spread_over_the_writers_and_keep_theirs() {
+        let rooms: Vec<RoomId> = (0..64)
+            .map(|n| RoomId::parse(format!("r{n}")).expect("a room id"))
+            .collect();
+        let lanes: Vec<usize> = rooms.iter().map(|r| lane_of(r, 4)).collect();
+        for lane in 0..4 {
+            assert!(lanes.contains(&lane), "writer {lane} gets rooms");
+        }
+        let again: Vec<usize> = rooms.iter().map(|r| lane_of(r, 4)).collect();
+        assert_eq!(lanes, again);
+        assert!(rooms.iter().all(|r| lane_of(r, 1) == 0));
+    }
+
     #[tokio::test]
     async fn events_are_published_after_commit_in_seq_order_and_repeats_again_as_stored() {
         let (store, path) = crate::store::scratch::open("writer").await;
@@ -362,8 +419,14 @@ mod tests {
             seen.lock().expect("not poisoned").push(event.seq);
         };
         let stop = CancellationToken::new();
-        let (writer, task) =
-            Writer::spawn(store.clone(), publish, Default::default(), 8, stop.clone());
+        let (writer, task) = Writer::spawn(
+            store.clone(),
+            publish,
+            Default::default(),
+            8,
+            1,
+            stop.clone(),
+        );
 
         // Queued together, so that they share batches.
         let mut replies = Vec::new();
