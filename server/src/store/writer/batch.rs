@@ -27,6 +27,8 @@ pub(super) struct RoomRow {
     pub site: String,
     pub kind: RoomKind,
     pub last_seq: i64,
+    /// The room's site has webhooks: its events are queued for them.
+    pub hooked: bool,
 }
 
 /// A membership the batch adds.
@@ -339,7 +341,7 @@ impl Plan {
             .iter()
             .filter_map(|e| {
                 let kind = WebhookType::of_event(&e.kind)?;
-                let room = self.rooms.get(&e.room)?;
+                let room = self.rooms.get(&e.room).filter(|r| r.row.hooked)?;
                 Some(HookEvent {
                     site: room.row.site.clone(),
                     room: e.room.clone(),

@@ -99,6 +99,7 @@ async fn read(tx: &mut Transaction<'_, Any>, needs: &Needs<'_>) -> Result<Reads,
                 site: row.try_get("site_id")?,
                 kind: room_kind(&kind)?,
                 last_seq: row.try_get("last_seq")?,
+                hooked: row.try_get::<i64, _>("hooks")? > 0,
             },
         );
     }

@@ -103,6 +103,7 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
                 site: row.get("site_id")?,
                 kind: room_kind(&kind)?,
                 last_seq: row.get("last_seq")?,
+                hooked: row.get::<_, i64>("hooks")? > 0,
             },
         );
         Ok(())

@@ -97,15 +97,19 @@ fn pairs_where<'a>(pairs: &[(&'a RoomId, &'a UserId)]) -> (String, Vec<Arg<'a>>)
     )
 }
 
-/// Reads the rooms' rows; `lock` adds `FOR UPDATE` (MySQL). Sorted, so
-/// two nodes lock rooms in the same order.
+/// Reads the rooms' rows, and how many webhooks their sites have (most
+/// have none, and their batches then queue nothing); `lock` adds `FOR
+/// UPDATE` (MySQL: on the rooms only, the webhooks are read as of the
+/// transaction's view). Sorted, so two nodes lock rooms in the same order.
 pub(super) fn lock_rooms<'a>(rooms: &[&'a RoomId], lock: bool) -> Vec<Statement<'a>> {
     padded_chunks(rooms)
         .map(|chunk| {
             let (list, args) = room_list(&chunk);
             Statement {
                 sql: format!(
-                    "SELECT id, site_id, kind, last_seq FROM rooms WHERE id IN ({list}) ORDER BY id{}",
+                    "SELECT id, site_id, kind, last_seq, \
+                     (SELECT COUNT(*) FROM webhooks w WHERE w.site_id = rooms.site_id) AS hooks \
+                     FROM rooms WHERE id IN ({list}) ORDER BY id{}",
                     if lock { " FOR UPDATE" } else { "" }
                 ),
                 args,
