@@ -24,9 +24,12 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     // WAL is a property of the file (set by the pool); FULL makes every
-    // acked commit survive power loss.
+    // acked commit survive power loss. A batch's multi-row inserts keep a
+    // statement journal (to undo one statement alone); in memory, it is
+    // not written to a temporary file once past 64 KiB.
     conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;",
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; \
+         PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
