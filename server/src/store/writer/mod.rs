@@ -316,16 +316,26 @@ fn spawn_sqlite(
 }
 
 /// The writer on SQLite: a thread of its own with its own connection,
-/// woken by the queue.
+/// woken by the queue. Each committed batch is handed to a task on the
+/// runtime that publishes its events and answers its callers: the thread
+/// wakes one task per batch, not one per write, and goes on to the next.
 fn run_sqlite(
     path: &std::path::Path,
     runtime: tokio::runtime::Handle,
-    task: Task<impl Fn(&SiteId, &Event)>,
+    task: Task<impl Fn(&SiteId, &Event) + Send + Sync + 'static>,
     mut rx: mpsc::Receiver<(WriteOp, Reply)>,
 ) {
     let mut conn = sqlite::open(path);
-    let mut batch = Vec::with_capacity(task.batch_max);
-    while runtime.block_on(receive(&mut rx, &mut batch, task.batch_max, &task.stop)) > 0 {
+    let (batch_max, stop) = (task.batch_max, task.stop.clone());
+    let (done, mut committed) = mpsc::channel::<(Batch, Vec<Result<Written, StoreError>>)>(16);
+    let finisher = runtime.spawn(async move {
+        while let Some((mut batch, results)) = committed.recv().await {
+            task.finish(&mut batch, results);
+        }
+    });
+    // Each batch's vector goes to the finisher; `recv_many` grows the next.
+    let mut batch = Vec::new();
+    while runtime.block_on(receive(&mut rx, &mut batch, batch_max, &stop)) > 0 {
         let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
         let results = match &mut conn {
             Ok(conn) => match sqlite::try_commit(conn, &ops) {
@@ -344,8 +354,16 @@ fn run_sqlite(
             }
         };
         drop(ops);
-        task.finish(&mut batch, results);
+        if done
+            .blocking_send((std::mem::take(&mut batch), results))
+            .is_err()
+        {
+            // The runtime is shutting down: no one is left to answer.
+            break;
+        }
     }
+    drop(done);
+    let _ = runtime.block_on(finisher);
     tracing::debug!("writer stopped");
 }
 
