@@ -325,7 +325,8 @@ fn run_sqlite(
     task: Task<impl Fn(&SiteId, &Event) + Send + Sync + 'static>,
     mut rx: mpsc::Receiver<(WriteOp, Reply)>,
 ) {
-    let mut conn = sqlite::open(path);
+    let checkpointer = sqlite::Checkpointer::start(path);
+    let mut conn = sqlite::open(path, checkpointer.is_some());
     let (batch_max, stop) = (task.batch_max, task.stop.clone());
     let (done, mut committed) = mpsc::channel::<(Batch, Vec<Result<Written, StoreError>>)>(16);
     let finisher = runtime.spawn(async move {
@@ -354,6 +355,9 @@ fn run_sqlite(
             }
         };
         drop(ops);
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.nudge();
+        }
         if done
             .blocking_send((std::mem::take(&mut batch), results))
             .is_err()
@@ -415,6 +419,56 @@ mod tests {
         let again: Vec<usize> = rooms.iter().map(|r| lane_of(r, 4)).collect();
         assert_eq!(lanes, again);
         assert!(rooms.iter().all(|r| lane_of(r, 1) == 0));
+    }
+
+    /// The database file grows only when the log is copied into it: with
+    /// the writer's own checkpoints far off, the checkpointer does it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_checkpointed_beside_the_writer() {
+        let (store, path) = crate::store::scratch::open("checkpoint").await;
+        let site = store
+            .create_site(None, "s", &[])
+            .await
+            .expect("a site")
+            .site
+            .id;
+        let member = |id: &str| Member::new(user(id), None);
+        let (room, _) = store
+            .open_dialog(&site, &member("a"), &member("b"))
+            .await
+            .expect("a dialog");
+        let stop = CancellationToken::new();
+        let (writer, task) = Writer::spawn(
+            store.clone(),
+            |_, _| {},
+            Default::default(),
+            64,
+            1,
+            stop.clone(),
+        );
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let before = size();
+        let mut replies = Vec::new();
+        for n in 1..=2000 {
+            replies.push(
+                writer
+                    .submit(message(&site, &room.id, n))
+                    .await
+                    .expect("queued"),
+            );
+        }
+        for reply in replies {
+            reply.await.expect("answered").expect("committed");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() <= before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(size() > before, "the log was copied into the database file");
+        stop.cancel();
+        task.await.expect("the writer ends");
+        store.close().await;
+        crate::store::scratch::remove(&path);
     }
 
     #[tokio::test]

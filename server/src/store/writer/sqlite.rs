@@ -16,8 +16,9 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Opens the writer's connection to a database the pool already created
-/// and migrated, with the pool's durability settings.
-pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+/// and migrated, with the pool's durability settings. `checkpointed`: a
+/// [`Checkpointer`] runs beside it.
+pub(super) fn open(path: &Path, checkpointed: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -32,7 +33,76 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Checkpoints are the checkpointer's; the writer makes one itself
+    // only if the log grows this far all the same.
+    if checkpointed {
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+    }
     Ok(conn)
+}
+
+/// Pages in the write-ahead log past which the writer checkpoints it
+/// itself (SQLite's default is 1,000, about 4 MiB).
+const WRITER_CHECKPOINT_PAGES: i64 = 16_000;
+
+/// Least time between two checkpoints of the checkpointer.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies the write-ahead log into the database file on a thread and a
+/// connection of its own, so that the writer's commits do not wait for
+/// it (a passive checkpoint does not stop writes). Nudged after each
+/// commit; at most one checkpoint every [`CHECKPOINT_EVERY`]. It ends
+/// when the writer drops it.
+pub(super) struct Checkpointer {
+    nudge: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the thread; `None` if it could not be started (the writer
+    /// then checkpoints as SQLite does by default).
+    pub(super) fn start(path: &Path) -> Option<Checkpointer> {
+        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        let path = path.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("natter-checkpoint".into())
+            .spawn(move || {
+                let conn = match Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                ) {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the checkpointer could not open the database");
+                        return;
+                    }
+                };
+                if let Err(err) = conn.busy_timeout(Duration::from_secs(5)) {
+                    tracing::warn!(error = %err, "the checkpointer could not set its busy timeout");
+                }
+                while nudged.recv().is_ok() {
+                    let checkpoint = conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                            row.get::<_, i64>(0)
+                        });
+                    if let Err(err) = checkpoint {
+                        tracing::warn!(error = %err, "checkpoint failed; tried again after the next commit");
+                    }
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Checkpointer { nudge }),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not start the checkpointer; the writer checkpoints");
+                None
+            }
+        }
+    }
+
+    /// Tells the checkpointer that the log grew; never waits.
+    pub(super) fn nudge(&self) {
+        let _ = self.nudge.try_send(());
+    }
 }
 
 impl ToSql for Arg<'_> {
