@@ -40,6 +40,15 @@ async fn fixture(db: Db) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// A group of the site with alice alone in it.
+    async fn alices_group(&self, title: &str) -> RoomId {
+        let members = [member("alice")];
+        let room = self.store.create_group(&self.site, title, &members);
+        room.await.unwrap().id
+    }
+}
+
 fn user(id: &str) -> UserId {
     UserId::parse(id).unwrap()
 }
@@ -131,29 +140,20 @@ async fn seqs_are_gap_free_per_room_and_retries_are_stored_once(db: Db) {
 /// message, the new ones are stored once each, and no seq is skipped.
 async fn a_repeat_among_new_sends_is_stored_once(db: Db) {
     let f = fixture(db).await;
-    let a = f
-        .store
-        .create_group(&f.site, "A", &[member("alice")])
-        .await
-        .unwrap();
-    let b = f
-        .store
-        .create_group(&f.site, "B", &[member("alice")])
-        .await
-        .unwrap();
+    let (a, b) = (f.alices_group("A").await, f.alices_group("B").await);
     let first_id = cid();
     let first = f
         .writer
-        .write(msg(&f.site, &a.id, "alice", "first", Some(first_id)))
+        .write(msg(&f.site, &a, "alice", "first", Some(first_id)))
         .await
         .unwrap();
     // Queued together, so that the repeat shares a batch with new sends.
     let mut replies = Vec::new();
-    for (n, room) in [(1, &a.id), (2, &b.id), (3, &a.id)] {
+    for (n, room) in [(1, &a), (2, &b), (3, &a)] {
         let op = msg(&f.site, room, "alice", &format!("new {n}"), Some(cid()));
         replies.push(f.writer.submit(op).await.unwrap());
         if n == 2 {
-            let again = msg(&f.site, &a.id, "alice", "first", Some(first_id));
+            let again = msg(&f.site, &a, "alice", "first", Some(first_id));
             replies.push(f.writer.submit(again).await.unwrap());
         }
     }
@@ -165,14 +165,14 @@ async fn a_repeat_among_new_sends_is_stored_once(db: Db) {
     assert_eq!(
         answers,
         [
-            (a.id.clone(), 2, false),
-            (b.id.clone(), 1, false),
-            (a.id.clone(), first.event.seq, true),
-            (a.id.clone(), 3, false),
+            (a.clone(), 2, false),
+            (b.clone(), 1, false),
+            (a.clone(), first.event.seq, true),
+            (a.clone(), 3, false),
         ]
     );
     let page = (f.store)
-        .events_page(&a.id, PageFrom::After(0), 10)
+        .events_page(&a, PageFrom::After(0), 10)
         .await
         .unwrap();
     let seqs: Vec<u64> = page.events.iter().map(|e| e.seq).collect();
@@ -200,12 +200,7 @@ async fn writers_side_by_side_keep_each_rooms_order(db: Db) {
     );
     let mut rooms = Vec::new();
     for r in 0..12 {
-        let room = f
-            .store
-            .create_group(&f.site, &format!("R{r}"), &[member("alice")])
-            .await
-            .unwrap();
-        rooms.push(room.id);
+        rooms.push(f.alices_group(&format!("R{r}")).await);
     }
     // Queued round the rooms, without waiting: batches of every writer
     // are in flight together.

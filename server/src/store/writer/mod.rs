@@ -407,6 +407,22 @@ mod tests {
         }
     }
 
+    /// A site with a dialog between `a` and `b`.
+    async fn dialog(store: &Store) -> (SiteId, natter_shared::RoomInfo) {
+        let site = store
+            .create_site(None, "s", &[])
+            .await
+            .expect("a site")
+            .site
+            .id;
+        let member = |id: &str| Member::new(user(id), None);
+        let (room, _) = store
+            .open_dialog(&site, &member("a"), &member("b"))
+            .await
+            .expect("a dialog");
+        (site, room)
+    }
+
     #[test]
     fn rooms_spread_over_the_writers_and_keep_theirs() {
         let rooms: Vec<RoomId> = (0..64)
@@ -426,17 +442,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_log_is_checkpointed_beside_the_writer() {
         let (store, path) = crate::store::scratch::open("checkpoint").await;
-        let site = store
-            .create_site(None, "s", &[])
-            .await
-            .expect("a site")
-            .site
-            .id;
-        let member = |id: &str| Member::new(user(id), None);
-        let (room, _) = store
-            .open_dialog(&site, &member("a"), &member("b"))
-            .await
-            .expect("a dialog");
+        let (site, room) = dialog(&store).await;
         let stop = CancellationToken::new();
         let (writer, task) = Writer::spawn(
             store.clone(),
@@ -474,17 +480,7 @@ mod tests {
     #[tokio::test]
     async fn events_are_published_after_commit_in_seq_order_and_repeats_again_as_stored() {
         let (store, path) = crate::store::scratch::open("writer").await;
-        let site = store
-            .create_site(None, "s", &[])
-            .await
-            .expect("a site")
-            .site
-            .id;
-        let member = |id: &str| Member::new(user(id), None);
-        let (room, _) = store
-            .open_dialog(&site, &member("a"), &member("b"))
-            .await
-            .expect("a dialog");
+        let (site, room) = dialog(&store).await;
         let published = Arc::new(Mutex::new(Vec::new()));
         let seen = published.clone();
         let publish = move |_: &SiteId, event: &Event| {
