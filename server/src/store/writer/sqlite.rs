@@ -19,11 +19,7 @@ use std::time::Duration;
 /// and migrated, with the pool's durability settings. `checkpointed`: a
 /// [`Checkpointer`] runs beside it.
 pub(super) fn open(path: &Path, checkpointed: bool) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    let conn = connect(path)?;
     // WAL is a property of the file (set by the pool); FULL makes every
     // acked commit survive power loss. A batch's multi-row inserts keep a
     // statement journal (to undo one statement alone); in memory, it is
@@ -38,6 +34,17 @@ pub(super) fn open(path: &Path, checkpointed: bool) -> Result<Connection, StoreE
     if checkpointed {
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
     }
+    Ok(conn)
+}
+
+/// A connection of its own to the database at `path`, waiting up to 5 s
+/// for its locks.
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
 
@@ -58,27 +65,21 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread; `None` if it could not be started (the writer
-    /// then checkpoints as SQLite does by default).
+    /// Starts the thread; `None` if its connection could not be opened or
+    /// the thread started (the writer then checkpoints as SQLite does by
+    /// default).
     pub(super) fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = match connect(path) {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(error = %err, "the checkpointer could not open the database; the writer checkpoints");
+                return None;
+            }
+        };
         let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
-        let path = path.to_owned();
         let spawned = std::thread::Builder::new()
             .name("natter-checkpoint".into())
             .spawn(move || {
-                let conn = match Connection::open_with_flags(
-                    &path,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                ) {
-                    Ok(conn) => conn,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "the checkpointer could not open the database");
-                        return;
-                    }
-                };
-                if let Err(err) = conn.busy_timeout(Duration::from_secs(5)) {
-                    tracing::warn!(error = %err, "the checkpointer could not set its busy timeout");
-                }
                 while nudged.recv().is_ok() {
                     let checkpoint = conn
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
