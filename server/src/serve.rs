@@ -47,6 +47,12 @@ pub async fn serve(
                 }
             },
         };
+        // Frames are gathered between flushes and written at once: a
+        // write is never small by accident, and one that is must not wait
+        // for the peer's delayed ACK (Nagle's algorithm would hold it).
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, %peer, "could not set TCP_NODELAY");
+        }
         let router = router.clone();
         let service =
             hyper::service::service_fn(move |mut request: axum::http::Request<Incoming>| {
