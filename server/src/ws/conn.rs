@@ -213,7 +213,11 @@ impl<S: FrameSink> Conn<S> {
 
     async fn run_loop<R: FrameStream>(&mut self, stream: &mut R) {
         let heartbeat = Duration::from_secs(self.state.config.limits.heartbeat_secs.max(1));
-        let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        // The first beat between one and two intervals in, at random: the
+        // connections made in one burst (a restart, a storm) then ping
+        // spread over the interval, not all at once every interval.
+        let first = heartbeat.mul_f64(1.0 + rand::random_range(0.0..1.0));
+        let mut tick = tokio::time::interval_at(Instant::now() + first, heartbeat);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         let max_inflight = self.state.config.limits.max_inflight_sends.max(1);
