@@ -3,7 +3,7 @@
 use natter_server::store::writer::{WriteOp, Writer};
 use natter_server::store::{PageFrom, Store, StoreError};
 use natter_shared::text::Body;
-use natter_shared::{ClientId, Event, EventKind, Member, RoomId, SiteId, UserId};
+use natter_shared::{ClientId, Event, EventKind, Member, RoomId, ServerFrame, SiteId, UserId};
 use natter_tests::*;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -669,7 +669,75 @@ async fn read_markers_move_only_forward(db: Db) {
     f.scratch.remove().await;
 }
 
+/// Pages written as JSON straight from the rows (SQLite) are the pages
+/// of events as serde writes them, whichever way and however far.
+async fn pages_in_wire_form_match_the_events(db: Db) {
+    let f = fixture(db).await;
+    let room = f.alices_group("Wire").await;
+    let (site, id) = (&f.site, &room);
+    for i in 1..=6 {
+        let body = format!("m{i} \"quoted\" \u{e9}");
+        let op = msg(site, id, "alice", &body, (i % 2 == 0).then(cid));
+        f.writer.write(op).await.unwrap();
+    }
+    let (join, leave) = (
+        WriteOp::Join {
+            site: site.clone(),
+            room: id.clone(),
+            user: user("bob"),
+        },
+        WriteOp::Leave {
+            site: site.clone(),
+            room: id.clone(),
+            user: user("bob"),
+        },
+    );
+    f.writer.write(join).await.unwrap();
+    let delete = WriteOp::Delete {
+        site: site.clone(),
+        room: id.clone(),
+        seq: 3,
+    };
+    f.writer.write(delete).await.unwrap();
+    f.writer.write(leave).await.unwrap();
+    let newest = f.store.events_before(id, u64::MAX, 1).await.unwrap()[0].seq;
+    let kinds = f.store.events_after(id, 0, 100).await.unwrap();
+    assert!(
+        kinds
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Deleted { .. }))
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::MessageDeleted { .. }))
+    );
+    let froms = [0, 1, 4, newest - 1, newest, newest + 5];
+    let froms = froms
+        .iter()
+        .flat_map(|&s| [PageFrom::After(s), PageFrom::Before(s)])
+        .chain([PageFrom::Before(u64::MAX)]);
+    for from in froms {
+        for limit in [1, 3, 200] {
+            let page = f.store.events_page(id, from, limit).await.unwrap();
+            let json = f.store.events_page_json(id, from, limit).await.unwrap();
+            assert_eq!(json.len(), page.events.len());
+            assert_eq!(json.more, page.more, "{from:?} {limit}");
+            let expected = serde_json::to_string(&ServerFrame::History {
+                room: id.clone(),
+                events: page.events,
+                more: page.more,
+            })
+            .unwrap();
+            let frame = json.frame("history", id, false).unwrap();
+            assert_eq!(frame, expected, "{from:?} {limit}");
+        }
+    }
+    f.scratch.remove().await;
+}
+
 on_both!(
+    pages_in_wire_form_match_the_events,
     read_markers_move_only_forward,
     a_removed_site_is_seen_through_the_cache,
     one_batch_decides_each_write_in_order,

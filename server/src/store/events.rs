@@ -2,6 +2,7 @@
 //! before one, and pages of either that say whether more follow. Writing
 //! them is the [`super::writer`]'s job.
 
+use super::pages::JsonPage;
 use super::rows::{event_columns, event_from_row};
 use super::{Store, StoreError, seq_to_db};
 use natter_shared::api::EventPage;
@@ -50,6 +51,22 @@ impl Store {
             }
         };
         Ok(EventPage { events, more })
+    }
+
+    /// [`Store::events_page`] in its wire form: on SQLite written as JSON
+    /// straight from the rows.
+    pub async fn events_page_json(
+        &self,
+        room: &RoomId,
+        from: PageFrom,
+        limit: u32,
+    ) -> Result<JsonPage, StoreError> {
+        let limit = limit.max(1);
+        if let Some(reader) = &self.reader {
+            return reader.page_json(room, from, limit).await;
+        }
+        let page = self.events_page(room, from, limit).await?;
+        JsonPage::from_events(&page.events, page.more)
     }
 
     /// Up to `limit` events with seq > `after`, ascending.

@@ -6,6 +6,8 @@
 //! The batched writes of read markers take the same way, on connections
 //! of their own that may write ([`Reader::writing`]).
 
+use super::events::PageFrom;
+use super::pages::{Columns, JsonPage};
 use super::rows::{EventColumns, event_columns, event_from_columns};
 use super::{StoreError, seq_to_db};
 use natter_shared::{Event, RoomId, Seq};
@@ -100,19 +102,7 @@ impl Reader {
         after: bool,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let sql = if after {
-            concat!(
-                "SELECT ",
-                event_columns!(),
-                " FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3"
-            )
-        } else {
-            concat!(
-                "SELECT ",
-                event_columns!(),
-                " FROM events WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-            )
-        };
+        let sql = page_sql(after);
         let room = room.as_str().to_string();
         let seq = seq_to_db(seq);
         self.with(move |conn| {
@@ -135,5 +125,71 @@ impl Reader {
             Ok(events)
         })
         .await
+    }
+
+    /// A page of up to `limit` events of `room` from `from`, as JSON
+    /// written on the reading thread; one more row is read to know whether
+    /// more lie beyond.
+    pub(super) async fn page_json(
+        self: &Arc<Self>,
+        room: &RoomId,
+        from: PageFrom,
+        limit: u32,
+    ) -> Result<JsonPage, StoreError> {
+        // Before: the newest rows first; the page is turned around once read.
+        let (sql, seq) = match from {
+            PageFrom::After(seq) => (page_sql(true), seq),
+            PageFrom::Before(seq) => (page_sql(false), seq),
+        };
+        let room = room.as_str().to_string();
+        let (seq, keep) = (seq_to_db(seq), limit as usize);
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let ask = i64::from(limit) + 1;
+            let mut rows = stmt.query(rusqlite::params![room, seq, ask])?;
+            let mut page = JsonPage::with_capacity(keep + 1);
+            while let Some(row) = rows.next()? {
+                let text = |i: usize| row.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
+                page.push_columns(Columns {
+                    room_id: text(0)?.unwrap_or_default(),
+                    seq: row.get(1)?,
+                    ts: row.get(2)?,
+                    kind: text(3)?.unwrap_or_default(),
+                    sender: text(4)?,
+                    client_id: text(5)?,
+                    body: text(6)?,
+                    subject: text(7)?,
+                    files: text(8)?,
+                })?;
+            }
+            // The extra row, if read, is the last either way.
+            page.more = page.len() > keep;
+            if page.more {
+                page.drop_last();
+            }
+            if let PageFrom::Before(_) = from {
+                page.reverse();
+            }
+            Ok(page)
+        })
+        .await
+    }
+}
+
+/// The query of a page of a room's events: after a seq, ascending, or
+/// before it, newest first; binds the room, the seq and the limit.
+fn page_sql(after: bool) -> &'static str {
+    if after {
+        concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+        )
     }
 }

@@ -4,7 +4,7 @@
 
 use super::conn::{Conn, Here};
 use super::{FrameSink, Gone};
-use crate::store::PageFrom;
+use crate::store::{JsonPage, PageFrom};
 use axum::extract::ws::Message;
 use futures_util::SinkExt;
 use natter_shared::{Cursor, ErrorCode, Presence, RoomId, RoomInfo, Seq, ServerFrame, UserId};
@@ -179,20 +179,34 @@ impl<S: FrameSink> Conn<S> {
         let latest =
             self.state
                 .store
-                .events_page(&room, PageFrom::Before(Seq::MAX), self.page_size());
-        let events = match latest.await {
-            Ok(page) => page.events,
+                .events_page_json(&room, PageFrom::Before(Seq::MAX), self.page_size());
+        let mut page = match latest.await {
+            Ok(page) => page,
             Err(err) => return self.store_failed(err).await,
         };
-        let last = events.last().map_or(0, |e| e.seq);
+        page.more = false;
+        let last = page.last_seq().unwrap_or(0);
         self.sent.insert(room.clone(), last);
-        self.send(&ServerFrame::Page {
-            room,
-            events,
-            more: false,
-            reset,
-        })
-        .await
+        self.send_page("page", &room, &page, reset).await
+    }
+
+    /// Sends a page of events in the frame `kind` names (`page` or
+    /// `history`), written from the page's JSON.
+    pub(super) async fn send_page(
+        &mut self,
+        kind: &str,
+        room: &RoomId,
+        page: &JsonPage,
+        reset: bool,
+    ) -> Result<(), Gone> {
+        match page.frame(kind, room, reset) {
+            Ok(frame) => self
+                .sink
+                .send(Message::Text(frame.into()))
+                .await
+                .map_err(|_| Gone),
+            Err(err) => self.store_failed(err).await,
+        }
     }
 
     /// Sends every event after the cursor in pages, and records the last.
@@ -205,38 +219,29 @@ impl<S: FrameSink> Conn<S> {
         let mut check = cursor.ts.filter(|_| cursor.seq > 0);
         loop {
             let from = if check.is_some() { last - 1 } else { last };
-            let page = self
-                .state
-                .store
-                .events_page(&room, PageFrom::After(from), self.page_size());
-            let page = match page.await {
+            let page =
+                self.state
+                    .store
+                    .events_page_json(&room, PageFrom::After(from), self.page_size());
+            let mut page = match page.await {
                 Ok(page) => page,
                 Err(err) => return self.store_failed(err).await,
             };
-            let mut events = page.events;
             if let Some(ts) = check.take() {
-                match events.first() {
-                    Some(e) if e.seq == last && e.ts == ts => {
-                        events.remove(0);
-                    }
-                    other => {
-                        tracing::info!(site = %self.identity.site, user = %self.identity.user, %room, cursor = last, ts, found = ?other.map(|e| (e.seq, e.ts)), "a client holds another event at its cursor; sending the room afresh");
+                match page.first() {
+                    Some((seq, at)) if seq == last && at == ts => page.drop_first(),
+                    found => {
+                        tracing::info!(site = %self.identity.site, user = %self.identity.user, %room, cursor = last, ts, ?found, "a client holds another event at its cursor; sending the room afresh");
                         return self.latest_page(room, true).await;
                     }
                 }
             }
-            if let Some(e) = events.last() {
-                last = e.seq;
+            if let Some(seq) = page.last_seq() {
+                last = seq;
             }
             self.sent.insert(room.clone(), last);
+            self.send_page("page", &room, &page, false).await?;
             let more = page.more;
-            self.send(&ServerFrame::Page {
-                room: room.clone(),
-                events,
-                more,
-                reset: false,
-            })
-            .await?;
             if !more {
                 return Ok(());
             }
