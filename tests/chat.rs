@@ -255,32 +255,99 @@ async fn history_pages_backwards_and_unknown_rooms_get_their_latest_page() {
         limit: Some(10),
     })
     .await;
-    match bob.recv().await {
-        ServerFrame::History { events, more, .. } => {
-            assert_eq!(
-                events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-                (6..=15).collect::<Vec<_>>()
-            );
-            assert!(more);
-        }
-        other => panic!("expected history, got {other:?}"),
-    }
+    assert_eq!(history_frame(&mut bob).await, ((6..=15).collect(), true));
     bob.send(&ClientFrame::History {
         room: room.id.clone(),
         before: 6,
         limit: None,
     })
     .await;
-    match bob.recv().await {
-        ServerFrame::History { events, more, .. } => {
-            assert_eq!(
-                events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-                (1..=5).collect::<Vec<_>>()
-            );
-            assert!(!more);
-        }
+    assert_eq!(history_frame(&mut bob).await, ((1..=5).collect(), false));
+    app.stop().await;
+}
+
+/// The seqs and `more` of the next `history` frame.
+async fn history_frame(client: &mut Client) -> (Vec<u64>, bool) {
+    match client.recv().await {
+        ServerFrame::History { events, more, .. } => (events.iter().map(|e| e.seq).collect(), more),
         other => panic!("expected history, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn history_answers_a_long_reach_in_pages_newest_first() {
+    let app = spawn_app_with(Db::Sqlite, |c| {
+        c.limits.page_size = 10;
+        c.limits.max_catch_up_pages = 3;
+    })
+    .await;
+    let room = app.group("Long", &["alice", "bob"]).await;
+    let (mut alice, _) = app.login("alice").await;
+    let first = alice.say(&room.id, "m1").await;
+    for i in 2..=45 {
+        alice.say(&room.id, &format!("m{i}")).await;
+    }
+    let seq = |k: u64| first + k - 1;
+    let mut bob = Client::connect(&app, &app.site.id, Some(ORIGIN)).await;
+    bob.send(&ClientFrame::Auth {
+        token: app.token("bob"),
+    })
+    .await;
+    match bob.recv().await {
+        ServerFrame::Hello { limits, .. } => assert_eq!(limits.history_pages, 3),
+        other => panic!("expected hello, got {other:?}"),
+    }
+    bob.sync(vec![]).await;
+    let ask = |before: u64, limit: Option<u32>| ClientFrame::History {
+        room: room.id.clone(),
+        before,
+        limit,
+    };
+
+    // 25 asked: two full pages and a part, each older than the last.
+    bob.send(&ask(seq(46), Some(25))).await;
+    assert_eq!(
+        history_frame(&mut bob).await,
+        ((seq(36)..=seq(45)).collect(), true)
+    );
+    assert_eq!(
+        history_frame(&mut bob).await,
+        ((seq(26)..=seq(35)).collect(), true)
+    );
+    assert_eq!(
+        history_frame(&mut bob).await,
+        ((seq(21)..=seq(25)).collect(), true)
+    );
+    // Nothing else follows: the next frame is the answer to a ping.
+    bob.send(&ClientFrame::Ping { nonce: Some(1) }).await;
+    assert!(matches!(bob.recv().await, ServerFrame::Pong { .. }));
+
+    // More than three pages: three; then the rest, ending at the start.
+    bob.send(&ask(seq(21), Some(1000))).await;
+    assert_eq!(
+        history_frame(&mut bob).await,
+        ((seq(11)..=seq(20)).collect(), true)
+    );
+    assert_eq!(
+        history_frame(&mut bob).await,
+        ((seq(1)..=seq(10)).collect(), first > 1)
+    );
+    if first > 1 {
+        let (rest, more) = history_frame(&mut bob).await;
+        assert_eq!(rest, (1..first).collect::<Vec<_>>());
+        assert!(!more);
+    }
+    bob.send(&ClientFrame::Ping { nonce: Some(2) }).await;
+    assert!(matches!(bob.recv().await, ServerFrame::Pong { .. }));
+
+    // No limit: one page.
+    bob.send(&ask(seq(46), None)).await;
+    assert_eq!(
+        history_frame(&mut bob).await,
+        ((seq(36)..=seq(45)).collect(), true)
+    );
+    bob.send(&ClientFrame::Ping { nonce: Some(3) }).await;
+    assert!(matches!(bob.recv().await, ServerFrame::Pong { .. }));
     app.stop().await;
 }
 

@@ -1,7 +1,7 @@
 //! A user sees and writes only the rooms of their own site they are a
 //! member of; checked on every frame.
 
-use natter_shared::{ClientFrame, Cursor, ErrorCode, ServerFrame};
+use natter_shared::{ClientFrame, Cursor, ErrorCode, EventKind, ServerFrame};
 use natter_tests::*;
 
 async fn expect_not_member(client: &mut Client) {
@@ -114,5 +114,43 @@ async fn a_user_of_another_site_cannot_reach_any_room_of_this_site() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_removed_while_connected_reads_no_more_history() {
+    let app = spawn_app(Db::Sqlite).await;
+    let room = app.group("team", &["alice", "bob"]).await;
+    let (mut alice, _) = app.login("alice").await;
+    alice.say(&room.id, "before").await;
+    let (mut bob, _) = app.login("bob").await;
+    let history = ClientFrame::History {
+        room: room.id.clone(),
+        before: 100,
+        limit: None,
+    };
+    bob.send(&history).await;
+    match bob.recv().await {
+        ServerFrame::History { events, .. } => assert!(!events.is_empty()),
+        other => panic!("expected history, got {other:?}"),
+    }
+    let res = app
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/rooms/{}/members/bob", room.id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    bob.recv_until(|f| {
+        matches!(f, ServerFrame::Event { event } if matches!(
+            &event.kind,
+            EventKind::MemberLeft { user } if user.as_str() == "bob"
+        ))
+    })
+    .await;
+    bob.send(&history).await;
+    expect_not_member(&mut bob).await;
     app.stop().await;
 }

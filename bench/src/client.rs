@@ -104,6 +104,11 @@ pub async fn open(ep: &Endpoint, path: &str) -> Result<Ws> {
 
 /// Connects and authenticates `user`; returns after `hello`.
 pub async fn login(ep: &Endpoint, user: &str) -> Result<Ws> {
+    Ok(login_hello(ep, user).await?.0)
+}
+
+/// [`login`], with the server's `hello` frame.
+pub async fn login_hello(ep: &Endpoint, user: &str) -> Result<(Ws, String)> {
     let mut ws = open(ep, &format!("/ws?site={}", ep.site)).await?;
     let token = ep.token(user);
     send_text(&mut ws, format!(r#"{{"type":"auth","token":"{token}"}}"#)).await?;
@@ -111,7 +116,25 @@ pub async fn login(ep: &Endpoint, user: &str) -> Result<Ws> {
     if frame_type(&hello) != "hello" {
         bail!("expected hello, got {hello}");
     }
-    Ok(ws)
+    Ok((ws, hello))
+}
+
+/// How many events one `history` request may bring, from the server's
+/// `hello`: `page_size` × `history_pages` (one page from a server that
+/// does not say).
+pub fn history_reach(hello: &str) -> Result<u64> {
+    #[derive(serde::Deserialize)]
+    struct Hello {
+        limits: Limits,
+    }
+    #[derive(serde::Deserialize)]
+    struct Limits {
+        page_size: u64,
+        #[serde(default)]
+        history_pages: Option<u64>,
+    }
+    let limits = serde_json::from_str::<Hello>(hello)?.limits;
+    Ok(limits.page_size * limits.history_pages.unwrap_or(1).max(1))
 }
 
 /// A subscriber: nchan's WebSocket on a channel.
@@ -147,32 +170,39 @@ pub async fn sync(ws: &mut Ws, cursors: &[(&str, u64)]) -> Result<Vec<u64>> {
     }
 }
 
-/// Reads a room's history back from `before` with `history` frames, as the
-/// widget does when the person scrolls up, until the server says there is
-/// no more; returns the seqs read (newest page first, each in seq order).
-pub async fn history(ws: &mut Ws, room: &str, mut before: u64) -> Result<Vec<u64>> {
+/// Reads a room's history back from `before` with `history` requests of
+/// `reach` events each (answered in frames of a page), until the server
+/// says there is no more; returns the seqs read (newest page first, each
+/// in seq order).
+pub async fn history(ws: &mut Ws, room: &str, mut before: u64, reach: u64) -> Result<Vec<u64>> {
     let mut seqs = Vec::new();
     loop {
         send_text(
             ws,
-            format!(r#"{{"type":"history","room":"{room}","before":{before}}}"#),
+            format!(r#"{{"type":"history","room":"{room}","before":{before},"limit":{reach}}}"#),
         )
         .await?;
-        let page: HistoryOf = loop {
-            let text = recv(ws, "history").await?;
-            match frame_type(&text) {
-                "history" => break serde_json::from_str(&text)?,
-                "error" => bail!("history refused: {text}"),
-                _ => {}
+        // The answer: frames of a page each, each older than the last,
+        // until one says there is no more or `reach` events came.
+        let mut got = 0;
+        while got < reach {
+            let page: HistoryOf = loop {
+                let text = recv(ws, "history").await?;
+                match frame_type(&text) {
+                    "history" => break serde_json::from_str(&text)?,
+                    "error" => bail!("history refused: {text}"),
+                    _ => {}
+                }
+            };
+            let Some(first) = page.events.first() else {
+                return Ok(seqs);
+            };
+            before = first.seq;
+            got += page.events.len() as u64;
+            seqs.extend(page.events.iter().map(|e| e.seq));
+            if !page.more {
+                return Ok(seqs);
             }
-        };
-        let Some(first) = page.events.first() else {
-            return Ok(seqs);
-        };
-        before = first.seq;
-        seqs.extend(page.events.iter().map(|e| e.seq));
-        if !page.more {
-            return Ok(seqs);
         }
     }
 }

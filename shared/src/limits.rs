@@ -8,6 +8,10 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Events per catch-up or history page.
 pub const PAGE_SIZE: u32 = 200;
+
+/// Catch-up pages per room in one `sync`, and pages one `history`
+/// request is answered with (`--max-catch-up-pages`).
+pub const HISTORY_PAGES: u32 = 10;
 /// Most cursors one `sync` frame may carry.
 pub const MAX_CURSORS: usize = 10_000;
 /// Longest room title, in bytes.

@@ -112,16 +112,17 @@ async fn history_setup(ep: &Endpoint, count: usize) -> Result<History> {
 /// B7: one client syncs from the start of the room and, on natter, reads
 /// back what the sync left to `history`; events per second.
 async fn catch_up(server: &Server, setup: &History) -> Result<(f64, f64)> {
-    let mut ws = client::login(&server.ep, "reader").await?;
+    let (mut ws, hello) = client::login_hello(&server.ep, "reader").await?;
     let cpu0 = server.cpu();
     let t0 = Instant::now();
     let mut seqs = client::sync(&mut ws, &[(&setup.room, setup.base)]).await?;
     if server.ep.kind == Kind::Natter {
         // natter pages at most `max_catch_up_pages` in a sync; a client
         // further behind gets the latest page and reads the rest through
-        // `history`, as the widget does when the person scrolls up.
+        // `history`, as far back as one request reaches.
         if let Some(&oldest) = seqs.iter().min() {
-            seqs.extend(client::history(&mut ws, &setup.room, oldest).await?);
+            let reach = client::history_reach(&hello)?;
+            seqs.extend(client::history(&mut ws, &setup.room, oldest, reach).await?);
         }
         seqs.retain(|&s| s > setup.base);
     }

@@ -455,12 +455,13 @@ pub struct LimitsConfig {
 
     /// Pages of catch-up one room gets in a `sync`; a client further
     /// behind gets the room's latest page afresh (`reset`) and reads older
-    /// events with `history` as it scrolls.
+    /// events with `history` as it scrolls, at most this many pages a
+    /// request.
     #[arg(
         long,
         global = true,
         env = "NATTER_MAX_CATCH_UP_PAGES",
-        default_value_t = 10
+        default_value_t = natter_shared::limits::HISTORY_PAGES
     )]
     pub max_catch_up_pages: u32,
 

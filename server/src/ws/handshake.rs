@@ -157,6 +157,7 @@ pub(super) fn hello(state: &AppState, site: &Site, identity: &Identity) -> Serve
             max_files_per_message: state.config.files.max_files_per_message,
             file_types: crate::files::site_types(state, site),
             members_listed: state.config.limits.members_listed,
+            history_pages: state.config.limits.max_catch_up_pages.max(1),
         },
     }
 }

@@ -217,36 +217,44 @@ impl<S: FrameSink> Conn<S> {
         }
     }
 
-    /// A page of older events, for scrolling back.
+    /// Older events, for scrolling back: up to `limit` (a page unless
+    /// asked for more, at most `--max-catch-up-pages` pages) in `history`
+    /// frames of at most a page each, newest first, each sent as soon as
+    /// it is read, so the client reads one while the next is fetched. A
+    /// room this connection follows is one the user is in (it stops
+    /// following at their leaving); any other is looked up.
     async fn history(&mut self, room: RoomId, before: Seq, limit: Option<u32>) -> Result<(), Gone> {
-        let member = self
-            .state
-            .store
-            .is_member(&self.identity.site, &room, &self.identity.user)
-            .await;
-        match member {
-            Ok(true) => {}
-            Ok(false) => {
-                return self.not_member(room).await;
+        if !self.sent.contains_key(&room) {
+            let member = self
+                .state
+                .store
+                .is_member(&self.identity.site, &room, &self.identity.user)
+                .await;
+            match member {
+                Ok(true) => {}
+                Ok(false) => return self.not_member(room).await,
+                Err(err) => return self.store_failed(err).await,
             }
-            Err(err) => return self.store_failed(err).await,
         }
-        let page = self.page_size();
-        let limit = limit.unwrap_or(page).clamp(1, page);
-        let page = self
-            .state
-            .store
-            .events_page(&room, PageFrom::Before(before), limit);
-        match page.await {
-            Ok(page) => {
-                self.send(&ServerFrame::History {
-                    room,
-                    events: page.events,
-                    more: page.more,
-                })
-                .await
+        let size = self.page_size();
+        let most = size.saturating_mul(self.state.config.limits.max_catch_up_pages.max(1));
+        let mut left = limit.unwrap_or(size).clamp(1, most);
+        let mut before = before;
+        loop {
+            let read =
+                self.state
+                    .store
+                    .events_page_json(&room, PageFrom::Before(before), left.min(size));
+            let page = match read.await {
+                Ok(page) => page,
+                Err(err) => return self.store_failed(err).await,
+            };
+            self.send_page("history", &room, &page, false).await?;
+            left = left.saturating_sub(u32::try_from(page.len()).unwrap_or(u32::MAX));
+            match page.first() {
+                Some((first, _)) if page.more && left > 0 => before = first,
+                _ => return Ok(()),
             }
-            Err(err) => self.store_failed(err).await,
         }
     }
 

@@ -236,6 +236,14 @@ pub struct Limits {
     /// Most members a room's [`RoomInfo`] lists; `members` pages the rest.
     #[serde(default = "default_members_listed")]
     pub members_listed: u32,
+    /// Most pages one `history` request is answered with (1 from a
+    /// server that does not say).
+    #[serde(default = "default_history_pages")]
+    pub history_pages: u32,
+}
+
+fn default_history_pages() -> u32 {
+    1
 }
 
 fn default_members_listed() -> u32 {
@@ -263,6 +271,7 @@ impl Default for Limits {
                 .map(str::to_string)
                 .collect(),
             members_listed: crate::limits::MEMBERS_LISTED,
+            history_pages: crate::limits::HISTORY_PAGES,
         }
     }
 }
