@@ -27,6 +27,7 @@
 //! - [`shell`]: opening without the server: the service worker that keeps
 //!   this build and the page in the browser's cache, and durable storage.
 //! - [`error`]: what the browser or its storage can refuse.
+//! - [`stopped`]: a panic or a trap in the widget stops the chat, saying so.
 //! - [`app`]: the root component that wires them together.
 
 pub mod app;
@@ -38,6 +39,7 @@ pub mod files;
 pub mod leader;
 pub mod net;
 pub mod shell;
+pub mod stopped;
 pub mod sync;
 pub mod trust;
 
@@ -45,6 +47,7 @@ pub use natter_client_model::{chat, link, typing};
 
 /// Mounts the widget on the page's body.
 pub fn start() {
+    stopped::install();
     leptos::mount::mount_to_body(app::App);
     shell::keep_offline();
 }

@@ -211,3 +211,69 @@ fn own_messages_say_sent_then_read_and_by_whom() {
     assert_eq!(who.as_deref(), Some("Read by Bob, <i>Carol</i>"));
     assert!(all(&root, "i").is_empty(), "{}", root.inner_html());
 }
+
+/// The chat stops on its first failure and says why (a trap out of its
+/// wasm here; a panic goes the same way); another uncaught error on the
+/// page is kept (the first one) and leaves the chat going; a later
+/// failure only counts.
+#[wasm_bindgen_test]
+fn a_trap_stops_the_chat_and_the_first_failure_says_why() {
+    use js_sys::WebAssembly::RuntimeError;
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let root = doc.document_element().unwrap();
+    let mine = doc.create_element("p").unwrap();
+    mine.set_class_name("status");
+    doc.body().unwrap().append_child(&mine).unwrap();
+    let status = doc.query_selector(".status").unwrap().unwrap();
+    let before = status.text_content();
+    let window = web_sys::EventTarget::new().unwrap();
+    natter_client::stopped::catch_traps(&window);
+    let fire = |kind: &str, field: &str, error: wasm_bindgen::JsValue| {
+        let ev = web_sys::Event::new(kind).unwrap();
+        js_sys::Reflect::set(&ev, &field.into(), &error).unwrap();
+        window.dispatch_event(&ev).unwrap();
+    };
+
+    fire("error", "error", js_sys::Error::new("not a trap").into());
+    fire("unhandledrejection", "reason", "a refused promise".into());
+    let error = root.get_attribute("data-natter-error").unwrap_or_default();
+    assert!(error.starts_with("error: not a trap\n"), "{error}");
+    assert_eq!(root.get_attribute("data-natter-stopped"), None);
+    assert_eq!(status.text_content(), before);
+
+    fire(
+        "error",
+        "error",
+        RuntimeError::new("memory access out of bounds").into(),
+    );
+    fire(
+        "unhandledrejection",
+        "reason",
+        RuntimeError::new("unreachable").into(),
+    );
+    let why = root
+        .get_attribute("data-natter-stopped")
+        .unwrap_or_default();
+    assert!(
+        why.starts_with("natter: the chat stopped: trapped: memory access out of bounds"),
+        "{why}"
+    );
+    assert_eq!(
+        root.get_attribute("data-natter-failures").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        status.text_content().as_deref(),
+        Some("The chat stopped working: reload the page")
+    );
+    assert_eq!(status.class_name(), "status bad");
+
+    mine.remove();
+    for name in [
+        "data-natter-stopped",
+        "data-natter-failures",
+        "data-natter-error",
+    ] {
+        root.remove_attribute(name).unwrap();
+    }
+}

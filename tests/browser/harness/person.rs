@@ -21,6 +21,8 @@ pub struct Seen {
     pub pending: bool,
     pub failed: bool,
     pub mine: bool,
+    /// The stored event's seq (none while sending).
+    pub seq: Option<u64>,
 }
 
 /// A person: a browser (its own Chromium profile), their link to the chat.
@@ -74,6 +76,7 @@ const LINES_JS: &str =
   pending: li.classList.contains('pending'),
   failed: li.classList.contains('failed'),
   mine: li.classList.contains('mine'),
+  seq: li.dataset.seq === undefined ? null : Number(li.dataset.seq),
 }));";
 
 impl Person {
@@ -231,12 +234,45 @@ impl Person {
                 )
             })
             .collect();
+        let order = if lines.iter().filter_map(|l| l.seq).is_sorted() {
+            "in order"
+        } else {
+            "NOT in order"
+        };
+        let stopped = self
+            .stopped()
+            .await
+            .map(|why| format!("; the widget stopped: {why}"))
+            .unwrap_or_default();
+        let uncaught = self
+            .attribute_of_root("data-natter-error")
+            .await
+            .map(|what| format!("; an uncaught error in the widget's page: {what}"))
+            .unwrap_or_default();
         format!(
-            "in {:?}: status {status:?}, {} lines, the last: [{}]",
+            "in {:?}: status {status:?}, {} lines ({order}), the last: [{}]{stopped}{uncaught}",
             self.engine,
             lines.len(),
             tail.join("; ")
         )
+    }
+
+    /// Why the widget stopped (its first panic or trap), if it did.
+    pub async fn stopped(&self) -> Option<String> {
+        self.attribute_of_root("data-natter-stopped").await
+    }
+
+    /// An attribute of the widget page's root element, if it is there.
+    async fn attribute_of_root(&self, name: &str) -> Option<String> {
+        let value = self
+            .browser
+            .execute(
+                "return document.documentElement.getAttribute(arguments[0]);",
+                vec![json!(name)],
+            )
+            .await
+            .ok()?;
+        value.as_str().map(str::to_owned)
     }
 
     /// The connection line.

@@ -264,11 +264,15 @@ impl World {
         dir
     }
 
-    /// Closes the browsers, checks the server never panicked and removes
-    /// the database.
+    /// Closes the browsers, checks that no widget and the server never
+    /// panicked, and removes the database.
     pub async fn finish(self, people: Vec<Person>) {
         for p in people {
+            let stopped = p.stopped().await;
             let _ = p.browser.close().await; // the driver's kill ends the rest
+            if let Some(why) = stopped {
+                panic!("{}'s widget stopped: {why}", p.user);
+            }
         }
         self.server.assert_no_panic();
         self.scratch.remove().await;
