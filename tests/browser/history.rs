@@ -22,10 +22,39 @@ pub async fn cached_history_shows_before_any_server_reply(db: Db) {
         .collect();
     assert_eq!(stored.len(), 1000, "the server holds the 1,000 messages");
 
-    // Alice reads all of it once, which caches it.
+    // Alice reads all of it once, which caches it. At the top of the
+    // list an older page comes in above, and the line she was reading
+    // stays where it was.
     let alice = world.person("alice").await;
     alice.visit().await;
     alice.choose("Bob").await;
+    alice.wait_message(&stored[999], PATIENCE).await;
+    let kept = alice
+        .js_async(
+            "var done = arguments[arguments.length - 1];
+             var l = document.querySelector('.messages');
+             var first = l.querySelector('li.msg');
+             var n = l.querySelectorAll('li.msg').length;
+             l.scrollTop = 0; l.dispatchEvent(new Event('scroll'));
+             var at = () => first.getBoundingClientRect().top - l.getBoundingClientRect().top;
+             var before = at();
+             (function check() {
+               if (l.querySelectorAll('li.msg').length === n) return setTimeout(check, 20);
+               requestAnimationFrame(() => requestAnimationFrame(() => done({
+                 lines: l.querySelectorAll('li.msg').length - n,
+                 scrolled: l.scrollTop,
+                 moved: at() - before,
+               })));
+             })();",
+            vec![],
+        )
+        .await;
+    assert!(
+        kept["lines"].as_u64() > Some(0)
+            && kept["scrolled"].as_f64() > Some(0.0)
+            && kept["moved"].as_f64().is_some_and(|o| o.abs() < 2.0),
+        "the line at the top should stay in place as older lines come in above it: {kept}"
+    );
     alice.scroll_to_start(&stored[0]).await;
     alice.choose("Team").await;
     alice.wait_message("team 30", PATIENCE).await;

@@ -25,18 +25,35 @@ pub fn MessageList(
 ) -> impl IntoView {
     let list = NodeRef::<leptos::html::Ol>::new();
     // Pushes the view outward only: keep the newest line in sight, unless
-    // older lines were added on top (the person is reading back).
+    // older lines were added on top (the person is reading back): then
+    // the line they were reading stays where it was (browsers do not
+    // anchor a list scrolled to its very top).
     let newest = StoredValue::new(None::<String>);
+    let seen = StoredValue::new(Shape::default());
     Effect::new(move |_| {
-        let last = lines.with(|l| l.last().map(|l| l.key.clone()));
+        let (first, last) = lines.with(|l| {
+            (
+                l.first().map(|l| l.key.clone()),
+                l.last().map(|l| l.key.clone()),
+            )
+        });
         if newest.get_value().is_none() && last.is_some() {
             mark_first_paint();
         }
-        if let Some(el) = list.get().filter(|_| newest.get_value() != last) {
-            el.set_scroll_top(el.scroll_height());
-            if let Some(at_end) = at_end {
-                at_end.set(true);
+        if let Some(el) = list.get() {
+            if newest.get_value() != last {
+                el.set_scroll_top(el.scroll_height());
+                if let Some(at_end) = at_end {
+                    at_end.set(true);
+                }
+            } else {
+                let before = seen.get_value();
+                if before.first.is_some() && before.first != first && el.scroll_top() == before.top
+                {
+                    el.set_scroll_top(before.top + el.scroll_height() - before.height);
+                }
             }
+            seen.set_value(Shape::of(first, &el));
         }
         newest.set_value(last);
     });
@@ -44,6 +61,7 @@ pub fn MessageList(
         let Some(el) = list.get_untracked() else {
             return;
         };
+        seen.update_value(|s| *s = Shape::of(s.first.take(), &el));
         if let Some(on_top) = on_top.filter(|_| el.scroll_top() <= 0) {
             on_top.run(());
         }
@@ -65,6 +83,25 @@ pub fn MessageList(
                 children=move |line| view! { <MessageItem line on_retry on_discard on_report /> }
             />
         </ol>
+    }
+}
+
+/// The list as last drawn or scrolled: its first line's key, its height
+/// and how far it was scrolled.
+#[derive(Debug, Clone, Default)]
+struct Shape {
+    first: Option<String>,
+    height: i32,
+    top: i32,
+}
+
+impl Shape {
+    fn of(first: Option<String>, el: &web_sys::HtmlOListElement) -> Self {
+        Self {
+            first,
+            height: el.scroll_height(),
+            top: el.scroll_top(),
+        }
     }
 }
 

@@ -354,50 +354,55 @@ impl Person {
     }
 
     /// Scrolls the conversation back until its first message, `first`, is
-    /// on screen (older pages load as the top is reached).
+    /// on screen (older pages load as the top is reached). The page
+    /// scrolls itself, as a person holding the list at its top would, a
+    /// few seconds per script, so the driver's round trips do not set the
+    /// pace. A whole history is many pages: it gets twice the usual
+    /// patience, and fails if the top stops moving for the usual patience.
     pub async fn scroll_to_start(&self, first: &str) {
-        let deadline = Instant::now() + PATIENCE;
+        let started = Instant::now();
+        let (mut top, mut moved) = (Value::Null, Instant::now());
         loop {
-            let top = self
-                .js(
-                    "var l = document.querySelector('.messages');
-                     l.scrollTop = 0; l.dispatchEvent(new Event('scroll'));
-                     var b = l.querySelector('li.msg .body');
-                     return b ? b.textContent : null;",
-                    vec![],
+            let now = self
+                .js_async(
+                    "var first = arguments[0], done = arguments[arguments.length - 1];
+                     var until = Date.now() + 3000;
+                     (function step() {
+                       var l = document.querySelector('.messages');
+                       var b = l && l.querySelector('li.msg .body');
+                       var top = b ? b.textContent : null;
+                       if (top === first || Date.now() > until) return done(top);
+                       l.scrollTop = 0; l.dispatchEvent(new Event('scroll'));
+                       setTimeout(step, 50);
+                     })();",
+                    vec![json!(first)],
                 )
                 .await;
-            if top.as_str() == Some(first) {
+            if now.as_str() == Some(first) {
                 return;
             }
-            if Instant::now() > deadline {
+            if now != top {
+                (top, moved) = (now, Instant::now());
+            }
+            if moved.elapsed() > PATIENCE || started.elapsed() > PATIENCE * 2 {
                 panic!(
-                    "{} scrolled back for {PATIENCE:?} but never reached the first message {first:?}; \
-                     the oldest shown is {top}; {}",
+                    "{} scrolled back for {:?} but never reached the first message {first:?}; \
+                     the oldest shown is {top} (for {:?}); {}",
                     self.user,
+                    started.elapsed(),
+                    moved.elapsed(),
                     self.screen().await
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Clicks the conversation named `name` in the room list (going back
-    /// to the list first from another conversation).
+    /// to the list first from another conversation). Each try looks
+    /// afresh: the widget may open the last conversation by itself once
+    /// its store is read, and the list may be drawn again between finding
+    /// a room and clicking it (a new message moves it).
     pub async fn choose(&self, name: &str) {
-        let open = self
-            .js(
-                "var t = document.querySelector('.views.talking .pane h2 .title');
-                 if (t && t.textContent === arguments[0]) return true;
-                 var back = document.querySelector('.views.talking .back');
-                 if (back) back.click();
-                 return false;",
-                vec![json!(name)],
-            )
-            .await;
-        if open == json!(true) {
-            return;
-        }
         self.wait(
             &format!("the conversation {name:?} in the list"),
             &format!(
@@ -406,11 +411,19 @@ impl Person {
             ),
         )
         .await;
-        // The list may be drawn again between finding a room and reading
-        // it (a new message moves it): then look again.
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
-            if matches!(self.click_room(name).await, Ok(true)) {
+            let open = self
+                .js(
+                    "var t = document.querySelector('.views.talking .pane h2 .title');
+                     if (t && t.textContent === arguments[0]) return true;
+                     var back = document.querySelector('.views.talking .back');
+                     if (back) back.click();
+                     return false;",
+                    vec![json!(name)],
+                )
+                .await;
+            if open == json!(true) || matches!(self.click_room(name).await, Ok(true)) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
