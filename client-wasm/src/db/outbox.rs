@@ -8,9 +8,13 @@ use super::{
 };
 use crate::chat::RoomRecord;
 use crate::error::ClientError;
+#[cfg(feature = "testing")]
+use natter_shared::RoomId;
 use natter_shared::sync::{EntryState, OutboxEntry};
-use natter_shared::{ClientId, Event, RoomId};
-use rexie::{KeyRange, TransactionMode};
+use natter_shared::{ClientId, Event};
+#[cfg(feature = "testing")]
+use rexie::KeyRange;
+use rexie::TransactionMode;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use web_sys::{Blob, IdbTransaction};
