@@ -57,7 +57,7 @@ fn frame(json: &str) -> ServerFrame {
 }
 
 #[wasm_bindgen_test]
-fn markup_in_names_and_bodies_is_shown_as_text() {
+async fn markup_in_names_and_bodies_is_shown_as_text() {
     let root = scratch();
     let lines = vec![Line {
         key: "s1".into(),
@@ -77,6 +77,7 @@ fn markup_in_names_and_bodies_is_shown_as_text() {
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }
     });
+    settle().await;
 
     assert!(all(&root, "img").is_empty(), "{}", root.inner_html());
     assert!(all(&root, "b").is_empty(), "{}", root.inner_html());
@@ -109,6 +110,7 @@ async fn own_message_shows_pending_until_the_room_confirms_it() {
         Signal::derive(move || chat.with(|c| c.lines(&room)))
     };
     let _mounted = mount_to(root.clone(), move || view! { <MessageList lines /> });
+    settle().await;
     assert_eq!(all(&root, "li.msg").len(), 1);
     assert_eq!(text(&root, "li.msg .author"), "Bob");
 
@@ -156,6 +158,7 @@ async fn room_list_names_rooms_and_selects_on_click() {
     let _mounted = mount_to(root.clone(), move || {
         view! { <RoomList rooms select=selected.write_only() /> }
     });
+    settle().await;
 
     let names: Vec<_> = all(&root, "button.room .name")
         .iter()
@@ -174,10 +177,29 @@ async fn room_list_names_rooms_and_selects_on_click() {
         .click();
     settle().await;
     assert_eq!(selected.get_untracked(), RoomId::parse("r_lobby").ok());
+
+    // A message in the Lobby brings it to the top.
+    let lobby = all(&root, "button.room")[1].clone();
+    chat.update(|c| {
+        c.apply(frame(
+            r#"{"type":"event","event":{"room":"r_lobby","seq":1,"ts":5,"sender":"alice",
+                "kind":"message","body":"hi"}}"#,
+        ));
+    });
+    settle().await;
+    let names: Vec<_> = all(&root, "button.room .name")
+        .iter()
+        .map(|b| b.text_content().unwrap())
+        .collect();
+    assert_eq!(names, ["Lobby", "Bob <Builder>"]);
+    assert!(
+        all(&root, "button.room")[0] != lobby,
+        "a changed room is drawn anew"
+    );
 }
 
 #[wasm_bindgen_test]
-fn own_messages_say_sent_then_read_and_by_whom() {
+async fn own_messages_say_sent_then_read_and_by_whom() {
     let root = scratch();
     let line = |seq: u64, seen_by: &[&str], in_group: bool| Line {
         key: format!("s{seq}"),
@@ -202,6 +224,7 @@ fn own_messages_say_sent_then_read_and_by_whom() {
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }
     });
+    settle().await;
     let receipts: Vec<_> = all(&root, ".receipt")
         .iter()
         .map(|r| r.text_content().unwrap())
@@ -275,5 +298,110 @@ fn a_trap_stops_the_chat_and_the_first_failure_says_why() {
         "data-natter-error",
     ] {
         root.remove_attribute(name).unwrap();
+    }
+}
+
+/// The list follows any sequence of line lists: lines come in above and
+/// below, change (a new key), go, move, or come twice (drawn once). After
+/// each change the lines on screen are exactly the list's, in its order,
+/// and a line that stayed is the same element (only moved).
+#[wasm_bindgen_test]
+async fn the_list_shows_each_list_of_lines_in_order() {
+    let root = scratch();
+    let line = |n: u64| Line {
+        key: format!("k{n}"),
+        author: Some("Bob".into()),
+        body: format!("line {n}"),
+        ts: 1_764_312_000_000,
+        mine: false,
+        delivery: Delivery::Stored,
+        client_id: None,
+        files: Vec::new(),
+        outgoing: Vec::new(),
+        seen_by: Vec::new(),
+        seq: Some(n),
+        in_group: false,
+        deleted: false,
+    };
+    let shown = RwSignal::new((0..40).map(line).collect::<Vec<_>>());
+    let _mounted = mount_to(root.clone(), move || {
+        view! { <MessageList lines=Signal::derive(move || shown.get()) /> }
+    });
+    // A fixed pseudo-random sequence (an LCG), so a failure repeats.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rand = move |below: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as usize) % below.max(1)
+    };
+    let mut next = 1000;
+    let mut fresh = move || {
+        next += 1;
+        next
+    };
+    let by_seq = |root: &Element| -> Vec<(u64, Element)> {
+        all(root, "li.msg")
+            .into_iter()
+            .map(|li| (li.get_attribute("data-seq").unwrap().parse().unwrap(), li))
+            .collect()
+    };
+    settle().await;
+    for step in 0..300 {
+        let before = by_seq(&root);
+        let mut lines: Vec<u64> =
+            shown.with_untracked(|l| l.iter().filter_map(|l| l.seq).collect());
+        for _ in 0..1 + rand(3) {
+            let len = lines.len();
+            match rand(8) {
+                0 => {
+                    let n = 1 + rand(30);
+                    let block: Vec<u64> = (0..n).map(|_| fresh()).collect();
+                    lines.splice(0..0, block);
+                }
+                1 => lines.push(fresh()),
+                2 if len > 0 => {
+                    let at = rand(len);
+                    lines[at] = fresh();
+                }
+                3 if len > 0 => {
+                    let at = rand(len);
+                    let end = (at + 1 + rand(10)).min(len);
+                    lines.drain(at..end);
+                }
+                4 if len > 1 => {
+                    let (a, b) = (rand(len), rand(len));
+                    lines.swap(a, b);
+                }
+                5 if len > 0 => {
+                    let moved = lines.remove(rand(len));
+                    lines.insert(rand(len), moved);
+                }
+                6 if len > 0 => {
+                    let again = lines[rand(len)];
+                    lines.insert(rand(len + 1), again);
+                }
+                _ => {
+                    let at = rand(len + 1);
+                    lines.insert(at, fresh());
+                }
+            }
+        }
+        shown.set(lines.iter().map(|&n| line(n)).collect());
+        settle().await;
+        let mut expected = Vec::new();
+        for n in lines {
+            if !expected.contains(&n) {
+                expected.push(n);
+            }
+        }
+        let now = by_seq(&root);
+        let seqs: Vec<u64> = now.iter().map(|(n, _)| *n).collect();
+        assert_eq!(seqs, expected, "step {step}");
+        for (n, li) in &before {
+            if let Some((_, kept)) = now.iter().find(|(m, _)| m == n) {
+                assert!(kept == li, "step {step}: line {n} was drawn anew");
+            }
+        }
     }
 }

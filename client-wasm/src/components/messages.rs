@@ -1,6 +1,7 @@
 //! A room's lines: messages with author and time, membership changes, and
 //! the delivery state of our own sends.
 
+use super::keyed::Keyed;
 use crate::chat::{Delivery, Line};
 use crate::files::{Attachments, OutgoingFiles};
 use leptos::prelude::*;
@@ -30,8 +31,23 @@ pub fn MessageList(
     // anchor a list scrolled to its very top).
     let newest = StoredValue::new(None::<String>);
     let seen = StoredValue::new(Shape::default());
+    let drawn = StoredValue::new_local(Keyed::<String>::new());
     Effect::new(move |_| {
+        let Some(el) = list.get() else {
+            return;
+        };
         let (first, last) = lines.with(|l| {
+            drawn.update_value(|d| {
+                d.draw(
+                    &el,
+                    l,
+                    |line| &line.key,
+                    |line| {
+                        let line = line.clone();
+                        view! { <MessageItem line on_retry on_discard on_report /> }.into_any()
+                    },
+                );
+            });
             (
                 l.first().map(|l| l.key.clone()),
                 l.last().map(|l| l.key.clone()),
@@ -40,21 +56,18 @@ pub fn MessageList(
         if newest.get_value().is_none() && last.is_some() {
             mark_first_paint();
         }
-        if let Some(el) = list.get() {
-            if newest.get_value() != last {
-                el.set_scroll_top(el.scroll_height());
-                if let Some(at_end) = at_end {
-                    at_end.set(true);
-                }
-            } else {
-                let before = seen.get_value();
-                if before.first.is_some() && before.first != first && el.scroll_top() == before.top
-                {
-                    el.set_scroll_top(before.top + el.scroll_height() - before.height);
-                }
+        if newest.get_value() != last {
+            el.set_scroll_top(el.scroll_height());
+            if let Some(at_end) = at_end {
+                at_end.set(true);
             }
-            seen.set_value(Shape::of(first, &el));
+        } else {
+            let before = seen.get_value();
+            if before.first.is_some() && before.first != first && el.scroll_top() == before.top {
+                el.set_scroll_top(before.top + el.scroll_height() - before.height);
+            }
         }
+        seen.set_value(Shape::of(first, &el));
         newest.set_value(last);
     });
     let on_scroll = move |_| {
@@ -77,11 +90,6 @@ pub fn MessageList(
     };
     view! {
         <ol class="messages" node_ref=list aria-live="polite" aria-label="Messages" tabindex="0" on:scroll=on_scroll>
-            <For
-                each=move || lines.get()
-                key=|line| line.key.clone()
-                children=move |line| view! { <MessageItem line on_retry on_discard on_report /> }
-            />
         </ol>
     }
 }

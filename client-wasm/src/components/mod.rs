@@ -3,6 +3,7 @@
 //! the DOM as text nodes, never as markup.
 
 mod composer;
+mod keyed;
 mod messages;
 mod rooms;
 mod status;

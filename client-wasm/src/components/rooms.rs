@@ -2,6 +2,7 @@
 //! first, each with an avatar (a dialog's with the other's presence), its
 //! unread count, the latest message and its time.
 
+use super::keyed::Keyed;
 use crate::chat::RoomEntry;
 use crate::components::clock;
 use leptos::prelude::*;
@@ -13,19 +14,32 @@ pub fn RoomList(
     #[prop(into)] rooms: Signal<Vec<RoomEntry>>,
     select: WriteSignal<Option<RoomId>>,
 ) -> impl IntoView {
+    let list = NodeRef::<leptos::html::Ul>::new();
+    let drawn = StoredValue::new_local(Keyed::<RoomEntry>::new());
+    Effect::new(move |_| {
+        if let Some(ul) = list.get() {
+            rooms.with(|r| {
+                drawn.update_value(|d| {
+                    d.draw(
+                        &ul,
+                        r,
+                        |room| room,
+                        |room| {
+                            let room = room.clone();
+                            view! { <RoomItem room select /> }.into_any()
+                        },
+                    );
+                });
+            });
+        }
+    });
     view! {
         <nav class="rooms" aria-label="Conversations">
             <Show
                 when=move || rooms.with(|r| !r.is_empty())
                 fallback=|| view! { <p class="empty">"No conversations yet."</p> }
             >
-                <ul>
-                    <For
-                        each=move || rooms.get()
-                        key=|room| room.clone()
-                        children=move |room| view! { <RoomItem room select /> }
-                    />
-                </ul>
+                <ul node_ref=list></ul>
             </Show>
         </nav>
     }
