@@ -56,13 +56,12 @@ fn frame(json: &str) -> ServerFrame {
     serde_json::from_str(json).unwrap()
 }
 
-#[wasm_bindgen_test]
-async fn markup_in_names_and_bodies_is_shown_as_text() {
-    let root = scratch();
-    let lines = vec![Line {
-        key: "s1".into(),
-        author: Some("<b>Eve</b>".into()),
-        body: XSS.into(),
+/// A stored line: `author`'s message `seq`, saying `body`.
+fn stored(seq: u64, author: &str, body: &str) -> Line {
+    Line {
+        key: format!("s{seq}"),
+        author: Some(author.into()),
+        body: body.into(),
         ts: 1_764_312_000_000,
         mine: false,
         delivery: Delivery::Stored,
@@ -70,10 +69,16 @@ async fn markup_in_names_and_bodies_is_shown_as_text() {
         files: Vec::new(),
         outgoing: Vec::new(),
         seen_by: Vec::new(),
-        seq: Some(1),
+        seq: Some(seq),
         in_group: false,
         deleted: false,
-    }];
+    }
+}
+
+#[wasm_bindgen_test]
+async fn markup_in_names_and_bodies_is_shown_as_text() {
+    let root = scratch();
+    let lines = vec![stored(1, "<b>Eve</b>", XSS)];
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::stored(lines) /> }
     });
@@ -202,19 +207,10 @@ async fn room_list_names_rooms_and_selects_on_click() {
 async fn own_messages_say_sent_then_read_and_by_whom() {
     let root = scratch();
     let line = |seq: u64, seen_by: &[&str], in_group: bool| Line {
-        key: format!("s{seq}"),
-        author: Some("Alice".into()),
-        body: format!("m{seq}"),
-        ts: 1_764_312_000_000,
         mine: true,
-        delivery: Delivery::Stored,
-        client_id: None,
-        files: Vec::new(),
-        outgoing: Vec::new(),
         seen_by: seen_by.iter().map(|s| s.to_string()).collect(),
-        seq: Some(seq),
         in_group,
-        deleted: false,
+        ..stored(seq, "Alice", &format!("m{seq}"))
     };
     let lines = vec![
         line(1, &[], false),
@@ -308,21 +304,7 @@ fn a_trap_stops_the_chat_and_the_first_failure_says_why() {
 #[wasm_bindgen_test]
 async fn the_list_shows_each_list_of_lines_in_order() {
     let root = scratch();
-    let line = |n: u64| Line {
-        key: format!("k{n}"),
-        author: Some("Bob".into()),
-        body: format!("line {n}"),
-        ts: 1_764_312_000_000,
-        mine: false,
-        delivery: Delivery::Stored,
-        client_id: None,
-        files: Vec::new(),
-        outgoing: Vec::new(),
-        seen_by: Vec::new(),
-        seq: Some(n),
-        in_group: false,
-        deleted: false,
-    };
+    let line = |n: u64| stored(n, "Bob", &format!("line {n}"));
     let shown = RwSignal::new((0..40).map(line).collect::<Vec<_>>());
     let _mounted = mount_to(root.clone(), move || {
         view! { <MessageList lines=Signal::derive(move || shown.get()) /> }
