@@ -6,7 +6,7 @@
 use leptos::mount::mount_to;
 use leptos::prelude::*;
 use natter_client::chat::{Chat, Delivery, Line};
-use natter_client::components::{MessageList, RoomList};
+use natter_client::components::{MessageList, Reporting, RoomList};
 use natter_shared::{ClientId, RoomId, ServerFrame};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -386,4 +386,43 @@ async fn the_list_shows_each_list_of_lines_in_order() {
             }
         }
     }
+}
+
+/// Someone else's message can be reported: the button asks why (the
+/// browser's prompt), says it is sending, then that it was reported; it
+/// keeps saying so as other lines come and go.
+#[wasm_bindgen_test]
+async fn a_reported_message_says_so() {
+    let root = scratch();
+    let shown = RwSignal::new(vec![stored(1, "Bob", "buy pills")]);
+    let asked = RwSignal::new(None::<(u64, Option<String>)>);
+    let on_report = Callback::new(
+        move |(seq, note, state): (u64, Option<String>, RwSignal<Reporting>)| {
+            asked.set(Some((seq, note)));
+            leptos::task::spawn_local(async move {
+                settle().await;
+                state.set(Reporting::Done);
+            });
+        },
+    );
+    let _mounted = mount_to(root.clone(), move || {
+        view! { <MessageList lines=Signal::derive(move || shown.get()) on_report /> }
+    });
+    settle().await;
+    // The list is drawn again (a new line) before the report.
+    shown.update(|l| l.push(stored(2, "Bob", "sorry")));
+    settle().await;
+    let window = web_sys::window().unwrap();
+    let prompt = js_sys::Function::new_no_args("return 'spam';");
+    js_sys::Reflect::set(&window, &"prompt".into(), &prompt).unwrap();
+    all(&root, ".report")[0]
+        .unchecked_ref::<HtmlElement>()
+        .click();
+    settle().await;
+    settle().await;
+    assert_eq!(asked.get_untracked(), Some((1, Some("spam".into()))));
+    assert_eq!(text(&root, ".report"), "Reported");
+    shown.update(|l| l.push(stored(3, "Bob", "again")));
+    settle().await;
+    assert_eq!(text(&root, ".report"), "Reported", "{}", root.inner_html());
 }

@@ -75,7 +75,7 @@ impl<K: Eq + Hash + Clone> Keyed<K> {
             }
             let drawn = match self.drawn.remove(k) {
                 Some(drawn) => drawn,
-                None => match self.build(view(item)) {
+                None => match self.build(|| view(item)) {
                     Some(drawn) => drawn,
                     None => continue,
                 },
@@ -93,11 +93,14 @@ impl<K: Eq + Hash + Clone> Keyed<K> {
         }
     }
 
-    fn build(&self, view: AnyView) -> Option<Drawn> {
+    /// Makes a view and builds it under an owner of its own: what the
+    /// view's components create (signals, effects) lives as long as the
+    /// view, not until the drawing's effect runs again.
+    fn build(&self, view: impl FnOnce() -> AnyView) -> Option<Drawn> {
         let owner = self.parent.with(Owner::new);
-        // Built outside any observer: what the view reads is its own
-        // business, not a reason to draw the list again.
-        let state = owner.with(|| untrack(|| view.build()));
+        // Outside any observer: what the view reads is its own business,
+        // not a reason to draw the list again.
+        let state = owner.with(|| untrack(|| view().build()));
         match state.elements().into_iter().next() {
             Some(node) => Some(Drawn { node, state, owner }),
             None => {
