@@ -44,6 +44,14 @@ fn all(root: &Element, selector: &str) -> Vec<Element> {
         .collect()
 }
 
+/// The text of each element `selector` matches, in document order.
+fn texts(root: &Element, selector: &str) -> Vec<String> {
+    all(root, selector)
+        .iter()
+        .map(|e| e.text_content().unwrap_or_default())
+        .collect()
+}
+
 fn text(root: &Element, selector: &str) -> String {
     root.query_selector(selector)
         .unwrap()
@@ -165,15 +173,9 @@ async fn room_list_names_rooms_and_selects_on_click() {
     });
     settle().await;
 
-    let names: Vec<_> = all(&root, "button.room .name")
-        .iter()
-        .map(|b| b.text_content().unwrap())
-        .collect();
+    let names = texts(&root, "button.room .name");
     assert_eq!(names, ["Bob <Builder>", "Lobby"]);
-    let avatars: Vec<_> = all(&root, "button.room .avatar")
-        .iter()
-        .map(|b| b.text_content().unwrap())
-        .collect();
+    let avatars = texts(&root, "button.room .avatar");
     assert_eq!(avatars, ["BB", "L"], "initials, as text");
     assert!(all(&root, "b").is_empty(), "{}", root.inner_html());
 
@@ -192,10 +194,7 @@ async fn room_list_names_rooms_and_selects_on_click() {
         ));
     });
     settle().await;
-    let names: Vec<_> = all(&root, "button.room .name")
-        .iter()
-        .map(|b| b.text_content().unwrap())
-        .collect();
+    let names = texts(&root, "button.room .name");
     assert_eq!(names, ["Lobby", "Bob <Builder>"]);
     assert!(
         all(&root, "button.room")[0] != lobby,
@@ -221,10 +220,7 @@ async fn own_messages_say_sent_then_read_and_by_whom() {
         view! { <MessageList lines=Signal::stored(lines) /> }
     });
     settle().await;
-    let receipts: Vec<_> = all(&root, ".receipt")
-        .iter()
-        .map(|r| r.text_content().unwrap())
-        .collect();
+    let receipts = texts(&root, ".receipt");
     assert_eq!(receipts, ["sent", "read", "read by 2"]);
     let who = all(&root, ".receipt.read")[1].get_attribute("title");
     assert_eq!(who.as_deref(), Some("Read by Bob, <i>Carol</i>"));
