@@ -9,11 +9,41 @@
 //! leave the element out of order. A line's view never changes once drawn
 //! (what changes it changes its key), so a kept view is only moved.
 
+use leptos::html::ElementType;
 use leptos::prelude::*;
 use leptos::tachys::view::any_view::AnyViewState;
 use std::collections::HashMap;
 use std::hash::Hash;
+use wasm_bindgen::JsCast;
 use web_sys::Element;
+
+/// Draws `items` into `list`'s element whenever either changes, one
+/// `view` per `key` ([`Keyed::draw`]), then calls `after` with the
+/// element and the items (to keep the scroll where it belongs, say).
+pub fn draw_keyed<E, T, K>(
+    list: NodeRef<E>,
+    items: Signal<Vec<T>>,
+    key: impl Fn(&T) -> &K + 'static,
+    view: impl Fn(&T) -> AnyView + 'static,
+    after: impl Fn(&Element, &[T]) + 'static,
+) where
+    E: ElementType,
+    E::Output: JsCast + Clone + 'static,
+    T: Send + Sync + 'static,
+    K: Eq + Hash + Clone + 'static,
+{
+    let drawn = StoredValue::new_local(Keyed::<K>::new());
+    Effect::new(move |_| {
+        let Some(el) = list.get() else {
+            return;
+        };
+        let el: &Element = el.unchecked_ref();
+        items.with(|items| {
+            drawn.update_value(|d| d.draw(el, items, &key, &view));
+            after(el, items);
+        });
+    });
+}
 
 /// The views drawn, by key, and the keys in the order last drawn.
 pub struct Keyed<K> {

@@ -1,7 +1,7 @@
 //! A room's lines: messages with author and time, membership changes, and
 //! the delivery state of our own sends.
 
-use super::keyed::Keyed;
+use super::keyed::draw_keyed;
 use crate::chat::{Delivery, Line};
 use crate::files::{Attachments, OutgoingFiles};
 use leptos::prelude::*;
@@ -31,45 +31,36 @@ pub fn MessageList(
     // anchor a list scrolled to its very top).
     let newest = StoredValue::new(None::<String>);
     let seen = StoredValue::new(Shape::default());
-    let drawn = StoredValue::new_local(Keyed::<String>::new());
-    Effect::new(move |_| {
-        let Some(el) = list.get() else {
-            return;
-        };
-        let (first, last) = lines.with(|l| {
-            drawn.update_value(|d| {
-                d.draw(
-                    &el,
-                    l,
-                    |line| &line.key,
-                    |line| {
-                        let line = line.clone();
-                        view! { <MessageItem line on_retry on_discard on_report /> }.into_any()
-                    },
-                );
-            });
-            (
-                l.first().map(|l| l.key.clone()),
-                l.last().map(|l| l.key.clone()),
-            )
-        });
-        if newest.get_value().is_none() && last.is_some() {
-            mark_first_paint();
-        }
-        if newest.get_value() != last {
-            el.set_scroll_top(el.scroll_height());
-            if let Some(at_end) = at_end {
-                at_end.set(true);
+    draw_keyed(
+        list,
+        lines,
+        |line| &line.key,
+        move |line| {
+            let line = line.clone();
+            view! { <MessageItem line on_retry on_discard on_report /> }.into_any()
+        },
+        move |el, lines| {
+            let first = lines.first().map(|l| l.key.clone());
+            let last = lines.last().map(|l| l.key.clone());
+            if newest.get_value().is_none() && last.is_some() {
+                mark_first_paint();
             }
-        } else {
-            let before = seen.get_value();
-            if before.first.is_some() && before.first != first && el.scroll_top() == before.top {
-                el.set_scroll_top(before.top + el.scroll_height() - before.height);
+            if newest.get_value() != last {
+                el.set_scroll_top(el.scroll_height());
+                if let Some(at_end) = at_end {
+                    at_end.set(true);
+                }
+            } else {
+                let before = seen.get_value();
+                if before.first.is_some() && before.first != first && el.scroll_top() == before.top
+                {
+                    el.set_scroll_top(before.top + el.scroll_height() - before.height);
+                }
             }
-        }
-        seen.set_value(Shape::of(first, &el));
-        newest.set_value(last);
-    });
+            seen.set_value(Shape::of(first, el));
+            newest.set_value(last);
+        },
+    );
     let on_scroll = move |_| {
         let Some(el) = list.get_untracked() else {
             return;
@@ -104,7 +95,7 @@ struct Shape {
 }
 
 impl Shape {
-    fn of(first: Option<String>, el: &web_sys::HtmlOListElement) -> Self {
+    fn of(first: Option<String>, el: &web_sys::Element) -> Self {
         Self {
             first,
             height: el.scroll_height(),

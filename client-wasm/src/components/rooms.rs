@@ -2,7 +2,7 @@
 //! first, each with an avatar (a dialog's with the other's presence), its
 //! unread count, the latest message and its time.
 
-use super::keyed::Keyed;
+use super::keyed::draw_keyed;
 use crate::chat::RoomEntry;
 use crate::components::clock;
 use leptos::prelude::*;
@@ -15,24 +15,16 @@ pub fn RoomList(
     select: WriteSignal<Option<RoomId>>,
 ) -> impl IntoView {
     let list = NodeRef::<leptos::html::Ul>::new();
-    let drawn = StoredValue::new_local(Keyed::<RoomEntry>::new());
-    Effect::new(move |_| {
-        if let Some(ul) = list.get() {
-            rooms.with(|r| {
-                drawn.update_value(|d| {
-                    d.draw(
-                        &ul,
-                        r,
-                        |room| room,
-                        |room| {
-                            let room = room.clone();
-                            view! { <RoomItem room select /> }.into_any()
-                        },
-                    );
-                });
-            });
-        }
-    });
+    draw_keyed(
+        list,
+        rooms,
+        |room| room,
+        move |room| {
+            let room = room.clone();
+            view! { <RoomItem room select /> }.into_any()
+        },
+        |_, _| {},
+    );
     view! {
         <nav class="rooms" aria-label="Conversations">
             <Show
