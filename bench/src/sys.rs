@@ -85,6 +85,13 @@ impl Server {
         tree(self.pid()).iter().map(|&p| cpu_of(p)).sum()
     }
 
+    /// CPU time of the process and its children in their own code (user
+    /// time: outside the kernel's system calls and the network work it
+    /// does for them).
+    pub fn user_cpu(&self) -> Duration {
+        tree(self.pid()).iter().map(|&p| times_of(p).0).sum()
+    }
+
     /// Resident memory of the process and its children, KiB.
     pub fn rss_kib(&self) -> u64 {
         tree(self.pid()).iter().map(|&p| rss_of(p)).sum()
@@ -123,17 +130,26 @@ fn clk_tck() -> u64 {
 
 /// utime + stime of one process, from /proc/PID/stat.
 pub fn cpu_of(pid: u32) -> Duration {
+    let (user, system) = times_of(pid);
+    user + system
+}
+
+/// utime and stime of one process, from /proc/PID/stat.
+fn times_of(pid: u32) -> (Duration, Duration) {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
+        return (Duration::ZERO, Duration::ZERO);
     };
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    Duration::from_nanos(ticks * 1_000_000_000 / clk_tck())
+    let ticks = |i: usize| {
+        let n = fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0);
+        Duration::from_nanos(n * 1_000_000_000 / clk_tck())
+    };
+    (ticks(11), ticks(12))
 }
 
 fn rss_of(pid: u32) -> u64 {

@@ -33,6 +33,14 @@ pub async fn run(plan: &Plan, peers: &[&Server], write_us: f64, report: &mut Rep
         ),
         "—",
     );
+    let mut own = Row::new(
+        "B4",
+        format!(
+            "fan-out, {}-member room: server CPU µs per delivery in its own code (user time)",
+            plan.fan_members
+        ),
+        "—",
+    );
     for server in peers {
         why_start();
         let what = format!("B4 {}", server.ep.kind.label());
@@ -46,9 +54,16 @@ pub async fn run(plan: &Plan, peers: &[&Server], write_us: f64, report: &mut Rep
         )
         .await
         {
-            Ok((dps, p99, lost, due)) => {
-                set(&mut row, server.ep.kind, dps);
-                set(&mut lat, server.ep.kind, p99);
+            Ok(Spread {
+                per_cpu_s,
+                user_us,
+                p99_ms,
+                lost,
+                due,
+            }) => {
+                set(&mut row, server.ep.kind, per_cpu_s);
+                set(&mut lat, server.ep.kind, p99_ms);
+                set(&mut own, server.ep.kind, user_us);
                 let lost =
                     (lost > 0).then(|| format!("{lost} of {due} deliveries missing (3 runs)"));
                 report.why(&what, lost);
@@ -57,20 +72,31 @@ pub async fn run(plan: &Plan, peers: &[&Server], write_us: f64, report: &mut Rep
         }
     }
     row.floor = 1e6 / write_us;
-    report.rows.push(row);
-    report.rows.push(lat);
+    report.rows.extend([row, lat, own]);
+}
+
+/// What the fan-out runs measured, as medians of the runs.
+pub struct Spread {
+    /// Deliveries per CPU-second of the servers (user and system time).
+    pub per_cpu_s: f64,
+    /// The servers' user time per delivery, µs.
+    pub user_us: f64,
+    pub p99_ms: f64,
+    /// Deliveries missing, and due, over all runs.
+    pub lost: u64,
+    pub due: u64,
 }
 
 /// B4 on one server, or B9 on several nodes of one cluster (members spread
-/// over them, the publisher on the first): deliveries per CPU-s of all of
-/// them, p99 ms, deliveries missing and due (all runs).
+/// over them, the publisher on the first): their CPU per delivery, all of
+/// them together.
 pub async fn on_servers(
     servers: &[&Server],
     members: usize,
     msgs: usize,
     rate: f64,
     runs_n: usize,
-) -> Result<(f64, f64, u64, u64)> {
+) -> Result<Spread> {
     let first = servers.first().context("no server")?;
     let what = format!(
         "fan-out {} ×{} {members} members",
@@ -93,12 +119,13 @@ pub async fn on_servers(
     ));
     let lost = runs.iter().map(|r| r.lost).sum();
     let due = (members * msgs * runs_n) as u64;
-    Ok((
-        med(&runs, |r| r.deliveries_per_cpu_s),
-        med(&runs, |r| r.p99_ms),
+    Ok(Spread {
+        per_cpu_s: med(&runs, |r| r.deliveries_per_cpu_s),
+        user_us: med(&runs, |r| r.user_us_per_delivery),
+        p99_ms: med(&runs, |r| r.p99_ms),
         lost,
         due,
-    ))
+    })
 }
 
 /// B4's connections: `members` synced subscribers and one publisher.
@@ -136,6 +163,7 @@ async fn room(eps: &[Endpoint], members: usize) -> Result<Room> {
 /// What one run measured.
 struct Fanout {
     pub deliveries_per_cpu_s: f64,
+    pub user_us_per_delivery: f64,
     pub p99_ms: f64,
     pub lost: u64,
 }
@@ -145,7 +173,8 @@ struct Fanout {
 async fn fanout(servers: &[&Server], fleet: &mut Room, msgs: usize, rate: f64) -> Result<Fanout> {
     let deadline = Instant::now() + Duration::from_secs_f64(msgs as f64 / rate + GRACE_B4);
     let cpu_all = || servers.iter().map(|s| s.cpu()).sum::<Duration>();
-    let cpu0 = cpu_all();
+    let user_all = || servers.iter().map(|s| s.user_cpu()).sum::<Duration>();
+    let (cpu0, user0) = (cpu_all(), user_all());
     let mut tasks = Vec::new();
     for mut f in fleet.subs.drain(..) {
         tasks.push(tokio::spawn(async move {
@@ -209,9 +238,11 @@ async fn fanout(servers: &[&Server], fleet: &mut Room, msgs: usize, rate: f64) -
         fleet.subs.push(f);
     }
     let cpu = (cpu_all() - cpu0).as_secs_f64() * 1e6;
+    let user = (user_all() - user0).as_secs_f64() * 1e6;
     let delivered = lat.len() as f64;
     Ok(Fanout {
         deliveries_per_cpu_s: delivered / (cpu / 1e6),
+        user_us_per_delivery: user / delivered,
         lost: ((fleet.subs.len() * msgs) as u64).saturating_sub(lat.len() as u64),
         p99_ms: ms(percentile(&mut lat, 0.99)),
     })

@@ -61,10 +61,15 @@ pub async fn run(plan: &Plan, paths: &Paths, report: &mut Report) {
             }
             .await;
             match r {
-                Ok((dps, _, lost, due)) => {
+                Ok(fanout::Spread {
+                    per_cpu_s,
+                    lost,
+                    due,
+                    ..
+                }) => {
                     let lost = (lost > 0).then(|| format!("{lost} of {due} deliveries missing"));
                     report.why(&what, lost);
-                    cells.push(1e6 / dps);
+                    cells.push(1e6 / per_cpu_s);
                 }
                 Err(e) => {
                     report.fail(&what, e);

@@ -62,9 +62,15 @@ pub async fn run(plan: &Plan, paths: &Paths, report: &mut Report) {
     why_start();
     let r = fanout::on_servers(&nodes, plan.fan_members, plan.fan_msgs, plan.fan_rate, RUNS).await;
     match r {
-        Ok((dps, p99, lost, due)) => {
-            fan.natter = dps;
-            lat.natter = p99;
+        Ok(fanout::Spread {
+            per_cpu_s,
+            p99_ms,
+            lost,
+            due,
+            ..
+        }) => {
+            fan.natter = per_cpu_s;
+            lat.natter = p99_ms;
             let lost = (lost > 0).then(|| format!("{lost} of {due} deliveries missing (3 runs)"));
             report.why("B9 fan-out", lost);
         }
