@@ -82,14 +82,15 @@ impl Server {
 
     /// CPU time (user + system) of the process and its children.
     pub fn cpu(&self) -> Duration {
-        tree(self.pid()).iter().map(|&p| cpu_of(p)).sum()
+        let (user, system) = self.times();
+        user + system
     }
 
-    /// CPU time of the process and its children in their own code (user
-    /// time: outside the kernel's system calls and the network work it
-    /// does for them).
-    pub fn user_cpu(&self) -> Duration {
-        tree(self.pid()).iter().map(|&p| times_of(p).0).sum()
+    /// CPU time of the process and its children: user time (their own
+    /// code) and system time (the kernel's system calls and the network
+    /// work it does for them).
+    pub fn times(&self) -> (Duration, Duration) {
+        sum_times(tree(self.pid()).iter().map(|&p| times_of(p)))
     }
 
     /// Resident memory of the process and its children, KiB.
@@ -132,6 +133,13 @@ fn clk_tck() -> u64 {
 pub fn cpu_of(pid: u32) -> Duration {
     let (user, system) = times_of(pid);
     user + system
+}
+
+/// (user, system) times added up.
+pub fn sum_times(times: impl Iterator<Item = (Duration, Duration)>) -> (Duration, Duration) {
+    times.fold((Duration::ZERO, Duration::ZERO), |(u, s), (tu, ts)| {
+        (u + tu, s + ts)
+    })
 }
 
 /// utime and stime of one process, from /proc/PID/stat.

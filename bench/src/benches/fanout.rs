@@ -6,7 +6,7 @@ use crate::client::{self, Delivered, Follower, Next, frame_type};
 use crate::log;
 use crate::plan::{Plan, RUNS};
 use crate::report::{Report, Row, med, set, why_start};
-use crate::sys::{Endpoint, Kind, Server};
+use crate::sys::{Endpoint, Kind, Server, sum_times};
 use anyhow::{Context, Result, bail};
 use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
@@ -172,9 +172,9 @@ struct Fanout {
 /// must receive each.
 async fn fanout(servers: &[&Server], fleet: &mut Room, msgs: usize, rate: f64) -> Result<Fanout> {
     let deadline = Instant::now() + Duration::from_secs_f64(msgs as f64 / rate + GRACE_B4);
-    let cpu_all = || servers.iter().map(|s| s.cpu()).sum::<Duration>();
-    let user_all = || servers.iter().map(|s| s.user_cpu()).sum::<Duration>();
-    let (cpu0, user0) = (cpu_all(), user_all());
+    // User and system time of all the servers, read once.
+    let times_all = || sum_times(servers.iter().map(|s| s.times()));
+    let (user0, system0) = times_all();
     let mut tasks = Vec::new();
     for mut f in fleet.subs.drain(..) {
         tasks.push(tokio::spawn(async move {
@@ -237,8 +237,9 @@ async fn fanout(servers: &[&Server], fleet: &mut Room, msgs: usize, rate: f64) -
         lat.extend(l);
         fleet.subs.push(f);
     }
-    let cpu = (cpu_all() - cpu0).as_secs_f64() * 1e6;
-    let user = (user_all() - user0).as_secs_f64() * 1e6;
+    let (user1, system1) = times_all();
+    let user = (user1 - user0).as_secs_f64() * 1e6;
+    let cpu = user + (system1 - system0).as_secs_f64() * 1e6;
     let delivered = lat.len() as f64;
     Ok(Fanout {
         deliveries_per_cpu_s: delivered / (cpu / 1e6),
