@@ -13,6 +13,7 @@ use crate::components::{
 use crate::embed::{self, Location};
 use crate::net::LinkState;
 use crate::sync::{Engine, View};
+use crate::trust;
 use crate::typing::Typing;
 use leptos::prelude::*;
 use natter_shared::{ClientId, RoomId, Seq};
@@ -126,7 +127,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
             files.token.set(Some(token.clone()));
             // Unverified: it only picks the local database; the server
             // confirms the same user in `hello`, or refuses the token.
-            let Some(user) = natter_shared::token::unverified_subject(&token) else {
+            let Some(user) = trust::claims(&token).and_then(|c| c.subject()) else {
                 view.error
                     .set(Some("The sign-in token is not readable.".into()));
                 return;

@@ -45,7 +45,7 @@ impl News {
     /// `{"typing":{…}}` for the rest (no tag field to look for first,
     /// which keeps its decoder small).
     fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        crate::json::stringify(self).unwrap_or_default()
     }
 
     /// Also the bare words of builds before JSON. What a tab of another
@@ -54,7 +54,7 @@ impl News {
         match said {
             "room" => Some(News::Room),
             "outbox" => Some(News::Outbox),
-            _ => serde_json::from_str(said).ok(),
+            _ => crate::json::parse(said).ok(),
         }
     }
 }

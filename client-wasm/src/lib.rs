@@ -20,6 +20,8 @@
 //!   database per site and user; the source of truth the views show.
 //! - [`sync`]: the engine: store first, then network; a queue of work
 //!   handled in order.
+//! - [`json`]: JSON text read and written by the browser, decoded by the
+//!   same decoder as the store's values (one decoder per type).
 //! - [`leader`]: one tab per user owns the connection (Web Locks), the
 //!   others follow through a BroadcastChannel and the store.
 //! - [`typing`]: typing indicators as plain data: when to say it, who is
@@ -36,6 +38,7 @@ pub mod db;
 pub mod embed;
 pub mod error;
 pub mod files;
+pub mod json;
 pub mod leader;
 pub mod net;
 pub mod shell;

@@ -135,9 +135,9 @@ impl Link {
         else {
             return false;
         };
-        match serde_json::to_string(frame) {
-            Ok(text) => socket.ws.send_with_str(&text).is_ok(),
-            Err(_) => false,
+        match crate::json::stringify(frame) {
+            Some(text) => socket.ws.send_with_str(&text).is_ok(),
+            None => false,
         }
     }
 
@@ -211,7 +211,7 @@ impl Link {
             let Some(text) = ev.data().as_string() else {
                 return;
             };
-            match serde_json::from_str::<ServerFrame>(&text) {
+            match crate::json::parse::<ServerFrame>(&text) {
                 Ok(frame) => {
                     match &frame {
                         ServerFrame::Hello { .. } => {

@@ -11,7 +11,14 @@
 
 use crate::files::fetch_as_user;
 use natter_shared::ErrorCode;
+use natter_shared::token::{Claims, unverified_claims};
 use wasm_bindgen_futures::JsFuture;
+
+/// What `token` says of itself (its user, when it expires), read WITHOUT
+/// checking its signature; `None` when it is not a readable JWT.
+pub fn claims(token: &str) -> Option<Claims> {
+    crate::json::parse(&unverified_claims(token)?).ok()
+}
 
 /// The SHA-256 digest of `token`, in hex; `None` where the browser offers
 /// no SubtleCrypto (a page neither on HTTPS nor on localhost): there every
@@ -35,7 +42,8 @@ pub async fn digest(token: &str) -> Option<String> {
 /// Whether `token` is the one the server last accepted for this database
 /// (`known`: that token's digest), and not expired by its own `exp`.
 pub async fn is_known(token: &str, known: Option<&str>) -> bool {
-    let unexpired = natter_shared::token::unverified_expiry(token)
+    let unexpired = claims(token)
+        .and_then(|c| c.exp)
         .is_some_and(|exp| exp as f64 * 1000.0 > js_sys::Date::now());
     unexpired && known.is_some() && digest(token).await.as_deref() == known
 }

@@ -61,7 +61,7 @@ fn text(root: &Element, selector: &str) -> String {
 }
 
 fn frame(json: &str) -> ServerFrame {
-    serde_json::from_str(json).unwrap()
+    natter_client::json::parse(json).unwrap()
 }
 
 /// A stored line: `author`'s message `seq`, saying `body`.

@@ -1,5 +1,5 @@
 //! What a client may read from a sign-in token before the server checked
-//! it: the user it names. A token is an HS256 JWT
+//! it: the user it names and when it expires. A token is an HS256 JWT
 //! (`header.claims.signature`, each part base64url); only the server holds
 //! the secret that verifies it.
 
@@ -15,32 +15,29 @@ const CLAIMS_B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// The user a token names (its `sub` claim), read WITHOUT checking the
-/// signature: fit only to pick local state (the widget's database) before
-/// the server, which answers with the same user or refuses the token, has
-/// seen it. `None` when the token is not a JWT or its `sub` is not a
-/// valid user id.
-pub fn unverified_subject(token: &str) -> Option<UserId> {
-    #[derive(Deserialize)]
-    struct Claims {
-        sub: String,
-    }
-    let claims: Claims = unverified_claims(token)?;
-    UserId::parse(claims.sub).ok()
+/// What a client reads of a token's claims, WITHOUT checking the
+/// signature: fit only to pick local state (the widget's database, whether
+/// a cached session may show) before the server, which answers with the
+/// same user or refuses the token, has seen it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    /// The user it names.
+    pub sub: Option<String>,
+    /// When it expires, Unix seconds.
+    pub exp: Option<i64>,
 }
 
-/// When a token expires (its `exp` claim, Unix seconds), read WITHOUT
-/// checking the signature. `None` when it is not a JWT or has no `exp`.
-pub fn unverified_expiry(token: &str) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Claims {
-        exp: i64,
+impl Claims {
+    /// The user it names, when that is a valid user id.
+    pub fn subject(&self) -> Option<UserId> {
+        UserId::parse(self.sub.clone()?).ok()
     }
-    unverified_claims::<Claims>(token).map(|c| c.exp)
 }
 
-/// The claims part of a JWT, decoded.
-fn unverified_claims<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
+/// The claims part of a JWT, decoded from base64 to its JSON text (read
+/// it as [`Claims`] with the reader's own JSON decoder). `None` when the
+/// token is not a JWT.
+pub fn unverified_claims(token: &str) -> Option<String> {
     let claims = token.split('.').nth(1)?;
     // The standard alphabet is read too, as the browser's `atob` would.
     let claims: String = claims
@@ -51,14 +48,25 @@ fn unverified_claims<T: serde::de::DeserializeOwned>(token: &str) -> Option<T> {
             c => c,
         })
         .collect();
-    let json = CLAIMS_B64.decode(claims).ok()?;
-    serde_json::from_slice(&json).ok()
+    String::from_utf8(CLAIMS_B64.decode(claims).ok()?).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    fn claims(token: &str) -> Option<Claims> {
+        serde_json::from_str(&unverified_claims(token)?).ok()
+    }
+
+    fn unverified_subject(token: &str) -> Option<UserId> {
+        claims(token)?.subject()
+    }
+
+    fn unverified_expiry(token: &str) -> Option<i64> {
+        claims(token)?.exp
+    }
 
     /// A token with `claims` as its payload, encoded by `engine`; the
     /// signature is never looked at.

@@ -195,8 +195,12 @@ proptest! {
     fn page_queries_and_token_subjects_never_panic(text in ".{0,80}", raw in any_text()) {
         let _ = query::site(&text);
         let _ = query::site(&format!("site={text}&%73ite={raw}"));
-        let _ = token::unverified_subject(&text);
+        let subject = |t: &str| {
+            let claims: token::Claims = serde_json::from_str(&token::unverified_claims(t)?).ok()?;
+            claims.subject()
+        };
+        let _ = subject(&text);
         let claims = URL_SAFE_NO_PAD.encode(raw.as_bytes());
-        let _ = token::unverified_subject(&format!("e30.{claims}.x"));
+        let _ = subject(&format!("e30.{claims}.x"));
     }
 }

@@ -148,7 +148,7 @@ async fn fetch_links(site: &str, token: &str, id: &str) -> Option<Links> {
         return None;
     }
     let json = JsFuture::from(response.json().ok()?).await.ok()?;
-    serde_wasm_bindgen::from_value(json).ok()
+    crate::json::from_value(json).ok()
 }
 
 /// A size for people: bytes, KB or MB (integer arithmetic: float

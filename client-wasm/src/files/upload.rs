@@ -237,7 +237,7 @@ async fn refusal(response: &Response) -> UploadError {
 /// with its JSON body) are for good, except a rate limit and a token that
 /// ran out (the page hands a fresh one); everything else is tried again.
 fn classify(status: u16, body: &str) -> UploadError {
-    let parsed = serde_json::from_str::<ErrorBody>(body).ok();
+    let parsed = crate::json::parse::<ErrorBody>(body).ok();
     let later = |code: ErrorCode| {
         matches!(
             code,

@@ -88,8 +88,8 @@ impl Engine {
     /// Reports someone else's message to the site's moderators (`POST
     /// /reports`, from any tab); the error says why it did not go.
     pub async fn report(&self, room: RoomId, seq: Seq, note: Option<String>) -> Result<(), String> {
-        let body = serde_json::to_string(&natter_shared::api::NewReport { room, seq, note })
-            .map_err(|e| e.to_string())?;
+        let body = crate::json::stringify(&natter_shared::api::NewReport { room, seq, note })
+            .ok_or("the report could not be written")?;
         let token = self.0.token.borrow().clone();
         let answer =
             crate::files::fetch_as_user("POST", "/reports", &self.0.site, &token, Some(&body))

@@ -1,0 +1,155 @@
+//! The widget reads and writes JSON through the browser (`JSON.parse`,
+//! `JSON.stringify`) and its stored-value decoder, not through the JSON
+//! library the server uses. Every frame `docs/protocol.md` shows must come
+//! out of it as the server's library reads it, and every frame the widget
+//! writes must say what the server's library would write. Run with
+//! `cargo test -p natter-client --target wasm32-unknown-unknown`.
+#![cfg(target_arch = "wasm32")]
+
+use natter_client::json::{self, JsonError};
+use natter_shared::api::{ErrorBody, NewReport};
+use natter_shared::token::Claims;
+use natter_shared::{ClientFrame, Event, ServerFrame};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const DOC: &str = include_str!("../../docs/protocol.md");
+
+/// Where in the document a line is.
+enum Within {
+    Prose,
+    /// A `json TAG` block of the tag looked for, read so far.
+    Wanted(String),
+    /// A session transcript: a frame a line.
+    Session,
+    /// Any other block.
+    Other,
+}
+
+/// The bodies of the document's fenced blocks tagged `json TAG`, and the
+/// frames of its session transcripts on lines starting with `prefix`.
+fn examples(tag: &str, prefix: Option<&str>) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut within = Within::Prose;
+    for line in DOC.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        within = match (within, fence) {
+            (Within::Prose, Some(info)) => {
+                let info: Vec<&str> = info.split_whitespace().collect();
+                match info.as_slice() {
+                    ["json", t, ..] if *t == tag => Within::Wanted(String::new()),
+                    ["text", "session", ..] => Within::Session,
+                    _ => Within::Other,
+                }
+            }
+            (Within::Wanted(body), Some(_)) => {
+                found.push(body);
+                Within::Prose
+            }
+            (_, Some(_)) => Within::Prose,
+            (Within::Wanted(mut body), None) => {
+                body.push_str(line);
+                body.push('\n');
+                Within::Wanted(body)
+            }
+            (Within::Session, None) => {
+                if let Some(frame) = prefix.and_then(|p| line.strip_prefix(p)) {
+                    found.push(frame.to_string());
+                }
+                Within::Session
+            }
+            (within, None) => within,
+        };
+    }
+    assert!(
+        !found.is_empty(),
+        "no `json {tag}` example in docs/protocol.md"
+    );
+    found
+}
+
+/// Each example reads the same through the widget as through the server's
+/// JSON library.
+fn reads_alike<T: DeserializeOwned + PartialEq + Debug>(tag: &str, prefix: Option<&str>) -> Vec<T> {
+    examples(tag, prefix)
+        .iter()
+        .map(|text| {
+            let server: T = serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("serde_json reads {text}: {e}"));
+            let widget: T =
+                json::parse(text).unwrap_or_else(|e| panic!("widget reads {text}: {e}"));
+            assert_eq!(widget, server, "{text}");
+            server
+        })
+        .collect()
+}
+
+/// The widget writes `value` as the server's JSON library does.
+fn writes_alike<T: Serialize + Debug>(value: &T) {
+    let text = json::stringify(value).unwrap_or_else(|| panic!("widget writes {value:?}"));
+    let written: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let expected = serde_json::to_value(value).expect("serde_json writes it");
+    assert_eq!(written, expected, "{value:?}");
+}
+
+#[wasm_bindgen_test]
+fn every_documented_server_frame_reads_as_the_server_wrote_it() {
+    let frames: Vec<ServerFrame> = reads_alike("server-frame", Some("S: "));
+    assert!(frames.len() > 19, "the blocks and the session's lines");
+    reads_alike::<Event>("event", None);
+    reads_alike::<ErrorBody>("error-body", None);
+}
+
+#[wasm_bindgen_test]
+fn every_documented_client_frame_is_written_as_the_server_reads_it() {
+    let frames: Vec<ClientFrame> = reads_alike("client-frame", Some("C: "));
+    for frame in &frames {
+        writes_alike(frame);
+        let text = json::stringify(frame).expect("written");
+        assert_eq!(ClientFrame::decode(&text).as_ref(), Ok(frame), "{text}");
+    }
+    for report in reads_alike::<NewReport>("new-report", None) {
+        writes_alike(&report);
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_tokens_claims_read_as_the_server_reads_them() {
+    let claims: Vec<Claims> = reads_alike("jwt-claims", None);
+    assert!(claims[0].subject().is_some() && claims[0].exp.is_some());
+}
+
+#[wasm_bindgen_test]
+fn what_is_not_a_frame_is_an_error_never_a_panic() {
+    let text = |r: Result<ServerFrame, JsonError>| r.map(|_| ()).map_err(|e| e.to_string());
+    assert!(matches!(
+        json::parse::<ServerFrame>("{{"),
+        Err(JsonError::Syntax(_))
+    ));
+    for bad in [
+        r#"{"type":"teleport"}"#,
+        r#"{"type":"ack","room":"r1","seq":1}"#,
+        r#"{"type":"ack","client_id":"0191e6b2-7c3a-7d4e-8f00-123456789001","room":"r1","seq":-1,"ts":2}"#,
+        r#"{"type":"typing","room":"r1","user":42}"#,
+        "[]",
+        "null",
+    ] {
+        let err = text(json::parse(bad)).expect_err(bad);
+        assert!(!err.is_empty(), "{bad}");
+    }
+    // Fields a newer server adds are passed over.
+    let pong: ServerFrame = json::parse(r#"{"type":"pong","nonce":7,"later":[1,{"a":null}]}"#)
+        .expect("a pong with more");
+    assert_eq!(pong, ServerFrame::Pong { nonce: Some(7) });
+    // A number JavaScript cannot hold exactly is refused, not rounded.
+    assert_eq!(
+        json::stringify(&ClientFrame::Ping {
+            nonce: Some(u64::MAX)
+        }),
+        None
+    );
+}
