@@ -2,14 +2,18 @@
 //! `JSON.stringify`) and its stored-value decoder, not through the JSON
 //! library the server uses. Every frame `docs/protocol.md` shows must come
 //! out of it as the server's library reads it, and every frame the widget
-//! writes must say what the server's library would write. Run with
+//! writes must say what the server's library would write. A sign-in
+//! token's claims are read the same way, after the browser's `atob`. Run with
 //! `cargo test -p natter-client --target wasm32-unknown-unknown`.
 #![cfg(target_arch = "wasm32")]
 
+use base64::Engine as _;
+use base64::engine::GeneralPurpose;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use natter_client::json::{self, JsonError};
+use natter_client::trust::{Claims, claims};
 use natter_shared::api::{ErrorBody, NewReport};
-use natter_shared::token::Claims;
-use natter_shared::{ClientFrame, Event, ServerFrame};
+use natter_shared::{ClientFrame, Event, ServerFrame, UserId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -117,10 +121,57 @@ fn every_documented_client_frame_is_written_as_the_server_reads_it() {
     }
 }
 
+/// A token with `claims` as its payload, encoded by `engine`; the
+/// signature is never looked at.
+fn token(claims: &str, engine: &GeneralPurpose) -> String {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    format!("{header}.{}.c2lnbmF0dXJl", engine.encode(claims))
+}
+
 #[wasm_bindgen_test]
-fn a_tokens_claims_read_as_the_server_reads_them() {
-    let claims: Vec<Claims> = reads_alike("jwt-claims", None);
-    assert!(claims[0].subject().is_some() && claims[0].exp.is_some());
+fn a_tokens_claims_name_its_user_and_when_it_expires() {
+    let documented: Vec<Claims> = reads_alike("jwt-claims", None);
+    assert!(documented[0].subject().is_some() && documented[0].exp.is_some());
+    let t = token(
+        r#"{"sub":"alice","site":"demo","exp":1764312000}"#,
+        &URL_SAFE_NO_PAD,
+    );
+    let read = claims(&t).expect("claims");
+    assert_eq!(read.subject(), UserId::parse("alice").ok());
+    assert_eq!(read.exp, Some(1764312000));
+    let forever = token(r#"{"sub":"alice"}"#, &URL_SAFE_NO_PAD);
+    assert_eq!(claims(&forever).and_then(|c| c.exp), None);
+    // Not ASCII: the bytes are UTF-8.
+    let accented = token(r#"{"sub":"zoë","exp":1}"#, &URL_SAFE_NO_PAD);
+    assert_eq!(claims(&accented).and_then(|c| c.sub), Some("zoë".into()));
+}
+
+#[wasm_bindgen_test]
+fn padding_and_either_alphabet_are_read() {
+    // Encodes to both `-`/`_` (base64url) and `+`/`/` (standard).
+    let text = r#"{"sub":"bob","n":"??>>~~"}"#;
+    let url = URL_SAFE_NO_PAD.encode(text);
+    let std = STANDARD.encode(text);
+    assert!(url.contains(['-', '_']) && std.contains(['+', '/']));
+    assert!(std.ends_with('='), "the standard encoding is padded");
+    for t in [token(text, &URL_SAFE_NO_PAD), token(text, &STANDARD)] {
+        let user = claims(&t).and_then(|c| c.subject());
+        assert_eq!(user, UserId::parse("bob").ok(), "{t}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn anything_else_names_nobody() {
+    let bad_sub = token(r#"{"sub":"no spaces"}"#, &URL_SAFE_NO_PAD);
+    let no_sub = token(r#"{"user":"alice"}"#, &URL_SAFE_NO_PAD);
+    let number = token(r#"{"sub":42}"#, &URL_SAFE_NO_PAD);
+    let not_json = token("alice", &URL_SAFE_NO_PAD);
+    let latin1 = format!("e30.{}.x", STANDARD.encode([b'"', 0xe9, b'"']));
+    let made = [bad_sub, no_sub, number, not_json, latin1];
+    let odd = ["", "no-dots", "a.%%%.c", "a..c", "a.\u{3b1}\u{3b2}.c"];
+    for t in odd.into_iter().chain(made.iter().map(String::as_str)) {
+        assert_eq!(claims(t).and_then(|c| c.subject()), None, "{t}");
+    }
 }
 
 #[wasm_bindgen_test]

@@ -14,9 +14,6 @@
 //! - [`webhooks`]: what a site's backend is told of its chats, and the
 //!   bodies that set webhooks up.
 //!
-//! - [`token`]: what a client may read from a sign-in token unverified
-//!   (the user it names), to pick local state before the server answers.
-//!
 //! - [`sync`]: the sans-IO state machines of the widget's sync engine —
 //!   the outbox (what to send, what an ack settles, what a reconnect
 //!   resends) and the per-room cursors (what to ask for, what a page or an
@@ -35,7 +32,6 @@ pub mod protocol;
 pub mod query;
 pub mod sync;
 pub mod text;
-pub mod token;
 pub mod webhooks;
 
 pub use ids::{ClientId, FileId, IdError, RoomId, Seq, SiteId, UserId};

@@ -1,6 +1,6 @@
 //! Property-based fuzzing of everything one side reads from the other:
 //! client frames (the server), server frames, events and cursors (the
-//! widget), the widget page's query and a token's unverified subject.
+//! widget) and the widget page's query.
 //! Whatever comes in, the answer is a value or an error, never a panic;
 //! what decodes encodes back to the same value.
 //!
@@ -10,9 +10,7 @@
 //! run; a failure proptest finds is kept in `proptest-regressions/` and
 //! replayed first from then on.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use natter_shared::{ClientFrame, Cursor, Event, ServerFrame, query, token};
+use natter_shared::{ClientFrame, Cursor, Event, ServerFrame, query};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -192,15 +190,8 @@ proptest! {
     }
 
     #[test]
-    fn page_queries_and_token_subjects_never_panic(text in ".{0,80}", raw in any_text()) {
+    fn page_queries_never_panic(text in ".{0,80}", raw in any_text()) {
         let _ = query::site(&text);
         let _ = query::site(&format!("site={text}&%73ite={raw}"));
-        let subject = |t: &str| {
-            let claims: token::Claims = serde_json::from_str(&token::unverified_claims(t)?).ok()?;
-            claims.subject()
-        };
-        let _ = subject(&text);
-        let claims = URL_SAFE_NO_PAD.encode(raw.as_bytes());
-        let _ = subject(&format!("e30.{claims}.x"));
     }
 }
