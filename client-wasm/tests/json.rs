@@ -23,51 +23,26 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 const DOC: &str = include_str!("../../docs/protocol.md");
 
-/// Where in the document a line is.
-enum Within {
-    Prose,
-    /// A `json TAG` block of the tag looked for, read so far.
-    Wanted(String),
-    /// A session transcript: a frame a line.
-    Session,
-    /// Any other block.
-    Other,
-}
+#[path = "../../shared/tests/doc/mod.rs"]
+mod doc;
 
-/// The bodies of the document's fenced blocks tagged `json TAG`, and the
-/// frames of its session transcripts on lines starting with `prefix`.
-fn examples(tag: &str, prefix: Option<&str>) -> Vec<String> {
+/// The document's examples of a kind, each with its line: the bodies of
+/// the fenced blocks tagged `json TAG`, and the frames of its session
+/// transcripts on lines starting with `prefix`.
+fn examples(tag: &str, prefix: Option<&str>) -> Vec<(usize, String)> {
     let mut found = Vec::new();
-    let mut within = Within::Prose;
-    for line in DOC.lines() {
-        let fence = line.trim_start().strip_prefix("```");
-        within = match (within, fence) {
-            (Within::Prose, Some(info)) => {
-                let info: Vec<&str> = info.split_whitespace().collect();
-                match info.as_slice() {
-                    ["json", t, ..] if *t == tag => Within::Wanted(String::new()),
-                    ["text", "session", ..] => Within::Session,
-                    _ => Within::Other,
-                }
+    for block in doc::blocks(DOC).expect("docs/protocol.md's blocks") {
+        match (block.lang.as_str(), block.tag.as_deref(), prefix) {
+            ("json", Some(t), _) if t == tag => found.push((block.line, block.body)),
+            ("text", Some("session"), Some(prefix)) => {
+                let lines = block.body.lines().enumerate();
+                found.extend(lines.filter_map(|(i, line)| {
+                    let frame = line.strip_prefix(prefix)?;
+                    Some((block.line + 1 + i, frame.to_owned()))
+                }));
             }
-            (Within::Wanted(body), Some(_)) => {
-                found.push(body);
-                Within::Prose
-            }
-            (_, Some(_)) => Within::Prose,
-            (Within::Wanted(mut body), None) => {
-                body.push_str(line);
-                body.push('\n');
-                Within::Wanted(body)
-            }
-            (Within::Session, None) => {
-                if let Some(frame) = prefix.and_then(|p| line.strip_prefix(p)) {
-                    found.push(frame.to_string());
-                }
-                Within::Session
-            }
-            (within, None) => within,
-        };
+            _ => {}
+        }
     }
     assert!(
         !found.is_empty(),
@@ -81,12 +56,12 @@ fn examples(tag: &str, prefix: Option<&str>) -> Vec<String> {
 fn reads_alike<T: DeserializeOwned + PartialEq + Debug>(tag: &str, prefix: Option<&str>) -> Vec<T> {
     examples(tag, prefix)
         .iter()
-        .map(|text| {
-            let server: T = serde_json::from_str(text)
-                .unwrap_or_else(|e| panic!("serde_json reads {text}: {e}"));
-            let widget: T =
-                json::parse(text).unwrap_or_else(|e| panic!("widget reads {text}: {e}"));
-            assert_eq!(widget, server, "{text}");
+        .map(|(line, text)| {
+            let at = format!("docs/protocol.md:{line}: {text}");
+            let server: T =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{at}: serde_json: {e}"));
+            let widget: T = json::parse(text).unwrap_or_else(|e| panic!("{at}: widget: {e}"));
+            assert_eq!(widget, server, "{at}");
             server
         })
         .collect()

@@ -36,6 +36,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::path::Path;
 
+mod doc;
+use doc::{blocks, is_fence};
+
 fn read_doc() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
@@ -47,19 +50,6 @@ struct Line<'a> {
     no: usize,
     text: &'a str,
     fenced: bool,
-}
-
-/// A fenced block: `lang` and `tag` are the first two words of its info
-/// string.
-struct Block {
-    line: usize,
-    lang: String,
-    tag: Option<String>,
-    body: String,
-}
-
-fn is_fence(line: &str) -> bool {
-    line.trim_start().starts_with("```")
 }
 
 fn lines(doc: &str) -> Vec<Line<'_>> {
@@ -79,35 +69,6 @@ fn lines(doc: &str) -> Vec<Line<'_>> {
             }
         })
         .collect()
-}
-
-fn blocks(doc: &str) -> Result<Vec<Block>, String> {
-    let mut out = Vec::new();
-    let mut current: Option<Block> = None;
-    for (i, text) in doc.lines().enumerate() {
-        if is_fence(text) {
-            match current.take() {
-                None => {
-                    let info = text.trim_start().trim_start_matches('`');
-                    let mut words = info.split_whitespace();
-                    current = Some(Block {
-                        line: i + 1,
-                        lang: words.next().unwrap_or("").to_owned(),
-                        tag: words.next().map(str::to_owned),
-                        body: String::new(),
-                    });
-                }
-                Some(block) => out.push(block),
-            }
-        } else if let Some(block) = current.as_mut() {
-            block.body.push_str(text);
-            block.body.push('\n');
-        }
-    }
-    match current {
-        Some(block) => Err(format!("line {}: unterminated code block", block.line)),
-        None => Ok(out),
-    }
 }
 
 /// Whether everything `example` says is in `encoded`: each non-null member
