@@ -194,7 +194,7 @@ async fn run(plan: &Plan, only: &Only, root: PathBuf, out: Option<PathBuf>) -> R
 
     let t0 = Instant::now();
     if only.has("B11") {
-        read_state::run(plan, &natter, &mut report).await;
+        read_state::run(plan, &paths, &mut report).await;
     }
     report.lap("B11", t0);
 

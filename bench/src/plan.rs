@@ -108,7 +108,7 @@ pub const FULL: Plan = Plan {
     cluster_idle_n: 45_000,
     read_conns: 5000,
     read_frames: 3,
-    read_pairs: 9,
+    read_pairs: 11,
     read_warm_up_frames: 1,
     read_rate: 1000.0,
 };
