@@ -132,9 +132,12 @@ async fn on_servers(plan: &Plan, servers: [&Server; 2]) -> Result<Vec<(f64, f64)
             plan.read_warm_up_frames
         };
         let reader = step % 2;
-        let frames = |i: usize| match i == reader {
-            true => Frames::Read { base: bases[i] },
-            false => Frames::Typing,
+        let frames = |i: usize| {
+            if i == reader {
+                Frames::Read { base: bases[i] }
+            } else {
+                Frames::Typing
+            }
         };
         let start = tokio::time::Instant::now() + Duration::from_millis(20);
         let (a, b) = tokio::try_join!(
@@ -143,10 +146,10 @@ async fn on_servers(plan: &Plan, servers: [&Server; 2]) -> Result<Vec<(f64, f64)
         )?;
         bases[reader] += k as u64;
         let (t, r) = if reader == 0 { (b, a) } else { (a, b) };
-        let pair = step + 1 - warm_up;
-        let name = match counted {
-            true => format!("pair {pair}"),
-            false => "warm-up".to_string(),
+        let name = if counted {
+            format!("pair {}", step + 1 - warm_up)
+        } else {
+            "warm-up".to_string()
         };
         log(format!(
             "B11 {name}, read on server {}: typing {t:.1}, read {r:.1} µs/frame, read ÷ typing {:.2}",
