@@ -2,11 +2,12 @@
 //! and a poster who is not connected), a and b connected, the messages
 //! b's. Each a sends `typing` frames in one run, as many `read` frames
 //! (each moving the marker one of b's messages on) in another, at the
-//! same rate; server CPU per frame for each, the read markers' batched writes included
-//! (each run ends after the next write). Both kinds reach exactly one
-//! other connection, b's: typing goes to the room's other members, a
-//! receipt to the author of what it passed. Each a types less often than
-//! the server's typing interval (2 s), so none is dropped.
+//! same rate; server CPU per frame for each, the read markers' batched
+//! writes included (each run ends after the next write). Both kinds
+//! reach exactly one other connection, b's: typing goes to the room's
+//! other members, a receipt to the author of what it passed. Each a types
+//! less often than the server's typing interval (2 s), so none is
+//! dropped.
 //!
 //! The runs come in pairs, and each pair gives a ratio. The two kinds run
 //! at the same time, on two natter servers of their own (both fresh,
