@@ -17,6 +17,7 @@ mod browse;
 mod events;
 mod files;
 mod pages;
+mod query;
 mod reader;
 mod reads;
 mod reports;

@@ -21,17 +21,23 @@ use std::time::Duration;
 pub(super) struct Reader {
     path: Arc<Path>,
     idle: Mutex<Vec<Connection>>,
+    /// One per connection: reads beyond them wait for one to be free
+    /// (a storm of clients must not open a connection and start a thread
+    /// each).
+    permits: Arc<tokio::sync::Semaphore>,
     writes: bool,
 }
 
-/// Connections kept between reads; more may be open while reads overlap.
-const KEEP: usize = 4;
+/// Reads at once, each on a blocking thread with a connection of its own,
+/// kept between reads.
+const AT_ONCE: usize = 4;
 
 impl Reader {
     pub(super) fn new(path: Arc<Path>) -> Reader {
         Reader {
             path,
             idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
             writes: false,
         }
     }
@@ -62,7 +68,7 @@ impl Reader {
         // As the pool's connections: pages through a memory map, and a
         // cache larger than the default 2 MiB.
         conn.execute_batch("PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384;")?;
-        conn.set_prepared_statement_cache_capacity(8);
+        conn.set_prepared_statement_cache_capacity(16);
         Ok(conn)
     }
 
@@ -71,8 +77,14 @@ impl Reader {
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Held until the read is done, even by a caller that stops waiting.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let this = Arc::clone(self);
         let run = move || {
+            let _permit = permit;
             let taken = this.idle.lock().map(|mut idle| idle.pop()).ok().flatten();
             let conn = match taken {
                 Some(conn) => conn,
@@ -82,7 +94,7 @@ impl Reader {
             // A connection whose read failed is not kept: it may be broken.
             if out.is_ok()
                 && let Ok(mut idle) = this.idle.lock()
-                && idle.len() < KEEP
+                && idle.len() < AT_ONCE
             {
                 idle.push(conn);
             }
@@ -191,5 +203,44 @@ fn page_sql(after: bool) -> &'static str {
             event_columns!(),
             " FROM events WHERE room_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlapping_reads_wait_for_a_free_connection() {
+        let (store, path) = crate::store::scratch::open("reader").await;
+        let reader = store
+            .reader
+            .clone()
+            .expect("a SQLite store reads through rusqlite");
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let reads = (0..4 * AT_ONCE).map(|_| {
+            let (reader, running, most) = (reader.clone(), running.clone(), most.clone());
+            tokio::spawn(async move {
+                reader
+                    .with(move |conn| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        let one: i64 = conn.query_row("SELECT 1", [], |row| row.get(0))?;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok(one)
+                    })
+                    .await
+            })
+        });
+        for read in futures_util::future::join_all(reads).await {
+            assert_eq!(read.expect("joined").expect("read"), 1);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most > 1, "reads overlap: {most}");
+        assert!(most <= AT_ONCE, "at most {AT_ONCE} at once: {most}");
+        assert!(reader.idle.lock().expect("idle").len() <= AT_ONCE);
+        crate::store::scratch::remove(&path);
     }
 }

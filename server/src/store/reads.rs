@@ -4,11 +4,11 @@
 //! ([`crate::reads`]); what counts as unread follows
 //! [`natter_shared::protocol::counts_as_unread`].
 
+use super::query::{Arg, Cols};
 use super::rows::{parse_id, seq_from_db};
 use super::{Backend, Store, StoreError, seq_to_db};
 use natter_shared::{RoomId, RoomInfo, Seq, SiteId, UserId};
 use sqlx::any::AnyArguments;
-use sqlx::any::AnyRow;
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 use std::sync::Arc;
@@ -37,6 +37,12 @@ pub(crate) fn counting_unread<'q>(
     user: &'q UserId,
 ) -> Query<'q, Any, AnyArguments> {
     sqlx::query(sql).bind(user.as_str()).bind(user.as_str())
+}
+
+/// The arguments [`unread_after_marker!`] binds first, for
+/// [`Store::read_rows`]; the caller appends the rest, in order.
+pub(crate) fn unread_args(user: &UserId) -> Vec<Arg> {
+    vec![user.as_str().into(), user.as_str().into()]
 }
 
 /// One room's read state for a user.
@@ -178,8 +184,8 @@ impl Store {
 }
 
 /// A member row's `read_seq` and `unread` (the count, capped at `u32`).
-pub(crate) fn read_state(row: &AnyRow) -> Result<(Seq, u32), StoreError> {
-    let read = seq_from_db(row.try_get("read_seq")?)?;
-    let unread = u32::try_from(row.try_get::<i64, _>("unread")?).unwrap_or(u32::MAX);
+pub(crate) fn read_state<R: Cols + ?Sized>(row: &R) -> Result<(Seq, u32), StoreError> {
+    let read = seq_from_db(row.int("read_seq")?)?;
+    let unread = u32::try_from(row.int("unread")?).unwrap_or(u32::MAX);
     Ok((read, unread))
 }

@@ -1,7 +1,8 @@
 //! Rooms and their members: group rooms, the one dialog between two users,
 //! and who is a member of what.
 
-use super::reads::{counting_unread, unread_after_marker};
+use super::query::Cols;
+use super::reads::{unread_after_marker, unread_args};
 use super::rows::{member_from_row, parse_id, room_from_row, room_kind, seq_from_db};
 use super::{Store, StoreError, conflict_on_unique, is_unique_violation, new_id, now_ms};
 use natter_shared::{Member, RoomId, RoomInfo, RoomKind, Seq, SiteId, UserId};
@@ -28,8 +29,8 @@ macro_rules! listed_members {
 }
 
 /// A [`listed_members!`] row's `cnt`.
-fn member_count(row: &sqlx::any::AnyRow) -> Result<u32, StoreError> {
-    let count: i64 = row.try_get("cnt")?;
+fn member_count<R: Cols + ?Sized>(row: &R) -> Result<u32, StoreError> {
+    let count = row.int("cnt")?;
     u32::try_from(count).map_err(|_| StoreError::Corrupt(format!("member count {count}")))
 }
 
@@ -222,17 +223,15 @@ impl Store {
              ORDER BY me.room_id LIMIT ?"
         );
         let after = after.map_or("", RoomId::as_str);
-        let rows = counting_unread(sql, user)
-            .bind(site.as_str())
-            .bind(user.as_str())
-            .bind(after)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut rooms = rows
-            .iter()
-            .map(room_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut args = unread_args(user);
+        args.extend([
+            site.as_str().into(),
+            user.as_str().into(),
+            after.into(),
+            limit.into(),
+        ]);
+        let mut rooms = self.read_rows(sql, args, |row| room_from_row(row)).await?;
         let Some(last) = rooms.last().map(|r| r.id.clone()) else {
             return Ok(rooms);
         };
@@ -240,26 +239,33 @@ impl Store {
             "m.room_id IN (SELECT me.room_id FROM members me \
              WHERE me.site_id = ? AND me.user_id = ? AND me.room_id > ? AND me.room_id <= ?)"
         );
-        let rows = sqlx::query(sql)
-            .bind(site.as_str())
-            .bind(user.as_str())
-            .bind(after)
-            .bind(last.as_str())
-            .bind(i64::from(self.members_listed))
-            .fetch_all(&self.pool)
+        let args = vec![
+            site.as_str().into(),
+            user.as_str().into(),
+            after.into(),
+            last.as_str().into(),
+            i64::from(self.members_listed).into(),
+        ];
+        let members = self
+            .read_rows(sql, args, |row| {
+                Ok((
+                    row.text("room_id")?,
+                    member_count(row)?,
+                    member_from_row(row)?,
+                ))
+            })
             .await?;
         // Both queries are ordered by room id, so members are merged in one pass.
         let mut idx = 0;
-        for row in rows {
-            let room_id: String = row.try_get("room_id")?;
+        for (room_id, count, member) in members {
             while idx < rooms.len() && rooms[idx].id.as_str() < room_id.as_str() {
                 idx += 1;
             }
             if let Some(room) = rooms.get_mut(idx)
                 && room.id.as_str() == room_id
             {
-                room.member_count = member_count(&row)?;
-                room.members.push(member_from_row(&row)?);
+                room.member_count = count;
+                room.members.push(member);
             }
         }
         Ok(rooms)
@@ -300,14 +306,14 @@ impl Store {
         site: &SiteId,
         user: &UserId,
     ) -> Result<std::collections::HashSet<RoomId>, StoreError> {
-        let rows = sqlx::query("SELECT room_id FROM members WHERE site_id = ? AND user_id = ?")
-            .bind(site.as_str())
-            .bind(user.as_str())
-            .fetch_all(&self.pool)
+        let ids = self
+            .read_rows(
+                "SELECT room_id FROM members WHERE site_id = ? AND user_id = ?",
+                vec![site.as_str().into(), user.as_str().into()],
+                |row| parse_id(RoomId::parse, row.text("room_id")?),
+            )
             .await?;
-        rows.iter()
-            .map(|r| parse_id(RoomId::parse, r.try_get::<String, _>("room_id")?))
-            .collect()
+        Ok(ids.into_iter().collect())
     }
 
     /// True when the user is a member of the room (in that site).

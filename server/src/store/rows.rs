@@ -2,6 +2,7 @@
 //! columns every query selects.
 
 use super::StoreError;
+use super::query::Cols;
 use natter_shared::{ClientId, Event, EventKind, Member, RoomId, RoomInfo, RoomKind, Seq, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -34,32 +35,31 @@ pub(crate) fn room_kind(kind: &str) -> Result<RoomKind, StoreError> {
 
 /// A room's columns: `id, kind, title, last_seq, created_at`, and when the
 /// query is for one member, `read_seq` and `unread`.
-pub(crate) fn room_from_row(row: &AnyRow) -> Result<RoomInfo, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let (read, unread) = match super::reads::read_state(row) {
-        Ok(state) => state,
-        Err(StoreError::Db(sqlx::Error::ColumnNotFound(_))) => (0, 0),
-        Err(err) => return Err(err),
+pub(crate) fn room_from_row<R: Cols + ?Sized>(row: &R) -> Result<RoomInfo, StoreError> {
+    let (read, unread) = if row.has("unread") {
+        super::reads::read_state(row)?
+    } else {
+        (0, 0)
     };
     Ok(RoomInfo {
-        id: parse_id(RoomId::parse, row.try_get::<String, _>("id")?)?,
-        kind: room_kind(&kind)?,
-        title: row.try_get("title")?,
+        id: parse_id(RoomId::parse, row.text("id")?)?,
+        kind: room_kind(&row.text("kind")?)?,
+        title: row.opt_text("title")?,
         members: Vec::new(),
         member_count: 0,
-        last_seq: seq_from_db(row.try_get("last_seq")?)?,
-        created_at: row.try_get("created_at")?,
+        last_seq: seq_from_db(row.int("last_seq")?)?,
+        created_at: row.int("created_at")?,
         read,
         unread,
     })
 }
 
 /// A member's columns: `user_id, name, read_seq`.
-pub(crate) fn member_from_row(row: &AnyRow) -> Result<Member, StoreError> {
+pub(crate) fn member_from_row<R: Cols + ?Sized>(row: &R) -> Result<Member, StoreError> {
     Ok(Member {
-        id: parse_id(UserId::parse, row.try_get::<String, _>("user_id")?)?,
-        name: row.try_get("name")?,
-        read: Some(seq_from_db(row.try_get("read_seq")?)?),
+        id: parse_id(UserId::parse, row.text("user_id")?)?,
+        name: row.opt_text("name")?,
+        read: Some(seq_from_db(row.int("read_seq")?)?),
     })
 }
 

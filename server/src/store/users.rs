@@ -1,6 +1,7 @@
 //! Users of a site, as their site's backend names them in tokens and API
 //! calls.
 
+use super::query::Arg;
 use super::rows::parse_id;
 use super::{Store, StoreError, now_ms};
 use natter_shared::{SiteId, UserId};
@@ -42,16 +43,18 @@ impl Store {
         user: &UserId,
         name: Option<&str>,
     ) -> Result<Standing, StoreError> {
-        let row = sqlx::query("SELECT name, banned FROM users WHERE site_id = ? AND id = ?")
-            .bind(site.as_str())
-            .bind(user.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(row) = row {
-            if row.try_get::<i64, _>("banned")? != 0 {
+        let row = self
+            .read_rows(
+                "SELECT name, banned FROM users WHERE site_id = ? AND id = ?",
+                vec![site.as_str().into(), user.as_str().into()],
+                |row| Ok((row.opt_text("name")?, row.int("banned")?)),
+            )
+            .await?
+            .pop();
+        if let Some((stored, banned)) = row {
+            if banned != 0 {
                 return Ok(Standing::Banned);
             }
-            let stored: Option<String> = row.try_get("name")?;
             if name.is_none() || name == stored.as_deref() {
                 return Ok(Standing::Welcome);
             }
@@ -120,14 +123,17 @@ impl Store {
             let sql = format!(
                 "SELECT id, last_seen FROM users WHERE site_id = ? AND last_seen IS NOT NULL AND id IN ({marks})"
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(site.as_str());
-            for user in chunk {
-                query = query.bind(user.as_str());
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                let user = parse_id(UserId::parse, row.try_get::<String, _>("id")?)?;
-                seen.insert(user, row.try_get::<i64, _>("last_seen")?);
-            }
+            let args = std::iter::once(site.as_str())
+                .chain(chunk.iter().map(UserId::as_str))
+                .map(Arg::from)
+                .collect();
+            let rows = self
+                .read_rows(sql, args, |row| {
+                    let user = parse_id(UserId::parse, row.text("id")?)?;
+                    Ok((user, row.int("last_seen")?))
+                })
+                .await?;
+            seen.extend(rows);
         }
         Ok(seen)
     }
