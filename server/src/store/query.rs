@@ -3,9 +3,10 @@
 //! every row from its worker thread through a channel and its `Any`
 //! driver copies every value once more), through the pool with MySQL.
 //! Rows are decoded once, by column name, whichever driver read them
-//! ([`Cols`]). The reads of a connection's start (the user, their rooms,
-//! their room mates' last sight) take this way; a storm of reconnecting
-//! clients makes thousands of them a second.
+//! ([`Cols`]). What connections read takes this way: at their start the
+//! user, their rooms and their room mates' last sight (a storm of
+//! reconnecting clients makes thousands of these a second), later a room
+//! announced to them, its members, their marker's room.
 
 use super::{Store, StoreError};
 use sqlx::Row;

@@ -172,13 +172,13 @@ impl Store {
             unread_after_marker!(),
             " AS unread FROM members me WHERE me.room_id = ? AND me.user_id = ?"
         );
-        let row = counting_unread(sql, user)
-            .bind(room.as_str())
-            .bind(user.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        (info.read, info.unread) = read_state(&row)?;
+        let mut args = unread_args(user);
+        args.extend([room.as_str().into(), user.as_str().into()]);
+        let state = self.read_rows(sql, args, |row| read_state(row)).await?;
+        let Some(state) = state.into_iter().next() else {
+            return Ok(None);
+        };
+        (info.read, info.unread) = state;
         Ok(Some(info))
     }
 }

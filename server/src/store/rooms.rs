@@ -171,24 +171,27 @@ impl Store {
     /// (all up to `--members-listed`; past it, those who read furthest);
     /// `None` if it does not exist in that site.
     pub async fn room(&self, site: &SiteId, room: &RoomId) -> Result<Option<RoomInfo>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, kind, title, last_seq, created_at FROM rooms WHERE id = ? AND site_id = ?",
-        )
-        .bind(room.as_str())
-        .bind(site.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut info = room_from_row(&row)?;
-        let sql = listed_members!("m.room_id = ?");
-        let rows = sqlx::query(sql)
-            .bind(room.as_str())
-            .bind(i64::from(self.members_listed))
-            .fetch_all(&self.pool)
+        let info = self
+            .read_rows(
+                "SELECT id, kind, title, last_seq, created_at FROM rooms WHERE id = ? AND site_id = ?",
+                vec![room.as_str().into(), site.as_str().into()],
+                |row| room_from_row(row),
+            )
+            .await?
+            .pop();
+        let Some(mut info) = info else {
+            return Ok(None);
+        };
+        let members = self
+            .read_rows(
+                listed_members!("m.room_id = ?"),
+                vec![room.as_str().into(), i64::from(self.members_listed).into()],
+                |row| Ok((member_count(row)?, member_from_row(row)?)),
+            )
             .await?;
-        for row in rows {
-            info.member_count = member_count(&row)?;
-            info.members.push(member_from_row(&row)?);
+        for (count, member) in members {
+            info.member_count = count;
+            info.members.push(member);
         }
         Ok(Some(info))
     }
@@ -279,20 +282,19 @@ impl Store {
         after: Option<&UserId>,
         limit: u32,
     ) -> Result<(Vec<Member>, Option<UserId>), StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.user_id, u.name, m.read_seq FROM members m \
-             LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
-             WHERE m.room_id = ? AND m.user_id > ? ORDER BY m.user_id LIMIT ?",
-        )
-        .bind(room.as_str())
-        .bind(after.map_or("", UserId::as_str))
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut members = rows
-            .iter()
-            .map(member_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut members = self
+            .read_rows(
+                "SELECT m.user_id, u.name, m.read_seq FROM members m \
+                 LEFT JOIN users u ON u.site_id = m.site_id AND u.id = m.user_id \
+                 WHERE m.room_id = ? AND m.user_id > ? ORDER BY m.user_id LIMIT ?",
+                vec![
+                    room.as_str().into(),
+                    after.map_or("", UserId::as_str).into(),
+                    (i64::from(limit) + 1).into(),
+                ],
+                |row| member_from_row(row),
+            )
+            .await?;
         let next = (members.len() > limit as usize).then(|| {
             members.truncate(limit as usize);
             members.last().map(|m| m.id.clone())
@@ -369,18 +371,19 @@ impl Store {
         room: &RoomId,
         user: &UserId,
     ) -> Result<Option<RoomKind>, StoreError> {
-        let row = sqlx::query(
-            "SELECT r.kind FROM members m JOIN rooms r ON r.id = m.room_id \
-             WHERE m.room_id = ? AND m.site_id = ? AND m.user_id = ?",
-        )
-        .bind(room.as_str())
-        .bind(site.as_str())
-        .bind(user.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let kind: String = row.try_get("kind")?;
-        room_kind(&kind).map(Some)
+        let kinds = self
+            .read_rows(
+                "SELECT r.kind FROM members m JOIN rooms r ON r.id = m.room_id \
+                 WHERE m.room_id = ? AND m.site_id = ? AND m.user_id = ?",
+                vec![
+                    room.as_str().into(),
+                    site.as_str().into(),
+                    user.as_str().into(),
+                ],
+                |row| room_kind(&row.text("kind")?),
+            )
+            .await?;
+        Ok(kinds.into_iter().next())
     }
 }
 
