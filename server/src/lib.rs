@@ -136,7 +136,8 @@ impl App {
                 url: store::redact_url(&config.database_url),
                 source,
             })?
-            .with_members_listed(config.limits.members_listed);
+            .with_members_listed(config.limits.members_listed)
+            .with_sqlite_reads(config.limits.sqlite_reads);
         let new_lobby = if config.demo {
             demo::setup(&store, config.bind)
                 .await

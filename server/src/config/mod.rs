@@ -554,6 +554,19 @@ pub struct LimitsConfig {
     /// (`--writers`) come on top.
     #[arg(long, global = true, env = "NATTER_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,
+
+    /// Where reads of an embedded SQLite database run: `workers` (on the
+    /// thread serving the connection, cheapest while the database fits in
+    /// memory) or `threads` (each handed to a blocking thread, the worker
+    /// free meanwhile: for a database much larger than memory).
+    #[arg(
+        long,
+        global = true,
+        env = "NATTER_SQLITE_READS",
+        value_enum,
+        default_value_t = crate::store::SqliteReads::Workers
+    )]
+    pub sqlite_reads: crate::store::SqliteReads,
 }
 
 impl Config {

@@ -33,6 +33,7 @@ pub use browse::{RoomRow, UserRow};
 pub use events::PageFrom;
 pub use files::{AttachError, Completed, FileRow};
 pub use pages::JsonPage;
+pub use reader::SqliteReads;
 pub use reads::Unread;
 pub use sites::{NewSite, Site};
 pub use users::Standing;
@@ -224,7 +225,7 @@ impl Store {
         }
         let reader = sqlite_path
             .clone()
-            .map(|path| std::sync::Arc::new(reader::Reader::new(path)));
+            .map(|path| std::sync::Arc::new(reader::Reader::new(path, SqliteReads::default())));
         let marker_writer = sqlite_path
             .clone()
             .map(|path| std::sync::Arc::new(reader::Reader::writing(path)));
@@ -244,6 +245,14 @@ impl Store {
     /// for the server; this holds for a store built without it).
     pub fn with_members_listed(mut self, listed: u32) -> Store {
         self.members_listed = listed.max(2);
+        self
+    }
+
+    /// Where reads of the embedded SQLite database run (no effect on
+    /// MySQL). Set before the store is shared.
+    pub fn with_sqlite_reads(mut self, runs: SqliteReads) -> Store {
+        self.reader = (self.sqlite_path.clone())
+            .map(|path| std::sync::Arc::new(reader::Reader::new(path, runs)));
         self
     }
 

@@ -1,9 +1,11 @@
-//! Pages of events from the embedded SQLite database through rusqlite, on
-//! tokio's blocking threads: one hand-off per page, where sqlx's SQLite
-//! driver hands every row from its worker thread through a channel and
-//! its `Any` driver copies every value once more. Catch-up and history
-//! are the reads that move many rows; everything else stays on the pool.
-//! The batched writes of read markers take the same way, on connections
+//! Reads from the embedded SQLite database through rusqlite: by default
+//! on the connection's own worker thread ([`SqliteReads::Workers`]), or
+//! on tokio's blocking threads, one hand-off per read
+//! ([`SqliteReads::Threads`]). sqlx's SQLite driver hands every row from
+//! its worker thread through a channel and its `Any` driver copies every
+//! value once more. A connection's first reads, catch-up and history take
+//! this way; the HTTP API's reads stay on the pool. The batched writes of
+//! read markers take it too, always on blocking threads, on connections
 //! of their own that may write ([`Reader::writing`]).
 
 use super::events::PageFrom;
@@ -26,6 +28,23 @@ pub(super) struct Reader {
     /// each).
     permits: Arc<tokio::sync::Semaphore>,
     writes: bool,
+    /// Where reads run (writes always on a blocking thread).
+    runs: SqliteReads,
+}
+
+/// Where the reads of the embedded SQLite database run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SqliteReads {
+    /// On the worker thread that asks, as part of its task: a read of
+    /// pages already in memory takes tens of microseconds, less than
+    /// handing it to another thread and back; a read that must wait for
+    /// the disk holds the worker meanwhile (its other tasks are taken up
+    /// by the other workers).
+    #[default]
+    Workers,
+    /// On a blocking thread each, the worker free meanwhile: for a
+    /// database much larger than the memory that caches it.
+    Threads,
 }
 
 /// Reads at once, each on a blocking thread with a connection of its own,
@@ -33,12 +52,13 @@ pub(super) struct Reader {
 const AT_ONCE: usize = 4;
 
 impl Reader {
-    pub(super) fn new(path: Arc<Path>) -> Reader {
+    pub(super) fn new(path: Arc<Path>, runs: SqliteReads) -> Reader {
         Reader {
             path,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
             writes: false,
+            runs,
         }
     }
 
@@ -49,7 +69,7 @@ impl Reader {
     pub(super) fn writing(path: Arc<Path>) -> Reader {
         Reader {
             writes: true,
-            ..Reader::new(path)
+            ..Reader::new(path, SqliteReads::Threads)
         }
     }
 
@@ -72,7 +92,8 @@ impl Reader {
         Ok(conn)
     }
 
-    /// Runs `f` on an idle connection (or a new one) on a blocking thread.
+    /// Runs `f` on an idle connection (or a new one), where
+    /// [`SqliteReads`] says.
     pub(super) async fn with<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -100,6 +121,9 @@ impl Reader {
             }
             out
         };
+        if self.runs == SqliteReads::Workers && !self.writes {
+            return run();
+        }
         tokio::task::spawn_blocking(run)
             .await
             .map_err(|_| StoreError::Closed)?
@@ -214,10 +238,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn overlapping_reads_wait_for_a_free_connection() {
         let (store, path) = crate::store::scratch::open("reader").await;
-        let reader = store
-            .reader
-            .clone()
-            .expect("a SQLite store reads through rusqlite");
+        let file = store.sqlite_path.clone().expect("a SQLite store");
+        let reader = Arc::new(Reader::new(file, SqliteReads::Threads));
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let reads = (0..4 * AT_ONCE).map(|_| {
             let (reader, running, most) = (reader.clone(), running.clone(), most.clone());
@@ -242,5 +264,32 @@ mod tests {
         assert!(most <= AT_ONCE, "at most {AT_ONCE} at once: {most}");
         assert!(reader.idle.lock().expect("idle").len() <= AT_ONCE);
         crate::store::scratch::remove(&path);
+    }
+
+    /// The thread each kind of reader reads on, seen from a runtime of
+    /// one thread.
+    async fn read_on(runs: SqliteReads) -> bool {
+        let (store, path) = crate::store::scratch::open("reader-thread").await;
+        let file = store.sqlite_path.clone().expect("a SQLite store");
+        let reader = Arc::new(Reader::new(file, runs));
+        let asking = std::thread::current().id();
+        let reading = reader
+            .with(|conn| {
+                conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?;
+                Ok(std::thread::current().id())
+            })
+            .await
+            .expect("read");
+        crate::store::scratch::remove(&path);
+        reading == asking
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_run_on_the_asking_thread_or_a_blocking_one() {
+        assert!(read_on(SqliteReads::Workers).await, "workers read in place");
+        assert!(
+            !read_on(SqliteReads::Threads).await,
+            "threads read elsewhere"
+        );
     }
 }
