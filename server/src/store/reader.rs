@@ -47,8 +47,7 @@ pub enum SqliteReads {
     Threads,
 }
 
-/// Reads at once, each on a blocking thread with a connection of its own,
-/// kept between reads.
+/// Reads at once, each on a connection of its own, kept between reads.
 const AT_ONCE: usize = 4;
 
 impl Reader {
