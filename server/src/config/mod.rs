@@ -564,7 +564,7 @@ pub struct LimitsConfig {
         global = true,
         env = "NATTER_SQLITE_READS",
         value_enum,
-        default_value_t = crate::store::SqliteReads::Workers
+        default_value_t = crate::store::SqliteReads::default()
     )]
     pub sqlite_reads: crate::store::SqliteReads,
 }

@@ -120,7 +120,7 @@ impl Reader {
             }
             out
         };
-        if self.runs == SqliteReads::Workers && !self.writes {
+        if self.runs == SqliteReads::Workers {
             return run();
         }
         tokio::task::spawn_blocking(run)
