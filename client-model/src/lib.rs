@@ -10,6 +10,7 @@
 //!   widget's store keeps.
 //! - [`link`]: the reconnect delay (jittered backoff) and the WebSocket
 //!   URL.
+//! - [`time`]: timestamps as text, without the browser's `Date`.
 //! - [`typing`]: typing indicators: when to say it, who is shown typing,
 //!   when that goes stale.
 //!
@@ -18,4 +19,5 @@
 
 pub mod chat;
 pub mod link;
+pub mod time;
 pub mod typing;

@@ -46,7 +46,7 @@ pub mod stopped;
 pub mod sync;
 pub mod trust;
 
-pub use natter_client_model::{chat, link, typing};
+pub use natter_client_model::{chat, link, time, typing};
 
 /// Mounts the widget on the page's body.
 pub fn start() {

@@ -422,3 +422,27 @@ async fn a_reported_message_says_so() {
     settle().await;
     assert_eq!(text(&root, ".report"), "Reported", "{}", root.inner_html());
 }
+
+#[wasm_bindgen_test]
+async fn a_line_whose_time_no_date_holds_is_drawn_without_it() {
+    let root = scratch();
+    let mut far = stored(2, "Bob", "from far away");
+    far.ts = i64::MAX;
+    let mut kept = stored(1, "Bob", "kept");
+    kept.ts = 0;
+    let lines = vec![kept, far, stored(3, "Bob", "after")];
+    let _mounted = mount_to(root.clone(), move || {
+        view! { <MessageList lines=Signal::stored(lines) /> }
+    });
+    settle().await;
+
+    assert_eq!(texts(&root, ".body"), ["kept", "from far away", "after"]);
+    let times: Vec<String> = all(&root, "time")
+        .iter()
+        .map(|t| t.get_attribute("datetime").unwrap_or_default())
+        .collect();
+    assert_eq!(
+        times,
+        ["1970-01-01T00:00:00.000Z", "", "2025-11-28T06:40:00.000Z"]
+    );
+}

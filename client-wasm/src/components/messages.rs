@@ -4,6 +4,7 @@
 use super::keyed::draw_keyed;
 use crate::chat::{Delivery, Line};
 use crate::files::{Attachments, OutgoingFiles};
+use crate::time::{DATE_RANGE_MS, iso_8601};
 use leptos::prelude::*;
 use natter_shared::{ClientId, Seq};
 use wasm_bindgen::JsValue;
@@ -284,8 +285,11 @@ fn mark_first_paint() {
 pub const FIRST_PAINT_MARK: &str = "natter:first-messages";
 
 /// Local `HH:MM` of a timestamp in milliseconds, with the date when it
-/// is not today.
+/// is not today; nothing for a time no date can hold.
 pub fn clock(ts: i64) -> String {
+    if !(-DATE_RANGE_MS..=DATE_RANGE_MS).contains(&ts) {
+        return String::new();
+    }
     let date = js_sys::Date::new(&JsValue::from_f64(ts as f64));
     let time = format!("{:02}:{:02}", date.get_hours(), date.get_minutes());
     let today = js_sys::Date::new_0();
@@ -303,9 +307,8 @@ pub fn clock(ts: i64) -> String {
     }
 }
 
-/// The timestamp in ISO 8601, for the `datetime` attribute.
+/// The timestamp in ISO 8601, for the `datetime` attribute (empty for a
+/// time no date can hold: the browser's `toISOString` would throw).
 fn iso(ts: i64) -> String {
-    js_sys::Date::new(&JsValue::from_f64(ts as f64))
-        .to_iso_string()
-        .into()
+    iso_8601(ts).unwrap_or_default()
 }
