@@ -82,9 +82,10 @@ fn stack_of(error: &wasm_bindgen::JsValue) -> String {
         .unwrap_or_default()
 }
 
-/// Keeps the page's first uncaught error (not the widget's failure) in
-/// `data-natter-error`, and says it in the console.
-fn keep_first_error(what: &str) {
+/// Keeps the page's first uncaught error (not the widget's failure), or
+/// a defect the widget noticed and went on past, in `data-natter-error`,
+/// and says it in the console.
+pub(crate) fn keep_first_error(what: &str) {
     web_sys::console::warn_1(&format!("natter: an uncaught error: {what}").into());
     let root = web_sys::window()
         .and_then(|w| w.document())

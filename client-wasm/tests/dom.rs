@@ -445,4 +445,12 @@ async fn a_line_whose_time_no_date_holds_is_drawn_without_it() {
         times,
         ["1970-01-01T00:00:00.000Z", "", "2025-11-28T06:40:00.000Z"]
     );
+    let page = web_sys::window().unwrap().document().unwrap();
+    let page = page.document_element().unwrap();
+    let error = page.get_attribute("data-natter-error").unwrap_or_default();
+    assert_eq!(
+        error,
+        format!("a line's time is out of range: s2 at {}", i64::MAX)
+    );
+    page.remove_attribute("data-natter-error").unwrap();
 }

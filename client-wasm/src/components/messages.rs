@@ -181,6 +181,7 @@ fn MessageItem(
     on_discard: Option<Callback<ClientId>>,
     on_report: Option<OnReport>,
 ) -> impl IntoView {
+    let datetime = iso(&line);
     let Line {
         author,
         body,
@@ -251,7 +252,7 @@ fn MessageItem(
         >
             <div class="meta">
                 {author.map(|a| view! { <span class="author">{a}</span> })}
-                <time datetime=iso(ts)>{clock(ts)}</time>
+                <time datetime=datetime>{clock(ts)}</time>
             </div>
             {(!body.is_empty()).then(|| view! { <p class="body">{body}</p> })}
             <Attachments files />
@@ -307,8 +308,16 @@ pub fn clock(ts: i64) -> String {
     }
 }
 
-/// The timestamp in ISO 8601, for the `datetime` attribute (empty for a
-/// time no date can hold: the browser's `toISOString` would throw).
-fn iso(ts: i64) -> String {
-    iso_8601(ts).unwrap_or_default()
+/// A line's time in ISO 8601, for the `datetime` attribute. A time no
+/// date can hold (where the browser's `toISOString` would throw) gets
+/// none, and is kept as the page's first error: no line the chat makes
+/// or receives should carry one.
+fn iso(line: &Line) -> String {
+    iso_8601(line.ts).unwrap_or_else(|| {
+        crate::stopped::keep_first_error(&format!(
+            "a line's time is out of range: {} at {}",
+            line.key, line.ts
+        ));
+        String::new()
+    })
 }
