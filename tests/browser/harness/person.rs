@@ -263,7 +263,7 @@ impl Person {
     }
 
     /// An attribute of the widget page's root element, if it is there.
-    async fn attribute_of_root(&self, name: &str) -> Option<String> {
+    pub async fn attribute_of_root(&self, name: &str) -> Option<String> {
         let value = self
             .browser
             .execute(

@@ -265,10 +265,19 @@ impl World {
     }
 
     /// Closes the browsers, checks that no widget and the server never
-    /// panicked, and removes the database.
+    /// panicked (and says any error a widget's page kept), and removes the
+    /// database.
     pub async fn finish(self, people: Vec<Person>) {
         for p in people {
             let stopped = p.stopped().await;
+            // Not a failure of the scenario (the widget went on), but a
+            // defect to see in the log.
+            if let Some(what) = p.attribute_of_root("data-natter-error").await {
+                eprintln!(
+                    "warning: an error in {}'s widget page ({:?}): {what}",
+                    p.user, p.engine
+                );
+            }
             let _ = p.browser.close().await; // the driver's kill ends the rest
             if let Some(why) = stopped {
                 panic!("{}'s widget stopped: {why}", p.user);
