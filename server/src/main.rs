@@ -9,6 +9,14 @@ use natter_server::store::Store;
 use natter_server::{App, moderation, telemetry};
 use std::io::Write;
 
+/// jemalloc: its per-thread caches and size classes cost less per call
+/// than the system allocator's arenas for what a connection allocates and
+/// frees (frames, ids, buffers), with the same memory held per idle
+/// connection (BENCHMARKS.md, "jemalloc", 2026-12-04).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Who the audit log names for a change made from the command line.
 const CLI_ACTOR: &str = "cli";
 
