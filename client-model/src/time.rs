@@ -6,13 +6,19 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The furthest a JavaScript `Date` reaches either side of 1970, in
 /// milliseconds (100,000,000 days).
-pub const DATE_RANGE_MS: i64 = 100_000_000 * DAY_MS;
+const DATE_RANGE_MS: i64 = 100_000_000 * DAY_MS;
+
+/// Whether a JavaScript `Date` can hold this timestamp (milliseconds
+/// since 1970).
+pub fn in_date_range(ts: i64) -> bool {
+    (-DATE_RANGE_MS..=DATE_RANGE_MS).contains(&ts)
+}
 
 /// A timestamp in milliseconds since 1970 as UTC ISO 8601 with
 /// milliseconds (`2026-12-04T09:05:00.250Z`), as `Date.toISOString`
 /// writes it; `None` outside a `Date`'s range.
 pub fn iso_8601(ts: i64) -> Option<String> {
-    if !(-DATE_RANGE_MS..=DATE_RANGE_MS).contains(&ts) {
+    if !in_date_range(ts) {
         return None;
     }
     let days = ts.div_euclid(DAY_MS);

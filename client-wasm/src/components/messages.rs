@@ -4,7 +4,7 @@
 use super::keyed::draw_keyed;
 use crate::chat::{Delivery, Line};
 use crate::files::{Attachments, OutgoingFiles};
-use crate::time::{DATE_RANGE_MS, iso_8601};
+use crate::time::{in_date_range, iso_8601};
 use leptos::prelude::*;
 use natter_shared::{ClientId, Seq};
 use wasm_bindgen::JsValue;
@@ -288,7 +288,7 @@ pub const FIRST_PAINT_MARK: &str = "natter:first-messages";
 /// Local `HH:MM` of a timestamp in milliseconds, with the date when it
 /// is not today; nothing for a time no date can hold.
 pub fn clock(ts: i64) -> String {
-    if !(-DATE_RANGE_MS..=DATE_RANGE_MS).contains(&ts) {
+    if !in_date_range(ts) {
         return String::new();
     }
     let date = js_sys::Date::new(&JsValue::from_f64(ts as f64));

@@ -245,7 +245,7 @@ impl Person {
             .map(|why| format!("; the widget stopped: {why}"))
             .unwrap_or_default();
         let uncaught = self
-            .attribute_of_root("data-natter-error")
+            .page_error()
             .await
             .map(|what| format!("; an uncaught error in the widget's page: {what}"))
             .unwrap_or_default();
@@ -262,8 +262,14 @@ impl Person {
         self.attribute_of_root("data-natter-stopped").await
     }
 
+    /// The first error the widget's page kept (an uncaught one, or a
+    /// defect the widget went on past), if any.
+    pub async fn page_error(&self) -> Option<String> {
+        self.attribute_of_root("data-natter-error").await
+    }
+
     /// An attribute of the widget page's root element, if it is there.
-    pub async fn attribute_of_root(&self, name: &str) -> Option<String> {
+    async fn attribute_of_root(&self, name: &str) -> Option<String> {
         let value = self
             .browser
             .execute(

@@ -272,7 +272,7 @@ impl World {
             let stopped = p.stopped().await;
             // Not a failure of the scenario (the widget went on), but a
             // defect to see in the log.
-            if let Some(what) = p.attribute_of_root("data-natter-error").await {
+            if let Some(what) = p.page_error().await {
                 eprintln!(
                     "warning: an error in {}'s widget page ({:?}): {what}",
                     p.user, p.engine
