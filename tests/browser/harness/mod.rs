@@ -4,12 +4,13 @@
 //! (`proxy`: it cuts open WebSockets, which Chromium's offline emulation
 //! leaves open), a WebDriver server (`driver`: chromedriver, or
 //! geckodriver and WebKitWebDriver for the scenarios also run in Firefox
-//! and WebKitGTK) and a browser per person (`person`), all set up and
-//! torn down per scenario (`world`).
+//! and WebKitGTK) and a browser per person (`person`, and what they see:
+//! `seen`), all set up and torn down per scenario (`world`).
 
 mod driver;
 mod person;
 mod proxy;
+mod seen;
 mod server;
 mod site;
 mod world;
