@@ -37,7 +37,8 @@ commands:
 
 /// Where the demo listens; `/demo` is its page.
 const DEMO_BIND: &str = "127.0.0.1:8080";
-/// MariaDB as TOOLCHAIN.md sets it up: root, no password, database `test`.
+/// MariaDB as the test machines run it: root, no password, database
+/// `test` (`NATTER_TEST_MYSQL_URL` names another).
 const TEST_MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 
 fn main() -> ExitCode {

@@ -571,7 +571,7 @@ pub const ROOM_PAGE: usize = 100;
 /// The most rooms one page may hold.
 pub const MAX_ROOM_PAGE: usize = 1000;
 
-#[utoipa::path(get, path = "/users/{user}/rooms", tag = "users", params(("user" = String, Path, description = "User id"), ("limit" = Option<u32>, Query, description = "1 to 100"), ("after" = Option<String>, Query, description = "The room id the page starts after")), responses((status = 200, description = "A page of the user's rooms", body = RoomList)))]
+#[utoipa::path(get, path = "/users/{user}/rooms", tag = "users", params(("user" = String, Path, description = "User id"), ("limit" = Option<u32>, Query, description = "1 to 1000 (100 unless given)"), ("after" = Option<String>, Query, description = "The room id the page starts after")), responses((status = 200, description = "A page of the user's rooms", body = RoomList)))]
 async fn user_rooms(
     State(state): State<AppState>,
     ApiSite(site): ApiSite,
