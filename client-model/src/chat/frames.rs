@@ -100,9 +100,13 @@ impl Chat {
         let Some(r) = self.room_mut(room) else {
             return Vec::new();
         };
-        for m in members {
+        let last_seq = r.info.last_seq;
+        for mut m in members {
             match r.info.members.iter_mut().find(|x| x.id == m.id) {
-                Some(known) => *known = m,
+                Some(known) => {
+                    m.read = kept_mark(known.read, m.read, last_seq);
+                    *known = m;
+                }
                 None => r.info.members.push(m),
             }
         }
@@ -277,9 +281,21 @@ impl Chat {
         self.cursors.sync_frame()
     }
 
-    fn upsert_room(&mut self, info: RoomInfo) {
+    /// A room as the server lists it. The members' read markers it
+    /// carries may be older than ones this chat already heard of (the
+    /// server writes them a moment later, and another node may have
+    /// listed the room): a receipt shown never goes back.
+    fn upsert_room(&mut self, mut info: RoomInfo) {
         match self.rooms.iter_mut().find(|r| r.info.id == info.id) {
-            Some(r) => r.info = info,
+            Some(r) => {
+                for m in &mut info.members {
+                    let known = r.info.members.iter().find(|k| k.id == m.id);
+                    if let Some(known) = known {
+                        m.read = kept_mark(known.read, m.read, info.last_seq);
+                    }
+                }
+                r.info = info;
+            }
             None => self.rooms.push(Room::new(info)),
         }
     }
@@ -403,4 +419,15 @@ impl Chat {
         }
         r.events.insert(event.seq, event);
     }
+}
+
+/// A member's read marker once the server sent `fresh`, where this chat
+/// held `known`: the higher one, so that a receipt never goes back, but
+/// not past the room's latest event (a room whose history the server
+/// replaced keeps nothing of the one before). None where the server sends
+/// none: the site shows no receipts there (now).
+fn kept_mark(known: Option<Seq>, fresh: Option<Seq>, last_seq: Seq) -> Option<Seq> {
+    let fresh = fresh?;
+    let known = known.filter(|&k| k <= last_seq).unwrap_or(0);
+    Some(fresh.max(known))
 }

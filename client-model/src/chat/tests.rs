@@ -576,6 +576,52 @@ fn others_markers_show_who_read_our_messages() {
 }
 
 #[test]
+fn a_receipt_never_goes_back_when_the_room_is_listed_again() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "alice", "hi", None)));
+    chat.apply(live(message(2, "alice", "there", None)));
+    chat.apply(ServerFrame::Read {
+        room: r_ab(),
+        user: user("bob"),
+        seq: 2,
+    });
+    let seen = |chat: &Chat| -> Vec<Vec<String>> {
+        chat.lines(&r_ab()).into_iter().map(|l| l.seen_by).collect()
+    };
+    let both = vec![vec!["Bob".to_string()], vec!["Bob".to_string()]];
+    assert_eq!(seen(&chat), both);
+    // A resync lists the room with bob's marker as the server last wrote
+    // it, before his latest reading reached its database.
+    let listed = |bob_read: Option<Seq>, last_seq: Seq| {
+        let mut info = counted_dialog(last_seq, 2, 0);
+        for m in &mut info.members {
+            m.read = if m.id == user("bob") {
+                bob_read
+            } else {
+                Some(2)
+            };
+        }
+        info
+    };
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![listed(Some(1), 2)],
+    });
+    assert_eq!(seen(&chat), both, "a listing does not take a receipt back");
+    chat.apply(ServerFrame::Members {
+        room: r_ab(),
+        members: listed(Some(0), 2).members,
+        next: None,
+    });
+    assert_eq!(seen(&chat), both, "nor does a page of members");
+    // A later marker still moves it on; a site that turned receipts off
+    // hides them.
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![listed(None, 2)],
+    });
+    assert_eq!(seen(&chat), [Vec::<String>::new(), Vec::new()]);
+}
+
+#[test]
 fn a_reset_page_replaces_what_the_room_held() {
     let mut chat = synced_alice();
     chat.apply(live(message(1, "bob", "one", None)));
