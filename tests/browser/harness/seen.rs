@@ -4,7 +4,7 @@
 //! loaded).
 
 use super::person::Person;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// One line of the conversation as the person sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
