@@ -345,6 +345,13 @@ impl Cluster {
 
     /// Starts one more node, reaching the broker at `broker`.
     async fn add_node(&mut self, broker: &str) {
+        let database_url = self.database_url.clone();
+        self.add_node_on(broker, &database_url).await;
+    }
+
+    /// Starts one more node, reaching the broker at `broker` and the
+    /// database at `database_url` (the cluster's, through a proxy, say).
+    async fn add_node_on(&mut self, broker: &str, database_url: &str) {
         let args = [
             "--broker".to_string(),
             broker.to_string(),
@@ -354,7 +361,7 @@ impl Cluster {
             self.sweep.as_secs().to_string(),
         ];
         let name = format!("node{}", self.nodes.len());
-        let node = Node::start(&name, &self.dir, &self.database_url, &args).await;
+        let node = Node::start(&name, &self.dir, database_url, &args).await;
         self.nodes.push(node);
     }
 
@@ -1221,6 +1228,84 @@ async fn store_unpublished(
         .await
         .expect("the room's seq advances");
     tx.commit().await.expect("committed");
+}
+
+#[tokio::test]
+async fn a_gap_a_node_cannot_read_is_never_stepped_over() {
+    let mut cluster = Cluster::start("natter_gap_unread", 1, NO_SWEEP).await;
+    // Node 1 reaches the database through a link the test cuts.
+    let (_, upstream) = through(&cluster.database_url, SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let cutter = Cutter::start(upstream).await;
+    let (url, _) = through(&cluster.database_url, cutter.addr).await;
+    let broker = cluster.nats.url();
+    cluster.add_node_on(&broker, &url).await;
+    let mut a = login(&cluster, 0, "a").await;
+    let mut b = login(&cluster, 1, "b").await;
+    let api = cluster.nodes[0].api(&cluster.site);
+    let room = api.group("gap", &[User::id("a"), User::id("b")]).await.id;
+    b.recv_until(|f| announces(f, &room)).await;
+    let first = a.say(&room, "before").await;
+    b.recv_until(|f| is_event(f, &room, first)).await;
+
+    // An event no node published (its node died after the commit), then
+    // node 1 loses the database, then a published one: node 1 sees the
+    // gap and cannot read it.
+    store_unpublished(
+        &cluster.database_url,
+        &room,
+        first + 1,
+        "message",
+        Some("lost"),
+    )
+    .await;
+    cutter.cut();
+    let after = a.say(&room, "after the gap").await;
+    assert_eq!(after, first + 2);
+    let told = tokio::time::timeout(STAGE, async {
+        loop {
+            match b.recv().await {
+                ServerFrame::Event { event } if event.room == room => {
+                    panic!("b was sent seq {} past the gap after {first}", event.seq)
+                }
+                ServerFrame::Resync { reason } => return reason,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("b is told to resync");
+    assert!(told.contains("could not be read"), "{told}");
+
+    // The database is back: b syncs from what it holds and gets both.
+    cutter.restore();
+    let cursors = vec![Cursor::new(room.clone(), first)];
+    let mut seqs = Vec::new();
+    let deadline = Instant::now() + STAGE;
+    while !seqs.contains(&after) {
+        assert!(Instant::now() < deadline, "{room}: b holds {seqs:?}");
+        b.send(&ClientFrame::Sync {
+            cursors: cursors.clone(),
+        })
+        .await;
+        loop {
+            match b.recv().await {
+                ServerFrame::Page {
+                    room: r, events, ..
+                } if r == room => {
+                    seqs = events.iter().map(|e| e.seq).collect();
+                }
+                ServerFrame::Synced {} => break,
+                // The database may still be reconnecting: ask again.
+                ServerFrame::Error { .. } => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(seqs, [first + 1, first + 2]);
+    cluster.stop().await;
 }
 
 #[tokio::test]

@@ -237,7 +237,11 @@ impl<S: FrameSink> Conn<S> {
                         Box::pin(refuse(&mut self.sink, code, super::BANNED, close::AUTH, code.as_str())).await;
                         break Ok(());
                     }
-                    Box::pin(self.resync()).await
+                    let reason = format!(
+                        "more than {} live frames were waiting for this connection",
+                        self.state.config.limits.conn_queue
+                    );
+                    Box::pin(self.resync(reason)).await
                 }
                 Some(committed) = self.commits.next(), if !self.commits.is_empty() => {
                     Box::pin(self.answer_ready_commits(committed)).await
@@ -380,20 +384,15 @@ impl<S: FrameSink> Conn<S> {
         self.send_error(code, message).await
     }
 
-    /// The queue overflowed: drop what is queued, stop following rooms,
+    /// The connection cannot go on gap-free (its queue overflowed, or a
+    /// gap could not be read): drop what is queued, stop following rooms,
     /// and ask the client to sync again from its cursors.
-    async fn resync(&mut self) -> Result<(), Gone> {
+    pub(super) async fn resync(&mut self, reason: String) -> Result<(), Gone> {
         metrics::inc(&self.state.metrics.resyncs);
         self.reg.mailbox.clear();
         self.state.hub.unsubscribe_all(self.reg.id);
         self.sent.clear();
-        tracing::info!(site = %self.identity.site, user = %self.identity.user, "connection fell behind; told to resync");
-        self.send(&ServerFrame::Resync {
-            reason: format!(
-                "more than {} live frames were waiting for this connection",
-                self.state.config.limits.conn_queue
-            ),
-        })
-        .await
+        tracing::info!(site = %self.identity.site, user = %self.identity.user, %reason, "told to resync");
+        self.send(&ServerFrame::Resync { reason }).await
     }
 }

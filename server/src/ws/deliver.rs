@@ -3,14 +3,26 @@
 //! delivered per room: an event already delivered is skipped, and one
 //! that arrives past a gap is preceded by the missing events read from the
 //! store. A gap that holds this user's own leaving (its live event lost on
-//! the way between nodes) ends the room for this connection there.
+//! the way between nodes) ends the room for this connection there. A gap
+//! that cannot be read (the database is away) is never stepped over: the
+//! connection is told to `resync` instead.
 
 use super::conn::Conn;
 use super::{FrameSink, Gone};
+use crate::error::store_error_parts;
 use crate::hub::{Delivery, Published};
 use axum::extract::ws::Utf8Bytes;
 use futures_util::SinkExt;
 use natter_shared::{Event, EventKind, RoomId, Seq, ServerFrame};
+
+/// What reading a gap came to.
+enum Filled {
+    /// Read and sent, with this user's last membership change among the
+    /// events (joined: true, left: false), if any.
+    Read(Option<bool>),
+    /// Not read (why): nothing past the gap may be sent.
+    Unread(String),
+}
 
 impl<S: FrameSink> Conn<S> {
     /// Delivers what the hub queued: this delivery and whatever else is
@@ -39,7 +51,10 @@ impl<S: FrameSink> Conn<S> {
                 self.announce(&room).await?;
                 self.sent.insert(room.clone(), 0);
                 // The whole history, leavings and rejoinings included.
-                self.fill_gap(&room, Seq::MAX).await.map(drop)
+                match self.fill_gap(&room, Seq::MAX).await? {
+                    Filled::Read(_) => Ok(()),
+                    Filled::Unread(reason) => self.resync(reason).await,
+                }
             }
             Delivery::Event(published) => self.deliver_event(&published).await,
         }
@@ -60,7 +75,10 @@ impl<S: FrameSink> Conn<S> {
             return Ok(());
         }
         if p.seq > last.saturating_add(1) {
-            let membership = self.fill_gap(&p.room, p.seq).await?;
+            let membership = match self.fill_gap(&p.room, p.seq).await? {
+                Filled::Read(membership) => membership,
+                Filled::Unread(reason) => return self.resync(reason).await,
+            };
             let rejoins = matches!(&p.member, Some((user, true)) if user == &self.identity.user);
             if membership == Some(false) && !rejoins {
                 // This user left in the gap: nothing after it is theirs.
@@ -93,22 +111,35 @@ impl<S: FrameSink> Conn<S> {
     }
 
     /// Sends the stored events between the last delivered one and `until`
-    /// (exclusive), as live events. Returns this user's last membership
-    /// change among them (joined: true, left: false), if any.
-    async fn fill_gap(&mut self, room: &RoomId, until: Seq) -> Result<Option<bool>, Gone> {
+    /// (exclusive; `Seq::MAX`: all there are), as live events.
+    async fn fill_gap(&mut self, room: &RoomId, until: Seq) -> Result<Filled, Gone> {
         let page = self.state.config.limits.page_size.max(1);
         let mut membership = None;
         loop {
             let last = self.sent.get(room).copied().unwrap_or(0);
             if last.saturating_add(1) >= until {
-                return Ok(membership);
+                return Ok(Filled::Read(membership));
             }
             let events: Vec<Event> = match self.state.store.events_after(room, last, page).await {
                 Ok(events) => events.into_iter().filter(|e| e.seq < until).collect(),
-                Err(err) => return self.store_failed(err).await.map(|()| membership),
+                Err(err) => {
+                    tracing::warn!(%room, after = last, error = %err, "a gap in a room could not be read");
+                    return Ok(Filled::Unread(format!(
+                        "events of room {room} after {last} could not be read: {}",
+                        store_error_parts(&err).2
+                    )));
+                }
             };
             let Some(newest) = events.last().map(|e| e.seq) else {
-                return Ok(membership);
+                if until == Seq::MAX {
+                    return Ok(Filled::Read(membership));
+                }
+                // Events the broker passed on are committed: the store
+                // must hold those before them.
+                tracing::warn!(%room, after = last, until, "a gap in a room is not in the store");
+                return Ok(Filled::Unread(format!(
+                    "events of room {room} between {last} and {until} are not in the store"
+                )));
             };
             for event in events {
                 match &event.kind {
