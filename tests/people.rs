@@ -13,6 +13,7 @@ on_both!(
     a_receipt_reaches_the_authors_of_what_it_passed,
     a_cursor_from_another_history_gets_the_room_afresh,
     room_mates_see_who_is_online_with_a_grace,
+    presence_follows_the_rooms_people_join_and_leave,
     a_client_of_the_real_history_is_never_sent_it_afresh,
     a_large_room_lists_its_readers_and_pages_the_rest,
 );
@@ -471,6 +472,59 @@ async fn room_mates_see_who_is_online_with_a_grace(db: Db) {
             .any(|f| matches!(f, ServerFrame::Presence { .. })),
         "{seen:?}"
     );
+    crate::assert_no_panics();
+    app.stop().await;
+}
+
+/// Carol joins a group through the API while online: its members see her
+/// online at once, and she is told who of them is. She leaves the group
+/// she shared with Bob: when she goes, Bob, no longer her room-mate,
+/// hears nothing.
+async fn presence_follows_the_rooms_people_join_and_leave(db: Db) {
+    let app = spawn_app_with(db, |c| c.people.presence_grace_secs = 1).await;
+    let with_bob = app.group("Earlier", &["bob", "carol"]).await;
+    let group = app.group("Later", &["dave", "erin"]).await;
+    let mut carol = login_watching(&app, "carol").await;
+    let mut dave = login_watching(&app, "dave").await;
+    let mut bob = login_watching(&app, "bob").await;
+    assert!(presence_of(&mut bob, "carol").await.online);
+
+    let path = format!("/rooms/{}/members", group.id);
+    let body = json!({"user": {"id": "carol", "name": "Carol"}});
+    let (status, _) = api_json(&app, Method::POST, &path, Some(body)).await;
+    assert_eq!(status, 201, "carol joins");
+    assert!(
+        presence_of(&mut dave, "carol").await.online,
+        "dave sees her"
+    );
+    assert!(
+        presence_of(&mut carol, "dave").await.online,
+        "she sees dave"
+    );
+
+    let path = format!("/rooms/{}/members/carol", with_bob.id);
+    let (status, _) = api_json(&app, Method::DELETE, &path, None).await;
+    assert_eq!(status, 200, "carol leaves the group she shared with bob");
+    drop(carol);
+    let gone = presence_of(&mut dave, "carol").await;
+    assert!(!gone.online, "dave sees her go: {gone:?}");
+    // Bob hears nothing of her any more (a message of his own ends the
+    // wait: the server handles frames in order).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ping = ClientFrame::Ping { nonce: Some(7) };
+    bob.send(&ping).await;
+    loop {
+        match bob.recv().await {
+            ServerFrame::Presence { users } => {
+                assert!(
+                    users.iter().all(|p| p.user.as_str() != "carol"),
+                    "{users:?}"
+                );
+            }
+            ServerFrame::Pong { .. } => break,
+            _ => {}
+        }
+    }
     crate::assert_no_panics();
     app.stop().await;
 }

@@ -249,6 +249,32 @@ impl Presence {
         }
     }
 
+    /// The user joined or left a room (through any node): from now on
+    /// their comings and goings are told to its members, or no longer.
+    /// One who joins while online shows online there at once, where the
+    /// site shows presence (`shown`).
+    pub fn membership(&self, key: &Key, room: &RoomId, joined: bool, shown: bool) {
+        let mut inner = self.lock();
+        if let Some(local) = inner.local.get_mut(key) {
+            if joined {
+                local.rooms.insert(room.clone());
+            } else {
+                local.rooms.remove(room);
+            }
+        }
+        if let Some(nodes) = inner.remote.get_mut(key) {
+            for remote in nodes.values_mut() {
+                remote.rooms.retain(|r| r != room);
+                if joined {
+                    remote.rooms.push(room.clone());
+                }
+            }
+        }
+        if joined && shown && inner.online(key) {
+            self.tell_rooms(std::slice::from_ref(room), key, true, None);
+        }
+    }
+
     /// The users this node holds (those leaving included).
     pub fn held(&self) -> Vec<Key> {
         self.lock().local.keys().cloned().collect()
@@ -352,6 +378,41 @@ mod tests {
                 last_seen: Some(7)
             }]
         );
+    }
+
+    #[tokio::test]
+    async fn presence_follows_the_rooms_a_user_joins_and_leaves() {
+        let hub = Hub::default();
+        let presence = Presence::new(hub.clone());
+        let bob = key("bob");
+        let (old, new) = (room(), RoomId::parse("r_2").expect("a room id"));
+        let watch = |room: &RoomId| {
+            let w = hub.register(bob.0.clone(), UserId::parse("alice").expect("id"), 8);
+            hub.begin_sync(w.id);
+            hub.follow(w.id, [(room.clone(), 0)]);
+            w
+        };
+        let (in_old, in_new) = (watch(&old), watch(&new));
+        let remote: Arc<str> = "node-b".into();
+        presence.arrive(&bob, std::slice::from_ref(&old));
+        presence.remote_arrive(&remote, &bob, vec![old.clone()]);
+        assert_eq!(told(&in_old.mailbox).len(), 1);
+        assert!(told(&in_new.mailbox).is_empty(), "not a room of his yet");
+
+        // He joins the new room while online: its members see him online.
+        presence.membership(&bob, &new, true, true);
+        let seen = told(&in_new.mailbox);
+        assert_eq!((seen.len(), seen[0].online), (1, true), "{seen:?}");
+        // He leaves the old one: his going is no longer told there, on
+        // this node's count nor on the other's.
+        presence.membership(&bob, &old, false, true);
+        presence.remote_depart(&remote, &bob, 3);
+        let last = presence.depart(&bob).expect("his last connection");
+        let gone = presence.expire(&bob, last, 5).expect("gone");
+        assert_eq!(gone.rooms, std::slice::from_ref(&new));
+        assert!(told(&in_old.mailbox).is_empty(), "a former room-mate");
+        let seen = told(&in_new.mailbox);
+        assert_eq!((seen.len(), seen[0].online), (1, false), "{seen:?}");
     }
 
     #[tokio::test]

@@ -271,6 +271,7 @@ pub(super) async fn connect(
             node,
             hub.clone(),
             presence.clone(),
+            store.clone(),
             resyncs.clone(),
             stop.clone(),
         )),
@@ -396,6 +397,7 @@ async fn receive(
     node: Arc<str>,
     hub: Hub,
     presence: Presence,
+    store: Store,
     resyncs: Arc<Resyncs>,
     stop: CancellationToken,
 ) {
@@ -420,12 +422,18 @@ async fn receive(
         }
         let envelope_node: Arc<str> = envelope.node.as_str().into();
         match envelope.msg {
-            Msg::Event { site, event } => hub.publish_event(&site, &event),
+            Msg::Event { site, event } => {
+                hub.publish_event(&site, &event);
+                super::note_membership(&presence, &store, &site, &event);
+            }
             Msg::Room {
                 site,
                 room,
                 members,
-            } => hub.announce_room(&site, &room, &members),
+            } => {
+                hub.announce_room(&site, &room, &members);
+                super::note_members(&presence, &store, &site, &room, &members);
+            }
             Msg::Typing { room, user } => {
                 hub.typing(&room, &user);
             }

@@ -97,13 +97,20 @@ impl<S: FrameSink> Conn<S> {
         Ok(())
     }
 
-    /// Sends a `rooms` frame for one room.
+    /// Sends a `rooms` frame for one room (just joined), and who of its
+    /// members is online.
     async fn announce(&mut self, room: &RoomId) -> Result<(), Gone> {
         let (site, user) = (&self.identity.site, &self.identity.user);
         match self.state.store.room_for_user(site, room, user).await {
             Ok(Some(mut info)) => {
                 self.settle_marks(&mut info);
-                self.send(&ServerFrame::Rooms { rooms: vec![info] }).await
+                let me = &self.identity.user;
+                let mates = super::sync::room_mates(std::slice::from_ref(&info), me);
+                self.send(&ServerFrame::Rooms { rooms: vec![info] }).await?;
+                if self.settings.presence {
+                    self.tell_presence(mates).await?;
+                }
+                Ok(())
             }
             Ok(None) => Ok(()),
             Err(err) => self.store_failed(err).await,

@@ -136,7 +136,7 @@ impl<S: FrameSink> Conn<S> {
 
     /// Tells the client who of its room-mates is online, and when the
     /// others were last seen.
-    async fn tell_presence(&mut self, mates: Vec<UserId>) -> Result<(), Gone> {
+    pub(super) async fn tell_presence(&mut self, mates: Vec<UserId>) -> Result<(), Gone> {
         if mates.is_empty() {
             return Ok(());
         }
@@ -278,7 +278,7 @@ pub(super) fn rooms_frames(
 }
 
 /// Everyone who shares a room with `me`, once each.
-fn room_mates(rooms: &[RoomInfo], me: &UserId) -> Vec<UserId> {
+pub(super) fn room_mates(rooms: &[RoomInfo], me: &UserId) -> Vec<UserId> {
     let mates: std::collections::BTreeSet<&UserId> = rooms
         .iter()
         .flat_map(|r| r.members.iter().map(|m| &m.id))
