@@ -251,9 +251,8 @@ impl Presence {
 
     /// The user joined or left a room (through any node): from now on
     /// their comings and goings are told to its members, or no longer.
-    /// One who joins while online shows online there at once, where the
-    /// site shows presence (`shown`).
-    pub fn membership(&self, key: &Key, room: &RoomId, joined: bool, shown: bool) {
+    /// One who joins while online shows online there at once.
+    pub fn membership(&self, key: &Key, room: &RoomId, joined: bool) {
         let mut inner = self.lock();
         if let Some(local) = inner.local.get_mut(key) {
             if joined {
@@ -270,7 +269,7 @@ impl Presence {
                 }
             }
         }
-        if joined && shown && inner.online(key) {
+        if joined && inner.online(key) {
             self.tell_rooms(std::slice::from_ref(room), key, true, None);
         }
     }
@@ -324,7 +323,7 @@ mod tests {
 
     fn told(mailbox: &crate::hub::Mailbox) -> Vec<Seen> {
         let mut seen = Vec::new();
-        while let Some(Delivery::Notice(frame)) = mailbox.try_recv() {
+        while let Some(Delivery::Presence(frame)) = mailbox.try_recv() {
             match serde_json::from_str::<ServerFrame>(frame.as_str()) {
                 Ok(ServerFrame::Presence { users }) => seen.extend(users),
                 other => panic!("not a presence frame: {other:?}"),
@@ -400,12 +399,12 @@ mod tests {
         assert!(told(&in_new.mailbox).is_empty(), "not a room of his yet");
 
         // He joins the new room while online: its members see him online.
-        presence.membership(&bob, &new, true, true);
+        presence.membership(&bob, &new, true);
         let seen = told(&in_new.mailbox);
         assert_eq!((seen.len(), seen[0].online), (1, true), "{seen:?}");
         // He leaves the old one: his going is no longer told there, on
         // this node's count nor on the other's.
-        presence.membership(&bob, &old, false, true);
+        presence.membership(&bob, &old, false);
         presence.remote_depart(&remote, &bob, 3);
         let last = presence.depart(&bob).expect("his last connection");
         let gone = presence.expire(&bob, last, 5).expect("gone");

@@ -102,7 +102,7 @@ impl Broker {
     /// A committed event: to this node's connections, then to the others.
     pub fn event(&self, site: &SiteId, event: &Event) {
         self.hub.publish_event(site, event);
-        note_membership(&self.presence, &self.store, site, event);
+        note_membership(&self.presence, site, event);
         if let Some(link) = &self.link {
             link.offer(Msg::Event {
                 site: site.clone(),
@@ -114,7 +114,7 @@ impl Broker {
     /// A room just created for these members, on every node.
     pub fn announce_room(&self, site: &SiteId, room: &RoomId, members: &[UserId]) {
         self.hub.announce_room(site, room, members);
-        note_members(&self.presence, &self.store, site, room, members);
+        note_members(&self.presence, site, room, members);
         if let Some(link) = &self.link {
             link.offer(Msg::Room {
                 site: site.clone(),
@@ -233,29 +233,18 @@ impl Broker {
 
 /// A membership change in a committed event (from this node or another),
 /// for presence: whose comings and goings a room's members are told.
-/// A joiner is shown online at once only where the site shows presence,
-/// as far as this node knows without reading (a site it has not looked up
-/// lately shows the joiner at the members' next sync).
-fn note_membership(presence: &Presence, store: &Store, site: &SiteId, event: &Event) {
+fn note_membership(presence: &Presence, site: &SiteId, event: &Event) {
     let (user, joined) = match &event.kind {
         natter_shared::EventKind::MemberJoined { user } => (user, true),
         natter_shared::EventKind::MemberLeft { user } => (user, false),
         _ => return,
     };
-    let shown = store.shows_presence_cached(site).unwrap_or(false);
-    presence.membership(&(site.clone(), user.clone()), &event.room, joined, shown);
+    presence.membership(&(site.clone(), user.clone()), &event.room, joined);
 }
 
 /// A new room's members, for presence (as [`note_membership`]).
-fn note_members(
-    presence: &Presence,
-    store: &Store,
-    site: &SiteId,
-    room: &RoomId,
-    members: &[UserId],
-) {
-    let shown = store.shows_presence_cached(site).unwrap_or(false);
+fn note_members(presence: &Presence, site: &SiteId, room: &RoomId, members: &[UserId]) {
     for user in members {
-        presence.membership(&(site.clone(), user.clone()), room, true, shown);
+        presence.membership(&(site.clone(), user.clone()), room, true);
     }
 }

@@ -271,7 +271,6 @@ pub(super) async fn connect(
             node,
             hub.clone(),
             presence.clone(),
-            store.clone(),
             resyncs.clone(),
             stop.clone(),
         )),
@@ -397,7 +396,6 @@ async fn receive(
     node: Arc<str>,
     hub: Hub,
     presence: Presence,
-    store: Store,
     resyncs: Arc<Resyncs>,
     stop: CancellationToken,
 ) {
@@ -424,7 +422,7 @@ async fn receive(
         match envelope.msg {
             Msg::Event { site, event } => {
                 hub.publish_event(&site, &event);
-                super::note_membership(&presence, &store, &site, &event);
+                super::note_membership(&presence, &site, &event);
             }
             Msg::Room {
                 site,
@@ -432,7 +430,7 @@ async fn receive(
                 members,
             } => {
                 hub.announce_room(&site, &room, &members);
-                super::note_members(&presence, &store, &site, &room, &members);
+                super::note_members(&presence, &site, &room, &members);
             }
             Msg::Typing { room, user } => {
                 hub.typing(&room, &user);

@@ -37,9 +37,12 @@ pub enum Delivery {
     Event(Arc<Published>),
     /// A room the user was just made a member of at creation.
     NewRoom(Box<RoomId>),
-    /// A ready frame that is not an event (`typing`, `read`,
-    /// `presence`), shared by its recipients.
+    /// A ready frame that is not an event (`typing`, `read`), shared by
+    /// its recipients.
     Notice(Arc<Utf8Bytes>),
+    /// A ready `presence` frame, shared by its recipients: a connection
+    /// whose site shows no presence drops it.
+    Presence(Arc<Utf8Bytes>),
 }
 
 const _: () = assert!(std::mem::size_of::<Delivery>() == 16);
@@ -464,8 +467,9 @@ impl Hub {
         }
     }
 
-    /// Sends a frame (best effort) once to every connection that follows
-    /// any of `rooms`, except those of `about` (who it is about).
+    /// Sends a `presence` frame (best effort) once to every connection
+    /// that follows any of `rooms`, except those of `about` (who it is
+    /// about).
     pub fn notify_rooms(&self, rooms: &[RoomId], about: &UserId, frame: &impl Serialize) {
         let Some(frame) = shared_frame(frame) else {
             return;
@@ -478,7 +482,7 @@ impl Hub {
                     continue;
                 };
                 if &entry.user != about && told.insert(*id) {
-                    let _ = entry.mailbox.offer(Delivery::Notice(frame.clone()));
+                    let _ = entry.mailbox.offer(Delivery::Presence(frame.clone()));
                 }
             }
         }

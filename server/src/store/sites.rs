@@ -281,14 +281,6 @@ impl Store {
         Ok(site)
     }
 
-    /// Whether the site shows presence, if this node looked the site up
-    /// in the last [`SITE_TTL`] (nothing is read: None otherwise).
-    pub fn shows_presence_cached(&self, id: &SiteId) -> Option<bool> {
-        self.sites
-            .read(id, |site| site.as_ref().map(|s| s.settings.presence))
-            .flatten()
-    }
-
     /// Whether a site exists, through the same cache as
     /// [`Store::site_cached`] but without copying the site.
     pub async fn site_exists_cached(&self, id: &SiteId) -> Result<bool, StoreError> {

@@ -43,6 +43,10 @@ impl<S: FrameSink> Conn<S> {
     async fn deliver(&mut self, delivery: Delivery) -> Result<(), Gone> {
         match delivery {
             Delivery::Notice(frame) => self.feed_raw(Utf8Bytes::clone(&frame)).await,
+            Delivery::Presence(frame) if self.settings.presence => {
+                self.feed_raw(Utf8Bytes::clone(&frame)).await
+            }
+            Delivery::Presence(_) => Ok(()),
             Delivery::NewRoom(room) => {
                 let room = *room;
                 if self.sent.contains_key(&room) {
