@@ -234,10 +234,8 @@ impl Broker {
 /// A membership change in a committed event (from this node or another),
 /// for presence: whose comings and goings a room's members are told.
 fn note_membership(presence: &Presence, site: &SiteId, event: &Event) {
-    let (user, joined) = match &event.kind {
-        natter_shared::EventKind::MemberJoined { user } => (user, true),
-        natter_shared::EventKind::MemberLeft { user } => (user, false),
-        _ => return,
+    let Some((user, joined)) = event.kind.membership() else {
+        return;
     };
     presence.membership(&(site.clone(), user.clone()), &event.room, joined);
 }

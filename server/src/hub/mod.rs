@@ -14,7 +14,7 @@ use crate::maps::{FastMap, FastSet};
 use axum::extract::ws::Utf8Bytes;
 use head::{Head, user_key};
 pub use mailbox::{Full, Mailbox};
-use natter_shared::{Event, EventKind, RoomId, Seq, SiteId, UserId};
+use natter_shared::{Event, RoomId, Seq, SiteId, UserId};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -328,13 +328,10 @@ impl Hub {
                 return;
             }
         };
-        let member = match &event.kind {
-            EventKind::MemberJoined { user } => Some((user.clone(), true)),
-            EventKind::MemberLeft { user } => Some((user.clone(), false)),
-            EventKind::Message { .. }
-            | EventKind::Deleted { .. }
-            | EventKind::MessageDeleted { .. } => None,
-        };
+        let member = event
+            .kind
+            .membership()
+            .map(|(user, joined)| (user.clone(), joined));
         let published = Arc::new(Published {
             room: event.room.clone(),
             seq: event.seq,

@@ -2,7 +2,7 @@
 
 use super::head::AUTHORS_KEPT;
 use super::*;
-use natter_shared::ServerFrame;
+use natter_shared::{EventKind, ServerFrame};
 
 fn room() -> RoomId {
     RoomId::parse("r_1").expect("a room id")

@@ -428,6 +428,18 @@ pub struct Attachment {
 }
 
 impl EventKind {
+    /// Whose membership the event changed and how (joined: true, left:
+    /// false); None for any other kind.
+    pub fn membership(&self) -> Option<(&UserId, bool)> {
+        match self {
+            EventKind::MemberJoined { user } => Some((user, true)),
+            EventKind::MemberLeft { user } => Some((user, false)),
+            EventKind::Message { .. }
+            | EventKind::Deleted { .. }
+            | EventKind::MessageDeleted { .. } => None,
+        }
+    }
+
     /// The stored name of the kind.
     pub fn name(&self) -> &'static str {
         match self {
