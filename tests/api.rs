@@ -18,7 +18,12 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Fixture {
-        let app = spawn_app(Db::Sqlite).await;
+        Fixture::on(Db::Sqlite).await
+    }
+
+    /// The same, on `db`.
+    async fn on(db: Db) -> Fixture {
+        let app = spawn_app(db).await;
         let body = json!({"title": "Physics 101", "members": [{"id": "alice", "name": "Alice"}, {"id": "bob"}]});
         let (status, room) = call(&app, Method::POST, "/rooms", Some(body)).await;
         assert_eq!(status, 201, "creating the room: {room}");
@@ -330,6 +335,53 @@ async fn a_message_retried_with_its_client_id_is_stored_once() {
     let (s, m2) = fx.post_message(once).await;
     assert_eq!(s, 200);
     assert_eq!(m1["seq"], m2["seq"]);
+    fx.done().await;
+}
+
+/// System messages (no `from`) have no sender for the database's unique
+/// key to hold them to: a retry is still found by its client id.
+async fn a_system_message_retried_with_its_client_id_is_stored_once(db: Db) {
+    let fx = Fixture::on(db).await;
+    let cid = "0191e6b2-7c3a-7d4e-8f00-cba987654321";
+    let once = json!({"body": "Class moves to room 4", "client_id": cid});
+    let (s, m1) = fx.post_message(once.clone()).await;
+    assert_eq!((s, m1["client_id"].as_str()), (201, Some(cid)));
+    let (s, m2) = fx.post_message(once).await;
+    assert_eq!(s, 200, "the retry is answered as stored before: {m2}");
+    assert_eq!(m1, m2);
+    let (s, page) = fx
+        .call(Method::GET, &format!("/rooms/{}/messages", fx.rid), None)
+        .await;
+    assert_eq!(s, 200);
+    let bodies: Vec<&str> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["Class moves to room 4"], "stored once: {page}");
+    fx.done().await;
+}
+
+/// A post without a client id is given one by the server, so that the
+/// server's own retry of a write whose commit went unanswered finds it
+/// instead of storing it twice.
+async fn a_message_posted_without_a_client_id_is_given_one(db: Db) {
+    let fx = Fixture::on(db).await;
+    let mut ids = Vec::new();
+    for body in [
+        json!({"from": "alice", "body": "one"}),
+        json!({"body": "two"}),
+    ] {
+        let (s, m) = fx.post_message(body).await;
+        assert_eq!(s, 201, "{m}");
+        let id = m["client_id"]
+            .as_str()
+            .expect("a client id made by the server");
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "a UUID: {id}");
+        ids.push(id.to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
     fx.done().await;
 }
 
@@ -904,6 +956,8 @@ async fn the_site_is_read_and_changed_through_the_api(db: Db) {
 }
 
 on_both!(
+    a_system_message_retried_with_its_client_id_is_stored_once,
+    a_message_posted_without_a_client_id_is_given_one,
     site_commands_rotate_the_key_and_remove_a_site_with_everything,
     the_site_is_read_and_changed_through_the_api,
 );

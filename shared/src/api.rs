@@ -40,7 +40,9 @@ pub struct PostMessage {
     #[serde(default)]
     pub from: Option<UserId>,
     pub body: String,
-    /// Makes the post idempotent, like a client's `send`.
+    /// Makes the post idempotent, like a client's `send`. Without one, the
+    /// server makes one (the stored message carries it), so that a write
+    /// it retries itself is never stored twice.
     #[serde(default)]
     pub client_id: Option<ClientId>,
     /// Files uploaded for `from` (required with files); with files, the

@@ -29,7 +29,9 @@ use natter_shared::api::{
 };
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES, MEMBERS_PAGE};
 use natter_shared::text::{Body, clean_label};
-use natter_shared::{Attachment, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId};
+use natter_shared::{
+    Attachment, ClientId, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -400,19 +402,28 @@ async fn post_message(
         ));
     }
     let files = attach(&state, &site, &room, req.from.as_ref(), &req.files).await?;
+    // A post without a client id gets one here: should its commit go
+    // unanswered (the database link cut during it), the writer's retry
+    // then finds it stored instead of storing it twice.
+    let made_here = req.client_id.is_none();
+    let client_id = req
+        .client_id
+        .unwrap_or_else(|| ClientId::from_uuid(uuid::Uuid::now_v7()));
     let op = WriteOp::Message {
         site: site.id.clone(),
         room,
         sender: req.from,
-        client_id: req.client_id,
+        client_id: Some(client_id),
         body,
         files,
     };
     let written = state.writer.write(op).await?;
-    let status = if written.duplicate {
+    if written.duplicate {
         // Its first attempt may have committed yet failed (the database
         // link cut during the commit), and so never been published.
         state.broker.event(&site.id, &written.event);
+    }
+    let status = if written.duplicate && !made_here {
         StatusCode::OK
     } else {
         StatusCode::CREATED

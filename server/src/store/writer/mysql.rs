@@ -21,7 +21,8 @@ use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 /// MariaDB more than the rest of the batch together (its range optimizer
 /// weighs one range per key). So a batch is first written without the
 /// lookup: a send stored before is then refused by the unique key, the
-/// transaction is rolled back, and the batch is done again with it.
+/// transaction is rolled back, and the batch is done again with it. (System
+/// messages, which the key cannot hold, are looked up every time.)
 pub(super) async fn try_commit(
     store: &Store,
     ops: &[&WriteOp],
@@ -52,7 +53,9 @@ async fn commit(
     let mut tx = store.pool().begin().await?;
     let mut needs = Needs::of(ops);
     if repeats == Repeats::Refused {
-        needs.keys.clear();
+        // System messages have no sender for the unique key to refuse a
+        // repeat by (NULLs are never equal): theirs are always looked up.
+        needs.keys.retain(|((_, sender, _), _)| sender.is_none());
     }
     let reads = read(&mut tx, &needs).await?;
     let mut plan = Plan::new(reads, now_ms());
