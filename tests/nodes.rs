@@ -1388,6 +1388,62 @@ async fn an_event_a_dying_node_never_published_reaches_every_node_by_the_sweep()
 }
 
 #[tokio::test]
+async fn a_room_a_dying_node_never_announced_reaches_its_members_by_the_sweep() {
+    let cluster = Cluster::start("natter_sweep_rooms", 2, Duration::from_secs(1)).await;
+    let mut a = login(&cluster, 0, "a").await;
+    let mut b = login(&cluster, 1, "b").await;
+
+    // What a node killed between creating a room and announcing it leaves:
+    // the room and its members stored, announced nowhere.
+    let room = RoomId::parse(format!("r_{}", uuid::Uuid::now_v7().simple())).expect("a room id");
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::MySqlConnection::connect(&cluster.database_url)
+            .await
+            .expect("the test database answers");
+        let now = natter_tests::now_secs() * 1000;
+        sqlx::query(
+            "INSERT INTO rooms (id, site_id, kind, title, last_seq, created_at) \
+             VALUES (?, ?, 'group', 'never announced', 0, ?)",
+        )
+        .bind(room.as_str())
+        .bind(cluster.site.id.as_str())
+        .bind(now)
+        .execute(&mut conn)
+        .await
+        .expect("the room is stored");
+        for user in ["a", "b"] {
+            sqlx::query(
+                "INSERT INTO members (room_id, site_id, user_id, joined_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(room.as_str())
+            .bind(cluster.site.id.as_str())
+            .bind(user)
+            .bind(now)
+            .execute(&mut conn)
+            .await
+            .expect("a member is stored");
+        }
+    }
+    for client in [&mut a, &mut b] {
+        match client.recv_until(|f| announces(f, &room)).await {
+            ServerFrame::Rooms { rooms } => {
+                let info = rooms.iter().find(|r| r.id == room).expect("the room");
+                assert_eq!(info.title.as_deref(), Some("never announced"));
+            }
+            other => panic!("expected the room, got {other:?}"),
+        }
+    }
+    // Followed from then on: the room's first message reaches both.
+    let first = a.say(&room, "hello").await;
+    b.recv_until(|f| is_event(f, &room, first)).await;
+    for node in &cluster.nodes {
+        assert_eq!(node.metric("natter_sweep_announcements_total").await, 1);
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test]
 async fn a_burst_across_three_nodes_survives_a_killed_node_and_a_broker_restart() {
     const PEOPLE: usize = 9;
     const EACH: usize = 50;

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub broker_dropped: AtomicU64,
     /// Rooms the sweep filled from the store: events the broker never brought.
     pub sweep_fills: AtomicU64,
+    pub sweep_announcements: AtomicU64,
     /// Uploads announced (`POST /files`).
     pub uploads_started: AtomicU64,
     /// Upload bytes received (parts of uploads, before any check).
@@ -66,7 +67,7 @@ pub fn dec(gauge: &AtomicU64) {
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 18] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 19] = [
             (
                 "natter_connections_open",
                 "gauge",
@@ -138,6 +139,12 @@ impl Metrics {
                 "counter",
                 "Rooms filled from the store by the sweep.",
                 &self.sweep_fills,
+            ),
+            (
+                "natter_sweep_announcements_total",
+                "counter",
+                "Rooms announced to a member by the sweep (the broker lost it).",
+                &self.sweep_announcements,
             ),
             (
                 "natter_uploads_started_total",

@@ -9,12 +9,19 @@
 //! store put into the hub; each connection following it fills the gap
 //! from the store before delivering it (`ws::deliver`), and skips what it
 //! already has. One query per sweep (per 500 rooms) when nothing is amiss.
+//!
+//! A room created (or joined) on a node killed before it announced it is
+//! lost the same way, and no event of the room reaches a node none of
+//! whose connections follow it. So each sweep also reads the memberships
+//! begun lately, and a member connected here whose connections still do
+//! not follow the room a sweep later is told of it (`room`), as the
+//! announcement would have.
 
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::store::Store;
-use natter_shared::{RoomId, Seq};
-use std::collections::HashMap;
+use natter_shared::{RoomId, Seq, SiteId, UserId};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::MissedTickBehavior;
@@ -32,13 +39,69 @@ pub(super) async fn run(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // Rooms found behind at the last sweep, with the seq stored then.
     let mut behind: HashMap<RoomId, Seq> = HashMap::new();
+    // Memberships not announced here at the last sweep.
+    let mut unannounced: HashSet<Joined> = HashSet::new();
+    let window =
+        i64::try_from(every.saturating_mul(4).max(JOINED_WINDOW).as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
         behind = sweep(&store, &hub, &metrics, &behind).await;
+        let since = crate::store::now_ms().saturating_sub(window);
+        unannounced = announce(&store, &hub, &metrics, since, &unannounced).await;
     }
+}
+
+/// A membership: (site, room, user).
+type Joined = (SiteId, RoomId, UserId);
+
+/// How far back each sweep looks for memberships begun (at least; four
+/// sweeps when they are further apart): wide enough for a batch's commit
+/// after its time was taken, and for clocks of nodes a little apart.
+const JOINED_WINDOW: Duration = Duration::from_secs(60);
+
+/// The most memberships one sweep reads.
+const JOINED_PER_SWEEP: u32 = 10_000;
+
+/// Tells the members connected here of the rooms they joined since `since`
+/// whose announcement never came; returns the memberships still not
+/// announced, to act on at the next sweep (unless it came by then).
+async fn announce(
+    store: &Store,
+    hub: &Hub,
+    metrics: &Metrics,
+    since: i64,
+    before: &HashSet<Joined>,
+) -> HashSet<Joined> {
+    if hub.connection_count() == 0 {
+        return HashSet::new();
+    }
+    let joined = match store.joined_since(since, JOINED_PER_SWEEP).await {
+        Ok(joined) => joined,
+        Err(err) => {
+            tracing::debug!(error = %err, "sweep: could not read the memberships begun lately");
+            return before.clone();
+        }
+    };
+    let mut unannounced = HashSet::new();
+    for (site, room, user) in joined {
+        let key = (site, room, user);
+        let (site, room, user) = &key;
+        // Not announced a whole sweep ago either: it is not coming.
+        let act = before.contains(&key);
+        if !hub.unannounced(site, room, user, act) {
+            continue;
+        }
+        if act {
+            metrics::inc(&metrics.sweep_announcements);
+            tracing::info!(%room, %user, "sweep: a room the broker never announced; announced from the store");
+        } else {
+            unannounced.insert(key);
+        }
+    }
+    unannounced
 }
 
 /// One sweep; returns the rooms behind, to look at again next time.

@@ -380,6 +380,25 @@ impl Hub {
         }
     }
 
+    /// Whether a live connection of `user` here does not follow `room`
+    /// (a room whose announcement never came); with `announce`, such
+    /// connections are then told of it, as by [`Hub::announce_room`].
+    pub fn unannounced(&self, site: &SiteId, room: &RoomId, user: &UserId, announce: bool) -> bool {
+        let mut inner = self.lock();
+        let missing: Vec<ConnId> = inner
+            .live_conns_of(site, user)
+            .into_iter()
+            .filter(|id| inner.conns.get(id).is_some_and(|c| !c.rooms.contains(room)))
+            .collect();
+        if announce {
+            for &id in &missing {
+                inner.subscribe_one(id, room);
+                inner.offer(id, Delivery::NewRoom(Box::new(room.clone())));
+            }
+        }
+        !missing.is_empty()
+    }
+
     /// Passes on at most one `typing` per (room, user) every `every` (the
     /// others are dropped: an indicator shown for a few seconds needs no
     /// more).

@@ -283,3 +283,30 @@ fn a_receipt_past_what_the_hub_knows_goes_to_the_whole_room() {
     );
     assert_eq!(counts(&mut regs), [1, 1, 0], "after it");
 }
+
+#[test]
+fn a_room_never_announced_is_told_only_to_the_connections_that_miss_it() {
+    let hub = Hub::default();
+    let site = SiteId::parse("s_1").expect("a site id");
+    let regs = following(&hub, &site, &["a"], 0);
+    // A second device of `a`, synced before the room existed.
+    let other = hub.register(site.clone(), user("a"), 8);
+    hub.begin_sync(other.id);
+    assert!(hub.unannounced(&site, &room(), &user("a"), false));
+    assert!(other.mailbox.try_recv().is_none(), "only looked at");
+    assert!(
+        !hub.unannounced(&site, &room(), &user("b"), false),
+        "b has no connection here"
+    );
+
+    assert!(hub.unannounced(&site, &room(), &user("a"), true));
+    assert!(matches!(other.mailbox.try_recv(), Some(Delivery::NewRoom(r)) if *r == room()));
+    assert!(
+        regs[0].mailbox.try_recv().is_none(),
+        "the one following it hears nothing"
+    );
+    assert!(
+        !hub.unannounced(&site, &room(), &user("a"), false),
+        "both follow it now"
+    );
+}

@@ -62,6 +62,32 @@ impl Store {
         Ok(found)
     }
 
+    /// The memberships begun at or after `since` (ms since the Unix
+    /// epoch), newest first, at most `limit`: (site, room, user).
+    pub async fn joined_since(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<(SiteId, RoomId, UserId)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT site_id, room_id, user_id FROM members WHERE joined_at >= ? \
+             ORDER BY joined_at DESC LIMIT ?",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_id(SiteId::parse, row.try_get::<String, _>("site_id")?)?,
+                    parse_id(RoomId::parse, row.try_get::<String, _>("room_id")?)?,
+                    parse_id(UserId::parse, row.try_get::<String, _>("user_id")?)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Creates a group room with its first members (no events: seq starts at 0).
     pub async fn create_group(
         &self,
