@@ -491,6 +491,10 @@ struct View {
     connects: usize,
     resyncs: usize,
     send_errors: usize,
+    /// Sends acked by each node, by its index.
+    acked_by: BTreeMap<usize, usize>,
+    /// The node of the last connection that synced.
+    synced_on: Option<usize>,
 }
 
 impl View {
@@ -537,6 +541,9 @@ struct Person {
     site: TestSite,
     nodes: Vec<SocketAddr>,
     home: usize,
+    /// A node the test sends this person to: they leave the one they are
+    /// on and connect there.
+    go: watch::Receiver<usize>,
     /// Messages to write, in order; the first `allowance` may be written.
     plan: Vec<(RoomId, String)>,
     allowance: watch::Receiver<usize>,
@@ -557,6 +564,8 @@ fn lock(view: &Mutex<View>) -> MutexGuard<'_, View> {
 /// How a connection ended.
 enum Ended {
     Dropped,
+    /// Left for the node the test named.
+    Sent(usize),
     Done,
 }
 
@@ -564,13 +573,18 @@ impl Person {
     async fn run(self) {
         let mut outbox: Vec<Pending> = Vec::new();
         let mut written = 0;
+        let mut home = self.home;
         let mut attempt = 0;
         loop {
             // Home first; after a drop, the next node.
-            let addr = self.nodes[(self.home + attempt) % self.nodes.len()];
-            match self.session(addr, &mut outbox, &mut written).await {
+            let node = (home + attempt) % self.nodes.len();
+            match self.session(node, &mut outbox, &mut written).await {
                 Ended::Done => return,
                 Ended::Dropped => attempt += 1,
+                Ended::Sent(to) => {
+                    (home, attempt) = (to, 0);
+                    continue;
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(RETRY) => {}
@@ -580,12 +594,10 @@ impl Person {
     }
 
     /// One connection: auth, sync, then sends and deliveries until it drops.
-    async fn session(
-        &self,
-        addr: SocketAddr,
-        outbox: &mut Vec<Pending>,
-        written: &mut usize,
-    ) -> Ended {
+    async fn session(&self, node: usize, outbox: &mut Vec<Pending>, written: &mut usize) -> Ended {
+        let mut go = self.go.clone();
+        go.mark_unchanged();
+        let addr = self.nodes[node];
         let Ok(mut client) = Client::connect_to(addr, &self.site.id, Some(ORIGIN)).await else {
             return Ended::Dropped;
         };
@@ -648,6 +660,10 @@ impl Person {
                     let _ = client.ws.close(None).await; // leaving anyway
                     return Ended::Done;
                 }
+                Ok(()) = go.changed() => {
+                    let _ = client.ws.close(None).await; // leaving anyway
+                    return Ended::Sent(*go.borrow_and_update());
+                }
             };
             let text = match msg {
                 Some(Ok(Message::Text(text))) => text,
@@ -668,7 +684,10 @@ impl Person {
                 }
                 ServerFrame::Page { events, .. } => events.into_iter().for_each(|e| view.take(e)),
                 ServerFrame::Event { event } => view.take(event),
-                ServerFrame::Synced {} => synced = true,
+                ServerFrame::Synced {} => {
+                    synced = true;
+                    view.synced_on = Some(node);
+                }
                 ServerFrame::Resync { .. } => {
                     view.resyncs += 1;
                     synced = false;
@@ -686,6 +705,7 @@ impl Person {
                     view.outstanding = outbox.len();
                     match view.acked.insert(client_id, (room.clone(), seq)) {
                         None if outbox.len() < before => {
+                            *view.acked_by.entry(node).or_default() += 1;
                             self.acked.fetch_add(1, Ordering::SeqCst);
                         }
                         None => view
@@ -747,6 +767,8 @@ async fn put(client: &mut Client, frame: &ClientFrame) -> Result<(), ()> {
 /// The people of a burst and the knobs the test turns.
 struct Crowd {
     views: Vec<(String, Arc<Mutex<View>>)>,
+    /// Where to send each person (see [`Crowd::send_to`]).
+    goes: Vec<watch::Sender<usize>>,
     acked: Arc<AtomicUsize>,
     allowance: watch::Sender<usize>,
     done: CancellationToken,
@@ -770,6 +792,7 @@ impl Crowd {
         let (allowance, allowed) = watch::channel(0);
         let done = CancellationToken::new();
         let mut views = Vec::new();
+        let mut goes = Vec::new();
         let mut tasks = Vec::new();
         for (i, name) in people.iter().enumerate() {
             let mut view = View::default();
@@ -781,11 +804,14 @@ impl Crowd {
             let plan = (0..writes)
                 .map(|n| (rooms[(i + n) % rooms.len()].clone(), format!("{name} #{n}")))
                 .collect();
+            let (to, go) = watch::channel(i % nodes.len());
+            goes.push(to);
             let person = Person {
                 name: name.clone(),
                 site: site.clone(),
                 nodes: nodes.to_vec(),
                 home: i % nodes.len(),
+                go,
                 plan,
                 allowance: allowed.clone(),
                 view: view.clone(),
@@ -797,6 +823,7 @@ impl Crowd {
         }
         Crowd {
             views,
+            goes,
             acked,
             allowance,
             done,
@@ -807,6 +834,12 @@ impl Crowd {
 
     fn acked(&self) -> usize {
         self.acked.load(Ordering::SeqCst)
+    }
+
+    /// Sends person `i` to node `node`: they leave the node they are on
+    /// and go on from there.
+    fn send_to(&self, i: usize, node: usize) {
+        self.goes[i].send_replace(node);
     }
 
     /// Lets every person write up to `n` messages.
@@ -1486,8 +1519,33 @@ async fn a_burst_across_three_nodes_survives_a_killed_node_and_a_broker_restart(
         .acked_at_least(PEOPLE * 32, "after the broker is back")
         .await;
 
-    // Stage 3: node 1 comes back; the rest of the burst.
+    // Stage 3: node 1 comes back, and the people it had go back to it;
+    // the rest of the burst.
     cluster.nodes[1].restart().await;
+    let back: Vec<usize> = (1..PEOPLE).step_by(3).collect();
+    let before_back: Vec<usize> = back
+        .iter()
+        .map(|&i| {
+            lock(&crowd.views[i].1)
+                .acked_by
+                .get(&1)
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
+    for &i in &back {
+        crowd.send_to(i, 1);
+    }
+    eventually(
+        STAGE,
+        "the people of node 1 synced on it again",
+        async || {
+            back.iter()
+                .all(|&i| lock(&crowd.views[i].1).synced_on == Some(1))
+                .then_some(())
+        },
+    )
+    .await;
     crowd.allow(EACH);
     crowd.acked_at_least(crowd.total, "every message").await;
     assert!(
@@ -1496,10 +1554,17 @@ async fn a_burst_across_three_nodes_survives_a_killed_node_and_a_broker_restart(
     );
 
     check_everything(&cluster.database_url, &rooms, &crowd).await;
-    for (name, view) in crowd.views.iter().skip(1).step_by(3) {
+    for (&i, before) in back.iter().zip(before_back) {
+        let (name, view) = &crowd.views[i];
+        let view = lock(view);
         assert!(
-            lock(view).connects >= 2,
-            "{name}, first on node 1, reconnected elsewhere"
+            view.connects >= 3,
+            "{name}, first on node 1, reconnected elsewhere, then came back"
+        );
+        assert!(
+            view.acked_by.get(&1).copied().unwrap_or(0) > before,
+            "{name} wrote through the restarted node 1: {:?}",
+            view.acked_by
         );
     }
     crowd.stop().await;
