@@ -1391,6 +1391,51 @@ async fn a_leaving_no_node_published_still_ends_the_room_for_that_member() {
     cluster.stop().await;
 }
 
+/// The room's row in the database, not a node's memory, decides each
+/// seq: a seq taken by another writer between two sends of a node is never
+/// given again, and two nodes sending at once never collide.
+#[tokio::test]
+async fn every_seq_is_the_databases_whoever_writes() {
+    let cluster = Cluster::start("natter_seqs", 2, NO_SWEEP).await;
+    let mut a = login(&cluster, 0, "a").await;
+    let mut b = login(&cluster, 1, "b").await;
+    let api = cluster.nodes[0].api(&cluster.site);
+    let room = api.group("seqs", &[User::id("a"), User::id("b")]).await.id;
+    assert_eq!(a.say(&room, "one").await, 1);
+    assert_eq!(b.say(&room, "two").await, 2);
+    // Another writer (a third process) takes seq 3 behind both nodes' backs.
+    store_unpublished(&cluster.database_url, &room, 3, "message", Some("three")).await;
+    assert_eq!(a.say(&room, "four").await, 4);
+    assert_eq!(b.say(&room, "five").await, 5);
+    // Both nodes at once, many times over: one order, no seq twice.
+    let (from_a, from_b) = tokio::join!(
+        async {
+            let mut seqs = Vec::new();
+            for n in 0..30 {
+                seqs.push(a.say(&room, &format!("a{n}")).await);
+            }
+            seqs
+        },
+        async {
+            let mut seqs = Vec::new();
+            for n in 0..30 {
+                seqs.push(b.say(&room, &format!("b{n}")).await);
+            }
+            seqs
+        }
+    );
+    let mut all: Vec<Seq> = from_a.iter().chain(&from_b).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (6..=65).collect::<Vec<Seq>>(), "every seq once");
+    let stored: Vec<Seq> = stored(&cluster.database_url, &room)
+        .await
+        .into_iter()
+        .map(|(seq, _, _)| seq)
+        .collect();
+    assert_eq!(stored, (1..=65).collect::<Vec<Seq>>());
+    cluster.stop().await;
+}
+
 #[tokio::test]
 async fn an_event_a_dying_node_never_published_reaches_every_node_by_the_sweep() {
     let cluster = Cluster::start("natter_sweep", 2, Duration::from_secs(1)).await;
