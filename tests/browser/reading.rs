@@ -158,7 +158,9 @@ pub async fn a_room_restored_from_a_backup_is_rebuilt(db: Db) {
 
 /// Scenario: a group's header says how many members it has and how many
 /// are online, and opens to their names, online ones marked: Alice sees
-/// only herself online, then Bob too once his browser opens the chat.
+/// only herself online, then Bob too once his browser opens the chat. Her
+/// message there reads "read by 1" once Bob has read it, and a tap on that
+/// names him.
 pub async fn a_group_shows_its_members_and_who_is_online(db: Db) {
     let world = World::new(db).await;
     world
@@ -189,6 +191,34 @@ pub async fn a_group_shows_its_members_and_who_is_online(db: Db) {
                .map(l => l.textContent).join(',');
              return s.textContent === '3 members, 2 online' && on === 'Alice,Bob'
                && all === 'Alice,Bob,Carol';",
+        )
+        .await;
+
+    // Bob reads her message: "read by 1", and a tap on it names him.
+    alice.type_and_send("Standup at 10?").await;
+    bob.choose("Team").await;
+    bob.wait_message("Standup at 10?", crate::harness::PATIENCE)
+        .await;
+    alice
+        .wait(
+            "read by one",
+            "var r = document.querySelector('.messages li.msg.mine button.receipt.read');
+             return r !== null && r.textContent === 'read by 1';",
+        )
+        .await;
+    alice
+        .js(
+            "document.querySelector('.messages li.msg.mine button.receipt').click();",
+            vec![],
+        )
+        .await;
+    alice
+        .wait(
+            "who read it, on a tap",
+            "var w = document.querySelector('.messages li.msg.mine .readers');
+             var r = document.querySelector('.messages li.msg.mine button.receipt');
+             return w !== null && w.textContent === 'Read by Bob'
+               && r.getAttribute('aria-expanded') === 'true';",
         )
         .await;
     world.finish(vec![alice, bob]).await;

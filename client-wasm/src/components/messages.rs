@@ -234,10 +234,33 @@ fn MessageItem(
             (n, true) => format!("read by {n}"),
         };
         let who = (!seen_by.is_empty()).then(|| format!("Read by {}", seen_by.join(", ")));
-        view! {
-            <small class="receipt" class:read=!seen_by.is_empty() title=who.clone() aria-label=who>
-                {label}
-            </small>
+        match who {
+            // A group's readers: named on hover, and listed on a tap (a
+            // touch screen has no hover).
+            Some(who) if in_group => {
+                let open = RwSignal::new(false);
+                view! {
+                    <button
+                        type="button"
+                        class="receipt read"
+                        title=who.clone()
+                        aria-expanded=move || open.get().to_string()
+                        on:click=move |_| open.update(|o| *o = !*o)
+                    >
+                        {label}
+                    </button>
+                    <Show when=move || open.get()>
+                        <small class="readers">{who.clone()}</small>
+                    </Show>
+                }
+                .into_any()
+            }
+            who => view! {
+                <small class="receipt" class:read=who.is_some() title=who.clone() aria-label=who>
+                    {label}
+                </small>
+            }
+            .into_any(),
         }
     });
     view! {
