@@ -23,6 +23,7 @@ mod admin;
 mod api;
 mod auth;
 mod chat;
+mod commits;
 mod demo;
 mod files;
 mod isolation;

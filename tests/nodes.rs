@@ -456,7 +456,7 @@ impl Drop for Cutter {
 
 /// The database URL with its host and port replaced by `addr`, and the
 /// host and port it named.
-async fn through(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
+pub(crate) async fn through(url: &str, addr: SocketAddr) -> (String, SocketAddr) {
     let start = url
         .rfind('@')
         .map(|at| at + 1)

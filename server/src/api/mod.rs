@@ -417,12 +417,9 @@ async fn post_message(
         body,
         files,
     };
+    // A repeat is published again by the writer: its first attempt may
+    // have committed yet failed, and so never been published.
     let written = state.writer.write(op).await?;
-    if written.duplicate {
-        // Its first attempt may have committed yet failed (the database
-        // link cut during the commit), and so never been published.
-        state.broker.event(&site.id, &written.event);
-    }
     let status = if written.duplicate && !made_here {
         StatusCode::OK
     } else {

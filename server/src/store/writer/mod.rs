@@ -18,7 +18,10 @@
 //! it to the hub), so storage knows nothing of fan-out.
 //!
 //! If a batch hits a database error, it is rolled back and each write is
-//! retried alone, so one bad write never fails its neighbours.
+//! retried alone, so one bad write never fails its neighbours. An error
+//! during the commit may hide a commit that took: a retried send is then
+//! found by its client id, and a retried membership change by its event
+//! ([`mysql::retry_alone`]).
 
 mod batch;
 mod mysql;
@@ -93,8 +96,10 @@ impl WriteOp {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub event: Event,
-    /// The write repeated an earlier one (same client id): `event` is the
-    /// one stored then, and nothing new was published.
+    /// The write repeated an earlier one (same client id; or, retried after
+    /// a commit that went unanswered, a membership change that had taken):
+    /// `event` is the one stored then, and it is published again (the
+    /// first attempt may never have been).
     pub duplicate: bool,
     /// The files a deletion took off its message: their bytes and rows
     /// are the caller's to delete.
@@ -260,12 +265,13 @@ async fn run_mysql(
     let mut batch = Vec::with_capacity(task.batch_max);
     while receive(&mut rx, &mut batch, task.batch_max, &task.stop).await > 0 {
         let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
+        let began = super::now_ms();
         let results = match mysql::try_commit(&store, &ops).await {
             Ok(results) => results,
             Err(err) => {
                 let mut one_by_one = Vec::with_capacity(ops.len());
                 for op in &ops {
-                    one_by_one.push(mysql::try_commit(&store, &[op]).await);
+                    one_by_one.push(mysql::retry_alone(&store, op, began).await);
                 }
                 after_failure(err, one_by_one)
             }

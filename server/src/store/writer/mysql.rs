@@ -36,6 +36,59 @@ pub(super) async fn try_commit(
     }
 }
 
+/// One write of a batch that failed, again on its own. A failure during
+/// the commit is ambiguous: the link to the database may have been cut
+/// after the commit took. A send is then found by its client id. A member
+/// already added (or already gone) is answered with the event that did
+/// it, when that was stored since `since` (ms, when the failed batch
+/// began): it is the failed batch's own, or one of the same moment that
+/// did the same thing.
+pub(super) async fn retry_alone(
+    store: &Store,
+    op: &WriteOp,
+    since: i64,
+) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+    let outcome = try_commit(store, &[op]).await?;
+    let (room, user, joined) = match (op, outcome.first()) {
+        (WriteOp::Join { room, user, .. }, Some(Err(StoreError::Conflict))) => (room, user, true),
+        (WriteOp::Leave { room, user, .. }, Some(Err(StoreError::NotFound))) => (room, user, false),
+        _ => return Ok(outcome),
+    };
+    let found = sqlx::query(concat!(
+        "SELECT ",
+        crate::store::rows::event_columns!(),
+        " FROM events WHERE room_id = ? AND subject = ? AND kind = ? AND ts >= ? \
+         AND seq > (SELECT last_seq FROM rooms WHERE id = ?) - ? ORDER BY seq DESC LIMIT 1"
+    ))
+    .bind(room.as_str())
+    .bind(user.as_str())
+    .bind(if joined {
+        "member_joined"
+    } else {
+        "member_left"
+    })
+    .bind(since)
+    .bind(room.as_str())
+    .bind(RECENT_EVENTS)
+    .fetch_optional(store.pool())
+    .await?;
+    match found {
+        Some(row) => {
+            tracing::info!(%room, %user, joined, "a membership change whose commit went unanswered had taken");
+            Ok(vec![Ok(Written {
+                event: event_from_row(&row)?,
+                duplicate: true,
+                freed: Vec::new(),
+            })])
+        }
+        None => Ok(outcome),
+    }
+}
+
+/// How far back [`retry_alone`] looks for a change already made: a room's
+/// latest events, past which a change of the failed batch cannot be.
+const RECENT_EVENTS: i64 = 10_000;
+
 /// How a batch finds the sends it already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Repeats {
