@@ -1006,6 +1006,17 @@ async fn login(cluster: &Cluster, n: usize, user: &str) -> Client {
     client
 }
 
+/// a on node 0 and b on node 1, both synced, in a new group `title` of
+/// the two (made through node 0; b has heard of it).
+async fn a_and_b_in(cluster: &Cluster, title: &str) -> (Client, Client, RoomId) {
+    let a = login(cluster, 0, "a").await;
+    let mut b = login(cluster, 1, "b").await;
+    let api = cluster.nodes[0].api(&cluster.site);
+    let room = api.group(title, &[User::id("a"), User::id("b")]).await.id;
+    b.recv_until(|f| announces(f, &room)).await;
+    (a, b, room)
+}
+
 fn announces(frame: &ServerFrame, room: &RoomId) -> bool {
     matches!(frame, ServerFrame::Rooms { rooms } if rooms.iter().any(|r| &r.id == room))
 }
@@ -1183,11 +1194,7 @@ async fn catch_up(client: &mut Client, room: &RoomId, held: Seq, want: Seq) -> V
 #[tokio::test]
 async fn what_was_sent_while_the_broker_was_down_arrives_once_it_is_back() {
     let mut cluster = Cluster::start("natter_tail", 2, NO_SWEEP).await;
-    let mut a = login(&cluster, 0, "a").await;
-    let mut b = login(&cluster, 1, "b").await;
-    let api = cluster.nodes[0].api(&cluster.site);
-    let room = api.group("tail", &[User::id("a"), User::id("b")]).await.id;
-    b.recv_until(|f| announces(f, &room)).await;
+    let (mut a, mut b, room) = a_and_b_in(&cluster, "tail").await;
     let first = a.say(&room, "before").await;
     b.recv_until(|f| is_event(f, &room, first)).await;
 
@@ -1272,11 +1279,7 @@ async fn a_gap_a_node_cannot_read_is_never_stepped_over() {
     let (url, _) = through(&cluster.database_url, cutter.addr).await;
     let broker = cluster.nats.url();
     cluster.add_node_on(&broker, &url).await;
-    let mut a = login(&cluster, 0, "a").await;
-    let mut b = login(&cluster, 1, "b").await;
-    let api = cluster.nodes[0].api(&cluster.site);
-    let room = api.group("gap", &[User::id("a"), User::id("b")]).await.id;
-    b.recv_until(|f| announces(f, &room)).await;
+    let (mut a, mut b, room) = a_and_b_in(&cluster, "gap").await;
     let first = a.say(&room, "before").await;
     b.recv_until(|f| is_event(f, &room, first)).await;
 
@@ -1397,10 +1400,7 @@ async fn a_leaving_no_node_published_still_ends_the_room_for_that_member() {
 #[tokio::test]
 async fn every_seq_is_the_databases_whoever_writes() {
     let cluster = Cluster::start("natter_seqs", 2, NO_SWEEP).await;
-    let mut a = login(&cluster, 0, "a").await;
-    let mut b = login(&cluster, 1, "b").await;
-    let api = cluster.nodes[0].api(&cluster.site);
-    let room = api.group("seqs", &[User::id("a"), User::id("b")]).await.id;
+    let (mut a, mut b, room) = a_and_b_in(&cluster, "seqs").await;
     assert_eq!(a.say(&room, "one").await, 1);
     assert_eq!(b.say(&room, "two").await, 2);
     // Another writer (a third process) takes seq 3 behind both nodes' backs.
@@ -1439,11 +1439,7 @@ async fn every_seq_is_the_databases_whoever_writes() {
 #[tokio::test]
 async fn an_event_a_dying_node_never_published_reaches_every_node_by_the_sweep() {
     let cluster = Cluster::start("natter_sweep", 2, Duration::from_secs(1)).await;
-    let mut a = login(&cluster, 0, "a").await;
-    let mut b = login(&cluster, 1, "b").await;
-    let api = cluster.nodes[0].api(&cluster.site);
-    let room = api.group("sweep", &[User::id("a"), User::id("b")]).await.id;
-    b.recv_until(|f| announces(f, &room)).await;
+    let (mut a, mut b, room) = a_and_b_in(&cluster, "sweep").await;
     let first = a.say(&room, "published").await;
     b.recv_until(|f| is_event(f, &room, first)).await;
 
