@@ -97,7 +97,8 @@ pub struct Config {
     pub broker_subject_prefix: String,
 
     /// Seconds between sweeps that compare what reached this node through
-    /// the broker with what is stored, and fill what never came.
+    /// the broker with what is stored, and fill what never came (events,
+    /// and rooms its people joined lately).
     #[arg(
         long,
         global = true,
