@@ -25,7 +25,7 @@ impl Fixture {
     async fn on(db: Db) -> Fixture {
         let app = spawn_app(db).await;
         let body = json!({"title": "Physics 101", "members": [{"id": "alice", "name": "Alice"}, {"id": "bob"}]});
-        let (status, room) = call(&app, Method::POST, "/rooms", Some(body)).await;
+        let (status, room) = app.call(Method::POST, "/rooms", Some(body)).await;
         assert_eq!(status, 201, "creating the room: {room}");
         let rid = room["id"].as_str().expect("room id").to_string();
         Fixture { app, room, rid }
@@ -33,7 +33,7 @@ impl Fixture {
 
     /// An API call with the site's key: the status and the JSON answered.
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(&self.app, method, path, body).await
+        self.app.call(method, path, body).await
     }
 
     /// `POST /rooms/{room}/messages`.
@@ -77,16 +77,6 @@ impl Fixture {
         crate::assert_no_panics();
         self.app.stop().await;
     }
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.api(method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.expect("request");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
 }
 
 fn code(v: &Value) -> &str {
@@ -846,7 +836,7 @@ async fn site_commands_rotate_the_key_and_remove_a_site_with_everything(db: Db) 
 /// secret (with a grace), API key; bad input changes nothing.
 async fn the_site_is_read_and_changed_through_the_api(db: Db) {
     let app = spawn_app(db).await;
-    let (status, site) = call(&app, Method::GET, "/site", None).await;
+    let (status, site) = app.call(Method::GET, "/site", None).await;
     assert_eq!(status, 200);
     assert_eq!(site["id"], json!(app.site.id.as_str()));
     assert_eq!(site["origins"], json!([ORIGIN]));
@@ -854,7 +844,7 @@ async fn the_site_is_read_and_changed_through_the_api(db: Db) {
 
     // A bad origin with a good name: neither is made.
     let bad = json!({"name": "Renamed", "origins": ["https://ok.example", "not an origin"]});
-    let (status, body) = call(&app, Method::PATCH, "/site", Some(bad)).await;
+    let (status, body) = app.call(Method::PATCH, "/site", Some(bad)).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_input"))
@@ -865,15 +855,19 @@ async fn the_site_is_read_and_changed_through_the_api(db: Db) {
             .unwrap_or("")
             .contains("not an origin")
     );
-    let (status, _) = call(&app, Method::PATCH, "/site", Some(json!({"name": " "}))).await;
+    let (status, _) = app
+        .call(Method::PATCH, "/site", Some(json!({"name": " "})))
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = call(&app, Method::PATCH, "/site", Some(json!({"colour": "red"}))).await;
+    let (status, _) = app
+        .call(Method::PATCH, "/site", Some(json!({"colour": "red"})))
+        .await;
     assert_eq!(status, 400);
-    let (_, site) = call(&app, Method::GET, "/site", None).await;
+    let (_, site) = app.call(Method::GET, "/site", None).await;
     assert_eq!(site["name"], json!("test"));
 
     let change = json!({"name": "Renamed", "origins": ["https://New.example/", ORIGIN]});
-    let (status, site) = call(&app, Method::PATCH, "/site", Some(change)).await;
+    let (status, site) = app.call(Method::PATCH, "/site", Some(change)).await;
     assert_eq!(status, 200);
     assert_eq!(site["name"], json!("Renamed"));
     assert_eq!(site["origins"], json!(["https://new.example", ORIGIN]));
@@ -882,13 +876,13 @@ async fn the_site_is_read_and_changed_through_the_api(db: Db) {
 
     // A new secret with a grace: old tokens still work, new ones too.
     let old_token = app.token("alice");
-    let (status, rotated) = call(
-        &app,
-        Method::POST,
-        "/site/rotate-secret",
-        Some(json!({"grace_secs": 3600})),
-    )
-    .await;
+    let (status, rotated) = app
+        .call(
+            Method::POST,
+            "/site/rotate-secret",
+            Some(json!({"grace_secs": 3600})),
+        )
+        .await;
     assert_eq!(status, 200);
     let until = rotated["previous_secret_until"].as_i64().expect("until");
     assert!((until - now_secs() - 3600).abs() <= 2, "{rotated}");
@@ -908,21 +902,21 @@ async fn the_site_is_read_and_changed_through_the_api(db: Db) {
     };
     assert!(signs_in(old_token.clone()).await, "within the grace");
     assert!(signs_in(token_for(&fresh, "alice", 600)).await);
-    let (_, site) = call(&app, Method::GET, "/site", None).await;
+    let (_, site) = app.call(Method::GET, "/site", None).await;
     assert_eq!(site["previous_secret_until"], json!(until));
-    let (status, _) = call(
-        &app,
-        Method::POST,
-        "/site/rotate-secret",
-        Some(json!({"grace_secs": 31 * 24 * 3600})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/site/rotate-secret",
+            Some(json!({"grace_secs": 31 * 24 * 3600})),
+        )
+        .await;
     assert_eq!(status, 400);
 
     // A new key: this one stops at once.
-    let (status, key) = call(&app, Method::POST, "/site/rotate-key", None).await;
+    let (status, key) = app.call(Method::POST, "/site/rotate-key", None).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&app, Method::GET, "/site", None).await;
+    let (status, _) = app.call(Method::GET, "/site", None).await;
     assert_eq!(status, 401);
     let api = ApiClient::new(
         app.http.clone(),

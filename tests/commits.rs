@@ -145,15 +145,6 @@ async fn a_commit_whose_answer_is_lost_is_neither_doubled_nor_refused() {
     let app = spawn_app_at(Db::MariaDb, url, scratch, |_| {}).await;
     let room = app.group("busy", &["alice", "bob"]).await.id;
     let (mut bob, _) = app.login("bob").await;
-    let call = async |method: Method, path: String, body: Option<Value>| -> (u16, Value) {
-        let mut req = app.api_client().request(method, &path);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.expect("the API answers");
-        let status = res.status().as_u16();
-        (status, res.json().await.expect("a JSON answer"))
-    };
     let messages = format!("/rooms/{room}/messages");
     let members = format!("/rooms/{room}/members");
     let steps: [Step; 4] = [
@@ -192,7 +183,7 @@ async fn a_commit_whose_answer_is_lost_is_neither_doubled_nor_refused() {
     ];
     for (n, (what, method, path, body, status, needle)) in steps.into_iter().enumerate() {
         cutter.arm(needle);
-        let (got, answer) = call(method, path, body).await;
+        let (got, answer) = app.call(method, &path, body).await;
         assert_eq!(cutter.cuts(), n + 1, "{what}: its commit was cut");
         assert_eq!(got, status, "{what}: answered as done: {answer}");
         let seq = n as Seq + 1;
@@ -209,7 +200,7 @@ async fn a_commit_whose_answer_is_lost_is_neither_doubled_nor_refused() {
             other => panic!("expected an event, got {other:?}"),
         }
     }
-    let (status, page) = call(Method::GET, messages, None).await;
+    let (status, page) = app.call(Method::GET, &messages, None).await;
     assert_eq!(status, 200);
     let kinds: Vec<String> = page["events"]
         .as_array()

@@ -311,6 +311,23 @@ impl TestApp {
         self.api_client().request(method, path)
     }
 
+    /// An API call with the first site's key: the status and the JSON
+    /// answered (`null` when the answer is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.api(method, path);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("the API answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// An API request with a given site's key.
     pub fn api_as(
         &self,

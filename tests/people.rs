@@ -55,21 +55,6 @@ async fn frames_until_message(
     }
 }
 
-async fn api_json(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = app.api(method, path);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.expect("api call");
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(serde_json::Value::Null))
-}
-
 async fn markers_move_forward_and_counts_follow(db: Db) {
     let app = spawn_app(db).await;
     let room = app.group("Ward", &["alice", "bob", "carol"]).await;
@@ -137,15 +122,13 @@ async fn markers_move_forward_and_counts_follow(db: Db) {
 
     // Someone else joining or leaving is noise; one's own joining is not.
     let path = format!("/rooms/{}/members", room.id);
-    let (status, _) = api_json(
-        &app,
-        Method::POST,
-        &path,
-        Some(json!({"user": {"id": "dave"}})),
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::POST, &path, Some(json!({"user": {"id": "dave"}})))
+        .await;
     assert_eq!(status, 201);
-    let (status, _) = api_json(&app, Method::DELETE, &format!("{path}/carol"), None).await;
+    let (status, _) = app
+        .call(Method::DELETE, &format!("{path}/carol"), None)
+        .await;
     assert_eq!(status, 200);
     let (_, rooms) = app.login("bob").await;
     assert_eq!(
@@ -162,17 +145,17 @@ async fn markers_move_forward_and_counts_follow(db: Db) {
     assert_eq!(listed.unread, 1, "being added counts");
 
     // The site's backend reads the counts and sets a marker.
-    let (status, counts) = api_json(&app, Method::GET, "/users/bob/unread", None).await;
+    let (status, counts) = app.call(Method::GET, "/users/bob/unread", None).await;
     assert_eq!(status, 200);
     assert_eq!(counts["total"], 1);
     assert_eq!(counts["rooms"][0]["room"], room.id.as_str());
-    let (status, marker) = api_json(
-        &app,
-        Method::PUT,
-        &format!("/rooms/{}/members/bob/read", room.id),
-        Some(json!({"seq": 1000})),
-    )
-    .await;
+    let (status, marker) = app
+        .call(
+            Method::PUT,
+            &format!("/rooms/{}/members/bob/read", room.id),
+            Some(json!({"seq": 1000})),
+        )
+        .await;
     assert_eq!(status, 200, "{marker}");
     assert_eq!(
         (marker["read"].as_u64(), marker["unread"].as_u64()),
@@ -213,24 +196,24 @@ async fn markers_move_forward_and_counts_follow(db: Db) {
         }
         other => panic!("expected not_member, got {other:?}"),
     }
-    let (status, body) = api_json(
-        &app,
-        Method::PUT,
-        &format!("/rooms/{}/members/eve/read", room.id),
-        Some(json!({"seq": 1})),
-    )
-    .await;
+    let (status, body) = app
+        .call(
+            Method::PUT,
+            &format!("/rooms/{}/members/eve/read", room.id),
+            Some(json!({"seq": 1})),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("not_member"))
     );
-    let (status, _) = api_json(
-        &app,
-        Method::POST,
-        "/rooms",
-        Some(json!({"title": "X", "members": [{"id": "zed", "read": 3}]})),
-    )
-    .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/rooms",
+            Some(json!({"title": "X", "members": [{"id": "zed", "read": 3}]})),
+        )
+        .await;
     assert_eq!(status, 400, "a marker is not set by creating a room");
     crate::assert_no_panics();
     app.stop().await;
@@ -279,17 +262,15 @@ async fn a_receipt_reaches_the_authors_of_what_it_passed(db: Db) {
 async fn receipts_off_show_a_marker_to_its_owner_only(db: Db) {
     let app = spawn_app(db).await;
     let settings = json!({"receipts": {"dialog": true, "group": false}, "presence": true});
-    let (status, back) = api_json(&app, Method::PUT, "/settings", Some(settings.clone())).await;
+    let (status, back) = app
+        .call(Method::PUT, "/settings", Some(settings.clone()))
+        .await;
     assert_eq!((status, &back), (200, &settings));
-    let (_, got) = api_json(&app, Method::GET, "/settings", None).await;
+    let (_, got) = app.call(Method::GET, "/settings", None).await;
     assert_eq!(got, settings);
-    let (status, _) = api_json(
-        &app,
-        Method::PUT,
-        "/settings",
-        Some(json!({"presence": true})),
-    )
-    .await;
+    let (status, _) = app
+        .call(Method::PUT, "/settings", Some(json!({"presence": true})))
+        .await;
     assert_eq!(status, 400, "the whole object is required");
 
     let room = app.group("Support", &["alice", "bob"]).await;
@@ -457,7 +438,7 @@ async fn room_mates_see_who_is_online_with_a_grace(db: Db) {
 
     // A site that turns presence off sends none.
     let off = json!({"receipts": {"dialog": true, "group": true}, "presence": false});
-    let (status, _) = api_json(&app, Method::PUT, "/settings", Some(off)).await;
+    let (status, _) = app.call(Method::PUT, "/settings", Some(off)).await;
     assert_eq!(status, 200);
     let mut quiet = login_watching(&app, "alice").await;
     let seen = frames_until_message(
@@ -491,7 +472,7 @@ async fn presence_follows_the_rooms_people_join_and_leave(db: Db) {
 
     let path = format!("/rooms/{}/members", group.id);
     let body = json!({"user": {"id": "carol", "name": "Carol"}});
-    let (status, _) = api_json(&app, Method::POST, &path, Some(body)).await;
+    let (status, _) = app.call(Method::POST, &path, Some(body)).await;
     assert_eq!(status, 201, "carol joins");
     assert!(
         presence_of(&mut dave, "carol").await.online,
@@ -503,7 +484,7 @@ async fn presence_follows_the_rooms_people_join_and_leave(db: Db) {
     );
 
     let path = format!("/rooms/{}/members/carol", with_bob.id);
-    let (status, _) = api_json(&app, Method::DELETE, &path, None).await;
+    let (status, _) = app.call(Method::DELETE, &path, None).await;
     assert_eq!(status, 200, "carol leaves the group she shared with bob");
     drop(carol);
     let gone = presence_of(&mut dave, "carol").await;
@@ -620,7 +601,7 @@ async fn a_large_room_lists_its_readers_and_pages_the_rest(db: Db) {
     }
     // Bob reads furthest: he is listed whoever else is.
     let path = format!("/rooms/{}/members/bob/read", room.id);
-    let (status, _) = api_json(&app, Method::PUT, &path, Some(json!({"seq": 3}))).await;
+    let (status, _) = app.call(Method::PUT, &path, Some(json!({"seq": 3}))).await;
     assert_eq!(status, 200);
 
     let (mut carol, rooms) = app.login("m007").await;
@@ -652,7 +633,9 @@ async fn a_large_room_lists_its_readers_and_pages_the_rest(db: Db) {
     }
 
     // The API pages them too, and the room itself lists ten.
-    let (status, info) = api_json(&app, Method::GET, &format!("/rooms/{}", room.id), None).await;
+    let (status, info) = app
+        .call(Method::GET, &format!("/rooms/{}", room.id), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(info["member_count"], 252);
     assert_eq!(info["members"].as_array().map(Vec::len), Some(10));
@@ -664,7 +647,7 @@ async fn a_large_room_lists_its_readers_and_pages_the_rest(db: Db) {
         } else {
             path
         };
-        let (status, page) = api_json(&app, Method::GET, &path, None).await;
+        let (status, page) = app.call(Method::GET, &path, None).await;
         assert_eq!(status, 200, "{page}");
         let members = page["members"].as_array().expect("members");
         seen.extend(
@@ -679,7 +662,7 @@ async fn a_large_room_lists_its_readers_and_pages_the_rest(db: Db) {
     }
     assert_eq!(seen, want);
     let path = format!("/rooms/{}/members?limit=501", room.id);
-    let (status, body) = api_json(&app, Method::GET, &path, None).await;
+    let (status, body) = app.call(Method::GET, &path, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("invalid_input"))
