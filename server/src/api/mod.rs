@@ -4,6 +4,7 @@
 
 mod audit;
 mod hooks;
+mod messages;
 mod openapi;
 mod people;
 mod reports;
@@ -12,8 +13,8 @@ mod site;
 use crate::error::ApiError;
 use crate::gate::Rate;
 use crate::state::AppState;
+use crate::store::Site;
 use crate::store::writer::WriteOp;
-use crate::store::{AttachError, PageFrom, Site};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::HeaderValue;
@@ -24,14 +25,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use natter_shared::api::{
-    AddMember, CreateRoom, ErrorBody, EventPage, FileTypes, MemberList, OpenDialog, PostMessage,
-    RoomList,
+    AddMember, CreateRoom, ErrorBody, FileTypes, MemberList, OpenDialog, RoomList,
 };
 use natter_shared::limits::{MAX_MEMBERS, MAX_NAME_BYTES, MAX_TITLE_BYTES, MEMBERS_PAGE};
-use natter_shared::text::{Body, clean_label};
-use natter_shared::{
-    Attachment, ClientId, ErrorCode, Event, FileId, Member, RoomId, RoomInfo, Seq, UserId,
-};
+use natter_shared::text::clean_label;
+use natter_shared::{ErrorCode, Event, Member, RoomId, RoomInfo, UserId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
@@ -51,8 +49,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_room))
         .routes(routes!(add_member, members))
         .routes(routes!(remove_member))
-        .routes(routes!(post_message, history))
-        .routes(routes!(delete_message))
+        .routes(routes!(messages::post_message, messages::history))
+        .routes(routes!(messages::delete_message))
         .routes(routes!(people::set_read))
         .routes(routes!(people::mute, people::unmute))
         .routes(routes!(user_rooms))
@@ -349,119 +347,6 @@ async fn remove_member(
     Ok(Json(written.event))
 }
 
-/// `DELETE /rooms/{room}/messages/{seq}`: deletes a message for everyone.
-/// Its row keeps only its sender and time, a `message_deleted` tombstone
-/// goes to the room (and to every client's cache through it), and its files
-/// are deleted. Answers the tombstone; a message deleted before answers
-/// as it stands (`deleted`); any other event, or none, is 404.
-#[utoipa::path(delete, path = "/rooms/{room}/messages/{seq}", tag = "messages", params(("room" = String, Path, description = "Room id"), ("seq" = u64, Path, description = "The message's seq")), responses((status = 200, description = "The message_deleted tombstone (again: the deleted message)", body = Event), (status = 404, description = "No such room or message", body = ErrorBody)))]
-async fn delete_message(
-    State(state): State<AppState>,
-    ApiSite(site): ApiSite,
-    Path((room, seq)): Path<(String, String)>,
-) -> Result<Json<Event>, ApiError> {
-    let room = parse_room(room)?;
-    let seq: Seq = seq
-        .parse()
-        .ok()
-        .filter(|&seq| seq > 0)
-        .ok_or_else(|| ApiError::invalid("the seq is a whole number from 1"))?;
-    let written =
-        crate::moderation::delete_message(&state, &site.id, &room, seq, audit::API_ACTOR).await?;
-    Ok(Json(written.event))
-}
-
-#[utoipa::path(post, path = "/rooms/{room}/messages", tag = "messages", params(("room" = String, Path, description = "Room id")), request_body = PostMessage, responses((status = 201, description = "The stored message", body = Event), (status = 200, description = "The message stored before under this client_id", body = Event), (status = 403, description = "`from` is not a member", body = ErrorBody), (status = 404, description = "No such room", body = ErrorBody), (status = 422, description = "A file that cannot be posted", body = ErrorBody)))]
-async fn post_message(
-    State(state): State<AppState>,
-    ApiSite(site): ApiSite,
-    Path(room): Path<String>,
-    ApiJson(req): ApiJson<PostMessage>,
-) -> Result<(StatusCode, Json<Event>), ApiError> {
-    let room = parse_room(room)?;
-    let max = state.config.limits.max_body_bytes;
-    let parsed = if req.files.is_empty() {
-        Body::parse(req.body, max)
-    } else {
-        Body::caption(req.body, max)
-    };
-    let body = parsed.map_err(|e| {
-        ApiError::client(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BodyInvalid,
-            e.to_string(),
-        )
-    })?;
-    if let Some(from) = &req.from
-        && state.store.is_banned(&site.id, from).await?
-    {
-        return Err(ApiError::client(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Banned,
-            "the site has banned this user",
-        ));
-    }
-    let files = attach(&state, &site, &room, req.from.as_ref(), &req.files).await?;
-    // A post without a client id gets one here: should its commit go
-    // unanswered (the database link cut during it), the writer's retry
-    // then finds it stored instead of storing it twice.
-    let made_here = req.client_id.is_none();
-    let client_id = req
-        .client_id
-        .unwrap_or_else(|| ClientId::from_uuid(uuid::Uuid::now_v7()));
-    let op = WriteOp::Message {
-        site: site.id.clone(),
-        room,
-        sender: req.from,
-        client_id: Some(client_id),
-        body,
-        files,
-    };
-    // A repeat is published again by the writer: its first attempt may
-    // have committed yet failed, and so never been published.
-    let written = state.writer.write(op).await?;
-    let status = if written.duplicate && !made_here {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((status, Json(written.event)))
-}
-
-/// The attachments of a post: files uploaded for its sender (see
-/// [`crate::store::Store::attach_files`]).
-async fn attach(
-    state: &AppState,
-    site: &Site,
-    room: &RoomId,
-    from: Option<&UserId>,
-    ids: &[FileId],
-) -> Result<Vec<Attachment>, ApiError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(from) = from else {
-        return Err(ApiError::invalid(
-            "a message with files needs `from`: the user the files were uploaded for",
-        ));
-    };
-    ensure_room(state, site, room).await?;
-    let max = state.config.files.max_files_per_message;
-    state
-        .store
-        .attach_files(&site.id, from, room, ids, max)
-        .await
-        .map_err(|err| match err {
-            AttachError::TooMany(_) => ApiError::invalid(err.to_string()),
-            AttachError::Store(err) => err.into(),
-            other => ApiError::client(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::FileInvalid,
-                other.to_string(),
-            ),
-        })
-}
-
 /// `GET /api/v1/file-types`: the list in force for the site.
 #[utoipa::path(get, path = "/file-types", tag = "site", responses((status = 200, description = "The file types in force", body = Vec<String>)))]
 async fn get_file_types(
@@ -505,42 +390,6 @@ async fn put_file_types(
         ..site
     };
     Ok(Json(crate::files::site_types(&state, &site)))
-}
-
-/// `?before=` or `?after=` (exclusive), and `?limit=`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryQuery {
-    before: Option<Seq>,
-    after: Option<Seq>,
-    limit: Option<u32>,
-}
-
-#[utoipa::path(get, path = "/rooms/{room}/messages", tag = "messages", params(("room" = String, Path, description = "Room id"), ("before" = Option<u64>, Query, description = "Events before this seq (the latest unless given)"), ("after" = Option<u64>, Query, description = "Events after this seq"), ("limit" = Option<u32>, Query, description = "1 to 1000")), responses((status = 200, description = "Events, ascending", body = EventPage), (status = 404, description = "No such room", body = ErrorBody)))]
-async fn history(
-    State(state): State<AppState>,
-    ApiSite(site): ApiSite,
-    Path(room): Path<String>,
-    query: Result<Query<HistoryQuery>, QueryRejection>,
-) -> Result<Json<EventPage>, ApiError> {
-    let room = parse_room(room)?;
-    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = q
-        .limit
-        .unwrap_or_else(|| state.config.limits.page_size.clamp(1, MAX_HISTORY_LIMIT));
-    if limit == 0 || limit > MAX_HISTORY_LIMIT {
-        return Err(ApiError::invalid(format!(
-            "limit must be 1..={MAX_HISTORY_LIMIT}"
-        )));
-    }
-    ensure_room(&state, &site, &room).await?;
-    let from = match (q.before, q.after) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("give before or after, not both")),
-        (None, Some(after)) => PageFrom::After(after),
-        (before, None) => PageFrom::Before(before.unwrap_or(Seq::MAX)),
-    };
-    let page = state.store.events_page(&room, from, limit).await?;
-    Ok(Json(page))
 }
 
 /// `?limit=&after=` of a listing by id.
