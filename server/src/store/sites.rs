@@ -39,9 +39,22 @@ const MAX_CACHED_SITES: usize = 10_000;
 /// Sites as the WebSocket upgrade and the widget page look them up: a
 /// flood of upgrades costs one query per site every [`SITE_TTL`], an
 /// unknown id included.
+///
+/// An entry's age counts from when its query began, not from when it
+/// ended: a query that overlapped a change may have read the row as it
+/// was before, and it must not keep that for a whole [`SITE_TTL`] after
+/// the change. For the same reason a site forgotten (changed through this
+/// node) is not cached again by a query begun before the change.
 #[derive(Default)]
 pub(super) struct SiteCache {
-    entries: Mutex<HashMap<SiteId, (Instant, Option<Site>)>>,
+    entries: Mutex<HashMap<SiteId, (Instant, Cached)>>,
+}
+
+enum Cached {
+    Site(Option<Site>),
+    /// Changed through this node at the entry's instant: only a query
+    /// begun after it may be cached.
+    Forgotten,
 }
 
 impl SiteCache {
@@ -49,21 +62,31 @@ impl SiteCache {
     /// stale).
     fn read<T>(&self, id: &SiteId, look: impl FnOnce(&Option<Site>) -> T) -> Option<T> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, site) = entries.get(id)?;
-        (at.elapsed() < SITE_TTL).then(|| look(site))
+        match entries.get(id)? {
+            (at, Cached::Site(site)) if at.elapsed() < SITE_TTL => Some(look(site)),
+            _ => None,
+        }
     }
 
-    fn put(&self, id: SiteId, site: Option<Site>) {
+    /// Keeps what a query begun at `asked` read, unless the entry holds
+    /// something newer (a later query's answer, or a change).
+    fn put(&self, id: SiteId, asked: Instant, site: Option<Site>) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.get(&id).is_some_and(|(at, _)| *at > asked) {
+            return;
+        }
         if entries.len() >= MAX_CACHED_SITES {
             entries.clear();
         }
-        entries.insert(id, (Instant::now(), site));
+        entries.insert(id, (asked, Cached::Site(site)));
     }
 
     pub(super) fn forget(&self, id: &SiteId) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        entries.remove(id);
+        if entries.len() >= MAX_CACHED_SITES {
+            entries.clear();
+        }
+        entries.insert(id.clone(), (Instant::now(), Cached::Forgotten));
     }
 }
 
@@ -276,8 +299,9 @@ impl Store {
         if let Some(site) = self.sites.read(id, Option::clone) {
             return Ok(site);
         }
+        let asked = Instant::now();
         let site = self.site(id).await?;
-        self.sites.put(id.clone(), site.clone());
+        self.sites.put(id.clone(), asked, site.clone());
         Ok(site)
     }
 
@@ -378,5 +402,57 @@ impl Store {
         .execute(&self.pool)
         .await?;
         self.site_updated(site, done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> Option<Site> {
+        Some(Site {
+            id: SiteId::parse("s_1").expect("a site id"),
+            name: name.to_string(),
+            token_secret: Secret::new("secret".to_string()),
+            origins: Vec::new(),
+            file_types: None,
+            settings: Settings::default(),
+            previous_secret: None,
+        })
+    }
+
+    fn name(cache: &SiteCache, id: &SiteId) -> Option<String> {
+        cache
+            .read(id, |site| site.as_ref().map(|s| s.name.clone()))
+            .flatten()
+    }
+
+    /// An answer is as old as its question: one begun before a change
+    /// never outlives the change by a whole TTL, nor outranks a newer one.
+    #[test]
+    fn a_cached_site_is_as_old_as_the_query_that_read_it() {
+        let cache = SiteCache::default();
+        let id = SiteId::parse("s_1").expect("a site id");
+
+        // A query begun before a change made through this node: dropped.
+        let before = Instant::now();
+        cache.forget(&id);
+        cache.put(id.clone(), before, named("old"));
+        assert_eq!(name(&cache, &id), None);
+
+        // One begun after it is kept, and an older answer arriving late
+        // does not replace it.
+        let after = Instant::now();
+        cache.put(id.clone(), after, named("new"));
+        cache.put(id.clone(), before, named("old"));
+        assert_eq!(name(&cache, &id).as_deref(), Some("new"));
+
+        // A query begun a TTL ago is stale as soon as it is answered.
+        let slow = SiteCache::default();
+        let long_ago = Instant::now()
+            .checked_sub(SITE_TTL)
+            .expect("the clock runs past a TTL");
+        slow.put(id.clone(), long_ago, named("slow"));
+        assert_eq!(name(&slow, &id), None);
     }
 }
