@@ -133,6 +133,12 @@ impl Inner {
         }
     }
 
+    /// Has the connection follow a room new to it, and tells it of the room.
+    fn announce_to(&mut self, id: ConnId, room: &RoomId) {
+        self.subscribe_one(id, room);
+        self.offer(id, Delivery::NewRoom(Box::new(room.clone())));
+    }
+
     /// Queues without waiting; a full queue marks the connection lagged.
     fn offer(&mut self, id: ConnId, delivery: Delivery) {
         let Some(entry) = self.conns.get(&id) else {
@@ -374,8 +380,7 @@ impl Hub {
         let mut inner = self.lock();
         for user in members {
             for id in inner.live_conns_of(site, user) {
-                inner.subscribe_one(id, room);
-                inner.offer(id, Delivery::NewRoom(Box::new(room.clone())));
+                inner.announce_to(id, room);
             }
         }
     }
@@ -392,8 +397,7 @@ impl Hub {
             .collect();
         if announce {
             for &id in &missing {
-                inner.subscribe_one(id, room);
-                inner.offer(id, Delivery::NewRoom(Box::new(room.clone())));
+                inner.announce_to(id, room);
             }
         }
         !missing.is_empty()
