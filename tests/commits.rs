@@ -4,9 +4,8 @@
 //! twice nor refuse it as a repeat of itself.
 
 use crate::assert_no_panics;
-use crate::nodes::through;
+use crate::nodes::{Proxy, app_behind};
 use natter_shared::{Seq, ServerFrame};
-use natter_tests::{Db, fresh_database, spawn_app_at};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -29,7 +28,7 @@ struct CommitCutter {
 /// How long the database is given to finish a commit before the cut.
 const COMMIT_TIME: Duration = Duration::from_millis(300);
 
-impl CommitCutter {
+impl Proxy for CommitCutter {
     async fn start(upstream: SocketAddr) -> CommitCutter {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
         let addr = listener.local_addr().expect("proxy address");
@@ -52,6 +51,12 @@ impl CommitCutter {
         }
     }
 
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl CommitCutter {
     /// The next connection to send `needle` has its next commit cut.
     fn arm(&self, needle: &str) {
         *self.needle.lock().unwrap_or_else(|e| e.into_inner()) = Some(needle.as_bytes().to_vec());
@@ -138,11 +143,7 @@ type Step<'a> = (&'a str, Method, String, Option<Value>, u16, &'a str);
 /// answered as done, stored once, and reaches a member once, in order.
 #[tokio::test]
 async fn a_commit_whose_answer_is_lost_is_neither_doubled_nor_refused() {
-    let (direct, scratch) = fresh_database(Db::MariaDb).await;
-    let (_, upstream) = through(&direct, SocketAddr::from(([127, 0, 0, 1], 0))).await;
-    let cutter = CommitCutter::start(upstream).await;
-    let (url, _) = through(&direct, cutter.addr).await;
-    let app = spawn_app_at(Db::MariaDb, url, scratch, |_| {}).await;
+    let (app, cutter, _) = app_behind::<CommitCutter>().await;
     let room = app.group("busy", &["alice", "bob"]).await.id;
     let (mut bob, _) = app.login("bob").await;
     let messages = format!("/rooms/{room}/messages");

@@ -16,8 +16,8 @@ use natter_shared::{
     ClientFrame, ClientId, Cursor, ErrorCode, Event, EventKind, RoomId, Seq, ServerFrame,
 };
 use natter_tests::{
-    ApiClient, Client, Db, ORIGIN, Scratch, TestSite, User, cid, eventually, fresh_database,
-    metric_in, natter_bin, register, spawn_app_at, token_for, unique,
+    ApiClient, Client, Db, ORIGIN, Scratch, TestApp, TestSite, User, cid, eventually,
+    fresh_database, metric_in, natter_bin, register, spawn_app_at, token_for, unique,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -401,7 +401,26 @@ struct Cutter {
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Cutter {
+/// A TCP proxy a test puts between a server and its database.
+pub(crate) trait Proxy: Sized {
+    /// Listens on a free port, passing connections on to `upstream`.
+    async fn start(upstream: SocketAddr) -> Self;
+    /// Where it listens.
+    fn addr(&self) -> SocketAddr;
+}
+
+/// A server on a fresh MariaDB database, which it reaches through a proxy
+/// of type `P` only; with the database's own URL, for the test.
+pub(crate) async fn app_behind<P: Proxy>() -> (TestApp, P, String) {
+    let (direct, scratch) = fresh_database(Db::MariaDb).await;
+    let (_, upstream) = through(&direct, SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let proxy = P::start(upstream).await;
+    let (url, _) = through(&direct, proxy.addr()).await;
+    let app = spawn_app_at(Db::MariaDb, url, scratch, |_| {}).await;
+    (app, proxy, direct)
+}
+
+impl Proxy for Cutter {
     async fn start(upstream: SocketAddr) -> Cutter {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
         let addr = listener.local_addr().expect("proxy address");
@@ -435,6 +454,12 @@ impl Cutter {
         Cutter { addr, pass, task }
     }
 
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Cutter {
     fn cut(&self) {
         self.pass.send_replace(Pass::Nothing);
     }
@@ -1700,11 +1725,7 @@ async fn a_broker_setting_that_cannot_work_stops_the_start() {
 async fn a_database_cut_mid_burst_loses_nothing_acked_and_recovers() {
     const PEOPLE: usize = 4;
     const EACH: usize = 40;
-    let (direct, scratch) = fresh_database(Db::MariaDb).await;
-    let (_, upstream) = through(&direct, SocketAddr::from(([127, 0, 0, 1], 0))).await;
-    let cutter = Cutter::start(upstream).await;
-    let (url, _) = through(&direct, cutter.addr).await;
-    let app = spawn_app_at(Db::MariaDb, url, scratch, |_| {}).await;
+    let (app, cutter, direct) = app_behind::<Cutter>().await;
     let people: Vec<String> = (0..PEOPLE).map(|i| format!("w{i}")).collect();
     let mut members: Vec<&str> = people.iter().map(String::as_str).collect();
     members.push("reader");
@@ -1761,11 +1782,7 @@ async fn a_database_cut_mid_burst_loses_nothing_acked_and_recovers() {
 
 #[tokio::test]
 async fn health_says_503_within_two_seconds_when_the_database_hangs() {
-    let (direct, scratch) = fresh_database(Db::MariaDb).await;
-    let (_, upstream) = through(&direct, SocketAddr::from(([127, 0, 0, 1], 0))).await;
-    let cutter = Cutter::start(upstream).await;
-    let (url, _) = through(&direct, cutter.addr).await;
-    let app = spawn_app_at(Db::MariaDb, url, scratch, |_| {}).await;
+    let (app, cutter, _) = app_behind::<Cutter>().await;
     let health = app.url("/healthz");
     let res = app.http.get(&health).send().await.expect("health answers");
     assert_eq!(res.status(), 200);
