@@ -13,7 +13,8 @@
 //! A room created (or joined) on a node killed before it announced it is
 //! lost the same way, and no event of the room reaches a node none of
 //! whose connections follow it. So each sweep also reads the memberships
-//! begun lately, and a member connected here whose connections still do
+//! begun lately (since a while before the last sweep that could read
+//! them), and a member connected here whose connections still do
 //! not follow the room a sweep later is told of it (`room`), as the
 //! announcement would have.
 
@@ -43,15 +44,29 @@ pub(super) async fn run(
     let mut unannounced: HashSet<Joined> = HashSet::new();
     let window =
         i64::try_from(every.saturating_mul(4).max(JOINED_WINDOW).as_millis()).unwrap_or(i64::MAX);
+    // When the memberships were last read (ms since the Unix epoch).
+    let mut read_at: Option<i64> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
         behind = sweep(&store, &hub, &metrics, &behind).await;
-        let since = crate::store::now_ms().saturating_sub(window);
-        unannounced = announce(&store, &hub, &metrics, since, &unannounced).await;
+        let now = crate::store::now_ms();
+        let since = look_back_from(now, read_at, window);
+        let read;
+        (unannounced, read) = announce(&store, &hub, &metrics, since, &unannounced).await;
+        if read {
+            read_at = Some(now);
+        }
     }
+}
+
+/// Where a sweep at `now` starts reading memberships: a `window` before
+/// the last sweep that read them, so that none begun while the store could
+/// not be read (or sweeps were late) is passed over.
+fn look_back_from(now: i64, read_at: Option<i64>, window: i64) -> i64 {
+    read_at.unwrap_or(now).min(now).saturating_sub(window)
 }
 
 /// A membership: (site, room, user).
@@ -67,22 +82,24 @@ const JOINED_PER_SWEEP: u32 = 10_000;
 
 /// Tells the members connected here of the rooms they joined since `since`
 /// whose announcement never came; returns the memberships still not
-/// announced, to act on at the next sweep (unless it came by then).
+/// announced, to act on at the next sweep (unless it came by then), and
+/// whether the memberships could be read (with no one connected here,
+/// none need be).
 async fn announce(
     store: &Store,
     hub: &Hub,
     metrics: &Metrics,
     since: i64,
     before: &HashSet<Joined>,
-) -> HashSet<Joined> {
+) -> (HashSet<Joined>, bool) {
     if hub.connection_count() == 0 {
-        return HashSet::new();
+        return (HashSet::new(), true);
     }
     let joined = match store.joined_since(since, JOINED_PER_SWEEP).await {
         Ok(joined) => joined,
         Err(err) => {
             tracing::debug!(error = %err, "sweep: could not read the memberships begun lately");
-            return before.clone();
+            return (before.clone(), false);
         }
     };
     let mut unannounced = HashSet::new();
@@ -101,7 +118,7 @@ async fn announce(
             unannounced.insert(key);
         }
     }
-    unannounced
+    (unannounced, true)
 }
 
 /// One sweep; returns the rooms behind, to look at again next time.
@@ -157,4 +174,20 @@ async fn sweep(
         }
     }
     behind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::look_back_from;
+
+    #[test]
+    fn memberships_are_read_from_a_window_before_the_last_read() {
+        // The first sweep, and one right after the last: a window back.
+        assert_eq!(look_back_from(100_000, None, 60_000), 40_000);
+        assert_eq!(look_back_from(100_000, Some(95_000), 60_000), 35_000);
+        // After five minutes without a read, back to before the last one.
+        assert_eq!(look_back_from(400_000, Some(100_000), 60_000), 40_000);
+        // A clock stepped back never looks ahead of now.
+        assert_eq!(look_back_from(100_000, Some(200_000), 60_000), 40_000);
+    }
 }
