@@ -81,6 +81,23 @@ impl Env {
         cmd
     }
 
+    /// `cargo install args`, built for a short build rather than a fast
+    /// tool: without the crate's own LTO, in 16 codegen units, at
+    /// `opt-level` 1. The tools only drive other programs (or check a lock
+    /// file), and a fresh machine builds four of them.
+    pub fn cargo_install<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.cargo(["install"]);
+        cmd.args(args)
+            .env("CARGO_PROFILE_RELEASE_LTO", "false")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1");
+        cmd
+    }
+
     /// `cargo args` with the cargo that runs xtask, without the variables
     /// `cargo run` gave xtask: some build scripts (ring's) watch them, so
     /// a cargo that sees them rebuilds what a cargo run by hand built.
@@ -144,12 +161,10 @@ pub fn ensure_build_tools(env: &Env) -> Result<()> {
     }
 
     if env.output("trunk", ["--version"]).as_deref() != Some(&format!("trunk {TRUNK_VERSION}")) {
-        // Trunk's own LTO profile doubles the build time for no use here.
-        let mut install = env.cargo(["install", "--locked", &format!("trunk@{TRUNK_VERSION}")]);
-        install
-            .env("CARGO_PROFILE_RELEASE_LTO", "false")
-            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
-        env.step(&format!("cargo install trunk@{TRUNK_VERSION}"), install)?;
+        env.step(
+            &format!("cargo install trunk@{TRUNK_VERSION}"),
+            env.cargo_install(["--locked", &format!("trunk@{TRUNK_VERSION}")]),
+        )?;
     }
 
     let bindgen = format!("wasm-bindgen {WASM_BINDGEN_VERSION}");
@@ -158,12 +173,7 @@ pub fn ensure_build_tools(env: &Env) -> Result<()> {
         // registry here lacks.
         env.step(
             &format!("cargo install wasm-bindgen-cli --version {WASM_BINDGEN_VERSION}"),
-            env.cargo([
-                "install",
-                "wasm-bindgen-cli",
-                "--version",
-                WASM_BINDGEN_VERSION,
-            ]),
+            env.cargo_install(["wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION]),
         )?;
     }
 
@@ -254,11 +264,7 @@ pub fn ensure_other_browsers(env: &Env) -> Result<(PathBuf, PathBuf)> {
     if !version.is_some_and(|v| v.starts_with(&gecko)) {
         env.step(
             &format!("cargo install geckodriver@{GECKODRIVER_VERSION}"),
-            env.cargo([
-                "install",
-                "--locked",
-                &format!("geckodriver@{GECKODRIVER_VERSION}"),
-            ]),
+            env.cargo_install(["--locked", &format!("geckodriver@{GECKODRIVER_VERSION}")]),
         )?;
     }
     let geckodriver = env
@@ -275,11 +281,7 @@ pub fn ensure_cargo_deny(env: &Env) -> Result<()> {
     if !version.is_some_and(|v| v.starts_with(&wanted)) {
         env.step(
             &format!("cargo install cargo-deny@{CARGO_DENY_VERSION}"),
-            env.cargo([
-                "install",
-                "--locked",
-                &format!("cargo-deny@{CARGO_DENY_VERSION}"),
-            ]),
+            env.cargo_install(["--locked", &format!("cargo-deny@{CARGO_DENY_VERSION}")]),
         )?;
     }
     Ok(())
