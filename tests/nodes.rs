@@ -1295,15 +1295,21 @@ async fn store_unpublished(
     tx.commit().await.expect("committed");
 }
 
-#[tokio::test]
-async fn a_gap_a_node_cannot_read_is_never_stepped_over() {
-    let mut cluster = Cluster::start("natter_gap_unread", 1, NO_SWEEP).await;
-    // Node 1 reaches the database through a link the test cuts.
+/// Two nodes on NATS, node 1 reaching the database through a link the
+/// test cuts.
+async fn cut_off_second_node(test: &str) -> (Cluster, Cutter) {
+    let mut cluster = Cluster::start(test, 1, NO_SWEEP).await;
     let (_, upstream) = through(&cluster.database_url, SocketAddr::from(([127, 0, 0, 1], 0))).await;
     let cutter = Cutter::start(upstream).await;
     let (url, _) = through(&cluster.database_url, cutter.addr).await;
     let broker = cluster.nats.url();
     cluster.add_node_on(&broker, &url).await;
+    (cluster, cutter)
+}
+
+#[tokio::test]
+async fn a_gap_a_node_cannot_read_is_never_stepped_over() {
+    let (cluster, cutter) = cut_off_second_node("natter_gap_unread").await;
     let (mut a, mut b, room) = a_and_b_in(&cluster, "gap").await;
     let first = a.say(&room, "before").await;
     b.recv_until(|f| is_event(f, &room, first)).await;
@@ -1366,6 +1372,64 @@ async fn a_gap_a_node_cannot_read_is_never_stepped_over() {
         }
     }
     assert_eq!(seqs, [first + 1, first + 2]);
+    cluster.stop().await;
+}
+
+/// A member added while their node cannot read the database: their
+/// connection cannot tell them of the room, so it sends nothing of the
+/// room (no event of a room the client was never given) and asks for a
+/// resync; once the database is back, the sync brings the room.
+#[tokio::test]
+async fn a_member_added_while_their_node_cannot_read_gets_the_room_before_its_events() {
+    let (cluster, cutter) = cut_off_second_node("natter_join_unread").await;
+    let mut a = login(&cluster, 0, "a").await;
+    let mut b = login(&cluster, 1, "b").await;
+    let api = cluster.nodes[0].api(&cluster.site);
+    let room = api.group("later", &[User::id("a"), User::id("c")]).await.id;
+    a.say(&room, "before b").await;
+
+    cutter.cut();
+    let res = api
+        .request(reqwest::Method::POST, &format!("/rooms/{room}/members"))
+        .json(&serde_json::json!({"user": {"id": "b"}}))
+        .send()
+        .await
+        .expect("add member");
+    assert_eq!(res.status(), 201);
+    let told = tokio::time::timeout(STAGE, async {
+        loop {
+            match b.recv().await {
+                ServerFrame::Event { event } if event.room == room => {
+                    panic!("b was sent {event:?} of a room it was never given")
+                }
+                ServerFrame::Resync { reason } => return reason,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("b is told to resync");
+    assert!(told.contains("could not be read"), "{told}");
+
+    // The database is back: b syncs and is given the room.
+    cutter.restore();
+    let deadline = Instant::now() + STAGE;
+    'sync: loop {
+        assert!(Instant::now() < deadline, "b was never given {room}");
+        b.send(&ClientFrame::Sync { cursors: vec![] }).await;
+        loop {
+            match b.recv().await {
+                ServerFrame::Rooms { rooms } if rooms.iter().any(|r| r.id == room) => break 'sync,
+                ServerFrame::Synced {} => break,
+                // The database may still be reconnecting: ask again.
+                ServerFrame::Error { .. } => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
     cluster.stop().await;
 }
 

@@ -3,7 +3,9 @@
 //! delivered per room: an event already delivered is skipped, and one
 //! that arrives past a gap is preceded by the missing events read from the
 //! store. A gap that holds this user's own leaving (its live event lost on
-//! the way between nodes) ends the room for this connection there. A gap
+//! the way between nodes) ends the room for this connection there, and
+//! an event of a room the connection does not follow reaches it only once
+//! the store says the user is a member. A gap
 //! that cannot be read (the database is away) is never stepped over: the
 //! connection is told to `resync` instead.
 
@@ -14,6 +16,16 @@ use crate::hub::{Delivery, Published};
 use axum::extract::ws::Utf8Bytes;
 use futures_util::SinkExt;
 use natter_shared::{Event, EventKind, RoomId, Seq, ServerFrame};
+
+/// What announcing a room new to the connection came to.
+enum Announced {
+    /// The user is a member: the room was sent.
+    Member,
+    /// Not a member (any more): nothing of the room may be sent.
+    NotMember,
+    /// The membership could not be read (why): nothing may be sent.
+    Unread(String),
+}
 
 /// What reading a gap came to.
 enum Filled {
@@ -52,7 +64,14 @@ impl<S: FrameSink> Conn<S> {
                 if self.sent.contains_key(&room) {
                     return Ok(());
                 }
-                self.announce(&room).await?;
+                match self.announce(&room).await? {
+                    Announced::Member => {}
+                    Announced::NotMember => {
+                        self.state.hub.unfollow(self.reg.id, &room);
+                        return Ok(());
+                    }
+                    Announced::Unread(reason) => return self.resync(reason).await,
+                }
                 self.sent.insert(room.clone(), 0);
                 // The whole history, leavings and rejoinings included.
                 match self.fill_gap(&room, Seq::MAX).await? {
@@ -68,8 +87,17 @@ impl<S: FrameSink> Conn<S> {
         let last = match self.sent.get(&p.room) {
             Some(&last) => last,
             None => {
-                // A room this connection has not seen: it was just joined.
-                self.announce(&p.room).await?;
+                // A room this connection has not seen: it was just joined,
+                // or it was left (an event queued before the leaving was
+                // found in a gap, or a removal right after the join).
+                match self.announce(&p.room).await? {
+                    Announced::Member => {}
+                    Announced::NotMember => {
+                        self.state.hub.unfollow(self.reg.id, &p.room);
+                        return Ok(());
+                    }
+                    Announced::Unread(reason) => return self.resync(reason).await,
+                }
                 let last = p.seq.saturating_sub(1);
                 self.sent.insert(p.room.clone(), last);
                 last
@@ -102,8 +130,8 @@ impl<S: FrameSink> Conn<S> {
     }
 
     /// Sends a `rooms` frame for one room (just joined), and who of its
-    /// members is online.
-    async fn announce(&mut self, room: &RoomId) -> Result<(), Gone> {
+    /// members is online, when the user is a member.
+    async fn announce(&mut self, room: &RoomId) -> Result<Announced, Gone> {
         let (site, user) = (&self.identity.site, &self.identity.user);
         match self.state.store.room_for_user(site, room, user).await {
             Ok(Some(mut info)) => {
@@ -114,10 +142,13 @@ impl<S: FrameSink> Conn<S> {
                 if self.settings.presence {
                     self.tell_presence(mates).await?;
                 }
-                Ok(())
+                Ok(Announced::Member)
             }
-            Ok(None) => Ok(()),
-            Err(err) => self.store_failed(err).await,
+            Ok(None) => Ok(Announced::NotMember),
+            Err(err) => Ok(Announced::Unread(format!(
+                "room {room} could not be read: {}",
+                store_error_parts(&err).2
+            ))),
         }
     }
 
