@@ -1295,6 +1295,24 @@ async fn store_unpublished(
     tx.commit().await.expect("committed");
 }
 
+/// The reason of the `resync` the client is told within the stage;
+/// panics on an event of `room` before it.
+async fn resync_before_any_event_of(client: &mut Client, room: &RoomId) -> String {
+    tokio::time::timeout(STAGE, async {
+        loop {
+            match client.recv().await {
+                ServerFrame::Event { event } if &event.room == room => {
+                    panic!("sent {event:?} before a resync")
+                }
+                ServerFrame::Resync { reason } => return reason,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("told to resync")
+}
+
 /// Two nodes on NATS, node 1 reaching the database through a link the
 /// test cuts.
 async fn cut_off_second_node(test: &str) -> (Cluster, Cutter) {
@@ -1328,19 +1346,8 @@ async fn a_gap_a_node_cannot_read_is_never_stepped_over() {
     cutter.cut();
     let after = a.say(&room, "after the gap").await;
     assert_eq!(after, first + 2);
-    let told = tokio::time::timeout(STAGE, async {
-        loop {
-            match b.recv().await {
-                ServerFrame::Event { event } if event.room == room => {
-                    panic!("b was sent seq {} past the gap after {first}", event.seq)
-                }
-                ServerFrame::Resync { reason } => return reason,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("b is told to resync");
+    // b is told to resync, and sent nothing of the room past the gap.
+    let told = resync_before_any_event_of(&mut b, &room).await;
     assert!(told.contains("could not be read"), "{told}");
 
     // The database is back: b syncs from what it holds and gets both.
@@ -1396,19 +1403,8 @@ async fn a_member_added_while_their_node_cannot_read_gets_the_room_before_its_ev
         .await
         .expect("add member");
     assert_eq!(res.status(), 201);
-    let told = tokio::time::timeout(STAGE, async {
-        loop {
-            match b.recv().await {
-                ServerFrame::Event { event } if event.room == room => {
-                    panic!("b was sent {event:?} of a room it was never given")
-                }
-                ServerFrame::Resync { reason } => return reason,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("b is told to resync");
+    // b is told to resync, and sent nothing of the room it was not given.
+    let told = resync_before_any_event_of(&mut b, &room).await;
     assert!(told.contains("could not be read"), "{told}");
 
     // The database is back: b syncs and is given the room.
