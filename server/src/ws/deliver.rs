@@ -17,16 +17,6 @@ use axum::extract::ws::Utf8Bytes;
 use futures_util::SinkExt;
 use natter_shared::{Event, EventKind, RoomId, Seq, ServerFrame};
 
-/// What announcing a room new to the connection came to.
-enum Announced {
-    /// The user is a member: the room was sent.
-    Member,
-    /// Not a member (any more): nothing of the room may be sent.
-    NotMember,
-    /// The membership could not be read (why): nothing may be sent.
-    Unread(String),
-}
-
 /// What reading a gap came to.
 enum Filled {
     /// Read and sent, with this user's last membership change among the
@@ -64,13 +54,8 @@ impl<S: FrameSink> Conn<S> {
                 if self.sent.contains_key(&room) {
                     return Ok(());
                 }
-                match self.announce(&room).await? {
-                    Announced::Member => {}
-                    Announced::NotMember => {
-                        self.state.hub.unfollow(self.reg.id, &room);
-                        return Ok(());
-                    }
-                    Announced::Unread(reason) => return self.resync(reason).await,
+                if !self.announce(&room).await? {
+                    return Ok(());
                 }
                 self.sent.insert(room.clone(), 0);
                 // The whole history, leavings and rejoinings included.
@@ -90,13 +75,8 @@ impl<S: FrameSink> Conn<S> {
                 // A room this connection has not seen: it was just joined,
                 // or it was left (an event queued before the leaving was
                 // found in a gap, or a removal right after the join).
-                match self.announce(&p.room).await? {
-                    Announced::Member => {}
-                    Announced::NotMember => {
-                        self.state.hub.unfollow(self.reg.id, &p.room);
-                        return Ok(());
-                    }
-                    Announced::Unread(reason) => return self.resync(reason).await,
+                if !self.announce(&p.room).await? {
+                    return Ok(());
                 }
                 let last = p.seq.saturating_sub(1);
                 self.sent.insert(p.room.clone(), last);
@@ -130,8 +110,10 @@ impl<S: FrameSink> Conn<S> {
     }
 
     /// Sends a `rooms` frame for one room (just joined), and who of its
-    /// members is online, when the user is a member.
-    async fn announce(&mut self, room: &RoomId) -> Result<Announced, Gone> {
+    /// members is online; true then. False when nothing of the room may be
+    /// sent: the user is not a member (the room is unfollowed), or the
+    /// membership could not be read (the connection is told to resync).
+    async fn announce(&mut self, room: &RoomId) -> Result<bool, Gone> {
         let (site, user) = (&self.identity.site, &self.identity.user);
         match self.state.store.room_for_user(site, room, user).await {
             Ok(Some(mut info)) => {
@@ -142,13 +124,20 @@ impl<S: FrameSink> Conn<S> {
                 if self.settings.presence {
                     self.tell_presence(mates).await?;
                 }
-                Ok(Announced::Member)
+                Ok(true)
             }
-            Ok(None) => Ok(Announced::NotMember),
-            Err(err) => Ok(Announced::Unread(format!(
-                "room {room} could not be read: {}",
-                store_error_parts(&err).2
-            ))),
+            Ok(None) => {
+                self.state.hub.unfollow(self.reg.id, room);
+                Ok(false)
+            }
+            Err(err) => {
+                let reason = format!(
+                    "room {room} could not be read: {}",
+                    store_error_parts(&err).2
+                );
+                self.resync(reason).await?;
+                Ok(false)
+            }
         }
     }
 
