@@ -413,11 +413,18 @@ pub(crate) trait Proxy: Sized {
 /// of type `P` only; with the database's own URL, for the test.
 pub(crate) async fn app_behind<P: Proxy>() -> (TestApp, P, String) {
     let (direct, scratch) = fresh_database(Db::MariaDb).await;
-    let (_, upstream) = through(&direct, SocketAddr::from(([127, 0, 0, 1], 0))).await;
-    let proxy = P::start(upstream).await;
-    let (url, _) = through(&direct, proxy.addr()).await;
+    let (proxy, url) = proxied::<P>(&direct).await;
     let app = spawn_app_at(Db::MariaDb, url, scratch, |_| {}).await;
     (app, proxy, direct)
+}
+
+/// A proxy of type `P` in front of the database `url` names, and the URL
+/// that reaches the database through it.
+async fn proxied<P: Proxy>(url: &str) -> (P, String) {
+    let (_, upstream) = through(url, SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let proxy = P::start(upstream).await;
+    let (through_proxy, _) = through(url, proxy.addr()).await;
+    (proxy, through_proxy)
 }
 
 impl Proxy for Cutter {
@@ -1313,13 +1320,45 @@ async fn resync_before_any_event_of(client: &mut Client, room: &RoomId) -> Strin
     .expect("told to resync")
 }
 
+/// Sends `sync` with these cursors until a frame of its answer is `done`,
+/// within the stage; asks again after `synced`, or after an error (the
+/// database may still be reconnecting).
+async fn sync_until(
+    client: &mut Client,
+    cursors: &[Cursor],
+    what: &str,
+    mut done: impl FnMut(&ServerFrame) -> bool,
+) {
+    let deadline = Instant::now() + STAGE;
+    loop {
+        assert!(Instant::now() < deadline, "not within the stage: {what}");
+        client
+            .send(&ClientFrame::Sync {
+                cursors: cursors.to_vec(),
+            })
+            .await;
+        loop {
+            let frame = client.recv().await;
+            if done(&frame) {
+                return;
+            }
+            match frame {
+                ServerFrame::Synced {} => break,
+                ServerFrame::Error { .. } => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Two nodes on NATS, node 1 reaching the database through a link the
 /// test cuts.
 async fn cut_off_second_node(test: &str) -> (Cluster, Cutter) {
     let mut cluster = Cluster::start(test, 1, NO_SWEEP).await;
-    let (_, upstream) = through(&cluster.database_url, SocketAddr::from(([127, 0, 0, 1], 0))).await;
-    let cutter = Cutter::start(upstream).await;
-    let (url, _) = through(&cluster.database_url, cutter.addr).await;
+    let (cutter, url) = proxied::<Cutter>(&cluster.database_url).await;
     let broker = cluster.nats.url();
     cluster.add_node_on(&broker, &url).await;
     (cluster, cutter)
@@ -1354,30 +1393,17 @@ async fn a_gap_a_node_cannot_read_is_never_stepped_over() {
     cutter.restore();
     let cursors = vec![Cursor::new(room.clone(), first)];
     let mut seqs = Vec::new();
-    let deadline = Instant::now() + STAGE;
-    while !seqs.contains(&after) {
-        assert!(Instant::now() < deadline, "{room}: b holds {seqs:?}");
-        b.send(&ClientFrame::Sync {
-            cursors: cursors.clone(),
-        })
-        .await;
-        loop {
-            match b.recv().await {
-                ServerFrame::Page {
-                    room: r, events, ..
-                } if r == room => {
-                    seqs = events.iter().map(|e| e.seq).collect();
-                }
-                ServerFrame::Synced {} => break,
-                // The database may still be reconnecting: ask again.
-                ServerFrame::Error { .. } => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
-                _ => {}
-            }
+    sync_until(&mut b, &cursors, "b holds the seq past the gap", |frame| {
+        if let ServerFrame::Page {
+            room: r, events, ..
+        } = frame
+            && r == &room
+        {
+            seqs = events.iter().map(|e| e.seq).collect();
         }
-    }
+        seqs.contains(&after)
+    })
+    .await;
     assert_eq!(seqs, [first + 1, first + 2]);
     cluster.stop().await;
 }
@@ -1409,23 +1435,10 @@ async fn a_member_added_while_their_node_cannot_read_gets_the_room_before_its_ev
 
     // The database is back: b syncs and is given the room.
     cutter.restore();
-    let deadline = Instant::now() + STAGE;
-    'sync: loop {
-        assert!(Instant::now() < deadline, "b was never given {room}");
-        b.send(&ClientFrame::Sync { cursors: vec![] }).await;
-        loop {
-            match b.recv().await {
-                ServerFrame::Rooms { rooms } if rooms.iter().any(|r| r.id == room) => break 'sync,
-                ServerFrame::Synced {} => break,
-                // The database may still be reconnecting: ask again.
-                ServerFrame::Error { .. } => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
+    sync_until(&mut b, &[], "b is given the room", |frame| {
+        announces(frame, &room)
+    })
+    .await;
     cluster.stop().await;
 }
 
