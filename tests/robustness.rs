@@ -306,3 +306,63 @@ async fn the_connection_limit_refuses_with_503_and_metrics_count() {
     }
     app.stop().await;
 }
+
+/// What axum refuses before any handler runs (a path that is not UTF-8,
+/// a query field given twice, a method a route does not take) is a JSON
+/// error like every other, with its status and headers.
+#[tokio::test]
+async fn refusals_made_before_a_handler_are_json_too() {
+    let app = spawn_app(Db::Sqlite).await;
+    let http = reqwest::Client::new();
+    let site = app.site.id.as_str();
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/api/v1/rooms/%FF".to_string(),
+            true,
+            400,
+        ),
+        (reqwest::Method::GET, "/files/%FF".to_string(), false, 400),
+        (
+            reqwest::Method::GET,
+            format!("/ws?site={site}&site={site}"),
+            false,
+            0,
+        ),
+        (reqwest::Method::DELETE, "/session".to_string(), false, 405),
+        (reqwest::Method::PUT, "/api/v1/rooms".to_string(), true, 405),
+    ];
+    for (method, path, with_key, status) in cases {
+        let request = if with_key {
+            app.api(method.clone(), path.trim_start_matches("/api/v1"))
+        } else {
+            http.request(method.clone(), app.url(&path))
+        };
+        let res = request.send().await.expect("answered");
+        // 0: some client error (a plain GET of /ws is no upgrade either).
+        if status == 0 {
+            assert!(
+                res.status().is_client_error(),
+                "{method} {path}: {}",
+                res.status()
+            );
+        } else {
+            assert_eq!(res.status().as_u16(), status, "{method} {path}");
+        }
+        let allow = res.headers().get("allow").cloned();
+        let body: serde_json::Value = res
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON: {e}"));
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !code.is_empty() && !message.is_empty(),
+            "{method} {path}: {body}"
+        );
+        if status == 405 {
+            assert!(allow.is_some(), "{method} {path}: the methods it takes");
+        }
+    }
+    app.stop().await;
+}

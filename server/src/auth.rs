@@ -161,11 +161,11 @@ pub fn verify(
     mac(secret, signing_input.as_bytes())
         .verify_slice(&sig)
         .map_err(|_| TokenError::Signature)?;
-    if now > claims.exp + LEEWAY_SECS {
+    if now > claims.exp.saturating_add(LEEWAY_SECS) {
         return Err(TokenError::Expired);
     }
     if let Some(nbf) = claims.nbf
-        && now + LEEWAY_SECS < nbf
+        && now.saturating_add(LEEWAY_SECS) < nbf
     {
         return Err(TokenError::NotYetValid);
     }
@@ -291,6 +291,17 @@ mod tests {
             verify(&token, &site, &secret, 100_000, DAY),
             Err(TokenError::TooLong(DAY + 3_600, DAY))
         );
+        // Times at the ends of the range are refused, not overflowed.
+        for (exp, nbf) in [
+            (i64::MAX, None),
+            (i64::MAX, Some(i64::MAX)),
+            (0, Some(i64::MIN)),
+        ] {
+            let mut far = claims(exp);
+            far.nbf = nbf;
+            let token = sign(&far, &secret);
+            assert!(verify(&token, &site, &secret, 100_000, DAY).is_err());
+        }
         // Without `iat`, the lifetime counts from now.
         let token = sign(&claims(100_000 + 2 * DAY), &secret);
         assert!(matches!(

@@ -156,3 +156,54 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The longest body of one of axum's own refusals that is carried over
+/// into the JSON error (they are a line of text).
+const REFUSAL_TEXT_BYTES: usize = 4096;
+
+/// Makes every client error of the routes it wraps a JSON error: the
+/// refusals axum makes itself before a handler runs (a path that is not
+/// valid UTF-8, a query field given twice, a method the route does not
+/// take) come as plain text or with no body at all. Their status and
+/// headers (`Allow`, say) stay.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REFUSAL_TEXT_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::TooManyRequests,
+        _ => ErrorCode::InvalidInput,
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut out = ApiError::client(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -250,27 +250,32 @@ impl App {
     /// All routes.
     pub fn router(&self) -> Router {
         let config = &self.state.config;
-        let mut router = Router::new()
-            .route("/healthz", get(healthz))
-            .route("/metrics", get(metrics_text))
+        // A request and its body within `--request-timeout-secs` (file
+        // uploads, long by nature, and the socket are not bounded so).
+        let deadline = || axum::middleware::from_fn_with_state(self.state.clone(), api::deadline);
+        // What clients and sites' backends call: every refusal is JSON.
+        let chat = Router::new()
             .route("/ws", get(ws::handler))
             .route("/session", get(session::check))
             .route(
                 "/reports",
                 axum::routing::post(reports::create)
-                    .layer(DefaultBodyLimit::max(config.limits.max_request_bytes)),
+                    .layer(DefaultBodyLimit::max(config.limits.max_request_bytes))
+                    .layer(deadline()),
             )
             .merge(files::routes())
-            .merge(admin::router())
             .nest(
                 "/api/v1",
                 api::router()
                     .layer(DefaultBodyLimit::max(config.limits.max_request_bytes))
-                    .layer(axum::middleware::from_fn_with_state(
-                        self.state.clone(),
-                        api::deadline,
-                    )),
-            );
+                    .layer(deadline()),
+            )
+            .layer(axum::middleware::from_fn(error::json_errors));
+        let mut router = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics_text))
+            .merge(chat)
+            .merge(admin::router().layer(deadline()));
         if config.demo {
             router = router
                 .route("/demo", get(demo::page))

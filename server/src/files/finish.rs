@@ -22,12 +22,22 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 /// Images larger than this (pixels) are stored but get no thumbnail.
 const MAX_THUMB_SOURCE_PIXELS: u64 = 50_000_000;
+
+/// The most memory one image's decoding may take.
+const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
 /// The longest side of a thumbnail.
 pub const THUMB_SIDE: u32 = 320;
 
 /// Joins, checks and stores a fully received upload.
 pub async fn finish(state: &AppState, file: &FileRow) -> Result<Completed, ApiError> {
     let files = &state.files;
+    let Some(_finishing) = files.begin_finish(&file.id) else {
+        return Err(ApiError::client(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "this upload is being finished; ask for it again in a moment",
+        ));
+    };
     let parts = chain(files, &file.id, file.length).await?;
     let head = read_head(files, &parts).await?;
     let mime = kinds::sniff(&head);
@@ -218,9 +228,17 @@ fn clean_image(bytes: Bytes) -> Option<CleanImage> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    if orientation == image::metadata::Orientation::NoTransforms {
+    // Turning decodes the whole image: only one small enough to decode
+    // within bounded memory (its header names its size; a few bytes can
+    // claim billions of pixels). A larger one keeps its pixels as they
+    // are, its metadata stripped like any other's.
+    let turnable = u64::from(w) * u64::from(h) <= MAX_THUMB_SOURCE_PIXELS;
+    if orientation == image::metadata::Orientation::NoTransforms || !turnable {
         drop(decoder);
     } else {
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        decoder.set_limits(limits).ok()?;
         let mut img = image::DynamicImage::from_decoder(decoder).ok()?;
         img.apply_orientation(orientation);
         let (width, height) = (img.width(), img.height());
@@ -295,7 +313,7 @@ fn thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
         .with_guessed_format()
         .ok()?;
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(512 * 1024 * 1024);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
     let img = reader.decode().ok()?;
     // Never larger than the image itself.
@@ -354,6 +372,44 @@ mod tests {
             (t.width(), t.height()),
             (40, 20),
             "small images stay their size"
+        );
+    }
+
+    /// A 40×20 JPEG whose EXIF says to turn it a quarter clockwise.
+    fn jpeg_turned() -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(40, 20, image::Rgb([10, 200, 10]));
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(&img)
+            .unwrap();
+        let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(PartBytes::from(out)).unwrap();
+        // Big-endian TIFF, one IFD entry: Orientation (0x0112), SHORT, 6.
+        jpeg.set_exif(Some(PartBytes::from_static(
+            b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0",
+        )));
+        jpeg.encoder().bytes().to_vec()
+    }
+
+    #[test]
+    fn a_jpeg_exif_turns_is_turned_unless_it_is_too_big_to_decode() {
+        let clean = clean_image(Bytes::from(jpeg_turned())).unwrap();
+        assert_eq!((clean.width, clean.height), (20, 40), "turned");
+        let shown = image::load_from_memory(&clean.bytes).unwrap();
+        assert_eq!((shown.width(), shown.height()), (20, 40));
+
+        // The same bytes, their header claiming 60,000 × 60,000 pixels:
+        // nothing is decoded, the metadata goes, the claim is the size.
+        let mut huge = jpeg_turned();
+        let sof = huge
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline JPEG");
+        huge[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let clean = clean_image(Bytes::from(huge)).expect("kept, not decoded");
+        assert_eq!((clean.width, clean.height), (60_000, 60_000));
+        assert!(
+            !clean.bytes.windows(4).any(|w| w == b"MM\0*"),
+            "no EXIF left"
         );
     }
 

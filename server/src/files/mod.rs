@@ -26,8 +26,9 @@ use axum::routing::{get, post};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use auth::Caller;
 pub use sweep::spawn_sweep;
@@ -36,6 +37,24 @@ pub use sweep::spawn_sweep;
 #[derive(Clone)]
 pub struct Files {
     store: Arc<dyn ObjectStore>,
+    /// Uploads being finished on this node (joined, checked, cleaned):
+    /// one at a time each, however many requests ask.
+    finishing: Arc<Mutex<HashSet<natter_shared::FileId>>>,
+}
+
+/// An upload being finished; the mark goes when it is dropped.
+pub struct Finishing {
+    set: Arc<Mutex<HashSet<natter_shared::FileId>>>,
+    id: natter_shared::FileId,
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 /// Why the file store failed.
@@ -60,9 +79,7 @@ impl Files {
             source,
         })?;
         let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-        Ok(Files {
-            store: Arc::new(store),
-        })
+        Ok(Files::with_store(Arc::new(store)))
     }
 
     /// The store a URL names: `s3://BUCKET[/PREFIX]` (configured from the
@@ -93,7 +110,23 @@ impl Files {
 
     /// Any other `object_store` backend (S3 and compatible stores).
     pub fn with_store(store: Arc<dyn ObjectStore>) -> Files {
-        Files { store }
+        Files {
+            store,
+            finishing: Arc::default(),
+        }
+    }
+
+    /// Marks an upload as being finished; `None` while another request
+    /// finishes it.
+    pub fn begin_finish(&self, id: &natter_shared::FileId) -> Option<Finishing> {
+        let mut set = self
+            .finishing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.insert(id.clone()).then(|| Finishing {
+            set: Arc::clone(&self.finishing),
+            id: id.clone(),
+        })
     }
 
     fn original(id: &natter_shared::FileId) -> Key {
@@ -180,4 +213,25 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/files/{id}/thumb", get(download::thumb))
         .route("/files/{id}/links", post(download::links))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_is_finished_by_one_request_at_a_time() {
+        let files = Files::with_store(Arc::new(object_store::memory::InMemory::new()));
+        let (a, b) = (
+            natter_shared::FileId::parse("fa").unwrap(),
+            natter_shared::FileId::parse("fb").unwrap(),
+        );
+        let first = files
+            .begin_finish(&a)
+            .expect("the first request finishes it");
+        assert!(files.begin_finish(&a).is_none(), "a second one waits");
+        assert!(files.begin_finish(&b).is_some(), "others are not held up");
+        drop(first);
+        assert!(files.begin_finish(&a).is_some(), "free again once done");
+    }
 }

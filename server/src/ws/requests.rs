@@ -39,6 +39,10 @@ impl<S: FrameSink> Conn<S> {
             ClientFrame::Sync { .. }
             | ClientFrame::History { .. }
             | ClientFrame::Members { .. } => Some(Rate::Requests),
+            // A room this connection does not follow is looked up in the
+            // database: a request like any other. One it follows costs
+            // nothing to check.
+            ClientFrame::Read { room, .. } if !self.sent.contains_key(room) => Some(Rate::Requests),
             _ => None,
         };
         if let Some(Err(wait)) = rate.map(|rate| self.state.gate.take(rate, self.key)) {

@@ -77,7 +77,11 @@ pub async fn handler(
             tracing::error!("an upgraded connection that is not a TCP socket; dropped");
             return;
         };
-        let sink = super::Deadline::new(sink, state.config.guard.write_timeout_secs);
+        let sink = super::Deadline::new(
+            sink,
+            state.config.guard.write_timeout_secs,
+            state.shutdown.clone(),
+        );
         super::serve(sink, stream, state, site, held).await;
     }));
     switching_protocols(&key)
