@@ -377,7 +377,7 @@ async fn a_round_slower_than_the_lease_is_sent_once(db: Db) {
     let site = site_on(&url).await;
     let dir = log_dir("webhooks-slow");
     let mut receiver = Receiver::start(0).await;
-    let args: Vec<String> = ["--webhook-poll-ms", "20", "--webhook-lease-secs", "2"]
+    let args: Vec<String> = ["--webhook-poll-ms", "20", "--webhook-lease-secs", "3"]
         .map(String::from)
         .to_vec();
     let a = Node::start("a", &dir, &url, &args).await;
@@ -385,8 +385,9 @@ async fn a_round_slower_than_the_lease_is_sent_once(db: Db) {
     let (api_a, api_b) = (a.api(&site), b.api(&site));
     let hook = add_hook(&api_a, &receiver.url(), &[WebhookType::MessageCreated]).await;
     receiver.command(&format!("secret {}", hook.secret)).await;
-    // Each answer takes longer than the whole lease.
-    receiver.command("delay 3000").await;
+    // Each answer takes longer than the whole lease. (The lease is
+    // renewed every second: a stall of two would lose it.)
+    receiver.command("delay 4000").await;
     let one = api_a.group("One", &[User::id("alice")]).await;
     let two = api_b.group("Two", &[User::id("alice")]).await;
     for n in 0..2 {
@@ -394,14 +395,14 @@ async fn a_round_slower_than_the_lease_is_sent_once(db: Db) {
         api_b.post(two.id.as_str(), "alice", &format!("b{n}")).await;
     }
     receiver
-        .until(WAIT, "all 4 webhooks", |got| got.len() >= 4)
+        .until(SLOW, "all 4 webhooks", |got| got.len() >= 4)
         .await;
-    eventually(WAIT, "nothing pending", async || {
+    eventually(SLOW, "nothing pending", async || {
         (get_hook(&api_b, &hook.id).await.pending == 0).then_some(())
     })
     .await;
     // A second sending would be answered by now.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     while let Ok(value) = receiver.lines.try_recv() {
         receiver.take(value);
     }
