@@ -7,7 +7,7 @@
 use js_sys::{Function, Promise, Reflect};
 use natter_shared::{Presence, RoomId, Seq, UserId};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -71,6 +71,9 @@ pub struct Tabs {
     release: Rc<RefCell<Option<Function>>>,
     /// The channel's listener, kept alive as long as the tabs.
     on_message: RefCell<Option<Listener>>,
+    /// Set on close: a lock granted after it (the request still waited)
+    /// is given back at once, so it passes on to a live tab.
+    closed: Rc<Cell<bool>>,
 }
 
 impl Tabs {
@@ -80,6 +83,7 @@ impl Tabs {
             channel: BroadcastChannel::new(name).ok(),
             release: Rc::new(RefCell::new(None)),
             on_message: RefCell::new(None),
+            closed: Rc::new(Cell::new(false)),
         }
     }
 
@@ -111,9 +115,14 @@ impl Tabs {
     pub fn lead_when_chosen(&self, name: &str, lead: impl Fn() + 'static) {
         let lead = Rc::new(lead);
         let release = self.release.clone();
+        let closed = self.closed.clone();
         let acquired = {
             let lead = lead.clone();
             move |_lock: JsValue| -> JsValue {
+                if closed.get() {
+                    // This tab left while it waited: the lock goes on.
+                    return JsValue::UNDEFINED;
+                }
                 lead();
                 // Held until this promise resolves: on close, or with the tab.
                 Promise::new(&mut |resolve, _| {
@@ -143,8 +152,10 @@ impl Tabs {
         }
     }
 
-    /// Leaves: closes the channel and releases the lock.
+    /// Leaves: closes the channel and releases the lock (or, still
+    /// waiting for it, gives it back as soon as it is granted).
     pub fn close(&self) {
+        self.closed.set(true);
         if let Some(channel) = &self.channel {
             channel.close();
         }

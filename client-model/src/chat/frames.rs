@@ -5,8 +5,8 @@
 use super::{Change, Chat, DELETED, Preview, Room};
 use natter_shared::sync::{Incoming, Settled};
 use natter_shared::{
-    ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo, Seq,
-    ServerFrame, UserId,
+    Attachment, ClientFrame, ClientId, ErrorCode, Event, EventKind, Limits, Member, RoomId,
+    RoomInfo, Seq, ServerFrame, UserId,
 };
 
 impl Chat {
@@ -183,6 +183,11 @@ impl Chat {
     }
 
     /// `ack`: our message is stored at `seq`; the window has room again.
+    /// A message of text alone is then known whole: the cursor moves past
+    /// it and its event, when it comes, is a duplicate. One with files is
+    /// shown with what this device knows of them until its event brings
+    /// what the server made of them (type, size in pixels, thumbnail), so
+    /// the cursor waits for that event.
     fn on_ack(
         &mut self,
         client_id: ClientId,
@@ -191,7 +196,28 @@ impl Chat {
         ts: i64,
     ) -> Vec<ClientFrame> {
         if let Settled::Acked { entry, .. } = self.outbox.ack(&client_id, seq, ts) {
-            self.cursors.apply_ack(room, seq, ts);
+            if self.cursors.get(room).is_some_and(|cursor| seq <= cursor) {
+                // A retry's ack (the room has its event, perhaps deleted
+                // since): nothing to write over what is held.
+                self.changes.push(Change::Sent(entry));
+                return self.sends();
+            }
+            if entry.files.is_empty() {
+                self.cursors.apply_ack(room, seq, ts);
+            }
+            let files = (entry.files.iter())
+                .filter_map(|f| {
+                    Some(Attachment {
+                        id: f.id.clone()?,
+                        name: f.name.clone(),
+                        size: f.size,
+                        mime: f.mime.clone(),
+                        width: None,
+                        height: None,
+                        thumb: false,
+                    })
+                })
+                .collect();
             let event = Event {
                 room: room.clone(),
                 seq,
@@ -200,9 +226,19 @@ impl Chat {
                 kind: EventKind::Message {
                     body: entry.body.clone(),
                     client_id: Some(client_id),
-                    files: Vec::new(),
+                    files,
                 },
             };
+            if let Some(r) = self.room_mut(room)
+                && r.last.as_ref().is_none_or(|l| l.seq < Some(seq))
+            {
+                r.last = Some(Preview {
+                    sender: event.sender.clone(),
+                    body: entry.body.clone(),
+                    ts,
+                    seq: Some(seq),
+                });
+            }
             self.hold(event.clone());
             let record = self.record(room);
             self.changes
@@ -213,7 +249,8 @@ impl Chat {
 
     /// `error` about one of our sends. Failed entries show as such; a
     /// transient refusal is queued again and goes out with the next batch
-    /// (the next ack, message or reconnect), not in a tight loop.
+    /// (the next ack, message or reconnect, or [`Chat::resend`] a while
+    /// later), not in a tight loop.
     fn on_refused(
         &mut self,
         client_id: &ClientId,
@@ -387,8 +424,11 @@ impl Chat {
             && event.sender.as_ref() == me
         {
             // Our own message, seen before its ack (or after a reconnect
-            // lost the ack): the room has it, so it is settled.
-            self.outbox.ack(cid, event.seq, event.ts);
+            // lost the ack): the room has it, so it is settled, and leaves
+            // the stored outbox too.
+            if let Settled::Acked { entry, .. } = self.outbox.ack(cid, event.seq, event.ts) {
+                self.changes.push(Change::Sent(entry));
+            }
         }
         let Some(r) = self.room_mut(&event.room) else {
             return;

@@ -102,6 +102,10 @@ pub enum Change {
     /// The person gave up on a message refused for good, or cancelled one
     /// still uploading its files.
     Discarded(OutboxEntry),
+    /// Our message is stored and its event is held already (it came
+    /// before the ack, or the ack is a retry's): the entry goes, and the
+    /// event stays as it is.
+    Sent(OutboxEntry),
     /// The server sent a room afresh: drop every event held of it, then
     /// store these, with the room as it is after them.
     Reset(RoomRecord, Vec<Event>),

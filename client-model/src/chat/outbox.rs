@@ -9,6 +9,7 @@ use super::{Change, Chat};
 use natter_shared::sync::{EntryState, OutboxEntry, OutgoingFile};
 use natter_shared::text::{Body, TextError, check_body};
 use natter_shared::{ClientFrame, ClientId, ErrorCode, FileId, RoomId};
+use std::collections::HashSet;
 
 /// Most of our messages in flight at once; the server refuses more than
 /// its `--max-inflight-sends` (64 by default) with `too_many_requests`.
@@ -132,15 +133,38 @@ impl Chat {
         Ok(self.sends())
     }
 
-    /// Entries written elsewhere (another tab) that this outbox lacks;
-    /// returns the frames to send now.
-    pub fn adopt(&mut self, stored: Vec<(OutboxEntry, EntryState)>) -> Vec<ClientFrame> {
+    /// Takes in what other tabs did to the stored outbox (`stored`, all
+    /// of it): messages they wrote are queued; a failed message they
+    /// retried is queued again; one they gave up on (failed, or cancelled
+    /// while its files uploaded) leaves this outbox too, and is returned
+    /// so its uploads stop. Returns the frames to send now as well.
+    pub fn adopt(
+        &mut self,
+        stored: Vec<(OutboxEntry, EntryState)>,
+    ) -> (Vec<ClientFrame>, Vec<OutboxEntry>) {
+        let kept: HashSet<ClientId> = stored.iter().map(|(e, _)| e.client_id).collect();
+        // Only a message that cannot be on its way may have been given
+        // up on elsewhere (a tab discards nothing else).
+        let given_up: Vec<ClientId> = (self.outbox.entries())
+            .filter(|(e, s)| {
+                !kept.contains(&e.client_id)
+                    && match s {
+                        EntryState::Failed { .. } => true,
+                        EntryState::Queued => !e.ready(),
+                        EntryState::InFlight => false,
+                    }
+            })
+            .map(|(e, _)| e.client_id)
+            .collect();
+        let gone: Vec<OutboxEntry> = (given_up.iter())
+            .filter_map(|id| self.outbox.discard(id))
+            .collect();
         for (entry, state) in stored {
-            if state == EntryState::Queued {
+            if state == EntryState::Queued && !self.outbox.retry(&entry.client_id) {
                 self.outbox.push(entry);
             }
         }
-        self.sends()
+        (self.sends(), gone)
     }
 
     /// The person asks to send a failed message again.
@@ -148,6 +172,12 @@ impl Chat {
         if self.outbox.retry(client_id) {
             self.record_state(client_id);
         }
+        self.sends()
+    }
+
+    /// Sends again what a passing refusal put back in the queue (the
+    /// caller waited a while): the frames to send now.
+    pub fn resend(&mut self) -> Vec<ClientFrame> {
         self.sends()
     }
 

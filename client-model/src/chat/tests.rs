@@ -3,8 +3,8 @@
 use super::{Change, Chat, ComposeError, DELETED, Delivery, RoomRecord};
 use natter_shared::sync::{EntryState, OutboxEntry, OutgoingFile};
 use natter_shared::{
-    ClientFrame, ClientId, Cursor, ErrorCode, Event, EventKind, Limits, Member, RoomId, RoomInfo,
-    RoomKind, Seq, ServerFrame, SiteId, UserId,
+    Attachment, ClientFrame, ClientId, Cursor, ErrorCode, Event, EventKind, Limits, Member, RoomId,
+    RoomInfo, RoomKind, Seq, ServerFrame, SiteId, UserId,
 };
 
 fn user(id: &str) -> UserId {
@@ -258,8 +258,13 @@ fn own_event_before_its_ack_settles_the_message() {
     let mut chat = synced_alice();
     chat.compose(&r_ab(), cid(1), "hello".into(), Vec::new(), 5)
         .unwrap();
+    chat.take_changes();
     chat.apply(live(message(1, "alice", "hello", Some(cid(1)))));
     assert_eq!(bodies(&chat), ["hello"]);
+    assert!(
+        matches!(&chat.take_changes()[..], [Change::Sent(e), Change::Events(_, events)] if e.client_id == cid(1) && events.len() == 1),
+        "the entry leaves the stored outbox too"
+    );
     chat.apply(ServerFrame::Ack {
         client_id: cid(1),
         room: r_ab(),
@@ -267,6 +272,42 @@ fn own_event_before_its_ack_settles_the_message() {
         ts: 9,
     });
     assert_eq!(bodies(&chat), ["hello"]);
+    assert!(chat.take_changes().is_empty(), "nothing more to store");
+}
+
+#[test]
+fn a_retried_message_the_room_already_has_is_not_written_over() {
+    // After a reload: the outbox still holds a message the room has had
+    // since (its ack was lost), and the site deleted it meanwhile.
+    let mut record = RoomRecord::new(dialog());
+    record.cursor = 7;
+    let entry = OutboxEntry {
+        client_id: cid(1),
+        room: r_ab(),
+        body: "oops".into(),
+        created_at: 1,
+        files: Vec::new(),
+    };
+    let mut chat = Chat::hydrate(
+        Some(user("alice")),
+        vec![record],
+        vec![(entry, EntryState::Queued)],
+    );
+    chat.apply(hello("alice"));
+    assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "oops")]);
+    chat.take_changes();
+    // The server answers the retry with the message's original seq.
+    chat.apply(ServerFrame::Ack {
+        client_id: cid(1),
+        room: r_ab(),
+        seq: 5,
+        ts: 5_000,
+    });
+    assert!(
+        matches!(&chat.take_changes()[..], [Change::Sent(e)] if e.client_id == cid(1)),
+        "only the entry goes; the held event stays as it is"
+    );
+    assert_eq!(chat.unsent(), 0);
 }
 
 #[test]
@@ -292,6 +333,24 @@ fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
     let lines = chat.lines(&r_ab());
     assert!(matches!(lines[0].delivery, Delivery::Failed(_)));
     assert_eq!(lines[1].delivery, Delivery::Pending);
+}
+
+#[test]
+fn a_message_refused_for_a_passing_reason_goes_out_again_on_resend() {
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "busy".into(), Vec::new(), 5)
+        .unwrap();
+    let out = chat.apply(ServerFrame::Error {
+        code: ErrorCode::Internal,
+        message: "the database is away".into(),
+        client_id: Some(cid(1)),
+        room: Some(r_ab()),
+        retry_after_ms: None,
+    });
+    assert!(out.is_empty(), "not at once: {out:?}");
+    assert_eq!(chat.lines(&r_ab())[0].delivery, Delivery::Pending);
+    assert_eq!(chat.resend(), [send(1, "busy")]);
+    assert!(chat.resend().is_empty(), "in flight once");
 }
 
 #[test]
@@ -853,6 +912,81 @@ fn a_message_with_files_goes_out_once_they_are_uploaded() {
 }
 
 #[test]
+fn a_message_with_files_acked_before_its_event_keeps_what_the_server_made_of_them() {
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "look".into(), vec![pdf("a", 10)], 5)
+        .unwrap();
+    let id = natter_shared::FileId::parse("fa").unwrap();
+    chat.uploaded(&cid(1), "a", id.clone());
+    chat.take_changes();
+    chat.apply(ServerFrame::Ack {
+        client_id: cid(1),
+        room: r_ab(),
+        seq: 1,
+        ts: 9,
+    });
+    // Until its event comes: the message, sent, with the file as sent.
+    let line = chat.lines(&r_ab()).pop().unwrap();
+    assert_eq!(line.delivery, Delivery::Stored);
+    assert_eq!(
+        line.files
+            .iter()
+            .map(|f| (&f.id, f.size))
+            .collect::<Vec<_>>(),
+        [(&id, 10)]
+    );
+    let entry = &chat.room_entries()[0];
+    assert_eq!(entry.preview.as_deref(), Some("Alice: look"));
+    chat.take_changes();
+    // Its event brings what the server made of the file.
+    let served = Attachment {
+        id: id.clone(),
+        name: "a.pdf".into(),
+        size: 10,
+        mime: "application/pdf".into(),
+        width: Some(600),
+        height: Some(800),
+        thumb: true,
+    };
+    let mut event = message(1, "alice", "look", Some(cid(1)));
+    event.kind = EventKind::Message {
+        body: "look".into(),
+        client_id: Some(cid(1)),
+        files: vec![served.clone()],
+    };
+    chat.apply(live(event));
+    let lines = chat.lines(&r_ab());
+    assert_eq!(lines.len(), 1, "the ack and the event are one line");
+    assert_eq!(lines[0].files, std::slice::from_ref(&served));
+    assert!(
+        matches!(&chat.take_changes()[..], [Change::Events(_, events)] if matches!(&events[0].kind, EventKind::Message { files, .. } if files == std::slice::from_ref(&served))),
+        "the event is stored over the ack's"
+    );
+    // And the room goes on from it.
+    chat.apply(live(message(2, "bob", "nice", None)));
+    assert_eq!(bodies(&chat), ["look", "nice"]);
+}
+
+#[test]
+fn an_own_message_acked_before_its_event_leads_the_room_list() {
+    let mut chat = synced_alice();
+    chat.apply(live(message(1, "bob", "hi", None)));
+    chat.compose(&r_ab(), cid(1), "hello".into(), Vec::new(), 5)
+        .unwrap();
+    chat.apply(ServerFrame::Ack {
+        client_id: cid(1),
+        room: r_ab(),
+        seq: 2,
+        ts: 9_000,
+    });
+    let entry = &chat.room_entries()[0];
+    assert_eq!(
+        (entry.preview.as_deref(), entry.last_ts),
+        (Some("Alice: hello"), Some(9_000))
+    );
+}
+
+#[test]
 fn files_beyond_the_limits_are_refused_before_anything_is_kept() {
     let mut chat = synced_alice();
     chat.take_changes();
@@ -909,6 +1043,75 @@ fn a_message_still_uploading_can_be_cancelled_and_a_refused_upload_shows() {
     );
     chat.retry(&cid(2));
     assert_eq!(chat.uploads().len(), 1);
+}
+
+#[test]
+fn what_another_tab_did_to_the_outbox_is_taken_in() {
+    // This tab owns the connection: one message refused for good, one
+    // waiting for its file, one written after it (held back behind it).
+    let mut chat = synced_alice();
+    chat.compose(&r_ab(), cid(1), "refused".into(), Vec::new(), 5)
+        .unwrap();
+    chat.apply(ServerFrame::Error {
+        code: ErrorCode::NotMember,
+        message: "no".into(),
+        client_id: Some(cid(1)),
+        room: Some(r_ab()),
+        retry_after_ms: None,
+    });
+    chat.compose(&r_ab(), cid(2), "scan".into(), vec![pdf("b", 10)], 6)
+        .unwrap();
+    chat.compose(&r_ab(), cid(3), "on its way".into(), Vec::new(), 7)
+        .unwrap();
+    let stored = |chat: &Chat| -> Vec<(OutboxEntry, EntryState)> {
+        chat.outbox.entries().cloned().collect()
+    };
+
+    // Another tab retried the refused one: it goes out from here.
+    let mut other = stored(&chat);
+    other[0].1 = EntryState::Queued;
+    let (out, gone) = chat.adopt(other);
+    assert_eq!(out, [send(1, "refused")]);
+    assert!(gone.is_empty());
+
+    // Another tab cancelled the upload: it leaves this outbox too, and
+    // comes back so its upload stops; the message it held back goes out.
+    let mut other = stored(&chat);
+    other.retain(|(e, _)| e.client_id != cid(2));
+    let (out, gone) = chat.adopt(other.clone());
+    assert_eq!(out, [send(3, "on its way")]);
+    assert_eq!(
+        gone.iter().map(|e| e.client_id).collect::<Vec<_>>(),
+        [cid(2)]
+    );
+    assert!(chat.uploads().is_empty(), "its file is no longer sent");
+    assert!(
+        chat.uploaded(&cid(2), "b", natter_shared::FileId::parse("fb").unwrap())
+            .is_empty()
+    );
+    assert!(
+        !chat
+            .take_changes()
+            .iter()
+            .any(|c| matches!(c, Change::State(e, _) if e.client_id == cid(2))),
+        "a late upload writes nothing back"
+    );
+
+    // Refused again, then given up on in another tab.
+    chat.apply(ServerFrame::Error {
+        code: ErrorCode::NotMember,
+        message: "no".into(),
+        client_id: Some(cid(1)),
+        room: Some(r_ab()),
+        retry_after_ms: None,
+    });
+    other.retain(|(e, _)| e.client_id != cid(1));
+    let (_, gone) = chat.adopt(other);
+    assert_eq!(
+        gone.iter().map(|e| e.client_id).collect::<Vec<_>>(),
+        [cid(1)]
+    );
+    assert_eq!(bodies(&chat), ["on its way"]);
 }
 
 #[test]

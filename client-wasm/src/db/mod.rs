@@ -212,7 +212,7 @@ impl Db {
             Change::Composed(entry) => self.compose(entry).await,
             Change::Acked(entry, event, room) => self.ack(entry, event, room.as_ref()).await,
             Change::State(entry, state) => self.set_state(entry, state).await,
-            Change::Discarded(entry) => self.discard(entry).await,
+            Change::Discarded(entry) | Change::Sent(entry) => self.discard(entry).await,
         }
     }
 

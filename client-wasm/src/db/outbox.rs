@@ -176,8 +176,9 @@ impl Db {
         .await
     }
 
-    /// The person gave up on a message: it leaves the outbox with its
-    /// files' bytes (and an older code's pending copy).
+    /// A message leaves the outbox with its files' bytes (and an older
+    /// code's pending copy), its stored event untouched: the person gave
+    /// up on it, or its event is held already.
     pub async fn discard(&self, entry: &OutboxEntry) -> Result<(), ClientError> {
         let outbox_key = JsValue::from(entry.client_id.to_string());
         let pending_key = pending_key(&entry.room, &entry.client_id);

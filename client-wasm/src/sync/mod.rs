@@ -81,6 +81,12 @@ pub async fn sign_out(site: &str, user: Option<&UserId>) -> Result<(), ClientErr
 /// A file the person attached: what the message says of it, and its bytes.
 pub type Attached = (OutgoingFile, Blob);
 
+/// How long a message refused for a passing reason waits before it is
+/// sent again, unless the server said.
+const RESEND_MS: u64 = 2_000;
+/// The longest such wait.
+const MAX_RESEND_MS: u32 = 60_000;
+
 /// One thing to do, in order.
 enum Work {
     /// A frame and the socket it came on (see [`Inner::socket`]).
@@ -101,6 +107,8 @@ enum Work {
     Older(RoomId),
     Reload,
     OutboxChanged,
+    /// Messages a passing refusal put back in the queue go out again.
+    Resend,
     /// The server took this token (`hello`, or `GET /session`): the
     /// database may show.
     Confirmed(String),
@@ -142,6 +150,8 @@ struct Inner {
     trusted: Cell<bool>,
     /// Whether this tab is asking the server about its token.
     asking: Cell<bool>,
+    /// Whether a [`Work::Resend`] is on its way.
+    resend_due: Cell<bool>,
 }
 
 impl Engine {
@@ -177,6 +187,7 @@ impl Engine {
             reading: Cell::new(false),
             trusted: Cell::new(trusted),
             asking: Cell::new(false),
+            resend_due: Cell::new(false),
         }));
         // The store first, before any network, for a token it knows.
         if trusted {
@@ -280,6 +291,21 @@ impl Engine {
         self.0.tabs.close();
     }
 
+    /// Sends what a passing refusal (the server busy or stopping) put
+    /// back in the queue once `ms` passed, not at once and not in a tight
+    /// loop, and whether or not anything else happens meanwhile.
+    fn resend_after(&self, ms: u64) {
+        if self.0.resend_due.replace(true) {
+            return;
+        }
+        let engine = self.clone();
+        let ms = u32::try_from(ms).unwrap_or(u32::MAX).min(MAX_RESEND_MS);
+        wasm_bindgen_futures::spawn_local(async move {
+            uploads::sleep(ms).await;
+            engine.push(Work::Resend);
+        });
+    }
+
     fn push(&self, work: Work) {
         if self.0.closed.get() {
             return;
@@ -313,6 +339,16 @@ impl Engine {
         match work {
             Work::Confirmed(token) => self.confirmed(&token).await?,
             Work::Frame(frame, socket) => {
+                if let ServerFrame::Error {
+                    client_id: Some(_),
+                    code,
+                    retry_after_ms,
+                    ..
+                } = &frame
+                    && !natter_shared::sync::is_permanent(*code)
+                {
+                    self.resend_after(retry_after_ms.unwrap_or(RESEND_MS));
+                }
                 let synced = matches!(frame, ServerFrame::Synced {});
                 if synced {
                     self.0.synced_on.set(socket);
@@ -442,10 +478,21 @@ impl Engine {
                 }
             }
             Work::Reload => self.reload().await?,
+            Work::Resend => {
+                self.0.resend_due.set(false);
+                let out = chat.try_update(Chat::resend).unwrap_or_default();
+                self.persist().await?;
+                self.send(&out);
+            }
             Work::OutboxChanged => {
                 if self.0.link.borrow().is_some() {
                     let stored = self.0.db.outbox().await?;
-                    let out = chat.try_update(|c| c.adopt(stored)).unwrap_or_default();
+                    let (out, gone) = chat.try_update(|c| c.adopt(stored)).unwrap_or_default();
+                    // Given up on in another tab, which dropped their
+                    // uploads on the server: this tab stops sending them.
+                    for entry in &gone {
+                        self.cancel_uploads(entry).await;
+                    }
                     self.send(&out);
                     self.upload();
                 }

@@ -146,7 +146,13 @@ impl Engine {
             file_id(at).ok_or_else(|| UploadError::Interrupted(format!("no file id in {at}")))
         };
         let mut url = waiting.url;
+        let cancelled = || self.0.uploads.done.borrow().contains(&file.key);
         loop {
+            // Cancelled meanwhile (here or in another tab): a request
+            // already out is aborted; none other is begun.
+            if cancelled() {
+                return Err(UploadError::Cancelled);
+            }
             let uploader = self.uploader();
             let at = match &url {
                 Some(at) => at.clone(),
