@@ -5,16 +5,32 @@
 //! The link knows nothing about rooms: it hands decoded [`ServerFrame`]s and
 //! its own [`LinkState`] to the handler the app gives it, and sends the
 //! frames the app asks it to.
+//!
+//! A connection can die without a word (a laptop asleep, a router
+//! restarted, a NAT that forgot it): the socket then stays open and
+//! nothing comes. So when the server has been quiet for [`QUIET_MS`], or
+//! the browser says the network came back, the link sends `ping`; a
+//! socket that answers nothing within [`PONG_WAIT_MS`] is dropped and
+//! another one opened.
 
 use crate::link;
-use leptos::prelude::{TimeoutHandle, set_timeout_with_handle};
+use leptos::prelude::{
+    IntervalHandle, TimeoutHandle, set_interval_with_handle, set_timeout_with_handle,
+};
 use natter_shared::{ClientFrame, ErrorCode, PROTOCOL, ServerFrame};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+/// How long the server may be quiet before the link asks it (`ping`).
+const QUIET_MS: f64 = 25_000.0;
+/// How long a `ping` may go unanswered before the socket counts as dead.
+const PONG_WAIT_MS: f64 = 10_000.0;
+/// How often the link looks at its socket.
+const WATCH_EVERY: Duration = Duration::from_secs(5);
 
 /// The socket's side of the connection state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +66,16 @@ struct Inner {
     // Never borrowed across a call to `handler`, which may call back into
     // the link (to send, or to connect with a new token).
     state: RefCell<State>,
+    /// The timer that looks for a dead socket.
+    watch: Cell<Option<IntervalHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            watch.clear();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -63,6 +89,10 @@ struct State {
     /// The current socket's user was welcomed (`hello`): a new token is
     /// sent on it (`auth` again) instead of connecting anew.
     welcomed: bool,
+    /// When the current socket last brought anything (ms, `Date.now()`).
+    heard: f64,
+    /// When a `ping` went out that nothing has answered since.
+    asked: Option<f64>,
 }
 
 /// An open (or closing) socket with the callbacks it holds.
@@ -88,11 +118,23 @@ impl Link {
     /// A link to `url` that reports to `handler`. It connects once it has a
     /// token ([`Link::set_token`]).
     pub fn new(url: String, handler: impl Fn(&Link, Incoming) + 'static) -> Self {
-        Link(Rc::new(Inner {
+        let link = Link(Rc::new(Inner {
             url,
             handler: Box::new(handler),
             state: RefCell::new(State::default()),
-        }))
+            watch: Cell::new(None),
+        }));
+        let weak = Rc::downgrade(&link.0);
+        let watch = set_interval_with_handle(
+            move || {
+                if let Some(link) = upgrade(&weak) {
+                    link.look();
+                }
+            },
+            WATCH_EVERY,
+        );
+        link.0.watch.set(watch.ok());
+        link
     }
 
     /// Uses `token` from now on, connecting again unless it is the token
@@ -143,6 +185,7 @@ impl Link {
 
     /// Reconnects at once unless a socket is open or opening (the
     /// browser says the network is back: no need to wait for the backoff).
+    /// An open one may have died meanwhile: it is asked (`ping`).
     pub fn retry_now(&self) {
         let connect = {
             let mut st = self.0.state.borrow_mut();
@@ -151,11 +194,63 @@ impl Link {
         };
         if connect {
             self.connect();
+        } else {
+            self.ask();
+        }
+    }
+
+    /// Sends `ping` on the open socket unless one is unanswered.
+    fn ask(&self) {
+        let now = js_sys::Date::now();
+        {
+            let mut st = self.0.state.borrow_mut();
+            if st.asked.is_some() {
+                return;
+            }
+            st.asked = Some(now);
+        }
+        if !self.send(&ClientFrame::Ping { nonce: None }) {
+            self.0.state.borrow_mut().asked = None;
+        }
+    }
+
+    /// Every [`WATCH_EVERY`]: asks a quiet socket whether it lives, and
+    /// replaces one that left a `ping` unanswered.
+    fn look(&self) {
+        let now = js_sys::Date::now();
+        let (quiet, dead) = {
+            let st = self.0.state.borrow();
+            let open = (st.socket.as_ref()).is_some_and(|s| s.ws.ready_state() == WebSocket::OPEN);
+            if st.closed || !open {
+                return;
+            }
+            match st.asked {
+                Some(at) => (false, now - at > PONG_WAIT_MS),
+                None => (now - st.heard > QUIET_MS, false),
+            }
+        };
+        if dead {
+            web_sys::console::warn_1(
+                &"natter: the server stopped answering; connecting again".into(),
+            );
+            // Dropping it closes it without a report: this is the report.
+            let gone = {
+                let mut st = self.0.state.borrow_mut();
+                st.asked = None;
+                st.socket.take()
+            };
+            drop(gone);
+            self.schedule_retry();
+        } else if quiet {
+            self.ask();
         }
     }
 
     /// Closes the socket for good and cancels any pending reconnect.
     pub fn close(&self) {
+        if let Some(watch) = self.0.watch.take() {
+            watch.clear();
+        }
         let mut st = self.0.state.borrow_mut();
         st.closed = true;
         if let Some(retry) = st.retry.take() {
@@ -176,6 +271,8 @@ impl Link {
             }
             st.socket = None;
             st.welcomed = false;
+            st.asked = None;
+            st.heard = js_sys::Date::now();
             st.token.clone()
         };
         let Some(token) = token else {
@@ -208,6 +305,11 @@ impl Link {
         let weak = Rc::downgrade(&self.0);
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             let Some(link) = upgrade(&weak) else { return };
+            {
+                let mut st = link.0.state.borrow_mut();
+                st.heard = js_sys::Date::now();
+                st.asked = None;
+            }
             let Some(text) = ev.data().as_string() else {
                 return;
             };

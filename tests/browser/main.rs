@@ -55,6 +55,7 @@ on_both_databases!(
     moderation::a_member_reports_a_message_from_the_widget,
     offline::messages_written_offline_arrive_once_in_order,
     offline::a_reload_or_a_new_tab_keeps_the_offline_messages,
+    offline::a_connection_lost_without_a_word_is_replaced,
     history::cached_history_shows_before_any_server_reply,
     absence::a_long_absence_ends_complete_and_in_order,
     tabs::two_tabs_share_one_connection_and_hand_it_over,

@@ -42,6 +42,31 @@ pub async fn messages_written_offline_arrive_once_in_order(db: Db) {
     world.finish(vec![alice, bob]).await;
 }
 
+/// Alice's connection dies without a word: her socket stays open and
+/// nothing comes through it. Her message waits; when her system says the
+/// network is back, the chat asks the server, hears nothing, connects
+/// anew, and the message goes out once.
+pub async fn a_connection_lost_without_a_word_is_replaced(db: Db) {
+    let (world, room, alice, bob) = World::dialog_of_two(db).await;
+
+    alice.proxy.set(Link::Silent);
+    let bodies = vec!["through a dead connection".to_string()];
+    alice.send_all(&bodies).await;
+    alice.wait_pending(1, "her message shown as sending").await;
+    assert!(
+        world.rows(&room).await.is_empty(),
+        "nothing can reach the server through the dead connection"
+    );
+
+    alice.network_blinks().await;
+    bob.wait_message("through a dead connection", PATIENCE)
+        .await;
+    alice.wait_pending(0, "her message to be sent").await;
+    assert_eq!(alice.bodies().await, bodies);
+    assert_delivered_once(&world, &room, &bodies).await;
+    world.finish(vec![alice, bob]).await;
+}
+
 pub async fn a_reload_or_a_new_tab_keeps_the_offline_messages(db: Db) {
     let (world, room, alice, bob) = World::dialog_of_two(db).await;
 

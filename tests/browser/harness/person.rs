@@ -402,6 +402,13 @@ impl Person {
         self.emulate_offline(false).await;
     }
 
+    /// The system says the network went and came back (as after a
+    /// laptop wakes up); the proxy is left as it is.
+    pub async fn network_blinks(&self) {
+        self.emulate_offline(true).await;
+        self.emulate_offline(false).await;
+    }
+
     async fn emulate_offline(&self, offline: bool) {
         self.browser
             .issue_cmd(NetworkConditions(offline))

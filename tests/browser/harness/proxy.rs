@@ -20,12 +20,17 @@ pub enum Link {
     NoSocket,
     /// Nothing: every connection is cut or refused.
     Down,
+    /// Open WebSockets go silent: the server's side is closed, the
+    /// browser's stays open and nothing comes through it any more (a
+    /// connection lost without a word, as after a laptop's sleep or a
+    /// router's restart). New connections pass.
+    Silent,
 }
 
 impl Link {
     fn allows(self, websocket: bool) -> bool {
         match self {
-            Link::Up => true,
+            Link::Up | Link::Silent => true,
             Link::NoSocket => !websocket,
             Link::Down => false,
         }
@@ -150,10 +155,14 @@ impl ProxyInner {
         let cut = async {
             loop {
                 if link.changed().await.is_err() {
-                    return;
+                    return false;
                 }
-                if !link.borrow_and_update().allows(websocket) {
-                    return;
+                let now = *link.borrow_and_update();
+                if !now.allows(websocket) {
+                    return false;
+                }
+                if websocket && now == Link::Silent {
+                    return true;
                 }
             }
         };
@@ -173,10 +182,34 @@ impl ProxyInner {
                 }
             }
         };
-        tokio::select! {
-            () = up => {}
-            _ = tokio::io::copy(&mut from_server, &mut to_client) => {}
-            () = cut => {}
+        let silent = tokio::select! {
+            () = up => false,
+            _ = tokio::io::copy(&mut from_server, &mut to_client) => false,
+            silent = cut => silent,
+        };
+        if silent {
+            drop(server);
+            // Whatever the browser sends is lost, until it gives up on
+            // the connection or the link goes down.
+            let mut buf = vec![0u8; 64 * 1024];
+            let drain = async {
+                while let Ok(n) = client.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            };
+            let down = async {
+                while link.changed().await.is_ok() {
+                    if *link.borrow_and_update() == Link::Down {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                () = drain => {}
+                () = down => {}
+            }
         }
     }
 
