@@ -95,6 +95,21 @@ fn synced_alice() -> Chat {
     chat
 }
 
+/// Alice's chat rebuilt from the store: the dialog held up to seq 7, and
+/// one message of hers (`cid(1)`) in the outbox.
+fn rebuilt(body: &str, state: EntryState) -> Chat {
+    let mut record = RoomRecord::new(dialog());
+    record.cursor = 7;
+    let entry = OutboxEntry {
+        client_id: cid(1),
+        room: r_ab(),
+        body: body.into(),
+        created_at: 1,
+        files: Vec::new(),
+    };
+    Chat::hydrate(Some(user("alice")), vec![record], vec![(entry, state)])
+}
+
 #[test]
 fn hello_asks_for_sync_from_the_known_cursors() {
     let mut chat = Chat::default();
@@ -279,20 +294,7 @@ fn own_event_before_its_ack_settles_the_message() {
 fn a_retried_message_the_room_already_has_is_not_written_over() {
     // After a reload: the outbox still holds a message the room has had
     // since (its ack was lost), and the site deleted it meanwhile.
-    let mut record = RoomRecord::new(dialog());
-    record.cursor = 7;
-    let entry = OutboxEntry {
-        client_id: cid(1),
-        room: r_ab(),
-        body: "oops".into(),
-        created_at: 1,
-        files: Vec::new(),
-    };
-    let mut chat = Chat::hydrate(
-        Some(user("alice")),
-        vec![record],
-        vec![(entry, EntryState::Queued)],
-    );
+    let mut chat = rebuilt("oops", EntryState::Queued);
     chat.apply(hello("alice"));
     assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "oops")]);
     chat.take_changes();
@@ -845,20 +847,7 @@ fn a_page_is_asked_for_once_until_it_is_answered_or_the_link_drops() {
 
 #[test]
 fn a_chat_rebuilt_from_the_store_syncs_from_its_cursors_and_resends_its_outbox() {
-    let mut record = RoomRecord::new(dialog());
-    record.cursor = 7;
-    let entry = OutboxEntry {
-        client_id: cid(1),
-        room: r_ab(),
-        body: "offline".into(),
-        created_at: 1,
-        files: Vec::new(),
-    };
-    let mut chat = Chat::hydrate(
-        Some(user("alice")),
-        vec![record],
-        vec![(entry, EntryState::InFlight)],
-    );
+    let mut chat = rebuilt("offline", EntryState::InFlight);
     let cursors = vec![Cursor::new(r_ab(), 7)];
     assert_eq!(chat.apply(hello("alice")), [ClientFrame::Sync { cursors }]);
     assert_eq!(chat.apply(ServerFrame::Synced {}), [send(1, "offline")]);

@@ -337,17 +337,21 @@ fn thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn jpeg_with_exif() -> Bytes {
+    /// A 40×20 JPEG carrying `exif`.
+    fn jpeg(exif: &'static [u8]) -> img_parts::jpeg::Jpeg {
         let img = image::RgbImage::from_pixel(40, 20, image::Rgb([200, 10, 10]));
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
             .encode_image(&img)
             .unwrap();
         let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(PartBytes::from(out)).unwrap();
+        jpeg.set_exif(Some(PartBytes::from_static(exif)));
+        jpeg
+    }
+
+    fn jpeg_with_exif() -> Bytes {
         // An EXIF block naming a place (no orientation entry).
-        jpeg.set_exif(Some(PartBytes::from_static(
-            b"MM\0*\0\0\0\x08\0\0GPS 52.52N 13.40E",
-        )));
+        let mut jpeg = jpeg(b"MM\0*\0\0\0\x08\0\0GPS 52.52N 13.40E");
         jpeg.segments_mut().insert(
             1,
             img_parts::jpeg::JpegSegment::new_with_contents(
@@ -377,17 +381,11 @@ mod tests {
 
     /// A 40×20 JPEG whose EXIF says to turn it a quarter clockwise.
     fn jpeg_turned() -> Vec<u8> {
-        let img = image::RgbImage::from_pixel(40, 20, image::Rgb([10, 200, 10]));
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-            .encode_image(&img)
-            .unwrap();
-        let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(PartBytes::from(out)).unwrap();
         // Big-endian TIFF, one IFD entry: Orientation (0x0112), SHORT, 6.
-        jpeg.set_exif(Some(PartBytes::from_static(
-            b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0",
-        )));
-        jpeg.encoder().bytes().to_vec()
+        jpeg(b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0")
+            .encoder()
+            .bytes()
+            .to_vec()
     }
 
     #[test]
