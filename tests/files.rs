@@ -727,6 +727,82 @@ async fn the_sites_backend_posts_a_message_with_a_file(db: Db) {
     app.stop().await;
 }
 
+/// A file goes into one message: that message's retry carries it again,
+/// any other message is refused it (over the socket and through the
+/// API), and it cannot be deleted while the message stands. A send
+/// refused when it is stored (a mute) leaves its file free: deletable,
+/// and postable in the next message.
+async fn a_file_goes_into_one_message(db: Db) {
+    let app = spawn_app(db).await;
+    let room = app.group("Class", &["alice", "bob"]).await;
+    let alice = As::User(&app.site, "alice");
+    let (mut alice_ws, _) = app.login("alice").await;
+    let plan = upload(&app, &alice, "plan.pdf", &pdf(2000, 4), 1).await;
+    let first = cid();
+    let seq = alice_ws
+        .try_send(&room.id, "the plan", vec![plan.clone()], first)
+        .await
+        .expect("sent");
+    let again = alice_ws
+        .try_send(&room.id, "the plan", vec![plan.clone()], first)
+        .await;
+    assert_eq!(again, Ok(seq), "a retry is the same message");
+    let err = send_files(&mut alice_ws, &room.id, "again", vec![plan.clone()]).await;
+    assert_eq!(
+        err.map_err(|e| e.0),
+        Err(ErrorCode::FileInvalid),
+        "a second message"
+    );
+    let posts = format!("/rooms/{}/messages", room.id);
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &posts,
+            Some(json!({"from": "alice", "body": "", "files": [plan]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("file_invalid")),
+        "{body}"
+    );
+    let res = tus(&app, Method::DELETE, &format!("/files/{plan}"), &alice)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 409, "a file in a message stays");
+    let body: Value = res.json().await.unwrap_or_default();
+    assert_eq!(body["error"]["code"], "conflict");
+
+    // Muted: the writer refuses the sends, and binds their files to nothing.
+    let mute = format!("/rooms/{}/members/alice/mute", room.id);
+    let (status, body) = app
+        .call(Method::PUT, &mute, Some(json!({"secs": 3600})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let notes = upload(&app, &alice, "notes.pdf", &pdf(1500, 5), 1).await;
+    let spare = upload(&app, &alice, "spare.pdf", &pdf(1500, 6), 1).await;
+    for file in [&notes, &spare] {
+        let err = send_files(&mut alice_ws, &room.id, "", vec![file.clone()]).await;
+        assert_eq!(err.map_err(|e| e.0), Err(ErrorCode::Muted));
+    }
+    let res = tus(&app, Method::DELETE, &format!("/files/{spare}"), &alice)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204, "a refused send's file is free to delete");
+    assert_eq!(app.call(Method::DELETE, &mute, None).await.0, 204);
+    let (mut bob_ws, _) = app.login("bob").await;
+    send_files(&mut alice_ws, &room.id, "the notes", vec![notes.clone()])
+        .await
+        .expect("a refused send's file goes into the next message");
+    let (body, files) = next_files(&mut bob_ws).await;
+    assert_eq!(body, "the notes");
+    assert_eq!(files.iter().map(|f| &f.id).collect::<Vec<_>>(), [&notes]);
+    crate::assert_no_panics();
+    app.stop().await;
+}
+
 /// The site deletes a message: its body and files go for everyone, a
 /// tombstone reaches the room, history keeps only who and when, a retry
 /// of the sender's send adds nothing, and nothing else can be deleted.
@@ -853,6 +929,7 @@ async fn a_deleted_message_goes_for_everyone_with_its_files(db: Db) {
 
 on_both!(
     a_deleted_message_goes_for_everyone_with_its_files,
+    a_file_goes_into_one_message,
     a_file_goes_up_in_parts_and_down_to_members_only,
     an_upload_cut_off_continues_where_it_stopped,
     refusals_are_clear_and_leave_nothing_behind,

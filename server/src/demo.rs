@@ -82,7 +82,7 @@ pub async fn seed(state: &AppState, lobby: RoomId) -> Result<(), ApiError> {
         crate::files::store_whole(state, &site, &carol, "week-1.pdf", slides().into()).await?;
     let files = state
         .store
-        .attach_files(&site, &carol, &lobby, &[photo, slides], 2)
+        .attach_files(&site, &carol, &lobby, None, &[photo, slides], 2)
         .await
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let say = |body: &str, files: Vec<natter_shared::Attachment>| {

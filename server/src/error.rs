@@ -91,6 +91,11 @@ pub fn store_error_parts(err: &StoreError) -> (StatusCode, ErrorCode, String) {
             ErrorCode::InvalidInput,
             msg.clone(),
         ),
+        StoreError::FileTaken(_) | StoreError::FileGone(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::FileInvalid,
+            err.to_string(),
+        ),
         StoreError::Closed => (
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ShuttingDown,

@@ -67,7 +67,6 @@ pub(super) async fn post_message(
             "the site has banned this user",
         ));
     }
-    let files = attach(&state, &site, &room, req.from.as_ref(), &req.files).await?;
     // A post without a client id gets one here: should its commit go
     // unanswered (the database link cut during it), the writer's retry
     // then finds it stored instead of storing it twice.
@@ -75,6 +74,15 @@ pub(super) async fn post_message(
     let client_id = req
         .client_id
         .unwrap_or_else(|| ClientId::from_uuid(uuid::Uuid::now_v7()));
+    let files = attach(
+        &state,
+        &site,
+        &room,
+        req.from.as_ref(),
+        &client_id,
+        &req.files,
+    )
+    .await?;
     let op = WriteOp::Message {
         site: site.id.clone(),
         room,
@@ -101,6 +109,7 @@ async fn attach(
     site: &Site,
     room: &RoomId,
     from: Option<&UserId>,
+    client_id: &ClientId,
     ids: &[FileId],
 ) -> Result<Vec<Attachment>, ApiError> {
     if ids.is_empty() {
@@ -115,10 +124,12 @@ async fn attach(
     let max = state.config.files.max_files_per_message;
     state
         .store
-        .attach_files(&site.id, from, room, ids, max)
+        .attach_files(&site.id, from, room, Some(client_id), ids, max)
         .await
         .map_err(|err| match err {
-            AttachError::TooMany(_) => ApiError::invalid(err.to_string()),
+            AttachError::TooMany(_) | AttachError::Repeated(_) => {
+                ApiError::invalid(err.to_string())
+            }
             AttachError::Store(err) => err.into(),
             other => ApiError::client(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -366,7 +366,9 @@ pub async fn terminate(
     }
     let result = async {
         let file = own_upload(&state, &headers, &id).await?;
-        if file.room.is_some() {
+        // The row goes first, and only while no message holds the file:
+        // a send storing it meanwhile keeps it, bytes and all.
+        if !state.store.delete_free_file(&file.id).await? {
             return Err(ApiError::client(
                 StatusCode::CONFLICT,
                 ErrorCode::Conflict,
@@ -374,7 +376,6 @@ pub async fn terminate(
             ));
         }
         state.files.remove(&file.id).await;
-        state.store.delete_file(&file.id).await?;
         Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
     }
     .await;

@@ -5,7 +5,7 @@
 
 use super::rows::parse_id;
 use super::{Store, StoreError};
-use natter_shared::{Attachment, FileId, RoomId, SiteId, UserId};
+use natter_shared::{Attachment, ClientId, FileId, RoomId, SiteId, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -25,8 +25,10 @@ pub struct FileRow {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub thumb: bool,
-    /// The room it was posted in first.
+    /// The room of the message that holds it, once that message is stored.
     pub room: Option<RoomId>,
+    /// That message's client id.
+    pub message: Option<ClientId>,
     pub created_at: i64,
     pub completed_at: Option<i64>,
 }
@@ -66,6 +68,10 @@ pub enum AttachError {
     Unusable(FileId),
     #[error("file {0} was posted in another room; upload it again to post it here")]
     OtherRoom(FileId),
+    #[error("file {0} is in another message; upload it again to post it again")]
+    InMessage(FileId),
+    #[error("file {0} is listed twice")]
+    Repeated(FileId),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -87,6 +93,10 @@ fn file_from_row(row: &AnyRow) -> Result<FileRow, StoreError> {
         room: row
             .try_get::<Option<String>, _>("room_id")?
             .map(|r| parse_id(RoomId::parse, r))
+            .transpose()?,
+        message: row
+            .try_get::<Option<String>, _>("client_id")?
+            .map(|c| parse_id(ClientId::try_from, c))
             .transpose()?,
         created_at: row.try_get("created_at")?,
         completed_at: row.try_get("completed_at")?,
@@ -155,7 +165,7 @@ impl Store {
     pub async fn file(&self, id: &FileId) -> Result<Option<FileRow>, StoreError> {
         let row = sqlx::query(
             "SELECT id, site_id, user_id, name, length, received, mime, width, height, thumb, \
-             room_id, created_at, completed_at FROM files WHERE id = ?",
+             room_id, client_id, created_at, completed_at FROM files WHERE id = ?",
         )
         .bind(id.as_str())
         .fetch_optional(&self.pool)
@@ -232,15 +242,19 @@ impl Store {
             .collect()
     }
 
-    /// Checks that `user` may post `ids` in `room`: at most `max` of them,
-    /// `user` a member of the room, each file their own, complete, of this
-    /// site and not posted in another room. Binds them to the room and
-    /// returns what the message says of each, in order.
+    /// Checks that `user` may post `ids` in `room` in the message
+    /// `client_id`: at most `max` of them, each once, `user` a member of
+    /// the room, each file their own, complete, of this site and in no
+    /// other message (a retried send's own files are its own). Returns
+    /// what the message says of each, in order. It binds nothing: the
+    /// writer binds the files to the message in the transaction that
+    /// stores it, and checks again there (see [`StoreError::FileTaken`]).
     pub async fn attach_files(
         &self,
         site: &SiteId,
         user: &UserId,
         room: &RoomId,
+        client_id: Option<&ClientId>,
         ids: &[FileId],
         max: usize,
     ) -> Result<Vec<Attachment>, AttachError> {
@@ -249,6 +263,13 @@ impl Store {
         }
         if ids.len() > max {
             return Err(AttachError::TooMany(max));
+        }
+        if let Some(twice) = ids
+            .iter()
+            .enumerate()
+            .find_map(|(i, id)| ids[..i].contains(id).then_some(id))
+        {
+            return Err(AttachError::Repeated(twice.clone()));
         }
         if !self.is_member(site, room, user).await? {
             return Err(StoreError::NotMember.into());
@@ -263,25 +284,24 @@ impl Store {
             };
             match &file.room {
                 Some(r) if r != room => return Err(AttachError::OtherRoom(id.clone())),
-                Some(_) => {}
-                None => {
-                    sqlx::query("UPDATE files SET room_id = ? WHERE id = ? AND room_id IS NULL")
-                        .bind(room.as_str())
-                        .bind(id.as_str())
-                        .execute(&self.pool)
-                        .await
-                        .map_err(StoreError::from)?;
-                    // Another send may have bound it at the same moment.
-                    if let Some(again) = self.file(id).await?
-                        && again.room.as_ref() != Some(room)
-                    {
-                        return Err(AttachError::OtherRoom(id.clone()));
-                    }
+                Some(_) if client_id.is_none() || file.message.as_ref() != client_id => {
+                    return Err(AttachError::InMessage(id.clone()));
                 }
+                _ => {}
             }
             out.push(file.attachment());
         }
         Ok(out)
+    }
+
+    /// Forgets a file's row if no message holds it. False when one does
+    /// (or the row is gone).
+    pub async fn delete_free_file(&self, id: &FileId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM files WHERE id = ? AND room_id IS NULL")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Sets (or with `None` clears) a site's allow-list of file types.

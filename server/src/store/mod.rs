@@ -62,6 +62,12 @@ pub enum StoreError {
     NotFound,
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The file is already in another message.
+    #[error("file {0} is in another message; upload it again to post it again")]
+    FileTaken(natter_shared::FileId),
+    /// The file was deleted before the message that carries it was stored.
+    #[error("file {0} no longer exists")]
+    FileGone(natter_shared::FileId),
     #[error("unsupported database url {0:?}: use sqlite://PATH or mysql://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("the store is shutting down")]

@@ -144,10 +144,12 @@ impl<S: FrameSink> Conn<S> {
         let attached = self
             .state
             .store
-            .attach_files(site, user, &room, &files, max_files)
+            .attach_files(site, user, &room, Some(&client_id), &files, max_files)
             .await;
         let files = match attached.map_err(|err| match err {
-            AttachError::TooMany(_) => (ErrorCode::InvalidInput, err.to_string()),
+            AttachError::TooMany(_) | AttachError::Repeated(_) => {
+                (ErrorCode::InvalidInput, err.to_string())
+            }
             AttachError::Store(err) => {
                 let (_, code, message) = store_error_parts(&err);
                 (code, message)

@@ -13,7 +13,7 @@ use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::text::Body;
 use natter_shared::webhooks::WebhookType;
 use natter_shared::{
-    Attachment, ClientId, Event, EventKind, RoomId, RoomKind, Seq, SiteId, UserId,
+    Attachment, ClientId, Event, EventKind, FileId, RoomId, RoomKind, Seq, SiteId, UserId,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -53,6 +53,8 @@ pub(super) struct Needs<'a> {
     pub joined: Vec<&'a RoomId>,
     /// Events to delete: their rows are read.
     pub targets: Vec<(&'a RoomId, Seq)>,
+    /// Files messages carry: their rows are read (and locked).
+    pub files: Vec<&'a FileId>,
 }
 
 impl<'a> Needs<'a> {
@@ -63,6 +65,7 @@ impl<'a> Needs<'a> {
             keys: Vec::new(),
             joined: Vec::new(),
             targets: Vec::new(),
+            files: Vec::new(),
         };
         for op in ops {
             match op {
@@ -70,9 +73,11 @@ impl<'a> Needs<'a> {
                     room,
                     sender,
                     client_id,
+                    files,
                     ..
                 } => {
                     needs.rooms.push(room);
+                    needs.files.extend(files.iter().map(|f| &f.id));
                     if let Some(sender) = sender {
                         needs.pairs.push((room, sender));
                     }
@@ -106,6 +111,8 @@ impl<'a> Needs<'a> {
         needs.keys.dedup();
         needs.targets.sort_unstable();
         needs.targets.dedup();
+        needs.files.sort_unstable();
+        needs.files.dedup();
         needs
     }
 }
@@ -125,6 +132,15 @@ pub(super) struct Reads {
     pub counts: HashMap<RoomId, i64>,
     /// The events to delete that exist, by room and seq.
     pub targets: HashMap<(RoomId, Seq), Event>,
+    /// Of the files asked, those that exist, with the message holding each.
+    pub files: HashMap<FileId, Holder>,
+}
+
+/// The message that holds a file: none yet, or its room and client id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Holder {
+    pub room: Option<RoomId>,
+    pub client_id: Option<ClientId>,
 }
 
 impl Reads {
@@ -169,6 +185,9 @@ pub(super) struct Writes {
     pub counters: Vec<(RoomId, i64)>,
     /// Messages deleted: their rows are emptied.
     pub deleted: Vec<(RoomId, Seq)>,
+    /// Files bound to the new message that holds them: file, room and
+    /// the message's client id as stored.
+    pub bound: Vec<(FileId, RoomId, Option<String>)>,
     /// What the site's webhooks may be told of: one per new event that
     /// has a webhook type.
     pub hooks: Vec<HookEvent>,
@@ -212,6 +231,10 @@ pub(super) struct Plan {
     /// The events to delete, as they stand after the writes decided so far.
     targets: HashMap<(RoomId, Seq), Event>,
     deleted: Vec<(RoomId, Seq)>,
+    /// The files read, held as after the writes decided so far.
+    files: HashMap<FileId, Holder>,
+    /// Files the batch binds to a new message, in order.
+    bound: Vec<(FileId, RoomId, Option<ClientId>)>,
     now: i64,
 }
 
@@ -236,6 +259,8 @@ impl Plan {
             joined_sites: HashMap::new(),
             targets: reads.targets,
             deleted: Vec::new(),
+            files: reads.files,
+            bound: Vec::new(),
             now,
         }
     }
@@ -360,6 +385,11 @@ impl Plan {
             removed,
             counters,
             deleted: self.deleted,
+            bound: self
+                .bound
+                .into_iter()
+                .map(|(file, room, client_id)| (file, room, client_id.map(|c| c.to_string())))
+                .collect(),
         }
     }
 
@@ -468,6 +498,7 @@ impl Plan {
             files: files.to_vec(),
         };
         let Some(client_id) = client_id else {
+            self.hold(room, None, files)?;
             return self.append(room, sender.clone(), kind);
         };
         // A retry is answered with the message stored the first time,
@@ -484,8 +515,41 @@ impl Plan {
                 freed: Vec::new(),
             });
         }
+        self.hold(room, Some(*client_id), files)?;
         let written = self.append(room, sender.clone(), kind)?;
         self.pending.insert(key, self.events.len() - 1);
         Ok(written)
+    }
+
+    /// Binds a new message's files to it: each must still exist and be
+    /// held by no other message. One that already names this message (a
+    /// retried send, written before its repeat was looked up) stays as it
+    /// is: the stored message's unique key then answers for the repeat.
+    fn hold(
+        &mut self,
+        room: &RoomId,
+        client_id: Option<ClientId>,
+        files: &[Attachment],
+    ) -> Result<(), StoreError> {
+        let mut fresh = Vec::with_capacity(files.len());
+        for file in files {
+            let Some(holder) = self.files.get(&file.id) else {
+                return Err(StoreError::FileGone(file.id.clone()));
+            };
+            match (&holder.room, holder.client_id) {
+                (None, _) if !fresh.contains(&&file.id) => fresh.push(&file.id),
+                (Some(r), Some(c)) if r == room && Some(c) == client_id => {}
+                _ => return Err(StoreError::FileTaken(file.id.clone())),
+            }
+        }
+        for id in fresh {
+            let holder = Holder {
+                room: Some(room.clone()),
+                client_id,
+            };
+            self.files.insert(id.clone(), holder);
+            self.bound.push((id.clone(), room.clone(), client_id));
+        }
+        Ok(())
     }
 }

@@ -483,6 +483,137 @@ mod tests {
         crate::store::scratch::remove(&path);
     }
 
+    /// A file of `a`'s, uploaded and complete.
+    async fn file_of_a(store: &Store, site: &SiteId, name: &str) -> natter_shared::Attachment {
+        let id = natter_shared::FileId::parse(format!("f{name}")).expect("a file id");
+        store
+            .create_upload(&id, site, &user("a"), name, 10, 1)
+            .await
+            .expect("an upload");
+        let done = crate::store::Completed {
+            mime: "application/pdf".into(),
+            size: 10,
+            width: None,
+            height: None,
+            thumb: false,
+        };
+        store.complete_file(&id, &done, 2).await.expect("complete");
+        store
+            .file(&id)
+            .await
+            .expect("read")
+            .expect("there")
+            .attachment()
+    }
+
+    #[tokio::test]
+    async fn a_file_goes_into_one_message_and_a_refused_one_binds_nothing() {
+        let (store, path) = crate::store::scratch::open("file-holder").await;
+        let (site, room) = dialog(&store).await;
+        let stop = CancellationToken::new();
+        let (writer, task) = Writer::spawn(
+            store.clone(),
+            |_, _| {},
+            Default::default(),
+            8,
+            1,
+            stop.clone(),
+        );
+        let (plan, notes) = (
+            file_of_a(&store, &site, "plan").await,
+            file_of_a(&store, &site, "notes").await,
+        );
+        let mut gone = plan.clone();
+        gone.id = natter_shared::FileId::parse("fgone".to_string()).expect("a file id");
+        let with = |n: u128, sender: &str, files: Vec<natter_shared::Attachment>| {
+            let WriteOp::Message {
+                site,
+                room,
+                client_id,
+                body,
+                ..
+            } = message(&site, &room.id, n)
+            else {
+                unreachable!("a message")
+            };
+            WriteOp::Message {
+                site,
+                room,
+                sender: Some(user(sender)),
+                client_id,
+                body,
+                files,
+            }
+        };
+
+        // Queued together, so that they share a batch: the plan goes into
+        // the first message only; a stranger's refused send binds nothing;
+        // a file deleted meanwhile is not carried.
+        let ops = [
+            with(1, "a", vec![plan.clone()]),
+            with(2, "a", vec![plan.clone()]),
+            with(3, "c", vec![notes.clone()]),
+            with(4, "a", vec![gone.clone()]),
+        ];
+        let mut replies = Vec::new();
+        for op in ops {
+            replies.push(writer.submit(op).await.expect("queued"));
+        }
+        let mut results = Vec::new();
+        for reply in replies {
+            results.push(reply.await.expect("answered"));
+        }
+        let first = results[0].as_ref().expect("the first is stored").event.seq;
+        assert!(
+            matches!(&results[1], Err(StoreError::FileTaken(id)) if *id == plan.id),
+            "{:?}",
+            results[1]
+        );
+        assert!(
+            matches!(&results[2], Err(StoreError::NotMember)),
+            "{:?}",
+            results[2]
+        );
+        assert!(
+            matches!(&results[3], Err(StoreError::FileGone(id)) if *id == gone.id),
+            "{:?}",
+            results[3]
+        );
+        let held = store.file(&plan.id).await.expect("read").expect("there");
+        let cid = |n: u128| ClientId::from_uuid(uuid::Uuid::from_u128(n));
+        assert_eq!(
+            (held.room.as_ref(), held.message),
+            (Some(&room.id), Some(cid(1)))
+        );
+        let free = store.file(&notes.id).await.expect("read").expect("there");
+        assert_eq!((free.room, free.message), (None, None));
+
+        // A retry of the first is its repeat; the free file goes into a
+        // message of its own, and then into no other.
+        let again = writer
+            .write(with(1, "a", vec![plan.clone()]))
+            .await
+            .expect("a repeat");
+        assert!(again.duplicate);
+        assert_eq!(again.event.seq, first);
+        writer
+            .write(with(5, "a", vec![notes.clone()]))
+            .await
+            .expect("stored");
+        let taken = writer.write(with(6, "b", vec![notes.clone()])).await;
+        assert!(matches!(taken, Err(StoreError::FileTaken(_))), "{taken:?}");
+
+        // Only a file no message holds may be deleted.
+        assert!(!store.delete_free_file(&plan.id).await.expect("asked"));
+        let spare = file_of_a(&store, &site, "spare").await;
+        assert!(store.delete_free_file(&spare.id).await.expect("asked"));
+
+        stop.cancel();
+        task.await.expect("the writer ends");
+        store.close().await;
+        crate::store::scratch::remove(&path);
+    }
+
     #[tokio::test]
     async fn events_are_published_after_commit_in_seq_order_and_repeats_again_as_stored() {
         let (store, path) = crate::store::scratch::open("writer").await;

@@ -11,7 +11,7 @@
 
 use super::batch::{HookEvent, IdemKey, NewMember, Writes};
 use crate::store::{StoreError, seq_to_db};
-use natter_shared::{Event, EventKind, RoomId, Seq, UserId};
+use natter_shared::{Event, EventKind, FileId, RoomId, Seq, UserId};
 
 /// Most rows or keys one statement carries.
 pub(super) const CHUNK: usize = 256;
@@ -118,6 +118,23 @@ pub(super) fn lock_rooms<'a>(rooms: &[&'a RoomId], lock: bool) -> Vec<Statement<
         .collect()
 }
 
+/// The rows of these files: `id, room_id, client_id` (the message that
+/// holds each, if one does). `lock` adds `FOR UPDATE` (MySQL), so that a
+/// file is bound to one message whichever node stores it, and is not
+/// deleted while a message that carries it is being stored.
+pub(super) fn files<'a>(ids: &[&'a FileId], lock: bool) -> Vec<Statement<'a>> {
+    padded_chunks(ids)
+        .map(|chunk| Statement {
+            sql: format!(
+                "SELECT id, room_id, client_id FROM files WHERE id IN ({}) ORDER BY id{}",
+                repeat("?", ", ", chunk.len()),
+                if lock { " FOR UPDATE" } else { "" }
+            ),
+            args: chunk.iter().map(|id| Arg::Text(id.as_str())).collect(),
+        })
+        .collect()
+}
+
 /// Which of these (room, user) pairs are memberships: rows of
 /// `room_id, user_id, muted_until`.
 pub(super) fn members<'a>(pairs: &[(&'a RoomId, &'a UserId)]) -> Vec<Statement<'a>> {
@@ -198,6 +215,7 @@ pub(super) fn writes(writes: &Writes) -> Result<Vec<Statement<'_>>, StoreError> 
     );
     all.extend(write_counters(&writes.counters));
     all.extend(empty_deleted(&writes.deleted));
+    all.extend(bind_files(&writes.bound));
     all.extend(queue_webhooks(&writes.hooks));
     Ok(all)
 }
@@ -234,6 +252,22 @@ fn queue_webhooks(hooks: &[HookEvent]) -> Vec<Statement<'_>> {
                     })
                     .collect(),
             }
+        })
+        .collect()
+}
+
+/// Binds files to the new messages that carry them (few: one statement
+/// each).
+fn bind_files(bound: &[(FileId, RoomId, Option<String>)]) -> Vec<Statement<'_>> {
+    bound
+        .iter()
+        .map(|(file, room, client_id)| Statement {
+            sql: "UPDATE files SET room_id = ?, client_id = ? WHERE id = ?".into(),
+            args: vec![
+                Arg::Text(room.as_str()),
+                Arg::from(client_id.as_deref()),
+                Arg::Text(file.as_str()),
+            ],
         })
         .collect()
 }
