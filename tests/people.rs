@@ -178,6 +178,13 @@ async fn markers_move_forward_and_counts_follow(db: Db) {
         })
         .await;
     assert_eq!(read_of(&mut bob2, "bob").await, 8, "read before any sync");
+    let rooms = fresh.sync(Vec::new()).await;
+    let counted = rooms.iter().find(|r| r.id == room.id).expect("the room");
+    assert_eq!(
+        (counted.read, counted.unread),
+        (8, 0),
+        "the sync that follows counts with it"
+    );
 
     // Not a member: refused on both sides.
     let (mut eve, _) = app.login("eve").await;

@@ -9,6 +9,11 @@ use natter_shared::{
     RoomInfo, Seq, ServerFrame, UserId,
 };
 
+/// Most markers moved offline sent before `sync`: each of a room the
+/// connection does not follow yet costs the server a lookup, and counts
+/// against the same rate as `sync` itself.
+const READS_BEFORE_SYNC: usize = 16;
+
 impl Chat {
     /// Applies one server frame; returns the frames to send in answer.
     pub fn apply(&mut self, frame: ServerFrame) -> Vec<ClientFrame> {
@@ -59,7 +64,12 @@ impl Chat {
         }
     }
 
-    /// `hello`: who we are and the limits in force; we answer with `sync`.
+    /// `hello`: who we are and the limits in force; we answer with `sync`,
+    /// after the markers this device moved while the server could not hear
+    /// (a few: the rest go after `synced`). The server takes them first,
+    /// so the counts in its `rooms` include them: this device may no longer
+    /// hold the messages it read (a reload), and could not take them off
+    /// the server's count itself.
     fn on_hello(&mut self, user: UserId, name: Option<String>, limits: Limits) -> Vec<ClientFrame> {
         // A renewed token on a live connection: the same session.
         if self.live && self.me.as_ref().is_some_and(|me| me.id == user) {
@@ -75,7 +85,13 @@ impl Chat {
         self.me = Some(Member::new(user, name));
         self.limits = limits;
         self.notice = None;
-        vec![self.sync()]
+        let mut frames: Vec<ClientFrame> = self
+            .unsent_reads()
+            .into_iter()
+            .take(READS_BEFORE_SYNC)
+            .collect();
+        frames.push(self.sync());
+        frames
     }
 
     /// `rooms`: in answer to `sync`, the frames up to `synced` list every

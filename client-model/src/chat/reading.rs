@@ -9,8 +9,9 @@
 //! The marker moves when the person sees messages: while they can see
 //! the open room's end ([`Chat::set_reading`]) everything that arrives
 //! there is read at once; otherwise the view says how far they scrolled
-//! ([`Chat::mark_read`]). A marker moved offline goes out after the next
-//! `synced`. The server's `read` frames move it too (read on another
+//! ([`Chat::mark_read`]). A marker moved offline goes out before the next
+//! `sync`, so that the server counts with it (or, past the first few,
+//! after `synced`). The server's `read` frames move it too (read on another
 //! device), and tell where the other members are (receipts).
 
 use super::{Change, Chat, Room};

@@ -564,25 +564,29 @@ fn a_fresh_device_takes_the_servers_count_and_pages_do_not_add_to_it() {
     assert_eq!(chat.unread_total(), 1);
 }
 
-#[test]
-fn a_marker_moved_offline_goes_out_after_synced_and_counts_stay_right() {
+/// Alice reads a dialog of `last_seq` messages of Bob's up to `read`
+/// while offline; the page reloads: her chat as rebuilt from the store,
+/// holding none of the messages, with the `read` and `sync` its `hello`
+/// answers.
+fn read_offline_then_reloaded(last_seq: Seq, read: Seq) -> (Chat, Vec<ClientFrame>) {
     let mut chat = Chat::default();
     chat.apply(hello("alice"));
     chat.apply(ServerFrame::Rooms {
-        rooms: vec![counted_dialog(2, 0, 2)],
+        rooms: vec![counted_dialog(last_seq, 0, last_seq as u32)],
     });
-    chat.apply(page(vec![
-        message(1, "bob", "a", None),
-        message(2, "bob", "b", None),
-    ]));
+    chat.apply(page(
+        (1..=last_seq)
+            .map(|seq| message(seq, "bob", "m", None))
+            .collect(),
+    ));
     chat.apply(ServerFrame::Synced {});
     chat.on_disconnect();
     assert_eq!(
-        chat.mark_read(&r_ab(), 2),
+        chat.mark_read(&r_ab(), read),
         None,
         "offline: nothing to send yet"
     );
-    assert_eq!(chat.unread_total(), 0);
+    assert_eq!(chat.unread_total(), (last_seq - read) as u32);
     // The room as last stored.
     let stored: Vec<RoomRecord> = chat
         .take_changes()
@@ -595,7 +599,36 @@ fn a_marker_moved_offline_goes_out_after_synced_and_counts_stay_right() {
         .into_iter()
         .collect();
     let mut chat = Chat::hydrate(Some(user("alice")), stored, Vec::new());
-    chat.apply(hello("alice"));
+    let out = chat.apply(hello("alice"));
+    (chat, out)
+}
+
+#[test]
+fn a_marker_moved_offline_goes_out_before_sync_and_the_count_is_the_servers() {
+    let (mut chat, out) = read_offline_then_reloaded(3, 2);
+    assert!(
+        matches!(out.as_slice(), [ClientFrame::Read { room, seq: 2 }, ClientFrame::Sync { .. }] if *room == r_ab()),
+        "{out:?}"
+    );
+    // The server took the marker before counting: one unread, which
+    // this device, holding none of the messages, could not have worked
+    // out from the count before it.
+    chat.apply(ServerFrame::Rooms {
+        rooms: vec![counted_dialog(3, 2, 1)],
+    });
+    chat.apply(page(Vec::new()));
+    assert_eq!(chat.unread_total(), 1);
+    assert_eq!(
+        chat.apply(ServerFrame::Synced {}),
+        [],
+        "nothing left to send"
+    );
+    assert_eq!(chat.unread_total(), 1);
+}
+
+#[test]
+fn a_marker_the_server_did_not_take_goes_again_after_synced() {
+    let (mut chat, _) = read_offline_then_reloaded(2, 2);
     // The server has not heard: its count is still 2, its marker 0.
     chat.apply(ServerFrame::Rooms {
         rooms: vec![counted_dialog(2, 0, 2)],
