@@ -251,7 +251,7 @@ fn ChatWidget(location: Location) -> impl IntoView {
         match link {
             Some(link) => Status::new(&link, live),
             None if has_token.get() => Status::Follower {
-                live: view.owner_live.get().unwrap_or(true),
+                live: view.owner_live.get(),
             },
             None => Status::new(&LinkState::WaitingForToken, false),
         }

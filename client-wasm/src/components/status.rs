@@ -18,9 +18,9 @@ pub enum Status {
         reason: String,
     },
     /// Another tab of this browser holds the connection (live or not, as
-    /// it last said); this one shows what it stores.
+    /// it last said; `None` until it says); this one shows what it stores.
     Follower {
-        live: bool,
+        live: Option<bool>,
     },
 }
 
@@ -50,8 +50,9 @@ impl Status {
             Status::Online => "Online".into(),
             Status::Offline { retry_secs: 0 } => "Offline".into(),
             Status::Offline { retry_secs } => format!("Offline, retrying in {retry_secs} s"),
-            Status::Follower { live: true } => "Online (through another tab)".into(),
-            Status::Follower { live: false } => "Offline (through another tab)".into(),
+            Status::Follower { live: Some(true) } => "Online (through another tab)".into(),
+            Status::Follower { live: Some(false) } => "Offline (through another tab)".into(),
+            Status::Follower { live: None } => "Connecting (through another tab)…".into(),
             Status::Refused { reason } => format!("Sign-in refused ({reason})"),
         }
     }
@@ -59,10 +60,10 @@ impl Status {
     /// The CSS class that colours the line.
     fn tone(&self) -> &'static str {
         match self {
-            Status::Online | Status::Follower { live: true } => "status ok",
-            Status::Offline { .. } | Status::Refused { .. } | Status::Follower { live: false } => {
-                "status bad"
-            }
+            Status::Online | Status::Follower { live: Some(true) } => "status ok",
+            Status::Offline { .. }
+            | Status::Refused { .. }
+            | Status::Follower { live: Some(false) } => "status bad",
             _ => "status wait",
         }
     }
