@@ -215,41 +215,58 @@ pub async fn rename_site(
     name: &str,
     actor: &str,
 ) -> Result<(), StoreError> {
-    let name = parse_name(name)?;
-    state.store.rename_site(site, name).await?;
-    record(
-        &state.store,
-        site,
-        actor,
-        "site.rename",
-        site.as_str(),
-        Some(name),
-    )
-    .await;
-    Ok(())
+    change_site(state, site, Some(name), None::<[&str; 0]>, actor).await
 }
 
-/// Replaces the origins allowed to embed a site's widget; returns them
-/// as kept (normalized).
+/// Replaces the origins allowed to embed a site's widget.
 pub async fn set_origins<'a>(
     state: &AppState,
     site: &SiteId,
     origins: impl IntoIterator<Item = &'a str>,
     actor: &str,
-) -> Result<Vec<String>, StoreError> {
-    let origins = parse_origins(origins)?;
-    state.store.set_origins(site, &origins).await?;
-    let detail = origins.join(" ");
-    record(
-        &state.store,
-        site,
-        actor,
-        "site.origins",
-        site.as_str(),
-        Some(&detail),
-    )
-    .await;
-    Ok(origins)
+) -> Result<(), StoreError> {
+    change_site(state, site, None, Some(origins), actor).await
+}
+
+/// Renames a site and/or replaces its origins: both are checked, then
+/// made in one transaction, then each is put on the audit log.
+pub async fn change_site<'a>(
+    state: &AppState,
+    site: &SiteId,
+    name: Option<&str>,
+    origins: Option<impl IntoIterator<Item = &'a str>>,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let name = name.map(parse_name).transpose()?;
+    let origins = origins.map(parse_origins).transpose()?;
+    state
+        .store
+        .change_site(site, name, origins.as_deref())
+        .await?;
+    if let Some(name) = name {
+        record(
+            &state.store,
+            site,
+            actor,
+            "site.rename",
+            site.as_str(),
+            Some(name),
+        )
+        .await;
+    }
+    if let Some(origins) = origins {
+        let detail = origins.join(" ");
+        record(
+            &state.store,
+            site,
+            actor,
+            "site.origins",
+            site.as_str(),
+            Some(&detail),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// Replaces a site's token secret; the old one verifies tokens for

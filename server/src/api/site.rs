@@ -41,20 +41,8 @@ pub(super) async fn change(
     ApiSite(site): ApiSite,
     ApiJson(req): ApiJson<SiteChange>,
 ) -> Result<Json<SiteInfo>, ApiError> {
-    // Both are checked before either is made.
-    if let Some(name) = &req.name {
-        moderation::parse_name(name)?;
-    }
-    if let Some(origins) = &req.origins {
-        moderation::parse_origins(origins.iter().map(String::as_str))?;
-    }
-    if let Some(name) = &req.name {
-        moderation::rename_site(&state, &site.id, name, API_ACTOR).await?;
-    }
-    if let Some(origins) = &req.origins {
-        let list = origins.iter().map(String::as_str);
-        moderation::set_origins(&state, &site.id, list, API_ACTOR).await?;
-    }
+    let origins = req.origins.as_ref().map(|o| o.iter().map(String::as_str));
+    moderation::change_site(&state, &site.id, req.name.as_deref(), origins, API_ACTOR).await?;
     let site = state
         .store
         .site(&site.id)

@@ -168,18 +168,14 @@ impl Store {
         Ok(())
     }
 
-    /// Renames a site.
-    pub async fn rename_site(&self, site: &SiteId, name: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE sites SET name = ? WHERE id = ?")
-            .bind(name)
-            .bind(site.as_str())
-            .execute(&self.pool)
-            .await?;
-        self.site_updated(site, done.rows_affected())
-    }
-
-    /// Replaces the origins allowed to embed a site's widget.
-    pub async fn set_origins(&self, site: &SiteId, origins: &[String]) -> Result<(), StoreError> {
+    /// Renames a site and/or replaces the origins allowed to embed its
+    /// widget, in one transaction: both are made, or neither.
+    pub async fn change_site(
+        &self,
+        site: &SiteId,
+        name: Option<&str>,
+        origins: Option<&[String]>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let exists = sqlx::query("SELECT 1 FROM sites WHERE id = ?")
             .bind(site.as_str())
@@ -188,17 +184,26 @@ impl Store {
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        sqlx::query("DELETE FROM site_origins WHERE site_id = ?")
-            .bind(site.as_str())
-            .execute(&mut *tx)
-            .await?;
-        for origin in origins {
-            sqlx::query("INSERT INTO site_origins (site_id, origin) VALUES (?, ?)")
+        if let Some(name) = name {
+            sqlx::query("UPDATE sites SET name = ? WHERE id = ?")
+                .bind(name)
                 .bind(site.as_str())
-                .bind(origin.as_str())
                 .execute(&mut *tx)
-                .await
-                .map_err(conflict_on_unique)?;
+                .await?;
+        }
+        if let Some(origins) = origins {
+            sqlx::query("DELETE FROM site_origins WHERE site_id = ?")
+                .bind(site.as_str())
+                .execute(&mut *tx)
+                .await?;
+            for origin in origins {
+                sqlx::query("INSERT INTO site_origins (site_id, origin) VALUES (?, ?)")
+                    .bind(site.as_str())
+                    .bind(origin.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict_on_unique)?;
+            }
         }
         tx.commit().await?;
         self.sites.forget(site);
