@@ -525,15 +525,23 @@ async fn the_api_checks_what_it_is_given(db: Db) {
         .await
         .expect("answered");
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    // At most 16 per site.
-    for n in 1..16 {
-        add_hook(
-            &api,
-            &format!("https://example.com/{n}"),
-            &[WebhookType::RoomCreated],
-        )
-        .await;
-    }
+    // At most 16 per site, however many are asked for at once.
+    let asked = (1..=20).map(|n| {
+        post(json!({"url": format!("https://example.com/{n}"), "events": ["room.created"]}))
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let made = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(status, body)| {
+            *status == StatusCode::BAD_REQUEST && body["error"]["code"] == "invalid_input"
+        })
+        .count();
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
+    assert_eq!((made, refused), (15, 5), "{statuses:?}");
     let (status, body) =
         post(json!({"url": "https://example.com/17", "events": ["room.created"]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

@@ -110,8 +110,26 @@ impl Store {
         url: &str,
         events: &[WebhookType],
         secret: &str,
+        max: usize,
     ) -> Result<Webhook, StoreError> {
         let id: String = new_id("wh")?;
+        let mut tx = self.pool.begin().await?;
+        // A write to the site's row first: it takes the row's lock (MySQL)
+        // or the database's write lock (SQLite), so two endpoints added at
+        // once are counted one after the other.
+        sqlx::query("UPDATE sites SET name = name WHERE id = ?")
+            .bind(site.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE site_id = ?")
+            .bind(site.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if usize::try_from(row.try_get::<i64, _>("n")?).unwrap_or(usize::MAX) >= max {
+            return Err(StoreError::Invalid(format!(
+                "a site has at most {max} webhook endpoints"
+            )));
+        }
         sqlx::query(
             "INSERT INTO webhooks (id, site_id, url, secret, events, created_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -122,8 +140,9 @@ impl Store {
         .bind(secret)
         .bind(WebhookType::mask(events))
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.webhook(site, &id).await?.ok_or(StoreError::NotFound)
     }
 
