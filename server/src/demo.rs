@@ -92,7 +92,7 @@ pub async fn seed(state: &AppState, lobby: RoomId) -> Result<(), ApiError> {
             site: site.clone(),
             room: lobby.clone(),
             sender: Some(carol.clone()),
-            client_id: None,
+            client_id: Some(natter_shared::ClientId::from_uuid(uuid::Uuid::now_v7())),
             body,
             files,
         })

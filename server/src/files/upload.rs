@@ -369,6 +369,10 @@ pub async fn terminate(
         // The row goes first, and only while no message holds the file:
         // a send storing it meanwhile keeps it, bytes and all.
         if !state.store.delete_free_file(&file.id).await? {
+            if state.store.file(&file.id).await?.is_none() {
+                // Deleted by another request meanwhile.
+                return Err(crate::store::StoreError::NotFound.into());
+            }
             return Err(ApiError::client(
                 StatusCode::CONFLICT,
                 ErrorCode::Conflict,

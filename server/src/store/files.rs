@@ -245,7 +245,8 @@ impl Store {
     /// Checks that `user` may post `ids` in `room` in the message
     /// `client_id`: at most `max` of them, each once, `user` a member of
     /// the room, each file their own, complete, of this site and in no
-    /// other message (a retried send's own files are its own). Returns
+    /// other message (a retried send's own files are its own; see below
+    /// for files bound before messages were recorded). Returns
     /// what the message says of each, in order. It binds nothing: the
     /// writer binds the files to the message in the transaction that
     /// stores it, and checks again there (see [`StoreError::FileTaken`]).
@@ -282,9 +283,12 @@ impl Store {
             else {
                 return Err(AttachError::Unusable(id.clone()));
             };
-            match &file.room {
-                Some(r) if r != room => return Err(AttachError::OtherRoom(id.clone())),
-                Some(_) if client_id.is_none() || file.message.as_ref() != client_id => {
+            // A file bound without its message's client id (before
+            // migration 0011, or by an older node) is taken in its room
+            // as it was then.
+            match (&file.room, &file.message) {
+                (Some(r), _) if r != room => return Err(AttachError::OtherRoom(id.clone())),
+                (Some(_), Some(holder)) if Some(holder) != client_id => {
                     return Err(AttachError::InMessage(id.clone()));
                 }
                 _ => {}

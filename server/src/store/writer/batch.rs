@@ -539,6 +539,9 @@ impl Plan {
             match (&holder.room, holder.client_id) {
                 (None, _) if !fresh.contains(&&file.id) => fresh.push(&file.id),
                 (Some(r), Some(c)) if r == room && Some(c) == client_id => {}
+                // Bound to its room before messages were recorded (before
+                // migration 0011, or by an older node): taken there as then.
+                (Some(r), None) if r == room => {}
                 _ => return Err(StoreError::FileTaken(file.id.clone())),
             }
         }

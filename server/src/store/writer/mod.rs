@@ -46,7 +46,8 @@ pub enum WriteOp {
         sender: Option<UserId>,
         client_id: Option<ClientId>,
         body: Body,
-        /// Checked and bound to the room before the write is submitted.
+        /// Checked before the write is submitted; bound to the message
+        /// (and checked again) in the transaction that stores it.
         files: Vec<Attachment>,
     },
     /// `user` joins a group room.
@@ -602,6 +603,20 @@ mod tests {
             .expect("stored");
         let taken = writer.write(with(6, "b", vec![notes.clone()])).await;
         assert!(matches!(taken, Err(StoreError::FileTaken(_))), "{taken:?}");
+
+        // A file bound to its room before messages were recorded (no
+        // client id) is taken there as it was then.
+        let old = file_of_a(&store, &site, "old").await;
+        sqlx::query("UPDATE files SET room_id = ? WHERE id = ?")
+            .bind(room.id.as_str())
+            .bind(old.id.as_str())
+            .execute(store.pool())
+            .await
+            .expect("bound the old way");
+        for n in [7, 8] {
+            let written = writer.write(with(n, "a", vec![old.clone()])).await;
+            assert!(written.is_ok(), "{written:?}");
+        }
 
         // Only a file no message holds may be deleted.
         assert!(!store.delete_free_file(&plan.id).await.expect("asked"));
