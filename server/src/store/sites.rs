@@ -177,19 +177,19 @@ impl Store {
         origins: Option<&[String]>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // A write first, so the transaction holds the write lock (SQLite)
+        // or the site's row (MySQL) before it reads anything.
+        sqlx::query("UPDATE sites SET name = COALESCE(?, name) WHERE id = ?")
+            .bind(name)
+            .bind(site.as_str())
+            .execute(&mut *tx)
+            .await?;
         let exists = sqlx::query("SELECT 1 FROM sites WHERE id = ?")
             .bind(site.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
             return Err(StoreError::NotFound);
-        }
-        if let Some(name) = name {
-            sqlx::query("UPDATE sites SET name = ? WHERE id = ?")
-                .bind(name)
-                .bind(site.as_str())
-                .execute(&mut *tx)
-                .await?;
         }
         if let Some(origins) = origins {
             sqlx::query("DELETE FROM site_origins WHERE site_id = ?")
@@ -231,8 +231,10 @@ impl Store {
             "DELETE FROM audit_log WHERE site_id = ?",
             "DELETE FROM events WHERE room_id IN (SELECT id FROM rooms WHERE site_id = ?)",
             "DELETE FROM members WHERE site_id = ?",
-            "DELETE FROM files WHERE site_id = ?",
+            // Rooms before files: a send with files locks its room's row,
+            // then its files' rows; taken in that order here too.
             "DELETE FROM rooms WHERE site_id = ?",
+            "DELETE FROM files WHERE site_id = ?",
             "DELETE FROM users WHERE site_id = ?",
             "DELETE FROM site_origins WHERE site_id = ?",
         ] {
