@@ -288,8 +288,12 @@ impl Chat {
         message: &str,
         room: Option<&RoomId>,
     ) -> Vec<ClientFrame> {
+        // Not a member (any more): the room leaves the list, which says
+        // as much. (A marker moved offline in a room the user was taken
+        // out of meanwhile is answered so, before the `sync`.)
         if let (ErrorCode::NotMember, Some(room)) = (code, room) {
             self.forget(room);
+            return Vec::new();
         }
         // Throttled: the server holds the request and answers it later;
         // nothing failed.

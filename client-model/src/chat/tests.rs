@@ -627,6 +627,22 @@ fn a_marker_moved_offline_goes_out_before_sync_and_the_count_is_the_servers() {
 }
 
 #[test]
+fn a_marker_moved_offline_in_a_room_left_meanwhile_only_takes_the_room_away() {
+    let (mut chat, _) = read_offline_then_reloaded(3, 2);
+    // Taken out of the room while offline: the `read` sent before `sync`
+    // is refused.
+    chat.apply(ServerFrame::Error {
+        code: ErrorCode::NotMember,
+        message: "you are not a member of this room".into(),
+        client_id: None,
+        room: Some(r_ab()),
+        retry_after_ms: None,
+    });
+    assert!(chat.room_entries().is_empty());
+    assert_eq!(chat.notice(), None, "no error to show: the room is gone");
+}
+
+#[test]
 fn a_marker_the_server_did_not_take_goes_again_after_synced() {
     let (mut chat, _) = read_offline_then_reloaded(2, 2);
     // The server has not heard: its count is still 2, its marker 0.
