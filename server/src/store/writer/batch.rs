@@ -9,6 +9,7 @@
 
 use super::{WriteOp, Written};
 use crate::store::StoreError;
+use crate::store::rows::parse_id;
 use natter_shared::limits::MAX_MEMBERS;
 use natter_shared::text::Body;
 use natter_shared::webhooks::WebhookType;
@@ -150,6 +151,24 @@ impl Reads {
             self.muted.insert(pair.clone(), until);
         }
         self.members.insert(pair);
+    }
+
+    /// Keeps a file's row read back: its id, and the room and client id of
+    /// the message that holds it, if one does.
+    pub(super) fn keep_file(
+        &mut self,
+        id: String,
+        room: Option<String>,
+        client_id: Option<String>,
+    ) -> Result<(), StoreError> {
+        let holder = Holder {
+            room: room.map(|r| parse_id(RoomId::parse, r)).transpose()?,
+            client_id: client_id
+                .map(|c| parse_id(ClientId::try_from, c))
+                .transpose()?,
+        };
+        self.files.insert(parse_id(FileId::parse, id)?, holder);
+        Ok(())
     }
 
     /// Keeps a stored event read back under its idempotency key, if it

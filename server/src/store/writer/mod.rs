@@ -414,6 +414,24 @@ mod tests {
         }
     }
 
+    /// One writer of batches of `batch_max` that publishes nothing, and
+    /// what stops it.
+    fn unpublished(
+        store: &Store,
+        batch_max: usize,
+    ) -> (Writer, tokio::task::JoinHandle<()>, CancellationToken) {
+        let stop = CancellationToken::new();
+        let (writer, task) = Writer::spawn(
+            store.clone(),
+            |_, _| {},
+            Default::default(),
+            batch_max,
+            1,
+            stop.clone(),
+        );
+        (writer, task, stop)
+    }
+
     /// A site with a dialog between `a` and `b`.
     async fn dialog(store: &Store) -> (SiteId, natter_shared::RoomInfo) {
         let site = store
@@ -450,15 +468,7 @@ mod tests {
     async fn the_log_is_checkpointed_beside_the_writer() {
         let (store, path) = crate::store::scratch::open("checkpoint").await;
         let (site, room) = dialog(&store).await;
-        let stop = CancellationToken::new();
-        let (writer, task) = Writer::spawn(
-            store.clone(),
-            |_, _| {},
-            Default::default(),
-            64,
-            1,
-            stop.clone(),
-        );
+        let (writer, task, stop) = unpublished(&store, 64);
         let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let before = size();
         let mut replies = Vec::new();
@@ -511,15 +521,7 @@ mod tests {
     async fn a_file_goes_into_one_message_and_a_refused_one_binds_nothing() {
         let (store, path) = crate::store::scratch::open("file-holder").await;
         let (site, room) = dialog(&store).await;
-        let stop = CancellationToken::new();
-        let (writer, task) = Writer::spawn(
-            store.clone(),
-            |_, _| {},
-            Default::default(),
-            8,
-            1,
-            stop.clone(),
-        );
+        let (writer, task, stop) = unpublished(&store, 8);
         let (plan, notes) = (
             file_of_a(&store, &site, "plan").await,
             file_of_a(&store, &site, "notes").await,

@@ -3,12 +3,12 @@
 //! are locked `FOR UPDATE`, so nodes writing to the same room take turns
 //! and seqs stay gap-free across nodes.
 
-use super::batch::{Holder, Needs, Plan, Reads, RoomRow};
+use super::batch::{Needs, Plan, Reads, RoomRow};
 use super::statements::{self, Arg, Statement};
 use super::{WriteOp, Written};
 use crate::store::rows::{event_from_row, parse_id, room_kind};
 use crate::store::{Store, StoreError, is_unique_violation, now_ms};
-use natter_shared::{ClientId, FileId, RoomId, UserId};
+use natter_shared::{RoomId, UserId};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
@@ -176,18 +176,11 @@ async fn read(tx: &mut Transaction<'_, Any>, needs: &Needs<'_>) -> Result<Reads,
         reads.targets.insert((event.room.clone(), event.seq), event);
     }
     for row in fetch(tx, statements::files(&needs.files, true)).await? {
-        let holder = Holder {
-            room: row
-                .try_get::<Option<String>, _>("room_id")?
-                .map(|r| parse_id(RoomId::parse, r))
-                .transpose()?,
-            client_id: row
-                .try_get::<Option<String>, _>("client_id")?
-                .map(|c| parse_id(ClientId::try_from, c))
-                .transpose()?,
-        };
-        let id = parse_id(FileId::parse, row.try_get::<String, _>("id")?)?;
-        reads.files.insert(id, holder);
+        reads.keep_file(
+            row.try_get("id")?,
+            row.try_get("room_id")?,
+            row.try_get("client_id")?,
+        )?;
     }
     for row in fetch(tx, statements::member_counts(&needs.joined)).await? {
         reads.counts.insert(

@@ -4,12 +4,12 @@
 //! to a worker thread and back), and statements stay prepared between
 //! batches. `BEGIN IMMEDIATE` takes the database's write lock up front.
 
-use super::batch::{Holder, Needs, Plan, Reads, RoomRow};
+use super::batch::{Needs, Plan, Reads, RoomRow};
 use super::statements::{self, Arg, Statement};
 use super::{WriteOp, Written};
 use crate::store::rows::{EventColumns, event_from_columns, parse_id, room_kind};
 use crate::store::{StoreError, now_ms};
-use natter_shared::{ClientId, FileId, RoomId, UserId};
+use natter_shared::{RoomId, UserId};
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior, params_from_iter};
 use std::path::Path;
@@ -202,19 +202,7 @@ fn read(conn: &Connection, needs: &Needs<'_>) -> Result<Reads, StoreError> {
         Ok(())
     })?;
     fetch(conn, statements::files(&needs.files, false), |row| {
-        let holder = Holder {
-            room: row
-                .get::<_, Option<String>>("room_id")?
-                .map(|r| parse_id(RoomId::parse, r))
-                .transpose()?,
-            client_id: row
-                .get::<_, Option<String>>("client_id")?
-                .map(|c| parse_id(ClientId::try_from, c))
-                .transpose()?,
-        };
-        let id = parse_id(FileId::parse, row.get::<_, String>("id")?)?;
-        reads.files.insert(id, holder);
-        Ok(())
+        reads.keep_file(row.get("id")?, row.get("room_id")?, row.get("client_id")?)
     })?;
     fetch(conn, statements::member_counts(&needs.joined), |row| {
         reads.counts.insert(
