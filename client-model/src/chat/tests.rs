@@ -95,6 +95,18 @@ fn synced_alice() -> Chat {
     chat
 }
 
+/// The server's `not_member` about the dialog: for a send (`client_id`),
+/// or for the room itself.
+fn not_member(client_id: Option<ClientId>) -> ServerFrame {
+    ServerFrame::Error {
+        code: ErrorCode::NotMember,
+        message: "you are not a member of this room".into(),
+        client_id,
+        room: Some(r_ab()),
+        retry_after_ms: None,
+    }
+}
+
 /// Alice's chat rebuilt from the store: the dialog held up to seq 7, and
 /// one message of hers (`cid(1)`) in the outbox.
 fn rebuilt(body: &str, state: EntryState) -> Chat {
@@ -317,13 +329,7 @@ fn offline_messages_go_out_after_synced_and_refusals_are_not_resent() {
     let mut chat = synced_alice();
     chat.compose(&r_ab(), cid(1), "refused".into(), Vec::new(), 5)
         .unwrap();
-    chat.apply(ServerFrame::Error {
-        code: ErrorCode::NotMember,
-        message: "no".into(),
-        client_id: Some(cid(1)),
-        room: Some(r_ab()),
-        retry_after_ms: None,
-    });
+    chat.apply(not_member(Some(cid(1))));
     chat.on_disconnect();
     let out = chat
         .compose(&r_ab(), cid(2), "later".into(), Vec::new(), 6)
@@ -362,13 +368,7 @@ fn only_a_failed_message_can_be_discarded() {
         .unwrap();
     chat.compose(&r_ab(), cid(2), "on its way".into(), Vec::new(), 6)
         .unwrap();
-    chat.apply(ServerFrame::Error {
-        code: ErrorCode::NotMember,
-        message: "no".into(),
-        client_id: Some(cid(1)),
-        room: Some(r_ab()),
-        retry_after_ms: None,
-    });
+    chat.apply(not_member(Some(cid(1))));
     chat.take_changes();
     chat.discard(&cid(2));
     assert!(chat.take_changes().is_empty(), "a pending message stays");
@@ -631,13 +631,7 @@ fn a_marker_moved_offline_in_a_room_left_meanwhile_only_takes_the_room_away() {
     let (mut chat, _) = read_offline_then_reloaded(3, 2);
     // Taken out of the room while offline: the `read` sent before `sync`
     // is refused.
-    chat.apply(ServerFrame::Error {
-        code: ErrorCode::NotMember,
-        message: "you are not a member of this room".into(),
-        client_id: None,
-        room: Some(r_ab()),
-        retry_after_ms: None,
-    });
+    chat.apply(not_member(None));
     assert!(chat.room_entries().is_empty());
     assert_eq!(chat.notice(), None, "no error to show: the room is gone");
 }
@@ -1090,13 +1084,7 @@ fn what_another_tab_did_to_the_outbox_is_taken_in() {
     let mut chat = synced_alice();
     chat.compose(&r_ab(), cid(1), "refused".into(), Vec::new(), 5)
         .unwrap();
-    chat.apply(ServerFrame::Error {
-        code: ErrorCode::NotMember,
-        message: "no".into(),
-        client_id: Some(cid(1)),
-        room: Some(r_ab()),
-        retry_after_ms: None,
-    });
+    chat.apply(not_member(Some(cid(1))));
     chat.compose(&r_ab(), cid(2), "scan".into(), vec![pdf("b", 10)], 6)
         .unwrap();
     chat.compose(&r_ab(), cid(3), "on its way".into(), Vec::new(), 7)
@@ -1136,13 +1124,7 @@ fn what_another_tab_did_to_the_outbox_is_taken_in() {
     );
 
     // Refused again, then given up on in another tab.
-    chat.apply(ServerFrame::Error {
-        code: ErrorCode::NotMember,
-        message: "no".into(),
-        client_id: Some(cid(1)),
-        room: Some(r_ab()),
-        retry_after_ms: None,
-    });
+    chat.apply(not_member(Some(cid(1))));
     other.retain(|(e, _)| e.client_id != cid(1));
     let (_, gone) = chat.adopt(other);
     assert_eq!(
