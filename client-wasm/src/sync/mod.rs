@@ -574,12 +574,20 @@ impl Engine {
     fn send(&self, frames: &[ClientFrame]) {
         let link = self.0.link.borrow().clone();
         let synced = self.0.synced_on.get() == self.0.socket.get();
+        // The markers moved offline go just before the `sync` they come
+        // with, so that the counts it answers with include them.
+        let syncing = frames.iter().any(|f| matches!(f, ClientFrame::Sync { .. }));
         if let Some(link) = link {
             for frame in frames {
                 // A frame that cannot go out now is not lost: the next
                 // connection syncs from the cursors and resends the outbox,
                 // oldest first, and the read markers moved meanwhile.
-                if synced || !matches!(frame, ClientFrame::Send { .. } | ClientFrame::Read { .. }) {
+                let held = match frame {
+                    ClientFrame::Send { .. } => !synced,
+                    ClientFrame::Read { .. } => !synced && !syncing,
+                    _ => false,
+                };
+                if !held {
                     link.send(frame);
                 }
             }
