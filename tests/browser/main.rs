@@ -76,6 +76,7 @@ on_both_databases!(
     files::an_upload_can_be_cancelled,
     reading::read_state_is_the_servers_and_shown,
     reading::a_room_restored_from_a_backup_is_rebuilt,
+    reading::what_was_read_offline_counts_after_a_reload,
     reading::a_group_shows_its_members_and_who_is_online,
 );
 

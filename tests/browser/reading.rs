@@ -1,9 +1,9 @@
 //! Read state: unread counts from the server on a fresh browser, reading
 //! only what the person can see, receipts, two browsers of one person that
-//! agree, presence; and a room whose server history was restored from a
-//! backup.
+//! agree, presence; what was read offline, after a reload; and a room
+//! whose server history was restored from a backup.
 
-use crate::harness::{Page, Person, World};
+use crate::harness::{Link, PATIENCE, Page, Person, World};
 use natter_tests::Db;
 use std::time::Duration;
 
@@ -123,6 +123,56 @@ pub async fn read_state_is_the_servers_and_shown(db: Db) {
         )
         .await;
     world.finish(vec![alice]).await;
+}
+
+/// Bob reads a conversation while the chat server is out of reach, then
+/// reloads the page: the reloaded chat holds none of those messages in
+/// memory, yet when it connects again the count it gets back takes off
+/// what he read (his markers go before the catch-up), and one message
+/// written meanwhile is all that is unread, on his page and the server.
+pub async fn what_was_read_offline_counts_after_a_reload(db: Db) {
+    let world = World::new(db).await;
+    let room = world.dialog("alice", "bob").await;
+    // Two conversations: the chat opens none by itself, and has a way back.
+    world.dialog("bob", "carol").await;
+    for body in ["one", "two", "three"] {
+        world.post(&room, "alice", body).await;
+    }
+    let bob = world.person("bob").await;
+    bob.browser
+        .goto(&bob.page_url(Page::Plain))
+        .await
+        .expect("the host page loads");
+    wait_host_unread(&bob, 3).await;
+
+    bob.proxy.set(Link::NoSocket);
+    bob.open_chat().await;
+    bob.wait_offline().await;
+    bob.choose("Alice").await;
+    bob.wait_message("three", PATIENCE).await;
+    wait_host_unread(&bob, 0).await;
+    bob.open_chat().await;
+    bob.back().await;
+    world.post(&room, "alice", "four").await;
+
+    bob.reload().await;
+    bob.open_chat().await;
+    bob.wait_offline().await;
+    wait_host_unread(&bob, 0).await;
+    assert_eq!(
+        server_unread(&world, "bob").await,
+        4,
+        "the server has not heard"
+    );
+
+    bob.proxy.set(Link::Up);
+    bob.open_chat().await;
+    bob.wait_status("Online").await;
+    wait_host_unread(&bob, 1).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(host_unread(&bob).await, Some(1), "and it stays so");
+    assert_eq!(server_unread(&world, "bob").await, 1);
+    world.finish(vec![bob]).await;
 }
 
 pub async fn a_room_restored_from_a_backup_is_rebuilt(db: Db) {
