@@ -25,6 +25,17 @@ async fn wait_host_unread(person: &Person, n: u64) {
         .await;
 }
 
+/// Opens the host page, the chat closed, and waits until it hears `n`
+/// unread.
+async fn host_page_hears(person: &Person, n: u64) {
+    person
+        .browser
+        .goto(&person.page_url(Page::Plain))
+        .await
+        .expect("the host page loads");
+    wait_host_unread(person, n).await;
+}
+
 /// The server's unread total for a user (the site's backend asks).
 async fn server_unread(world: &World, user: &str) -> u64 {
     let res = world
@@ -50,11 +61,7 @@ pub async fn read_state_is_the_servers_and_shown(db: Db) {
     // A fresh browser: the host page hears the count before the chat is
     // ever opened, and a closed panel reads nothing.
     let bob = world.person("bob").await;
-    bob.browser
-        .goto(&bob.page_url(Page::Plain))
-        .await
-        .expect("the host page loads");
-    wait_host_unread(&bob, 2).await;
+    host_page_hears(&bob, 2).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(
         server_unread(&world, "bob").await,
@@ -92,11 +99,7 @@ pub async fn read_state_is_the_servers_and_shown(db: Db) {
 
     // His second browser agrees: nothing unread, before the chat opens.
     let bob2 = world.person("bob").await;
-    bob2.browser
-        .goto(&bob2.page_url(Page::Plain))
-        .await
-        .expect("the host page loads");
-    wait_host_unread(&bob2, 0).await;
+    host_page_hears(&bob2, 0).await;
 
     // A message while his panel is closed stays unread on every device.
     bob.browser.enter_parent_frame().await.ok();
@@ -139,11 +142,7 @@ pub async fn what_was_read_offline_counts_after_a_reload(db: Db) {
         world.post(&room, "alice", body).await;
     }
     let bob = world.person("bob").await;
-    bob.browser
-        .goto(&bob.page_url(Page::Plain))
-        .await
-        .expect("the host page loads");
-    wait_host_unread(&bob, 3).await;
+    host_page_hears(&bob, 3).await;
 
     bob.proxy.set(Link::NoSocket);
     bob.open_chat().await;
