@@ -6,8 +6,8 @@ use super::{Store, StoreError, conflict_on_unique, new_id, now_ms};
 use crate::auth::{self, Secret};
 use natter_shared::api::{Receipts, Settings};
 use natter_shared::{FileId, SiteId};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -101,6 +101,46 @@ pub struct NewSite {
     pub api_key: Secret,
 }
 
+/// Takes the site's row for the rest of the transaction, before it reads
+/// anything: a write to the row that changes nothing holds the row's
+/// lock (MySQL) or the database's write lock (SQLite), so another
+/// transaction that does the same waits for this one to end. Not found
+/// if there is no such site.
+pub(super) async fn lock_site(
+    tx: &mut Transaction<'_, Any>,
+    site: &SiteId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE sites SET name = name WHERE id = ?")
+        .bind(site.as_str())
+        .execute(&mut **tx)
+        .await?;
+    let exists = sqlx::query("SELECT 1 FROM sites WHERE id = ?")
+        .bind(site.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound),
+    }
+}
+
+/// Inserts a site's origins (none of them there yet).
+async fn insert_origins(
+    tx: &mut Transaction<'_, Any>,
+    site: &SiteId,
+    origins: &[String],
+) -> Result<(), StoreError> {
+    for origin in origins {
+        sqlx::query("INSERT INTO site_origins (site_id, origin) VALUES (?, ?)")
+            .bind(site.as_str())
+            .bind(origin.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_on_unique)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Creates a site with a fresh token secret and API key.
     pub async fn create_site(
@@ -127,14 +167,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(conflict_on_unique)?;
-        for origin in origins {
-            sqlx::query("INSERT INTO site_origins (site_id, origin) VALUES (?, ?)")
-                .bind(id.as_str())
-                .bind(origin.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_on_unique)?;
-        }
+        insert_origins(&mut tx, &id, origins).await?;
         tx.commit().await?;
         Ok(NewSite {
             site: Site {
@@ -177,33 +210,20 @@ impl Store {
         origins: Option<&[String]>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // A write first, so the transaction holds the write lock (SQLite)
-        // or the site's row (MySQL) before it reads anything.
-        sqlx::query("UPDATE sites SET name = COALESCE(?, name) WHERE id = ?")
-            .bind(name)
-            .bind(site.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let exists = sqlx::query("SELECT 1 FROM sites WHERE id = ?")
-            .bind(site.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound);
+        lock_site(&mut tx, site).await?;
+        if let Some(name) = name {
+            sqlx::query("UPDATE sites SET name = ? WHERE id = ?")
+                .bind(name)
+                .bind(site.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         if let Some(origins) = origins {
             sqlx::query("DELETE FROM site_origins WHERE site_id = ?")
                 .bind(site.as_str())
                 .execute(&mut *tx)
                 .await?;
-            for origin in origins {
-                sqlx::query("INSERT INTO site_origins (site_id, origin) VALUES (?, ?)")
-                    .bind(site.as_str())
-                    .bind(origin.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(conflict_on_unique)?;
-            }
+            insert_origins(&mut tx, site, origins).await?;
         }
         tx.commit().await?;
         self.sites.forget(site);

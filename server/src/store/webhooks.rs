@@ -114,13 +114,8 @@ impl Store {
     ) -> Result<Webhook, StoreError> {
         let id: String = new_id("wh")?;
         let mut tx = self.pool.begin().await?;
-        // A write to the site's row first: it takes the row's lock (MySQL)
-        // or the database's write lock (SQLite), so two endpoints added at
-        // once are counted one after the other.
-        sqlx::query("UPDATE sites SET name = name WHERE id = ?")
-            .bind(site.as_str())
-            .execute(&mut *tx)
-            .await?;
+        // Two endpoints added at once are counted one after the other.
+        super::sites::lock_site(&mut tx, site).await?;
         let row = sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE site_id = ?")
             .bind(site.as_str())
             .fetch_one(&mut *tx)
